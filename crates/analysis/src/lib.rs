@@ -1,0 +1,13 @@
+//! Analysis of spectra and training runs: summaries and outlier counts, sweep comparisons,
+//! Gauss-Newton/residual decomposition, class structure, interpolation, plots and reports.
+pub mod outliers;
+pub mod plots;
+mod summary;
+
+pub use outliers::{count_outliers, elbow_cutoff, OutlierCounts};
+pub use summary::{summarize, Compare, SpectrumSummary, Summary, SummaryParams};
+
+pub fn register(r: &mut hesslab_pipeline::Registry) {
+    r.add::<SpectrumSummary>();
+    r.add::<Compare>();
+}

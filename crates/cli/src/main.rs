@@ -1,0 +1,134 @@
+//! `hesslab`: run, validate and inspect Hessian-analysis pipelines.
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hesslab_pipeline::{Plan, PipelineFile, RunOptions, Runner, StageOutcome};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hesslab", version, about = "Hessian spectra of over-parametrized networks, as declarative pipelines")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a pipeline (stages whose inputs and parameters did not change are skipped).
+    Run {
+        file: PathBuf,
+        /// Output directory (overrides [pipeline].out).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rerun every stage.
+        #[arg(long)]
+        force: bool,
+        /// Run only this stage and what it needs (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Rerun this stage and everything downstream (repeatable).
+        #[arg(long)]
+        from: Vec<String>,
+        /// Stages run concurrently (default: number of cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Override a parameter: --set stage.param=value (TOML value).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Print stage progress even when stderr is not a terminal.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Check a pipeline without running it; reports every problem at once.
+    Validate {
+        file: PathBuf,
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
+    /// List stage kinds with their ports and parameters.
+    Stages { kind: Option<String> },
+    /// Print a Parquet artifact's schema, metadata and first rows.
+    Show {
+        file: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        rows: usize,
+    },
+    /// Print the expanded stage graph of a pipeline.
+    Dag {
+        file: PathBuf,
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
+    /// Measure speed ratios against baselines timed in the same run.
+    Bench {
+        /// Quick mode: smaller sizes (for CI smoke runs).
+        #[arg(long)]
+        quick: bool,
+        /// Only these benchmarks (hvp, dense, eigen, lanczos, slq, train).
+        #[arg(long)]
+        only: Vec<String>,
+    },
+}
+
+fn load(file: &PathBuf, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
+    let mut pf = PipelineFile::load(file, set)?;
+    if let Some(o) = out {
+        pf.out = o.clone();
+    }
+    Ok(Plan::build(pf, &hesslab::registry())?)
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { file, out, force, only, from, jobs, set, verbose } => {
+            let plan = load(&file, &set, out.as_ref())?;
+            let t0 = std::time::Instant::now();
+            let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose })?;
+            println!(
+                "pipeline `{}`: {} ran, {} skipped (up to date), {} not selected, in {:.1}s; artifacts in {}",
+                plan.file.name,
+                report.count(StageOutcome::Ran),
+                report.count(StageOutcome::Skipped),
+                report.count(StageOutcome::NotSelected),
+                t0.elapsed().as_secs_f64(),
+                report.out_dir.display()
+            );
+            for i in &report.instances {
+                let what = match i.outcome {
+                    StageOutcome::Ran => format!("ran {:.2}s", i.seconds),
+                    StageOutcome::Skipped => "up to date".into(),
+                    StageOutcome::NotSelected => continue,
+                };
+                println!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
+            }
+        }
+        Cmd::Validate { file, set } => {
+            let plan = load(&file, &set, None)?;
+            println!("{}: valid ({} member(s), {} stage instance(s))", file.display(), plan.members.len(), plan.instances.len());
+        }
+        Cmd::Stages { kind } => {
+            let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref()).map_err(anyhow::Error::msg)?;
+            print!("{s}");
+        }
+        Cmd::Show { file, rows } => print!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?),
+        Cmd::Dag { file, set } => print!("{}", load(&file, &set, None)?.describe()),
+        Cmd::Bench { quick, only } => hesslab::bench::run(quick, &only)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut src = e.source();
+            while let Some(s) = src {
+                eprintln!("  caused by: {s}");
+                src = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `digits`: the UCI optical-digits test split (1797 8×8 images, 10 classes), vendored in
+//! `data/optdigits/` under CC BY 4.0 and compiled into the binary so it is always available.
+use crate::{dataset_port, rng::Rng, Dataset};
+use hesslab_pipeline::{PortSpec, StageContext, StageError, StageKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+static DIGITS_GZ: &[u8] = include_bytes!("../../../data/optdigits/digits.csv.gz");
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelScaling {
+    /// Raw counts 0..16.
+    None,
+    /// Divide by 16 (values in [0, 1]).
+    Unit,
+    /// Zero mean, unit variance per pixel (training statistics).
+    Standardize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigitsParams {
+    /// Number of examples to keep (train + test), stratified by class; 0 keeps all 1797.
+    pub n: usize,
+    /// Fraction of each class held out as the test split.
+    pub test_fraction: f64,
+    /// Pixel scaling: "none", "unit" (÷16) or "standardize".
+    pub scale: PixelScaling,
+    /// Read this digits.csv(.gz) instead of the vendored copy (65 integers per row).
+    pub path: Option<String>,
+}
+
+impl Default for DigitsParams {
+    fn default() -> Self {
+        DigitsParams { n: 0, test_fraction: 0.2, scale: PixelScaling::Unit, path: None }
+    }
+}
+
+pub struct Digits;
+
+/// Parse "64 pixels, label" rows.
+pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let vals: Result<Vec<f64>, _> = line.split(',').map(|s| s.trim().parse::<f64>()).collect();
+        let vals = vals.map_err(|e| format!("line {}: {e}", i + 1))?;
+        if vals.len() != 65 {
+            return Err(format!("line {}: expected 65 values, found {}", i + 1, vals.len()));
+        }
+        let label = vals[64];
+        if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
+            return Err(format!("line {}: label {label} is not in 0..9", i + 1));
+        }
+        x.extend_from_slice(&vals[..64]);
+        y.push(label as u32);
+    }
+    Ok((x, y))
+}
+
+fn gunzip(bytes: &[u8]) -> Result<String, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| format!("gzip: {e}"))?;
+        Ok(s)
+    } else {
+        String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// Keep `n` examples stratified by class (0 = all) and mark a per-class test fraction.
+/// Returns (index, is_train) in class order.
+pub fn stratified_split(y: &[u32], num_classes: usize, n: usize, test_fraction: f64, rng: &mut Rng) -> Vec<(usize, bool)> {
+    let total = y.len();
+    let n = if n == 0 || n > total { total } else { n };
+    let mut out = Vec::new();
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
+    for (i, &c) in y.iter().enumerate() {
+        by_class[c as usize].push(i);
+    }
+    // Largest-remainder allocation of n over classes in proportion to their sizes.
+    let quotas: Vec<f64> = by_class.iter().map(|v| v.len() as f64 * n as f64 / total as f64).collect();
+    let mut take: Vec<usize> = quotas.iter().map(|q| q.floor() as usize).collect();
+    let mut rest: Vec<usize> = (0..num_classes).collect();
+    rest.sort_by(|&a, &b| (quotas[b] - quotas[b].floor()).total_cmp(&(quotas[a] - quotas[a].floor())).then(a.cmp(&b)));
+    let mut left = n - take.iter().sum::<usize>();
+    for c in rest {
+        if left == 0 {
+            break;
+        }
+        if take[c] < by_class[c].len() {
+            take[c] += 1;
+            left -= 1;
+        }
+    }
+    for (c, idx) in by_class.iter_mut().enumerate() {
+        rng.shuffle(idx);
+        let m = take[c];
+        let n_test = ((m as f64) * test_fraction).round() as usize;
+        let mut chosen: Vec<usize> = idx[..m].to_vec();
+        chosen.sort_unstable();
+        for (j, &i) in chosen.iter().enumerate() {
+            out.push((i, j >= n_test));
+        }
+    }
+    out
+}
+
+impl StageKind for Digits {
+    type Params = DigitsParams;
+    const KIND: &'static str = "digits";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "UCI optical digits (1797 8×8 images, 10 classes; CC BY 4.0, Alpaydin & Kaynak 1998), stratified subsample, pixel scaling, test split. Stands in for the papers' 1K MNIST subsets.";
+    fn inputs() -> Vec<PortSpec> {
+        vec![]
+    }
+    fn outputs() -> Vec<PortSpec> {
+        vec![dataset_port()]
+    }
+    fn check(p: &DigitsParams) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !(0.0..1.0).contains(&p.test_fraction) {
+            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
+        }
+        if p.n > 1797 && p.path.is_none() {
+            e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
+        }
+        e
+    }
+    fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let bytes = match &p.path {
+            Some(path) => std::fs::read(path).map_err(|e| StageError::msg(format!("cannot read digits file `{path}`: {e}")))?,
+            None => DIGITS_GZ.to_vec(),
+        };
+        let text = gunzip(&bytes).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
+        let (x, y) = parse_digits_csv(&text).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
+        let mut rng = Rng::new(ctx.seed);
+        let keep = stratified_split(&y, 10, p.n, p.test_fraction, &mut rng);
+        let scale = if p.scale == PixelScaling::Unit { 1.0 / 16.0 } else { 1.0 };
+        let mut ds = Dataset {
+            dim: 64,
+            num_classes: 10,
+            x: keep.iter().flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale)).collect(),
+            y: keep.iter().map(|&(i, _)| y[i]).collect(),
+            split: keep.iter().map(|&(_, t)| t).collect(),
+            feature_names: (0..64).map(|j| format!("pixel_{}_{}", j / 8, j % 8)).collect(),
+            info: serde_json::json!({"generator": "digits", "params": p, "seed": ctx.seed,
+                "source": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0)"}),
+        };
+        if p.scale == PixelScaling::Standardize {
+            ds.standardize();
+        }
+        ds.write(ctx, "dataset")?;
+        ctx.share("dataset", std::sync::Arc::new(ds));
+        Ok(())
+    }
+}

@@ -1,0 +1,352 @@
+//! Exact curvature-vector products of a network's loss by the R-operator (forward-over-reverse,
+//! Pearlmutter 1994), for blocks of vectors, split into the generalized Gauss-Newton and
+//! residual parts: H v = G v + R v.
+//!
+//! Per chunk of samples the forward pass, the loss derivatives and the back-propagated signals
+//! are computed once when the operator is built; an application then costs one R-forward and
+//! one R-backward pass, expressed as matrix products over the k vectors of the block.
+use crate::operator::{Counter, LinearOperator};
+use faer::{Accum, Mat, MatMut, MatRef};
+use hesslab_data::Split;
+use hesslab_model::{chunks, eval_loss, loss_hess_apply, mm, weight_t, Activation, Forward, LayerLayout, Mlp};
+use rayon::prelude::*;
+
+/// Which curvature matrix an operator applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CurvatureKind {
+    /// The exact Hessian of the mean loss.
+    Hessian,
+    /// Generalized Gauss-Newton G = (1/N) Σ Jᵢᵀ ∇²ℓᵢ Jᵢ.
+    GaussNewton,
+    /// Residual R = H − G = (1/N) Σ_c ∂ℓ/∂f_c ∇²f_c.
+    Residual,
+    /// Uncentered second moment of per-sample gradients (1/N) Σ gᵢgᵢᵀ.
+    EmpiricalFisher,
+    /// Centered covariance of per-sample gradients (1/N) Σ (gᵢ − ḡ)(gᵢ − ḡ)ᵀ.
+    GradientCovariance,
+}
+
+impl CurvatureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CurvatureKind::Hessian => "hessian",
+            CurvatureKind::GaussNewton => "gauss_newton",
+            CurvatureKind::Residual => "residual",
+            CurvatureKind::EmpiricalFisher => "empirical_fisher",
+            CurvatureKind::GradientCovariance => "gradient_covariance",
+        }
+    }
+}
+
+struct ChunkCache {
+    r0: usize,
+    r1: usize,
+    fwd: Forward,
+    probs: Mat<f64>,
+    /// Back-propagated signals ∂L/∂z_l (already divided by N).
+    sig: Vec<Mat<f64>>,
+    /// σ'(z_l), and (G_{l+1} W_{l+1}) ⊙ σ''(z_l), for hidden layers.
+    d1: Vec<Mat<f64>>,
+    gw_d2: Vec<Option<Mat<f64>>>,
+}
+
+/// A curvature operator of a network's mean loss over a fixed set of samples.
+pub struct ModelCurvature {
+    pub model: Mlp,
+    pub data: Split,
+    pub kind: CurvatureKind,
+    layers: Vec<LayerLayout>,
+    cache: Vec<ChunkCache>,
+    mean_grad: Vec<f64>,
+    pub loss: f64,
+    count: Counter,
+}
+
+impl ModelCurvature {
+    pub fn new(model: Mlp, data: Split, kind: CurvatureKind) -> Self {
+        let layers = model.arch.layers();
+        let n = data.len();
+        let act = model.arch.activation;
+        let second_order = !matches!(act, Activation::Relu | Activation::Identity);
+        let cache: Vec<ChunkCache> = chunks(n)
+            .into_par_iter()
+            .map(|(r0, r1)| {
+                let x = data.x.as_ref().subrows(r0, r1 - r0);
+                let fwd = model.forward(x);
+                let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
+                let mut g = le.dz;
+                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
+                let sig = model.backprop(&model.params, &fwd, g);
+                let nl = layers.len();
+                let mut d1 = Vec::new();
+                let mut gw_d2 = Vec::new();
+                for l in 0..nl - 1 {
+                    let (z, a) = (&fwd.z[l], &fwd.a[l]);
+                    d1.push(Mat::from_fn(z.nrows(), z.ncols(), |i, j| act.d1(z[(i, j)], a[(i, j)])));
+                    if second_order {
+                        // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
+                        let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
+                        mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
+                        for j in 0..z.ncols() {
+                            for i in 0..z.nrows() {
+                                gw[(i, j)] *= act.d2(z[(i, j)], a[(i, j)]);
+                            }
+                        }
+                        gw_d2.push(Some(gw));
+                    } else {
+                        gw_d2.push(None);
+                    }
+                }
+                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2 }
+            })
+            .collect();
+        let mut mean_grad = vec![0.0; model.num_params()];
+        let mut loss = 0.0;
+        if n > 0 {
+            let (l, g) = model.loss_grad(data.x.as_ref(), &data.y);
+            mean_grad = g;
+            loss = l;
+        }
+        ModelCurvature { model, data, kind, layers, cache, mean_grad, loss, count: Counter::default() }
+    }
+
+    pub fn num_samples(&self) -> usize {
+        self.data.len()
+    }
+    pub fn mean_gradient(&self) -> &[f64] {
+        &self.mean_grad
+    }
+
+    /// Σ over chunks (in chunk order) of the chunk's contribution to A·V.
+    fn apply_impl(&self, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>, parallel: bool) {
+        let p = self.model.num_params();
+        let k = v.ncols();
+        let part = |c: &ChunkCache| {
+            let mut o = Mat::<f64>::zeros(p, k);
+            match self.kind {
+                CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(c, v, o.as_mut()),
+                _ => self.rop_chunk(c, v, o.as_mut()),
+            }
+            o
+        };
+        let parts: Vec<Mat<f64>> = if parallel { self.cache.par_iter().map(part).collect() } else { self.cache.iter().map(part).collect() };
+        out.fill(0.0);
+        for pm in &parts {
+            out += pm;
+        }
+        if self.kind == CurvatureKind::GradientCovariance {
+            // Subtract ḡ ḡᵀ v.
+            let g = &self.mean_grad;
+            for j in 0..k {
+                let dot: f64 = (0..p).map(|i| g[i] * v[(i, j)]).sum();
+                for i in 0..p {
+                    out[(i, j)] -= g[i] * dot;
+                }
+            }
+        }
+    }
+
+    /// Apply to a block without parallelism over samples (callers parallelize over blocks).
+    pub fn apply_block_sequential(&self, v: MatRef<'_, f64>, out: MatMut<'_, f64>) {
+        self.count.add(v.ncols());
+        self.apply_impl(v, out, false);
+    }
+
+    /// V's layer-l weights for every vector, as n_in × (k·n_out): [Vᵀ⁽¹⁾ | … | Vᵀ⁽ᵏ⁾].
+    fn stack_wt(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
+        let (ni, no) = (ly.n_in, ly.n_out);
+        let k = v.ncols();
+        Mat::from_fn(ni, k * no, |i, c| {
+            let (j, o) = (c / no, c % no);
+            v[(ly.w + o * ni + i, j)]
+        })
+    }
+    /// [V⁽¹⁾ | … | V⁽ᵏ⁾] as n_out × (k·n_in).
+    fn stack_w(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
+        let (ni, no) = (ly.n_in, ly.n_out);
+        let k = v.ncols();
+        Mat::from_fn(no, k * ni, |o, c| {
+            let (j, i) = (c / ni, c % ni);
+            v[(ly.w + o * ni + i, j)]
+        })
+    }
+
+    fn rop_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
+        let kind = self.kind;
+        let with_loss = kind != CurvatureKind::Residual;
+        let with_second = kind != CurvatureKind::GaussNewton;
+        let w = &self.model.params;
+        let x = self.data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
+        let nc = c.r1 - c.r0;
+        let k = v.ncols();
+        let n = self.data.len() as f64;
+        let nl = self.layers.len();
+        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors.
+        let mut rz: Vec<Mat<f64>> = Vec::with_capacity(nl);
+        let mut ra: Vec<Mat<f64>> = Vec::with_capacity(nl);
+        for (l, ly) in self.layers.iter().enumerate() {
+            let no = ly.n_out;
+            let mut rzl = Mat::<f64>::zeros(nc, k * no);
+            let input = c.fwd.input(x, l);
+            mm(rzl.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
+            if l > 0 {
+                let wt = weight_t(w, ly);
+                let ni = ly.n_in;
+                for j in 0..k {
+                    mm(rzl.as_mut().subcols_mut(j * no, no), Accum::Add, ra[l - 1].as_ref().subcols(j * ni, ni), wt);
+                }
+            }
+            if let Some(b) = ly.b {
+                for j in 0..k {
+                    for o in 0..no {
+                        let vb = v[(b + o, j)];
+                        if vb != 0.0 {
+                            rzl.col_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
+                        }
+                    }
+                }
+            }
+            if l + 1 < nl {
+                let d1 = &c.d1[l];
+                let ral = Mat::from_fn(nc, k * no, |i, col| d1[(i, col % no)] * rzl[(i, col)]);
+                ra.push(ral);
+            }
+            rz.push(rzl);
+        }
+        // R-backward.
+        let cdim = self.layers[nl - 1].n_out;
+        let mut rg = Mat::<f64>::zeros(nc, k * cdim);
+        if with_loss {
+            for j in 0..k {
+                loss_hess_apply(
+                    self.model.arch.loss,
+                    c.probs.as_ref(),
+                    rz[nl - 1].as_ref().subcols(j * cdim, cdim),
+                    rg.as_mut().subcols_mut(j * cdim, cdim),
+                );
+            }
+            rg.as_mut().col_iter_mut().for_each(|col| col.iter_mut().for_each(|x| *x /= n));
+        }
+        for l in (0..nl).rev() {
+            let ly = &self.layers[l];
+            let (ni, no) = (ly.n_in, ly.n_out);
+            let input = c.fwd.input(x, l);
+            // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l).
+            let mut gw = Mat::<f64>::zeros(ni, k * no);
+            mm(gw.as_mut(), Accum::Replace, input.transpose(), rg.as_ref());
+            let mut gw2 = None;
+            if with_second && l > 0 {
+                let mut t = Mat::<f64>::zeros(k * ni, no);
+                mm(t.as_mut(), Accum::Replace, ra[l - 1].as_ref().transpose(), c.sig[l].as_ref());
+                gw2 = Some(t);
+            }
+            for j in 0..k {
+                for o in 0..no {
+                    for i in 0..ni {
+                        let mut val = gw[(i, j * no + o)];
+                        if let Some(t) = &gw2 {
+                            val += t[(j * ni + i, o)];
+                        }
+                        out[(ly.w + o * ni + i, j)] += val;
+                    }
+                }
+                if let Some(b) = ly.b {
+                    for o in 0..no {
+                        out[(b + o, j)] += rg.col(j * no + o).iter().sum::<f64>();
+                    }
+                }
+            }
+            if l == 0 {
+                break;
+            }
+            // RG_{l-1} = (RG_l W_l + G_l V_l) ⊙ σ' + (G_l W_l) ⊙ σ'' ⊙ RZ_{l-1}.
+            let wt = weight_t(w, ly);
+            let mut t = Mat::<f64>::zeros(nc, k * ni);
+            for j in 0..k {
+                mm(t.as_mut().subcols_mut(j * ni, ni), Accum::Replace, rg.as_ref().subcols(j * no, no), wt.transpose());
+            }
+            if with_second {
+                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), Self::stack_w(v, ly).as_ref());
+            }
+            let d1 = &c.d1[l - 1];
+            let gwd2 = if with_second { c.gw_d2[l - 1].as_ref() } else { None };
+            let rzp = &rz[l - 1];
+            rg = Mat::from_fn(nc, k * ni, |i, col| {
+                let u = col % ni;
+                let mut val = t[(i, col)] * d1[(i, u)];
+                if let Some(g2) = gwd2 {
+                    val += g2[(i, u)] * rzp[(i, col)];
+                }
+                val
+            });
+        }
+    }
+
+    /// Empirical Fisher block product: (1/N) Σᵢ gᵢ (gᵢᵀ v).
+    fn fisher_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
+        let x = self.data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
+        let nc = c.r1 - c.r0;
+        let n = self.data.len() as f64;
+        let k = v.ncols();
+        // Per-sample signals Δ_l = N · sig_l; s = gᵢᵀ v (nc × k).
+        let mut s = Mat::<f64>::zeros(nc, k);
+        for (l, ly) in self.layers.iter().enumerate() {
+            let no = ly.n_out;
+            let input = c.fwd.input(x, l);
+            let mut av = Mat::<f64>::zeros(nc, k * no);
+            mm(av.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
+            if let Some(b) = ly.b {
+                for j in 0..k {
+                    for o in 0..no {
+                        let vb = v[(b + o, j)];
+                        av.col_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
+                    }
+                }
+            }
+            let sig = &c.sig[l];
+            for j in 0..k {
+                for o in 0..no {
+                    for i in 0..nc {
+                        s[(i, j)] += n * sig[(i, o)] * av[(i, j * no + o)];
+                    }
+                }
+            }
+        }
+        // out_j = Σᵢ s_ij gᵢ / N = Σᵢ (s_ij/N) · N·sig_i ⊗ a_i = Σᵢ s_ij sig_i ⊗ a_i.
+        for j in 0..k {
+            let scaled: Vec<Mat<f64>> = c.sig.iter().map(|sg| Mat::from_fn(nc, sg.ncols(), |i, o| sg[(i, o)] * s[(i, j)])).collect();
+            let mut col = vec![0.0; self.model.num_params()];
+            self.model.accumulate(x, &c.fwd, &scaled, &mut col);
+            for (i, val) in col.iter().enumerate() {
+                out[(i, j)] += val;
+            }
+        }
+    }
+}
+
+impl LinearOperator for ModelCurvature {
+    fn dim(&self) -> usize {
+        self.model.num_params()
+    }
+    fn apply_block(&self, v: MatRef<'_, f64>, out: MatMut<'_, f64>) {
+        self.count.add(v.ncols());
+        self.apply_impl(v, out, true);
+    }
+    fn applications(&self) -> u64 {
+        self.count.get()
+    }
+    fn describe(&self) -> String {
+        format!("{} of {} over {} samples", self.kind.name(), self.model.arch.describe(), self.data.len())
+    }
+}
+
+/// Central finite-difference Hessian-vector product of the mean loss: an independent
+/// cross-check only (it is not exact).
+pub fn finite_difference_hvp(model: &Mlp, data: &Split, v: &[f64], eps: f64) -> Vec<f64> {
+    let wp: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w + eps * d).collect();
+    let wm: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w - eps * d).collect();
+    let (_, gp) = model.loss_grad_at(&wp, data.x.as_ref(), &data.y);
+    let (_, gm) = model.loss_grad_at(&wm, data.x.as_ref(), &data.y);
+    gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * eps)).collect()
+}

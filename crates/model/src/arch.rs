@@ -1,0 +1,149 @@
+//! Architecture of a fully connected network and its flat parameter layout.
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    Identity,
+}
+
+impl Activation {
+    #[inline]
+    pub fn f(self, z: f64) -> f64 {
+        match self {
+            Activation::Relu => z.max(0.0),
+            Activation::Tanh => z.tanh(),
+            Activation::Sigmoid => sigmoid(z),
+            Activation::Identity => z,
+        }
+    }
+    /// σ'(z), given z and a = σ(z).
+    #[inline]
+    pub fn d1(self, z: f64, a: f64) -> f64 {
+        match self {
+            Activation::Relu => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Tanh => 1.0 - a * a,
+            Activation::Sigmoid => a * (1.0 - a),
+            Activation::Identity => 1.0,
+        }
+    }
+    /// σ''(z), given z and a = σ(z). ReLU's is 0 almost everywhere.
+    #[inline]
+    pub fn d2(self, _z: f64, a: f64) -> f64 {
+        match self {
+            Activation::Relu | Activation::Identity => 0.0,
+            Activation::Tanh => -2.0 * a * (1.0 - a * a),
+            Activation::Sigmoid => a * (1.0 - a) * (1.0 - 2.0 * a),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Identity => "identity",
+        }
+    }
+}
+
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Softmax cross-entropy, mean over samples.
+    CrossEntropy,
+    /// ½‖f − onehot(y)‖², mean over samples.
+    Mse,
+    /// Binary logistic loss on one sigmoid output (labels 0/1).
+    Logistic,
+}
+
+/// Layer l maps n_in → n_out; its weight (n_out × n_in, row-major) starts at `w`, its bias at `b`.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerLayout {
+    pub n_in: usize,
+    pub n_out: usize,
+    pub w: usize,
+    pub b: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Architecture {
+    /// Layer widths: input, hidden..., output.
+    pub sizes: Vec<usize>,
+    pub activation: Activation,
+    pub bias: bool,
+    pub loss: LossKind,
+}
+
+impl Architecture {
+    pub fn layers(&self) -> Vec<LayerLayout> {
+        let mut off = 0;
+        let mut out = Vec::new();
+        for w in self.sizes.windows(2) {
+            let (n_in, n_out) = (w[0], w[1]);
+            let wo = off;
+            off += n_in * n_out;
+            let b = if self.bias {
+                let b = off;
+                off += n_out;
+                Some(b)
+            } else {
+                None
+            };
+            out.push(LayerLayout { n_in, n_out, w: wo, b });
+        }
+        out
+    }
+    pub fn num_params(&self) -> usize {
+        self.sizes.windows(2).map(|w| w[0] * w[1] + if self.bias { w[1] } else { 0 }).sum()
+    }
+    pub fn num_layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+    pub fn input_dim(&self) -> usize {
+        self.sizes[0]
+    }
+    pub fn output_dim(&self) -> usize {
+        *self.sizes.last().unwrap()
+    }
+    /// PyTorch-style tensor names and ranges, in `parameters()` order.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, std::ops::Range<usize>)> {
+        let mut v = Vec::new();
+        for (l, ly) in self.layers().iter().enumerate() {
+            v.push((format!("layers.{l}.weight"), vec![ly.n_out, ly.n_in], ly.w..ly.w + ly.n_in * ly.n_out));
+            if let Some(b) = ly.b {
+                v.push((format!("layers.{l}.bias"), vec![ly.n_out], b..b + ly.n_out));
+            }
+        }
+        v
+    }
+    /// Short description, e.g. "100→30→30→10 relu".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("→"),
+            self.activation.name(),
+            if self.bias { "" } else { " (no bias)" }
+        )
+    }
+}

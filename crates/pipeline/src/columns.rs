@@ -1,0 +1,158 @@
+//! Small helpers to declare, build and read the columns hesslab artifacts use.
+use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, Int64Array, ListArray,
+    RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field};
+use std::sync::Arc;
+
+pub fn f64_field(name: &str) -> Field {
+    Field::new(name, DataType::Float64, false)
+}
+pub fn f64_null_field(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+pub fn u32_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt32, false)
+}
+pub fn u64_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt64, false)
+}
+pub fn i64_field(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+pub fn bool_field(name: &str) -> Field {
+    Field::new(name, DataType::Boolean, false)
+}
+pub fn utf8_field(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+pub fn utf8_null_field(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+/// `FixedSizeList<Float64>(n)`; n = 0 declares "any size".
+pub fn fixed_f64_field(name: &str, n: i32) -> Field {
+    Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), n), false)
+}
+pub fn list_f64_field(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), false)
+}
+pub fn list_u64_field(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))), false)
+}
+
+pub fn f64_array(v: impl IntoIterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(v))
+}
+pub fn f64_opt_array(v: impl IntoIterator<Item = Option<f64>>) -> ArrayRef {
+    Arc::new(v.into_iter().collect::<Float64Array>())
+}
+pub fn u32_array(v: impl IntoIterator<Item = u32>) -> ArrayRef {
+    Arc::new(UInt32Array::from_iter_values(v))
+}
+pub fn u64_array(v: impl IntoIterator<Item = u64>) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter_values(v))
+}
+pub fn i64_array(v: impl IntoIterator<Item = i64>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(v))
+}
+pub fn bool_array(v: impl IntoIterator<Item = bool>) -> ArrayRef {
+    Arc::new(v.into_iter().map(Some).collect::<BooleanArray>())
+}
+pub fn utf8_array<S: AsRef<str>>(v: impl IntoIterator<Item = S>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+pub fn utf8_opt_array(v: impl IntoIterator<Item = Option<String>>) -> ArrayRef {
+    Arc::new(v.into_iter().collect::<StringArray>())
+}
+/// Rows of width `n` from a flat row-major buffer.
+pub fn fixed_f64_array(flat: &[f64], n: usize) -> ArrayRef {
+    let rows = if n == 0 { 0 } else { flat.len() / n };
+    let mut b = FixedSizeListBuilder::with_capacity(Float64Builder::with_capacity(flat.len()), n as i32, rows)
+        .with_field(Arc::new(Field::new("item", DataType::Float64, false)));
+    for r in 0..rows {
+        b.values().append_slice(&flat[r * n..(r + 1) * n]);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+pub fn list_f64_array<'a>(rows: impl IntoIterator<Item = &'a [f64]>) -> ArrayRef {
+    let mut b = ListBuilder::new(Float64Builder::new());
+    for r in rows {
+        b.values().append_slice(r);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+pub fn list_u64_array<'a>(rows: impl IntoIterator<Item = &'a [u64]>) -> ArrayRef {
+    let mut b = ListBuilder::new(UInt64Builder::new());
+    for r in rows {
+        b.values().append_slice(r);
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+/// Errors when reading a column: the message names the column.
+pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+    let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+    c.as_any().downcast_ref::<T>().ok_or_else(|| format!("column `{name}` has type {:?}", c.data_type()))
+}
+pub fn f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, String> {
+    let a: &Float64Array = col(batch, name)?;
+    Ok(a.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+pub fn f64_opt_values(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, String> {
+    let a: &Float64Array = col(batch, name)?;
+    Ok(a.iter().collect())
+}
+pub fn u32_values(batch: &RecordBatch, name: &str) -> Result<Vec<u32>, String> {
+    let a: &UInt32Array = col(batch, name)?;
+    if a.null_count() > 0 {
+        return Err(format!("column `{name}` has nulls"));
+    }
+    Ok(a.values().to_vec())
+}
+pub fn u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<u64>, String> {
+    let a: &UInt64Array = col(batch, name)?;
+    Ok(a.values().to_vec())
+}
+pub fn i64_values(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, String> {
+    let a: &Int64Array = col(batch, name)?;
+    Ok(a.values().to_vec())
+}
+pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, String> {
+    let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+    let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
+        .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
+    Ok(c.iter().map(|s| s.unwrap_or("").to_string()).collect())
+}
+/// Flat row-major values and the row width of a `FixedSizeList<Float64>` column.
+pub fn fixed_f64_values(batch: &RecordBatch, name: &str) -> Result<(Vec<f64>, usize), String> {
+    let a: &FixedSizeListArray = col(batch, name)?;
+    let n = a.value_length() as usize;
+    let vals = a.values().as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
+    let off = a.offset() * n;
+    Ok((vals.values()[off..off + a.len() * n].to_vec(), n))
+}
+pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>, String> {
+    let a: &ListArray = col(batch, name)?;
+    let mut out = Vec::with_capacity(a.len());
+    for i in 0..a.len() {
+        let v = a.value(i);
+        let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
+        out.push(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect());
+    }
+    Ok(out)
+}
+pub fn list_u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<u64>>, String> {
+    let a: &ListArray = col(batch, name)?;
+    let mut out = Vec::with_capacity(a.len());
+    for i in 0..a.len() {
+        let v = a.value(i);
+        let v = v.as_any().downcast_ref::<UInt64Array>().ok_or_else(|| format!("column `{name}` items are not UInt64"))?;
+        out.push(v.values().to_vec());
+    }
+    Ok(out)
+}

@@ -1,0 +1,261 @@
+//! Parsing a pipeline TOML file, keeping enough position information to point every
+//! diagnostic at a file, line and key.
+use crate::{Error, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem found while validating a pipeline, located in its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if let Some(k) = &self.key {
+            write!(f, "key `{k}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// A stage table as written: its name, kind and every other key (inputs and parameters).
+#[derive(Debug, Clone)]
+pub struct StageDecl {
+    pub name: String,
+    pub kind: Option<String>,
+    pub table: toml::Table,
+}
+
+/// A parsed (not yet validated) pipeline file.
+#[derive(Debug, Clone)]
+pub struct PipelineFile {
+    pub path: PathBuf,
+    pub source: String,
+    pub name: String,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub description: String,
+    /// (stage, parameter, values) in key order.
+    pub sweep: Vec<(String, String, Vec<toml::Value>)>,
+    pub stages: Vec<StageDecl>,
+    /// Problems found while parsing; validation adds to them.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PipelineFile {
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let source = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.into(), source })?;
+        Self::parse(path, source, overrides)
+    }
+
+    /// Parse `source`; syntax errors (all of them) become an `Error::Invalid`.
+    pub fn parse(path: &Path, source: String, overrides: &[String]) -> Result<Self> {
+        let (_, errors) = toml::de::DeTable::parse_recoverable(&source);
+        if !errors.is_empty() {
+            let diags = errors
+                .iter()
+                .map(|e| {
+                    let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
+                    Diagnostic {
+                        file: path.into(),
+                        line,
+                        column,
+                        key: None,
+                        message: format!("TOML syntax error: {}", e.message().trim()),
+                    }
+                })
+                .collect();
+            return Err(Error::Invalid(diags));
+        }
+        let mut doc: toml::Table = match toml::from_str(&source) {
+            Ok(t) => t,
+            Err(e) => {
+                let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
+                return Err(Error::Invalid(vec![Diagnostic {
+                    file: path.into(),
+                    line,
+                    column,
+                    key: None,
+                    message: format!("TOML error: {}", e.message().trim()),
+                }]));
+            }
+        };
+        let mut pf = PipelineFile {
+            path: path.into(),
+            source,
+            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
+            seed: 0,
+            out: PathBuf::from("out"),
+            description: String::new(),
+            sweep: Vec::new(),
+            stages: Vec::new(),
+            diagnostics: Vec::new(),
+        };
+        for o in overrides {
+            pf.apply_override(&mut doc, o);
+        }
+        for (k, v) in &doc {
+            match k.as_str() {
+                "pipeline" | "sweep" | "stages" => {}
+                _ => {
+                    let _ = v;
+                    pf.diag(&[k], format!("unknown top-level table `{k}`; expected `pipeline`, `sweep` or `stages`"));
+                }
+            }
+        }
+        if let Some(p) = doc.get("pipeline") {
+            pf.read_pipeline_table(p);
+        }
+        match doc.get("stages") {
+            Some(toml::Value::Table(stages)) => {
+                for (name, v) in stages {
+                    match v {
+                        toml::Value::Table(t) => {
+                            let mut table = t.clone();
+                            let kind = match table.remove("kind") {
+                                Some(toml::Value::String(k)) => Some(k),
+                                Some(other) => {
+                                    pf.diag(&["stages", name, "kind"], format!("`kind` must be a string, found {}", other.type_str()));
+                                    None
+                                }
+                                None => {
+                                    pf.diag(&["stages", name], "stage has no `kind = \"...\"`".into());
+                                    None
+                                }
+                            };
+                            pf.stages.push(StageDecl { name: name.clone(), kind, table });
+                        }
+                        _ => pf.diag(&["stages", name], "a stage must be a table `[stages.NAME]`".into()),
+                    }
+                }
+            }
+            Some(_) => pf.diag(&["stages"], "`stages` must be a table of `[stages.NAME]` tables".into()),
+            None => pf.diag(&[], "the pipeline has no `[stages.NAME]` tables".into()),
+        }
+        if let Some(s) = doc.get("sweep") {
+            match s {
+                toml::Value::Table(t) => {
+                    for (stage, v) in t {
+                        match v {
+                            toml::Value::Table(params) => {
+                                for (param, values) in params {
+                                    match values {
+                                        toml::Value::Array(a) if !a.is_empty() => {
+                                            pf.sweep.push((stage.clone(), param.clone(), a.clone()))
+                                        }
+                                        _ => pf.diag(&["sweep", stage, param], "a sweep value must be a non-empty array".into()),
+                                    }
+                                }
+                            }
+                            _ => pf.diag(&["sweep", stage], "sweep keys are `STAGE.PARAM = [values...]`".into()),
+                        }
+                    }
+                }
+                _ => pf.diag(&["sweep"], "`sweep` must be a table".into()),
+            }
+        }
+        Ok(pf)
+    }
+
+    fn read_pipeline_table(&mut self, p: &toml::Value) {
+        let Some(t) = p.as_table() else {
+            self.diag(&["pipeline"], "`pipeline` must be a table".into());
+            return;
+        };
+        for (k, v) in t {
+            match (k.as_str(), v) {
+                ("name", toml::Value::String(s)) => {
+                    if s.is_empty() || s.contains(['/', '\\']) {
+                        self.diag(&["pipeline", "name"], "name must be non-empty and contain no path separators".into());
+                    } else {
+                        self.name = s.clone()
+                    }
+                }
+                ("seed", toml::Value::Integer(i)) if *i >= 0 => self.seed = *i as u64,
+                ("out", toml::Value::String(s)) => self.out = PathBuf::from(s),
+                ("description", toml::Value::String(s)) => self.description = s.clone(),
+                ("name" | "out" | "description", v) => {
+                    self.diag(&["pipeline", k], format!("expected a string, found {}", v.type_str()))
+                }
+                ("seed", v) => self.diag(&["pipeline", k], format!("expected a non-negative integer, found {v}")),
+                _ => self.diag(&["pipeline", k], format!("unknown key `{k}` in [pipeline]; known: name, seed, out, description")),
+            }
+        }
+    }
+
+    /// `--set stage.param=value` (value parsed as TOML, else taken as a string).
+    fn apply_override(&mut self, doc: &mut toml::Table, o: &str) {
+        let Some((path, raw)) = o.split_once('=') else {
+            self.diag_at(1, 1, Some(o.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
+            return;
+        };
+        let path = path.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let Some((head, param)) = path.split_once('.') else {
+            self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
+            return;
+        };
+        let table = if head == "pipeline" {
+            doc.entry("pipeline").or_insert_with(|| toml::Value::Table(Default::default()))
+        } else {
+            let stages = doc.entry("stages").or_insert_with(|| toml::Value::Table(Default::default()));
+            match stages.as_table_mut().and_then(|s| s.get_mut(head)) {
+                Some(t) => t,
+                None => {
+                    self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: no stage named `{head}`"));
+                    return;
+                }
+            }
+        };
+        if let Some(t) = table.as_table_mut() {
+            t.insert(param.to_string(), value);
+        }
+    }
+
+    pub(crate) fn diag(&mut self, path: &[&str], message: String) {
+        let (line, column) = self.locate(path);
+        let key = if path.is_empty() { None } else { Some(path.join(".")) };
+        self.diagnostics.push(Diagnostic { file: self.path.clone(), line, column, key, message });
+    }
+
+    fn diag_at(&mut self, line: usize, column: usize, key: Option<String>, message: String) {
+        self.diagnostics.push(Diagnostic { file: self.path.clone(), line, column, key, message });
+    }
+
+    /// Line and column of the deepest existing key along `path` (1-based).
+    pub fn locate(&self, path: &[&str]) -> (usize, usize) {
+        let Ok(doc) = toml::de::DeTable::parse(&self.source) else { return (1, 1) };
+        let mut table = doc.get_ref();
+        let mut best = 0usize;
+        let mut found_any = false;
+        for seg in path {
+            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *seg) else { break };
+            best = k.span().start;
+            found_any = true;
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ => break,
+            }
+        }
+        if !found_any {
+            return (1, 1);
+        }
+        line_col(&self.source, best)
+    }
+}
+
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}

@@ -1,0 +1,59 @@
+use std::path::PathBuf;
+
+/// Errors of the pipeline engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    ReadFile { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{}", format_diagnostics(.0))]
+    Invalid(Vec<crate::Diagnostic>),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("Parquet error on {path}: {source}")]
+    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    #[error("Arrow error on {path}: {source}")]
+    Arrow { path: PathBuf, #[source] source: arrow_schema::ArrowError },
+    #[error("artifact {path}: {message}")]
+    Schema { path: PathBuf, message: String },
+    #[error("stage `{stage}` (member `{member}`) failed: {source}")]
+    Stage { stage: String, member: String, #[source] source: StageError },
+    #[error("lock file {path}: {message}")]
+    Lock { path: PathBuf, message: String },
+}
+
+fn format_diagnostics(d: &[crate::Diagnostic]) -> String {
+    let mut s = format!("{} problem(s) found:", d.len());
+    for x in d {
+        s.push_str("\n  ");
+        s.push_str(&x.to_string());
+    }
+    s
+}
+
+/// The error a stage's `run` returns. Stage crates convert their own errors into it.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Engine(#[from] Box<Error>),
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<Error> for StageError {
+    fn from(e: Error) -> Self {
+        StageError::Engine(Box::new(e))
+    }
+}
+
+impl StageError {
+    pub fn msg(s: impl Into<String>) -> Self {
+        StageError::Message(s.into())
+    }
+    pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StageError::Other(Box::new(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

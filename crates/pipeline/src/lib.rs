@@ -1,0 +1,49 @@
+//! The hesslab pipeline engine: stage plugins, a registry, TOML pipeline definitions with
+//! sweeps, validation that reports every problem at once, Parquet artifacts written atomically,
+//! a DVC-style lock file for caching, and a parallel scheduler.
+
+mod artifact;
+mod cache;
+mod config;
+mod context;
+mod error;
+mod plan;
+mod port;
+mod progress;
+mod registry;
+mod runner;
+pub mod columns;
+
+pub use artifact::{read_artifact, write_batches_atomic, Artifact, ArtifactWriter};
+pub use config::{Diagnostic, PipelineFile};
+pub use context::{InputArtifact, StageContext};
+pub use error::{Error, Result, StageError};
+pub use plan::{Plan, PlannedInstance};
+pub use port::{check_schema, type_name as port_type_name, PortSpec};
+pub use progress::Progress;
+pub use registry::{DynStage, Registry, StageKind};
+pub use runner::{RunOptions, RunReport, Runner, StageOutcome};
+
+/// The version string written into every artifact's metadata.
+pub const HESSLAB_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Derives a stable 64-bit seed from a pipeline seed and a label (stage name), so each stage
+/// has its own stream that does not change when other stages are added or removed.
+pub fn derive_seed(seed: u64, label: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(label.as_bytes());
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().unwrap())
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

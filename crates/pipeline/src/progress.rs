@@ -1,0 +1,46 @@
+//! Progress on stderr, shown only when stderr is a terminal (or forced).
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// A handle a stage uses to report long work; invisible when not on a terminal.
+#[derive(Clone)]
+pub struct Progress {
+    enabled: bool,
+    prefix: String,
+}
+
+impl Progress {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Progress { enabled: std::io::stderr().is_terminal(), prefix: prefix.into() }
+    }
+    pub fn hidden() -> Self {
+        Progress { enabled: false, prefix: String::new() }
+    }
+    pub fn forced(prefix: impl Into<String>) -> Self {
+        Progress { enabled: true, prefix: prefix.into() }
+    }
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+    /// A bar of `len` steps, labelled `what`.
+    pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template("{prefix} {msg} [{bar:30}] {pos}/{len} {elapsed}/{eta} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(self.prefix.clone());
+        pb.set_message(what.to_string());
+        pb
+    }
+    /// A line on stderr (when enabled).
+    pub fn line(&self, msg: &str) {
+        if self.enabled {
+            eprintln!("{} {msg}", self.prefix);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Stage kinds and the explicit registry that holds them.
+use crate::{PortSpec, StageContext, StageError};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A stage kind: a parameter struct parsed from the stage's TOML table, declared ports, and a
+/// `run` that reads inputs and writes outputs through the context.
+pub trait StageKind: Send + Sync + 'static {
+    /// Parameters; use `#[serde(default, deny_unknown_fields)]` and document every field.
+    type Params: DeserializeOwned + Serialize + Default + schemars::JsonSchema + Send + Sync;
+    /// The name a pipeline uses in `kind = "..."`.
+    const KIND: &'static str;
+    /// Bump when the outputs for the same inputs and parameters change (invalidates caches).
+    const VERSION: u32;
+    /// One paragraph for `hesslab stages`.
+    const DOC: &'static str;
+    fn inputs() -> Vec<PortSpec>;
+    fn outputs() -> Vec<PortSpec>;
+    /// Semantic checks on parameters, as (key, message) pairs; all are reported at once.
+    fn check(_params: &Self::Params) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+/// Object-safe view of a stage kind, so the registry can hold all of them.
+pub trait DynStage: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn doc(&self) -> &'static str;
+    fn inputs(&self) -> Vec<PortSpec>;
+    fn outputs(&self) -> Vec<PortSpec>;
+    /// Parse and check parameters; on failure, every problem as (key or None, message).
+    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
+    /// JSON schema of the parameters (types, defaults, docs).
+    fn params_schema(&self) -> serde_json::Value;
+    fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
+}
+
+struct Adapter<S>(PhantomData<S>);
+
+impl<S: StageKind> DynStage for Adapter<S> {
+    fn kind(&self) -> &'static str {
+        S::KIND
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn doc(&self) -> &'static str {
+        S::DOC
+    }
+    fn inputs(&self) -> Vec<PortSpec> {
+        S::inputs()
+    }
+    fn outputs(&self) -> Vec<PortSpec> {
+        S::outputs()
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(S::Params)).unwrap_or_default()
+    }
+    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
+        let whole: Result<S::Params, _> = toml::Value::Table(table.clone()).try_into();
+        match whole {
+            Ok(p) => {
+                let problems = S::check(&p);
+                if problems.is_empty() {
+                    Ok(serde_json::to_value(&p).expect("parameters serialize to JSON"))
+                } else {
+                    Err(problems.into_iter().map(|(k, m)| (Some(k), m)).collect())
+                }
+            }
+            Err(e) => {
+                // Find every offending key by parsing each key alone (all fields have defaults).
+                let known = self.param_names();
+                let mut errs = Vec::new();
+                for (k, v) in table {
+                    let mut one = toml::Table::new();
+                    one.insert(k.clone(), v.clone());
+                    if let Err(e1) = toml::Value::Table(one).try_into::<S::Params>() {
+                        let mut msg = clean_serde_message(&e1.to_string());
+                        if !known.contains(k) {
+                            msg = format!("unknown parameter `{k}` for kind `{}`", S::KIND);
+                            if let Some(s) = nearest(k, known.iter().map(|s| s.as_str())) {
+                                msg.push_str(&format!(" (did you mean `{s}`?)"));
+                            }
+                            msg.push_str(&format!("; known parameters: {}", known.join(", ")));
+                        }
+                        errs.push((Some(k.clone()), msg));
+                    }
+                }
+                if errs.is_empty() {
+                    errs.push((None, clean_serde_message(&e.to_string())));
+                }
+                Err(errs)
+            }
+        }
+    }
+    fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: S::Params = serde_json::from_value(params.clone())
+            .map_err(|e| StageError::msg(format!("resolved parameters do not parse: {e}")))?;
+        S::run(&p, ctx)
+    }
+}
+
+impl<S: StageKind> Adapter<S> {
+    fn param_names(&self) -> Vec<String> {
+        let schema = self.params_schema();
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn clean_serde_message(s: &str) -> String {
+    s.trim().replace('\n', " ")
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The nearest candidate within a distance of max(2, len/3).
+pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.len() / 3).max(2);
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// All stage kinds a binary knows. Each stage crate exports `register(&mut Registry)`.
+#[derive(Default, Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn DynStage>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn add<S: StageKind>(&mut self) {
+        let prev = self.kinds.insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
+        assert!(prev.is_none(), "stage kind `{}` registered twice", S::KIND);
+    }
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynStage>> {
+        self.kinds.get(kind)
+    }
+    pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn DynStage>> {
+        self.kinds.values()
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+    /// "unknown stage kind" message with a suggestion and the list of known kinds.
+    pub fn unknown_kind_message(&self, kind: &str) -> String {
+        let mut m = format!("unknown stage kind `{kind}`");
+        if let Some(s) = nearest(kind, self.kinds.keys().copied()) {
+            m.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        m.push_str(&format!("; known kinds: {}", self.names().join(", ")));
+        m
+    }
+}
