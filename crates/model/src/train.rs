@@ -182,9 +182,9 @@ impl StageKind for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Train a fully connected network with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init` input continues from another model (LB→SB).";
+    const DOC: &'static str = "Train a fully connected network with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
     fn inputs() -> Vec<PortSpec> {
-        vec![dataset_port(), model_port().optional().renamed("init")]
+        vec![dataset_port(), model_port().optional().renamed("init_from")]
     }
     fn outputs() -> Vec<PortSpec> {
         vec![model_port(), log_port(), trajectory_port()]
@@ -219,12 +219,12 @@ impl StageKind for Train {
         } else {
             ds.num_classes
         };
-        let (mut model, step0) = match ctx.input_opt("init") {
+        let (mut model, step0) = match ctx.input_opt("init_from") {
             Some(a) => {
                 let art = a.read()?;
                 let m = Mlp::from_artifact(&art)?;
                 if m.arch.input_dim() != ds.dim || m.arch.output_dim() != out_dim {
-                    return Err(StageError::msg(format!("`init` model {} does not fit data with {} features and {out_dim} outputs", m.arch.describe(), ds.dim)));
+                    return Err(StageError::msg(format!("`init_from` model {} does not fit data with {} features and {out_dim} outputs", m.arch.describe(), ds.dim)));
                 }
                 let steps = art.meta("steps").and_then(|s| s.parse().ok()).unwrap_or(0u64);
                 (m, steps)
