@@ -4,8 +4,8 @@ pub mod outliers;
 pub mod plots;
 mod summary;
 
-pub use outliers::{count_outliers, elbow_cutoff, OutlierCounts};
-pub use summary::{summarize, Compare, SpectrumSummary, Summary, SummaryParams};
+pub use outliers::{OutlierCounts, count_outliers, elbow_cutoff};
+pub use summary::{Compare, SpectrumSummary, Summary, SummaryParams, summarize};
 
 pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<SpectrumSummary>();

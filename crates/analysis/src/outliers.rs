@@ -14,7 +14,8 @@ pub struct OutlierCounts {
 }
 
 /// `top`: how many of the largest eigenvalues to look at (S18 looks at ~120).
-/// `cutoff`: a fixed heuristic threshold, or None for the elbow of the top curve.
+/// `cutoff`: a fixed heuristic threshold, or None for the elbow of the top curve (searched
+/// over the top max(20, 3 × ratio count) eigenvalues).
 pub fn count_outliers(desc: &[f64], top: usize, cutoff: Option<f64>) -> OutlierCounts {
     let k = top.min(desc.len());
     let v = &desc[..k];
@@ -38,9 +39,17 @@ pub fn count_outliers(desc: &[f64], top: usize, cutoff: Option<f64>) -> OutlierC
             }
         }
     }
-    let cutoff = cutoff.unwrap_or_else(|| elbow_cutoff(v));
+    // The elbow is looked for in a window three times the ratio count (at least 20): over a
+    // much wider window the slowly decaying bulk edge pulls the knee into the bulk.
+    let window = (3 * ratio).max(20).min(k);
+    let cutoff = cutoff.unwrap_or_else(|| elbow_cutoff(&v[..window]));
     let heuristic = desc.iter().filter(|&&x| x > cutoff).count();
-    OutlierCounts { gap, ratio, heuristic, cutoff }
+    OutlierCounts {
+        gap,
+        ratio,
+        heuristic,
+        cutoff,
+    }
 }
 
 /// The elbow of a descending curve: the point farthest below the chord from the first to the

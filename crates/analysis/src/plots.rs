@@ -2,6 +2,11 @@
 use crate::Summary;
 use hesslab_pipeline::{StageContext, StageError};
 
-pub fn spectrum_plots(_ctx: &StageContext, _desc: &[f64], _dim: usize, _s: &Summary) -> Result<(), StageError> {
+pub fn spectrum_plots(
+    _ctx: &StageContext,
+    _desc: &[f64],
+    _dim: usize,
+    _s: &Summary,
+) -> Result<(), StageError> {
     Ok(())
 }

@@ -23,7 +23,12 @@ pub struct SummaryParams {
 
 impl Default for SummaryParams {
     fn default() -> Self {
-        SummaryParams { zero_tol: 1e-6, top: 120, cutoff: None, plots: true }
+        SummaryParams {
+            zero_tol: 1e-6,
+            top: 120,
+            cutoff: None,
+            plots: true,
+        }
     }
 }
 
@@ -78,8 +83,26 @@ pub fn summarize(desc: &[f64], dim: usize, p: &SummaryParams) -> Summary {
     }
 }
 
-const U64_COLS: [&str; 8] = ["num_eigenvalues", "dim", "positive", "negative", "near_zero", "outliers_gap", "outliers_ratio", "outliers_heuristic"];
-const F64_COLS: [&str; 8] = ["zero_tol", "mean", "std", "min", "max", "fraction_negative", "sum", "heuristic_cutoff"];
+const U64_COLS: [&str; 8] = [
+    "num_eigenvalues",
+    "dim",
+    "positive",
+    "negative",
+    "near_zero",
+    "outliers_gap",
+    "outliers_ratio",
+    "outliers_heuristic",
+];
+const F64_COLS: [&str; 8] = [
+    "zero_tol",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "fraction_negative",
+    "sum",
+    "heuristic_cutoff",
+];
 
 fn summary_fields() -> Vec<arrow_schema::Field> {
     let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
@@ -97,14 +120,35 @@ pub fn summary_port() -> PortSpec {
 
 impl Summary {
     fn u64s(&self) -> [u64; 8] {
-        [self.num_eigenvalues, self.dim, self.positive, self.negative, self.near_zero, self.outliers_gap, self.outliers_ratio, self.outliers_heuristic]
+        [
+            self.num_eigenvalues,
+            self.dim,
+            self.positive,
+            self.negative,
+            self.near_zero,
+            self.outliers_gap,
+            self.outliers_ratio,
+            self.outliers_heuristic,
+        ]
     }
     fn f64s(&self) -> [f64; 8] {
-        [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
+        [
+            self.zero_tol,
+            self.mean,
+            self.std,
+            self.min,
+            self.max,
+            self.fraction_negative,
+            self.sum,
+            self.heuristic_cutoff,
+        ]
     }
 }
 
-fn summaries_batch(rows: &[Summary], leading: Vec<(arrow_schema::Field, arrow_array::ArrayRef)>) -> Result<RecordBatch, StageError> {
+fn summaries_batch(
+    rows: &[Summary],
+    leading: Vec<(arrow_schema::Field, arrow_array::ArrayRef)>,
+) -> Result<RecordBatch, StageError> {
     let mut fields: Vec<arrow_schema::Field> = leading.iter().map(|(f, _)| f.clone()).collect();
     let mut cols: Vec<arrow_array::ArrayRef> = leading.into_iter().map(|(_, a)| a).collect();
     fields.extend(summary_fields());
@@ -114,18 +158,25 @@ fn summaries_batch(rows: &[Summary], leading: Vec<(arrow_schema::Field, arrow_ar
     for i in 0..8 {
         cols.push(f64_array(rows.iter().map(|r| r.f64s()[i])));
     }
-    RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), cols).map_err(StageError::other)
+    RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), cols)
+        .map_err(StageError::other)
 }
 
 fn read_summary(a: &hesslab_pipeline::Artifact) -> Result<Summary, StageError> {
     let err = |m: String| StageError::from(a.column_error(m));
     let mut u = [0u64; 8];
     for (i, c) in U64_COLS.iter().enumerate() {
-        u[i] = *u64_values(&a.batch, c).map_err(err)?.first().ok_or_else(|| err("summary has no rows".into()))?;
+        u[i] = *u64_values(&a.batch, c)
+            .map_err(err)?
+            .first()
+            .ok_or_else(|| err("summary has no rows".into()))?;
     }
     let mut f = [0f64; 8];
     for (i, c) in F64_COLS.iter().enumerate() {
-        f[i] = *f64_values(&a.batch, c).map_err(err)?.first().ok_or_else(|| err("summary has no rows".into()))?;
+        f[i] = *f64_values(&a.batch, c)
+            .map_err(err)?
+            .first()
+            .ok_or_else(|| err("summary has no rows".into()))?;
     }
     Ok(Summary {
         num_eigenvalues: u[0],
@@ -152,7 +203,7 @@ pub struct SpectrumSummary;
 impl StageKind for SpectrumSummary {
     type Params = SummaryParams;
     const KIND: &'static str = "spectrum_summary";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Counts of positive/negative/near-zero eigenvalues, mean/std/min/max, and the outlier count by largest gap, largest ratio and elbow threshold (S18 Table 1); plots of the ordered spectrum, the top eigenvalues, the histogram and the negative tail.";
     fn inputs() -> Vec<PortSpec> {
         vec![eigenvalues_port()]
@@ -176,12 +227,25 @@ impl StageKind for SpectrumSummary {
         if desc.is_empty() {
             return Err(StageError::msg("the eigenvalues artifact is empty"));
         }
-        let dim = a.meta("dim").and_then(|s| s.parse().ok()).unwrap_or(desc.len());
+        let dim = a
+            .meta("dim")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(desc.len());
         let s = summarize(&desc, dim, p);
         let mut meta = BTreeMap::new();
-        meta.insert("source_operator".into(), a.meta("operator").unwrap_or("").to_string());
-        meta.insert("source_solver".into(), a.meta("solver").unwrap_or("").to_string());
-        ctx.write("summary", summaries_batch(std::slice::from_ref(&s), vec![])?, &meta)?;
+        meta.insert(
+            "source_operator".into(),
+            a.meta("operator").unwrap_or("").to_string(),
+        );
+        meta.insert(
+            "source_solver".into(),
+            a.meta("solver").unwrap_or("").to_string(),
+        );
+        ctx.write(
+            "summary",
+            summaries_batch(std::slice::from_ref(&s), vec![])?,
+            &meta,
+        )?;
         if p.plots {
             crate::plots::spectrum_plots(ctx, &desc, dim, &s)?;
         }
@@ -204,7 +268,11 @@ impl StageKind for Compare {
         vec![summary_port().renamed("summaries").many()]
     }
     fn outputs() -> Vec<PortSpec> {
-        vec![PortSpec::new("table", "member Utf8, one Utf8 column per sweep key, then the summary columns", vec![utf8_field("member")])]
+        vec![PortSpec::new(
+            "table",
+            "member Utf8, one Utf8 column per sweep key, then the summary columns",
+            vec![utf8_field("member")],
+        )]
     }
     fn run(_p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let inputs = ctx.inputs("summaries").to_vec();
@@ -218,17 +286,36 @@ impl StageKind for Compare {
                 }
             }
         }
-        let mut leading = vec![(utf8_field("member"), utf8_array(inputs.iter().map(|i| i.member.as_str())))];
+        let mut leading = vec![(
+            utf8_field("member"),
+            utf8_array(inputs.iter().map(|i| i.member.as_str())),
+        )];
         for k in &keys {
-            leading.push((utf8_field(k), utf8_array(inputs.iter().map(|i| i.labels.get(k).cloned().unwrap_or_default()))));
+            leading.push((
+                utf8_field(k),
+                utf8_array(
+                    inputs
+                        .iter()
+                        .map(|i| i.labels.get(k).cloned().unwrap_or_default()),
+                ),
+            ));
         }
         let b = summaries_batch(&rows, leading)?;
         ctx.write("table", b, &BTreeMap::new())?;
-        let mut md = String::from("| member | params | outliers gap | ratio | heuristic | cutoff | mean | std |\n|---|---|---|---|---|---|---|---|\n");
+        let mut md = String::from(
+            "| member | params | outliers gap | ratio | heuristic | cutoff | mean | std |\n|---|---|---|---|---|---|---|---|\n",
+        );
         for (i, r) in inputs.iter().zip(&rows) {
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.3e} |\n",
-                i.member, r.dim, r.outliers_gap, r.outliers_ratio, r.outliers_heuristic, r.heuristic_cutoff, r.mean, r.std
+                i.member,
+                r.dim,
+                r.outliers_gap,
+                r.outliers_ratio,
+                r.outliers_heuristic,
+                r.heuristic_cutoff,
+                r.mean,
+                r.std
             ));
         }
         ctx.write_file("table.md", md.as_bytes())?;

@@ -1,12 +1,16 @@
 //! `hesslab`: run, validate and inspect Hessian-analysis pipelines.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use hesslab_pipeline::{Plan, PipelineFile, RunOptions, Runner, StageOutcome};
+use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner, StageOutcome};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hesslab", version, about = "Hessian spectra of over-parametrized networks, as declarative pipelines")]
+#[command(
+    name = "hesslab",
+    version,
+    about = "Hessian spectra of over-parametrized networks, as declarative pipelines"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -81,10 +85,28 @@ fn load(file: &PathBuf, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { file, out, force, only, from, jobs, set, verbose } => {
+        Cmd::Run {
+            file,
+            out,
+            force,
+            only,
+            from,
+            jobs,
+            set,
+            verbose,
+        } => {
             let plan = load(&file, &set, out.as_ref())?;
             let t0 = std::time::Instant::now();
-            let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose })?;
+            let report = Runner::run(
+                &plan,
+                &RunOptions {
+                    force,
+                    only,
+                    from,
+                    jobs,
+                    verbose,
+                },
+            )?;
             println!(
                 "pipeline `{}`: {} ran, {} skipped (up to date), {} not selected, in {:.1}s; artifacts in {}",
                 plan.file.name,
@@ -105,13 +127,23 @@ fn real_main() -> Result<()> {
         }
         Cmd::Validate { file, set } => {
             let plan = load(&file, &set, None)?;
-            println!("{}: valid ({} member(s), {} stage instance(s))", file.display(), plan.members.len(), plan.instances.len());
+            println!(
+                "{}: valid ({} member(s), {} stage instance(s))",
+                file.display(),
+                plan.members.len(),
+                plan.instances.len()
+            );
         }
         Cmd::Stages { kind } => {
-            let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref()).map_err(anyhow::Error::msg)?;
+            let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref())
+                .map_err(anyhow::Error::msg)?;
             print!("{s}");
         }
-        Cmd::Show { file, rows } => print!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?),
+        Cmd::Show { file, rows } => print!(
+            "{}",
+            hesslab::show::show(&file, rows)
+                .with_context(|| format!("cannot show {}", file.display()))?
+        ),
         Cmd::Dag { file, set } => print!("{}", load(&file, &set, None)?.describe()),
         Cmd::Bench { quick, only } => hesslab::bench::run(quick, &only)?,
     }

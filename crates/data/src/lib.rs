@@ -6,7 +6,7 @@ mod loaders;
 mod mixture;
 pub mod rng;
 
-pub use dataset::{dataset_port, Dataset, Split, TEST, TRAIN};
+pub use dataset::{Dataset, Split, TEST, TRAIN, dataset_port};
 pub use digits::{Digits, DigitsParams};
 pub use loaders::{Cifar10, IdxImages, TableImport};
 pub use mixture::{GaussianMixture, MixtureParams};

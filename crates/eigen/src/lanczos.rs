@@ -7,14 +7,16 @@
 //! with faer's dense self-adjoint eigensolver, and checks what it returns: explicit residuals
 //! ‖Av − λv‖ of every pair, orthogonality of the returned vectors, and restart/time caps that
 //! turn a stall into an error.
-use crate::{norm, reorthogonalize, EigenError, Eigenpairs, Result};
+use crate::{EigenError, Eigenpairs, Result, norm, reorthogonalize};
 use faer::{Mat, Side};
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
 use hesslab_pipeline::Progress;
 use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Which {
     /// k largest (algebraic): the outliers.
@@ -42,7 +44,16 @@ pub struct LanczosParams {
 
 impl Default for LanczosParams {
     fn default() -> Self {
-        LanczosParams { k: 20, which: Which::Largest, max_dim: 0, tol: 1e-10, max_restarts: 2000, max_seconds: 3600.0, seed: 0, dense_below: 64 }
+        LanczosParams {
+            k: 20,
+            which: Which::Largest,
+            max_dim: 0,
+            tol: 1e-10,
+            max_restarts: 2000,
+            max_seconds: 3600.0,
+            seed: 0,
+            dense_below: 64,
+        }
     }
 }
 
@@ -70,24 +81,39 @@ fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
 }
 
 impl LanczosSolver {
-    pub fn solve(op: &dyn LinearOperator, p: &LanczosParams, progress: &Progress) -> Result<(Eigenpairs, LanczosInfo)> {
+    pub fn solve(
+        op: &dyn LinearOperator,
+        p: &LanczosParams,
+        progress: &Progress,
+    ) -> Result<(Eigenpairs, LanczosInfo)> {
         let t0 = Instant::now();
         let n = op.dim();
         let apps0 = op.applications();
         if p.k == 0 || p.k > n {
-            return Err(EigenError::Invalid(format!("k = {} must be in 1..={n}", p.k)));
+            return Err(EigenError::Invalid(format!(
+                "k = {} must be in 1..={n}",
+                p.k
+            )));
         }
         if n <= p.dense_below.max(2 * p.k + 2) {
             return Self::dense_fallback(op, p, t0, apps0);
         }
-        let m = if p.max_dim == 0 { (2 * p.k + 20).max(40) } else { p.max_dim.max(p.k + 2) }.min(n - 1);
+        let m = if p.max_dim == 0 {
+            (2 * p.k + 20).max(40)
+        } else {
+            p.max_dim.max(p.k + 2)
+        }
+        .min(n - 1);
         let mut rng = Rng::new(p.seed);
         let mut v = Mat::<f64>::zeros(n, m + 1);
         let mut t = Mat::<f64>::zeros(m, m);
         let mut start: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let s = norm(&start);
         start.iter_mut().for_each(|x| *x /= s);
-        v.col_mut(0).iter_mut().zip(&start).for_each(|(a, b)| *a = *b);
+        v.col_mut(0)
+            .iter_mut()
+            .zip(&start)
+            .for_each(|(a, b)| *a = *b);
         let mut j0 = 0;
         let mut restarts = 0;
         let mut w = Mat::<f64>::zeros(n, 1);
@@ -120,15 +146,27 @@ impl LanczosSolver {
                     t[(j, j + 1)] = beta;
                 }
             }
-            let evd = t.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = t
+                .self_adjoint_eigen(Side::Lower)
+                .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
             let theta: Vec<f64> = (0..m).map(|i| evd.S()[i]).collect();
             let s = evd.U();
-            let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
+            let scale = theta
+                .iter()
+                .fold(0.0f64, |a, b| a.max(b.abs()))
+                .max(f64::MIN_POSITIVE);
             let wanted = select(&theta, p.which, p.k);
-            let res: Vec<f64> = wanted.iter().map(|&i| (beta * s[(m - 1, i)]).abs()).collect();
+            let res: Vec<f64> = wanted
+                .iter()
+                .map(|&i| (beta * s[(m - 1, i)]).abs())
+                .collect();
             let worst = res.iter().fold(0.0f64, |a, &b| a.max(b));
             let converged = res.iter().filter(|&&r| r <= p.tol * scale).count();
-            bar.set_message(format!("{converged}/{} converged, worst residual {:.1e}", p.k, worst / scale));
+            bar.set_message(format!(
+                "{converged}/{} converged, worst residual {:.1e}",
+                p.k,
+                worst / scale
+            ));
             bar.inc(1);
             if converged == p.k {
                 bar.finish_and_clear();
@@ -154,7 +192,14 @@ impl LanczosSolver {
             let kept = select(&theta, p.which, keep);
             let sk = Mat::from_fn(m, keep, |i, c| s[(i, kept[c])]);
             let mut vk = Mat::<f64>::zeros(n, keep);
-            faer::linalg::matmul::matmul(vk.as_mut(), faer::Accum::Replace, v.as_ref().subcols(0, m), sk.as_ref(), 1.0, faer::get_global_parallelism());
+            faer::linalg::matmul::matmul(
+                vk.as_mut(),
+                faer::Accum::Replace,
+                v.as_ref().subcols(0, m),
+                sk.as_ref(),
+                1.0,
+                faer::get_global_parallelism(),
+            );
             let resid = v.col(m).to_owned();
             v.as_mut().subcols_mut(0, keep).copy_from(&vk);
             v.col_mut(keep).copy_from(&resid);
@@ -186,7 +231,14 @@ impl LanczosSolver {
         let k = wanted.len();
         let sk = Mat::from_fn(m, k, |i, c| s[(i, wanted[c])]);
         let mut x = Mat::<f64>::zeros(n, k);
-        faer::linalg::matmul::matmul(x.as_mut(), faer::Accum::Replace, v.as_ref().subcols(0, m), sk.as_ref(), 1.0, faer::get_global_parallelism());
+        faer::linalg::matmul::matmul(
+            x.as_mut(),
+            faer::Accum::Replace,
+            v.as_ref().subcols(0, m),
+            sk.as_ref(),
+            1.0,
+            faer::get_global_parallelism(),
+        );
         let vals: Vec<f64> = wanted.iter().map(|&i| theta[i]).collect();
         Self::verify_and_pack(op, x, vals, p, restarts, t0, apps0, false)
     }
@@ -206,7 +258,14 @@ impl LanczosSolver {
         let k = x.ncols();
         let mut ax = Mat::<f64>::zeros(n, k);
         op.apply_block(x.as_ref(), ax.as_mut());
-        let residuals: Vec<f64> = (0..k).map(|c| (0..n).map(|i| (ax[(i, c)] - vals[c] * x[(i, c)]).powi(2)).sum::<f64>().sqrt()).collect();
+        let residuals: Vec<f64> = (0..k)
+            .map(|c| {
+                (0..n)
+                    .map(|i| (ax[(i, c)] - vals[c] * x[(i, c)]).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
         let mut orth = 0.0f64;
         for a in 0..k {
             for b in 0..=a {
@@ -217,7 +276,9 @@ impl LanczosSolver {
         if orth > 1e-8 {
             return Err(EigenError::NoConvergence {
                 solver: "lanczos",
-                detail: format!("returned vectors are not orthonormal (max|VᵀV − I| = {orth:.2e}); refusing duplicated eigenpairs"),
+                detail: format!(
+                    "returned vectors are not orthonormal (max|VᵀV − I| = {orth:.2e}); refusing duplicated eigenpairs"
+                ),
             });
         }
         // Descending order, with global ranks where they are known.
@@ -231,7 +292,11 @@ impl LanczosSolver {
             ranks: ranks.clone(),
             values: order.iter().map(|&i| vals[i]).collect(),
             residuals: order.iter().map(|&i| Some(residuals[i])).collect(),
-            vectors: order.iter().zip(&ranks).map(|(&i, &r)| (r, x.col(i).iter().copied().collect())).collect(),
+            vectors: order
+                .iter()
+                .zip(&ranks)
+                .map(|(&i, &r)| (r, x.col(i).iter().copied().collect()))
+                .collect(),
         };
         let info = LanczosInfo {
             restarts,
@@ -246,12 +311,19 @@ impl LanczosSolver {
 
     /// Small operators: materialize and use the dense solver (faer's Krylov–Schur panics when
     /// n ≤ its subspace size; a dense solve is exact and cheap there).
-    fn dense_fallback(op: &dyn LinearOperator, p: &LanczosParams, t0: Instant, apps0: u64) -> Result<(Eigenpairs, LanczosInfo)> {
+    fn dense_fallback(
+        op: &dyn LinearOperator,
+        p: &LanczosParams,
+        t0: Instant,
+        apps0: u64,
+    ) -> Result<(Eigenpairs, LanczosInfo)> {
         let n = op.dim();
         let mut a = Mat::<f64>::zeros(n, n);
         op.apply_block(Mat::<f64>::identity(n, n).as_ref(), a.as_mut());
         hesslab_hessian::symmetrize(&mut a);
-        let evd = a.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+        let evd = a
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
         let theta: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
         let wanted = select(&theta, p.which, p.k);
         let x = Mat::from_fn(n, wanted.len(), |i, c| evd.U()[(i, wanted[c])]);

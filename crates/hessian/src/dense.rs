@@ -4,8 +4,8 @@ use crate::{LinearOperator, ModelCurvature};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use faer::Mat;
-use hesslab_data::{dataset_port, Dataset};
-use hesslab_model::{model_port, Mlp};
+use hesslab_data::{Dataset, dataset_port};
+use hesslab_model::{Mlp, model_port};
 use hesslab_pipeline::columns::*;
 use hesslab_pipeline::{Artifact, PortSpec, Progress, StageContext, StageError, StageKind};
 use rayon::prelude::*;
@@ -35,7 +35,12 @@ pub fn matrix_port() -> PortSpec {
 /// parallel (each block's products are sequential inside), otherwise blocks use the
 /// operator's own parallelism. Returns the matrix and its relative symmetry error, after
 /// symmetrizing it.
-pub fn materialize(op: &dyn LinearOperator, curvature: Option<(&ModelCurvature, Option<&[usize]>)>, block: usize, progress: &Progress) -> (Mat<f64>, f64) {
+pub fn materialize(
+    op: &dyn LinearOperator,
+    curvature: Option<(&ModelCurvature, Option<&[usize]>)>,
+    block: usize,
+    progress: &Progress,
+) -> (Mat<f64>, f64) {
     let p = op.dim();
     let block = block.max(1);
     let mut a = Mat::<f64>::zeros(p, p);
@@ -69,7 +74,10 @@ pub fn materialize(op: &dyn LinearOperator, curvature: Option<(&ModelCurvature, 
         bar.inc(k as u64);
     };
     if curvature.is_some() {
-        a.as_mut().par_col_chunks_mut(block).enumerate().for_each(|(b, cols)| fill(b * block, cols));
+        a.as_mut()
+            .par_col_chunks_mut(block)
+            .enumerate()
+            .for_each(|(b, cols)| fill(b * block, cols));
     } else {
         let mut c0 = 0;
         while c0 < p {
@@ -101,9 +109,17 @@ pub fn symmetrize(a: &mut Mat<f64>) -> f64 {
 }
 
 /// Stream a square matrix into the `matrix` port, a few rows per batch.
-pub fn write_matrix(ctx: &StageContext, port: &str, a: &Mat<f64>, meta: &BTreeMap<String, String>) -> Result<(), StageError> {
+pub fn write_matrix(
+    ctx: &StageContext,
+    port: &str,
+    a: &Mat<f64>,
+    meta: &BTreeMap<String, String>,
+) -> Result<(), StageError> {
     let p = a.nrows();
-    let schema = Arc::new(Schema::new(vec![u32_field("row"), fixed_f64_field("values", p as i32)]));
+    let schema = Arc::new(Schema::new(vec![
+        u32_field("row"),
+        fixed_f64_field("values", p as i32),
+    ]));
     let mut w = ctx.writer(port, schema.clone(), meta)?;
     let rows_per_batch = (1 << 20) / p.max(1) + 1;
     let mut r0 = 0;
@@ -114,8 +130,14 @@ pub fn write_matrix(ctx: &StageContext, port: &str, a: &Mat<f64>, meta: &BTreeMa
             // Symmetric: row r is column r, which is contiguous.
             flat.extend(a.col(r).iter().copied());
         }
-        let b = RecordBatch::try_new(schema.clone(), vec![u32_array((r0..r1).map(|r| r as u32)), fixed_f64_array(&flat, p)])
-            .map_err(StageError::other)?;
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                u32_array((r0..r1).map(|r| r as u32)),
+                fixed_f64_array(&flat, p),
+            ],
+        )
+        .map_err(StageError::other)?;
         w.write(&b)?;
         r0 = r1;
     }
@@ -136,7 +158,9 @@ pub fn read_matrix(a: &Artifact) -> Result<DenseMatrix, StageError> {
     for (k, &r) in rows.iter().enumerate() {
         let r = r as usize;
         if r >= p || seen[r] {
-            return Err(err(format!("column `row`: row index {r} is out of range or repeated")));
+            return Err(err(format!(
+                "column `row`: row index {r} is out of range or repeated"
+            )));
         }
         seen[r] = true;
         for c in 0..p {
@@ -144,7 +168,11 @@ pub fn read_matrix(a: &Artifact) -> Result<DenseMatrix, StageError> {
         }
     }
     let sym = symmetrize(&mut m);
-    Ok(DenseMatrix { matrix: Arc::new(m), operator: a.meta("operator").unwrap_or("unknown").to_string(), symmetry_error: sym })
+    Ok(DenseMatrix {
+        matrix: Arc::new(m),
+        operator: a.meta("operator").unwrap_or("unknown").to_string(),
+        symmetry_error: sym,
+    })
 }
 
 /// Read a matrix input, preferring the in-memory copy.
@@ -173,13 +201,24 @@ pub struct CurvatureDenseParams {
 
 impl Default for CurvatureDenseParams {
     fn default() -> Self {
-        CurvatureDenseParams { operator: crate::CurvatureKind::Hessian, samples: crate::SampleSet::Train, max_samples: 0, tensors: vec![], block_size: 32 }
+        CurvatureDenseParams {
+            operator: crate::CurvatureKind::Hessian,
+            samples: crate::SampleSet::Train,
+            max_samples: 0,
+            tensors: vec![],
+            block_size: 32,
+        }
     }
 }
 
 impl CurvatureDenseParams {
     pub fn spec(&self) -> OperatorSpec {
-        OperatorSpec { operator: self.operator, samples: self.samples, max_samples: self.max_samples, tensors: self.tensors.clone() }
+        OperatorSpec {
+            operator: self.operator,
+            samples: self.samples,
+            max_samples: self.max_samples,
+            tensors: self.tensors.clone(),
+        }
     }
 }
 
@@ -197,23 +236,45 @@ impl StageKind for CurvatureDense {
         vec![matrix_port()]
     }
     fn check(p: &Self::Params) -> Vec<(String, String)> {
-        if p.block_size == 0 { vec![("block_size".into(), "block_size must be ≥ 1".into())] } else { vec![] }
+        if p.block_size == 0 {
+            vec![("block_size".into(), "block_size must be ≥ 1".into())]
+        } else {
+            vec![]
+        }
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
-        let built = p.spec().build(model, &ds, ctx.seed).map_err(StageError::msg)?;
-        let (a, sym) = materialize(built.op.as_ref(), Some((&built.curvature, built.index.as_deref())), p.block_size, &ctx.progress);
+        let built = p
+            .spec()
+            .build(model, &ds, ctx.seed)
+            .map_err(StageError::msg)?;
+        let (a, sym) = materialize(
+            built.op.as_ref(),
+            Some((&built.curvature, built.index.as_deref())),
+            p.block_size,
+            &ctx.progress,
+        );
         let mut meta = BTreeMap::new();
         meta.insert("operator".into(), p.operator.name().to_string());
         meta.insert("dim".into(), a.nrows().to_string());
         meta.insert("symmetry_error".into(), format!("{sym:e}"));
-        meta.insert("num_samples".into(), built.curvature.num_samples().to_string());
+        meta.insert(
+            "num_samples".into(),
+            built.curvature.num_samples().to_string(),
+        );
         meta.insert("loss".into(), format!("{:e}", built.curvature.loss));
         meta.insert("tensors".into(), serde_json::to_string(&p.tensors).unwrap());
-        meta.insert("architecture".into(), serde_json::to_string(&built.curvature.model.arch).unwrap());
+        meta.insert(
+            "architecture".into(),
+            serde_json::to_string(&built.curvature.model.arch).unwrap(),
+        );
         write_matrix(ctx, "matrix", &a, &meta)?;
-        let dm = DenseMatrix { matrix: Arc::new(a), operator: p.operator.name().to_string(), symmetry_error: sym };
+        let dm = DenseMatrix {
+            matrix: Arc::new(a),
+            operator: p.operator.name().to_string(),
+            symmetry_error: sym,
+        };
         ctx.share("matrix", Arc::new(dm));
         Ok(())
     }

@@ -6,9 +6,12 @@ mod operator;
 mod rop;
 mod spec;
 
-pub use dense::{materialize, matrix_port, read_matrix, read_matrix_input, symmetrize, write_matrix, CurvatureDense, CurvatureDenseParams, DenseMatrix};
+pub use dense::{
+    CurvatureDense, CurvatureDenseParams, DenseMatrix, materialize, matrix_port, read_matrix,
+    read_matrix_input, symmetrize, write_matrix,
+};
 pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted};
-pub use rop::{finite_difference_hvp, CurvatureKind, ModelCurvature};
+pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp};
 pub use spec::{BuiltOperator, OperatorSpec, SampleSet};
 
 pub fn register(r: &mut hesslab_pipeline::Registry) {

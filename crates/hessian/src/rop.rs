@@ -8,11 +8,15 @@
 use crate::operator::{Counter, LinearOperator};
 use faer::{Accum, Mat, MatMut, MatRef};
 use hesslab_data::Split;
-use hesslab_model::{chunks, eval_loss, loss_hess_apply, mm, weight_t, Activation, Forward, LayerLayout, Mlp};
+use hesslab_model::{
+    Activation, Forward, LayerLayout, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t,
+};
 use rayon::prelude::*;
 
 /// Which curvature matrix an operator applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CurvatureKind {
     /// The exact Hessian of the mean loss.
@@ -76,18 +80,27 @@ impl ModelCurvature {
                 let fwd = model.forward(x);
                 let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
                 let mut g = le.dz;
-                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
+                g.as_mut()
+                    .col_iter_mut()
+                    .for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
                 let sig = model.backprop(&model.params, &fwd, g);
                 let nl = layers.len();
                 let mut d1 = Vec::new();
                 let mut gw_d2 = Vec::new();
                 for l in 0..nl - 1 {
                     let (z, a) = (&fwd.z[l], &fwd.a[l]);
-                    d1.push(Mat::from_fn(z.nrows(), z.ncols(), |i, j| act.d1(z[(i, j)], a[(i, j)])));
+                    d1.push(Mat::from_fn(z.nrows(), z.ncols(), |i, j| {
+                        act.d1(z[(i, j)], a[(i, j)])
+                    }));
                     if second_order {
                         // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
                         let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
-                        mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
+                        mm(
+                            gw.as_mut(),
+                            Accum::Replace,
+                            sig[l + 1].as_ref(),
+                            weight_t(&model.params, &layers[l + 1]).transpose(),
+                        );
                         for j in 0..z.ncols() {
                             for i in 0..z.nrows() {
                                 gw[(i, j)] *= act.d2(z[(i, j)], a[(i, j)]);
@@ -98,7 +111,15 @@ impl ModelCurvature {
                         gw_d2.push(None);
                     }
                 }
-                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2 }
+                ChunkCache {
+                    r0,
+                    r1,
+                    fwd,
+                    probs: le.probs,
+                    sig,
+                    d1,
+                    gw_d2,
+                }
             })
             .collect();
         let mut mean_grad = vec![0.0; model.num_params()];
@@ -108,7 +129,16 @@ impl ModelCurvature {
             mean_grad = g;
             loss = l;
         }
-        ModelCurvature { model, data, kind, layers, cache, mean_grad, loss, count: Counter::default() }
+        ModelCurvature {
+            model,
+            data,
+            kind,
+            layers,
+            cache,
+            mean_grad,
+            loss,
+            count: Counter::default(),
+        }
     }
 
     pub fn num_samples(&self) -> usize {
@@ -125,12 +155,18 @@ impl ModelCurvature {
         let part = |c: &ChunkCache| {
             let mut o = Mat::<f64>::zeros(p, k);
             match self.kind {
-                CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(c, v, o.as_mut()),
+                CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => {
+                    self.fisher_chunk(c, v, o.as_mut())
+                }
                 _ => self.rop_chunk(c, v, o.as_mut()),
             }
             o
         };
-        let parts: Vec<Mat<f64>> = if parallel { self.cache.par_iter().map(part).collect() } else { self.cache.iter().map(part).collect() };
+        let parts: Vec<Mat<f64>> = if parallel {
+            self.cache.par_iter().map(part).collect()
+        } else {
+            self.cache.iter().map(part).collect()
+        };
         out.fill(0.0);
         for pm in &parts {
             out += pm;
@@ -189,12 +225,22 @@ impl ModelCurvature {
             let no = ly.n_out;
             let mut rzl = Mat::<f64>::zeros(nc, k * no);
             let input = c.fwd.input(x, l);
-            mm(rzl.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
+            mm(
+                rzl.as_mut(),
+                Accum::Replace,
+                input,
+                Self::stack_wt(v, ly).as_ref(),
+            );
             if l > 0 {
                 let wt = weight_t(w, ly);
                 let ni = ly.n_in;
                 for j in 0..k {
-                    mm(rzl.as_mut().subcols_mut(j * no, no), Accum::Add, ra[l - 1].as_ref().subcols(j * ni, ni), wt);
+                    mm(
+                        rzl.as_mut().subcols_mut(j * no, no),
+                        Accum::Add,
+                        ra[l - 1].as_ref().subcols(j * ni, ni),
+                        wt,
+                    );
                 }
             }
             if let Some(b) = ly.b {
@@ -226,7 +272,9 @@ impl ModelCurvature {
                     rg.as_mut().subcols_mut(j * cdim, cdim),
                 );
             }
-            rg.as_mut().col_iter_mut().for_each(|col| col.iter_mut().for_each(|x| *x /= n));
+            rg.as_mut()
+                .col_iter_mut()
+                .for_each(|col| col.iter_mut().for_each(|x| *x /= n));
         }
         for l in (0..nl).rev() {
             let ly = &self.layers[l];
@@ -238,7 +286,12 @@ impl ModelCurvature {
             let mut gw2 = None;
             if with_second && l > 0 {
                 let mut t = Mat::<f64>::zeros(k * ni, no);
-                mm(t.as_mut(), Accum::Replace, ra[l - 1].as_ref().transpose(), c.sig[l].as_ref());
+                mm(
+                    t.as_mut(),
+                    Accum::Replace,
+                    ra[l - 1].as_ref().transpose(),
+                    c.sig[l].as_ref(),
+                );
                 gw2 = Some(t);
             }
             for j in 0..k {
@@ -264,13 +317,27 @@ impl ModelCurvature {
             let wt = weight_t(w, ly);
             let mut t = Mat::<f64>::zeros(nc, k * ni);
             for j in 0..k {
-                mm(t.as_mut().subcols_mut(j * ni, ni), Accum::Replace, rg.as_ref().subcols(j * no, no), wt.transpose());
+                mm(
+                    t.as_mut().subcols_mut(j * ni, ni),
+                    Accum::Replace,
+                    rg.as_ref().subcols(j * no, no),
+                    wt.transpose(),
+                );
             }
             if with_second {
-                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), Self::stack_w(v, ly).as_ref());
+                mm(
+                    t.as_mut(),
+                    Accum::Add,
+                    c.sig[l].as_ref(),
+                    Self::stack_w(v, ly).as_ref(),
+                );
             }
             let d1 = &c.d1[l - 1];
-            let gwd2 = if with_second { c.gw_d2[l - 1].as_ref() } else { None };
+            let gwd2 = if with_second {
+                c.gw_d2[l - 1].as_ref()
+            } else {
+                None
+            };
             let rzp = &rz[l - 1];
             rg = Mat::from_fn(nc, k * ni, |i, col| {
                 let u = col % ni;
@@ -295,7 +362,12 @@ impl ModelCurvature {
             let no = ly.n_out;
             let input = c.fwd.input(x, l);
             let mut av = Mat::<f64>::zeros(nc, k * no);
-            mm(av.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
+            mm(
+                av.as_mut(),
+                Accum::Replace,
+                input,
+                Self::stack_wt(v, ly).as_ref(),
+            );
             if let Some(b) = ly.b {
                 for j in 0..k {
                     for o in 0..no {
@@ -315,7 +387,11 @@ impl ModelCurvature {
         }
         // out_j = Σᵢ s_ij gᵢ / N = Σᵢ (s_ij/N) · N·sig_i ⊗ a_i = Σᵢ s_ij sig_i ⊗ a_i.
         for j in 0..k {
-            let scaled: Vec<Mat<f64>> = c.sig.iter().map(|sg| Mat::from_fn(nc, sg.ncols(), |i, o| sg[(i, o)] * s[(i, j)])).collect();
+            let scaled: Vec<Mat<f64>> = c
+                .sig
+                .iter()
+                .map(|sg| Mat::from_fn(nc, sg.ncols(), |i, o| sg[(i, o)] * s[(i, j)]))
+                .collect();
             let mut col = vec![0.0; self.model.num_params()];
             self.model.accumulate(x, &c.fwd, &scaled, &mut col);
             for (i, val) in col.iter().enumerate() {
@@ -337,16 +413,34 @@ impl LinearOperator for ModelCurvature {
         self.count.get()
     }
     fn describe(&self) -> String {
-        format!("{} of {} over {} samples", self.kind.name(), self.model.arch.describe(), self.data.len())
+        format!(
+            "{} of {} over {} samples",
+            self.kind.name(),
+            self.model.arch.describe(),
+            self.data.len()
+        )
     }
 }
 
 /// Central finite-difference Hessian-vector product of the mean loss: an independent
 /// cross-check only (it is not exact).
 pub fn finite_difference_hvp(model: &Mlp, data: &Split, v: &[f64], eps: f64) -> Vec<f64> {
-    let wp: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w + eps * d).collect();
-    let wm: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w - eps * d).collect();
+    let wp: Vec<f64> = model
+        .params
+        .iter()
+        .zip(v)
+        .map(|(w, d)| w + eps * d)
+        .collect();
+    let wm: Vec<f64> = model
+        .params
+        .iter()
+        .zip(v)
+        .map(|(w, d)| w - eps * d)
+        .collect();
     let (_, gp) = model.loss_grad_at(&wp, data.x.as_ref(), &data.y);
     let (_, gm) = model.loss_grad_at(&wm, data.x.as_ref(), &data.y);
-    gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * eps)).collect()
+    gp.iter()
+        .zip(&gm)
+        .map(|(a, b)| (a - b) / (2.0 * eps))
+        .collect()
 }

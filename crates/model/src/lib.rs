@@ -6,11 +6,14 @@ mod io;
 mod mlp;
 mod train;
 
-pub use arch::{sigmoid, Activation, Architecture, LayerLayout, LossKind};
-pub use init::{initialize, Init};
+pub use arch::{Activation, Architecture, LayerLayout, LossKind, sigmoid};
+pub use init::{Init, initialize};
 pub use io::model_port;
-pub use mlp::{chunks, eval_loss, loss_hess_apply, mm, weight_t, weight_t_mut, Forward, LossEval, Mlp, CHUNK_ROWS};
-pub use train::{log_port, train, trajectory_port, Train, TrainLog, TrainParams};
+pub use mlp::{
+    CHUNK_ROWS, Forward, LossEval, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t,
+    weight_t_mut,
+};
+pub use train::{Train, TrainLog, TrainParams, log_port, train, trajectory_port};
 
 pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<Train>();

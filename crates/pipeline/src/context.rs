@@ -1,6 +1,6 @@
 //! What a running stage sees: its inputs, its seed, and writers for its outputs.
-use crate::artifact::{write_file_atomic, Artifact, ArtifactWriter};
-use crate::{read_artifact, Error, PortSpec, Progress, Result, StageError};
+use crate::artifact::{Artifact, ArtifactWriter, write_file_atomic};
+use crate::{Error, PortSpec, Progress, Result, StageError, read_artifact};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::any::Any;
@@ -63,10 +63,20 @@ impl StageContext {
         let inputs = inputs
             .into_iter()
             .map(|(port, paths)| {
-                let declared = input_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()).unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+                let declared = input_specs
+                    .iter()
+                    .find(|p| p.name == port)
+                    .map(|p| p.schema.clone())
+                    .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
                 let arts = paths
                     .into_iter()
-                    .map(|path| InputArtifact { path, member: "main".into(), labels: BTreeMap::new(), declared: declared.clone(), shared: None })
+                    .map(|path| InputArtifact {
+                        path,
+                        member: "main".into(),
+                        labels: BTreeMap::new(),
+                        declared: declared.clone(),
+                        shared: None,
+                    })
                     .collect();
                 (port, arts)
             })
@@ -90,7 +100,8 @@ impl StageContext {
 
     /// The single artifact connected to `port`.
     pub fn input(&self, port: &str) -> Result<&InputArtifact, StageError> {
-        self.input_opt(port).ok_or_else(|| StageError::msg(format!("input `{port}` is not connected")))
+        self.input_opt(port)
+            .ok_or_else(|| StageError::msg(format!("input `{port}` is not connected")))
     }
     pub fn input_opt(&self, port: &str) -> Option<&InputArtifact> {
         self.inputs.get(port).and_then(|v| v.first())
@@ -118,15 +129,32 @@ impl StageContext {
     }
 
     /// Open a streaming writer for an output port (large artifacts).
-    pub fn writer(&self, port: &str, schema: SchemaRef, extra: &BTreeMap<String, String>) -> Result<ArtifactWriter, StageError> {
+    pub fn writer(
+        &self,
+        port: &str,
+        schema: SchemaRef,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<ArtifactWriter, StageError> {
         let spec = self.spec(port)?;
-        crate::check_schema(&spec.schema, &schema)
-            .map_err(|m| StageError::msg(format!("output `{port}` does not match its declared schema: {m}")))?;
-        Ok(ArtifactWriter::create(&self.dir.join(format!("{port}.parquet")), schema, &self.metadata(extra))?)
+        crate::check_schema(&spec.schema, &schema).map_err(|m| {
+            StageError::msg(format!(
+                "output `{port}` does not match its declared schema: {m}"
+            ))
+        })?;
+        Ok(ArtifactWriter::create(
+            &self.dir.join(format!("{port}.parquet")),
+            schema,
+            &self.metadata(extra),
+        )?)
     }
 
     /// Write one batch as the artifact of `port`.
-    pub fn write(&self, port: &str, batch: RecordBatch, extra: &BTreeMap<String, String>) -> Result<(), StageError> {
+    pub fn write(
+        &self,
+        port: &str,
+        batch: RecordBatch,
+        extra: &BTreeMap<String, String>,
+    ) -> Result<(), StageError> {
         let mut w = self.writer(port, batch.schema(), extra)?;
         w.write(&batch)?;
         w.finish()?;
@@ -135,7 +163,8 @@ impl StageContext {
 
     /// Keep an object in memory with the artifact of `port` for downstream stages of this run.
     pub fn share<T: Any + Send + Sync>(&mut self, port: &str, value: Arc<T>) {
-        self.shared_out.insert(self.final_dir.join(format!("{port}.parquet")), value);
+        self.shared_out
+            .insert(self.final_dir.join(format!("{port}.parquet")), value);
     }
 
     /// Write a non-Parquet file (plot, report) into the stage's directory.
@@ -157,5 +186,8 @@ impl StageContext {
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.into(), source }
+    Error::Io {
+        path: path.into(),
+        source,
+    }
 }

@@ -4,19 +4,40 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    ReadFile { path: PathBuf, #[source] source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}", format_diagnostics(.0))]
     Invalid(Vec<crate::Diagnostic>),
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Parquet error on {path}: {source}")]
-    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("Arrow error on {path}: {source}")]
-    Arrow { path: PathBuf, #[source] source: arrow_schema::ArrowError },
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
     #[error("artifact {path}: {message}")]
     Schema { path: PathBuf, message: String },
     #[error("stage `{stage}` (member `{member}`) failed: {source}")]
-    Stage { stage: String, member: String, #[source] source: StageError },
+    Stage {
+        stage: String,
+        member: String,
+        #[source]
+        source: StageError,
+    },
     #[error("lock file {path}: {message}")]
     Lock { path: PathBuf, message: String },
 }

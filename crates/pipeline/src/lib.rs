@@ -4,6 +4,7 @@
 
 mod artifact;
 mod cache;
+pub mod columns;
 mod config;
 mod context;
 mod error;
@@ -12,14 +13,13 @@ mod port;
 mod progress;
 mod registry;
 mod runner;
-pub mod columns;
 
-pub use artifact::{read_artifact, write_batches_atomic, Artifact, ArtifactWriter};
+pub use artifact::{Artifact, ArtifactWriter, read_artifact, write_batches_atomic};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};
 pub use error::{Error, Result, StageError};
 pub use plan::{Plan, PlannedInstance};
-pub use port::{check_schema, type_name as port_type_name, PortSpec};
+pub use port::{PortSpec, check_schema, type_name as port_type_name};
 pub use progress::Progress;
 pub use registry::{DynStage, Registry, StageKind};
 pub use runner::{RunOptions, RunReport, Runner, StageOutcome};

@@ -18,7 +18,13 @@ pub struct PortSpec {
 
 impl PortSpec {
     pub fn new(name: &'static str, doc: &'static str, fields: Vec<Field>) -> Self {
-        PortSpec { name, doc, schema: Arc::new(Schema::new(fields)), many: false, optional: false }
+        PortSpec {
+            name,
+            doc,
+            schema: Arc::new(Schema::new(fields)),
+            many: false,
+            optional: false,
+        }
     }
     pub fn many(mut self) -> Self {
         self.many = true;
@@ -48,7 +54,12 @@ pub fn check_schema(declared: &Schema, actual: &Schema) -> Result<(), String> {
                     "column `{}` is missing (expected {}); columns present: [{}]",
                     f.name(),
                     type_name(f.data_type()),
-                    actual.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    actual
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             Ok(a) => {
@@ -82,8 +93,12 @@ fn type_matches(decl: &DataType, actual: &DataType) -> bool {
 /// A short human name of an Arrow type, as the README documents it.
 pub fn type_name(t: &DataType) -> String {
     match t {
-        DataType::FixedSizeList(f, 0) => format!("FixedSizeList<{}>(any)", type_name(f.data_type())),
-        DataType::FixedSizeList(f, n) => format!("FixedSizeList<{}>({n})", type_name(f.data_type())),
+        DataType::FixedSizeList(f, 0) => {
+            format!("FixedSizeList<{}>(any)", type_name(f.data_type()))
+        }
+        DataType::FixedSizeList(f, n) => {
+            format!("FixedSizeList<{}>({n})", type_name(f.data_type()))
+        }
         DataType::List(f) => format!("List<{}>", type_name(f.data_type())),
         DataType::Float64 => "Float64".into(),
         DataType::UInt32 => "UInt32".into(),

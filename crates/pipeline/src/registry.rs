@@ -1,6 +1,6 @@
 //! Stage kinds and the explicit registry that holds them.
 use crate::{PortSpec, StageContext, StageError};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -33,7 +33,10 @@ pub trait DynStage: Send + Sync {
     fn inputs(&self) -> Vec<PortSpec>;
     fn outputs(&self) -> Vec<PortSpec>;
     /// Parse and check parameters; on failure, every problem as (key or None, message).
-    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
+    fn resolve(
+        &self,
+        table: &toml::Table,
+    ) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
     /// JSON schema of the parameters (types, defaults, docs).
     fn params_schema(&self) -> serde_json::Value;
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
@@ -60,7 +63,10 @@ impl<S: StageKind> DynStage for Adapter<S> {
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).unwrap_or_default()
     }
-    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
+    fn resolve(
+        &self,
+        table: &toml::Table,
+    ) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
         let whole: Result<S::Params, _> = toml::Value::Table(table.clone()).try_into();
         match whole {
             Ok(p) => {
@@ -126,7 +132,9 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -154,7 +162,9 @@ impl Registry {
         Self::default()
     }
     pub fn add<S: StageKind>(&mut self) {
-        let prev = self.kinds.insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
+        let prev = self
+            .kinds
+            .insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
         assert!(prev.is_none(), "stage kind `{}` registered twice", S::KIND);
     }
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynStage>> {

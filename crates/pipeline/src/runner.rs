@@ -1,8 +1,8 @@
 //! Runs a plan: schedules ready instances on `jobs` worker threads, skips those whose lock
 //! entry matches, writes each stage into a staging directory that replaces the old one only on
 //! success, and shares the result with every member that uses the instance.
-use crate::cache::{hash_dir, outputs_intact, LockEntry, LockFile};
-use crate::context::{io_err, InputArtifact, Shared};
+use crate::cache::{LockEntry, LockFile, hash_dir, outputs_intact};
+use crate::context::{InputArtifact, Shared, io_err};
 use crate::plan::Plan;
 use crate::{Error, Progress, Result, StageContext, StageError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -52,7 +52,11 @@ impl RunReport {
     }
     /// Stage names that ran (for tests).
     pub fn ran(&self) -> BTreeSet<String> {
-        self.instances.iter().filter(|i| i.outcome == StageOutcome::Ran).map(|i| format!("{}@{}", i.stage, i.members.join("+"))).collect()
+        self.instances
+            .iter()
+            .filter(|i| i.outcome == StageOutcome::Ran)
+            .map(|i| format!("{}@{}", i.stage, i.members.join("+")))
+            .collect()
     }
 }
 
@@ -82,7 +86,10 @@ impl Runner {
                     line: 1,
                     column: 1,
                     key: None,
-                    message: format!("no stage named `{s}`; stages: {}", plan.stage_order.join(", ")),
+                    message: format!(
+                        "no stage named `{s}`; stages: {}",
+                        plan.stage_order.join(", ")
+                    ),
                 }]));
             }
         }
@@ -95,7 +102,11 @@ impl Runner {
             plan.stage_order.iter().cloned().collect()
         } else {
             let downstream = |s: &String| -> Vec<String> {
-                plan.stage_deps.iter().filter(|(_, d)| d.contains(s)).map(|(n, _)| n.clone()).collect()
+                plan.stage_deps
+                    .iter()
+                    .filter(|(_, d)| d.contains(s))
+                    .map(|(n, _)| n.clone())
+                    .collect()
             };
             closure(&opts.from, downstream)
         };
@@ -125,71 +136,93 @@ impl Runner {
         let state = Mutex::new(sched);
         let cv = Condvar::new();
         let memory: Mutex<HashMap<PathBuf, Shared>> = Mutex::new(HashMap::new());
-        let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.jobs };
+        let jobs = if opts.jobs == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            opts.jobs
+        };
         let show = opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr());
 
         std::thread::scope(|scope| {
             for _ in 0..jobs.min(n.max(1)) {
-                scope.spawn(|| loop {
-                    let (id, input_hashes) = {
+                scope.spawn(|| {
+                    loop {
+                        let (id, input_hashes) = {
+                            let mut st = state.lock().unwrap();
+                            loop {
+                                if st.failed.is_some() || (st.ready.is_empty() && st.running == 0) {
+                                    return;
+                                }
+                                if let Some(id) = st.ready.pop_first() {
+                                    st.running += 1;
+                                    let hashes = input_hashes(plan, id, &st.outputs);
+                                    break (id, hashes);
+                                }
+                                st = cv.wait(st).unwrap();
+                            }
+                        };
+                        let inst = &plan.instances[id];
+                        let result = if !selected.contains(&inst.stage) {
+                            Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0))
+                        } else {
+                            input_hashes.and_then(|h| {
+                                execute(
+                                    plan,
+                                    id,
+                                    &h,
+                                    forced.contains(&inst.stage),
+                                    &lock,
+                                    &memory,
+                                    show,
+                                )
+                            })
+                        };
                         let mut st = state.lock().unwrap();
-                        loop {
-                            if st.failed.is_some() || (st.ready.is_empty() && st.running == 0) {
-                                return;
-                            }
-                            if let Some(id) = st.ready.pop_first() {
-                                st.running += 1;
-                                let hashes = input_hashes(plan, id, &st.outputs);
-                                break (id, hashes);
-                            }
-                            st = cv.wait(st).unwrap();
-                        }
-                    };
-                    let inst = &plan.instances[id];
-                    let result = if !selected.contains(&inst.stage) {
-                        Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0))
-                    } else {
-                        input_hashes.and_then(|h| {
-                            execute(plan, id, &h, forced.contains(&inst.stage), &lock, &memory, show)
-                        })
-                    };
-                    let mut st = state.lock().unwrap();
-                    st.running -= 1;
-                    match result {
-                        Ok((outs, outcome, seconds)) => {
-                            st.outputs[id] = Some(outs);
-                            st.reports[id] = Some(InstanceReport {
-                                stage: inst.stage.clone(),
-                                members: inst.members.clone(),
-                                outcome,
-                                seconds,
-                                dir: plan.stage_dir(&inst.members[0], &inst.stage),
-                            });
-                            for (j, d) in deps.iter().enumerate() {
-                                if d.contains(&id) {
-                                    st.waiting[j] -= 1;
-                                    if st.waiting[j] == 0 {
-                                        st.ready.insert(j);
+                        st.running -= 1;
+                        match result {
+                            Ok((outs, outcome, seconds)) => {
+                                st.outputs[id] = Some(outs);
+                                st.reports[id] = Some(InstanceReport {
+                                    stage: inst.stage.clone(),
+                                    members: inst.members.clone(),
+                                    outcome,
+                                    seconds,
+                                    dir: plan.stage_dir(&inst.members[0], &inst.stage),
+                                });
+                                for (j, d) in deps.iter().enumerate() {
+                                    if d.contains(&id) {
+                                        st.waiting[j] -= 1;
+                                        if st.waiting[j] == 0 {
+                                            st.ready.insert(j);
+                                        }
+                                    }
+                                }
+                                if outcome != StageOutcome::NotSelected {
+                                    for &d in &deps[id] {
+                                        st.consumers_left[d] -= 1;
+                                        if st.consumers_left[d] == 0 {
+                                            let dir = plan.stage_dir(
+                                                &plan.instances[d].members[0],
+                                                &plan.instances[d].stage,
+                                            );
+                                            memory
+                                                .lock()
+                                                .unwrap()
+                                                .retain(|p, _| !p.starts_with(&dir));
+                                        }
                                     }
                                 }
                             }
-                            if outcome != StageOutcome::NotSelected {
-                                for &d in &deps[id] {
-                                    st.consumers_left[d] -= 1;
-                                    if st.consumers_left[d] == 0 {
-                                        let dir = plan.stage_dir(&plan.instances[d].members[0], &plan.instances[d].stage);
-                                        memory.lock().unwrap().retain(|p, _| !p.starts_with(&dir));
-                                    }
+                            Err(e) => {
+                                if st.failed.is_none() {
+                                    st.failed = Some(e);
                                 }
                             }
                         }
-                        Err(e) => {
-                            if st.failed.is_none() {
-                                st.failed = Some(e);
-                            }
-                        }
+                        cv.notify_all();
                     }
-                    cv.notify_all();
                 });
             }
         });
@@ -197,7 +230,10 @@ impl Runner {
         if let Some(e) = st.failed {
             return Err(e);
         }
-        Ok(RunReport { out_dir: plan.out_dir.clone(), instances: st.reports.into_iter().flatten().collect() })
+        Ok(RunReport {
+            out_dir: plan.out_dir.clone(),
+            instances: st.reports.into_iter().flatten().collect(),
+        })
     }
 }
 
@@ -213,7 +249,11 @@ fn closure(start: &[String], next: impl Fn(&String) -> Vec<String>) -> BTreeSet<
 }
 
 /// Content hashes of every input of `id`, from what its upstream instances wrote.
-fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>]) -> Result<Vec<String>> {
+fn input_hashes(
+    plan: &Plan,
+    id: usize,
+    outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>],
+) -> Result<Vec<String>> {
     let inst = &plan.instances[id];
     let mut v = Vec::new();
     for (port, refs) in &inst.inputs {
@@ -223,7 +263,11 @@ fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate
                 Some(h) => v.push(format!("{port}={}", h.sha256)),
                 None => {
                     let up = &plan.instances[r.instance];
-                    let optional = inst.kind.inputs().iter().any(|p| p.name == port && p.optional);
+                    let optional = inst
+                        .kind
+                        .inputs()
+                        .iter()
+                        .any(|p| p.name == port && p.optional);
                     if optional {
                         v.push(format!("{port}=absent"));
                     } else {
@@ -257,10 +301,16 @@ fn execute(
     let inst = &plan.instances[id];
     let member0 = &inst.members[0];
     let dir = plan.stage_dir(member0, &inst.stage);
-    let key = crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes());
+    let key =
+        crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes());
     let lock_id = format!("{member0}/{}", inst.stage);
     let label = if inst.members.len() > 1 {
-        format!("{} [{} + {} more]", inst.stage, member0, inst.members.len() - 1)
+        format!(
+            "{} [{} + {} more]",
+            inst.stage,
+            member0,
+            inst.members.len() - 1
+        )
     } else {
         format!("{} [{member0}]", inst.stage)
     };
@@ -289,7 +339,11 @@ fn execute(
     {
         let mem = memory.lock().unwrap();
         for (port, refs) in &inst.inputs {
-            let declared = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()).unwrap();
+            let declared = in_specs
+                .iter()
+                .find(|p| p.name == port)
+                .map(|p| p.schema.clone())
+                .unwrap();
             for r in refs {
                 let path = plan.artifact_path(r.instance, &r.port);
                 if !path.exists() {
@@ -307,10 +361,16 @@ fn execute(
         }
     }
     let mut base_meta = BTreeMap::new();
-    base_meta.insert("hesslab.version".to_string(), crate::HESSLAB_VERSION.to_string());
+    base_meta.insert(
+        "hesslab.version".to_string(),
+        crate::HESSLAB_VERSION.to_string(),
+    );
     base_meta.insert("hesslab.stage".to_string(), inst.stage.clone());
     base_meta.insert("hesslab.kind".to_string(), inst.kind.kind().to_string());
-    base_meta.insert("hesslab.kind_version".to_string(), inst.kind.version().to_string());
+    base_meta.insert(
+        "hesslab.kind_version".to_string(),
+        inst.kind.version().to_string(),
+    );
     base_meta.insert("hesslab.params".to_string(), inst.params.to_string());
     base_meta.insert("hesslab.seed".to_string(), inst.seed.to_string());
     base_meta.insert("hesslab.cache_key".to_string(), key.clone());
@@ -319,7 +379,11 @@ fn execute(
         member: member0.clone(),
         seed: inst.seed,
         labels: plan.labels(member0),
-        progress: if show { Progress::forced(format!("  {label}")) } else { Progress::hidden() },
+        progress: if show {
+            Progress::forced(format!("  {label}"))
+        } else {
+            Progress::hidden()
+        },
         pipeline_source: plan.file.source.clone(),
         pipeline_name: plan.file.name.clone(),
         dir: staging.clone(),
@@ -329,17 +393,22 @@ fn execute(
         base_meta,
         shared_out: BTreeMap::new(),
     };
-    inst.kind.run(&inst.params, &mut ctx).map_err(|source| Error::Stage {
-        stage: inst.stage.clone(),
-        member: member0.clone(),
-        source,
-    })?;
+    inst.kind
+        .run(&inst.params, &mut ctx)
+        .map_err(|source| Error::Stage {
+            stage: inst.stage.clone(),
+            member: member0.clone(),
+            source,
+        })?;
     for o in inst.kind.outputs() {
         if !o.optional && !o.is_files() && !staging.join(format!("{}.parquet", o.name)).exists() {
             return Err(Error::Stage {
                 stage: inst.stage.clone(),
                 member: member0.clone(),
-                source: StageError::msg(format!("stage did not write its output port `{}`", o.name)),
+                source: StageError::msg(format!(
+                    "stage did not write its output port `{}`",
+                    o.name
+                )),
             });
         }
     }
