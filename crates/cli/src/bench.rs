@@ -1,4 +1,151 @@
-//! `hesslab bench`: speed as ratios against baselines measured in the same run.
-pub fn run(_quick: bool, _only: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("bench is not implemented yet")
+//! `hesslab bench`: speed as ratios against baselines measured in the same run (timings are
+//! never pass/fail). Figures go to stdout; see the README for the last measured values.
+use faer::Mat;
+use hesslab_data::rng::Rng;
+use hesslab_data::{GaussianMixture, MixtureParams, Split};
+use hesslab_eigen::*;
+use hesslab_hessian::{materialize, CurvatureKind, LinearOperator, ModelCurvature};
+use hesslab_model::*;
+use hesslab_pipeline::Progress;
+use std::time::Instant;
+
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    f(); // warm-up
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(f());
+    }
+    t0.elapsed().as_secs_f64() / reps as f64
+}
+
+fn gemm_rate(n: usize, k: usize, m: usize) -> f64 {
+    let mut rng = Rng::new(1);
+    let a = Mat::from_fn(n, k, |_, _| rng.normal());
+    let b = Mat::from_fn(k, m, |_, _| rng.normal());
+    let mut c = Mat::<f64>::zeros(n, m);
+    let t = time(3, || faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a.as_ref(), b.as_ref(), 1.0, faer::get_global_parallelism()));
+    2.0 * (n * k * m) as f64 / t
+}
+
+fn net(sizes: Vec<usize>, n: usize, seed: u64) -> (Mlp, Split) {
+    let k = *sizes.last().unwrap();
+    let ds = GaussianMixture::generate(&MixtureParams { classes: k, dim: sizes[0], samples: n, test_fraction: 0.0, ..Default::default() }, seed);
+    let arch = Architecture { sizes, activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    (initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed), ds.train())
+}
+
+/// FLOPs of one exact HVP by the batched R-operator (matrix-product terms only).
+fn hvp_flops(arch: &Architecture, n: usize) -> f64 {
+    arch.layers()
+        .iter()
+        .enumerate()
+        .map(|(l, ly)| {
+            let mn = (ly.n_in * ly.n_out) as f64;
+            // forward A·Vᵀ, backward Aᵀ·RG; for l > 0 also RA·Wᵀ, RAᵀ·G, RG·W, G·V.
+            let terms = if l == 0 { 2.0 } else { 6.0 };
+            terms * 2.0 * n as f64 * mn
+        })
+        .sum()
+}
+
+fn peak_rss_gib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / (1024.0 * 1024.0))
+        .unwrap_or(f64::NAN)
+}
+
+pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
+    let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    println!("hesslab bench ({} threads{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });
+    if want("hvp") || want("dense") || want("train") {
+        for (name, sizes) in [("W1 100→30→30→10", vec![100, 30, 30, 10]), ("W2 100→64→64→10", vec![100, 64, 64, 10])] {
+            let (m, d) = net(sizes, 1000, 3);
+            let p = m.num_params();
+            let t_fwd = time(20, || m.forward(d.x.as_ref()));
+            let t_grad = time(20, || m.loss_grad(d.x.as_ref(), &d.y));
+            let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
+            let v: Vec<f64> = (0..p).map(|i| (i as f64).sin()).collect();
+            let t_hvp = time(20, || op.apply_vec(&v));
+            println!("{name}: P = {p}, N = 1000");
+            if want("hvp") {
+                println!("  HVP / gradient time            {:.2}  (HVP {:.2} ms, gradient {:.2} ms)", t_hvp / t_grad, t_hvp * 1e3, t_grad * 1e3);
+            }
+            if want("train") {
+                println!("  train step / forward time      {:.2}  (step {:.2} ms, forward {:.2} ms)", t_grad / t_fwd, t_grad * 1e3, t_fwd * 1e3);
+            }
+            if want("dense") {
+                let t0 = Instant::now();
+                let (h, _) = materialize(&op, Some((&op, None)), 32, &Progress::hidden());
+                let t_dense = t0.elapsed().as_secs_f64();
+                let rate = hvp_flops(&m.arch, 1000) * p as f64 / t_dense;
+                let g = gemm_rate(1000, 512, 1000.max(p / 4));
+                println!(
+                    "  dense H: {:.2} s, {:.1} GFLOP/s; faer GEMM (1000×512×{}) {:.1} GFLOP/s; ratio {:.2}",
+                    t_dense,
+                    rate / 1e9,
+                    1000.max(p / 4),
+                    g / 1e9,
+                    rate / g
+                );
+                println!("  memory: 8·P² = {:.3} GiB, process peak RSS so far {:.3} GiB", 8.0 * (p * p) as f64 / (1u64 << 30) as f64, peak_rss_gib());
+                drop(h);
+            }
+        }
+    }
+    if want("eigen") {
+        let sizes: &[usize] = if quick { &[1000] } else { &[4270, 11274] };
+        for &n in sizes {
+            let mut rng = Rng::new(2);
+            let g = Mat::from_fn(n, n, |_, _| rng.normal());
+            let a = &g + g.transpose();
+            let t_eig = time(1, || a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap());
+            let t_mm = time(1, || &a * &a);
+            println!("dense eigenvalues {n}×{n}: {:.2} s = {:.2} × a {n}² matrix product ({:.2} s)", t_eig, t_eig / t_mm, t_mm);
+        }
+    }
+    if want("lanczos") {
+        let ds = GaussianMixture::generate(&MixtureParams::default(), 7);
+        let (tr, te) = (ds.train(), ds.test());
+        let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
+        let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1);
+        train(&mut m, &TrainParams { lr: 0.1, max_steps: if quick { 200 } else { 3000 }, target_loss: 1e-3, ..Default::default() }, &tr, &te, 1, 0, &Progress::hidden())?;
+        let k = if quick { 5 } else { 20 };
+        let op = ModelCurvature::new(m.clone(), tr.clone(), CurvatureKind::Hessian);
+        let (lz, li) = LanczosSolver::solve(&op, &LanczosParams { k, tol: 1e-8, ..Default::default() }, &Progress::hidden())?;
+        let op2 = ModelCurvature::new(m, tr, CurvatureKind::Hessian);
+        let pw = PowerIteration::solve(&op2, &PowerParams { k, tol: 1e-6, max_iter: 20000, seed: 1 });
+        match pw {
+            Ok((pp, pi)) => {
+                let worst = pp.values.iter().zip(&lz.values).map(|(a, b)| ((a - b) / b).abs()).fold(0.0f64, f64::max);
+                println!(
+                    "E2 Hessian top-{k}: Lanczos {} operator applications, power iteration {} ({:.1}× more; power's worst relative error vs Lanczos {:.1e})",
+                    li.applications,
+                    pi.applications,
+                    pi.applications as f64 / li.applications as f64,
+                    worst
+                );
+            }
+            Err(e) => println!("E2 Hessian top-{k}: Lanczos {} applications; power iteration failed: {e}", li.applications),
+        }
+    }
+    if want("slq") {
+        let (m, d) = net(if quick { vec![784, 64, 64, 10] } else { vec![784, 512, 512, 10] }, 1000, 5);
+        let op = ModelCurvature::new(m.clone(), d, CurvatureKind::Hessian);
+        let steps = if quick { 20 } else { 40 };
+        let t0 = Instant::now();
+        let r = StochasticLanczosQuadrature::run(&op, &SlqParams { steps, probes: 2, seed: 1 }, &Progress::new("slq"))?;
+        let (lo, hi) = r.range();
+        println!(
+            "SLQ on {} (P = {}, N = 1000): {} steps × 2 probes in {:.1} s, {} HVPs, spectrum range [{lo:.3e}, {hi:.3e}], peak RSS {:.2} GiB",
+            m.arch.describe(),
+            m.num_params(),
+            steps,
+            t0.elapsed().as_secs_f64(),
+            r.applications,
+            peak_rss_gib()
+        );
+    }
+    Ok(())
 }
