@@ -121,3 +121,22 @@ fn dense_and_lanczos_agree_on_the_top_20_of_a_real_hessian() {
     assert!(res.iter().all(|r| r.is_some_and(|r| r < 1e-8 * dense[0])));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn every_shipped_pipeline_validates() {
+    let mut n = 0;
+    for e in std::fs::read_dir(root().join("pipelines"))
+        .unwrap()
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let pf = PipelineFile::load(&p, &[]).unwrap();
+            if let Err(e) = Plan::build(pf, &hesslab::registry()) {
+                panic!("{}: {e}", p.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "{n} pipelines");
+}
