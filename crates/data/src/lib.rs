@@ -8,7 +8,7 @@ pub mod rng;
 
 pub use dataset::{Dataset, Split, TEST, TRAIN, dataset_port};
 pub use digits::{Digits, DigitsParams};
-pub use loaders::{Cifar10, IdxImages, TableImport};
+pub use loaders::{Cifar10, CifarParams, IdxImages, IdxParams, TableImport, TableParams};
 pub use mixture::{GaussianMixture, MixtureParams};
 
 pub fn register(r: &mut hesslab_pipeline::Registry) {
