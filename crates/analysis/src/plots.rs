@@ -1,12 +1,362 @@
-//! Plots (PNG and SVG) with plotters.
+//! Plots, written as PNG and SVG from one description, with plotters. Labels use the vendored
+//! DejaVu Sans (no system font lookup), so plots render identically on every machine.
 use crate::Summary;
 use hesslab_pipeline::{StageContext, StageError};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::sync::Once;
 
+static FONT: &[u8] = include_bytes!("../../../data/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+pub const WIDTH: u32 = 900;
+pub const HEIGHT: u32 = 560;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mark {
+    Line,
+    Points,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub mark: Mark,
+}
+
+/// A 2-D plot: series, reference lines, axis labels.
+#[derive(Debug, Clone, Default)]
+pub struct Plot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// Horizontal reference lines (y, label).
+    pub hlines: Vec<(f64, String)>,
+    /// Vertical reference lines (x, label).
+    pub vlines: Vec<(f64, String)>,
+}
+
+impl Plot {
+    pub fn new(title: &str, x: &str, y: &str) -> Self {
+        Plot {
+            title: title.into(),
+            x_label: x.into(),
+            y_label: y.into(),
+            ..Default::default()
+        }
+    }
+    pub fn line(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
+        self.series.push(Series {
+            name: name.into(),
+            points: pts,
+            mark: Mark::Line,
+        });
+        self
+    }
+    pub fn points(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
+        self.series.push(Series {
+            name: name.into(),
+            points: pts,
+            mark: Mark::Points,
+        });
+        self
+    }
+    pub fn hline(mut self, y: f64, label: &str) -> Self {
+        self.hlines.push((y, label.into()));
+        self
+    }
+    pub fn vline(mut self, x: f64, label: &str) -> Self {
+        self.vlines.push((x, label.into()));
+        self
+    }
+
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let pts = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        for (y, _) in &self.hlines {
+            y0 = y0.min(*y);
+            y1 = y1.max(*y);
+        }
+        if !x0.is_finite() {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let pad = |a: f64, b: f64| {
+            let d = if b > a {
+                (b - a) * 0.04
+            } else {
+                a.abs().max(1.0) * 0.05
+            };
+            (a - d, b + d)
+        };
+        (pad(x0, x1), pad(y0, y1))
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        register_font();
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .y_label_formatter(&|v| format_tick(*v))
+            .x_label_formatter(&|v| format_tick(*v))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (i, s) in self.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            let anno = match s.mark {
+                Mark::Line => chart
+                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                    .map_err(|x| e(&x))?,
+                Mark::Points => chart
+                    .draw_series(pts.into_iter().map(|p| Circle::new(p, 2, color.filled())))
+                    .map_err(|x| e(&x))?,
+            };
+            if !s.name.is_empty() {
+                anno.label(s.name.clone()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled())
+                });
+            }
+        }
+        for (y, label) in &self.hlines {
+            let c = RGBColor(200, 30, 30);
+            chart
+                .draw_series(LineSeries::new(vec![(x0, *y), (x1, *y)], c.stroke_width(1)))
+                .map_err(|x| e(&x))?
+                .label(label.clone())
+                .legend(move |(x, yy)| PathElement::new(vec![(x, yy), (x + 14, yy)], c));
+        }
+        for (x, label) in &self.vlines {
+            let c = RGBColor(30, 30, 200);
+            chart
+                .draw_series(LineSeries::new(vec![(*x, y0), (*x, y1)], c.stroke_width(1)))
+                .map_err(|x| e(&x))?
+                .label(label.clone())
+                .legend(move |(xx, y)| PathElement::new(vec![(xx, y), (xx + 14, y)], c));
+        }
+        if self.series.iter().any(|s| !s.name.is_empty())
+            || !self.hlines.is_empty()
+            || !self.vlines.is_empty()
+        {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()
+                .map_err(|x| e(&x))?;
+        }
+        root.present().map_err(|x| e(&x))?;
+        Ok(())
+    }
+
+    /// Render to PNG bytes and SVG text.
+    pub fn render(&self) -> Result<(Vec<u8>, String), String> {
+        let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+            self.draw(root)?;
+        }
+        let png = encode_png(&rgb, WIDTH, HEIGHT)?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            self.draw(root)?;
+        }
+        Ok((png, svg))
+    }
+
+    /// Write `<name>.png` and `<name>.svg` into the stage's directory.
+    pub fn write(&self, ctx: &StageContext, name: &str) -> Result<(), StageError> {
+        let (png, svg) = self
+            .render()
+            .map_err(|m| StageError::msg(format!("plot `{name}`: {m}")))?;
+        ctx.write_file(&format!("{name}.png"), &png)?;
+        ctx.write_file(&format!("{name}.svg"), svg.as_bytes())?;
+        Ok(())
+    }
+}
+
+fn format_tick(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e4 || v.abs() < 1e-2 {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// PNG from an RGB buffer (plotters' encoder writes to paths only; we need bytes for the
+/// atomic writer).
+pub fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().map_err(|e| e.to_string())?;
+        wr.write_image_data(rgb).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// A heat map of a square matrix (S16 Fig 5): |A| on a log color scale, one pixel block per entry
+/// (downsampled by block maxima for large matrices).
+pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
+    let n = a.nrows().max(1);
+    let size = size.min(n as u32 * 8).max(64);
+    let mut rgb = vec![255u8; (size * size * 3) as usize];
+    let maxabs = (0..a.ncols())
+        .flat_map(|j| (0..a.nrows()).map(move |i| (i, j)))
+        .fold(0.0f64, |m, (i, j)| m.max(a[(i, j)].abs()))
+        .max(1e-300);
+    let cell = |p: u32| (p as usize * n) / size as usize;
+    for py in 0..size {
+        let (r0, r1) = (cell(py), cell(py + 1).max(cell(py) + 1).min(n));
+        for px in 0..size {
+            let (c0, c1) = (cell(px), cell(px + 1).max(cell(px) + 1).min(n));
+            let mut m = 0.0f64;
+            let mut sign = 0.0;
+            for r in r0..r1 {
+                for c in c0..c1 {
+                    if a[(r, c)].abs() > m {
+                        m = a[(r, c)].abs();
+                        sign = a[(r, c)].signum();
+                    }
+                }
+            }
+            // Intensity on a log scale over 8 decades below the maximum.
+            let t = if m > 0.0 {
+                ((m / maxabs).log10() / 8.0 + 1.0).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let v = (255.0 * (1.0 - t)) as u8;
+            let idx = ((py * size + px) * 3) as usize;
+            let (r, g, b) = if sign >= 0.0 {
+                (255, v, v)
+            } else {
+                (v, v, 255)
+            };
+            rgb[idx] = r;
+            rgb[idx + 1] = g;
+            rgb[idx + 2] = b;
+        }
+    }
+    encode_png(&rgb, size, size)
+}
+
+/// The plots of one spectrum (S18 Figs 1–6, S16 Fig 1).
 pub fn spectrum_plots(
-    _ctx: &StageContext,
-    _desc: &[f64],
-    _dim: usize,
-    _s: &Summary,
+    ctx: &StageContext,
+    desc: &[f64],
+    dim: usize,
+    s: &Summary,
 ) -> Result<(), StageError> {
+    let n = desc.len();
+    Plot::new("Ordered eigenvalues", "rank", "eigenvalue")
+        .points(
+            "",
+            desc.iter()
+                .enumerate()
+                .map(|(i, &v)| (i as f64, v))
+                .collect(),
+        )
+        .write(ctx, "spectrum")?;
+    let top = n.min(120);
+    Plot::new(
+        &format!(
+            "Top {top} eigenvalues ({} outliers above the cutoff)",
+            s.outliers_heuristic
+        ),
+        "rank",
+        "eigenvalue",
+    )
+    .line(
+        "eigenvalues",
+        desc[..top]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as f64, v))
+            .collect(),
+    )
+    .hline(
+        s.heuristic_cutoff,
+        &format!("heuristic cutoff {:.2e}", s.heuristic_cutoff),
+    )
+    .write(ctx, "top")?;
+    let neg: Vec<(f64, f64)> = desc
+        .iter()
+        .rev()
+        .take_while(|&&v| v < 0.0)
+        .enumerate()
+        .map(|(i, &v)| (100.0 * i as f64 / dim as f64, v))
+        .collect();
+    Plot::new(
+        &format!("Negative eigenvalues ({} of {dim})", neg.len()),
+        "rank from the smallest, % of P",
+        "eigenvalue",
+    )
+    .line("", neg)
+    .write(ctx, "negative")?;
+    let (lo, hi) = (desc[n - 1], desc[0]);
+    let bins = 100;
+    let w = ((hi - lo) / bins as f64).max(f64::MIN_POSITIVE);
+    let mut counts = vec![0usize; bins];
+    for &v in desc {
+        counts[(((v - lo) / w) as usize).min(bins - 1)] += 1;
+    }
+    let pts: Vec<(f64, f64)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &c)| (lo + (i as f64 + 0.5) * w, (c as f64).log10()))
+        .collect();
+    Plot::new("Eigenvalue histogram", "eigenvalue", "log10 count")
+        .points("", pts.clone())
+        .line("", pts)
+        .write(ctx, "histogram")?;
     Ok(())
 }

@@ -203,7 +203,7 @@ pub struct SpectrumSummary;
 impl StageKind for SpectrumSummary {
     type Params = SummaryParams;
     const KIND: &'static str = "spectrum_summary";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Counts of positive/negative/near-zero eigenvalues, mean/std/min/max, and the outlier count by largest gap, largest ratio and elbow threshold (S18 Table 1); plots of the ordered spectrum, the top eigenvalues, the histogram and the negative tail.";
     fn inputs() -> Vec<PortSpec> {
         vec![eigenvalues_port()]
@@ -265,7 +265,10 @@ impl StageKind for Compare {
     const VERSION: u32 = 1;
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns.";
     fn inputs() -> Vec<PortSpec> {
-        vec![summary_port().renamed("summaries").many()]
+        vec![
+            summary_port().renamed("summaries").many(),
+            eigenvalues_port().many().optional(),
+        ]
     }
     fn outputs() -> Vec<PortSpec> {
         vec![PortSpec::new(
@@ -319,6 +322,29 @@ impl StageKind for Compare {
             ));
         }
         ctx.write_file("table.md", md.as_bytes())?;
+        // Top eigenvalues of every member on one rank plot, with each member's cutoff (Figs 2–4).
+        let evs = ctx.inputs("eigenvalues").to_vec();
+        if !evs.is_empty() {
+            let mut plot =
+                crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue");
+            for e in &evs {
+                let (_, desc) = read_eigenvalues(&e.read()?)?;
+                let label = if e.labels.is_empty() {
+                    e.member.clone()
+                } else {
+                    e.labels.values().cloned().collect::<Vec<_>>().join(", ")
+                };
+                plot = plot.line(
+                    &label,
+                    desc.iter()
+                        .take(120)
+                        .enumerate()
+                        .map(|(i, &v)| (i as f64, v))
+                        .collect(),
+                );
+            }
+            plot.write(ctx, "top_overlay")?;
+        }
         Ok(())
     }
 }

@@ -116,6 +116,15 @@ fn real_main() -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 report.out_dir.display()
             );
+            match hesslab_analysis::report::write_report(
+                &plan.out_dir,
+                &plan.file.name,
+                &plan.file.description,
+                &plan.file.source,
+            ) {
+                Ok(p) => println!("  report: {}", p.display()),
+                Err(e) => eprintln!("warning: could not write the report: {e}"),
+            }
             for i in &report.instances {
                 let what = match i.outcome {
                     StageOutcome::Ran => format!("ran {:.2}s", i.seconds),

@@ -158,7 +158,7 @@ impl ModelCurvature {
                 CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => {
                     self.fisher_chunk(c, v, o.as_mut())
                 }
-                _ => self.rop_chunk(c, v, o.as_mut()),
+                _ => self.rop_chunk(c, v, &mut o),
             }
             o
         };
@@ -208,7 +208,7 @@ impl ModelCurvature {
         })
     }
 
-    fn rop_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
+    fn rop_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
         let kind = self.kind;
         let with_loss = kind != CurvatureKind::Residual;
         let with_second = kind != CurvatureKind::GaussNewton;
@@ -216,9 +216,9 @@ impl ModelCurvature {
         let x = self.data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
         let nc = c.r1 - c.r0;
         let k = v.ncols();
-        let n = self.data.len() as f64;
+        let inv_n = 1.0 / self.data.len() as f64;
         let nl = self.layers.len();
-        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors.
+        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors (nc × k·n_out).
         let mut rz: Vec<Mat<f64>> = Vec::with_capacity(nl);
         let mut ra: Vec<Mat<f64>> = Vec::with_capacity(nl);
         for (l, ly) in self.layers.iter().enumerate() {
@@ -248,14 +248,26 @@ impl ModelCurvature {
                     for o in 0..no {
                         let vb = v[(b + o, j)];
                         if vb != 0.0 {
-                            rzl.col_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
+                            rzl.col_as_slice_mut(j * no + o)
+                                .iter_mut()
+                                .for_each(|x| *x += vb);
                         }
                     }
                 }
             }
             if l + 1 < nl {
                 let d1 = &c.d1[l];
-                let ral = Mat::from_fn(nc, k * no, |i, col| d1[(i, col % no)] * rzl[(i, col)]);
+                let mut ral = Mat::<f64>::zeros(nc, k * no);
+                for col in 0..k * no {
+                    let (dst, src, d) = (
+                        ral.col_as_slice_mut(col),
+                        rzl.col_as_slice(col),
+                        d1.col_as_slice(col % no),
+                    );
+                    for ((a, b), e) in dst.iter_mut().zip(src).zip(d) {
+                        *a = b * e;
+                    }
+                }
                 ra.push(ral);
             }
             rz.push(rzl);
@@ -272,41 +284,50 @@ impl ModelCurvature {
                     rg.as_mut().subcols_mut(j * cdim, cdim),
                 );
             }
-            rg.as_mut()
-                .col_iter_mut()
-                .for_each(|col| col.iter_mut().for_each(|x| *x /= n));
+            for col in 0..k * cdim {
+                rg.col_as_slice_mut(col)
+                    .iter_mut()
+                    .for_each(|x| *x *= inv_n);
+            }
         }
+        let mut gw = Mat::<f64>::new();
+        let mut t2 = Mat::<f64>::new();
         for l in (0..nl).rev() {
             let ly = &self.layers[l];
             let (ni, no) = (ly.n_in, ly.n_out);
             let input = c.fwd.input(x, l);
-            // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l).
-            let mut gw = Mat::<f64>::zeros(ni, k * no);
+            // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l), scattered into column j of out.
+            gw.resize_with(ni, k * no, |_, _| 0.0);
             mm(gw.as_mut(), Accum::Replace, input.transpose(), rg.as_ref());
-            let mut gw2 = None;
-            if with_second && l > 0 {
-                let mut t = Mat::<f64>::zeros(k * ni, no);
+            let second = with_second && l > 0;
+            if second {
+                t2.resize_with(k * ni, no, |_, _| 0.0);
                 mm(
-                    t.as_mut(),
+                    t2.as_mut(),
                     Accum::Replace,
                     ra[l - 1].as_ref().transpose(),
                     c.sig[l].as_ref(),
                 );
-                gw2 = Some(t);
             }
             for j in 0..k {
+                let oc = out.col_as_slice_mut(j);
                 for o in 0..no {
-                    for i in 0..ni {
-                        let mut val = gw[(i, j * no + o)];
-                        if let Some(t) = &gw2 {
-                            val += t[(j * ni + i, o)];
+                    let dst = &mut oc[ly.w + o * ni..ly.w + (o + 1) * ni];
+                    for (d, s) in dst.iter_mut().zip(gw.col_as_slice(j * no + o)) {
+                        *d += s;
+                    }
+                    if second {
+                        for (d, s) in dst
+                            .iter_mut()
+                            .zip(&t2.col_as_slice(o)[j * ni..(j + 1) * ni])
+                        {
+                            *d += s;
                         }
-                        out[(ly.w + o * ni + i, j)] += val;
                     }
                 }
                 if let Some(b) = ly.b {
                     for o in 0..no {
-                        out[(b + o, j)] += rg.col(j * no + o).iter().sum::<f64>();
+                        oc[b + o] += rg.col_as_slice(j * no + o).iter().sum::<f64>();
                     }
                 }
             }
@@ -339,14 +360,24 @@ impl ModelCurvature {
                 None
             };
             let rzp = &rz[l - 1];
-            rg = Mat::from_fn(nc, k * ni, |i, col| {
+            for col in 0..k * ni {
                 let u = col % ni;
-                let mut val = t[(i, col)] * d1[(i, u)];
-                if let Some(g2) = gwd2 {
-                    val += g2[(i, u)] * rzp[(i, col)];
+                let dcol = d1.col_as_slice(u);
+                let tc = t.col_as_slice_mut(col);
+                for (a, d) in tc.iter_mut().zip(dcol) {
+                    *a *= d;
                 }
-                val
-            });
+                if let Some(g2) = gwd2 {
+                    for ((a, g), r) in tc
+                        .iter_mut()
+                        .zip(g2.col_as_slice(u))
+                        .zip(rzp.col_as_slice(col))
+                    {
+                        *a += g * r;
+                    }
+                }
+            }
+            rg = t;
         }
     }
 

@@ -1,0 +1,159 @@
+//! One self-contained HTML page per pipeline run: plots inline (base64 PNG), summary tables,
+//! the resolved pipeline TOML and the stage timings from the lock file. Openable offline.
+use std::path::{Path, PathBuf};
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        v.sort();
+        for p in v {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// Write `<out_dir>/report.html` for a finished run; returns its path.
+pub fn write_report(
+    out_dir: &Path,
+    name: &str,
+    description: &str,
+    source: &str,
+) -> std::io::Result<PathBuf> {
+    let mut files = Vec::new();
+    walk(out_dir, &mut files);
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>hesslab: {n}</title><style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}img{{max-width:100%;border:1px solid #ddd}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body><h1>Pipeline <code>{n}</code></h1><p>{d}</p>",
+        n = esc(name),
+        d = esc(description)
+    );
+    // Timings from the lock file.
+    if let Ok(lock) = std::fs::read_to_string(out_dir.join("hesslab.lock")) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&lock) {
+            html.push_str(
+                "<h2>Stages</h2><table><tr><th>member/stage</th><th>kind</th><th>seconds</th></tr>",
+            );
+            if let Some(m) = v.get("stages").and_then(|s| s.as_object()) {
+                for (k, e) in m {
+                    html.push_str(&format!(
+                        "<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+                        esc(k),
+                        esc(e.get("kind").and_then(|x| x.as_str()).unwrap_or("")),
+                        e.get("seconds")
+                            .and_then(|x| x.as_f64())
+                            .unwrap_or(f64::NAN)
+                    ));
+                }
+            }
+            html.push_str("</table>");
+        }
+    }
+    let mut current = String::new();
+    for f in &files {
+        let rel = f.strip_prefix(out_dir).unwrap_or(f).display().to_string();
+        let section = Path::new(&rel)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !matches!(ext, "png" | "md") {
+            continue;
+        }
+        if section != current {
+            html.push_str(&format!("<h2>{}</h2>", esc(&section)));
+            current = section;
+        }
+        match ext {
+            "png" => {
+                if let Ok(b) = std::fs::read(f) {
+                    html.push_str(&format!("<figure><img alt=\"{r}\" src=\"data:image/png;base64,{}\"><figcaption>{r}</figcaption></figure>", base64(&b), r = esc(&rel)));
+                }
+            }
+            "md" => {
+                if let Ok(t) = std::fs::read_to_string(f) {
+                    html.push_str("<table>");
+                    for line in t
+                        .lines()
+                        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+                    {
+                        html.push_str("<tr>");
+                        for c in line.trim_matches('|').split('|') {
+                            html.push_str(&format!("<td>{}</td>", esc(c.trim())));
+                        }
+                        html.push_str("</tr>");
+                    }
+                    html.push_str("</table>");
+                }
+            }
+            _ => {}
+        }
+    }
+    html.push_str("<h2>Artifacts</h2><ul>");
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+    {
+        let rel = f.strip_prefix(out_dir).unwrap_or(f).display().to_string();
+        html.push_str(&format!("<li><a href=\"{r}\">{r}</a></li>", r = esc(&rel)));
+    }
+    html.push_str(&format!(
+        "</ul><h2>Pipeline definition</h2><pre>{}</pre></body></html>",
+        esc(source)
+    ));
+    let path = out_dir.join("report.html");
+    let tmp = out_dir.join(format!(".report.html.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, html)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+    }
+}
