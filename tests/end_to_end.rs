@@ -140,3 +140,108 @@ fn every_shipped_pipeline_validates() {
     }
     assert!(n >= 10, "{n} pipelines");
 }
+
+#[test]
+fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
+    let out = tmp("e4e6");
+    run("pipelines/s18_e4_small_vs_large_batch.toml", &out, &[], 0);
+    let sb = eigenvalues(
+        &out.join("s18_e4_small_vs_large_batch/train.batch_size=10/eigen/eigenvalues.parquet"),
+    );
+    let lb = eigenvalues(
+        &out.join("s18_e4_small_vs_large_batch/train.batch_size=512/eigen/eigenvalues.parquet"),
+    );
+    for i in 0..10 {
+        assert!(
+            lb[i] > sb[i],
+            "rank {i}: large batch {} vs small batch {}",
+            lb[i],
+            sb[i]
+        );
+    }
+    run(
+        "pipelines/s18_e6_lb_then_sb_interpolation.toml",
+        &out,
+        &[],
+        0,
+    );
+    let c = read_artifact(
+        &out.join("s18_e6_lb_then_sb_interpolation/main/line/curve.parquet"),
+        None,
+    )
+    .unwrap();
+    let alpha = f64_values(&c.batch, "alpha").unwrap();
+    let loss = f64_values(&c.batch, "train_loss").unwrap();
+    let at = |a: f64| loss[alpha.iter().position(|x| (x - a).abs() < 1e-9).unwrap()];
+    let ends = at(0.0).max(at(1.0));
+    let inside = alpha
+        .iter()
+        .zip(&loss)
+        .filter(|(a, _)| (0.0..=1.0).contains(*a))
+        .map(|(_, l)| *l)
+        .fold(f64::NEG_INFINITY, f64::max);
+    // Tolerance: 1% of the larger endpoint loss.
+    assert!(
+        inside <= ends * 1.01,
+        "barrier: max {inside} inside [0, 1] vs endpoints {ends}"
+    );
+    let lb_top =
+        eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_lb/eigenvalues.parquet"));
+    let sb_top =
+        eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_sb/eigenvalues.parquet"));
+    assert!(lb_top[0] > sb_top[0]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn plots_are_valid_images_and_report_links_resolve() {
+    let out = tmp("plots");
+    run("pipelines/s16_p3_two_blobs_widths.toml", &out, &[], 0);
+    let dir = out.join("s16_p3_two_blobs_widths");
+    let report = hesslab_analysis::report::write_report(&dir, "p3", "", "").unwrap();
+    let mut pngs = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "png") {
+                let bytes = std::fs::read(&p).unwrap();
+                assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+                let (w, h) = (
+                    u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+                    u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+                );
+                assert_eq!(
+                    (w, h),
+                    (
+                        hesslab_analysis::plots::WIDTH,
+                        hesslab_analysis::plots::HEIGHT
+                    ),
+                    "{}",
+                    p.display()
+                );
+                pngs += 1;
+            } else if p.extension().is_some_and(|x| x == "svg") {
+                let s = std::fs::read_to_string(&p).unwrap();
+                assert!(
+                    s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(pngs >= 20, "{pngs} PNG files");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("data:image/png;base64,"));
+    let mut links = 0;
+    for part in html.split("href=\"").skip(1) {
+        let target = &part[..part.find('"').unwrap()];
+        assert!(dir.join(target).exists(), "dangling link {target}");
+        links += 1;
+    }
+    assert!(links >= 5, "{links} links");
+    let _ = std::fs::remove_dir_all(&out);
+}
