@@ -44,22 +44,11 @@ fn leftovers(dir: &Path, found: &mut Vec<PathBuf>) {
 fn run_file(path: &Path) -> (Result<(), String>, PathBuf) {
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     let t = tmp(&name);
-    let text = std::fs::read_to_string(path)
-        .unwrap()
-        .replace("{TMP}", t.to_str().unwrap());
+    let text = std::fs::read_to_string(path).unwrap().replace("{TMP}", t.to_str().unwrap());
     let file_name = Path::new(path.file_name().unwrap());
     let result = PipelineFile::parse(file_name, text, &[])
         .and_then(|pf| Plan::build(pf, &hesslab::registry()))
-        .and_then(|plan| {
-            Runner::run(
-                &plan,
-                &RunOptions {
-                    jobs: 1,
-                    ..Default::default()
-                },
-            )
-            .map(|_| ())
-        });
+        .and_then(|plan| Runner::run(&plan, &RunOptions { jobs: 1, ..Default::default() }).map(|_| ()));
     (result.map_err(|e| full_error(&e)), t)
 }
 
@@ -72,35 +61,19 @@ fn every_broken_pipeline_fails_with_an_error_naming_the_problem() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 20,
-        "the corpus has only {} files",
-        files.len()
-    );
+    assert!(files.len() >= 20, "the corpus has only {} files", files.len());
     let mut failures = Vec::new();
     for f in &files {
         let (res, t) = run_file(f);
-        let text = std::fs::read_to_string(f)
-            .unwrap()
-            .replace("{TMP}", t.to_str().unwrap());
-        let expects: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect: "))
-            .collect();
-        assert!(
-            !expects.is_empty(),
-            "{} has no `# expect:` line",
-            f.display()
-        );
+        let text = std::fs::read_to_string(f).unwrap().replace("{TMP}", t.to_str().unwrap());
+        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
         match res {
             Ok(()) => failures.push(format!("{}: succeeded, expected an error", f.display())),
             Err(msg) => {
                 for e in &expects {
                     if !msg.contains(e) {
-                        failures.push(format!(
-                            "{}:\n    expected: {e}\n    got:      {msg}",
-                            f.display()
-                        ));
+                        failures.push(format!("{}:\n    expected: {e}\n    got:      {msg}", f.display()));
                     }
                 }
             }
@@ -113,25 +86,12 @@ fn every_broken_pipeline_fails_with_an_error_naming_the_problem() {
         // A failing stage leaves no output directory of its own.
         if text.contains("failed: batch_size") && t.join("out").exists() {
             let train_dir = t.join("out/run_batch_too_large/main/train");
-            assert!(
-                !train_dir.exists(),
-                "failed stage left {}",
-                train_dir.display()
-            );
-            assert!(
-                t.join("out/run_batch_too_large/main/data/dataset.parquet")
-                    .exists(),
-                "the successful upstream artifact must be kept"
-            );
+            assert!(!train_dir.exists(), "failed stage left {}", train_dir.display());
+            assert!(t.join("out/run_batch_too_large/main/data/dataset.parquet").exists(), "the successful upstream artifact must be kept");
         }
         let _ = std::fs::remove_dir_all(&t);
     }
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
 }
 
 fn write_small_dataset(dir: &Path) -> PathBuf {
@@ -139,11 +99,7 @@ fn write_small_dataset(dir: &Path) -> PathBuf {
         "[pipeline]\nout = \"{}\"\nname = \"p\"\n[stages.data]\nkind = \"gaussian_mixture\"\nclasses = 2\ndim = 3\nsamples = 20\n",
         dir.display()
     );
-    let plan = Plan::build(
-        PipelineFile::parse(Path::new("p.toml"), text, &[]).unwrap(),
-        &hesslab::registry(),
-    )
-    .unwrap();
+    let plan = Plan::build(PipelineFile::parse(Path::new("p.toml"), text, &[]).unwrap(), &hesslab::registry()).unwrap();
     Runner::run(&plan, &RunOptions::default()).unwrap();
     dir.join("p/main/data/dataset.parquet")
 }
@@ -156,10 +112,7 @@ fn truncated_parquet_is_a_clear_error_naming_the_file() {
     let bad = t.join("truncated.parquet");
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
     let e = full_error(&read_artifact(&bad, None).unwrap_err());
-    assert!(
-        e.contains("truncated.parquet") && e.contains("Parquet error"),
-        "{e}"
-    );
+    assert!(e.contains("truncated.parquet") && e.contains("Parquet error"), "{e}");
     let empty = t.join("empty.parquet");
     std::fs::write(&empty, b"").unwrap();
     assert!(full_error(&read_artifact(&empty, None).unwrap_err()).contains("empty.parquet"));
@@ -172,18 +125,10 @@ fn wrong_schema_names_the_column() {
     let p = write_small_dataset(&t);
     let declared = hesslab_model::model_port().schema;
     let e = full_error(&read_artifact(&p, Some(&declared)).unwrap_err());
-    assert!(
-        e.contains("column `tensor` is missing") && e.contains("dataset.parquet"),
-        "{e}"
-    );
-    let declared =
-        hesslab_pipeline::PortSpec::new("x", "", vec![hesslab_pipeline::columns::f64_field("y")])
-            .schema;
+    assert!(e.contains("column `tensor` is missing") && e.contains("dataset.parquet"), "{e}");
+    let declared = hesslab_pipeline::PortSpec::new("x", "", vec![hesslab_pipeline::columns::f64_field("y")]).schema;
     let e = full_error(&read_artifact(&p, Some(&declared)).unwrap_err());
-    assert!(
-        e.contains("column `y` has type UInt32, expected Float64"),
-        "{e}"
-    );
+    assert!(e.contains("column `y` has type UInt32, expected Float64"), "{e}");
     let _ = std::fs::remove_dir_all(&t);
 }
 

@@ -19,14 +19,7 @@ fn run(file: &str, out: &Path, set: &[&str], jobs: usize) -> Plan {
     let mut pf = PipelineFile::load(&root().join(file), &set).unwrap();
     pf.out = out.to_path_buf();
     let plan = Plan::build(pf, &hesslab::registry()).unwrap();
-    Runner::run(
-        &plan,
-        &RunOptions {
-            jobs,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    Runner::run(&plan, &RunOptions { jobs, ..Default::default() }).unwrap();
     plan
 }
 
@@ -42,19 +35,12 @@ fn quickstart_finds_ten_outliers_and_is_bit_identical_across_runs_and_jobs() {
     run("pipelines/quickstart.toml", &b, &[], 2);
     let s = read_artifact(&a.join("quickstart/main/summary/summary.parquet"), None).unwrap();
     let heuristic = u64_values(&s.batch, "outliers_heuristic").unwrap()[0];
-    assert!(
-        (9..=11).contains(&heuristic),
-        "quickstart: {heuristic} outliers by the heuristic, expected 10 ± 1"
-    );
+    assert!((9..=11).contains(&heuristic), "quickstart: {heuristic} outliers by the heuristic, expected 10 ± 1");
     let h = read_artifact(&a.join("quickstart/main/hessian/matrix.parquet"), None).unwrap();
     let sym: f64 = h.meta("symmetry_error").unwrap().parse().unwrap();
     assert!(sym < 1e-12, "symmetry error {sym}");
-    let train_loss: f64 = read_artifact(&a.join("quickstart/main/train/model.parquet"), None)
-        .unwrap()
-        .meta("final_train_loss")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let train_loss: f64 =
+        read_artifact(&a.join("quickstart/main/train/model.parquet"), None).unwrap().meta("final_train_loss").unwrap().parse().unwrap();
     assert!(train_loss < 1e-3, "training loss {train_loss}");
     for f in [
         "data/dataset.parquet",
@@ -69,23 +55,11 @@ fn quickstart_finds_ten_outliers_and_is_bit_identical_across_runs_and_jobs() {
         assert!(x == y, "{f} differs between runs");
     }
     // A model re-read from its artifact gives the same loss to the last bit.
-    let m = hesslab_model::Mlp::from_artifact(
-        &read_artifact(&a.join("quickstart/main/train/model.parquet"), None).unwrap(),
-    )
-    .unwrap();
-    let ds = hesslab_data::Dataset::from_artifact(
-        &read_artifact(&a.join("quickstart/main/data/dataset.parquet"), None).unwrap(),
-    )
-    .unwrap();
+    let m = hesslab_model::Mlp::from_artifact(&read_artifact(&a.join("quickstart/main/train/model.parquet"), None).unwrap()).unwrap();
+    let ds = hesslab_data::Dataset::from_artifact(&read_artifact(&a.join("quickstart/main/data/dataset.parquet"), None).unwrap()).unwrap();
     let tr = ds.train();
     let (loss, _) = m.loss_grad(tr.x.as_ref(), &tr.y);
-    let logged = f64_values(
-        &read_artifact(&a.join("quickstart/main/train/log.parquet"), None)
-            .unwrap()
-            .batch,
-        "train_loss",
-    )
-    .unwrap();
+    let logged = f64_values(&read_artifact(&a.join("quickstart/main/train/log.parquet"), None).unwrap().batch, "train_loss").unwrap();
     assert_eq!(loss.to_bits(), logged.last().unwrap().to_bits());
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
@@ -96,26 +70,14 @@ fn dense_and_lanczos_agree_on_the_top_20_of_a_real_hessian() {
     let out = tmp("swap");
     run("pipelines/solver_swap.toml", &out, &[], 0);
     let dense = eigenvalues(&out.join("solver_swap/main/eigen/eigenvalues.parquet"));
-    run(
-        "pipelines/solver_swap.toml",
-        &out,
-        &["eigen.solver=\"lanczos\""],
-        0,
-    );
-    let lz = read_artifact(
-        &out.join("solver_swap/main/eigen/eigenvalues.parquet"),
-        None,
-    )
-    .unwrap();
+    run("pipelines/solver_swap.toml", &out, &["eigen.solver=\"lanczos\""], 0);
+    let lz = read_artifact(&out.join("solver_swap/main/eigen/eigenvalues.parquet"), None).unwrap();
     assert_eq!(lz.meta("solver"), Some("lanczos"));
     let lanczos = hesslab_eigen::read_eigenvalues(&lz).unwrap().1;
     assert_eq!(lanczos.len(), 20);
     assert_eq!(dense.len(), 4270);
     for (i, (l, d)) in lanczos.iter().zip(&dense).enumerate() {
-        assert!(
-            (l - d).abs() <= 1e-8 * d.abs(),
-            "rank {i}: lanczos {l} vs dense {d}"
-        );
+        assert!((l - d).abs() <= 1e-8 * d.abs(), "rank {i}: lanczos {l} vs dense {d}");
     }
     let res = f64_opt_values(&lz.batch, "residual").unwrap();
     assert!(res.iter().all(|r| r.is_some_and(|r| r < 1e-8 * dense[0])));
@@ -125,10 +87,7 @@ fn dense_and_lanczos_agree_on_the_top_20_of_a_real_hessian() {
 #[test]
 fn every_shipped_pipeline_validates() {
     let mut n = 0;
-    for e in std::fs::read_dir(root().join("pipelines"))
-        .unwrap()
-        .flatten()
-    {
+    for e in std::fs::read_dir(root().join("pipelines")).unwrap().flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "toml") {
             let pf = PipelineFile::load(&p, &[]).unwrap();
@@ -145,50 +104,22 @@ fn every_shipped_pipeline_validates() {
 fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
     let out = tmp("e4e6");
     run("pipelines/s18_e4_small_vs_large_batch.toml", &out, &[], 0);
-    let sb = eigenvalues(
-        &out.join("s18_e4_small_vs_large_batch/train.batch_size=10/eigen/eigenvalues.parquet"),
-    );
-    let lb = eigenvalues(
-        &out.join("s18_e4_small_vs_large_batch/train.batch_size=512/eigen/eigenvalues.parquet"),
-    );
+    let sb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=10/eigen/eigenvalues.parquet"));
+    let lb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=512/eigen/eigenvalues.parquet"));
     for i in 0..10 {
-        assert!(
-            lb[i] > sb[i],
-            "rank {i}: large batch {} vs small batch {}",
-            lb[i],
-            sb[i]
-        );
+        assert!(lb[i] > sb[i], "rank {i}: large batch {} vs small batch {}", lb[i], sb[i]);
     }
-    run(
-        "pipelines/s18_e6_lb_then_sb_interpolation.toml",
-        &out,
-        &[],
-        0,
-    );
-    let c = read_artifact(
-        &out.join("s18_e6_lb_then_sb_interpolation/main/line/curve.parquet"),
-        None,
-    )
-    .unwrap();
+    run("pipelines/s18_e6_lb_then_sb_interpolation.toml", &out, &[], 0);
+    let c = read_artifact(&out.join("s18_e6_lb_then_sb_interpolation/main/line/curve.parquet"), None).unwrap();
     let alpha = f64_values(&c.batch, "alpha").unwrap();
     let loss = f64_values(&c.batch, "train_loss").unwrap();
     let at = |a: f64| loss[alpha.iter().position(|x| (x - a).abs() < 1e-9).unwrap()];
     let ends = at(0.0).max(at(1.0));
-    let inside = alpha
-        .iter()
-        .zip(&loss)
-        .filter(|(a, _)| (0.0..=1.0).contains(*a))
-        .map(|(_, l)| *l)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let inside = alpha.iter().zip(&loss).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, l)| *l).fold(f64::NEG_INFINITY, f64::max);
     // Tolerance: 1% of the larger endpoint loss.
-    assert!(
-        inside <= ends * 1.01,
-        "barrier: max {inside} inside [0, 1] vs endpoints {ends}"
-    );
-    let lb_top =
-        eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_lb/eigenvalues.parquet"));
-    let sb_top =
-        eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_sb/eigenvalues.parquet"));
+    assert!(inside <= ends * 1.01, "barrier: max {inside} inside [0, 1] vs endpoints {ends}");
+    let lb_top = eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_lb/eigenvalues.parquet"));
+    let sb_top = eigenvalues(&out.join("s18_e6_lb_then_sb_interpolation/main/top_sb/eigenvalues.parquet"));
     assert!(lb_top[0] > sb_top[0]);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -209,27 +140,12 @@ fn plots_are_valid_images_and_report_links_resolve() {
             } else if p.extension().is_some_and(|x| x == "png") {
                 let bytes = std::fs::read(&p).unwrap();
                 assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
-                let (w, h) = (
-                    u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
-                    u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
-                );
-                assert_eq!(
-                    (w, h),
-                    (
-                        hesslab_analysis::plots::WIDTH,
-                        hesslab_analysis::plots::HEIGHT
-                    ),
-                    "{}",
-                    p.display()
-                );
+                let (w, h) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
+                assert_eq!((w, h), (hesslab_analysis::plots::WIDTH, hesslab_analysis::plots::HEIGHT), "{}", p.display());
                 pngs += 1;
             } else if p.extension().is_some_and(|x| x == "svg") {
                 let s = std::fs::read_to_string(&p).unwrap();
-                assert!(
-                    s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
-                    "{}",
-                    p.display()
-                );
+                assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{}", p.display());
             }
         }
     }

@@ -38,11 +38,7 @@ impl StageKind for Numbers {
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let mut rng = hesslab_data::rng::Rng::new(ctx.seed);
         let v: Vec<f64> = (0..p.n).map(|_| p.scale * rng.normal()).collect();
-        ctx.write(
-            "values",
-            RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(),
-            &BTreeMap::new(),
-        )
+        ctx.write("values", RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(), &BTreeMap::new())
     }
 }
 
@@ -71,16 +67,8 @@ impl StageKind for Affine {
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let a = ctx.read("values")?;
-        let v: Vec<f64> = f64_values(&a.batch, "v")
-            .unwrap()
-            .iter()
-            .map(|x| p.a * x + p.b)
-            .collect();
-        ctx.write(
-            "values",
-            RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(),
-            &BTreeMap::new(),
-        )
+        let v: Vec<f64> = f64_values(&a.batch, "v").unwrap().iter().map(|x| p.a * x + p.b).collect();
+        ctx.write("values", RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(), &BTreeMap::new())
     }
 }
 
@@ -97,35 +85,15 @@ impl StageKind for Collect {
         vec![values_port().renamed("all").many()]
     }
     fn outputs() -> Vec<PortSpec> {
-        vec![PortSpec::new(
-            "table",
-            "member, sum",
-            vec![utf8_field("member"), f64_field("sum")],
-        )]
+        vec![PortSpec::new("table", "member, sum", vec![utf8_field("member"), f64_field("sum")])]
     }
     fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let ins = ctx.inputs("all").to_vec();
-        let sums: Vec<f64> = ins
-            .iter()
-            .map(|i| {
-                f64_values(&i.read().unwrap().batch, "v")
-                    .unwrap()
-                    .iter()
-                    .sum()
-            })
-            .collect();
-        let schema =
-            PortSpec::new("table", "", vec![utf8_field("member"), f64_field("sum")]).schema;
+        let sums: Vec<f64> = ins.iter().map(|i| f64_values(&i.read().unwrap().batch, "v").unwrap().iter().sum()).collect();
+        let schema = PortSpec::new("table", "", vec![utf8_field("member"), f64_field("sum")]).schema;
         ctx.write(
             "table",
-            RecordBatch::try_new(
-                schema,
-                vec![
-                    utf8_array(ins.iter().map(|i| i.member.clone())),
-                    f64_array(sums),
-                ],
-            )
-            .unwrap(),
+            RecordBatch::try_new(schema, vec![utf8_array(ins.iter().map(|i| i.member.clone())), f64_array(sums)]).unwrap(),
             &BTreeMap::new(),
         )
     }
@@ -190,11 +158,7 @@ fn run(src: &str, out: &Path, set: &[&str], opts: RunOptions) -> RunReport {
 }
 
 fn ran(r: &RunReport) -> Vec<String> {
-    r.instances
-        .iter()
-        .filter(|i| i.outcome == StageOutcome::Ran)
-        .map(|i| i.stage.clone())
-        .collect()
+    r.instances.iter().filter(|i| i.outcome == StageOutcome::Ran).map(|i| i.stage.clone()).collect()
 }
 
 #[test]
@@ -207,10 +171,7 @@ fn runs_end_to_end_then_skips_then_reruns_only_what_changed() {
     assert_eq!(a.meta("hesslab.kind_version"), Some("1"));
     assert_eq!(a.meta("hesslab.params"), Some(r#"{"a":2.0,"b":0.0}"#));
     assert!(a.meta("hesslab.cache_key").is_some_and(|k| k.len() == 64));
-    assert_eq!(
-        a.meta("hesslab.seed"),
-        Some(derive_seed(3, "twice").to_string().as_str())
-    );
+    assert_eq!(a.meta("hesslab.seed"), Some(derive_seed(3, "twice").to_string().as_str()));
     assert_eq!(a.meta("hesslab.version"), Some(HESSLAB_VERSION));
     // Second run: everything is up to date.
     let r = run(LINEAR, &out, &[], RunOptions::default());
@@ -220,51 +181,13 @@ fn runs_end_to_end_then_skips_then_reruns_only_what_changed() {
     let r = run(LINEAR, &out, &["twice.a=3"], RunOptions::default());
     assert_eq!(ran(&r), ["twice", "sum"]);
     // --force reruns everything; --from reruns a stage and its downstream; --only runs a stage and what it needs.
-    assert_eq!(
-        ran(&run(
-            LINEAR,
-            &out,
-            &["twice.a=3"],
-            RunOptions {
-                force: true,
-                ..Default::default()
-            }
-        )),
-        ["src", "twice", "sum"]
-    );
-    assert_eq!(
-        ran(&run(
-            LINEAR,
-            &out,
-            &["twice.a=3"],
-            RunOptions {
-                from: vec!["twice".into()],
-                ..Default::default()
-            }
-        )),
-        ["twice", "sum"]
-    );
-    let r = run(
-        LINEAR,
-        &out,
-        &["twice.a=5"],
-        RunOptions {
-            only: vec!["twice".into()],
-            ..Default::default()
-        },
-    );
+    assert_eq!(ran(&run(LINEAR, &out, &["twice.a=3"], RunOptions { force: true, ..Default::default() })), ["src", "twice", "sum"]);
+    assert_eq!(ran(&run(LINEAR, &out, &["twice.a=3"], RunOptions { from: vec!["twice".into()], ..Default::default() })), ["twice", "sum"]);
+    let r = run(LINEAR, &out, &["twice.a=5"], RunOptions { only: vec!["twice".into()], ..Default::default() });
     assert_eq!(ran(&r), ["twice"]);
     assert_eq!(r.count(StageOutcome::NotSelected), 1);
     // --from forces the downstream; afterwards the same definition is up to date again.
-    let r = run(
-        LINEAR,
-        &out,
-        &["twice.a=5", "src.scale=1.0"],
-        RunOptions {
-            from: vec!["src".into()],
-            ..Default::default()
-        },
-    );
+    let r = run(LINEAR, &out, &["twice.a=5", "src.scale=1.0"], RunOptions { from: vec!["src".into()], ..Default::default() });
     assert_eq!(ran(&r), ["src", "twice", "sum"]);
     let r = run(LINEAR, &out, &["twice.a=5"], RunOptions::default());
     assert!(ran(&r).is_empty());
@@ -283,37 +206,19 @@ fn a_sweep_expands_into_members_and_shares_upstream_work() {
     assert_eq!(r.instances.iter().filter(|i| i.stage == "twice").count(), 6);
     // Every member has its own copy of every artifact.
     for (m, labels) in &p.members {
-        assert!(
-            out.join("sw").join(m).join("src/values.parquet").exists(),
-            "{m}"
-        );
-        assert!(
-            out.join("sw").join(m).join("twice/values.parquet").exists(),
-            "{m}"
-        );
+        assert!(out.join("sw").join(m).join("src/values.parquet").exists(), "{m}");
+        assert!(out.join("sw").join(m).join("twice/values.parquet").exists(), "{m}");
         assert_eq!(labels.len(), 2);
     }
-    assert!(
-        p.members
-            .iter()
-            .any(|(m, _)| m == "twice.a=2.0__twice.b=1.0")
-    );
+    assert!(p.members.iter().any(|(m, _)| m == "twice.a=2.0__twice.b=1.0"));
     let t = read_artifact(&out.join("sw/all/sum/table.parquet"), None).unwrap();
     let members = utf8_values(&t.batch, "member").unwrap();
     let sums = f64_values(&t.batch, "sum").unwrap();
     assert_eq!(members.len(), 6);
-    let base: f64 = f64_values(
-        &read_artifact(
-            &out.join("sw").join(&members[0]).join("src/values.parquet"),
-            None,
-        )
+    let base: f64 = f64_values(&read_artifact(&out.join("sw").join(&members[0]).join("src/values.parquet"), None).unwrap().batch, "v")
         .unwrap()
-        .batch,
-        "v",
-    )
-    .unwrap()
-    .iter()
-    .sum();
+        .iter()
+        .sum();
     let find = |m: &str| sums[members.iter().position(|x| x == m).unwrap()];
     assert!((find("twice.a=3.0__twice.b=1.0") - (3.0 * base + 5.0)).abs() < 1e-12);
     let _ = std::fs::remove_dir_all(&out);
@@ -325,10 +230,7 @@ fn all_files(dir: &Path, out: &mut BTreeMap<String, Vec<u8>>, root: &Path) {
         if p.is_dir() {
             all_files(&p, out, root);
         } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.insert(
-                p.strip_prefix(root).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            );
+            out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
         }
     }
 }
@@ -336,24 +238,8 @@ fn all_files(dir: &Path, out: &mut BTreeMap<String, Vec<u8>>, root: &Path) {
 #[test]
 fn results_are_bit_identical_with_one_or_two_jobs() {
     let (a, b) = (tmp("jobs1"), tmp("jobs2"));
-    run(
-        SWEEP,
-        &a,
-        &[],
-        RunOptions {
-            jobs: 1,
-            ..Default::default()
-        },
-    );
-    run(
-        SWEEP,
-        &b,
-        &[],
-        RunOptions {
-            jobs: 2,
-            ..Default::default()
-        },
-    );
+    run(SWEEP, &a, &[], RunOptions { jobs: 1, ..Default::default() });
+    run(SWEEP, &b, &[], RunOptions { jobs: 2, ..Default::default() });
     let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
     all_files(&a, &mut fa, &a);
     all_files(&b, &mut fb, &b);
@@ -366,15 +252,7 @@ fn results_are_bit_identical_with_one_or_two_jobs() {
 #[test]
 fn unknown_stage_in_only_is_an_error() {
     let out = tmp("only");
-    let e = Runner::run(
-        &plan(LINEAR, &out, &[]),
-        &RunOptions {
-            only: vec!["nope".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = Runner::run(&plan(LINEAR, &out, &[]), &RunOptions { only: vec!["nope".into()], ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("no stage named `nope`"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -8,7 +8,7 @@ mod summary;
 
 pub use outliers::{OutlierCounts, count_outliers, elbow_cutoff};
 pub use stages::{
-    ClassStructure, Decomposition, DensityPlot, Heatmap, Interpolate, TrainingCurves,
+    ClassStructure, Decomposition, DensityPlot, Heatmap, Interpolate, MarchenkoPastur, TrainingCurves, marchenko_pastur_density,
     subspace_overlap,
 };
 pub use summary::{Compare, SpectrumSummary, Summary, SummaryParams, summarize, summary_port};
@@ -22,4 +22,5 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<TrainingCurves>();
     r.add::<Heatmap>();
     r.add::<DensityPlot>();
+    r.add::<MarchenkoPastur>();
 }

@@ -44,12 +44,7 @@ pub fn count_outliers(desc: &[f64], top: usize, cutoff: Option<f64>) -> OutlierC
     let window = (3 * ratio).max(20).min(k);
     let cutoff = cutoff.unwrap_or_else(|| elbow_cutoff(&v[..window]));
     let heuristic = desc.iter().filter(|&&x| x > cutoff).count();
-    OutlierCounts {
-        gap,
-        ratio,
-        heuristic,
-        cutoff,
-    }
+    OutlierCounts { gap, ratio, heuristic, cutoff }
 }
 
 /// The elbow of a descending curve: the point farthest below the chord from the first to the

@@ -46,27 +46,14 @@ pub struct Plot {
 
 impl Plot {
     pub fn new(title: &str, x: &str, y: &str) -> Self {
-        Plot {
-            title: title.into(),
-            x_label: x.into(),
-            y_label: y.into(),
-            ..Default::default()
-        }
+        Plot { title: title.into(), x_label: x.into(), y_label: y.into(), ..Default::default() }
     }
     pub fn line(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
-        self.series.push(Series {
-            name: name.into(),
-            points: pts,
-            mark: Mark::Line,
-        });
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Line });
         self
     }
     pub fn points(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
-        self.series.push(Series {
-            name: name.into(),
-            points: pts,
-            mark: Mark::Points,
-        });
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Points });
         self
     }
     pub fn hline(mut self, y: f64, label: &str) -> Self {
@@ -79,17 +66,8 @@ impl Plot {
     }
 
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter())
-            .filter(|p| p.0.is_finite() && p.1.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        );
+        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
         for &(x, y) in pts {
             x0 = x0.min(x);
             x1 = x1.max(x);
@@ -104,11 +82,7 @@ impl Plot {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
         let pad = |a: f64, b: f64| {
-            let d = if b > a {
-                (b - a) * 0.04
-            } else {
-                a.abs().max(1.0) * 0.05
-            };
+            let d = if b > a { (b - a) * 0.04 } else { a.abs().max(1.0) * 0.05 };
             (a - d, b + d)
         };
         (pad(x0, x1), pad(y0, y1))
@@ -138,24 +112,13 @@ impl Plot {
             .map_err(|x| e(&x))?;
         for (i, s) in self.series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
-                .collect();
+            let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
             let anno = match s.mark {
-                Mark::Line => chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                    .map_err(|x| e(&x))?,
-                Mark::Points => chart
-                    .draw_series(pts.into_iter().map(|p| Circle::new(p, 2, color.filled())))
-                    .map_err(|x| e(&x))?,
+                Mark::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|x| e(&x))?,
+                Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 2, color.filled()))).map_err(|x| e(&x))?,
             };
             if !s.name.is_empty() {
-                anno.label(s.name.clone()).legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled())
-                });
+                anno.label(s.name.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled()));
             }
         }
         for (y, label) in &self.hlines {
@@ -174,10 +137,7 @@ impl Plot {
                 .label(label.clone())
                 .legend(move |(xx, y)| PathElement::new(vec![(xx, y), (xx + 14, y)], c));
         }
-        if self.series.iter().any(|s| !s.name.is_empty())
-            || !self.hlines.is_empty()
-            || !self.vlines.is_empty()
-        {
+        if self.series.iter().any(|s| !s.name.is_empty()) || !self.hlines.is_empty() || !self.vlines.is_empty() {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
@@ -208,9 +168,7 @@ impl Plot {
 
     /// Write `<name>.png` and `<name>.svg` into the stage's directory.
     pub fn write(&self, ctx: &StageContext, name: &str) -> Result<(), StageError> {
-        let (png, svg) = self
-            .render()
-            .map_err(|m| StageError::msg(format!("plot `{name}`: {m}")))?;
+        let (png, svg) = self.render().map_err(|m| StageError::msg(format!("plot `{name}`: {m}")))?;
         ctx.write_file(&format!("{name}.png"), &png)?;
         ctx.write_file(&format!("{name}.svg"), svg.as_bytes())?;
         Ok(())
@@ -248,10 +206,8 @@ pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
     let n = a.nrows().max(1);
     let size = size.min(n as u32 * 8).max(64);
     let mut rgb = vec![255u8; (size * size * 3) as usize];
-    let maxabs = (0..a.ncols())
-        .flat_map(|j| (0..a.nrows()).map(move |i| (i, j)))
-        .fold(0.0f64, |m, (i, j)| m.max(a[(i, j)].abs()))
-        .max(1e-300);
+    let maxabs =
+        (0..a.ncols()).flat_map(|j| (0..a.nrows()).map(move |i| (i, j))).fold(0.0f64, |m, (i, j)| m.max(a[(i, j)].abs())).max(1e-300);
     let cell = |p: u32| (p as usize * n) / size as usize;
     for py in 0..size {
         let (r0, r1) = (cell(py), cell(py + 1).max(cell(py) + 1).min(n));
@@ -268,18 +224,10 @@ pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
                 }
             }
             // Intensity on a log scale over 8 decades below the maximum.
-            let t = if m > 0.0 {
-                ((m / maxabs).log10() / 8.0 + 1.0).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
+            let t = if m > 0.0 { ((m / maxabs).log10() / 8.0 + 1.0).clamp(0.0, 1.0) } else { 0.0 };
             let v = (255.0 * (1.0 - t)) as u8;
             let idx = ((py * size + px) * 3) as usize;
-            let (r, g, b) = if sign >= 0.0 {
-                (255, v, v)
-            } else {
-                (v, v, 255)
-            };
+            let (r, g, b) = if sign >= 0.0 { (255, v, v) } else { (v, v, 255) };
             rgb[idx] = r;
             rgb[idx + 1] = g;
             rgb[idx + 2] = b;
@@ -289,58 +237,21 @@ pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
 }
 
 /// The plots of one spectrum (S18 Figs 1–6, S16 Fig 1).
-pub fn spectrum_plots(
-    ctx: &StageContext,
-    desc: &[f64],
-    dim: usize,
-    s: &Summary,
-) -> Result<(), StageError> {
+pub fn spectrum_plots(ctx: &StageContext, desc: &[f64], dim: usize, s: &Summary) -> Result<(), StageError> {
     let n = desc.len();
     Plot::new("Ordered eigenvalues", "rank", "eigenvalue")
-        .points(
-            "",
-            desc.iter()
-                .enumerate()
-                .map(|(i, &v)| (i as f64, v))
-                .collect(),
-        )
+        .points("", desc.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())
         .write(ctx, "spectrum")?;
     let top = n.min(120);
-    Plot::new(
-        &format!(
-            "Top {top} eigenvalues ({} outliers above the cutoff)",
-            s.outliers_heuristic
-        ),
-        "rank",
-        "eigenvalue",
-    )
-    .line(
-        "eigenvalues",
-        desc[..top]
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i as f64, v))
-            .collect(),
-    )
-    .hline(
-        s.heuristic_cutoff,
-        &format!("heuristic cutoff {:.2e}", s.heuristic_cutoff),
-    )
-    .write(ctx, "top")?;
-    let neg: Vec<(f64, f64)> = desc
-        .iter()
-        .rev()
-        .take_while(|&&v| v < 0.0)
-        .enumerate()
-        .map(|(i, &v)| (100.0 * i as f64 / dim as f64, v))
-        .collect();
-    Plot::new(
-        &format!("Negative eigenvalues ({} of {dim})", neg.len()),
-        "rank from the smallest, % of P",
-        "eigenvalue",
-    )
-    .line("", neg)
-    .write(ctx, "negative")?;
+    Plot::new(&format!("Top {top} eigenvalues ({} outliers above the cutoff)", s.outliers_heuristic), "rank", "eigenvalue")
+        .line("eigenvalues", desc[..top].iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())
+        .hline(s.heuristic_cutoff, &format!("heuristic cutoff {:.2e}", s.heuristic_cutoff))
+        .write(ctx, "top")?;
+    let neg: Vec<(f64, f64)> =
+        desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / dim as f64, v)).collect();
+    Plot::new(&format!("Negative eigenvalues ({} of {dim})", neg.len()), "rank from the smallest, % of P", "eigenvalue")
+        .line("", neg)
+        .write(ctx, "negative")?;
     let (lo, hi) = (desc[n - 1], desc[0]);
     let bins = 100;
     let w = ((hi - lo) / bins as f64).max(f64::MIN_POSITIVE);
@@ -348,15 +259,8 @@ pub fn spectrum_plots(
     for &v in desc {
         counts[(((v - lo) / w) as usize).min(bins - 1)] += 1;
     }
-    let pts: Vec<(f64, f64)> = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(i, &c)| (lo + (i as f64 + 0.5) * w, (c as f64).log10()))
-        .collect();
-    Plot::new("Eigenvalue histogram", "eigenvalue", "log10 count")
-        .points("", pts.clone())
-        .line("", pts)
-        .write(ctx, "histogram")?;
+    let pts: Vec<(f64, f64)> =
+        counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| (lo + (i as f64 + 0.5) * w, (c as f64).log10())).collect();
+    Plot::new("Eigenvalue histogram", "eigenvalue", "log10 count").points("", pts.clone()).line("", pts).write(ctx, "histogram")?;
     Ok(())
 }

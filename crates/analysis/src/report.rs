@@ -20,9 +20,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -30,10 +28,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         v.sort();
         for p in v {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if name.starts_with('.') {
                 continue;
             }
@@ -47,12 +42,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Write `<out_dir>/report.html` for a finished run; returns its path.
-pub fn write_report(
-    out_dir: &Path,
-    name: &str,
-    description: &str,
-    source: &str,
-) -> std::io::Result<PathBuf> {
+pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str) -> std::io::Result<PathBuf> {
     let mut files = Vec::new();
     walk(out_dir, &mut files);
     let mut html = format!(
@@ -63,18 +53,14 @@ pub fn write_report(
     // Timings from the lock file.
     if let Ok(lock) = std::fs::read_to_string(out_dir.join("hesslab.lock")) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&lock) {
-            html.push_str(
-                "<h2>Stages</h2><table><tr><th>member/stage</th><th>kind</th><th>seconds</th></tr>",
-            );
+            html.push_str("<h2>Stages</h2><table><tr><th>member/stage</th><th>kind</th><th>seconds</th></tr>");
             if let Some(m) = v.get("stages").and_then(|s| s.as_object()) {
                 for (k, e) in m {
                     html.push_str(&format!(
                         "<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
                         esc(k),
                         esc(e.get("kind").and_then(|x| x.as_str()).unwrap_or("")),
-                        e.get("seconds")
-                            .and_then(|x| x.as_f64())
-                            .unwrap_or(f64::NAN)
+                        e.get("seconds").and_then(|x| x.as_f64()).unwrap_or(f64::NAN)
                     ));
                 }
             }
@@ -84,10 +70,7 @@ pub fn write_report(
     let mut current = String::new();
     for f in &files {
         let rel = f.strip_prefix(out_dir).unwrap_or(f).display().to_string();
-        let section = Path::new(&rel)
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let section = Path::new(&rel).parent().map(|p| p.display().to_string()).unwrap_or_default();
         let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
         if !matches!(ext, "png" | "md") {
             continue;
@@ -99,16 +82,17 @@ pub fn write_report(
         match ext {
             "png" => {
                 if let Ok(b) = std::fs::read(f) {
-                    html.push_str(&format!("<figure><img alt=\"{r}\" src=\"data:image/png;base64,{}\"><figcaption>{r}</figcaption></figure>", base64(&b), r = esc(&rel)));
+                    html.push_str(&format!(
+                        "<figure><img alt=\"{r}\" src=\"data:image/png;base64,{}\"><figcaption>{r}</figcaption></figure>",
+                        base64(&b),
+                        r = esc(&rel)
+                    ));
                 }
             }
             "md" => {
                 if let Ok(t) = std::fs::read_to_string(f) {
                     html.push_str("<table>");
-                    for line in t
-                        .lines()
-                        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
-                    {
+                    for line in t.lines().filter(|l| l.starts_with('|') && !l.starts_with("|---")) {
                         html.push_str("<tr>");
                         for c in line.trim_matches('|').split('|') {
                             html.push_str(&format!("<td>{}</td>", esc(c.trim())));
@@ -122,17 +106,11 @@ pub fn write_report(
         }
     }
     html.push_str("<h2>Artifacts</h2><ul>");
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-    {
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")) {
         let rel = f.strip_prefix(out_dir).unwrap_or(f).display().to_string();
         html.push_str(&format!("<li><a href=\"{r}\">{r}</a></li>", r = esc(&rel)));
     }
-    html.push_str(&format!(
-        "</ul><h2>Pipeline definition</h2><pre>{}</pre></body></html>",
-        esc(source)
-    ));
+    html.push_str(&format!("</ul><h2>Pipeline definition</h2><pre>{}</pre></body></html>", esc(source)));
     let path = out_dir.join("report.html");
     let tmp = out_dir.join(format!(".report.html.tmp-{}", std::process::id()));
     std::fs::write(&tmp, html)?;
@@ -144,15 +122,9 @@ pub fn write_report(
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
+        for (i, o) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
+        {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

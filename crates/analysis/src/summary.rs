@@ -23,12 +23,7 @@ pub struct SummaryParams {
 
 impl Default for SummaryParams {
     fn default() -> Self {
-        SummaryParams {
-            zero_tol: 1e-6,
-            top: 120,
-            cutoff: None,
-            plots: true,
-        }
+        SummaryParams { zero_tol: 1e-6, top: 120, cutoff: None, plots: true }
     }
 }
 
@@ -83,26 +78,9 @@ pub fn summarize(desc: &[f64], dim: usize, p: &SummaryParams) -> Summary {
     }
 }
 
-const U64_COLS: [&str; 8] = [
-    "num_eigenvalues",
-    "dim",
-    "positive",
-    "negative",
-    "near_zero",
-    "outliers_gap",
-    "outliers_ratio",
-    "outliers_heuristic",
-];
-const F64_COLS: [&str; 8] = [
-    "zero_tol",
-    "mean",
-    "std",
-    "min",
-    "max",
-    "fraction_negative",
-    "sum",
-    "heuristic_cutoff",
-];
+const U64_COLS: [&str; 8] =
+    ["num_eigenvalues", "dim", "positive", "negative", "near_zero", "outliers_gap", "outliers_ratio", "outliers_heuristic"];
+const F64_COLS: [&str; 8] = ["zero_tol", "mean", "std", "min", "max", "fraction_negative", "sum", "heuristic_cutoff"];
 
 fn summary_fields() -> Vec<arrow_schema::Field> {
     let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
@@ -132,23 +110,11 @@ impl Summary {
         ]
     }
     fn f64s(&self) -> [f64; 8] {
-        [
-            self.zero_tol,
-            self.mean,
-            self.std,
-            self.min,
-            self.max,
-            self.fraction_negative,
-            self.sum,
-            self.heuristic_cutoff,
-        ]
+        [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
     }
 }
 
-fn summaries_batch(
-    rows: &[Summary],
-    leading: Vec<(arrow_schema::Field, arrow_array::ArrayRef)>,
-) -> Result<RecordBatch, StageError> {
+fn summaries_batch(rows: &[Summary], leading: Vec<(arrow_schema::Field, arrow_array::ArrayRef)>) -> Result<RecordBatch, StageError> {
     let mut fields: Vec<arrow_schema::Field> = leading.iter().map(|(f, _)| f.clone()).collect();
     let mut cols: Vec<arrow_array::ArrayRef> = leading.into_iter().map(|(_, a)| a).collect();
     fields.extend(summary_fields());
@@ -158,25 +124,18 @@ fn summaries_batch(
     for i in 0..8 {
         cols.push(f64_array(rows.iter().map(|r| r.f64s()[i])));
     }
-    RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), cols)
-        .map_err(StageError::other)
+    RecordBatch::try_new(std::sync::Arc::new(arrow_schema::Schema::new(fields)), cols).map_err(StageError::other)
 }
 
 fn read_summary(a: &hesslab_pipeline::Artifact) -> Result<Summary, StageError> {
     let err = |m: String| StageError::from(a.column_error(m));
     let mut u = [0u64; 8];
     for (i, c) in U64_COLS.iter().enumerate() {
-        u[i] = *u64_values(&a.batch, c)
-            .map_err(err)?
-            .first()
-            .ok_or_else(|| err("summary has no rows".into()))?;
+        u[i] = *u64_values(&a.batch, c).map_err(err)?.first().ok_or_else(|| err("summary has no rows".into()))?;
     }
     let mut f = [0f64; 8];
     for (i, c) in F64_COLS.iter().enumerate() {
-        f[i] = *f64_values(&a.batch, c)
-            .map_err(err)?
-            .first()
-            .ok_or_else(|| err("summary has no rows".into()))?;
+        f[i] = *f64_values(&a.batch, c).map_err(err)?.first().ok_or_else(|| err("summary has no rows".into()))?;
     }
     Ok(Summary {
         num_eigenvalues: u[0],
@@ -227,25 +186,12 @@ impl StageKind for SpectrumSummary {
         if desc.is_empty() {
             return Err(StageError::msg("the eigenvalues artifact is empty"));
         }
-        let dim = a
-            .meta("dim")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(desc.len());
+        let dim = a.meta("dim").and_then(|s| s.parse().ok()).unwrap_or(desc.len());
         let s = summarize(&desc, dim, p);
         let mut meta = BTreeMap::new();
-        meta.insert(
-            "source_operator".into(),
-            a.meta("operator").unwrap_or("").to_string(),
-        );
-        meta.insert(
-            "source_solver".into(),
-            a.meta("solver").unwrap_or("").to_string(),
-        );
-        ctx.write(
-            "summary",
-            summaries_batch(std::slice::from_ref(&s), vec![])?,
-            &meta,
-        )?;
+        meta.insert("source_operator".into(), a.meta("operator").unwrap_or("").to_string());
+        meta.insert("source_solver".into(), a.meta("solver").unwrap_or("").to_string());
+        ctx.write("summary", summaries_batch(std::slice::from_ref(&s), vec![])?, &meta)?;
         if p.plots {
             crate::plots::spectrum_plots(ctx, &desc, dim, &s)?;
         }
@@ -265,17 +211,10 @@ impl StageKind for Compare {
     const VERSION: u32 = 1;
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns.";
     fn inputs() -> Vec<PortSpec> {
-        vec![
-            summary_port().renamed("summaries").many(),
-            eigenvalues_port().many().optional(),
-        ]
+        vec![summary_port().renamed("summaries").many(), eigenvalues_port().many().optional()]
     }
     fn outputs() -> Vec<PortSpec> {
-        vec![PortSpec::new(
-            "table",
-            "member Utf8, one Utf8 column per sweep key, then the summary columns",
-            vec![utf8_field("member")],
-        )]
+        vec![PortSpec::new("table", "member Utf8, one Utf8 column per sweep key, then the summary columns", vec![utf8_field("member")])]
     }
     fn run(_p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let inputs = ctx.inputs("summaries").to_vec();
@@ -289,19 +228,9 @@ impl StageKind for Compare {
                 }
             }
         }
-        let mut leading = vec![(
-            utf8_field("member"),
-            utf8_array(inputs.iter().map(|i| i.member.as_str())),
-        )];
+        let mut leading = vec![(utf8_field("member"), utf8_array(inputs.iter().map(|i| i.member.as_str())))];
         for k in &keys {
-            leading.push((
-                utf8_field(k),
-                utf8_array(
-                    inputs
-                        .iter()
-                        .map(|i| i.labels.get(k).cloned().unwrap_or_default()),
-                ),
-            ));
+            leading.push((utf8_field(k), utf8_array(inputs.iter().map(|i| i.labels.get(k).cloned().unwrap_or_default()))));
         }
         let b = summaries_batch(&rows, leading)?;
         ctx.write("table", b, &BTreeMap::new())?;
@@ -311,37 +240,18 @@ impl StageKind for Compare {
         for (i, r) in inputs.iter().zip(&rows) {
             md.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.3e} |\n",
-                i.member,
-                r.dim,
-                r.outliers_gap,
-                r.outliers_ratio,
-                r.outliers_heuristic,
-                r.heuristic_cutoff,
-                r.mean,
-                r.std
+                i.member, r.dim, r.outliers_gap, r.outliers_ratio, r.outliers_heuristic, r.heuristic_cutoff, r.mean, r.std
             ));
         }
         ctx.write_file("table.md", md.as_bytes())?;
         // Top eigenvalues of every member on one rank plot, with each member's cutoff (Figs 2–4).
         let evs = ctx.inputs("eigenvalues").to_vec();
         if !evs.is_empty() {
-            let mut plot =
-                crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue");
+            let mut plot = crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue");
             for e in &evs {
                 let (_, desc) = read_eigenvalues(&e.read()?)?;
-                let label = if e.labels.is_empty() {
-                    e.member.clone()
-                } else {
-                    e.labels.values().cloned().collect::<Vec<_>>().join(", ")
-                };
-                plot = plot.line(
-                    &label,
-                    desc.iter()
-                        .take(120)
-                        .enumerate()
-                        .map(|(i, &v)| (i as f64, v))
-                        .collect(),
-                );
+                let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
+                plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
             }
             plot.write(ctx, "top_overlay")?;
         }

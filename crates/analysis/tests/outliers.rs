@@ -5,9 +5,7 @@ use hesslab_data::rng::Rng;
 fn planted(k: usize, n: usize, seed: u64) -> Vec<f64> {
     let mut rng = Rng::new(seed);
     // Bulk: a decaying edge near zero (Marchenko–Pastur-like), some negatives.
-    let mut v: Vec<f64> = (0..n)
-        .map(|_| 0.01 * rng.uniform().powi(3) - 0.001 * rng.uniform())
-        .collect();
+    let mut v: Vec<f64> = (0..n).map(|_| 0.01 * rng.uniform().powi(3) - 0.001 * rng.uniform()).collect();
     for i in 0..k {
         v[i] = 0.05 + 0.5 * (k - i) as f64 / k as f64 * rng.uniform_in(0.8, 1.2);
     }
@@ -22,10 +20,7 @@ fn counters_find_k_outliers_on_planted_spectra() {
             let v = planted(k, 4000, seed + 10 * k as u64);
             let c = count_outliers(&v, 120, None);
             assert_eq!(c.ratio, k, "k = {k} seed {seed}: ratio {c:?}");
-            assert!(
-                (c.heuristic as i64 - k as i64).abs() <= 1,
-                "k = {k} seed {seed}: heuristic {c:?}"
-            );
+            assert!((c.heuristic as i64 - k as i64).abs() <= 1, "k = {k} seed {seed}: heuristic {c:?}");
             let fixed = count_outliers(&v, 120, Some(0.03));
             assert_eq!(fixed.heuristic, k);
             assert_eq!(fixed.cutoff, 0.03);
@@ -42,14 +37,7 @@ fn counters_find_k_outliers_on_planted_spectra() {
 #[test]
 fn summary_counts_signs_and_moments() {
     let v = vec![3.0, 1.0, 1e-9, 0.0, -1e-9, -0.5];
-    let s = summarize(
-        &v,
-        10,
-        &SummaryParams {
-            zero_tol: 1e-6,
-            ..Default::default()
-        },
-    );
+    let s = summarize(&v, 10, &SummaryParams { zero_tol: 1e-6, ..Default::default() });
     assert_eq!((s.positive, s.negative, s.near_zero), (2, 1, 3));
     assert_eq!(s.dim, 10);
     assert!((s.mean - 3.5 / 6.0).abs() < 1e-15);

@@ -24,40 +24,17 @@ fn gemm_rate(n: usize, k: usize, m: usize) -> f64 {
     let b = Mat::from_fn(k, m, |_, _| rng.normal());
     let mut c = Mat::<f64>::zeros(n, m);
     let t = time(3, || {
-        faer::linalg::matmul::matmul(
-            c.as_mut(),
-            faer::Accum::Replace,
-            a.as_ref(),
-            b.as_ref(),
-            1.0,
-            faer::get_global_parallelism(),
-        )
+        faer::linalg::matmul::matmul(c.as_mut(), faer::Accum::Replace, a.as_ref(), b.as_ref(), 1.0, faer::get_global_parallelism())
     });
     2.0 * (n * k * m) as f64 / t
 }
 
 fn net(sizes: Vec<usize>, n: usize, seed: u64) -> (Mlp, Split) {
     let k = *sizes.last().unwrap();
-    let ds = GaussianMixture::generate(
-        &MixtureParams {
-            classes: k,
-            dim: sizes[0],
-            samples: n,
-            test_fraction: 0.0,
-            ..Default::default()
-        },
-        seed,
-    );
-    let arch = Architecture {
-        sizes,
-        activation: Activation::Tanh,
-        bias: true,
-        loss: LossKind::CrossEntropy,
-    };
-    (
-        initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed),
-        ds.train(),
-    )
+    let ds =
+        GaussianMixture::generate(&MixtureParams { classes: k, dim: sizes[0], samples: n, test_fraction: 0.0, ..Default::default() }, seed);
+    let arch = Architecture { sizes, activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    (initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed), ds.train())
 }
 
 /// FLOPs of one exact HVP by the batched R-operator (matrix-product terms only).
@@ -77,27 +54,16 @@ fn hvp_flops(arch: &Architecture, n: usize) -> f64 {
 fn peak_rss_gib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / (1024.0 * 1024.0))
         .unwrap_or(f64::NAN)
 }
 
 pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
-    println!(
-        "hesslab bench ({} threads{})",
-        rayon::current_num_threads(),
-        if quick { ", quick" } else { "" }
-    );
+    println!("hesslab bench ({} threads{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });
     if want("hvp") || want("dense") || want("train") {
-        for (name, sizes) in [
-            ("W1 100→30→30→10", vec![100, 30, 30, 10]),
-            ("W2 100→64→64→10", vec![100, 64, 64, 10]),
-        ] {
+        for (name, sizes) in [("W1 100→30→30→10", vec![100, 30, 30, 10]), ("W2 100→64→64→10", vec![100, 64, 64, 10])] {
             let (m, d) = net(sizes, 1000, 3);
             let p = m.num_params();
             let t_fwd = time(20, || m.forward(d.x.as_ref()));
@@ -153,32 +119,17 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
             let a = &g + g.transpose();
             let t_eig = time(1, || a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap());
             let t_mm = time(1, || &a * &a);
-            println!(
-                "dense eigenvalues {n}×{n}: {:.2} s = {:.2} × a {n}² matrix product ({:.2} s)",
-                t_eig,
-                t_eig / t_mm,
-                t_mm
-            );
+            println!("dense eigenvalues {n}×{n}: {:.2} s = {:.2} × a {n}² matrix product ({:.2} s)", t_eig, t_eig / t_mm, t_mm);
         }
     }
     if want("lanczos") {
         let ds = GaussianMixture::generate(&MixtureParams::default(), 7);
         let (tr, te) = (ds.train(), ds.test());
-        let arch = Architecture {
-            sizes: vec![100, 30, 30, 10],
-            activation: Activation::Relu,
-            bias: true,
-            loss: LossKind::CrossEntropy,
-        };
+        let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
         let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1);
         train(
             &mut m,
-            &TrainParams {
-                lr: 0.1,
-                max_steps: if quick { 200 } else { 3000 },
-                target_loss: 1e-3,
-                ..Default::default()
-            },
+            &TrainParams { lr: 0.1, max_steps: if quick { 200 } else { 3000 }, target_loss: 1e-3, ..Default::default() },
             &tr,
             &te,
             1,
@@ -187,33 +138,12 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         )?;
         let k = if quick { 5 } else { 20 };
         let op = ModelCurvature::new(m.clone(), tr.clone(), CurvatureKind::Hessian);
-        let (lz, li) = LanczosSolver::solve(
-            &op,
-            &LanczosParams {
-                k,
-                tol: 1e-8,
-                ..Default::default()
-            },
-            &Progress::hidden(),
-        )?;
+        let (lz, li) = LanczosSolver::solve(&op, &LanczosParams { k, tol: 1e-8, ..Default::default() }, &Progress::hidden())?;
         let op2 = ModelCurvature::new(m, tr, CurvatureKind::Hessian);
-        let pw = PowerIteration::solve(
-            &op2,
-            &PowerParams {
-                k,
-                tol: 1e-6,
-                max_iter: 20000,
-                seed: 1,
-            },
-        );
+        let pw = PowerIteration::solve(&op2, &PowerParams { k, tol: 1e-6, max_iter: 20000, seed: 1 });
         match pw {
             Ok((pp, pi)) => {
-                let worst = pp
-                    .values
-                    .iter()
-                    .zip(&lz.values)
-                    .map(|(a, b)| ((a - b) / b).abs())
-                    .fold(0.0f64, f64::max);
+                let worst = pp.values.iter().zip(&lz.values).map(|(a, b)| ((a - b) / b).abs()).fold(0.0f64, f64::max);
                 println!(
                     "E2 Hessian top-{k}: Lanczos {} operator applications, power iteration {} ({:.1}× more; power's worst relative error vs Lanczos {:.1e})",
                     li.applications,
@@ -222,34 +152,15 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
                     worst
                 );
             }
-            Err(e) => println!(
-                "E2 Hessian top-{k}: Lanczos {} applications; power iteration failed: {e}",
-                li.applications
-            ),
+            Err(e) => println!("E2 Hessian top-{k}: Lanczos {} applications; power iteration failed: {e}", li.applications),
         }
     }
     if want("slq") {
-        let (m, d) = net(
-            if quick {
-                vec![784, 64, 64, 10]
-            } else {
-                vec![784, 512, 512, 10]
-            },
-            1000,
-            5,
-        );
+        let (m, d) = net(if quick { vec![784, 64, 64, 10] } else { vec![784, 512, 512, 10] }, 1000, 5);
         let op = ModelCurvature::new(m.clone(), d, CurvatureKind::Hessian);
         let steps = if quick { 20 } else { 40 };
         let t0 = Instant::now();
-        let r = StochasticLanczosQuadrature::run(
-            &op,
-            &SlqParams {
-                steps,
-                probes: 2,
-                seed: 1,
-            },
-            &Progress::new("slq"),
-        )?;
+        let r = StochasticLanczosQuadrature::run(&op, &SlqParams { steps, probes: 2, seed: 1 }, &Progress::new("slq"))?;
         let (lo, hi) = r.range();
         println!(
             "SLQ on {} (P = {}, N = 1000): {} steps × 2 probes in {:.1} s, {} HVPs, spectrum range [{lo:.3e}, {hi:.3e}], peak RSS {:.2} GiB",

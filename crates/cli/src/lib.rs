@@ -20,10 +20,7 @@ pub fn registry() -> Registry {
 /// generated from the same structs that parse the TOML.
 pub fn describe_stages(reg: &Registry, only: Option<&str>) -> Result<String, String> {
     let mut out = String::new();
-    let kinds: Vec<_> = reg
-        .kinds()
-        .filter(|k| only.is_none_or(|o| o == k.kind()))
-        .collect();
+    let kinds: Vec<_> = reg.kinds().filter(|k| only.is_none_or(|o| o == k.kind())).collect();
     if kinds.is_empty() {
         return Err(reg.unknown_kind_message(only.unwrap_or("")));
     }
@@ -34,36 +31,20 @@ pub fn describe_stages(reg: &Registry, only: Option<&str>) -> Result<String, Str
                 "  input  {}{}{}: {}\n",
                 p.name,
                 if p.optional { " (optional)" } else { "" },
-                if p.many {
-                    " (all members: \"STAGE.PORT[*]\")"
-                } else {
-                    ""
-                },
+                if p.many { " (all members: \"STAGE.PORT[*]\")" } else { "" },
                 p.doc
             ));
         }
         for p in k.outputs() {
-            out.push_str(&format!(
-                "  output {}{}: {}\n",
-                p.name,
-                if p.optional { " (optional)" } else { "" },
-                p.doc
-            ));
+            out.push_str(&format!("  output {}{}: {}\n", p.name, if p.optional { " (optional)" } else { "" }, p.doc));
         }
         let schema = k.params_schema();
         let defs = schema.get("$defs").cloned().unwrap_or_default();
         if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
             for (name, prop) in props {
                 let ty = type_of(prop, &defs);
-                let def = prop
-                    .get("default")
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into());
-                let doc = prop
-                    .get("description")
-                    .and_then(|d| d.as_str())
-                    .unwrap_or("")
-                    .replace('\n', " ");
+                let def = prop.get("default").map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+                let doc = prop.get("description").and_then(|d| d.as_str()).unwrap_or("").replace('\n', " ");
                 out.push_str(&format!("  param  {name}: {ty} = {def}\n         {doc}\n"));
             }
         }
@@ -80,46 +61,26 @@ fn type_of(prop: &serde_json::Value, defs: &serde_json::Value) -> String {
                 let vals: Vec<String> = one
                     .iter()
                     .filter_map(|v| {
-                        v.get("const")
-                            .or_else(|| v.get("enum").and_then(|e| e.get(0)))
-                            .and_then(|c| c.as_str())
-                            .map(|s| format!("\"{s}\""))
+                        v.get("const").or_else(|| v.get("enum").and_then(|e| e.get(0))).and_then(|c| c.as_str()).map(|s| format!("\"{s}\""))
                     })
                     .collect();
                 return vals.join(" | ");
             }
             if let Some(e) = d.get("enum").and_then(|e| e.as_array()) {
-                return e
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" | ");
+                return e.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | ");
             }
         }
         return name.to_string();
     }
     if let Some(any) = prop.get("anyOf").and_then(|a| a.as_array()) {
-        return any
-            .iter()
-            .map(|a| type_of(a, defs))
-            .collect::<Vec<_>>()
-            .join(" | ");
+        return any.iter().map(|a| type_of(a, defs)).collect::<Vec<_>>().join(" | ");
     }
     match prop.get("type") {
         Some(serde_json::Value::String(t)) if t == "array" => {
-            format!(
-                "array of {}",
-                prop.get("items")
-                    .map(|i| type_of(i, defs))
-                    .unwrap_or_else(|| "any".into())
-            )
+            format!("array of {}", prop.get("items").map(|i| type_of(i, defs)).unwrap_or_else(|| "any".into()))
         }
         Some(serde_json::Value::String(t)) => t.clone(),
-        Some(serde_json::Value::Array(ts)) => ts
-            .iter()
-            .filter_map(|t| t.as_str())
-            .collect::<Vec<_>>()
-            .join(" | "),
+        Some(serde_json::Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>().join(" | "),
         _ => "any".into(),
     }
 }

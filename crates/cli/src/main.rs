@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "hesslab",
-    version,
-    about = "Hessian spectra of over-parametrized networks, as declarative pipelines"
-)]
+#[command(name = "hesslab", version, about = "Hessian spectra of over-parametrized networks, as declarative pipelines")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,6 +70,14 @@ enum Cmd {
     },
 }
 
+/// println! that ends quietly when stdout is closed (e.g. piped into `head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 fn load(file: &PathBuf, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
     let mut pf = PipelineFile::load(file, set)?;
     if let Some(o) = out {
@@ -85,29 +89,11 @@ fn load(file: &PathBuf, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run {
-            file,
-            out,
-            force,
-            only,
-            from,
-            jobs,
-            set,
-            verbose,
-        } => {
+        Cmd::Run { file, out, force, only, from, jobs, set, verbose } => {
             let plan = load(&file, &set, out.as_ref())?;
             let t0 = std::time::Instant::now();
-            let report = Runner::run(
-                &plan,
-                &RunOptions {
-                    force,
-                    only,
-                    from,
-                    jobs,
-                    verbose,
-                },
-            )?;
-            println!(
+            let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose })?;
+            out!(
                 "pipeline `{}`: {} ran, {} skipped (up to date), {} not selected, in {:.1}s; artifacts in {}",
                 plan.file.name,
                 report.count(StageOutcome::Ran),
@@ -116,13 +102,8 @@ fn real_main() -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 report.out_dir.display()
             );
-            match hesslab_analysis::report::write_report(
-                &plan.out_dir,
-                &plan.file.name,
-                &plan.file.description,
-                &plan.file.source,
-            ) {
-                Ok(p) => println!("  report: {}", p.display()),
+            match hesslab_analysis::report::write_report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source) {
+                Ok(p) => out!("  report: {}", p.display()),
                 Err(e) => eprintln!("warning: could not write the report: {e}"),
             }
             for i in &report.instances {
@@ -131,29 +112,21 @@ fn real_main() -> Result<()> {
                     StageOutcome::Skipped => "up to date".into(),
                     StageOutcome::NotSelected => continue,
                 };
-                println!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
+                out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
             }
         }
         Cmd::Validate { file, set } => {
             let plan = load(&file, &set, None)?;
-            println!(
-                "{}: valid ({} member(s), {} stage instance(s))",
-                file.display(),
-                plan.members.len(),
-                plan.instances.len()
-            );
+            out!("{}: valid ({} member(s), {} stage instance(s))", file.display(), plan.members.len(), plan.instances.len());
         }
         Cmd::Stages { kind } => {
-            let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref())
-                .map_err(anyhow::Error::msg)?;
-            print!("{s}");
+            let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref()).map_err(anyhow::Error::msg)?;
+            out!("{}", s.trim_end());
         }
-        Cmd::Show { file, rows } => print!(
-            "{}",
-            hesslab::show::show(&file, rows)
-                .with_context(|| format!("cannot show {}", file.display()))?
-        ),
-        Cmd::Dag { file, set } => print!("{}", load(&file, &set, None)?.describe()),
+        Cmd::Show { file, rows } => {
+            out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
+        }
+        Cmd::Dag { file, set } => out!("{}", load(&file, &set, None)?.describe().trim_end()),
         Cmd::Bench { quick, only } => hesslab::bench::run(quick, &only)?,
     }
     Ok(())

@@ -49,11 +49,7 @@ impl Split {
     /// The rows `idx` of this split, in that order.
     pub fn subset(&self, idx: &[usize]) -> Split {
         let x = faer::Mat::from_fn(idx.len(), self.x.ncols(), |i, j| self.x[(idx[i], j)]);
-        Split {
-            x,
-            y: idx.iter().map(|&i| self.y[i]).collect(),
-            num_classes: self.num_classes,
-        }
+        Split { x, y: idx.iter().map(|&i| self.y[i]).collect(), num_classes: self.num_classes }
     }
 }
 
@@ -65,16 +61,10 @@ impl Dataset {
         self.y.is_empty()
     }
     pub fn split(&self, train: bool) -> Split {
-        let idx: Vec<usize> = (0..self.len())
-            .filter(|&i| self.split[i] == train)
-            .collect();
+        let idx: Vec<usize> = (0..self.len()).filter(|&i| self.split[i] == train).collect();
         let d = self.dim;
         let x = faer::Mat::from_fn(idx.len(), d, |i, j| self.x[idx[i] * d + j]);
-        Split {
-            x,
-            y: idx.iter().map(|&i| self.y[i]).collect(),
-            num_classes: self.num_classes,
-        }
+        Split { x, y: idx.iter().map(|&i| self.y[i]).collect(), num_classes: self.num_classes }
     }
     pub fn train(&self) -> Split {
         self.split(true)
@@ -84,11 +74,7 @@ impl Dataset {
     }
 
     pub fn to_batch(&self) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            fixed_f64_field("x", self.dim as i32),
-            u32_field("y"),
-            utf8_field("split"),
-        ]));
+        let schema = Arc::new(Schema::new(vec![fixed_f64_field("x", self.dim as i32), u32_field("y"), utf8_field("split")]));
         RecordBatch::try_new(
             schema,
             vec![
@@ -104,10 +90,7 @@ impl Dataset {
         let mut m = BTreeMap::new();
         m.insert("num_classes".into(), self.num_classes.to_string());
         m.insert("dim".into(), self.dim.to_string());
-        m.insert(
-            "feature_names".into(),
-            serde_json::to_string(&self.feature_names).unwrap(),
-        );
+        m.insert("feature_names".into(), serde_json::to_string(&self.feature_names).unwrap());
         m.insert("generator".into(), self.info.to_string());
         m
     }
@@ -128,45 +111,24 @@ impl Dataset {
                 TRAIN => split.push(true),
                 TEST => split.push(false),
                 other => {
-                    return Err(err(format!(
-                        "column `split` row {i}: `{other}` is neither \"train\" nor \"test\""
-                    )));
+                    return Err(err(format!("column `split` row {i}: `{other}` is neither \"train\" nor \"test\"")));
                 }
             }
         }
         let max_label = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
         let num_classes = match a.meta("num_classes") {
-            Some(s) => s
-                .parse::<usize>()
-                .map_err(|_| err(format!("metadata `num_classes` = `{s}` is not an integer")))?,
+            Some(s) => s.parse::<usize>().map_err(|_| err(format!("metadata `num_classes` = `{s}` is not an integer")))?,
             None => max_label,
         };
         if let Some(i) = y.iter().position(|&l| l as usize >= num_classes) {
-            return Err(err(format!(
-                "column `y` row {i}: label {} ≥ num_classes {num_classes}",
-                y[i]
-            )));
+            return Err(err(format!("column `y` row {i}: label {} ≥ num_classes {num_classes}", y[i])));
         }
         if x.iter().any(|v| !v.is_finite()) {
             return Err(err("column `x` holds NaN or infinite values".into()));
         }
-        let feature_names = a
-            .meta("feature_names")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        let info = a
-            .meta("generator")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(serde_json::Value::Null);
-        Ok(Dataset {
-            dim,
-            num_classes,
-            x,
-            y,
-            split,
-            feature_names,
-            info,
-        })
+        let feature_names = a.meta("feature_names").and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let info = a.meta("generator").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
+        Ok(Dataset { dim, num_classes, x, y, split, feature_names, info })
     }
 
     pub fn read(ctx: &StageContext, port: &str) -> Result<Dataset, StageError> {

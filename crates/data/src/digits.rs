@@ -34,12 +34,7 @@ pub struct DigitsParams {
 
 impl Default for DigitsParams {
     fn default() -> Self {
-        DigitsParams {
-            n: 0,
-            test_fraction: 0.2,
-            scale: PixelScaling::Unit,
-            path: None,
-        }
+        DigitsParams { n: 0, test_fraction: 0.2, scale: PixelScaling::Unit, path: None }
     }
 }
 
@@ -48,19 +43,11 @@ pub struct Digits;
 /// Parse "64 pixels, label" rows.
 pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let vals: Result<Vec<f64>, _> = line.split(',').map(|s| s.trim().parse::<f64>()).collect();
         let vals = vals.map_err(|e| format!("line {}: {e}", i + 1))?;
         if vals.len() != 65 {
-            return Err(format!(
-                "line {}: expected 65 values, found {}",
-                i + 1,
-                vals.len()
-            ));
+            return Err(format!("line {}: expected 65 values, found {}", i + 1, vals.len()));
         }
         let label = vals[64];
         if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
@@ -75,9 +62,7 @@ pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
 fn gunzip(bytes: &[u8]) -> Result<String, String> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut s)
-            .map_err(|e| format!("gzip: {e}"))?;
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| format!("gzip: {e}"))?;
         Ok(s)
     } else {
         String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
@@ -86,13 +71,7 @@ fn gunzip(bytes: &[u8]) -> Result<String, String> {
 
 /// Keep `n` examples stratified by class (0 = all) and mark a per-class test fraction.
 /// Returns (index, is_train) in class order.
-pub fn stratified_split(
-    y: &[u32],
-    num_classes: usize,
-    n: usize,
-    test_fraction: f64,
-    rng: &mut Rng,
-) -> Vec<(usize, bool)> {
+pub fn stratified_split(y: &[u32], num_classes: usize, n: usize, test_fraction: f64, rng: &mut Rng) -> Vec<(usize, bool)> {
     let total = y.len();
     let n = if n == 0 || n > total { total } else { n };
     let mut out = Vec::new();
@@ -101,17 +80,10 @@ pub fn stratified_split(
         by_class[c as usize].push(i);
     }
     // Largest-remainder allocation of n over classes in proportion to their sizes.
-    let quotas: Vec<f64> = by_class
-        .iter()
-        .map(|v| v.len() as f64 * n as f64 / total as f64)
-        .collect();
+    let quotas: Vec<f64> = by_class.iter().map(|v| v.len() as f64 * n as f64 / total as f64).collect();
     let mut take: Vec<usize> = quotas.iter().map(|q| q.floor() as usize).collect();
     let mut rest: Vec<usize> = (0..num_classes).collect();
-    rest.sort_by(|&a, &b| {
-        (quotas[b] - quotas[b].floor())
-            .total_cmp(&(quotas[a] - quotas[a].floor()))
-            .then(a.cmp(&b))
-    });
+    rest.sort_by(|&a, &b| (quotas[b] - quotas[b].floor()).total_cmp(&(quotas[a] - quotas[a].floor())).then(a.cmp(&b)));
     let mut left = n - take.iter().sum::<usize>();
     for c in rest {
         if left == 0 {
@@ -149,47 +121,30 @@ impl StageKind for Digits {
     fn check(p: &DigitsParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if !(0.0..1.0).contains(&p.test_fraction) {
-            e.push((
-                "test_fraction".into(),
-                "test_fraction must be in [0, 1)".into(),
-            ));
+            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
         }
         if p.n > 1797 && p.path.is_none() {
-            e.push((
-                "n".into(),
-                format!("n = {} exceeds the 1797 examples of the digits data", p.n),
-            ));
+            e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
         }
         e
     }
     fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let bytes = match &p.path {
-            Some(path) => std::fs::read(path)
-                .map_err(|e| StageError::msg(format!("cannot read digits file `{path}`: {e}")))?,
+            Some(path) => std::fs::read(path).map_err(|e| StageError::msg(format!("cannot read digits file `{path}`: {e}")))?,
             None => DIGITS_GZ.to_vec(),
         };
         let text = gunzip(&bytes).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
-        let (x, y) =
-            parse_digits_csv(&text).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
+        let (x, y) = parse_digits_csv(&text).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
         let mut rng = Rng::new(ctx.seed);
         let keep = stratified_split(&y, 10, p.n, p.test_fraction, &mut rng);
-        let scale = if p.scale == PixelScaling::Unit {
-            1.0 / 16.0
-        } else {
-            1.0
-        };
+        let scale = if p.scale == PixelScaling::Unit { 1.0 / 16.0 } else { 1.0 };
         let mut ds = Dataset {
             dim: 64,
             num_classes: 10,
-            x: keep
-                .iter()
-                .flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale))
-                .collect(),
+            x: keep.iter().flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale)).collect(),
             y: keep.iter().map(|&(i, _)| y[i]).collect(),
             split: keep.iter().map(|&(_, t)| t).collect(),
-            feature_names: (0..64)
-                .map(|j| format!("pixel_{}_{}", j / 8, j % 8))
-                .collect(),
+            feature_names: (0..64).map(|j| format!("pixel_{}_{}", j / 8, j % 8)).collect(),
             info: serde_json::json!({"generator": "digits", "params": p, "seed": ctx.seed,
                 "source": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0)"}),
         };

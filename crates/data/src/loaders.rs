@@ -11,20 +11,10 @@ fn read_file(path: &str, what: &str) -> Result<Vec<u8>, StageError> {
     std::fs::read(path).map_err(|e| StageError::msg(format!("cannot read {what} `{path}`: {e}")))
 }
 
-fn subsample(
-    x: Vec<f64>,
-    y: Vec<u32>,
-    d: usize,
-    k: usize,
-    n: usize,
-    test_fraction: f64,
-    seed: u64,
-) -> (Vec<f64>, Vec<u32>, Vec<bool>) {
+fn subsample(x: Vec<f64>, y: Vec<u32>, d: usize, k: usize, n: usize, test_fraction: f64, seed: u64) -> (Vec<f64>, Vec<u32>, Vec<bool>) {
     let keep = stratified_split(&y, k, n, test_fraction, &mut Rng::new(seed));
     (
-        keep.iter()
-            .flat_map(|&(i, _)| x[i * d..(i + 1) * d].iter().copied())
-            .collect(),
+        keep.iter().flat_map(|&(i, _)| x[i * d..(i + 1) * d].iter().copied()).collect(),
         keep.iter().map(|&(i, _)| y[i]).collect(),
         keep.iter().map(|&(_, t)| t).collect(),
     )
@@ -48,13 +38,7 @@ pub struct IdxParams {
 }
 impl Default for IdxParams {
     fn default() -> Self {
-        IdxParams {
-            images: String::new(),
-            labels: String::new(),
-            n: 1000,
-            test_fraction: 0.2,
-            unit_scale: true,
-        }
+        IdxParams { images: String::new(), labels: String::new(), n: 1000, test_fraction: 0.2, unit_scale: true }
     }
 }
 
@@ -64,10 +48,7 @@ pub struct IdxImages;
 pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>), StageError> {
     let bad = |m: String| StageError::msg(format!("malformed IDX file `{path}`: {m}"));
     if bytes.len() < 4 {
-        return Err(bad(format!(
-            "{} bytes, too short for a header",
-            bytes.len()
-        )));
+        return Err(bad(format!("{} bytes, too short for a header", bytes.len())));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
         return Err(bad(format!(
@@ -79,16 +60,11 @@ pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>), Stag
     if bytes.len() < 4 + 4 * nd {
         return Err(bad("truncated header".into()));
     }
-    let dims: Vec<usize> = (0..nd)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let want: usize = dims.iter().product();
     let payload = &bytes[4 + 4 * nd..];
     if payload.len() != want {
-        return Err(bad(format!(
-            "header says {dims:?} = {want} bytes of data, file has {}",
-            payload.len()
-        )));
+        return Err(bad(format!("header says {dims:?} = {want} bytes of data, file has {}", payload.len())));
     }
     Ok((dims, payload.to_vec()))
 }
@@ -107,16 +83,10 @@ impl StageKind for IdxImages {
     fn check(p: &IdxParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if p.images.is_empty() {
-            e.push((
-                "images".into(),
-                "path of the IDX images file is required".into(),
-            ));
+            e.push(("images".into(), "path of the IDX images file is required".into()));
         }
         if p.labels.is_empty() {
-            e.push((
-                "labels".into(),
-                "path of the IDX labels file is required".into(),
-            ));
+            e.push(("labels".into(), "path of the IDX labels file is required".into()));
         }
         e
     }
@@ -124,22 +94,14 @@ impl StageKind for IdxImages {
         let (dims, pix) = parse_idx(&read_file(&p.images, "IDX images file")?, &p.images)?;
         let (ldims, lab) = parse_idx(&read_file(&p.labels, "IDX labels file")?, &p.labels)?;
         if dims.is_empty() || ldims.len() != 1 || ldims[0] != dims[0] {
-            return Err(StageError::msg(format!(
-                "IDX images {dims:?} and labels {ldims:?} do not match"
-            )));
+            return Err(StageError::msg(format!("IDX images {dims:?} and labels {ldims:?} do not match")));
         }
         let n = dims[0];
         let d: usize = dims[1..].iter().product();
         let s = if p.unit_scale { 1.0 / 255.0 } else { 1.0 };
         let x: Vec<f64> = pix.iter().map(|&b| b as f64 * s).collect();
         let y: Vec<u32> = lab.iter().map(|&b| b as u32).collect();
-        let k = y
-            .iter()
-            .copied()
-            .max()
-            .map(|m| m as usize + 1)
-            .unwrap_or(0)
-            .max(10);
+        let k = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0).max(10);
         let (x, y, split) = subsample(x, y, d, k, p.n, p.test_fraction, ctx.seed);
         let _ = n;
         let ds = Dataset {
@@ -169,11 +131,7 @@ pub struct CifarParams {
 }
 impl Default for CifarParams {
     fn default() -> Self {
-        CifarParams {
-            files: vec![],
-            n: 1000,
-            test_fraction: 0.2,
-        }
+        CifarParams { files: vec![], n: 1000, test_fraction: 0.2 }
     }
 }
 
@@ -185,7 +143,8 @@ impl StageKind for Cifar10 {
     type Params = CifarParams;
     const KIND: &'static str = "cifar10";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
+    const DOC: &'static str =
+        "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
     fn inputs() -> Vec<PortSpec> {
         vec![]
     }
@@ -193,14 +152,7 @@ impl StageKind for Cifar10 {
         vec![dataset_port()]
     }
     fn check(p: &CifarParams) -> Vec<(String, String)> {
-        if p.files.is_empty() {
-            vec![(
-                "files".into(),
-                "list at least one CIFAR-10 binary batch file".into(),
-            )]
-        } else {
-            vec![]
-        }
+        if p.files.is_empty() { vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())] } else { vec![] }
     }
     fn run(p: &CifarParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -214,10 +166,7 @@ impl StageKind for Cifar10 {
             }
             for (r, rec) in b.chunks_exact(CIFAR_RECORD).enumerate() {
                 if rec[0] > 9 {
-                    return Err(StageError::msg(format!(
-                        "malformed CIFAR-10 batch `{f}`: record {r} has label {}",
-                        rec[0]
-                    )));
+                    return Err(StageError::msg(format!("malformed CIFAR-10 batch `{f}`: record {r} has label {}", rec[0])));
                 }
                 y.push(rec[0] as u32);
                 x.extend(rec[1..].iter().map(|&v| v as f64 / 255.0));
@@ -230,9 +179,7 @@ impl StageKind for Cifar10 {
             x,
             y,
             split,
-            feature_names: (0..3072)
-                .map(|j| format!("c{}_{}_{}", j / 1024, (j % 1024) / 32, j % 32))
-                .collect(),
+            feature_names: (0..3072).map(|j| format!("c{}_{}_{}", j / 1024, (j % 1024) / 32, j % 32)).collect(),
             info: serde_json::json!({"generator": "cifar10", "params": p}),
         };
         ds.write(ctx, "dataset")
@@ -257,13 +204,7 @@ pub struct TableParams {
 }
 impl Default for TableParams {
     fn default() -> Self {
-        TableParams {
-            path: String::new(),
-            label: "label".into(),
-            features: vec![],
-            split_column: None,
-            test_fraction: 0.2,
-        }
+        TableParams { path: String::new(), label: "label".into(), features: vec![], split_column: None, test_fraction: 0.2 }
     }
 }
 
@@ -275,26 +216,15 @@ struct Table {
 }
 
 fn read_csv(path: &str) -> Result<Table, StageError> {
-    let text = String::from_utf8(read_file(path, "table")?)
-        .map_err(|e| StageError::msg(format!("`{path}` is not UTF-8: {e}")))?;
+    let text = String::from_utf8(read_file(path, "table")?).map_err(|e| StageError::msg(format!("`{path}` is not UTF-8: {e}")))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .ok_or_else(|| StageError::msg(format!("`{path}` is empty")))?;
-    let names: Vec<String> = header
-        .split(',')
-        .map(|s| s.trim().trim_matches('"').to_string())
-        .collect();
+    let header = lines.next().ok_or_else(|| StageError::msg(format!("`{path}` is empty")))?;
+    let names: Vec<String> = header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
     let mut cols = vec![Vec::new(); names.len()];
     for (i, l) in lines.enumerate() {
         let cells: Vec<&str> = l.split(',').collect();
         if cells.len() != names.len() {
-            return Err(StageError::msg(format!(
-                "`{path}` line {}: {} cells, header has {}",
-                i + 2,
-                cells.len(),
-                names.len()
-            )));
+            return Err(StageError::msg(format!("`{path}` line {}: {} cells, header has {}", i + 2, cells.len(), names.len())));
         }
         for (c, v) in cells.iter().enumerate() {
             cols[c].push(v.trim().trim_matches('"').to_string());
@@ -309,55 +239,25 @@ fn read_parquet_table(path: &str) -> Result<Table, StageError> {
     let mut cols = Vec::new();
     for (i, f) in a.batch.schema().fields().iter().enumerate() {
         let c = a.batch.column(i);
-        let cast = arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float64Type>(
-            c.as_ref(),
-        )
-        .map(|x| {
-            x.iter()
-                .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                .collect::<Vec<_>>()
-        })
-        .or_else(|| {
-            arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(
-                c.as_ref(),
-            )
-            .map(|x| {
-                x.iter()
-                    .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                    .collect()
+        let cast = arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float64Type>(c.as_ref())
+            .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>())
+            .or_else(|| {
+                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(c.as_ref())
+                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
             })
-        })
-        .or_else(|| {
-            arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int32Type>(
-                c.as_ref(),
-            )
-            .map(|x| {
-                x.iter()
-                    .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                    .collect()
+            .or_else(|| {
+                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int32Type>(c.as_ref())
+                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
             })
-        })
-        .or_else(|| {
-            arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::UInt32Type>(
-                c.as_ref(),
-            )
-            .map(|x| {
-                x.iter()
-                    .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                    .collect()
+            .or_else(|| {
+                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::UInt32Type>(c.as_ref())
+                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
             })
-        })
-        .or_else(|| {
-            arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float32Type>(
-                c.as_ref(),
-            )
-            .map(|x| {
-                x.iter()
-                    .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                    .collect()
+            .or_else(|| {
+                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float32Type>(c.as_ref())
+                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
             })
-        })
-        .or_else(|| columns::utf8_values(&a.batch, f.name()).ok());
+            .or_else(|| columns::utf8_values(&a.batch, f.name()).ok());
         if let Some(v) = cast {
             names.push(f.name().clone());
             cols.push(v);
@@ -378,53 +278,29 @@ impl StageKind for TableImport {
         vec![dataset_port()]
     }
     fn check(p: &TableParams) -> Vec<(String, String)> {
-        if p.path.is_empty() {
-            vec![("path".into(), "path of the table is required".into())]
-        } else {
-            vec![]
-        }
+        if p.path.is_empty() { vec![("path".into(), "path of the table is required".into())] } else { vec![] }
     }
     fn run(p: &TableParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let t = if p.path.ends_with(".parquet") {
-            read_parquet_table(&p.path)?
-        } else {
-            read_csv(&p.path)?
-        };
+        let t = if p.path.ends_with(".parquet") { read_parquet_table(&p.path)? } else { read_csv(&p.path)? };
         let find = |name: &str| {
-            t.names.iter().position(|n| n == name).ok_or_else(|| {
-                StageError::msg(format!(
-                    "table `{}` has no column `{name}`; columns: {}",
-                    p.path,
-                    t.names.join(", ")
-                ))
-            })
+            t.names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| StageError::msg(format!("table `{}` has no column `{name}`; columns: {}", p.path, t.names.join(", "))))
         };
         let li = find(&p.label)?;
         let si = p.split_column.as_deref().map(find).transpose()?;
         let feats: Vec<usize> = if p.features.is_empty() {
-            (0..t.names.len())
-                .filter(|&i| i != li && Some(i) != si)
-                .collect()
+            (0..t.names.len()).filter(|&i| i != li && Some(i) != si).collect()
         } else {
-            p.features
-                .iter()
-                .map(|f| find(f))
-                .collect::<Result<_, _>>()?
+            p.features.iter().map(|f| find(f)).collect::<Result<_, _>>()?
         };
         let rows = t.cols.first().map(|c| c.len()).unwrap_or(0);
         let mut y = Vec::with_capacity(rows);
         for (r, v) in t.cols[li].iter().enumerate() {
-            let l: f64 = v.parse().map_err(|_| {
-                StageError::msg(format!(
-                    "column `{}` row {r}: `{v}` is not a class label",
-                    p.label
-                ))
-            })?;
+            let l: f64 = v.parse().map_err(|_| StageError::msg(format!("column `{}` row {r}: `{v}` is not a class label", p.label)))?;
             if l < 0.0 || l.fract() != 0.0 {
-                return Err(StageError::msg(format!(
-                    "column `{}` row {r}: `{v}` is not a non-negative integer label",
-                    p.label
-                )));
+                return Err(StageError::msg(format!("column `{}` row {r}: `{v}` is not a non-negative integer label", p.label)));
             }
             y.push(l as u32);
         }
@@ -432,12 +308,7 @@ impl StageKind for TableImport {
         for r in 0..rows {
             for &f in &feats {
                 let v = &t.cols[f][r];
-                x.push(v.parse::<f64>().map_err(|_| {
-                    StageError::msg(format!(
-                        "column `{}` row {r}: `{v}` is not a number",
-                        t.names[f]
-                    ))
-                })?);
+                x.push(v.parse::<f64>().map_err(|_| StageError::msg(format!("column `{}` row {r}: `{v}` is not a number", t.names[f])))?);
             }
         }
         let k = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);

@@ -53,18 +53,14 @@ impl GaussianMixture {
         let mut rng = Rng::new(seed);
         let (k, d) = (p.classes, p.dim);
         let means: Vec<Vec<f64>> = if p.means.is_empty() {
-            (0..k)
-                .map(|_| (0..d).map(|_| p.mean_scale * rng.normal()).collect())
-                .collect()
+            (0..k).map(|_| (0..d).map(|_| p.mean_scale * rng.normal()).collect()).collect()
         } else {
             p.means.clone()
         };
         let per_class: Vec<usize> = if p.samples_per_class > 0 {
             vec![p.samples_per_class; k]
         } else {
-            (0..k)
-                .map(|c| p.samples / k + usize::from(c < p.samples % k))
-                .collect()
+            (0..k).map(|c| p.samples / k + usize::from(c < p.samples % k)).collect()
         };
         let sd = p.std * p.cov_multiplier.sqrt();
         let (mut x, mut y, mut split) = (Vec::new(), Vec::new(), Vec::new());
@@ -108,19 +104,13 @@ impl StageKind for GaussianMixture {
     fn check(p: &MixtureParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if p.classes == 0 {
-            e.push((
-                "classes".into(),
-                "classes must be ≥ 1 (k = 0 clusters makes no data)".into(),
-            ));
+            e.push(("classes".into(), "classes must be ≥ 1 (k = 0 clusters makes no data)".into()));
         }
         if p.dim == 0 {
             e.push(("dim".into(), "dim must be ≥ 1".into()));
         }
         if p.samples_per_class == 0 && p.samples < p.classes {
-            e.push((
-                "samples".into(),
-                format!("samples ({}) must be ≥ classes ({})", p.samples, p.classes),
-            ));
+            e.push(("samples".into(), format!("samples ({}) must be ≥ classes ({})", p.samples, p.classes)));
         }
         if !(p.std >= 0.0 && p.std.is_finite()) {
             e.push(("std".into(), "std must be a finite number ≥ 0".into()));
@@ -129,21 +119,10 @@ impl StageKind for GaussianMixture {
             e.push(("cov_multiplier".into(), "cov_multiplier must be > 0".into()));
         }
         if !(0.0..1.0).contains(&p.test_fraction) {
-            e.push((
-                "test_fraction".into(),
-                "test_fraction must be in [0, 1)".into(),
-            ));
+            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
         }
-        if !p.means.is_empty()
-            && (p.means.len() != p.classes || p.means.iter().any(|m| m.len() != p.dim))
-        {
-            e.push((
-                "means".into(),
-                format!(
-                    "means must be {} rows of {} numbers (classes × dim)",
-                    p.classes, p.dim
-                ),
-            ));
+        if !p.means.is_empty() && (p.means.len() != p.classes || p.means.iter().any(|m| m.len() != p.dim)) {
+            e.push(("means".into(), format!("means must be {} rows of {} numbers (classes × dim)", p.classes, p.dim)));
         }
         e
     }

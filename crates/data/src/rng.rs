@@ -10,10 +10,7 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng {
-            inner: Xoshiro256PlusPlus::seed_from_u64(seed),
-            spare: None,
-        }
+        Rng { inner: Xoshiro256PlusPlus::seed_from_u64(seed), spare: None }
     }
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
@@ -40,11 +37,7 @@ impl Rng {
     }
     /// ±1 with equal probability (Rademacher).
     pub fn sign(&mut self) -> f64 {
-        if self.inner.random::<bool>() {
-            1.0
-        } else {
-            -1.0
-        }
+        if self.inner.random::<bool>() { 1.0 } else { -1.0 }
     }
     pub fn below(&mut self, n: usize) -> usize {
         self.inner.random_range(0..n)

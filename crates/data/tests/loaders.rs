@@ -14,10 +14,7 @@ fn tmp(name: &str) -> PathBuf {
 fn run<S: StageKind>(p: &S::Params, dir: &Path) -> Result<Dataset, String> {
     let mut ctx = StageContext::standalone(dir, 5, BTreeMap::new(), &[], S::outputs());
     S::run(p, &mut ctx).map_err(|e| e.to_string())?;
-    Ok(Dataset::from_artifact(
-        &read_artifact(&dir.join("dataset.parquet"), Some(&dataset_port().schema)).unwrap(),
-    )
-    .unwrap())
+    Ok(Dataset::from_artifact(&read_artifact(&dir.join("dataset.parquet"), Some(&dataset_port().schema)).unwrap()).unwrap())
 }
 
 fn idx_file(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -45,17 +42,11 @@ fn idx_loader_reads_mnist_format() {
     assert!(ds.x.iter().all(|v| (0.0..=1.0).contains(v)));
     // Each kept row is one of the original images.
     let row0: Vec<f64> = ds.x[..16].to_vec();
-    assert!(
-        (0..n as usize)
-            .any(|i| (0..16).all(|j| (pixels[i * 16 + j] as f64 / 255.0 - row0[j]).abs() < 1e-15))
-    );
+    assert!((0..n as usize).any(|i| (0..16).all(|j| (pixels[i * 16 + j] as f64 / 255.0 - row0[j]).abs() < 1e-15)));
     // Truncated payload: a clear error.
     std::fs::write(d.join("img"), idx_file(&[n, 4, 4], &pixels[..100])).unwrap();
     let e = run::<IdxImages>(&p, &d).unwrap_err();
-    assert!(
-        e.contains("malformed IDX file") && e.contains("file has 100"),
-        "{e}"
-    );
+    assert!(e.contains("malformed IDX file") && e.contains("file has 100"), "{e}");
 }
 
 #[test]
@@ -79,87 +70,45 @@ fn cifar10_loader_reads_binary_batches() {
 #[test]
 fn table_loader_reads_csv_and_rejects_bad_labels() {
     let d = tmp("table");
-    std::fs::write(
-        d.join("t.csv"),
-        "a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n",
-    )
-    .unwrap();
+    std::fs::write(d.join("t.csv"), "a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n").unwrap();
     let mut p = loaders_params::table(&d.join("t.csv"));
     let ds = run::<TableImport>(&p, &d).unwrap();
     assert_eq!((ds.dim, ds.num_classes, ds.len()), (2, 2, 5));
     assert_eq!(ds.feature_names, ["a", "b"]);
     p.label = "nope".into();
-    assert!(
-        run::<TableImport>(&p, &d)
-            .unwrap_err()
-            .contains("has no column `nope`")
-    );
+    assert!(run::<TableImport>(&p, &d).unwrap_err().contains("has no column `nope`"));
     std::fs::write(d.join("t.csv"), "a,label\n1,0\n2,x\n").unwrap();
     p.label = "label".into();
-    assert!(
-        run::<TableImport>(&p, &d)
-            .unwrap_err()
-            .contains("`x` is not a class label")
-    );
+    assert!(run::<TableImport>(&p, &d).unwrap_err().contains("`x` is not a class label"));
 }
 
 #[test]
 fn labels_at_or_above_num_classes_are_rejected() {
     let d = tmp("labels");
-    let mut ds = GaussianMixture::generate(
-        &MixtureParams {
-            classes: 3,
-            dim: 2,
-            samples: 30,
-            ..Default::default()
-        },
-        1,
-    );
+    let mut ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 2, samples: 30, ..Default::default() }, 1);
     ds.y[4] = 7;
     let mut ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port()]);
     ds.write(&mut ctx, "dataset").unwrap();
     let a = read_artifact(&d.join("dataset.parquet"), None).unwrap();
     let e = Dataset::from_artifact(&a).unwrap_err().to_string();
-    assert!(
-        e.contains("column `y` row 4: label 7 ≥ num_classes 3"),
-        "{e}"
-    );
+    assert!(e.contains("column `y` row 4: label 7 ≥ num_classes 3"), "{e}");
 }
 
 #[test]
 fn mixture_and_digits_have_the_stated_shapes() {
-    let ds = GaussianMixture::generate(
-        &MixtureParams {
-            classes: 10,
-            ..Default::default()
-        },
-        3,
-    );
-    assert_eq!(
-        (ds.dim, ds.len(), ds.train().len(), ds.test().len()),
-        (100, 1250, 1000, 250)
-    );
+    let ds = GaussianMixture::generate(&MixtureParams { classes: 10, ..Default::default() }, 3);
+    assert_eq!((ds.dim, ds.len(), ds.train().len(), ds.test().len()), (100, 1250, 1000, 250));
     let tr = ds.train();
     for j in 0..5 {
         let mean: f64 = (0..tr.len()).map(|i| tr.x[(i, j)]).sum::<f64>() / tr.len() as f64;
         assert!(mean.abs() < 1e-12, "feature {j} not centred: {mean}");
     }
     let d = tmp("digits");
-    let dg = run::<Digits>(
-        &DigitsParams {
-            n: 1000,
-            ..Default::default()
-        },
-        &d,
-    )
-    .unwrap();
+    let dg = run::<Digits>(&DigitsParams { n: 1000, ..Default::default() }, &d).unwrap();
     assert_eq!((dg.dim, dg.len(), dg.num_classes), (64, 1000, 10));
     let mut per_class = [0usize; 10];
     dg.y.iter().for_each(|&y| per_class[y as usize] += 1);
-    assert!(
-        per_class.iter().all(|&c| (95..=105).contains(&c)),
-        "not stratified: {per_class:?}"
-    );
+    assert!(per_class.iter().all(|&c| (95..=105).contains(&c)), "not stratified: {per_class:?}");
     let full = run::<Digits>(&DigitsParams::default(), &d).unwrap();
     assert_eq!(full.len(), 1797);
 }
@@ -167,14 +116,10 @@ fn mixture_and_digits_have_the_stated_shapes() {
 mod loaders_params {
     use std::path::Path;
     pub fn idx(d: &Path) -> <hesslab_data::IdxImages as hesslab_pipeline::StageKind>::Params {
-        serde_json::from_value(
-            serde_json::json!({"images": d.join("img"), "labels": d.join("lab"), "n": 20}),
-        )
-        .unwrap()
+        serde_json::from_value(serde_json::json!({"images": d.join("img"), "labels": d.join("lab"), "n": 20})).unwrap()
     }
     pub fn cifar(d: &Path) -> <hesslab_data::Cifar10 as hesslab_pipeline::StageKind>::Params {
-        serde_json::from_value(serde_json::json!({"files": [d.join("data_batch_1.bin")], "n": 0}))
-            .unwrap()
+        serde_json::from_value(serde_json::json!({"files": [d.join("data_batch_1.bin")], "n": 0})).unwrap()
     }
     pub fn table(p: &Path) -> <hesslab_data::TableImport as hesslab_pipeline::StageKind>::Params {
         serde_json::from_value(serde_json::json!({"path": p})).unwrap()

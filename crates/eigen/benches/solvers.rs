@@ -1,6 +1,6 @@
 //! Criterion benches: dense eigenvalues vs thick-restart Lanczos top-20 vs power iteration on
 //! a 1000×1000 planted spectrum, with a matrix product of the same size as the baseline.
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_eigen::*;
@@ -23,8 +23,12 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("matmul_baseline", |b| b.iter(|| &a * &a));
     g.bench_function("dense_eigenvalues", |b| b.iter(|| DenseSolver::solve(&a, &DenseParams::default()).unwrap()));
-    g.bench_function("lanczos_top20", |b| b.iter(|| LanczosSolver::solve(&op, &LanczosParams { k: 20, ..Default::default() }, &Progress::hidden()).unwrap()));
-    g.bench_function("power_top5", |b| b.iter(|| PowerIteration::solve(&op, &PowerParams { k: 5, tol: 1e-6, max_iter: 5000, seed: 1 }).unwrap()));
+    g.bench_function("lanczos_top20", |b| {
+        b.iter(|| LanczosSolver::solve(&op, &LanczosParams { k: 20, ..Default::default() }, &Progress::hidden()).unwrap())
+    });
+    g.bench_function("power_top5", |b| {
+        b.iter(|| PowerIteration::solve(&op, &PowerParams { k: 5, tol: 1e-6, max_iter: 5000, seed: 1 }).unwrap())
+    });
     g.finish();
 }
 

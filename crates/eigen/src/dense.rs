@@ -23,17 +23,11 @@ impl DenseSolver {
         let t0 = std::time::Instant::now();
         let n = a.nrows();
         if a.ncols() != n {
-            return Err(EigenError::Invalid(format!(
-                "matrix is {}×{}, not square",
-                n,
-                a.ncols()
-            )));
+            return Err(EigenError::Invalid(format!("matrix is {}×{}, not square", n, a.ncols())));
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
         let (mut values, vectors) = if want_vectors {
-            let evd = a
-                .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = a.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
             let s = evd.S();
             let u = evd.U();
             let vals: Vec<f64> = (0..n).map(|i| s[i]).collect();
@@ -51,25 +45,13 @@ impl DenseSolver {
             }
             (vals, cols)
         } else {
-            (
-                a.self_adjoint_eigenvalues(Side::Lower)
-                    .map_err(|e| EigenError::Dense(format!("{e:?}")))?,
-                vec![],
-            )
+            (a.self_adjoint_eigenvalues(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?, vec![])
         };
         values.reverse();
         let ranks: Vec<u32> = (0..n as u32).collect();
         Ok((
-            Eigenpairs {
-                ranks,
-                residuals: vec![None; values.len()],
-                values,
-                vectors,
-            },
-            DenseInfo {
-                dim: n,
-                seconds: t0.elapsed().as_secs_f64(),
-            },
+            Eigenpairs { ranks, residuals: vec![None; values.len()], values, vectors },
+            DenseInfo { dim: n, seconds: t0.elapsed().as_secs_f64() },
         ))
     }
 }

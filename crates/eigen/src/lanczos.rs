@@ -14,9 +14,7 @@ use hesslab_hessian::LinearOperator;
 use hesslab_pipeline::Progress;
 use std::time::Instant;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Which {
     /// k largest (algebraic): the outliers.
@@ -81,39 +79,24 @@ fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
 }
 
 impl LanczosSolver {
-    pub fn solve(
-        op: &dyn LinearOperator,
-        p: &LanczosParams,
-        progress: &Progress,
-    ) -> Result<(Eigenpairs, LanczosInfo)> {
+    pub fn solve(op: &dyn LinearOperator, p: &LanczosParams, progress: &Progress) -> Result<(Eigenpairs, LanczosInfo)> {
         let t0 = Instant::now();
         let n = op.dim();
         let apps0 = op.applications();
         if p.k == 0 || p.k > n {
-            return Err(EigenError::Invalid(format!(
-                "k = {} must be in 1..={n}",
-                p.k
-            )));
+            return Err(EigenError::Invalid(format!("k = {} must be in 1..={n}", p.k)));
         }
         if n <= p.dense_below.max(2 * p.k + 2) {
             return Self::dense_fallback(op, p, t0, apps0);
         }
-        let m = if p.max_dim == 0 {
-            (2 * p.k + 20).max(40)
-        } else {
-            p.max_dim.max(p.k + 2)
-        }
-        .min(n - 1);
+        let m = if p.max_dim == 0 { (2 * p.k + 20).max(40) } else { p.max_dim.max(p.k + 2) }.min(n - 1);
         let mut rng = Rng::new(p.seed);
         let mut v = Mat::<f64>::zeros(n, m + 1);
         let mut t = Mat::<f64>::zeros(m, m);
         let mut start: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let s = norm(&start);
         start.iter_mut().for_each(|x| *x /= s);
-        v.col_mut(0)
-            .iter_mut()
-            .zip(&start)
-            .for_each(|(a, b)| *a = *b);
+        v.col_mut(0).iter_mut().zip(&start).for_each(|(a, b)| *a = *b);
         let mut j0 = 0;
         let mut restarts = 0;
         let mut w = Mat::<f64>::zeros(n, 1);
@@ -146,27 +129,15 @@ impl LanczosSolver {
                     t[(j, j + 1)] = beta;
                 }
             }
-            let evd = t
-                .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = t.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
             let theta: Vec<f64> = (0..m).map(|i| evd.S()[i]).collect();
             let s = evd.U();
-            let scale = theta
-                .iter()
-                .fold(0.0f64, |a, b| a.max(b.abs()))
-                .max(f64::MIN_POSITIVE);
+            let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
             let wanted = select(&theta, p.which, p.k);
-            let res: Vec<f64> = wanted
-                .iter()
-                .map(|&i| (beta * s[(m - 1, i)]).abs())
-                .collect();
+            let res: Vec<f64> = wanted.iter().map(|&i| (beta * s[(m - 1, i)]).abs()).collect();
             let worst = res.iter().fold(0.0f64, |a, &b| a.max(b));
             let converged = res.iter().filter(|&&r| r <= p.tol * scale).count();
-            bar.set_message(format!(
-                "{converged}/{} converged, worst residual {:.1e}",
-                p.k,
-                worst / scale
-            ));
+            bar.set_message(format!("{converged}/{} converged, worst residual {:.1e}", p.k, worst / scale));
             bar.inc(1);
             if converged == p.k {
                 bar.finish_and_clear();
@@ -258,14 +229,7 @@ impl LanczosSolver {
         let k = x.ncols();
         let mut ax = Mat::<f64>::zeros(n, k);
         op.apply_block(x.as_ref(), ax.as_mut());
-        let residuals: Vec<f64> = (0..k)
-            .map(|c| {
-                (0..n)
-                    .map(|i| (ax[(i, c)] - vals[c] * x[(i, c)]).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .collect();
+        let residuals: Vec<f64> = (0..k).map(|c| (0..n).map(|i| (ax[(i, c)] - vals[c] * x[(i, c)]).powi(2)).sum::<f64>().sqrt()).collect();
         let mut orth = 0.0f64;
         for a in 0..k {
             for b in 0..=a {
@@ -276,9 +240,7 @@ impl LanczosSolver {
         if orth > 1e-8 {
             return Err(EigenError::NoConvergence {
                 solver: "lanczos",
-                detail: format!(
-                    "returned vectors are not orthonormal (max|VᵀV − I| = {orth:.2e}); refusing duplicated eigenpairs"
-                ),
+                detail: format!("returned vectors are not orthonormal (max|VᵀV − I| = {orth:.2e}); refusing duplicated eigenpairs"),
             });
         }
         // Descending order, with global ranks where they are known.
@@ -292,11 +254,7 @@ impl LanczosSolver {
             ranks: ranks.clone(),
             values: order.iter().map(|&i| vals[i]).collect(),
             residuals: order.iter().map(|&i| Some(residuals[i])).collect(),
-            vectors: order
-                .iter()
-                .zip(&ranks)
-                .map(|(&i, &r)| (r, x.col(i).iter().copied().collect()))
-                .collect(),
+            vectors: order.iter().zip(&ranks).map(|(&i, &r)| (r, x.col(i).iter().copied().collect())).collect(),
         };
         let info = LanczosInfo {
             restarts,
@@ -311,19 +269,12 @@ impl LanczosSolver {
 
     /// Small operators: materialize and use the dense solver (faer's Krylov–Schur panics when
     /// n ≤ its subspace size; a dense solve is exact and cheap there).
-    fn dense_fallback(
-        op: &dyn LinearOperator,
-        p: &LanczosParams,
-        t0: Instant,
-        apps0: u64,
-    ) -> Result<(Eigenpairs, LanczosInfo)> {
+    fn dense_fallback(op: &dyn LinearOperator, p: &LanczosParams, t0: Instant, apps0: u64) -> Result<(Eigenpairs, LanczosInfo)> {
         let n = op.dim();
         let mut a = Mat::<f64>::zeros(n, n);
         op.apply_block(Mat::<f64>::identity(n, n).as_ref(), a.as_mut());
         hesslab_hessian::symmetrize(&mut a);
-        let evd = a
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+        let evd = a.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
         let theta: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
         let wanted = select(&theta, p.which, p.k);
         let x = Mat::from_fn(n, wanted.len(), |i, c| evd.U()[(i, wanted[c])]);

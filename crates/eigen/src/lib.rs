@@ -13,8 +13,7 @@ pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which};
 pub use power::{PowerInfo, PowerIteration, PowerParams};
 pub use slq::{SlqParams, SlqResult, StochasticLanczosQuadrature};
 pub use stages::{
-    EigenStage, SlqStage, TraceStage, density_port, eigenvalues_port, eigenvectors_port,
-    nodes_port, read_eigenvalues, trace_port,
+    EigenStage, SlqStage, TraceStage, density_port, eigenvalues_port, eigenvectors_port, nodes_port, read_eigenvalues, trace_port,
 };
 pub use trace::{TraceEstimate, hutch_plus_plus, hutchinson};
 
@@ -38,10 +37,7 @@ pub enum EigenError {
     #[error("dense eigendecomposition failed: {0}")]
     Dense(String),
     #[error("{solver} did not converge: {detail}")]
-    NoConvergence {
-        solver: &'static str,
-        detail: String,
-    },
+    NoConvergence { solver: &'static str, detail: String },
 }
 
 pub type Result<T, E = EigenError> = std::result::Result<T, E>;

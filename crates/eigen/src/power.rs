@@ -16,12 +16,7 @@ pub struct PowerParams {
 
 impl Default for PowerParams {
     fn default() -> Self {
-        PowerParams {
-            k: 20,
-            tol: 1e-3,
-            max_iter: 1000,
-            seed: 0,
-        }
+        PowerParams { k: 20, tol: 1e-3, max_iter: 1000, seed: 0 }
     }
 }
 
@@ -40,10 +35,7 @@ impl PowerIteration {
         let t0 = std::time::Instant::now();
         let n = op.dim();
         if p.k == 0 || p.k > n {
-            return Err(EigenError::Invalid(format!(
-                "k = {} must be in 1..={n}",
-                p.k
-            )));
+            return Err(EigenError::Invalid(format!("k = {} must be in 1..={n}", p.k)));
         }
         let apps0 = op.applications();
         let mut rng = Rng::new(p.seed);
@@ -71,8 +63,7 @@ impl PowerIteration {
                     break;
                 }
                 next.iter_mut().for_each(|x| *x /= nn);
-                let done =
-                    lambda.is_some_and(|prev| (l - prev).abs() / (prev.abs() + 1e-6) < p.tol);
+                let done = lambda.is_some_and(|prev| (l - prev).abs() / (prev.abs() + 1e-6) < p.tol);
                 lambda = Some(l);
                 if done {
                     break;
@@ -80,44 +71,22 @@ impl PowerIteration {
                 if it >= p.max_iter {
                     return Err(EigenError::NoConvergence {
                         solver: "power",
-                        detail: format!(
-                            "eigenvalue {e} not converged after {it} iterations (last estimate {l:.6e})"
-                        ),
+                        detail: format!("eigenvalue {e} not converged after {it} iterations (last estimate {l:.6e})"),
                     });
                 }
                 v = next;
             }
             let l = lambda.unwrap();
-            let r = av
-                .iter()
-                .zip(&v)
-                .map(|(a, b)| (a - l * b).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            basis
-                .col_mut(e)
-                .iter_mut()
-                .zip(&v)
-                .for_each(|(a, b)| *a = *b);
+            let r = av.iter().zip(&v).map(|(a, b)| (a - l * b).powi(2)).sum::<f64>().sqrt();
+            basis.col_mut(e).iter_mut().zip(&v).for_each(|(a, b)| *a = *b);
             vals.push(l);
             res.push(Some(r));
             iters.push(it);
         }
-        let vectors = (0..p.k)
-            .map(|e| (e as u32, basis.col(e).iter().copied().collect()))
-            .collect();
+        let vectors = (0..p.k).map(|e| (e as u32, basis.col(e).iter().copied().collect())).collect();
         Ok((
-            Eigenpairs {
-                ranks: (0..p.k as u32).collect(),
-                values: vals,
-                residuals: res,
-                vectors,
-            },
-            PowerInfo {
-                iterations: iters,
-                applications: op.applications() - apps0,
-                seconds: t0.elapsed().as_secs_f64(),
-            },
+            Eigenpairs { ranks: (0..p.k as u32).collect(), values: vals, residuals: res, vectors },
+            PowerInfo { iterations: iters, applications: op.applications() - apps0, seconds: t0.elapsed().as_secs_f64() },
         ))
     }
 }

@@ -51,9 +51,7 @@ impl StochasticLanczosQuadrature {
                 steps = j + 1;
                 bar.inc(1);
                 let b = norm(&w);
-                if j + 1 == m
-                    || b < 1e-10 * alpha.iter().fold(0.0f64, |a, x| a.max(x.abs())).max(1e-300)
-                {
+                if j + 1 == m || b < 1e-10 * alpha.iter().fold(0.0f64, |a, x| a.max(x.abs())).max(1e-300) {
                     break;
                 }
                 beta.push(b);
@@ -70,21 +68,11 @@ impl StochasticLanczosQuadrature {
                     0.0
                 }
             });
-            let evd = t
-                .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| EigenError::Dense(format!("{e:?}")))?;
-            out.push(
-                (0..steps)
-                    .map(|i| (evd.S()[i], evd.U()[(0, i)].powi(2)))
-                    .collect(),
-            );
+            let evd = t.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            out.push((0..steps).map(|i| (evd.S()[i], evd.U()[(0, i)].powi(2))).collect());
         }
         bar.finish_and_clear();
-        Ok(SlqResult {
-            nodes: out,
-            dim: n,
-            applications: op.applications() - apps0,
-        })
+        Ok(SlqResult { nodes: out, dim: n, applications: op.applications() - apps0 })
     }
 }
 
@@ -94,34 +82,16 @@ impl SlqResult {
         let np = self.nodes.len() as f64;
         let c = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
         grid.iter()
-            .map(|&x| {
-                self.nodes
-                    .iter()
-                    .flatten()
-                    .map(|&(t, w)| w * c * (-(x - t).powi(2) / (2.0 * sigma * sigma)).exp())
-                    .sum::<f64>()
-                    / np
-            })
+            .map(|&x| self.nodes.iter().flatten().map(|&(t, w)| w * c * (-(x - t).powi(2) / (2.0 * sigma * sigma)).exp()).sum::<f64>() / np)
             .collect()
     }
     /// Estimated number of eigenvalues above `threshold`: n · E[Σ wᵢ 1(θᵢ > threshold)].
     pub fn count_above(&self, threshold: f64) -> f64 {
         let np = self.nodes.len() as f64;
-        self.dim as f64
-            * self
-                .nodes
-                .iter()
-                .flatten()
-                .filter(|(t, _)| *t > threshold)
-                .map(|(_, w)| w)
-                .sum::<f64>()
-            / np
+        self.dim as f64 * self.nodes.iter().flatten().filter(|(t, _)| *t > threshold).map(|(_, w)| w).sum::<f64>() / np
     }
     pub fn range(&self) -> (f64, f64) {
         let it = self.nodes.iter().flatten().map(|x| x.0);
-        (
-            it.clone().fold(f64::INFINITY, f64::min),
-            it.fold(f64::NEG_INFINITY, f64::max),
-        )
+        (it.clone().fold(f64::INFINITY, f64::min), it.fold(f64::NEG_INFINITY, f64::max))
     }
 }

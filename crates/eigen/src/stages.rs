@@ -4,8 +4,7 @@ use crate::*;
 use arrow_array::RecordBatch;
 use hesslab_data::{Dataset, dataset_port};
 use hesslab_hessian::{
-    CurvatureKind, DenseMatrix, DenseOperator, LinearOperator, OperatorSpec, SampleSet,
-    materialize, matrix_port, read_matrix_input,
+    CurvatureKind, DenseMatrix, DenseOperator, LinearOperator, OperatorSpec, SampleSet, materialize, matrix_port, read_matrix_input,
 };
 use hesslab_model::{Mlp, model_port};
 use hesslab_pipeline::columns::*;
@@ -19,27 +18,15 @@ pub fn eigenvalues_port() -> PortSpec {
     PortSpec::new(
         "eigenvalues",
         "rank UInt32 (0 = largest), eigenvalue Float64, residual Float64 (‖Av − λv‖; null where exact)",
-        vec![
-            u32_field("rank"),
-            f64_field("eigenvalue"),
-            f64_null_field("residual"),
-        ],
+        vec![u32_field("rank"), f64_field("eigenvalue"), f64_null_field("residual")],
     )
 }
 pub fn eigenvectors_port() -> PortSpec {
-    PortSpec::new(
-        "eigenvectors",
-        "rank UInt32, vector List<Float64> (unit norm)",
-        vec![u32_field("rank"), list_f64_field("vector")],
-    )
-    .optional()
+    PortSpec::new("eigenvectors", "rank UInt32, vector List<Float64> (unit norm)", vec![u32_field("rank"), list_f64_field("vector")])
+        .optional()
 }
 pub fn density_port() -> PortSpec {
-    PortSpec::new(
-        "density",
-        "x Float64, density Float64 (Gaussian-broadened, integrates to 1)",
-        vec![f64_field("x"), f64_field("density")],
-    )
+    PortSpec::new("density", "x Float64, density Float64 (Gaussian-broadened, integrates to 1)", vec![f64_field("x"), f64_field("density")])
 }
 pub fn nodes_port() -> PortSpec {
     PortSpec::new(
@@ -52,21 +39,12 @@ pub fn trace_port() -> PortSpec {
     PortSpec::new(
         "trace",
         "estimator Utf8, value Float64, stderr Float64, probes UInt64",
-        vec![
-            utf8_field("estimator"),
-            f64_field("value"),
-            f64_field("stderr"),
-            u64_field("probes"),
-        ],
+        vec![utf8_field("estimator"), f64_field("value"), f64_field("stderr"), u64_field("probes")],
     )
 }
 
 fn op_inputs() -> Vec<PortSpec> {
-    vec![
-        matrix_port().optional(),
-        model_port().optional(),
-        dataset_port().optional(),
-    ]
+    vec![matrix_port().optional(), model_port().optional(), dataset_port().optional()]
 }
 
 /// The operator a solver stage works on: a dense `matrix` input, or `model` + `dataset` and an
@@ -96,17 +74,9 @@ fn target(ctx: &StageContext, spec: &OperatorSpec) -> Result<Target, StageError>
             let model = Mlp::read(ctx, "model")?;
             let ds = Dataset::read(ctx, "dataset")?;
             let b = spec.build(model, &ds, ctx.seed).map_err(StageError::msg)?;
-            Ok(Target {
-                op: b.op,
-                dense: None,
-                curvature: Some(b.curvature),
-                index: b.index,
-                name: spec.operator.name().to_string(),
-            })
+            Ok(Target { op: b.op, dense: None, curvature: Some(b.curvature), index: b.index, name: spec.operator.name().to_string() })
         }
-        _ => Err(StageError::msg(
-            "connect either `matrix` (a dense matrix) or both `model` and `dataset` (matrix-free operator)",
-        )),
+        _ => Err(StageError::msg("connect either `matrix` (a dense matrix) or both `model` and `dataset` (matrix-free operator)")),
     }
 }
 
@@ -171,12 +141,7 @@ impl Default for EigenParams {
 
 impl EigenParams {
     fn spec(&self) -> OperatorSpec {
-        OperatorSpec {
-            operator: self.operator,
-            samples: self.samples,
-            max_samples: self.max_samples,
-            tensors: self.tensors.clone(),
-        }
+        OperatorSpec { operator: self.operator, samples: self.samples, max_samples: self.max_samples, tensors: self.tensors.clone() }
     }
 }
 
@@ -215,21 +180,10 @@ impl StageKind for EigenStage {
                     Some(d) => d.matrix.clone(),
                     None => {
                         let cv = tg.curvature.as_ref().unwrap();
-                        Arc::new(
-                            materialize(
-                                tg.op.as_ref(),
-                                Some((cv, tg.index.as_deref())),
-                                32,
-                                &ctx.progress,
-                            )
-                            .0,
-                        )
+                        Arc::new(materialize(tg.op.as_ref(), Some((cv, tg.index.as_deref())), 32, &ctx.progress).0)
                     }
                 };
-                let dp = DenseParams {
-                    top_vectors: p.vectors,
-                    bottom_vectors: p.vectors,
-                };
+                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors };
                 DenseSolver::solve(&mat, &dp).map_err(StageError::other)?.0
             }
             Solver::Lanczos => {
@@ -243,49 +197,21 @@ impl StageKind for EigenStage {
                     seed: ctx.seed,
                     ..Default::default()
                 };
-                let (pairs, info) = LanczosSolver::solve(tg.op.as_ref(), &lp, &ctx.progress)
-                    .map_err(StageError::other)?;
+                let (pairs, info) = LanczosSolver::solve(tg.op.as_ref(), &lp, &ctx.progress).map_err(StageError::other)?;
                 meta.insert("restarts".into(), info.restarts.to_string());
                 meta.insert("max_residual".into(), format!("{:e}", info.max_residual));
-                meta.insert(
-                    "orthogonality_error".into(),
-                    format!("{:e}", info.orthogonality_error),
-                );
+                meta.insert("orthogonality_error".into(), format!("{:e}", info.orthogonality_error));
                 pairs
             }
             Solver::Power => {
-                let pp = PowerParams {
-                    k: p.k,
-                    tol: p.tol.max(1e-12),
-                    max_iter: p.max_iter,
-                    seed: ctx.seed,
-                };
-                PowerIteration::solve(tg.op.as_ref(), &pp)
-                    .map_err(StageError::other)?
-                    .0
+                let pp = PowerParams { k: p.k, tol: p.tol.max(1e-12), max_iter: p.max_iter, seed: ctx.seed };
+                PowerIteration::solve(tg.op.as_ref(), &pp).map_err(StageError::other)?.0
             }
         };
         let _ = t0;
-        meta.insert(
-            "solver".into(),
-            serde_json::to_value(p.solver)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-        meta.insert(
-            "which".into(),
-            serde_json::to_value(p.which)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-        meta.insert(
-            "operator_applications".into(),
-            tg.op.applications().to_string(),
-        );
+        meta.insert("solver".into(), serde_json::to_value(p.solver).unwrap().as_str().unwrap().to_string());
+        meta.insert("which".into(), serde_json::to_value(p.which).unwrap().as_str().unwrap().to_string());
+        meta.insert("operator_applications".into(), tg.op.applications().to_string());
         let b = RecordBatch::try_new(
             eigenvalues_port().schema,
             vec![
@@ -296,19 +222,12 @@ impl StageKind for EigenStage {
         )
         .map_err(StageError::other)?;
         ctx.write("eigenvalues", b, &meta)?;
-        let nvec = if p.solver == Solver::Dense {
-            pairs.vectors.len()
-        } else {
-            p.vectors.min(pairs.vectors.len())
-        };
+        let nvec = if p.solver == Solver::Dense { pairs.vectors.len() } else { p.vectors.min(pairs.vectors.len()) };
         if p.vectors > 0 {
             let vecs = &pairs.vectors[..nvec];
             let b = RecordBatch::try_new(
                 eigenvectors_port().schema,
-                vec![
-                    u32_array(vecs.iter().map(|v| v.0)),
-                    list_f64_array(vecs.iter().map(|v| v.1.as_slice())),
-                ],
+                vec![u32_array(vecs.iter().map(|v| v.0)), list_f64_array(vecs.iter().map(|v| v.1.as_slice()))],
             )
             .map_err(StageError::other)?;
             ctx.write("eigenvectors", b, &meta)?;
@@ -392,66 +311,40 @@ impl StageKind for SlqStage {
         e
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
-        let spec = OperatorSpec {
-            operator: p.operator,
-            samples: p.samples,
-            max_samples: p.max_samples,
-            tensors: p.tensors.clone(),
-        };
+        let spec = OperatorSpec { operator: p.operator, samples: p.samples, max_samples: p.max_samples, tensors: p.tensors.clone() };
         let tg = target(ctx, &spec)?;
         let r = StochasticLanczosQuadrature::run(
             tg.op.as_ref(),
-            &SlqParams {
-                steps: p.steps,
-                probes: p.probes,
-                seed: ctx.seed,
-            },
+            &SlqParams { steps: p.steps, probes: p.probes, seed: ctx.seed },
             &ctx.progress,
         )
         .map_err(StageError::other)?;
         let (lo, hi) = r.range();
         let width = (hi - lo).max(1e-12);
         let sigma = p.sigma * width;
-        let grid: Vec<f64> = (0..p.grid)
-            .map(|i| lo - 3.0 * sigma + (width + 6.0 * sigma) * i as f64 / (p.grid - 1) as f64)
-            .collect();
+        let grid: Vec<f64> = (0..p.grid).map(|i| lo - 3.0 * sigma + (width + 6.0 * sigma) * i as f64 / (p.grid - 1) as f64).collect();
         let dens = r.density(&grid, sigma);
         let mut meta = BTreeMap::new();
         meta.insert("operator".to_string(), tg.name.clone());
         meta.insert("dim".to_string(), r.dim.to_string());
         meta.insert("sigma".to_string(), format!("{sigma:e}"));
-        meta.insert(
-            "operator_applications".to_string(),
-            r.applications.to_string(),
-        );
+        meta.insert("operator_applications".to_string(), r.applications.to_string());
         if let Some(t) = p.count_above {
             meta.insert("count_above_threshold".into(), format!("{t:e}"));
             meta.insert("count_above".into(), format!("{:.3}", r.count_above(t)));
         }
         ctx.write(
             "density",
-            RecordBatch::try_new(
-                density_port().schema,
-                vec![f64_array(grid), f64_array(dens)],
-            )
-            .map_err(StageError::other)?,
+            RecordBatch::try_new(density_port().schema, vec![f64_array(grid), f64_array(dens)]).map_err(StageError::other)?,
             &meta,
         )?;
-        let rows: Vec<(u32, f64, f64)> = r
-            .nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w)))
-            .collect();
+        let rows: Vec<(u32, f64, f64)> =
+            r.nodes.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w))).collect();
         ctx.write(
             "nodes",
             RecordBatch::try_new(
                 nodes_port().schema,
-                vec![
-                    u32_array(rows.iter().map(|r| r.0)),
-                    f64_array(rows.iter().map(|r| r.1)),
-                    f64_array(rows.iter().map(|r| r.2)),
-                ],
+                vec![u32_array(rows.iter().map(|r| r.0)), f64_array(rows.iter().map(|r| r.1)), f64_array(rows.iter().map(|r| r.2))],
             )
             .map_err(StageError::other)?,
             &meta,
@@ -473,13 +366,7 @@ pub struct TraceParams {
 
 impl Default for TraceParams {
     fn default() -> Self {
-        TraceParams {
-            probes: 99,
-            operator: CurvatureKind::Hessian,
-            samples: SampleSet::Train,
-            max_samples: 0,
-            tensors: vec![],
-        }
+        TraceParams { probes: 99, operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![] }
     }
 }
 
@@ -489,7 +376,8 @@ impl StageKind for TraceStage {
     type Params = TraceParams;
     const KIND: &'static str = "trace";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Hutchinson and Hutch++ trace estimates with standard errors (plus the exact trace when a dense matrix is connected).";
+    const DOC: &'static str =
+        "Hutchinson and Hutch++ trace estimates with standard errors (plus the exact trace when a dense matrix is connected).";
     fn inputs() -> Vec<PortSpec> {
         op_inputs()
     }
@@ -497,32 +385,15 @@ impl StageKind for TraceStage {
         vec![trace_port()]
     }
     fn check(p: &Self::Params) -> Vec<(String, String)> {
-        if p.probes < 3 {
-            vec![("probes".into(), "probes must be ≥ 3".into())]
-        } else {
-            vec![]
-        }
+        if p.probes < 3 { vec![("probes".into(), "probes must be ≥ 3".into())] } else { vec![] }
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
-        let spec = OperatorSpec {
-            operator: p.operator,
-            samples: p.samples,
-            max_samples: p.max_samples,
-            tensors: p.tensors.clone(),
-        };
+        let spec = OperatorSpec { operator: p.operator, samples: p.samples, max_samples: p.max_samples, tensors: p.tensors.clone() };
         let tg = target(ctx, &spec)?;
-        let mut rows = vec![
-            hutchinson(tg.op.as_ref(), p.probes, ctx.seed),
-            hutch_plus_plus(tg.op.as_ref(), p.probes, ctx.seed ^ 1),
-        ];
+        let mut rows = vec![hutchinson(tg.op.as_ref(), p.probes, ctx.seed), hutch_plus_plus(tg.op.as_ref(), p.probes, ctx.seed ^ 1)];
         if let Some(d) = &tg.dense {
             let m = &d.matrix;
-            rows.push(TraceEstimate {
-                estimator: "exact",
-                value: (0..m.nrows()).map(|i| m[(i, i)]).sum(),
-                stderr: 0.0,
-                probes: 0,
-            });
+            rows.push(TraceEstimate { estimator: "exact", value: (0..m.nrows()).map(|i| m[(i, i)]).sum(), stderr: 0.0, probes: 0 });
         }
         let mut meta = BTreeMap::new();
         meta.insert("operator".to_string(), tg.name.clone());

@@ -39,16 +39,9 @@ pub fn hutchinson(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEst
     let z = rademacher(n, probes, &mut rng);
     let mut az = Mat::<f64>::zeros(n, probes);
     op.apply_block(z.as_ref(), az.as_mut());
-    let samples: Vec<f64> = (0..probes)
-        .map(|j| (0..n).map(|i| z[(i, j)] * az[(i, j)]).sum())
-        .collect();
+    let samples: Vec<f64> = (0..probes).map(|j| (0..n).map(|i| z[(i, j)] * az[(i, j)]).sum()).collect();
     let (value, stderr) = mean_stderr(&samples);
-    TraceEstimate {
-        estimator: "hutchinson",
-        value,
-        stderr,
-        probes,
-    }
+    TraceEstimate { estimator: "hutchinson", value, stderr, probes }
 }
 
 /// Hutch++ with `probes` products in all: a third to sketch the top subspace (traced exactly),
@@ -64,23 +57,14 @@ pub fn hutch_plus_plus(op: &dyn LinearOperator, probes: usize, seed: u64) -> Tra
     let q = as_.qr().compute_thin_Q();
     let mut aq = Mat::<f64>::zeros(n, q.ncols());
     op.apply_block(q.as_ref(), aq.as_mut());
-    let top: f64 = (0..q.ncols())
-        .map(|j| (0..n).map(|i| q[(i, j)] * aq[(i, j)]).sum::<f64>())
-        .sum();
+    let top: f64 = (0..q.ncols()).map(|j| (0..n).map(|i| q[(i, j)] * aq[(i, j)]).sum::<f64>()).sum();
     let mut z = rademacher(n, g, &mut rng);
     // z ← (I − QQᵀ) z
     let qtz = q.transpose() * &z;
     z -= &q * &qtz;
     let mut az = Mat::<f64>::zeros(n, g);
     op.apply_block(z.as_ref(), az.as_mut());
-    let samples: Vec<f64> = (0..g)
-        .map(|j| (0..n).map(|i| z[(i, j)] * az[(i, j)]).sum())
-        .collect();
+    let samples: Vec<f64> = (0..g).map(|j| (0..n).map(|i| z[(i, j)] * az[(i, j)]).sum()).collect();
     let (rest, stderr) = mean_stderr(&samples);
-    TraceEstimate {
-        estimator: "hutch++",
-        value: top + rest,
-        stderr,
-        probes: 2 * s + g,
-    }
+    TraceEstimate { estimator: "hutch++", value: top + rest, stderr, probes: 2 * s + g }
 }

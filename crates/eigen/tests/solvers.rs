@@ -18,9 +18,7 @@ fn planted(n: usize, k: usize, seed: u64) -> (Mat<f64>, Vec<f64>) {
     }
     lam[k] = -0.4;
     lam[k + 1] = -0.3;
-    let a = Mat::from_fn(n, n, |i, j| {
-        (0..n).map(|t| q[(i, t)] * lam[t] * q[(j, t)]).sum()
-    });
+    let a = Mat::from_fn(n, n, |i, j| (0..n).map(|t| q[(i, t)] * lam[t] * q[(j, t)]).sum());
     let mut a = a;
     hesslab_hessian::symmetrize(&mut a);
     let mut sorted = lam.clone();
@@ -35,14 +33,7 @@ fn op(a: &Mat<f64>) -> DenseOperator {
 #[test]
 fn dense_solver_recovers_the_planted_spectrum() {
     let (a, lam) = planted(200, 10, 1);
-    let (pairs, _) = DenseSolver::solve(
-        &a,
-        &DenseParams {
-            top_vectors: 3,
-            bottom_vectors: 2,
-        },
-    )
-    .unwrap();
+    let (pairs, _) = DenseSolver::solve(&a, &DenseParams { top_vectors: 3, bottom_vectors: 2 }).unwrap();
     for (x, y) in pairs.values.iter().zip(&lam) {
         assert!((x - y).abs() < 1e-12, "{x} vs {y}");
     }
@@ -51,12 +42,7 @@ fn dense_solver_recovers_the_planted_spectrum() {
     for (r, v) in &pairs.vectors {
         let av = o.apply_vec(v);
         let l = pairs.values[*r as usize];
-        let res: f64 = av
-            .iter()
-            .zip(v)
-            .map(|(a, b)| (a - l * b).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let res: f64 = av.iter().zip(v).map(|(a, b)| (a - l * b).powi(2)).sum::<f64>().sqrt();
         assert!(res < 1e-10, "rank {r} residual {res}");
     }
 }
@@ -67,17 +53,10 @@ fn lanczos_top20_matches_dense_with_small_residuals() {
         let (a, lam) = planted(400, 10, 10 + seed);
         let norm = lam[0].abs().max(lam.last().unwrap().abs());
         let o = op(&a);
-        let p = LanczosParams {
-            k: 20,
-            seed,
-            ..Default::default()
-        };
+        let p = LanczosParams { k: 20, seed, ..Default::default() };
         let (pairs, info) = LanczosSolver::solve(&o, &p, &Progress::hidden()).unwrap();
         for (i, (x, y)) in pairs.values.iter().zip(&lam).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-10 * y.abs().max(1e-3),
-                "seed {seed} rank {i}: {x} vs {y}"
-            );
+            assert!((x - y).abs() <= 1e-10 * y.abs().max(1e-3), "seed {seed} rank {i}: {x} vs {y}");
         }
         for r in &pairs.residuals {
             assert!(r.unwrap() < 1e-8 * norm, "residual {r:?}");
@@ -91,16 +70,8 @@ fn lanczos_top20_matches_dense_with_small_residuals() {
 fn lanczos_smallest_finds_the_negative_tail() {
     let (a, lam) = planted(300, 5, 3);
     let o = op(&a);
-    let (pairs, _) = LanczosSolver::solve(
-        &o,
-        &LanczosParams {
-            k: 3,
-            which: Which::Smallest,
-            ..Default::default()
-        },
-        &Progress::hidden(),
-    )
-    .unwrap();
+    let (pairs, _) =
+        LanczosSolver::solve(&o, &LanczosParams { k: 3, which: Which::Smallest, ..Default::default() }, &Progress::hidden()).unwrap();
     let n = lam.len();
     let want: Vec<f64> = lam[n - 3..].to_vec();
     for (x, y) in pairs.values.iter().zip(&want) {
@@ -116,21 +87,8 @@ fn regression_n1000_k10_seeds_that_broke_faer() {
     let (a, lam) = planted(1000, 10, 262);
     let o = op(&a);
     for seed in 0..6 {
-        let (pairs, info) = LanczosSolver::solve(
-            &o,
-            &LanczosParams {
-                k: 10,
-                seed,
-                ..Default::default()
-            },
-            &Progress::hidden(),
-        )
-        .unwrap();
-        assert!(
-            info.orthogonality_error < 1e-10,
-            "seed {seed}: {}",
-            info.orthogonality_error
-        );
+        let (pairs, info) = LanczosSolver::solve(&o, &LanczosParams { k: 10, seed, ..Default::default() }, &Progress::hidden()).unwrap();
+        assert!(info.orthogonality_error < 1e-10, "seed {seed}: {}", info.orthogonality_error);
         for (x, y) in pairs.values.iter().zip(&lam) {
             assert!((x - y).abs() < 1e-9, "seed {seed}: {x} vs {y}");
         }
@@ -144,30 +102,11 @@ fn regression_n1000_k10_seeds_that_broke_faer() {
 fn lanczos_stall_is_a_clear_error_and_small_n_uses_dense() {
     let (a, _) = planted(500, 30, 4);
     let o = op(&a);
-    let p = LanczosParams {
-        k: 25,
-        max_dim: 30,
-        tol: 1e-14,
-        max_restarts: 2,
-        ..Default::default()
-    };
-    let e = LanczosSolver::solve(&o, &p, &Progress::hidden())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("did not converge") && e.contains("restarts"),
-        "{e}"
-    );
+    let p = LanczosParams { k: 25, max_dim: 30, tol: 1e-14, max_restarts: 2, ..Default::default() };
+    let e = LanczosSolver::solve(&o, &p, &Progress::hidden()).unwrap_err().to_string();
+    assert!(e.contains("did not converge") && e.contains("restarts"), "{e}");
     let (b, lam) = planted(40, 5, 5);
-    let (pairs, info) = LanczosSolver::solve(
-        &op(&b),
-        &LanczosParams {
-            k: 5,
-            ..Default::default()
-        },
-        &Progress::hidden(),
-    )
-    .unwrap();
+    let (pairs, info) = LanczosSolver::solve(&op(&b), &LanczosParams { k: 5, ..Default::default() }, &Progress::hidden()).unwrap();
     assert!(info.dense_fallback);
     for (x, y) in pairs.values.iter().zip(&lam) {
         assert!((x - y).abs() < 1e-12);
@@ -178,58 +117,22 @@ fn lanczos_stall_is_a_clear_error_and_small_n_uses_dense() {
 fn power_iteration_reaches_its_tolerance_and_costs_more_than_lanczos() {
     let (a, lam) = planted(300, 10, 6);
     let o = op(&a);
-    let (pairs, info) = PowerIteration::solve(
-        &o,
-        &PowerParams {
-            k: 3,
-            tol: 1e-8,
-            max_iter: 5000,
-            seed: 1,
-        },
-    )
-    .unwrap();
+    let (pairs, info) = PowerIteration::solve(&o, &PowerParams { k: 3, tol: 1e-8, max_iter: 5000, seed: 1 }).unwrap();
     for (x, y) in pairs.values.iter().zip(&lam) {
         assert!((x - y).abs() / y.abs() < 1e-4, "{x} vs {y}");
     }
     let o2 = op(&a);
-    let (_, li) = LanczosSolver::solve(
-        &o2,
-        &LanczosParams {
-            k: 3,
-            ..Default::default()
-        },
-        &Progress::hidden(),
-    )
-    .unwrap();
-    assert!(
-        info.applications > li.applications,
-        "power {} vs lanczos {}",
-        info.applications,
-        li.applications
-    );
+    let (_, li) = LanczosSolver::solve(&o2, &LanczosParams { k: 3, ..Default::default() }, &Progress::hidden()).unwrap();
+    assert!(info.applications > li.applications, "power {} vs lanczos {}", info.applications, li.applications);
 }
 
 #[test]
 fn slq_density_is_close_to_the_exact_distribution() {
     let (a, lam) = planted(400, 10, 7);
     let o = op(&a);
-    let r = StochasticLanczosQuadrature::run(
-        &o,
-        &SlqParams {
-            steps: 60,
-            probes: 20,
-            seed: 3,
-        },
-        &Progress::hidden(),
-    )
-    .unwrap();
+    let r = StochasticLanczosQuadrature::run(&o, &SlqParams { steps: 60, probes: 20, seed: 3 }, &Progress::hidden()).unwrap();
     // Wasserstein-1 between the quadrature measure (mixture of probes) and the exact one.
-    let mut nodes: Vec<(f64, f64)> = r
-        .nodes
-        .iter()
-        .flatten()
-        .map(|&(t, w)| (t, w / r.nodes.len() as f64))
-        .collect();
+    let mut nodes: Vec<(f64, f64)> = r.nodes.iter().flatten().map(|&(t, w)| (t, w / r.nodes.len() as f64)).collect();
     nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut exact = lam.clone();
     exact.sort_by(|a, b| a.total_cmp(b));
@@ -255,21 +158,8 @@ fn hutch_plus_plus_is_within_three_standard_errors() {
     let exact: f64 = lam.iter().sum();
     let o = op(&a);
     let hpp = hutch_plus_plus(&o, 99, 1);
-    assert!(
-        (hpp.value - exact).abs() <= 3.0 * hpp.stderr,
-        "{} ± {} vs {exact}",
-        hpp.value,
-        hpp.stderr
-    );
+    assert!((hpp.value - exact).abs() <= 3.0 * hpp.stderr, "{} ± {} vs {exact}", hpp.value, hpp.stderr);
     let h = hutchinson(&o, 99, 2);
-    assert!(
-        (h.value - exact).abs() <= 4.0 * h.stderr,
-        "{} ± {} vs {exact}",
-        h.value,
-        h.stderr
-    );
-    assert!(
-        hpp.stderr < h.stderr,
-        "Hutch++ should have the smaller error"
-    );
+    assert!((h.value - exact).abs() <= 4.0 * h.stderr, "{} ± {} vs {exact}", h.value, h.stderr);
+    assert!(hpp.stderr < h.stderr, "Hutch++ should have the smaller error");
 }

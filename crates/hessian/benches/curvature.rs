@@ -1,6 +1,6 @@
 //! Criterion benches: gradient, HVP and a 32-column block HVP on the S18 E2 network
 //! (100→30→30→10, N = 1000). Compare HVP against gradient in the same report.
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use faer::Mat;
 use hesslab_data::{GaussianMixture, MixtureParams};
 use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature};

@@ -74,10 +74,7 @@ pub fn materialize(
         bar.inc(k as u64);
     };
     if curvature.is_some() {
-        a.as_mut()
-            .par_col_chunks_mut(block)
-            .enumerate()
-            .for_each(|(b, cols)| fill(b * block, cols));
+        a.as_mut().par_col_chunks_mut(block).enumerate().for_each(|(b, cols)| fill(b * block, cols));
     } else {
         let mut c0 = 0;
         while c0 < p {
@@ -109,17 +106,9 @@ pub fn symmetrize(a: &mut Mat<f64>) -> f64 {
 }
 
 /// Stream a square matrix into the `matrix` port, a few rows per batch.
-pub fn write_matrix(
-    ctx: &StageContext,
-    port: &str,
-    a: &Mat<f64>,
-    meta: &BTreeMap<String, String>,
-) -> Result<(), StageError> {
+pub fn write_matrix(ctx: &StageContext, port: &str, a: &Mat<f64>, meta: &BTreeMap<String, String>) -> Result<(), StageError> {
     let p = a.nrows();
-    let schema = Arc::new(Schema::new(vec![
-        u32_field("row"),
-        fixed_f64_field("values", p as i32),
-    ]));
+    let schema = Arc::new(Schema::new(vec![u32_field("row"), fixed_f64_field("values", p as i32)]));
     let mut w = ctx.writer(port, schema.clone(), meta)?;
     let rows_per_batch = (1 << 20) / p.max(1) + 1;
     let mut r0 = 0;
@@ -130,14 +119,8 @@ pub fn write_matrix(
             // Symmetric: row r is column r, which is contiguous.
             flat.extend(a.col(r).iter().copied());
         }
-        let b = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                u32_array((r0..r1).map(|r| r as u32)),
-                fixed_f64_array(&flat, p),
-            ],
-        )
-        .map_err(StageError::other)?;
+        let b = RecordBatch::try_new(schema.clone(), vec![u32_array((r0..r1).map(|r| r as u32)), fixed_f64_array(&flat, p)])
+            .map_err(StageError::other)?;
         w.write(&b)?;
         r0 = r1;
     }
@@ -158,9 +141,7 @@ pub fn read_matrix(a: &Artifact) -> Result<DenseMatrix, StageError> {
     for (k, &r) in rows.iter().enumerate() {
         let r = r as usize;
         if r >= p || seen[r] {
-            return Err(err(format!(
-                "column `row`: row index {r} is out of range or repeated"
-            )));
+            return Err(err(format!("column `row`: row index {r} is out of range or repeated")));
         }
         seen[r] = true;
         for c in 0..p {
@@ -168,11 +149,7 @@ pub fn read_matrix(a: &Artifact) -> Result<DenseMatrix, StageError> {
         }
     }
     let sym = symmetrize(&mut m);
-    Ok(DenseMatrix {
-        matrix: Arc::new(m),
-        operator: a.meta("operator").unwrap_or("unknown").to_string(),
-        symmetry_error: sym,
-    })
+    Ok(DenseMatrix { matrix: Arc::new(m), operator: a.meta("operator").unwrap_or("unknown").to_string(), symmetry_error: sym })
 }
 
 /// Read a matrix input, preferring the in-memory copy.
@@ -213,12 +190,7 @@ impl Default for CurvatureDenseParams {
 
 impl CurvatureDenseParams {
     pub fn spec(&self) -> OperatorSpec {
-        OperatorSpec {
-            operator: self.operator,
-            samples: self.samples,
-            max_samples: self.max_samples,
-            tensors: self.tensors.clone(),
-        }
+        OperatorSpec { operator: self.operator, samples: self.samples, max_samples: self.max_samples, tensors: self.tensors.clone() }
     }
 }
 
@@ -227,7 +199,7 @@ pub struct CurvatureDense;
 impl StageKind for CurvatureDense {
     type Params = CurvatureDenseParams;
     const KIND: &'static str = "curvature_dense";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Materialize a curvature operator (exact Hessian by R-operator, Gauss-Newton, residual, empirical Fisher, gradient covariance; optionally one parameter block) as a dense symmetric P×P matrix, using all cores; reports the symmetry error and symmetrizes.";
     fn inputs() -> Vec<PortSpec> {
         vec![model_port(), dataset_port()]
@@ -236,45 +208,23 @@ impl StageKind for CurvatureDense {
         vec![matrix_port()]
     }
     fn check(p: &Self::Params) -> Vec<(String, String)> {
-        if p.block_size == 0 {
-            vec![("block_size".into(), "block_size must be ≥ 1".into())]
-        } else {
-            vec![]
-        }
+        if p.block_size == 0 { vec![("block_size".into(), "block_size must be ≥ 1".into())] } else { vec![] }
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
-        let built = p
-            .spec()
-            .build(model, &ds, ctx.seed)
-            .map_err(StageError::msg)?;
-        let (a, sym) = materialize(
-            built.op.as_ref(),
-            Some((&built.curvature, built.index.as_deref())),
-            p.block_size,
-            &ctx.progress,
-        );
+        let built = p.spec().build(model, &ds, ctx.seed).map_err(StageError::msg)?;
+        let (a, sym) = materialize(built.op.as_ref(), Some((&built.curvature, built.index.as_deref())), p.block_size, &ctx.progress);
         let mut meta = BTreeMap::new();
         meta.insert("operator".into(), p.operator.name().to_string());
         meta.insert("dim".into(), a.nrows().to_string());
         meta.insert("symmetry_error".into(), format!("{sym:e}"));
-        meta.insert(
-            "num_samples".into(),
-            built.curvature.num_samples().to_string(),
-        );
+        meta.insert("num_samples".into(), built.curvature.num_samples().to_string());
         meta.insert("loss".into(), format!("{:e}", built.curvature.loss));
         meta.insert("tensors".into(), serde_json::to_string(&p.tensors).unwrap());
-        meta.insert(
-            "architecture".into(),
-            serde_json::to_string(&built.curvature.model.arch).unwrap(),
-        );
+        meta.insert("architecture".into(), serde_json::to_string(&built.curvature.model.arch).unwrap());
         write_matrix(ctx, "matrix", &a, &meta)?;
-        let dm = DenseMatrix {
-            matrix: Arc::new(a),
-            operator: p.operator.name().to_string(),
-            symmetry_error: sym,
-        };
+        let dm = DenseMatrix { matrix: Arc::new(a), operator: p.operator.name().to_string(), symmetry_error: sym };
         ctx.share("matrix", Arc::new(dm));
         Ok(())
     }

@@ -7,8 +7,7 @@ mod rop;
 mod spec;
 
 pub use dense::{
-    CurvatureDense, CurvatureDenseParams, DenseMatrix, materialize, matrix_port, read_matrix,
-    read_matrix_input, symmetrize, write_matrix,
+    CurvatureDense, CurvatureDenseParams, DenseMatrix, materialize, matrix_port, read_matrix, read_matrix_input, symmetrize, write_matrix,
 };
 pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted};
 pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp};

@@ -40,11 +40,7 @@ pub struct DenseOperator {
 
 impl DenseOperator {
     pub fn new(matrix: Arc<Mat<f64>>, name: impl Into<String>) -> Self {
-        DenseOperator {
-            matrix,
-            name: name.into(),
-            count: Counter::default(),
-        }
+        DenseOperator { matrix, name: name.into(), count: Counter::default() }
     }
 }
 
@@ -54,14 +50,7 @@ impl LinearOperator for DenseOperator {
     }
     fn apply_block(&self, v: MatRef<'_, f64>, out: MatMut<'_, f64>) {
         self.count.add(v.ncols());
-        faer::linalg::matmul::matmul(
-            out,
-            faer::Accum::Replace,
-            self.matrix.as_ref(),
-            v,
-            1.0,
-            faer::get_global_parallelism(),
-        );
+        faer::linalg::matmul::matmul(out, faer::Accum::Replace, self.matrix.as_ref(), v, 1.0, faer::get_global_parallelism());
     }
     fn applications(&self) -> u64 {
         self.count.get()
@@ -101,11 +90,7 @@ impl LinearOperator for Restricted {
         self.inner.applications()
     }
     fn describe(&self) -> String {
-        format!(
-            "{} restricted to {} coordinates",
-            self.inner.describe(),
-            self.index.len()
-        )
+        format!("{} restricted to {} coordinates", self.inner.describe(), self.index.len())
     }
 }
 
@@ -129,22 +114,10 @@ impl faer::matrix_free::LinOp<f64> for FaerLinOp {
     fn ncols(&self) -> usize {
         self.0.dim()
     }
-    fn apply(
-        &self,
-        out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        _par: faer::Par,
-        _stack: &mut faer::dyn_stack::MemStack,
-    ) {
+    fn apply(&self, out: MatMut<'_, f64>, rhs: MatRef<'_, f64>, _par: faer::Par, _stack: &mut faer::dyn_stack::MemStack) {
         self.0.apply_block(rhs, out);
     }
-    fn conj_apply(
-        &self,
-        out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        par: faer::Par,
-        stack: &mut faer::dyn_stack::MemStack,
-    ) {
+    fn conj_apply(&self, out: MatMut<'_, f64>, rhs: MatRef<'_, f64>, par: faer::Par, stack: &mut faer::dyn_stack::MemStack) {
         self.apply(out, rhs, par, stack);
     }
 }

@@ -28,12 +28,7 @@ pub struct OperatorSpec {
 
 impl Default for OperatorSpec {
     fn default() -> Self {
-        OperatorSpec {
-            operator: CurvatureKind::Hessian,
-            samples: SampleSet::Train,
-            max_samples: 0,
-            tensors: vec![],
-        }
+        OperatorSpec { operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![] }
     }
 }
 
@@ -76,13 +71,7 @@ impl OperatorSpec {
         let mut idx = Vec::new();
         for name in &self.tensors {
             let (_, _, r) = t.iter().find(|(n, _, _)| n == name).ok_or_else(|| {
-                format!(
-                    "no tensor `{name}` in the model; tensors: {}",
-                    t.iter()
-                        .map(|x| x.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("no tensor `{name}` in the model; tensors: {}", t.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join(", "))
             })?;
             idx.extend(r.clone());
         }
@@ -98,24 +87,13 @@ impl OperatorSpec {
             return Err(format!("the {:?} samples are empty", self.samples));
         }
         if split.x.ncols() != model.arch.input_dim() {
-            return Err(format!(
-                "the model takes {} inputs, the data has {} features",
-                model.arch.input_dim(),
-                split.x.ncols()
-            ));
+            return Err(format!("the model takes {} inputs, the data has {} features", model.arch.input_dim(), split.x.ncols()));
         }
         let curvature = Arc::new(ModelCurvature::new(model, split, self.operator));
         let op: Arc<dyn LinearOperator> = match &index {
             None => curvature.clone(),
-            Some(ix) => Arc::new(Restricted {
-                inner: curvature.clone(),
-                index: ix.clone(),
-            }),
+            Some(ix) => Arc::new(Restricted { inner: curvature.clone(), index: ix.clone() }),
         };
-        Ok(BuiltOperator {
-            op,
-            curvature,
-            index,
-        })
+        Ok(BuiltOperator { op, curvature, index })
     }
 }

@@ -6,37 +6,14 @@ use hesslab_model::*;
 use hesslab_pipeline::Progress;
 use std::sync::Arc;
 
-fn case(
-    seed: u64,
-    sizes: Vec<usize>,
-    act: Activation,
-    loss: LossKind,
-    bias: bool,
-    n: usize,
-) -> (Mlp, Split) {
-    let arch = Architecture {
-        sizes: sizes.clone(),
-        activation: act,
-        bias,
-        loss,
-    };
+fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: bool, n: usize) -> (Mlp, Split) {
+    let arch = Architecture { sizes: sizes.clone(), activation: act, bias, loss };
     let m = initialize(&arch, Init::Normal, 0.6, 1.0, seed);
     let mut rng = Rng::new(seed + 7);
     let x = Mat::from_fn(n, sizes[0], |_, _| rng.normal());
-    let classes = if loss == LossKind::Logistic {
-        2
-    } else {
-        *sizes.last().unwrap()
-    };
+    let classes = if loss == LossKind::Logistic { 2 } else { *sizes.last().unwrap() };
     let y = (0..n).map(|_| rng.below(classes) as u32).collect();
-    (
-        m,
-        Split {
-            x,
-            y,
-            num_classes: classes,
-        },
-    )
+    (m, Split { x, y, num_classes: classes })
 }
 
 fn dense(m: &Mlp, d: &Split, kind: CurvatureKind) -> Mat<f64> {
@@ -45,12 +22,7 @@ fn dense(m: &Mlp, d: &Split, kind: CurvatureKind) -> Mat<f64> {
 }
 
 fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
     num / b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300)
 }
 
@@ -76,12 +48,7 @@ fn max_abs_diff(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
 
 #[test]
 fn hvp_matches_finite_differences_for_every_activation_and_loss_at_init_and_trained() {
-    let acts = [
-        Activation::Relu,
-        Activation::Tanh,
-        Activation::Sigmoid,
-        Activation::Identity,
-    ];
+    let acts = [Activation::Relu, Activation::Tanh, Activation::Sigmoid, Activation::Identity];
     let losses = [LossKind::CrossEntropy, LossKind::Mse, LossKind::Logistic];
     let mut seed = 100;
     for act in acts {
@@ -91,16 +58,8 @@ fn hvp_matches_finite_differences_for_every_activation_and_loss_at_init_and_trai
             let (mut m, d) = case(seed, vec![4, 6, 5, out], act, loss, true, 12);
             for point in ["init", "trained"] {
                 if point == "trained" {
-                    let lr = if act == Activation::Sigmoid {
-                        0.5
-                    } else {
-                        0.05
-                    };
-                    let p = TrainParams {
-                        lr,
-                        max_steps: 200,
-                        ..Default::default()
-                    };
+                    let lr = if act == Activation::Sigmoid { 0.5 } else { 0.05 };
+                    let p = TrainParams { lr, max_steps: 200, ..Default::default() };
                     train(&mut m, &p, &d, &d, 1, 0, &Progress::hidden()).unwrap();
                 }
                 let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
@@ -110,10 +69,7 @@ fn hvp_matches_finite_differences_for_every_activation_and_loss_at_init_and_trai
                     let hv = op.apply_vec(&v);
                     let fd = finite_difference_hvp(&m, &d, &v, 1e-5);
                     let e = rel(&hv, &fd);
-                    assert!(
-                        e < 1e-6,
-                        "{act:?} {loss:?} at {point}: relative error {e:e}"
-                    );
+                    assert!(e < 1e-6, "{act:?} {loss:?} at {point}: relative error {e:e}");
                 }
             }
         }
@@ -132,14 +88,7 @@ fn hvp_property_over_random_shapes_and_blocks() {
         *sizes.last_mut().unwrap() = 2 + rng.below(3);
         let n = 1 + rng.below(280);
         let act = [Activation::Tanh, Activation::Sigmoid][case_i % 2];
-        let (m, d) = case(
-            200 + case_i as u64,
-            sizes.clone(),
-            act,
-            LossKind::CrossEntropy,
-            case_i % 3 != 0,
-            n,
-        );
+        let (m, d) = case(200 + case_i as u64, sizes.clone(), act, LossKind::CrossEntropy, case_i % 3 != 0, n);
         let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
         let p = m.num_params();
         let k = 1 + rng.below(4);
@@ -161,11 +110,9 @@ fn hvp_property_over_random_shapes_and_blocks() {
 
 #[test]
 fn dense_hessian_is_symmetric_and_splits_into_gauss_newton_plus_residual() {
-    for (act, loss) in [
-        (Activation::Tanh, LossKind::CrossEntropy),
-        (Activation::Sigmoid, LossKind::Mse),
-        (Activation::Relu, LossKind::CrossEntropy),
-    ] {
+    for (act, loss) in
+        [(Activation::Tanh, LossKind::CrossEntropy), (Activation::Sigmoid, LossKind::Mse), (Activation::Relu, LossKind::CrossEntropy)]
+    {
         let (m, d) = case(11, vec![5, 6, 4, 3], act, loss, true, 40);
         let p = m.num_params();
         let cv = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
@@ -179,11 +126,7 @@ fn dense_hessian_is_symmetric_and_splits_into_gauss_newton_plus_residual() {
         assert!(err < 1e-12, "{act:?}: H - (G + R) relative {err:e}");
         // G is positive semidefinite.
         let ev = g.self_adjoint_eigenvalues(Side::Lower).unwrap();
-        assert!(
-            ev[0] >= -1e-12 * ev[p - 1],
-            "{act:?}: smallest eigenvalue of G {}",
-            ev[0]
-        );
+        assert!(ev[0] >= -1e-12 * ev[p - 1], "{act:?}: smallest eigenvalue of G {}", ev[0]);
         if loss == LossKind::CrossEntropy {
             // rank(G) ≤ N (C − 1): softmax probabilities sum to one.
             let tol = 1e-10 * ev[p - 1];
@@ -196,14 +139,7 @@ fn dense_hessian_is_symmetric_and_splits_into_gauss_newton_plus_residual() {
 #[test]
 fn rank_of_gauss_newton_is_at_most_n_times_c_minus_one() {
     // Over-parametrized: P = 5·20 + 20 + 20·4 + 4 = 204 > N (C − 1) = 10·3 = 30.
-    let (m, d) = case(
-        12,
-        vec![5, 20, 4],
-        Activation::Tanh,
-        LossKind::CrossEntropy,
-        true,
-        10,
-    );
+    let (m, d) = case(12, vec![5, 20, 4], Activation::Tanh, LossKind::CrossEntropy, true, 10);
     let g = dense(&m, &d, CurvatureKind::GaussNewton);
     let ev = g.self_adjoint_eigenvalues(Side::Lower).unwrap();
     let top = *ev.last().unwrap();
@@ -215,49 +151,24 @@ fn rank_of_gauss_newton_is_at_most_n_times_c_minus_one() {
 #[test]
 fn logistic_regression_has_zero_residual_and_linear_mse_is_xtx() {
     // Logistic regression: f is linear in w, so ∇²f = 0 and R = 0 exactly.
-    let (m, d) = case(
-        13,
-        vec![6, 1],
-        Activation::Identity,
-        LossKind::Logistic,
-        true,
-        30,
-    );
+    let (m, d) = case(13, vec![6, 1], Activation::Identity, LossKind::Logistic, true, 30);
     let r = dense(&m, &d, CurvatureKind::Residual);
     assert_eq!(max_abs(&r), 0.0);
     let h = dense(&m, &d, CurvatureKind::Hessian);
     let g = dense(&m, &d, CurvatureKind::GaussNewton);
     assert!(max_abs_diff(&h, &g) <= 1e-15 * max_abs(&h));
     // Linear regression with MSE: H = [X 1]ᵀ[X 1] / N.
-    let (m, d) = case(
-        14,
-        vec![5, 1],
-        Activation::Identity,
-        LossKind::Mse,
-        true,
-        25,
-    );
+    let (m, d) = case(14, vec![5, 1], Activation::Identity, LossKind::Mse, true, 25);
     let h = dense(&m, &d, CurvatureKind::Hessian);
     let n = 25.0;
     let xa = Mat::from_fn(25, 6, |i, j| if j < 5 { d.x[(i, j)] } else { 1.0 });
     let closed = xa.transpose() * &xa * faer::Scale(1.0 / n);
-    assert!(
-        max_abs_diff(&h, &closed) < 1e-13 * max_abs(&closed),
-        "{}",
-        max_abs_diff(&h, &closed)
-    );
+    assert!(max_abs_diff(&h, &closed) < 1e-13 * max_abs(&closed), "{}", max_abs_diff(&h, &closed));
 }
 
 #[test]
 fn dense_hessian_equals_finite_difference_gradient_columns() {
-    let (m, d) = case(
-        15,
-        vec![3, 5, 4, 3],
-        Activation::Tanh,
-        LossKind::CrossEntropy,
-        true,
-        20,
-    );
+    let (m, d) = case(15, vec![3, 5, 4, 3], Activation::Tanh, LossKind::CrossEntropy, true, 20);
     let p = m.num_params();
     let h = dense(&m, &d, CurvatureKind::Hessian);
     let eps = 1e-5;
@@ -279,14 +190,7 @@ fn dense_hessian_equals_finite_difference_gradient_columns() {
 
 #[test]
 fn fisher_and_covariance_match_per_sample_gradients() {
-    let (m, d) = case(
-        16,
-        vec![3, 4, 3],
-        Activation::Sigmoid,
-        LossKind::CrossEntropy,
-        true,
-        300,
-    );
+    let (m, d) = case(16, vec![3, 4, 3], Activation::Sigmoid, LossKind::CrossEntropy, true, 300);
     let p = m.num_params();
     let n = d.len();
     let mut grads = Vec::new();
@@ -294,14 +198,10 @@ fn fisher_and_covariance_match_per_sample_gradients() {
         let s = d.subset(&[i]);
         grads.push(m.loss_grad(s.x.as_ref(), &s.y).1);
     }
-    let mean: Vec<f64> = (0..p)
-        .map(|q| grads.iter().map(|g| g[q]).sum::<f64>() / n as f64)
-        .collect();
+    let mean: Vec<f64> = (0..p).map(|q| grads.iter().map(|g| g[q]).sum::<f64>() / n as f64).collect();
     let f = dense(&m, &d, CurvatureKind::EmpiricalFisher);
     let c = dense(&m, &d, CurvatureKind::GradientCovariance);
-    let ef = Mat::from_fn(p, p, |a, b| {
-        grads.iter().map(|g| g[a] * g[b]).sum::<f64>() / n as f64
-    });
+    let ef = Mat::from_fn(p, p, |a, b| grads.iter().map(|g| g[a] * g[b]).sum::<f64>() / n as f64);
     let ec = Mat::from_fn(p, p, |a, b| ef[(a, b)] - mean[a] * mean[b]);
     assert!(max_abs_diff(&f, &ef) < 1e-12 * max_abs(&ef));
     assert!(max_abs_diff(&c, &ec) < 1e-12 * max_abs(&ef));
@@ -309,30 +209,13 @@ fn fisher_and_covariance_match_per_sample_gradients() {
 
 #[test]
 fn restriction_to_a_tensor_is_the_principal_submatrix() {
-    let (m, d) = case(
-        17,
-        vec![3, 4, 2],
-        Activation::Tanh,
-        LossKind::CrossEntropy,
-        true,
-        15,
-    );
+    let (m, d) = case(17, vec![3, 4, 2], Activation::Tanh, LossKind::CrossEntropy, true, 15);
     let h = dense(&m, &d, CurvatureKind::Hessian);
-    let spec = OperatorSpec {
-        tensors: vec!["layers.1.weight".into()],
-        ..Default::default()
-    };
+    let spec = OperatorSpec { tensors: vec!["layers.1.weight".into()], ..Default::default() };
     let idx = spec.index(&m).unwrap().unwrap();
     assert_eq!(idx, (16..24).collect::<Vec<_>>()); // after layers.0 (12 weights + 4 biases)
-    let cv = Arc::new(ModelCurvature::new(
-        m.clone(),
-        d.clone(),
-        CurvatureKind::Hessian,
-    ));
-    let r = Restricted {
-        inner: cv.clone(),
-        index: idx.clone(),
-    };
+    let cv = Arc::new(ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian));
+    let r = Restricted { inner: cv.clone(), index: idx.clone() };
     let (sub, _) = materialize(&r, Some((&cv, Some(&idx))), 3, &Progress::hidden());
     let (sub2, _) = materialize(&r, None, 3, &Progress::hidden());
     for a in 0..idx.len() {
@@ -342,23 +225,13 @@ fn restriction_to_a_tensor_is_the_principal_submatrix() {
         }
     }
     assert!(spec.index(&m).is_ok());
-    let bad = OperatorSpec {
-        tensors: vec!["layers.9.weight".into()],
-        ..Default::default()
-    };
+    let bad = OperatorSpec { tensors: vec!["layers.9.weight".into()], ..Default::default() };
     assert!(bad.index(&m).unwrap_err().contains("layers.1.bias"));
 }
 
 #[test]
 fn parallel_and_sequential_application_agree_bit_for_bit() {
-    let (m, d) = case(
-        18,
-        vec![6, 8, 3],
-        Activation::Tanh,
-        LossKind::CrossEntropy,
-        true,
-        700,
-    );
+    let (m, d) = case(18, vec![6, 8, 3], Activation::Tanh, LossKind::CrossEntropy, true, 700);
     let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
     let p = m.num_params();
     let mut rng = Rng::new(1);

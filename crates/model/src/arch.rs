@@ -110,20 +110,12 @@ impl Architecture {
             } else {
                 None
             };
-            out.push(LayerLayout {
-                n_in,
-                n_out,
-                w: wo,
-                b,
-            });
+            out.push(LayerLayout { n_in, n_out, w: wo, b });
         }
         out
     }
     pub fn num_params(&self) -> usize {
-        self.sizes
-            .windows(2)
-            .map(|w| w[0] * w[1] + if self.bias { w[1] } else { 0 })
-            .sum()
+        self.sizes.windows(2).map(|w| w[0] * w[1] + if self.bias { w[1] } else { 0 }).sum()
     }
     pub fn num_layers(&self) -> usize {
         self.sizes.len() - 1
@@ -138,11 +130,7 @@ impl Architecture {
     pub fn tensors(&self) -> Vec<(String, Vec<usize>, std::ops::Range<usize>)> {
         let mut v = Vec::new();
         for (l, ly) in self.layers().iter().enumerate() {
-            v.push((
-                format!("layers.{l}.weight"),
-                vec![ly.n_out, ly.n_in],
-                ly.w..ly.w + ly.n_in * ly.n_out,
-            ));
+            v.push((format!("layers.{l}.weight"), vec![ly.n_out, ly.n_in], ly.w..ly.w + ly.n_in * ly.n_out));
             if let Some(b) = ly.b {
                 v.push((format!("layers.{l}.bias"), vec![ly.n_out], b..b + ly.n_out));
             }
@@ -153,11 +141,7 @@ impl Architecture {
     pub fn describe(&self) -> String {
         format!(
             "{} {}{}",
-            self.sizes
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join("→"),
+            self.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("→"),
             self.activation.name(),
             if self.bias { "" } else { " (no bias)" }
         )

@@ -55,11 +55,7 @@ pub fn weight_t<'a>(params: &'a [f64], ly: &LayerLayout) -> MatRef<'a, f64> {
 }
 #[inline]
 pub fn weight_t_mut<'a>(params: &'a mut [f64], ly: &LayerLayout) -> MatMut<'a, f64> {
-    MatMut::from_column_major_slice_mut(
-        &mut params[ly.w..ly.w + ly.n_in * ly.n_out],
-        ly.n_in,
-        ly.n_out,
-    )
+    MatMut::from_column_major_slice_mut(&mut params[ly.w..ly.w + ly.n_in * ly.n_out], ly.n_in, ly.n_out)
 }
 
 /// dst (+)= lhs · rhs, sequential (parallelism is over chunks, above this level).
@@ -124,12 +120,7 @@ impl Mlp {
             let ly = &layers[l];
             let g = &sig[l];
             let mut prev = Mat::<f64>::zeros(g.nrows(), ly.n_in);
-            mm(
-                prev.as_mut(),
-                Accum::Replace,
-                g.as_ref(),
-                weight_t(w, ly).transpose(),
-            );
+            mm(prev.as_mut(), Accum::Replace, g.as_ref(), weight_t(w, ly).transpose());
             let act = self.arch.activation;
             let (zp, ap) = (&fwd.z[l - 1], &fwd.a[l - 1]);
             for j in 0..ly.n_in {
@@ -146,12 +137,7 @@ impl Mlp {
     pub fn accumulate(&self, x: MatRef<'_, f64>, fwd: &Forward, sig: &[Mat<f64>], out: &mut [f64]) {
         for (l, ly) in self.arch.layers().iter().enumerate() {
             let input = fwd.input(x, l);
-            mm(
-                weight_t_mut(out, ly),
-                Accum::Add,
-                input.transpose(),
-                sig[l].as_ref(),
-            );
+            mm(weight_t_mut(out, ly), Accum::Add, input.transpose(), sig[l].as_ref());
             if let Some(b) = ly.b {
                 for j in 0..ly.n_out {
                     out[b + j] += sig[l].col(j).iter().sum::<f64>();
@@ -235,9 +221,7 @@ impl Mlp {
 
 /// Row ranges of at most CHUNK_ROWS rows.
 pub fn chunks(n: usize) -> Vec<(usize, usize)> {
-    (0..n.div_ceil(CHUNK_ROWS))
-        .map(|c| (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(n)))
-        .collect()
+    (0..n.div_ceil(CHUNK_ROWS)).map(|c| (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(n))).collect()
 }
 
 pub fn eval_loss(kind: LossKind, f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
@@ -289,11 +273,7 @@ pub fn eval_loss(kind: LossKind, f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
                 let z = f[(i, 0)];
                 let t = yi as f64;
                 // softplus(z) - t z, stable for large |z|.
-                let sp = if z > 0.0 {
-                    z + (-z).exp().ln_1p()
-                } else {
-                    z.exp().ln_1p()
-                };
+                let sp = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
                 loss += sp - t * z;
                 let s = sigmoid(z);
                 probs[(i, 0)] = s;
@@ -302,21 +282,11 @@ pub fn eval_loss(kind: LossKind, f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
             }
         }
     }
-    LossEval {
-        loss_sum: loss,
-        dz,
-        probs,
-        correct,
-    }
+    LossEval { loss_sum: loss, dz, probs, correct }
 }
 
 /// Per-sample ∂²ℓ/∂f² applied to the rows of `r` (N × C), given `probs` from `eval_loss`.
-pub fn loss_hess_apply(
-    kind: LossKind,
-    probs: MatRef<'_, f64>,
-    r: MatRef<'_, f64>,
-    mut out: MatMut<'_, f64>,
-) {
+pub fn loss_hess_apply(kind: LossKind, probs: MatRef<'_, f64>, r: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
     let (n, c) = (r.nrows(), r.ncols());
     match kind {
         LossKind::CrossEntropy => {

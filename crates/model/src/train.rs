@@ -122,18 +122,10 @@ pub fn train(
     let mut log = TrainLog::default();
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
-    let record = |model: &Mlp,
-                  step: usize,
-                  epoch: f64,
-                  log: &mut TrainLog|
-     -> Result<(f64, f64), StageError> {
+    let record = |model: &Mlp, step: usize, epoch: f64, log: &mut TrainLog| -> Result<(f64, f64), StageError> {
         let (tl, g) = model.loss_grad(train.x.as_ref(), &train.y);
         let (_, ta) = model.evaluate(train.x.as_ref(), &train.y);
-        let (vl, va) = if test.is_empty() {
-            (f64::NAN, f64::NAN)
-        } else {
-            model.evaluate(test.x.as_ref(), &test.y)
-        };
+        let (vl, va) = if test.is_empty() { (f64::NAN, f64::NAN) } else { model.evaluate(test.x.as_ref(), &test.y) };
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !tl.is_finite() {
             return Err(diverged(step0 + step as u64, p.lr, tl));
@@ -175,22 +167,15 @@ pub fn train(
             return Err(diverged(step0 + step as u64, p.lr, f64::NAN));
         }
         bar.inc(1);
-        let epoch = if full {
-            step as f64
-        } else {
-            (step * bs) as f64 / n as f64
-        };
+        let epoch = if full { step as f64 } else { (step * bs) as f64 / n as f64 };
         let _ = epoch_count;
         if p.snapshot_every > 0 && step % p.snapshot_every == 0 {
-            log.snapshots
-                .push((step0 + step as u64, model.params.clone()));
+            log.snapshots.push((step0 + step as u64, model.params.clone()));
         }
         if step % log_every == 0 || step == p.max_steps {
             let (tl, gn) = record(model, step, epoch, &mut log)?;
             bar.set_message(format!("training loss {tl:.3e} |g| {gn:.2e}"));
-            if (p.target_loss > 0.0 && tl <= p.target_loss)
-                || (p.grad_tol > 0.0 && gn <= p.grad_tol)
-            {
+            if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
             }
         }
@@ -235,23 +220,14 @@ impl StageKind for Train {
         let ds = Dataset::read(ctx, "dataset")?;
         let (tr, te) = (ds.train(), ds.test());
         if tr.is_empty() {
-            return Err(StageError::msg(
-                "the dataset has no training examples".to_string(),
-            ));
+            return Err(StageError::msg("the dataset has no training examples".to_string()));
         }
         if p.batch_size > tr.len() {
-            return Err(StageError::msg(format!(
-                "batch_size {} exceeds the {} training examples",
-                p.batch_size,
-                tr.len()
-            )));
+            return Err(StageError::msg(format!("batch_size {} exceeds the {} training examples", p.batch_size, tr.len())));
         }
         let out_dim = if p.loss == LossKind::Logistic {
             if ds.num_classes > 2 {
-                return Err(StageError::msg(format!(
-                    "loss = \"logistic\" needs 2 classes, the dataset has {}",
-                    ds.num_classes
-                )));
+                return Err(StageError::msg(format!("loss = \"logistic\" needs 2 classes, the dataset has {}", ds.num_classes)));
             }
             1
         } else {
@@ -268,26 +244,15 @@ impl StageKind for Train {
                         ds.dim
                     )));
                 }
-                let steps = art
-                    .meta("steps")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0u64);
+                let steps = art.meta("steps").and_then(|s| s.parse().ok()).unwrap_or(0u64);
                 (m, steps)
             }
             None => {
                 let mut sizes = vec![ds.dim];
                 sizes.extend(&p.hidden);
                 sizes.push(out_dim);
-                let arch = Architecture {
-                    sizes,
-                    activation: p.activation,
-                    bias: p.bias,
-                    loss: p.loss,
-                };
-                (
-                    initialize(&arch, p.init, p.init_std, p.init_radius, ctx.seed),
-                    0,
-                )
+                let arch = Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
+                (initialize(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
             }
         };
         let log = train(&mut model, p, &tr, &te, ctx.seed, step0, &ctx.progress)?;
@@ -299,19 +264,9 @@ impl StageKind for Train {
 }
 
 impl Mlp {
-    fn write_artifacts(
-        &self,
-        ctx: &StageContext,
-        log: &TrainLog,
-        last_step: u64,
-    ) -> Result<(), StageError> {
-        let meta = self.metadata(&[
-            ("steps", last_step.to_string()),
-            (
-                "final_train_loss",
-                format!("{:e}", log.train_loss.last().unwrap()),
-            ),
-        ]);
+    fn write_artifacts(&self, ctx: &StageContext, log: &TrainLog, last_step: u64) -> Result<(), StageError> {
+        let meta =
+            self.metadata(&[("steps", last_step.to_string()), ("final_train_loss", format!("{:e}", log.train_loss.last().unwrap()))]);
         ctx.write("model", self.to_batch(), &meta)?;
         let schema = log_port().schema;
         let b = RecordBatch::try_new(
@@ -329,16 +284,10 @@ impl Mlp {
         .map_err(StageError::other)?;
         ctx.write("log", b, &self.metadata(&[]))?;
         if !log.snapshots.is_empty() {
-            let schema = Arc::new(Schema::new(vec![
-                u64_field("step"),
-                list_f64_field("values"),
-            ]));
+            let schema = Arc::new(Schema::new(vec![u64_field("step"), list_f64_field("values")]));
             let b = RecordBatch::try_new(
                 schema,
-                vec![
-                    u64_array(log.snapshots.iter().map(|s| s.0)),
-                    list_f64_array(log.snapshots.iter().map(|s| s.1.as_slice())),
-                ],
+                vec![u64_array(log.snapshots.iter().map(|s| s.0)), list_f64_array(log.snapshots.iter().map(|s| s.1.as_slice()))],
             )
             .map_err(StageError::other)?;
             ctx.write("trajectory", b, &self.metadata(&[]))?;

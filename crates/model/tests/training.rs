@@ -4,13 +4,7 @@ use hesslab_model::*;
 use hesslab_pipeline::Progress;
 
 fn e2_data(k: usize) -> hesslab_data::Dataset {
-    GaussianMixture::generate(
-        &MixtureParams {
-            classes: k,
-            ..Default::default()
-        },
-        3,
-    )
+    GaussianMixture::generate(&MixtureParams { classes: k, ..Default::default() }, 3)
 }
 
 #[test]
@@ -18,21 +12,10 @@ fn s18_e2_network_trains_below_1e_3_on_ten_clusters() {
     let ds = e2_data(10);
     let (tr, te) = (ds.train(), ds.test());
     assert_eq!(tr.len(), 1000);
-    let arch = Architecture {
-        sizes: vec![100, 30, 30, 10],
-        activation: Activation::Relu,
-        bias: true,
-        loss: LossKind::CrossEntropy,
-    };
+    let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
     let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1);
     assert_eq!(m.num_params(), 4270);
-    let p = TrainParams {
-        lr: 0.1,
-        max_steps: 5000,
-        target_loss: 1e-3,
-        log_every: 20,
-        ..Default::default()
-    };
+    let p = TrainParams { lr: 0.1, max_steps: 5000, target_loss: 1e-3, log_every: 20, ..Default::default() };
     let log = train(&mut m, &p, &tr, &te, 1, 0, &Progress::hidden()).unwrap();
     let last = *log.train_loss.last().unwrap();
     assert!(last < 1e-3, "final training loss {last}");
@@ -44,18 +27,8 @@ fn s18_e2_network_trains_below_1e_3_on_ten_clusters() {
 fn same_seed_same_bits_different_seed_different() {
     let ds = e2_data(5);
     let (tr, te) = (ds.train(), ds.test());
-    let arch = Architecture {
-        sizes: vec![100, 8, 5],
-        activation: Activation::Tanh,
-        bias: true,
-        loss: LossKind::CrossEntropy,
-    };
-    let p = TrainParams {
-        batch_size: 32,
-        lr: 0.05,
-        max_steps: 60,
-        ..Default::default()
-    };
+    let arch = Architecture { sizes: vec![100, 8, 5], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let p = TrainParams { batch_size: 32, lr: 0.05, max_steps: 60, ..Default::default() };
     let run = |seed| {
         let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed);
         train(&mut m, &p, &tr, &te, seed, 0, &Progress::hidden()).unwrap();
@@ -70,23 +43,9 @@ fn same_seed_same_bits_different_seed_different() {
 fn divergence_names_the_step() {
     let ds = e2_data(2);
     let (tr, te) = (ds.train(), ds.test());
-    let arch = Architecture {
-        sizes: vec![100, 30, 2],
-        activation: Activation::Relu,
-        bias: true,
-        loss: LossKind::Mse,
-    };
+    let arch = Architecture { sizes: vec![100, 30, 2], activation: Activation::Relu, bias: true, loss: LossKind::Mse };
     let mut m = initialize(&arch, Init::Normal, 3.0, 0.0, 2);
-    let p = TrainParams {
-        lr: 1e6,
-        max_steps: 100,
-        ..Default::default()
-    };
-    let e = train(&mut m, &p, &tr, &te, 2, 0, &Progress::hidden())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("diverged at step") && e.contains("lr = 1000000"),
-        "{e}"
-    );
+    let p = TrainParams { lr: 1e6, max_steps: 100, ..Default::default() };
+    let e = train(&mut m, &p, &tr, &te, 2, 0, &Progress::hidden()).unwrap_err().to_string();
+    assert!(e.contains("diverged at step") && e.contains("lr = 1000000"), "{e}");
 }

@@ -25,42 +25,26 @@ impl Artifact {
     }
     /// Parse a JSON metadata entry.
     pub fn meta_json(&self, key: &str) -> Result<serde_json::Value> {
-        let s = self.meta(key).ok_or_else(|| Error::Schema {
-            path: self.path.clone(),
-            message: format!("metadata key `{key}` is missing"),
-        })?;
-        serde_json::from_str(s).map_err(|e| Error::Schema {
-            path: self.path.clone(),
-            message: format!("metadata key `{key}` is not valid JSON: {e}"),
-        })
+        let s =
+            self.meta(key).ok_or_else(|| Error::Schema { path: self.path.clone(), message: format!("metadata key `{key}` is missing") })?;
+        serde_json::from_str(s)
+            .map_err(|e| Error::Schema { path: self.path.clone(), message: format!("metadata key `{key}` is not valid JSON: {e}") })
     }
     /// A column error that names this file.
     pub fn column_error(&self, message: String) -> Error {
-        Error::Schema {
-            path: self.path.clone(),
-            message,
-        }
+        Error::Schema { path: self.path.clone(), message }
     }
 }
 
 /// Read a Parquet artifact; if `declared` is given, check the schema and name the offending
 /// column on mismatch.
 pub fn read_artifact(path: &Path, declared: Option<&Schema>) -> Result<Artifact> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    let pq = |source| Error::Parquet {
-        path: path.into(),
-        source,
-    };
+    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let pq = |source| Error::Parquet { path: path.into(), source };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
     let schema = builder.schema().clone();
     if let Some(d) = declared {
-        crate::check_schema(d, &schema).map_err(|message| Error::Schema {
-            path: path.into(),
-            message,
-        })?;
+        crate::check_schema(d, &schema).map_err(|message| Error::Schema { path: path.into(), message })?;
     }
     let mut metadata = BTreeMap::new();
     if let Some(kv) = builder.metadata().file_metadata().key_value_metadata() {
@@ -73,21 +57,10 @@ pub fn read_artifact(path: &Path, declared: Option<&Schema>) -> Result<Artifact>
     let reader = builder.with_batch_size(8192).build().map_err(pq)?;
     let mut batches = Vec::new();
     for b in reader {
-        batches.push(b.map_err(|source| Error::Arrow {
-            path: path.into(),
-            source,
-        })?);
+        batches.push(b.map_err(|source| Error::Arrow { path: path.into(), source })?);
     }
-    let batch =
-        arrow_select::concat::concat_batches(&schema, &batches).map_err(|source| Error::Arrow {
-            path: path.into(),
-            source,
-        })?;
-    Ok(Artifact {
-        path: path.into(),
-        batch,
-        metadata,
-    })
+    let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(|source| Error::Arrow { path: path.into(), source })?;
+    Ok(Artifact { path: path.into(), batch, metadata })
 }
 
 /// Writes one Parquet file through a temporary name; the final name appears only on `finish`.
@@ -105,74 +78,38 @@ pub(crate) fn tmp_path(dest: &Path) -> PathBuf {
 }
 
 impl ArtifactWriter {
-    pub fn create(
-        dest: &Path,
-        schema: SchemaRef,
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<Self> {
+    pub fn create(dest: &Path, schema: SchemaRef, metadata: &BTreeMap<String, String>) -> Result<Self> {
         if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.into(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
         }
         let tmp = tmp_path(dest);
-        let file = File::create(&tmp).map_err(|source| Error::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        let kv: Vec<KeyValue> = metadata
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-            .collect();
+        let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        let kv: Vec<KeyValue> = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(kv))
             .set_created_by(format!("hesslab {}", crate::HESSLAB_VERSION))
             .build();
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| Error::Parquet {
-                path: dest.into(),
-                source,
-            })?;
-        Ok(ArtifactWriter {
-            tmp,
-            dest: dest.into(),
-            writer: Some(writer),
-        })
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|source| Error::Parquet { path: dest.into(), source })?;
+        Ok(ArtifactWriter { tmp, dest: dest.into(), writer: Some(writer) })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let w = self.writer.as_mut().expect("writer used after finish");
-        w.write(batch).map_err(|source| Error::Parquet {
-            path: self.dest.clone(),
-            source,
-        })?;
+        w.write(batch).map_err(|source| Error::Parquet { path: self.dest.clone(), source })?;
         // Bound memory for large artifacts (dense Hessians): flush row groups as they fill.
         if w.in_progress_size() > 64 << 20 {
-            w.flush().map_err(|source| Error::Parquet {
-                path: self.dest.clone(),
-                source,
-            })?;
+            w.flush().map_err(|source| Error::Parquet { path: self.dest.clone(), source })?;
         }
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<PathBuf> {
         let w = self.writer.take().expect("finish called twice");
-        let file = w.into_inner().map_err(|source| Error::Parquet {
-            path: self.dest.clone(),
-            source,
-        })?;
-        file.sync_all().map_err(|source| Error::Io {
-            path: self.tmp.clone(),
-            source,
-        })?;
+        let file = w.into_inner().map_err(|source| Error::Parquet { path: self.dest.clone(), source })?;
+        file.sync_all().map_err(|source| Error::Io { path: self.tmp.clone(), source })?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|source| Error::Io {
-            path: self.dest.clone(),
-            source,
-        })?;
+        std::fs::rename(&self.tmp, &self.dest).map_err(|source| Error::Io { path: self.dest.clone(), source })?;
         Ok(self.dest.clone())
     }
 }
@@ -202,21 +139,12 @@ pub fn write_batches_atomic(
 /// Write arbitrary bytes atomically (plots, reports).
 pub fn write_file_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.into(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
     }
     let tmp = tmp_path(dest);
-    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
+    std::fs::write(&tmp, bytes).map_err(|source| Error::Io { path: tmp.clone(), source })?;
     std::fs::rename(&tmp, dest).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io {
-            path: dest.into(),
-            source,
-        }
+        Error::Io { path: dest.into(), source }
     })
 }

@@ -41,27 +41,17 @@ pub struct LockFile {
 impl LockFile {
     pub fn load(dir: &Path) -> LockFile {
         let p = dir.join(LOCK_NAME);
-        std::fs::read_to_string(&p)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default()
+        std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
     }
     pub fn save(&self, dir: &Path) -> Result<()> {
         let p = dir.join(LOCK_NAME);
-        let s = serde_json::to_string_pretty(self).map_err(|e| Error::Lock {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
+        let s = serde_json::to_string_pretty(self).map_err(|e| Error::Lock { path: p.clone(), message: e.to_string() })?;
         crate::artifact::write_file_atomic(&p, s.as_bytes())
     }
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 pub fn hash_file(path: &Path) -> Result<FileHash> {
@@ -76,11 +66,7 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
         }
         h.update(&buf[..n]);
     }
-    Ok(FileHash {
-        sha256: crate::hex(&h.finalize()),
-        size: meta.len(),
-        mtime_ns: mtime_ns(&meta),
-    })
+    Ok(FileHash { sha256: crate::hex(&h.finalize()), size: meta.len(), mtime_ns: mtime_ns(&meta) })
 }
 
 /// Hash every regular file directly in `dir`.
@@ -103,9 +89,7 @@ pub fn outputs_intact(dir: &Path, outputs: &BTreeMap<String, FileHash>) -> bool 
         let p: PathBuf = dir.join(name);
         match std::fs::metadata(&p) {
             Ok(m) if m.len() == h.size && mtime_ns(&m) == h.mtime_ns => true,
-            Ok(m) if m.len() == h.size => {
-                hash_file(&p).map(|x| x.sha256 == h.sha256).unwrap_or(false)
-            }
+            Ok(m) if m.len() == h.size => hash_file(&p).map(|x| x.sha256 == h.sha256).unwrap_or(false),
             _ => false,
         }
     })

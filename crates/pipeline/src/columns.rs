@@ -1,8 +1,8 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, Int64Array, ListArray,
-    RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
 };
 use arrow_schema::{DataType, Field};
 use std::sync::Arc;
@@ -33,25 +33,13 @@ pub fn utf8_null_field(name: &str) -> Field {
 }
 /// `FixedSizeList<Float64>(n)`; n = 0 declares "any size".
 pub fn fixed_f64_field(name: &str, n: i32) -> Field {
-    Field::new(
-        name,
-        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), n),
-        false,
-    )
+    Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), n), false)
 }
 pub fn list_f64_field(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
-        false,
-    )
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), false)
 }
 pub fn list_u64_field(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))),
-        false,
-    )
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))), false)
 }
 
 pub fn f64_array(v: impl IntoIterator<Item = f64>) -> ArrayRef {
@@ -81,12 +69,8 @@ pub fn utf8_opt_array(v: impl IntoIterator<Item = Option<String>>) -> ArrayRef {
 /// Rows of width `n` from a flat row-major buffer.
 pub fn fixed_f64_array(flat: &[f64], n: usize) -> ArrayRef {
     let rows = if n == 0 { 0 } else { flat.len() / n };
-    let mut b = FixedSizeListBuilder::with_capacity(
-        Float64Builder::with_capacity(flat.len()),
-        n as i32,
-        rows,
-    )
-    .with_field(Arc::new(Field::new("item", DataType::Float64, false)));
+    let mut b = FixedSizeListBuilder::with_capacity(Float64Builder::with_capacity(flat.len()), n as i32, rows)
+        .with_field(Arc::new(Field::new("item", DataType::Float64, false)));
     for r in 0..rows {
         b.values().append_slice(&flat[r * n..(r + 1) * n]);
         b.append(true);
@@ -112,12 +96,8 @@ pub fn list_u64_array<'a>(rows: impl IntoIterator<Item = &'a [u64]>) -> ArrayRef
 
 /// Errors when reading a column: the message names the column.
 pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
-    let c = batch
-        .column_by_name(name)
-        .ok_or_else(|| format!("column `{name}` is missing"))?;
-    c.as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| format!("column `{name}` has type {:?}", c.data_type()))
+    let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+    c.as_any().downcast_ref::<T>().ok_or_else(|| format!("column `{name}` has type {:?}", c.data_type()))
 }
 pub fn f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, String> {
     let a: &Float64Array = col(batch, name)?;
@@ -143,26 +123,16 @@ pub fn i64_values(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, String> {
     Ok(a.values().to_vec())
 }
 pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, String> {
-    let c = batch
-        .column_by_name(name)
-        .ok_or_else(|| format!("column `{name}` is missing"))?;
-    let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref()).ok_or_else(|| {
-        format!(
-            "column `{name}` has type {:?}, expected Utf8",
-            c.data_type()
-        )
-    })?;
+    let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+    let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
+        .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
     Ok(c.iter().map(|s| s.unwrap_or("").to_string()).collect())
 }
 /// Flat row-major values and the row width of a `FixedSizeList<Float64>` column.
 pub fn fixed_f64_values(batch: &RecordBatch, name: &str) -> Result<(Vec<f64>, usize), String> {
     let a: &FixedSizeListArray = col(batch, name)?;
     let n = a.value_length() as usize;
-    let vals = a
-        .values()
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .ok_or_else(|| format!("column `{name}` items are not Float64"))?;
+    let vals = a.values().as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
     let off = a.offset() * n;
     Ok((vals.values()[off..off + a.len() * n].to_vec(), n))
 }
@@ -171,10 +141,7 @@ pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>,
     let mut out = Vec::with_capacity(a.len());
     for i in 0..a.len() {
         let v = a.value(i);
-        let v = v
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or_else(|| format!("column `{name}` items are not Float64"))?;
+        let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
         out.push(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect());
     }
     Ok(out)
@@ -184,10 +151,7 @@ pub fn list_u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<u64>>,
     let mut out = Vec::with_capacity(a.len());
     for i in 0..a.len() {
         let v = a.value(i);
-        let v = v
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or_else(|| format!("column `{name}` items are not UInt64"))?;
+        let v = v.as_any().downcast_ref::<UInt64Array>().ok_or_else(|| format!("column `{name}` items are not UInt64"))?;
         out.push(v.values().to_vec());
     }
     Ok(out)

@@ -50,10 +50,7 @@ pub struct PipelineFile {
 
 impl PipelineFile {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let source = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            path: path.into(),
-            source,
-        })?;
+        let source = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.into(), source })?;
         Self::parse(path, source, overrides)
     }
 
@@ -64,17 +61,8 @@ impl PipelineFile {
             let diags = errors
                 .iter()
                 .map(|e| {
-                    let (line, column) = e
-                        .span()
-                        .map(|s| line_col(&source, s.start))
-                        .unwrap_or((1, 1));
-                    Diagnostic {
-                        file: path.into(),
-                        line,
-                        column,
-                        key: None,
-                        message: format!("TOML syntax error: {}", e.message().trim()),
-                    }
+                    let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
+                    Diagnostic { file: path.into(), line, column, key: None, message: format!("TOML syntax error: {}", e.message().trim()) }
                 })
                 .collect();
             return Err(Error::Invalid(diags));
@@ -82,10 +70,7 @@ impl PipelineFile {
         let mut doc: toml::Table = match toml::from_str(&source) {
             Ok(t) => t,
             Err(e) => {
-                let (line, column) = e
-                    .span()
-                    .map(|s| line_col(&source, s.start))
-                    .unwrap_or((1, 1));
+                let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
                 return Err(Error::Invalid(vec![Diagnostic {
                     file: path.into(),
                     line,
@@ -98,10 +83,7 @@ impl PipelineFile {
         let mut pf = PipelineFile {
             path: path.into(),
             source,
-            name: path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "pipeline".into()),
+            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
             seed: 0,
             out: PathBuf::from("out"),
             description: String::new(),
@@ -133,40 +115,21 @@ impl PipelineFile {
                             let kind = match table.remove("kind") {
                                 Some(toml::Value::String(k)) => Some(k),
                                 Some(other) => {
-                                    pf.diag(
-                                        &["stages", name, "kind"],
-                                        format!(
-                                            "`kind` must be a string, found {}",
-                                            other.type_str()
-                                        ),
-                                    );
+                                    pf.diag(&["stages", name, "kind"], format!("`kind` must be a string, found {}", other.type_str()));
                                     None
                                 }
                                 None => {
-                                    pf.diag(
-                                        &["stages", name],
-                                        "stage has no `kind = \"...\"`".into(),
-                                    );
+                                    pf.diag(&["stages", name], "stage has no `kind = \"...\"`".into());
                                     None
                                 }
                             };
-                            pf.stages.push(StageDecl {
-                                name: name.clone(),
-                                kind,
-                                table,
-                            });
+                            pf.stages.push(StageDecl { name: name.clone(), kind, table });
                         }
-                        _ => pf.diag(
-                            &["stages", name],
-                            "a stage must be a table `[stages.NAME]`".into(),
-                        ),
+                        _ => pf.diag(&["stages", name], "a stage must be a table `[stages.NAME]`".into()),
                     }
                 }
             }
-            Some(_) => pf.diag(
-                &["stages"],
-                "`stages` must be a table of `[stages.NAME]` tables".into(),
-            ),
+            Some(_) => pf.diag(&["stages"], "`stages` must be a table of `[stages.NAME]` tables".into()),
             None => pf.diag(&[], "the pipeline has no `[stages.NAME]` tables".into()),
         }
         if let Some(s) = doc.get("sweep") {
@@ -177,20 +140,12 @@ impl PipelineFile {
                             toml::Value::Table(params) => {
                                 for (param, values) in params {
                                     match values {
-                                        toml::Value::Array(a) if !a.is_empty() => {
-                                            pf.sweep.push((stage.clone(), param.clone(), a.clone()))
-                                        }
-                                        _ => pf.diag(
-                                            &["sweep", stage, param],
-                                            "a sweep value must be a non-empty array".into(),
-                                        ),
+                                        toml::Value::Array(a) if !a.is_empty() => pf.sweep.push((stage.clone(), param.clone(), a.clone())),
+                                        _ => pf.diag(&["sweep", stage, param], "a sweep value must be a non-empty array".into()),
                                     }
                                 }
                             }
-                            _ => pf.diag(
-                                &["sweep", stage],
-                                "sweep keys are `STAGE.PARAM = [values...]`".into(),
-                            ),
+                            _ => pf.diag(&["sweep", stage], "sweep keys are `STAGE.PARAM = [values...]`".into()),
                         }
                     }
                 }
@@ -209,10 +164,7 @@ impl PipelineFile {
             match (k.as_str(), v) {
                 ("name", toml::Value::String(s)) => {
                     if s.is_empty() || s.contains(['/', '\\']) {
-                        self.diag(
-                            &["pipeline", "name"],
-                            "name must be non-empty and contain no path separators".into(),
-                        );
+                        self.diag(&["pipeline", "name"], "name must be non-empty and contain no path separators".into());
                     } else {
                         self.name = s.clone()
                     }
@@ -220,18 +172,9 @@ impl PipelineFile {
                 ("seed", toml::Value::Integer(i)) if *i >= 0 => self.seed = *i as u64,
                 ("out", toml::Value::String(s)) => self.out = PathBuf::from(s),
                 ("description", toml::Value::String(s)) => self.description = s.clone(),
-                ("name" | "out" | "description", v) => self.diag(
-                    &["pipeline", k],
-                    format!("expected a string, found {}", v.type_str()),
-                ),
-                ("seed", v) => self.diag(
-                    &["pipeline", k],
-                    format!("expected a non-negative integer, found {v}"),
-                ),
-                _ => self.diag(
-                    &["pipeline", k],
-                    format!("unknown key `{k}` in [pipeline]; known: name, seed, out, description"),
-                ),
+                ("name" | "out" | "description", v) => self.diag(&["pipeline", k], format!("expected a string, found {}", v.type_str())),
+                ("seed", v) => self.diag(&["pipeline", k], format!("expected a non-negative integer, found {v}")),
+                _ => self.diag(&["pipeline", k], format!("unknown key `{k}` in [pipeline]; known: name, seed, out, description")),
             }
         }
     }
@@ -239,12 +182,7 @@ impl PipelineFile {
     /// `--set stage.param=value` (value parsed as TOML, else taken as a string).
     fn apply_override(&mut self, doc: &mut toml::Table, o: &str) {
         let Some((path, raw)) = o.split_once('=') else {
-            self.diag_at(
-                1,
-                1,
-                Some(o.into()),
-                format!("--set `{o}`: expected STAGE.PARAM=VALUE"),
-            );
+            self.diag_at(1, 1, Some(o.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
             return;
         };
         let path = path.trim();
@@ -253,30 +191,17 @@ impl PipelineFile {
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.to_string()));
         let Some((head, param)) = path.split_once('.') else {
-            self.diag_at(
-                1,
-                1,
-                Some(path.into()),
-                format!("--set `{o}`: expected STAGE.PARAM=VALUE"),
-            );
+            self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
             return;
         };
         let table = if head == "pipeline" {
-            doc.entry("pipeline")
-                .or_insert_with(|| toml::Value::Table(Default::default()))
+            doc.entry("pipeline").or_insert_with(|| toml::Value::Table(Default::default()))
         } else {
-            let stages = doc
-                .entry("stages")
-                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let stages = doc.entry("stages").or_insert_with(|| toml::Value::Table(Default::default()));
             match stages.as_table_mut().and_then(|s| s.get_mut(head)) {
                 Some(t) => t,
                 None => {
-                    self.diag_at(
-                        1,
-                        1,
-                        Some(path.into()),
-                        format!("--set `{o}`: no stage named `{head}`"),
-                    );
+                    self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: no stage named `{head}`"));
                     return;
                 }
             }
@@ -288,28 +213,12 @@ impl PipelineFile {
 
     pub(crate) fn diag(&mut self, path: &[&str], message: String) {
         let (line, column) = self.locate(path);
-        let key = if path.is_empty() {
-            None
-        } else {
-            Some(path.join("."))
-        };
-        self.diagnostics.push(Diagnostic {
-            file: self.path.clone(),
-            line,
-            column,
-            key,
-            message,
-        });
+        let key = if path.is_empty() { None } else { Some(path.join(".")) };
+        self.diagnostics.push(Diagnostic { file: self.path.clone(), line, column, key, message });
     }
 
     fn diag_at(&mut self, line: usize, column: usize, key: Option<String>, message: String) {
-        self.diagnostics.push(Diagnostic {
-            file: self.path.clone(),
-            line,
-            column,
-            key,
-            message,
-        });
+        self.diagnostics.push(Diagnostic { file: self.path.clone(), line, column, key, message });
     }
 
     /// Line and column of the deepest existing key along `path` (1-based).
@@ -341,11 +250,6 @@ impl PipelineFile {
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }

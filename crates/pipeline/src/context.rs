@@ -100,8 +100,7 @@ impl StageContext {
 
     /// The single artifact connected to `port`.
     pub fn input(&self, port: &str) -> Result<&InputArtifact, StageError> {
-        self.input_opt(port)
-            .ok_or_else(|| StageError::msg(format!("input `{port}` is not connected")))
+        self.input_opt(port).ok_or_else(|| StageError::msg(format!("input `{port}` is not connected")))
     }
     pub fn input_opt(&self, port: &str) -> Option<&InputArtifact> {
         self.inputs.get(port).and_then(|v| v.first())
@@ -115,10 +114,7 @@ impl StageContext {
     }
 
     fn spec(&self, port: &str) -> Result<&PortSpec, StageError> {
-        self.outputs
-            .iter()
-            .find(|p| p.name == port)
-            .ok_or_else(|| StageError::msg(format!("stage wrote undeclared output port `{port}`")))
+        self.outputs.iter().find(|p| p.name == port).ok_or_else(|| StageError::msg(format!("stage wrote undeclared output port `{port}`")))
     }
 
     /// Metadata every artifact carries, plus stage-specific entries.
@@ -129,32 +125,15 @@ impl StageContext {
     }
 
     /// Open a streaming writer for an output port (large artifacts).
-    pub fn writer(
-        &self,
-        port: &str,
-        schema: SchemaRef,
-        extra: &BTreeMap<String, String>,
-    ) -> Result<ArtifactWriter, StageError> {
+    pub fn writer(&self, port: &str, schema: SchemaRef, extra: &BTreeMap<String, String>) -> Result<ArtifactWriter, StageError> {
         let spec = self.spec(port)?;
-        crate::check_schema(&spec.schema, &schema).map_err(|m| {
-            StageError::msg(format!(
-                "output `{port}` does not match its declared schema: {m}"
-            ))
-        })?;
-        Ok(ArtifactWriter::create(
-            &self.dir.join(format!("{port}.parquet")),
-            schema,
-            &self.metadata(extra),
-        )?)
+        crate::check_schema(&spec.schema, &schema)
+            .map_err(|m| StageError::msg(format!("output `{port}` does not match its declared schema: {m}")))?;
+        Ok(ArtifactWriter::create(&self.dir.join(format!("{port}.parquet")), schema, &self.metadata(extra))?)
     }
 
     /// Write one batch as the artifact of `port`.
-    pub fn write(
-        &self,
-        port: &str,
-        batch: RecordBatch,
-        extra: &BTreeMap<String, String>,
-    ) -> Result<(), StageError> {
+    pub fn write(&self, port: &str, batch: RecordBatch, extra: &BTreeMap<String, String>) -> Result<(), StageError> {
         let mut w = self.writer(port, batch.schema(), extra)?;
         w.write(&batch)?;
         w.finish()?;
@@ -163,8 +142,7 @@ impl StageContext {
 
     /// Keep an object in memory with the artifact of `port` for downstream stages of this run.
     pub fn share<T: Any + Send + Sync>(&mut self, port: &str, value: Arc<T>) {
-        self.shared_out
-            .insert(self.final_dir.join(format!("{port}.parquet")), value);
+        self.shared_out.insert(self.final_dir.join(format!("{port}.parquet")), value);
     }
 
     /// Write a non-Parquet file (plot, report) into the stage's directory.
@@ -186,8 +164,5 @@ impl StageContext {
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.into(),
-        source,
-    }
+    Error::Io { path: path.into(), source }
 }

@@ -62,11 +62,7 @@ struct ParsedInput {
 impl Plan {
     /// Validate `file` against `registry`; every problem is reported at once.
     pub fn build(mut file: PipelineFile, registry: &Registry) -> Result<Plan> {
-        let stages: BTreeMap<String, StageDecl> = file
-            .stages
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
+        let stages: BTreeMap<String, StageDecl> = file.stages.iter().map(|s| (s.name.clone(), s.clone())).collect();
         // Kinds.
         let mut kinds: BTreeMap<String, Arc<dyn DynStage>> = BTreeMap::new();
         for s in stages.values() {
@@ -75,10 +71,7 @@ impl Plan {
                     Some(kind) => {
                         kinds.insert(s.name.clone(), kind.clone());
                     }
-                    None => file.diag(
-                        &["stages", &s.name, "kind"],
-                        registry.unknown_kind_message(k),
-                    ),
+                    None => file.diag(&["stages", &s.name, "kind"], registry.unknown_kind_message(k)),
                 }
             }
         }
@@ -98,10 +91,7 @@ impl Plan {
                 if k == "seed" {
                     match v.as_integer() {
                         Some(i) if i >= 0 => seed = Some(i as u64),
-                        _ => file.diag(
-                            &["stages", &s.name, k],
-                            format!("`seed` must be a non-negative integer, found {v}"),
-                        ),
+                        _ => file.diag(&["stages", &s.name, k], format!("`seed` must be a non-negative integer, found {v}")),
                     }
                 } else if let Some(port) = in_ports.iter().find(|p| p.name == k) {
                     match v.as_str().and_then(parse_ref) {
@@ -119,13 +109,7 @@ impl Plan {
                 if !port.optional && !ins.iter().any(|i| i.port == port.name) {
                     file.diag(
                         &["stages", &s.name],
-                        format!(
-                            "stage `{}` (kind `{}`) needs input `{}` = \"STAGE.PORT\" ({})",
-                            s.name,
-                            kind.kind(),
-                            port.name,
-                            port.doc
-                        ),
+                        format!("stage `{}` (kind `{}`) needs input `{}` = \"STAGE.PORT\" ({})", s.name, kind.kind(), port.name, port.doc),
                     );
                 }
             }
@@ -139,18 +123,9 @@ impl Plan {
             for i in ins {
                 let key = ["stages", name.as_str(), i.port.as_str()];
                 let Some(up) = stages.get(&i.from_stage) else {
-                    let near =
-                        crate::registry::nearest(&i.from_stage, stages.keys().map(|s| s.as_str()));
-                    let hint = near
-                        .map(|n| format!(" (did you mean `{n}`?)"))
-                        .unwrap_or_default();
-                    file.diag(
-                        &key,
-                        format!(
-                            "input `{}` names stage `{}`, which does not exist{hint}",
-                            i.port, i.from_stage
-                        ),
-                    );
+                    let near = crate::registry::nearest(&i.from_stage, stages.keys().map(|s| s.as_str()));
+                    let hint = near.map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+                    file.diag(&key, format!("input `{}` names stage `{}`, which does not exist{hint}", i.port, i.from_stage));
                     continue;
                 };
                 let Some(up_kind) = kinds.get(&up.name) else {
@@ -171,55 +146,34 @@ impl Plan {
                     );
                     continue;
                 };
-                let inp = kind
-                    .inputs()
-                    .into_iter()
-                    .find(|p| p.name == i.port)
-                    .unwrap();
+                let inp = kind.inputs().into_iter().find(|p| p.name == i.port).unwrap();
                 if let Err(m) = crate::check_schema(&inp.schema, &out.schema) {
-                    file.diag(
-                        &key,
-                        format!(
-                            "port `{}.{}` does not fit input `{}`: {m}",
-                            up.name, out.name, i.port
-                        ),
-                    );
+                    file.diag(&key, format!("port `{}.{}` does not fit input `{}`: {m}", up.name, out.name, i.port));
                 }
                 if i.all && !inp.many {
-                    file.diag(&key, format!("input `{}` takes one artifact; `[*]` (all members) is only for inputs that gather a sweep", i.port));
+                    file.diag(
+                        &key,
+                        format!("input `{}` takes one artifact; `[*]` (all members) is only for inputs that gather a sweep", i.port),
+                    );
                 }
             }
         }
         // Cycles (Kahn's algorithm over stage names).
         let stage_deps: BTreeMap<String, BTreeSet<String>> = inputs
             .iter()
-            .map(|(n, ins)| {
-                (
-                    n.clone(),
-                    ins.iter()
-                        .filter(|i| stages.contains_key(&i.from_stage))
-                        .map(|i| i.from_stage.clone())
-                        .collect(),
-                )
-            })
+            .map(|(n, ins)| (n.clone(), ins.iter().filter(|i| stages.contains_key(&i.from_stage)).map(|i| i.from_stage.clone()).collect()))
             .collect();
         let stage_order = match topo_order(&stage_deps) {
             Ok(o) => o,
             Err(cycle) => {
-                file.diag(
-                    &["stages", &cycle[0]],
-                    format!("the stages form a cycle: {}", cycle.join(" -> ")),
-                );
+                file.diag(&["stages", &cycle[0]], format!("the stages form a cycle: {}", cycle.join(" -> ")));
                 Vec::new()
             }
         };
         // Aggregate stages: gather all members, directly or through an aggregate upstream.
         let mut aggregate: BTreeSet<String> = BTreeSet::new();
         for s in &stage_order {
-            if inputs[s]
-                .iter()
-                .any(|i| i.all || aggregate.contains(&i.from_stage))
-            {
+            if inputs[s].iter().any(|i| i.all || aggregate.contains(&i.from_stage)) {
                 aggregate.insert(s.clone());
             }
         }
@@ -229,35 +183,23 @@ impl Plan {
             let key = ["sweep", stage.as_str(), param.as_str()];
             let Some(kind) = kinds.get(stage) else {
                 if !stages.contains_key(stage) {
-                    file.diag(
-                        &key,
-                        format!("sweep key names stage `{stage}`, which does not exist"),
-                    );
+                    file.diag(&key, format!("sweep key names stage `{stage}`, which does not exist"));
                 }
                 continue;
             };
             if aggregate.contains(stage) {
-                file.diag(
-                    &key,
-                    format!("stage `{stage}` gathers all members; it cannot itself be swept"),
-                );
+                file.diag(&key, format!("stage `{stage}` gathers all members; it cannot itself be swept"));
                 continue;
             }
             if kind.inputs().iter().any(|p| p.name == param) {
-                file.diag(
-                    &key,
-                    format!("`{param}` is an input of `{stage}`; sweeps take parameters only"),
-                );
+                file.diag(&key, format!("`{param}` is an input of `{stage}`; sweeps take parameters only"));
                 continue;
             }
             let mut bad = false;
             for v in values {
                 if param == "seed" {
                     if v.as_integer().is_none_or(|i| i < 0) {
-                        file.diag(
-                            &key,
-                            format!("sweep value {v} for `seed` is not a non-negative integer"),
-                        );
+                        file.diag(&key, format!("sweep value {v} for `seed` is not a non-negative integer"));
                         bad = true;
                     }
                     continue;
@@ -293,7 +235,10 @@ impl Plan {
                     if !i.all && !aggregate.contains(&i.from_stage) {
                         file.diag(
                             &["stages", s, &i.port],
-                            format!("stage `{s}` gathers all sweep members, so its input `{}` must also be `\"{}.{}[*]\"`", i.port, i.from_stage, i.from_port),
+                            format!(
+                                "stage `{s}` gathers all sweep members, so its input `{}` must also be `\"{}.{}[*]\"`",
+                                i.port, i.from_stage, i.from_port
+                            ),
                         );
                     }
                 }
@@ -306,22 +251,21 @@ impl Plan {
         let mut instances: Vec<PlannedInstance> = Vec::new();
         let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
         let mut where_: BTreeMap<(String, String), usize> = BTreeMap::new(); // (member, stage) -> instance
-        let mut add =
-            |inst: PlannedInstance, member: &str, instances: &mut Vec<PlannedInstance>| -> usize {
-                let id = match by_key.get(&inst.def_key) {
-                    Some(&id) => id,
-                    None => {
-                        let id = instances.len();
-                        by_key.insert(inst.def_key.clone(), id);
-                        instances.push(PlannedInstance { id, ..inst });
-                        id
-                    }
-                };
-                if !instances[id].members.iter().any(|m| m == member) {
-                    instances[id].members.push(member.to_string());
+        let mut add = |inst: PlannedInstance, member: &str, instances: &mut Vec<PlannedInstance>| -> usize {
+            let id = match by_key.get(&inst.def_key) {
+                Some(&id) => id,
+                None => {
+                    let id = instances.len();
+                    by_key.insert(inst.def_key.clone(), id);
+                    instances.push(PlannedInstance { id, ..inst });
+                    id
                 }
-                id
             };
+            if !instances[id].members.iter().any(|m| m == member) {
+                instances[id].members.push(member.to_string());
+            }
+            id
+        };
         for (member, labels) in &members {
             let overrides = &labels.1;
             for s in stage_order.iter().filter(|s| !aggregate.contains(*s)) {
@@ -356,16 +300,7 @@ impl Plan {
                     });
                 }
                 let def_key = definition_key(&kind, &resolved, seed, &ins, &instances, false);
-                let inst = PlannedInstance {
-                    id: 0,
-                    stage: s.clone(),
-                    kind,
-                    params: resolved,
-                    seed,
-                    members: vec![],
-                    inputs: ins,
-                    def_key,
-                };
+                let inst = PlannedInstance { id: 0, stage: s.clone(), kind, params: resolved, seed, members: vec![], inputs: ins, def_key };
                 let id = add(inst, member, &mut instances);
                 where_.insert((member.clone(), s.clone()), id);
             }
@@ -379,49 +314,22 @@ impl Plan {
                 let refs = ins.entry(i.port.clone()).or_default();
                 if aggregate.contains(&i.from_stage) {
                     let up = where_[&(ALL_MEMBERS.to_string(), i.from_stage.clone())];
-                    refs.push(InputRef {
-                        instance: up,
-                        port: i.from_port.clone(),
-                        member: ALL_MEMBERS.into(),
-                    });
+                    refs.push(InputRef { instance: up, port: i.from_port.clone(), member: ALL_MEMBERS.into() });
                 } else {
                     for (m, _) in &members {
                         let up = where_[&(m.clone(), i.from_stage.clone())];
-                        refs.push(InputRef {
-                            instance: up,
-                            port: i.from_port.clone(),
-                            member: m.clone(),
-                        });
+                        refs.push(InputRef { instance: up, port: i.from_port.clone(), member: m.clone() });
                     }
                 }
             }
             let def_key = definition_key(&kind, &resolved, seed, &ins, &instances, true);
-            let inst = PlannedInstance {
-                id: 0,
-                stage: s.clone(),
-                kind,
-                params: resolved,
-                seed,
-                members: vec![],
-                inputs: ins,
-                def_key,
-            };
+            let inst = PlannedInstance { id: 0, stage: s.clone(), kind, params: resolved, seed, members: vec![], inputs: ins, def_key };
             let id = add(inst, ALL_MEMBERS, &mut instances);
             where_.insert((ALL_MEMBERS.to_string(), s.clone()), id);
         }
         let out_dir = file.out.join(&file.name);
-        let members = members
-            .into_iter()
-            .map(|(m, (labels, _))| (m, labels))
-            .collect();
-        Ok(Plan {
-            file,
-            out_dir,
-            members,
-            instances,
-            stage_order,
-            stage_deps,
-        })
+        let members = members.into_iter().map(|(m, (labels, _))| (m, labels)).collect();
+        Ok(Plan { file, out_dir, members, instances, stage_order, stage_deps })
     }
 
     /// Directory of an instance's artifacts for one member.
@@ -432,17 +340,12 @@ impl Plan {
     /// The path of an output port of an instance (in its first member's directory).
     pub fn artifact_path(&self, instance: usize, port: &str) -> PathBuf {
         let i = &self.instances[instance];
-        self.stage_dir(&i.members[0], &i.stage)
-            .join(format!("{port}.parquet"))
+        self.stage_dir(&i.members[0], &i.stage).join(format!("{port}.parquet"))
     }
 
     /// Sweep labels of a member (empty for the single member and for `all`).
     pub fn labels(&self, member: &str) -> BTreeMap<String, String> {
-        self.members
-            .iter()
-            .find(|(m, _)| m == member)
-            .map(|(_, l)| l.clone())
-            .unwrap_or_default()
+        self.members.iter().find(|(m, _)| m == member).map(|(_, l)| l.clone()).unwrap_or_default()
     }
 
     /// A human-readable listing of the expanded graph (`hesslab dag`).
@@ -514,15 +417,8 @@ fn expand_members(sweep: &[(String, String, Vec<toml::Value>)]) -> Vec<(String, 
     combos
         .into_iter()
         .map(|c| {
-            let labels: BTreeMap<String, String> = c
-                .iter()
-                .map(|(s, p, v)| (format!("{s}.{p}"), value_label(v)))
-                .collect();
-            let name = c
-                .iter()
-                .map(|(s, p, v)| format!("{s}.{p}={}", value_label(v)))
-                .collect::<Vec<_>>()
-                .join("__");
+            let labels: BTreeMap<String, String> = c.iter().map(|(s, p, v)| (format!("{s}.{p}"), value_label(v))).collect();
+            let name = c.iter().map(|(s, p, v)| format!("{s}.{p}={}", value_label(v))).collect::<Vec<_>>().join("__");
             (name, (labels, c))
         })
         .collect()
@@ -553,41 +449,22 @@ fn definition_key(
             format!("{p}<-{}:{}:{tag}", instances[r.instance].def_key, r.port)
         })
         .collect();
-    crate::sha256_hex(
-        format!(
-            "{}\n{}\n{}\n{}\n{}",
-            kind.kind(),
-            kind.version(),
-            params,
-            seed,
-            ins.join("\n")
-        )
-        .as_bytes(),
-    )
+    crate::sha256_hex(format!("{}\n{}\n{}\n{}\n{}", kind.kind(), kind.version(), params, seed, ins.join("\n")).as_bytes())
 }
 
-fn topo_order(
-    deps: &BTreeMap<String, BTreeSet<String>>,
-) -> std::result::Result<Vec<String>, Vec<String>> {
+fn topo_order(deps: &BTreeMap<String, BTreeSet<String>>) -> std::result::Result<Vec<String>, Vec<String>> {
     let mut order = Vec::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
     while done.len() < deps.len() {
-        let ready: Vec<String> = deps
-            .iter()
-            .filter(|(n, d)| !done.contains(*n) && d.iter().all(|x| done.contains(x)))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let ready: Vec<String> =
+            deps.iter().filter(|(n, d)| !done.contains(*n) && d.iter().all(|x| done.contains(x))).map(|(n, _)| n.clone()).collect();
         if ready.is_empty() {
             // Report one cycle: walk from any remaining node.
             let start = deps.keys().find(|n| !done.contains(*n)).unwrap().clone();
             let mut path = vec![start.clone()];
             let mut cur = start;
             loop {
-                let next = deps[&cur]
-                    .iter()
-                    .find(|x| !done.contains(*x))
-                    .unwrap()
-                    .clone();
+                let next = deps[&cur].iter().find(|x| !done.contains(*x)).unwrap().clone();
                 if let Some(pos) = path.iter().position(|p| *p == next) {
                     let mut cyc = path[pos..].to_vec();
                     cyc.push(next);

@@ -18,13 +18,7 @@ pub struct PortSpec {
 
 impl PortSpec {
     pub fn new(name: &'static str, doc: &'static str, fields: Vec<Field>) -> Self {
-        PortSpec {
-            name,
-            doc,
-            schema: Arc::new(Schema::new(fields)),
-            many: false,
-            optional: false,
-        }
+        PortSpec { name, doc, schema: Arc::new(Schema::new(fields)), many: false, optional: false }
     }
     pub fn many(mut self) -> Self {
         self.many = true;
@@ -54,12 +48,7 @@ pub fn check_schema(declared: &Schema, actual: &Schema) -> Result<(), String> {
                     "column `{}` is missing (expected {}); columns present: [{}]",
                     f.name(),
                     type_name(f.data_type()),
-                    actual
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    actual.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
                 ));
             }
             Ok(a) => {
@@ -79,12 +68,8 @@ pub fn check_schema(declared: &Schema, actual: &Schema) -> Result<(), String> {
 
 fn type_matches(decl: &DataType, actual: &DataType) -> bool {
     match (decl, actual) {
-        (DataType::FixedSizeList(d, n), DataType::FixedSizeList(a, m)) => {
-            (*n == 0 || n == m) && type_matches(d.data_type(), a.data_type())
-        }
-        (DataType::List(d), DataType::List(a)) | (DataType::List(d), DataType::LargeList(a)) => {
-            type_matches(d.data_type(), a.data_type())
-        }
+        (DataType::FixedSizeList(d, n), DataType::FixedSizeList(a, m)) => (*n == 0 || n == m) && type_matches(d.data_type(), a.data_type()),
+        (DataType::List(d), DataType::List(a)) | (DataType::List(d), DataType::LargeList(a)) => type_matches(d.data_type(), a.data_type()),
         (DataType::Utf8, DataType::LargeUtf8) | (DataType::Utf8, DataType::Utf8View) => true,
         _ => decl == actual,
     }

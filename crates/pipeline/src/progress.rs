@@ -11,22 +11,13 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Progress {
-            enabled: std::io::stderr().is_terminal(),
-            prefix: prefix.into(),
-        }
+        Progress { enabled: std::io::stderr().is_terminal(), prefix: prefix.into() }
     }
     pub fn hidden() -> Self {
-        Progress {
-            enabled: false,
-            prefix: String::new(),
-        }
+        Progress { enabled: false, prefix: String::new() }
     }
     pub fn forced(prefix: impl Into<String>) -> Self {
-        Progress {
-            enabled: true,
-            prefix: prefix.into(),
-        }
+        Progress { enabled: true, prefix: prefix.into() }
     }
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -38,11 +29,9 @@ impl Progress {
         }
         let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         pb.set_style(
-            ProgressStyle::with_template(
-                "{prefix} {msg} [{bar:30}] {pos}/{len} {elapsed}/{eta} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix} {msg} [{bar:30}] {pos}/{len} {elapsed}/{eta} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         pb.set_prefix(self.prefix.clone());
         pb.set_message(what.to_string());

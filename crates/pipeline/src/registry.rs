@@ -33,10 +33,7 @@ pub trait DynStage: Send + Sync {
     fn inputs(&self) -> Vec<PortSpec>;
     fn outputs(&self) -> Vec<PortSpec>;
     /// Parse and check parameters; on failure, every problem as (key or None, message).
-    fn resolve(
-        &self,
-        table: &toml::Table,
-    ) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
+    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
     /// JSON schema of the parameters (types, defaults, docs).
     fn params_schema(&self) -> serde_json::Value;
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
@@ -63,10 +60,7 @@ impl<S: StageKind> DynStage for Adapter<S> {
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).unwrap_or_default()
     }
-    fn resolve(
-        &self,
-        table: &toml::Table,
-    ) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
+    fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
         let whole: Result<S::Params, _> = toml::Value::Table(table.clone()).try_into();
         match whole {
             Ok(p) => {
@@ -104,8 +98,8 @@ impl<S: StageKind> DynStage for Adapter<S> {
         }
     }
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError> {
-        let p: S::Params = serde_json::from_value(params.clone())
-            .map_err(|e| StageError::msg(format!("resolved parameters do not parse: {e}")))?;
+        let p: S::Params =
+            serde_json::from_value(params.clone()).map_err(|e| StageError::msg(format!("resolved parameters do not parse: {e}")))?;
         S::run(&p, ctx)
     }
 }
@@ -113,11 +107,7 @@ impl<S: StageKind> DynStage for Adapter<S> {
 impl<S: StageKind> Adapter<S> {
     fn param_names(&self) -> Vec<String> {
         let schema = self.params_schema();
-        schema
-            .get("properties")
-            .and_then(|p| p.as_object())
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        schema.get("properties").and_then(|p| p.as_object()).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -132,9 +122,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -144,11 +132,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// The nearest candidate within a distance of max(2, len/3).
 pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.len() / 3).max(2);
-    candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| c)
+    candidates.map(|c| (edit_distance(word, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
 }
 
 /// All stage kinds a binary knows. Each stage crate exports `register(&mut Registry)`.
@@ -162,9 +146,7 @@ impl Registry {
         Self::default()
     }
     pub fn add<S: StageKind>(&mut self) {
-        let prev = self
-            .kinds
-            .insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
+        let prev = self.kinds.insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
         assert!(prev.is_none(), "stage kind `{}` registered twice", S::KIND);
     }
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynStage>> {

@@ -52,11 +52,7 @@ impl RunReport {
     }
     /// Stage names that ran (for tests).
     pub fn ran(&self) -> BTreeSet<String> {
-        self.instances
-            .iter()
-            .filter(|i| i.outcome == StageOutcome::Ran)
-            .map(|i| format!("{}@{}", i.stage, i.members.join("+")))
-            .collect()
+        self.instances.iter().filter(|i| i.outcome == StageOutcome::Ran).map(|i| format!("{}@{}", i.stage, i.members.join("+"))).collect()
     }
 }
 
@@ -86,10 +82,7 @@ impl Runner {
                     line: 1,
                     column: 1,
                     key: None,
-                    message: format!(
-                        "no stage named `{s}`; stages: {}",
-                        plan.stage_order.join(", ")
-                    ),
+                    message: format!("no stage named `{s}`; stages: {}", plan.stage_order.join(", ")),
                 }]));
             }
         }
@@ -101,13 +94,8 @@ impl Runner {
         let forced: BTreeSet<String> = if opts.force {
             plan.stage_order.iter().cloned().collect()
         } else {
-            let downstream = |s: &String| -> Vec<String> {
-                plan.stage_deps
-                    .iter()
-                    .filter(|(_, d)| d.contains(s))
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            };
+            let downstream =
+                |s: &String| -> Vec<String> { plan.stage_deps.iter().filter(|(_, d)| d.contains(s)).map(|(n, _)| n.clone()).collect() };
             closure(&opts.from, downstream)
         };
         let deps: Vec<BTreeSet<usize>> = plan.instances.iter().map(|i| i.deps()).collect();
@@ -136,13 +124,7 @@ impl Runner {
         let state = Mutex::new(sched);
         let cv = Condvar::new();
         let memory: Mutex<HashMap<PathBuf, Shared>> = Mutex::new(HashMap::new());
-        let jobs = if opts.jobs == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        } else {
-            opts.jobs
-        };
+        let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.jobs };
         let show = opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr());
 
         std::thread::scope(|scope| {
@@ -167,17 +149,7 @@ impl Runner {
                         let result = if !selected.contains(&inst.stage) {
                             Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0))
                         } else {
-                            input_hashes.and_then(|h| {
-                                execute(
-                                    plan,
-                                    id,
-                                    &h,
-                                    forced.contains(&inst.stage),
-                                    &lock,
-                                    &memory,
-                                    show,
-                                )
-                            })
+                            input_hashes.and_then(|h| execute(plan, id, &h, forced.contains(&inst.stage), &lock, &memory, show))
                         };
                         let mut st = state.lock().unwrap();
                         st.running -= 1;
@@ -203,14 +175,8 @@ impl Runner {
                                     for &d in &deps[id] {
                                         st.consumers_left[d] -= 1;
                                         if st.consumers_left[d] == 0 {
-                                            let dir = plan.stage_dir(
-                                                &plan.instances[d].members[0],
-                                                &plan.instances[d].stage,
-                                            );
-                                            memory
-                                                .lock()
-                                                .unwrap()
-                                                .retain(|p, _| !p.starts_with(&dir));
+                                            let dir = plan.stage_dir(&plan.instances[d].members[0], &plan.instances[d].stage);
+                                            memory.lock().unwrap().retain(|p, _| !p.starts_with(&dir));
                                         }
                                     }
                                 }
@@ -230,10 +196,7 @@ impl Runner {
         if let Some(e) = st.failed {
             return Err(e);
         }
-        Ok(RunReport {
-            out_dir: plan.out_dir.clone(),
-            instances: st.reports.into_iter().flatten().collect(),
-        })
+        Ok(RunReport { out_dir: plan.out_dir.clone(), instances: st.reports.into_iter().flatten().collect() })
     }
 }
 
@@ -249,11 +212,7 @@ fn closure(start: &[String], next: impl Fn(&String) -> Vec<String>) -> BTreeSet<
 }
 
 /// Content hashes of every input of `id`, from what its upstream instances wrote.
-fn input_hashes(
-    plan: &Plan,
-    id: usize,
-    outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>],
-) -> Result<Vec<String>> {
+fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>]) -> Result<Vec<String>> {
     let inst = &plan.instances[id];
     let mut v = Vec::new();
     for (port, refs) in &inst.inputs {
@@ -263,11 +222,7 @@ fn input_hashes(
                 Some(h) => v.push(format!("{port}={}", h.sha256)),
                 None => {
                     let up = &plan.instances[r.instance];
-                    let optional = inst
-                        .kind
-                        .inputs()
-                        .iter()
-                        .any(|p| p.name == port && p.optional);
+                    let optional = inst.kind.inputs().iter().any(|p| p.name == port && p.optional);
                     if optional {
                         v.push(format!("{port}=absent"));
                     } else {
@@ -301,16 +256,10 @@ fn execute(
     let inst = &plan.instances[id];
     let member0 = &inst.members[0];
     let dir = plan.stage_dir(member0, &inst.stage);
-    let key =
-        crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes());
+    let key = crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes());
     let lock_id = format!("{member0}/{}", inst.stage);
     let label = if inst.members.len() > 1 {
-        format!(
-            "{} [{} + {} more]",
-            inst.stage,
-            member0,
-            inst.members.len() - 1
-        )
+        format!("{} [{} + {} more]", inst.stage, member0, inst.members.len() - 1)
     } else {
         format!("{} [{member0}]", inst.stage)
     };
@@ -339,11 +288,7 @@ fn execute(
     {
         let mem = memory.lock().unwrap();
         for (port, refs) in &inst.inputs {
-            let declared = in_specs
-                .iter()
-                .find(|p| p.name == port)
-                .map(|p| p.schema.clone())
-                .unwrap();
+            let declared = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()).unwrap();
             for r in refs {
                 let path = plan.artifact_path(r.instance, &r.port);
                 if !path.exists() {
@@ -361,16 +306,10 @@ fn execute(
         }
     }
     let mut base_meta = BTreeMap::new();
-    base_meta.insert(
-        "hesslab.version".to_string(),
-        crate::HESSLAB_VERSION.to_string(),
-    );
+    base_meta.insert("hesslab.version".to_string(), crate::HESSLAB_VERSION.to_string());
     base_meta.insert("hesslab.stage".to_string(), inst.stage.clone());
     base_meta.insert("hesslab.kind".to_string(), inst.kind.kind().to_string());
-    base_meta.insert(
-        "hesslab.kind_version".to_string(),
-        inst.kind.version().to_string(),
-    );
+    base_meta.insert("hesslab.kind_version".to_string(), inst.kind.version().to_string());
     base_meta.insert("hesslab.params".to_string(), inst.params.to_string());
     base_meta.insert("hesslab.seed".to_string(), inst.seed.to_string());
     base_meta.insert("hesslab.cache_key".to_string(), key.clone());
@@ -379,11 +318,7 @@ fn execute(
         member: member0.clone(),
         seed: inst.seed,
         labels: plan.labels(member0),
-        progress: if show {
-            Progress::forced(format!("  {label}"))
-        } else {
-            Progress::hidden()
-        },
+        progress: if show { Progress::forced(format!("  {label}")) } else { Progress::hidden() },
         pipeline_source: plan.file.source.clone(),
         pipeline_name: plan.file.name.clone(),
         dir: staging.clone(),
@@ -393,22 +328,13 @@ fn execute(
         base_meta,
         shared_out: BTreeMap::new(),
     };
-    inst.kind
-        .run(&inst.params, &mut ctx)
-        .map_err(|source| Error::Stage {
-            stage: inst.stage.clone(),
-            member: member0.clone(),
-            source,
-        })?;
+    inst.kind.run(&inst.params, &mut ctx).map_err(|source| Error::Stage { stage: inst.stage.clone(), member: member0.clone(), source })?;
     for o in inst.kind.outputs() {
         if !o.optional && !o.is_files() && !staging.join(format!("{}.parquet", o.name)).exists() {
             return Err(Error::Stage {
                 stage: inst.stage.clone(),
                 member: member0.clone(),
-                source: StageError::msg(format!(
-                    "stage did not write its output port `{}`",
-                    o.name
-                )),
+                source: StageError::msg(format!("stage did not write its output port `{}`", o.name)),
             });
         }
     }
