@@ -589,7 +589,7 @@ impl StageKind for MarchenkoPastur {
 mod tests {
     #[test]
     fn marchenko_pastur_density_integrates_to_the_continuous_mass() {
-        for alpha in [0.2, 0.5, 2.0] {
+        for alpha in [0.2f64, 0.5, 2.0] {
             let steps = 200_000;
             let hi = (1.0 + alpha.sqrt()).powi(2);
             let s: f64 = (0..steps)
