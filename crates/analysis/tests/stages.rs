@@ -1,0 +1,78 @@
+//! Analysis stages run standalone on a small trained network.
+use faer::Mat;
+use hesslab_analysis::*;
+use hesslab_data::{GaussianMixture, MixtureParams, dataset_port};
+use hesslab_model::*;
+use hesslab_pipeline::columns::*;
+use hesslab_pipeline::{Progress, StageContext, StageKind, read_artifact};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
+    let d = std::env::temp_dir().join(format!("hesslab-analysis-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 5, samples: 120, ..Default::default() }, 2);
+    let arch = Architecture { sizes: vec![5, 6, 3], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 3);
+    train(&mut m, &TrainParams { lr: 0.2, max_steps: 400, ..Default::default() }, &ds.train(), &ds.test(), 1, 0, &Progress::hidden())
+        .unwrap();
+    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port(), model_port()]);
+    ds.write(&ctx, "dataset").unwrap();
+    ctx.write("model", m.to_batch(), &m.metadata(&[])).unwrap();
+    let mut inputs = BTreeMap::new();
+    inputs.insert("dataset".to_string(), vec![d.join("dataset.parquet")]);
+    inputs.insert("model".to_string(), vec![d.join("model.parquet")]);
+    (d, inputs)
+}
+
+#[test]
+fn subspace_overlap_is_one_for_equal_and_zero_for_orthogonal_subspaces() {
+    let e = |cols: &[usize]| Mat::from_fn(6, cols.len(), |i, j| if i == cols[j] { 1.0 } else { 0.0 });
+    assert!((subspace_overlap(&e(&[0, 1]), &e(&[1, 0])) - 1.0).abs() < 1e-15);
+    assert_eq!(subspace_overlap(&e(&[0, 1]), &e(&[2, 3])), 0.0);
+    assert!((subspace_overlap(&e(&[0, 1]), &e(&[1, 2])) - 0.5).abs() < 1e-15);
+}
+
+#[test]
+fn decomposition_spectra_match_independent_dense_solves() {
+    let (d, inputs) = setup("decomp");
+    let out = d.join("decomp");
+    let mut ctx = StageContext::standalone(&out, 1, inputs, &Decomposition::inputs(), Decomposition::outputs());
+    Decomposition::run(&DecompositionParamsForTest::dense(5), &mut ctx).unwrap();
+    let s = read_artifact(&out.join("spectra.parquet"), None).unwrap();
+    let ops = utf8_values(&s.batch, "operator").unwrap();
+    let vals = f64_values(&s.batch, "eigenvalue").unwrap();
+    let h: Vec<f64> = ops.iter().zip(&vals).filter(|(o, _)| *o == "hessian").map(|(_, v)| *v).collect();
+    // Independent: the dense Hessian of the same model and data.
+    let ds = hesslab_data::Dataset::from_artifact(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
+    let m = Mlp::from_artifact(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap();
+    let cv = hesslab_hessian::ModelCurvature::new(m, ds.train(), hesslab_hessian::CurvatureKind::Hessian);
+    let (hm, _) = hesslab_hessian::materialize(&cv, Some((&cv, None)), 8, &Progress::hidden());
+    let mut ev = hm.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+    ev.reverse();
+    for (a, b) in h.iter().zip(&ev) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    let dec = read_artifact(&out.join("decomposition.parquet"), None).unwrap();
+    let overlap = f64_values(&dec.batch, "overlap_top_k").unwrap()[0];
+    let ratio = f64_values(&dec.batch, "residual_norm_ratio").unwrap()[0];
+    assert!((0.0..=1.0 + 1e-12).contains(&overlap), "overlap {overlap}");
+    assert!(ratio >= 0.0 && ratio.is_finite());
+    assert!(out.join("decomposition.png").exists() && out.join("decomposition.svg").exists());
+    // Class structure: overlaps are squared projection norms, in [0, 1].
+    let out2 = d.join("classes");
+    let (_, inputs) = setup("classes2");
+    let mut ctx = StageContext::standalone(&out2, 1, inputs, &ClassStructure::inputs(), ClassStructure::outputs());
+    ClassStructure::run(&serde_json::from_value(serde_json::json!({"k": 4})).unwrap(), &mut ctx).unwrap();
+    let o = read_artifact(&out2.join("overlap.parquet"), None).unwrap();
+    assert!(f64_values(&o.batch, "overlap").unwrap().iter().all(|x| (-1e-12..=1.0 + 1e-12).contains(x)));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+struct DecompositionParamsForTest;
+impl DecompositionParamsForTest {
+    fn dense(k: usize) -> <Decomposition as StageKind>::Params {
+        serde_json::from_value(serde_json::json!({"k": k, "solver": "dense"})).unwrap()
+    }
+}
