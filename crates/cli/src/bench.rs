@@ -90,7 +90,7 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
             }
             if want("dense") {
                 let t0 = Instant::now();
-                let (h, _) = materialize(&op, Some((&op, None)), 32, &Progress::hidden());
+                let (h, _) = materialize(&op, Some((&op, None)), 16, &Progress::hidden());
                 let t_dense = t0.elapsed().as_secs_f64();
                 let rate = hvp_flops(&m.arch, 1000) * p as f64 / t_dense;
                 let g = gemm_rate(1000, 512, 1000.max(p / 4));
@@ -110,6 +110,22 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
                 drop(h);
             }
         }
+    }
+    if want("dense20k") && !quick {
+        // Peak memory of a dense Hessian with P ≈ 20 000 (bound: 1.5 × 8·P² plus the data).
+        let (m, d) = net(vec![100, 100, 100, 10], 1000, 3);
+        let p = m.num_params();
+        let op = ModelCurvature::new(m, d, CurvatureKind::Hessian);
+        let t0 = Instant::now();
+        let (h, _) = materialize(&op, Some((&op, None)), 16, &Progress::hidden());
+        let t = t0.elapsed().as_secs_f64();
+        let bound = 1.5 * 8.0 * (p * p) as f64 / (1u64 << 30) as f64;
+        println!(
+            "dense H with P = {p}: {t:.1} s, {:.1} GFLOP/s; peak RSS {:.2} GiB vs bound 1.5·8·P² = {bound:.2} GiB",
+            hvp_flops(&op.model.arch, 1000) * p as f64 / t / 1e9,
+            peak_rss_gib()
+        );
+        drop(h);
     }
     if want("eigen") {
         let sizes: &[usize] = if quick { &[1000] } else { &[4270, 11274] };

@@ -55,11 +55,17 @@ pub fn materialize(
                     let i = index.map(|ix| ix[c0 + j]).unwrap_or(c0 + j);
                     e[(i, j)] = 1.0;
                 }
-                let mut r = Mat::<f64>::zeros(full, k);
-                cv.apply_block_sequential(e.as_ref(), r.as_mut());
-                for j in 0..k {
-                    for row in 0..p {
-                        cols[(row, j)] = r[(index.map(|ix| ix[row]).unwrap_or(row), j)];
+                match index {
+                    // All parameters: the products land directly in the destination columns.
+                    None => cv.apply_block_sequential(e.as_ref(), cols.as_mut()),
+                    Some(ix) => {
+                        let mut r = Mat::<f64>::zeros(full, k);
+                        cv.apply_block_sequential(e.as_ref(), r.as_mut());
+                        for j in 0..k {
+                            for (row, &i) in ix.iter().enumerate() {
+                                cols[(row, j)] = r[(i, j)];
+                            }
+                        }
                     }
                 }
             }
@@ -183,7 +189,7 @@ impl Default for CurvatureDenseParams {
             samples: crate::SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
-            block_size: 32,
+            block_size: 16,
         }
     }
 }
@@ -199,7 +205,7 @@ pub struct CurvatureDense;
 impl StageKind for CurvatureDense {
     type Params = CurvatureDenseParams;
     const KIND: &'static str = "curvature_dense";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Materialize a curvature operator (exact Hessian by R-operator, Gauss-Newton, residual, empirical Fisher, gradient covariance; optionally one parameter block) as a dense symmetric P×P matrix, using all cores; reports the symmetry error and symmetrizes.";
     fn inputs() -> Vec<PortSpec> {
         vec![model_port(), dataset_port()]

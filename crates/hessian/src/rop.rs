@@ -11,6 +11,34 @@ use hesslab_data::Split;
 use hesslab_model::{Activation, Forward, LayerLayout, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t};
 use rayon::prelude::*;
 
+thread_local! {
+    /// Temporaries of the R-operator kernel, reused by shape: an operator is applied thousands of
+    /// times with the same shapes, and fresh multi-megabyte allocations cost page faults and
+    /// zeroing (a third of the time of dense materialization before this pool).
+    static SCRATCH: std::cell::RefCell<std::collections::HashMap<(usize, usize), Vec<Mat<f64>>>> = Default::default();
+}
+
+/// A matrix of the given shape with unspecified contents (callers overwrite or zero it).
+fn scratch(r: usize, c: usize) -> Mat<f64> {
+    SCRATCH.with(|p| p.borrow_mut().get_mut(&(r, c)).and_then(|v| v.pop())).unwrap_or_else(|| Mat::zeros(r, c))
+}
+
+fn zeroed(r: usize, c: usize) -> Mat<f64> {
+    let mut m = scratch(r, c);
+    m.fill(0.0);
+    m
+}
+
+fn recycle(m: Mat<f64>) {
+    SCRATCH.with(|p| {
+        let mut p = p.borrow_mut();
+        let v = p.entry((m.nrows(), m.ncols())).or_default();
+        if v.len() < 8 {
+            v.push(m);
+        }
+    });
+}
+
 /// Which curvature matrix an operator applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -123,17 +151,26 @@ impl ModelCurvature {
         let p = self.model.num_params();
         let k = v.ncols();
         let part = |c: &ChunkCache| {
-            let mut o = Mat::<f64>::zeros(p, k);
+            let mut o = zeroed(p, k);
             match self.kind {
                 CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(c, v, o.as_mut()),
                 _ => self.rop_chunk(c, v, &mut o),
             }
             o
         };
-        let parts: Vec<Mat<f64>> = if parallel { self.cache.par_iter().map(part).collect() } else { self.cache.iter().map(part).collect() };
         out.fill(0.0);
-        for pm in &parts {
-            out += pm;
+        if parallel {
+            let parts: Vec<Mat<f64>> = self.cache.par_iter().map(part).collect();
+            for pm in parts {
+                out += &pm;
+                recycle(pm);
+            }
+        } else {
+            for c in &self.cache {
+                let pm = part(c);
+                out += &pm;
+                recycle(pm);
+            }
         }
         if self.kind == CurvatureKind::GradientCovariance {
             // Subtract ḡ ḡᵀ v.
@@ -158,13 +195,13 @@ impl ModelCurvature {
     /// (k·nc × a)·(a × b) on a vertically stacked copy, which faer runs much faster.
     fn blockwise_product(dst: &mut Mat<f64>, acc: Accum, src: &Mat<f64>, m: MatRef<'_, f64>, k: usize) {
         let (nc, a, b) = (src.nrows(), m.nrows(), m.ncols());
-        let mut tall = Mat::<f64>::zeros(k * nc, a);
+        let mut tall = scratch(k * nc, a);
         for j in 0..k {
             for i in 0..a {
                 tall.col_as_slice_mut(i)[j * nc..(j + 1) * nc].copy_from_slice(src.col_as_slice(j * a + i));
             }
         }
-        let mut prod = Mat::<f64>::zeros(k * nc, b);
+        let mut prod = scratch(k * nc, b);
         mm(prod.as_mut(), Accum::Replace, tall.as_ref(), m);
         for j in 0..k {
             for i in 0..b {
@@ -175,25 +212,39 @@ impl ModelCurvature {
                 }
             }
         }
+        recycle(tall);
+        recycle(prod);
     }
 
     /// V's layer-l weights for every vector, as n_in × (k·n_out): [Vᵀ⁽¹⁾ | … | Vᵀ⁽ᵏ⁾].
     fn stack_wt(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
         let (ni, no) = (ly.n_in, ly.n_out);
         let k = v.ncols();
-        Mat::from_fn(ni, k * no, |i, c| {
-            let (j, o) = (c / no, c % no);
-            v[(ly.w + o * ni + i, j)]
-        })
+        let mut m = scratch(ni, k * no);
+        for j in 0..k {
+            for o in 0..no {
+                let col = m.col_as_slice_mut(j * no + o);
+                for (i, x) in col.iter_mut().enumerate() {
+                    *x = v[(ly.w + o * ni + i, j)];
+                }
+            }
+        }
+        m
     }
     /// [V⁽¹⁾ | … | V⁽ᵏ⁾] as n_out × (k·n_in).
     fn stack_w(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
         let (ni, no) = (ly.n_in, ly.n_out);
         let k = v.ncols();
-        Mat::from_fn(no, k * ni, |o, c| {
-            let (j, i) = (c / ni, c % ni);
-            v[(ly.w + o * ni + i, j)]
-        })
+        let mut m = scratch(no, k * ni);
+        for j in 0..k {
+            for i in 0..ni {
+                let col = m.col_as_slice_mut(j * ni + i);
+                for (o, x) in col.iter_mut().enumerate() {
+                    *x = v[(ly.w + o * ni + i, j)];
+                }
+            }
+        }
+        m
     }
 
     fn rop_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
@@ -211,9 +262,11 @@ impl ModelCurvature {
         let mut ra: Vec<Mat<f64>> = Vec::with_capacity(nl);
         for (l, ly) in self.layers.iter().enumerate() {
             let no = ly.n_out;
-            let mut rzl = Mat::<f64>::zeros(nc, k * no);
+            let mut rzl = scratch(nc, k * no);
             let input = c.fwd.input(x, l);
-            mm(rzl.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
+            let vt = Self::stack_wt(v, ly);
+            mm(rzl.as_mut(), Accum::Replace, input, vt.as_ref());
+            recycle(vt);
             if l > 0 {
                 Self::blockwise_product(&mut rzl, Accum::Add, &ra[l - 1], weight_t(w, ly), k);
             }
@@ -229,7 +282,7 @@ impl ModelCurvature {
             }
             if l + 1 < nl {
                 let d1 = &c.d1[l];
-                let mut ral = Mat::<f64>::zeros(nc, k * no);
+                let mut ral = scratch(nc, k * no);
                 for col in 0..k * no {
                     let (dst, src, d) = (ral.col_as_slice_mut(col), rzl.col_as_slice(col), d1.col_as_slice(col % no));
                     for ((a, b), e) in dst.iter_mut().zip(src).zip(d) {
@@ -242,7 +295,7 @@ impl ModelCurvature {
         }
         // R-backward.
         let cdim = self.layers[nl - 1].n_out;
-        let mut rg = Mat::<f64>::zeros(nc, k * cdim);
+        let mut rg = if with_loss { scratch(nc, k * cdim) } else { zeroed(nc, k * cdim) };
         if with_loss {
             for j in 0..k {
                 loss_hess_apply(
@@ -256,18 +309,17 @@ impl ModelCurvature {
                 rg.col_as_slice_mut(col).iter_mut().for_each(|x| *x *= inv_n);
             }
         }
-        let mut gw = Mat::<f64>::new();
-        let mut t2 = Mat::<f64>::new();
+
         for l in (0..nl).rev() {
             let ly = &self.layers[l];
             let (ni, no) = (ly.n_in, ly.n_out);
             let input = c.fwd.input(x, l);
             // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l), scattered into column j of out.
-            gw.resize_with(ni, k * no, |_, _| 0.0);
+            let mut gw = scratch(ni, k * no);
             mm(gw.as_mut(), Accum::Replace, input.transpose(), rg.as_ref());
             let second = with_second && l > 0;
+            let mut t2 = scratch(if second { k * ni } else { 0 }, no);
             if second {
-                t2.resize_with(k * ni, no, |_, _| 0.0);
                 mm(t2.as_mut(), Accum::Replace, ra[l - 1].as_ref().transpose(), c.sig[l].as_ref());
             }
             for j in 0..k {
@@ -289,14 +341,18 @@ impl ModelCurvature {
                     }
                 }
             }
+            recycle(gw);
+            recycle(t2);
             if l == 0 {
                 break;
             }
             // RG_{l-1} = (RG_l W_l + G_l V_l) ⊙ σ' + (G_l W_l) ⊙ σ'' ⊙ RZ_{l-1}.
-            let mut t = Mat::<f64>::zeros(nc, k * ni);
+            let mut t = scratch(nc, k * ni);
             Self::blockwise_product(&mut t, Accum::Replace, &rg, weight_t(w, ly).transpose(), k);
             if with_second {
-                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), Self::stack_w(v, ly).as_ref());
+                let vs = Self::stack_w(v, ly);
+                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), vs.as_ref());
+                recycle(vs);
             }
             let d1 = &c.d1[l - 1];
             let gwd2 = if with_second { c.gw_d2[l - 1].as_ref() } else { None };
@@ -314,8 +370,10 @@ impl ModelCurvature {
                     }
                 }
             }
-            rg = t;
+            recycle(std::mem::replace(&mut rg, t));
         }
+        recycle(rg);
+        rz.into_iter().chain(ra).for_each(recycle);
     }
 
     /// Empirical Fisher block product: (1/N) Σᵢ gᵢ (gᵢᵀ v).
