@@ -208,7 +208,7 @@ pub struct Compare;
 impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns.";
     fn inputs() -> Vec<PortSpec> {
         vec![summary_port().renamed("summaries").many(), eigenvalues_port().many().optional()]
@@ -252,6 +252,12 @@ impl StageKind for Compare {
                 let (_, desc) = read_eigenvalues(&e.read()?)?;
                 let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
                 plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
+                // With few members, each member's heuristic cutoff as a reference line.
+                if evs.len() <= 6 {
+                    if let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k]) {
+                        plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
+                    }
+                }
             }
             plot.write(ctx, "top_overlay")?;
         }

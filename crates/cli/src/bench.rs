@@ -66,7 +66,8 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         for (name, sizes) in [("W1 100→30→30→10", vec![100, 30, 30, 10]), ("W2 100→64→64→10", vec![100, 64, 64, 10])] {
             let (m, d) = net(sizes, 1000, 3);
             let p = m.num_params();
-            let t_fwd = time(20, || m.forward(d.x.as_ref()));
+            // Forward baseline: loss over the batch in the same parallel chunks as the gradient.
+            let t_fwd = time(20, || m.evaluate(d.x.as_ref(), &d.y));
             let t_grad = time(20, || m.loss_grad(d.x.as_ref(), &d.y));
             let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
             let v: Vec<f64> = (0..p).map(|i| (i as f64).sin()).collect();
