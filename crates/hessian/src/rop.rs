@@ -222,10 +222,21 @@ impl ModelCurvature {
         let k = v.ncols();
         let mut m = scratch(ni, k * no);
         for j in 0..k {
-            for o in 0..no {
-                let col = m.col_as_slice_mut(j * no + o);
-                for (i, x) in col.iter_mut().enumerate() {
-                    *x = v[(ly.w + o * ni + i, j)];
+            match v.col(j).try_as_col_major() {
+                // Row o of W⁽ʲ⁾ is contiguous in column j of V: copy it whole.
+                Some(vc) => {
+                    let vc = vc.as_slice();
+                    for o in 0..no {
+                        m.col_as_slice_mut(j * no + o).copy_from_slice(&vc[ly.w + o * ni..ly.w + (o + 1) * ni]);
+                    }
+                }
+                None => {
+                    for o in 0..no {
+                        let col = m.col_as_slice_mut(j * no + o);
+                        for (i, x) in col.iter_mut().enumerate() {
+                            *x = v[(ly.w + o * ni + i, j)];
+                        }
+                    }
                 }
             }
         }
