@@ -22,7 +22,9 @@ pub struct TrainParams {
     pub loss: LossKind,
     /// kaiming_uniform (PyTorch default), normal (init_std) or sphere (init_radius).
     pub init: Init,
+    /// Standard deviation of every parameter for init = "normal".
     pub init_std: f64,
+    /// Radius of the sphere for init = "sphere".
     pub init_radius: f64,
     /// Mini-batch size; 0 means full-batch gradient descent.
     pub batch_size: usize,

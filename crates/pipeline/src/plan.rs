@@ -245,7 +245,9 @@ impl Plan {
             }
         }
         if !file.diagnostics.is_empty() {
-            return Err(Error::Invalid(std::mem::take(&mut file.diagnostics)));
+            let mut d = std::mem::take(&mut file.diagnostics);
+            d.sort_by_key(|x| (x.line, x.column));
+            return Err(Error::Invalid(d));
         }
         // Expansion.
         let mut instances: Vec<PlannedInstance> = Vec::new();
