@@ -122,7 +122,7 @@ impl StageKind for Decomposition {
             let spec = OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![] };
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::msg)?;
             let dense =
-                if p.solver == "dense" { Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 16, &ctx.progress).0) } else { None };
+                if p.solver == "dense" { Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0) } else { None };
             ops.push((kind, b, dense));
         }
         let k = p.k.min(model.num_params());

@@ -180,7 +180,7 @@ impl StageKind for EigenStage {
                     Some(d) => d.matrix.clone(),
                     None => {
                         let cv = tg.curvature.as_ref().unwrap();
-                        Arc::new(materialize(tg.op.as_ref(), Some((cv, tg.index.as_deref())), 16, &ctx.progress).0)
+                        Arc::new(materialize(tg.op.as_ref(), Some((cv, tg.index.as_deref())), 8, &ctx.progress).0)
                     }
                 };
                 let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors };
