@@ -77,6 +77,7 @@ struct ChunkCache {
     /// σ'(z_l), and (G_{l+1} W_{l+1}) ⊙ σ''(z_l), for hidden layers.
     d1: Vec<Mat<f64>>,
     gw_d2: Vec<Option<Mat<f64>>>,
+    loss_sum: f64,
 }
 
 /// A curvature operator of a network's mean loss over a fixed set of samples.
@@ -126,15 +127,21 @@ impl ModelCurvature {
                         gw_d2.push(None);
                     }
                 }
-                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2 }
+                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum }
             })
             .collect();
+        // Loss and mean gradient from the cached passes (the signals are already divided by N),
+        // summed in chunk order like `Mlp::loss_grad`.
         let mut mean_grad = vec![0.0; model.num_params()];
         let mut loss = 0.0;
+        for c in &cache {
+            let mut part = vec![0.0; model.num_params()];
+            model.accumulate(data.x.as_ref().subrows(c.r0, c.r1 - c.r0), &c.fwd, &c.sig, &mut part);
+            mean_grad.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            loss += c.loss_sum;
+        }
         if n > 0 {
-            let (l, g) = model.loss_grad(data.x.as_ref(), &data.y);
-            mean_grad = g;
-            loss = l;
+            loss /= n as f64;
         }
         ModelCurvature { model, data, kind, layers, cache, mean_grad, loss, count: Counter::default() }
     }

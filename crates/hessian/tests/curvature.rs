@@ -246,3 +246,12 @@ fn parallel_and_sequential_application_agree_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn cached_loss_and_mean_gradient_equal_the_model_s_bit_for_bit() {
+    let (m, d) = case(19, vec![4, 7, 3], Activation::Tanh, LossKind::CrossEntropy, true, 600);
+    let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::GradientCovariance);
+    let (loss, grad) = m.loss_grad(d.x.as_ref(), &d.y);
+    assert_eq!(op.loss.to_bits(), loss.to_bits());
+    assert!(op.mean_gradient().iter().zip(&grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
