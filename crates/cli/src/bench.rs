@@ -9,6 +9,14 @@ use hesslab_model::*;
 use hesslab_pipeline::Progress;
 use std::time::Instant;
 
+/// println! that ends quietly when stdout is closed (e.g. piped into `head`).
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
     f(); // warm-up
     let t0 = Instant::now();
