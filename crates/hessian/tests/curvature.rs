@@ -255,3 +255,37 @@ fn cached_loss_and_mean_gradient_equal_the_model_s_bit_for_bit() {
     assert_eq!(op.loss.to_bits(), loss.to_bits());
     assert!(op.mean_gradient().iter().zip(&grad).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
+
+/// The `FaerLinOp` adapter lets faer's matrix-free solvers use our operators: conjugate
+/// gradient on (G + I) for a network's Gauss-Newton matrix, materialized as a dense operator.
+#[test]
+fn faer_conjugate_gradient_runs_on_our_operators() {
+    use faer::matrix_free::IdentityPrecond;
+    use faer::matrix_free::conjugate_gradient::{CgParams, conjugate_gradient, conjugate_gradient_scratch};
+    let (m, d) = case(20, vec![3, 5, 3], Activation::Tanh, LossKind::CrossEntropy, true, 50);
+    let mut g = dense(&m, &d, CurvatureKind::GaussNewton);
+    let p = g.nrows();
+    for i in 0..p {
+        g[(i, i)] += 1.0;
+    }
+    let op = FaerLinOp(Arc::new(DenseOperator::new(Arc::new(g.clone()), "G + I")));
+    let b = Mat::from_fn(p, 1, |i, _| (i as f64).sin());
+    let mut x = Mat::<f64>::zeros(p, 1);
+    let par = faer::Par::Seq;
+    let mut buf = faer::dyn_stack::MemBuffer::new(conjugate_gradient_scratch(IdentityPrecond { dim: p }, op.clone(), 1, par));
+    let params = CgParams { max_iters: 500, abs_tolerance: 0.0, rel_tolerance: 1e-12, ..Default::default() };
+    conjugate_gradient(
+        x.as_mut(),
+        IdentityPrecond { dim: p },
+        op,
+        b.as_ref(),
+        params,
+        |_| {},
+        par,
+        faer::dyn_stack::MemStack::new(&mut buf),
+    )
+    .unwrap();
+    let r = &g * &x - &b;
+    let rn = (0..p).map(|i| r[(i, 0)].powi(2)).sum::<f64>().sqrt();
+    assert!(rn < 1e-10, "residual {rn}");
+}
