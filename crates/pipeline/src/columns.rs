@@ -1,9 +1,6 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, UInt32Array,
-    UInt64Array,
-};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field};
 use std::sync::Arc;
 
@@ -18,12 +15,6 @@ pub fn u32_field(name: &str) -> Field {
 }
 pub fn u64_field(name: &str) -> Field {
     Field::new(name, DataType::UInt64, false)
-}
-pub fn i64_field(name: &str) -> Field {
-    Field::new(name, DataType::Int64, false)
-}
-pub fn bool_field(name: &str) -> Field {
-    Field::new(name, DataType::Boolean, false)
 }
 pub fn utf8_field(name: &str) -> Field {
     Field::new(name, DataType::Utf8, false)
@@ -53,12 +44,6 @@ pub fn u32_array(v: impl IntoIterator<Item = u32>) -> ArrayRef {
 }
 pub fn u64_array(v: impl IntoIterator<Item = u64>) -> ArrayRef {
     Arc::new(UInt64Array::from_iter_values(v))
-}
-pub fn i64_array(v: impl IntoIterator<Item = i64>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter_values(v))
-}
-pub fn bool_array(v: impl IntoIterator<Item = bool>) -> ArrayRef {
-    Arc::new(v.into_iter().map(Some).collect::<BooleanArray>())
 }
 pub fn utf8_array<S: AsRef<str>>(v: impl IntoIterator<Item = S>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
@@ -118,10 +103,6 @@ pub fn u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<u64>, String> {
     let a: &UInt64Array = col(batch, name)?;
     Ok(a.values().to_vec())
 }
-pub fn i64_values(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, String> {
-    let a: &Int64Array = col(batch, name)?;
-    Ok(a.values().to_vec())
-}
 pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, String> {
     let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
     let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
@@ -143,16 +124,6 @@ pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>,
         let v = a.value(i);
         let v = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
         out.push(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect());
-    }
-    Ok(out)
-}
-pub fn list_u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<u64>>, String> {
-    let a: &ListArray = col(batch, name)?;
-    let mut out = Vec::with_capacity(a.len());
-    for i in 0..a.len() {
-        let v = a.value(i);
-        let v = v.as_any().downcast_ref::<UInt64Array>().ok_or_else(|| format!("column `{name}` items are not UInt64"))?;
-        out.push(v.values().to_vec());
     }
     Ok(out)
 }

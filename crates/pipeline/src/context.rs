@@ -151,16 +151,6 @@ impl StageContext {
         write_file_atomic(&p, bytes)?;
         Ok(self.final_dir.join(name))
     }
-
-    /// Where this stage's files end up once it succeeds (for links in reports).
-    pub fn final_dir(&self) -> &Path {
-        &self.final_dir
-    }
-
-    /// Working directory of the running stage (files appear in `final_dir` on success).
-    pub fn work_dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {

@@ -2,7 +2,7 @@
 //! identical upstream work is shared, and "all members" inputs gather a sweep.
 use crate::config::{PipelineFile, StageDecl};
 use crate::registry::{DynStage, Registry};
-use crate::{Error, PortSpec, Result};
+use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -379,10 +379,6 @@ impl Plan {
             }
         }
         s
-    }
-
-    pub fn output_specs(&self, instance: usize) -> Vec<PortSpec> {
-        self.instances[instance].kind.outputs()
     }
 }
 

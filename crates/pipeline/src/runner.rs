@@ -50,10 +50,6 @@ impl RunReport {
     pub fn count(&self, o: StageOutcome) -> usize {
         self.instances.iter().filter(|i| i.outcome == o).count()
     }
-    /// Stage names that ran (for tests).
-    pub fn ran(&self) -> BTreeSet<String> {
-        self.instances.iter().filter(|i| i.outcome == StageOutcome::Ran).map(|i| format!("{}@{}", i.stage, i.members.join("+"))).collect()
-    }
 }
 
 pub struct Runner;
