@@ -85,7 +85,7 @@ pub fn subspace_overlap(u: &Mat<f64>, v: &Mat<f64>) -> f64 {
 impl StageKind for Decomposition {
     type Params = DecompositionParams;
     const KIND: &'static str = "decomposition";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Spectra of H, the Gauss-Newton term G and the residual R side by side; overlap of the top-k eigenspaces of H and G; size of R relative to H.";
     fn inputs() -> Vec<PortSpec> {
         vec![model_port(), dataset_port()]
@@ -117,12 +117,19 @@ impl StageKind for Decomposition {
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
-        let mut ops = Vec::new();
+        let mut ops: Vec<(CurvatureKind, hesslab_hessian::BuiltOperator, Option<Mat<f64>>)> = Vec::new();
         for kind in [CurvatureKind::Hessian, CurvatureKind::GaussNewton, CurvatureKind::Residual] {
             let spec = OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![] };
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::msg)?;
-            let dense =
-                if p.solver == "dense" { Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0) } else { None };
+            let dense = match (p.solver.as_str(), kind) {
+                // R = H − G exactly (tested to 1e-12): derive it rather than materialize a third time.
+                ("dense", CurvatureKind::Residual) => {
+                    let (h, g): (&Mat<f64>, &Mat<f64>) = (ops[0].2.as_ref().unwrap(), ops[1].2.as_ref().unwrap());
+                    Some(h - g)
+                }
+                ("dense", _) => Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0),
+                _ => None,
+            };
             ops.push((kind, b, dense));
         }
         let k = p.k.min(model.num_params());
