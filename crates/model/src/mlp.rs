@@ -149,8 +149,14 @@ impl Mlp {
     /// Mean loss and its gradient over the rows of `x` at parameters `w`, computed in fixed
     /// chunks in parallel and summed in chunk order.
     pub fn loss_grad_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>) {
+        let (loss, grad, _) = self.loss_grad_accuracy_at(w, x, y);
+        (loss, grad)
+    }
+
+    /// Mean loss, gradient and accuracy from one forward/backward pass.
+    pub fn loss_grad_accuracy_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>, f64) {
         let n = x.nrows();
-        let parts: Vec<(f64, Vec<f64>)> = chunks(n)
+        let parts: Vec<(f64, Vec<f64>, usize)> = chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
                 let xc = x.subrows(r0, r1 - r0);
@@ -163,18 +169,20 @@ impl Mlp {
                 let sig = self.backprop(w, &fwd, g);
                 let mut out = vec![0.0; w.len()];
                 self.accumulate(xc, &fwd, &sig, &mut out);
-                (le.loss_sum, out)
+                (le.loss_sum, out, le.correct)
             })
             .collect();
         let mut loss = 0.0;
+        let mut correct = 0;
         let mut grad = vec![0.0; w.len()];
-        for (l, g) in parts {
+        for (l, g, c) in parts {
             loss += l;
+            correct += c;
             for (a, b) in grad.iter_mut().zip(&g) {
                 *a += b;
             }
         }
-        (loss / n as f64, grad)
+        (loss / n as f64, grad, correct as f64 / n as f64)
     }
     pub fn loss_grad(&self, x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>) {
         self.loss_grad_at(&self.params, x, y)

@@ -125,8 +125,7 @@ pub fn train(
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
     let record = |model: &Mlp, step: usize, epoch: f64, log: &mut TrainLog| -> Result<(f64, f64), StageError> {
-        let (tl, g) = model.loss_grad(train.x.as_ref(), &train.y);
-        let (_, ta) = model.evaluate(train.x.as_ref(), &train.y);
+        let (tl, g, ta) = model.loss_grad_accuracy_at(&model.params, train.x.as_ref(), &train.y);
         let (vl, va) = if test.is_empty() { (f64::NAN, f64::NAN) } else { model.evaluate(test.x.as_ref(), &test.y) };
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !tl.is_finite() {
