@@ -29,7 +29,9 @@ pub struct DecompositionParams {
     pub k: usize,
     /// "dense": materialize H, G and R (all eigenvalues); "lanczos": matrix-free top-k.
     pub solver: String,
+    /// Samples the loss averages over: train, test or all.
     pub samples: SampleSet,
+    /// Seeded subset of samples (0 = all).
     pub max_samples: usize,
 }
 impl Default for DecompositionParams {
@@ -186,6 +188,7 @@ impl StageKind for Decomposition {
 pub struct ClassStructureParams {
     /// Top Hessian eigenvectors examined.
     pub k: usize,
+    /// Samples the loss averages over: train, test or all.
     pub samples: SampleSet,
 }
 impl Default for ClassStructureParams {

@@ -201,22 +201,76 @@ impl StageKind for SpectrumSummary {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct CompareParams {}
+pub struct CompareParams {
+    /// Titles of the sweep-key columns in table.md, e.g. {"train.batch_size" = "algorithm"}
+    /// (the Parquet table keeps the sweep keys as column names).
+    pub columns: BTreeMap<String, String>,
+    /// Display text of sweep values in table.md, keyed "key=value", e.g. {"train.batch_size=0" = "GD"}.
+    pub values: BTreeMap<String, String>,
+    /// Overlay of the connected eigenvalues: "top" (top 120 against rank, S18 Figs 2–4) or
+    /// "negative" (negative eigenvalues against rank from the smallest in % of P, Figs 5–6).
+    pub plot: OverlayKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlayKind {
+    #[default]
+    Top,
+    Negative,
+}
+
+/// table.md in the S18 Table 1 layout: one column per sweep key, then params, mean, std and
+/// the three outlier counts with the heuristic cutoff.
+fn markdown_table(p: &CompareParams, keys: &[String], inputs: &[hesslab_pipeline::InputArtifact], rows: &[Summary]) -> String {
+    let title = |k: &String| p.columns.get(k).cloned().unwrap_or_else(|| k.clone());
+    let mut head: Vec<String> = if keys.is_empty() { vec!["member".into()] } else { keys.iter().map(title).collect() };
+    head.extend(["params", "mean", "std", "gap", "ratio", "heuristic", "cutoff"].map(String::from));
+    let mut md = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for (i, r) in inputs.iter().zip(rows) {
+        let mut cells: Vec<String> = if keys.is_empty() {
+            vec![i.member.clone()]
+        } else {
+            keys.iter()
+                .map(|k| {
+                    let v = i.labels.get(k).cloned().unwrap_or_default();
+                    p.values.get(&format!("{k}={v}")).cloned().unwrap_or(v)
+                })
+                .collect()
+        };
+        // Partial spectra (Lanczos top-k): mean and std are over the returned eigenvalues only.
+        let mark = if r.num_eigenvalues < r.dim { "†" } else { "" };
+        cells.extend([
+            r.dim.to_string(),
+            format!("{:.2e}{mark}", r.mean),
+            format!("{:.2e}{mark}", r.std),
+            r.outliers_gap.to_string(),
+            r.outliers_ratio.to_string(),
+            r.outliers_heuristic.to_string(),
+            format!("{:.3e}", r.heuristic_cutoff),
+        ]);
+        md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    if rows.iter().any(|r| r.num_eigenvalues < r.dim) {
+        md.push_str("\n† over the returned eigenvalues only (a partial spectrum), not over all P.\n");
+    }
+    md
+}
 
 pub struct Compare;
 
 impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
-    const VERSION: u32 = 2;
-    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns.";
+    const VERSION: u32 = 3;
+    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns.";
     fn inputs() -> Vec<PortSpec> {
         vec![summary_port().renamed("summaries").many(), eigenvalues_port().many().optional()]
     }
     fn outputs() -> Vec<PortSpec> {
         vec![PortSpec::new("table", "member Utf8, one Utf8 column per sweep key, then the summary columns", vec![utf8_field("member")])]
     }
-    fn run(_p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
+    fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let inputs = ctx.inputs("summaries").to_vec();
         let mut rows = Vec::new();
         let mut keys: Vec<String> = Vec::new();
@@ -234,23 +288,31 @@ impl StageKind for Compare {
         }
         let b = summaries_batch(&rows, leading)?;
         ctx.write("table", b, &BTreeMap::new())?;
-        let mut md = String::from(
-            "| member | params | outliers gap | ratio | heuristic | cutoff | mean | std |\n|---|---|---|---|---|---|---|---|\n",
-        );
-        for (i, r) in inputs.iter().zip(&rows) {
-            md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.3e} | {:.3e} | {:.3e} |\n",
-                i.member, r.dim, r.outliers_gap, r.outliers_ratio, r.outliers_heuristic, r.heuristic_cutoff, r.mean, r.std
-            ));
+        let unknown: Vec<&String> = p.columns.keys().filter(|k| !keys.contains(k)).collect();
+        if !unknown.is_empty() {
+            return Err(StageError::msg(format!("`columns` names {unknown:?}, which are not sweep keys; the sweep keys are {keys:?}")));
         }
+        let md = markdown_table(p, &keys, &inputs, &rows);
         ctx.write_file("table.md", md.as_bytes())?;
-        // Top eigenvalues of every member on one rank plot, with each member's cutoff (Figs 2–4).
+        // Eigenvalues of every member on one rank plot, with each member's cutoff (Figs 2–6).
         let evs = ctx.inputs("eigenvalues").to_vec();
         if !evs.is_empty() {
-            let mut plot = crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue");
+            let mut plot = match p.plot {
+                OverlayKind::Top => crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue"),
+                OverlayKind::Negative => {
+                    crate::plots::Plot::new("Negative eigenvalues across members", "rank from the smallest, % of P", "eigenvalue")
+                }
+            };
             for e in &evs {
-                let (_, desc) = read_eigenvalues(&e.read()?)?;
+                let a = e.read()?;
+                let (_, desc) = read_eigenvalues(&a)?;
                 let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
+                if p.plot == OverlayKind::Negative {
+                    let dim = a.meta("dim").and_then(|s| s.parse::<f64>().ok()).unwrap_or(desc.len() as f64);
+                    let neg = desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / dim, v));
+                    plot = plot.line(&label, neg.collect());
+                    continue;
+                }
                 plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
                 // With few members, each member's heuristic cutoff as a reference line.
                 if evs.len() <= 6 {
@@ -259,7 +321,8 @@ impl StageKind for Compare {
                     }
                 }
             }
-            plot.write(ctx, "top_overlay")?;
+            let name = if p.plot == OverlayKind::Top { "top_overlay" } else { "negative_overlay" };
+            plot.write(ctx, name)?;
         }
         Ok(())
     }

@@ -259,9 +259,13 @@ pub struct SlqStageParams {
     pub grid: usize,
     /// Also estimate the number of eigenvalues above this threshold (null = skip).
     pub count_above: Option<f64>,
+    /// Operator: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
     pub operator: CurvatureKind,
+    /// Samples the loss averages over: train, test or all.
     pub samples: SampleSet,
+    /// Seeded subset of samples (0 = all).
     pub max_samples: usize,
+    /// Restrict to these tensors (empty = all parameters).
     pub tensors: Vec<String>,
 }
 
@@ -358,9 +362,13 @@ impl StageKind for SlqStage {
 pub struct TraceParams {
     /// Operator-vector products per estimator.
     pub probes: usize,
+    /// Operator: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
     pub operator: CurvatureKind,
+    /// Samples the loss averages over: train, test or all.
     pub samples: SampleSet,
+    /// Seeded subset of samples (0 = all).
     pub max_samples: usize,
+    /// Restrict to these tensors (empty = all parameters).
     pub tensors: Vec<String>,
 }
 
