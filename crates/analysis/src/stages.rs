@@ -87,7 +87,7 @@ pub fn subspace_overlap(u: &Mat<f64>, v: &Mat<f64>) -> f64 {
 impl StageKind for Decomposition {
     type Params = DecompositionParams;
     const KIND: &'static str = "decomposition";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Spectra of H, the Gauss-Newton term G and the residual R side by side; overlap of the top-k eigenspaces of H and G; size of R relative to H.";
     fn inputs() -> Vec<PortSpec> {
         vec![model_port(), dataset_port()]
@@ -101,8 +101,8 @@ impl StageKind for Decomposition {
             ),
             PortSpec::new(
                 "decomposition",
-                "one row: k, overlap_top_k (‖U_HᵀU_G‖²_F/k), residual_norm_ratio (‖R‖/‖H‖, spectral), residual_fro_ratio (dense only, else NaN)",
-                vec![u64_field("k"), f64_field("overlap_top_k"), f64_field("residual_norm_ratio"), f64_field("residual_fro_ratio")],
+                "one row: k, overlap_top_k (‖U_HᵀU_G‖²_F/k), residual_norm_ratio (‖R‖/‖H‖, spectral), residual_fro_ratio (dense only, else null)",
+                vec![u64_field("k"), f64_field("overlap_top_k"), f64_field("residual_norm_ratio"), f64_null_field("residual_fro_ratio")],
             ),
         ]
     }
@@ -142,9 +142,10 @@ impl StageKind for Decomposition {
         let hmax = h_vals.iter().fold(0.0f64, |a, b| a.max(b.abs()));
         let rmax = r_vals.iter().fold(0.0f64, |a, b| a.max(b.abs()));
         let fro = |m: &Mat<f64>| (0..m.ncols()).map(|j| (0..m.nrows()).map(|i| m[(i, j)].powi(2)).sum::<f64>()).sum::<f64>().sqrt();
+        // Frobenius norms need the dense matrices: null (not NaN) with the lanczos solver.
         let fro_ratio = match (&ops[2].2, &ops[0].2) {
-            (Some(r), Some(h)) => fro(r) / fro(h),
-            _ => f64::NAN,
+            (Some(r), Some(h)) => Some(fro(r) / fro(h)),
+            _ => None,
         };
         // Descending order for every operator.
         let mut rows: Vec<(&str, u32, f64)> = Vec::new();
@@ -165,8 +166,8 @@ impl StageKind for Decomposition {
         ctx.write(
             "decomposition",
             batch(
-                vec![u64_field("k"), f64_field("overlap_top_k"), f64_field("residual_norm_ratio"), f64_field("residual_fro_ratio")],
-                vec![u64_array([k as u64]), f64_array([overlap]), f64_array([rmax / hmax]), f64_array([fro_ratio])],
+                vec![u64_field("k"), f64_field("overlap_top_k"), f64_field("residual_norm_ratio"), f64_null_field("residual_fro_ratio")],
+                vec![u64_array([k as u64]), f64_array([overlap]), f64_array([rmax / hmax]), f64_opt_array([fro_ratio])],
             )?,
             &BTreeMap::new(),
         )?;

@@ -163,7 +163,7 @@ impl StageKind for SpectrumSummary {
     type Params = SummaryParams;
     const KIND: &'static str = "spectrum_summary";
     const VERSION: u32 = 3;
-    const DOC: &'static str = "Counts of positive/negative/near-zero eigenvalues, mean/std/min/max, and the outlier count by largest gap, largest ratio and elbow threshold (S18 Table 1); plots of the ordered spectrum, the top eigenvalues, the histogram and the negative tail.";
+    const DOC: &'static str = "Counts of positive/negative/near-zero eigenvalues, mean/std/min/max, and the outlier count by largest gap, largest ratio and elbow threshold (S18 Table 1); plots of the ordered spectrum, the top eigenvalues, the histogram and the negative tail. On a partial spectrum (Lanczos/power top-k) everything covers the returned eigenvalues only (num_eigenvalues < dim says so).";
     fn inputs() -> Vec<PortSpec> {
         vec![eigenvalues_port()]
     }
