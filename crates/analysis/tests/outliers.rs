@@ -44,3 +44,25 @@ fn summary_counts_signs_and_moments() {
     assert_eq!(s.max, 3.0);
     assert_eq!(s.min, -0.5);
 }
+
+/// The same counters on matrices: A = Q diag(planted) Qᵀ with a random orthogonal Q, through
+/// faer's dense self-adjoint solver (the path the pipelines take), must still give k.
+#[test]
+fn counters_find_k_outliers_on_matrices_built_with_k() {
+    let n = 400;
+    for k in [2, 5, 10, 20] {
+        let v = planted(k, n, 100 + k as u64);
+        let mut rng = Rng::new(7 + k as u64);
+        let g = faer::Mat::<f64>::from_fn(n, n, |_, _| rng.normal());
+        let q = g.qr().compute_Q();
+        let a = &q * faer::Mat::<f64>::from_fn(n, n, |i, j| if i == j { v[i] } else { 0.0 }) * q.transpose();
+        let mut ev = a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+        ev.reverse();
+        for (x, y) in ev.iter().zip(&v) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+        let c = count_outliers(&ev, 120, None);
+        assert_eq!(c.ratio, k, "k = {k}: {c:?}");
+        assert!(c.heuristic.abs_diff(k) <= 1, "k = {k}: {c:?}");
+    }
+}
