@@ -270,6 +270,19 @@ impl StageKind for Compare {
     fn outputs() -> Vec<PortSpec> {
         vec![PortSpec::new("table", "member Utf8, one Utf8 column per sweep key, then the summary columns", vec![utf8_field("member")])]
     }
+    fn check_sweep(p: &Self::Params, sweep_keys: &[String]) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        for k in p.columns.keys().filter(|k| !sweep_keys.contains(k)) {
+            let hint = hesslab_pipeline::nearest(k, sweep_keys.iter().map(|s| s.as_str())).map(|s| format!(" (did you mean `{s}`?)"));
+            e.push(("columns".into(), format!("`{k}` is not a sweep key{}; the sweep keys are {sweep_keys:?}", hint.unwrap_or_default())));
+        }
+        for k in p.values.keys() {
+            if !sweep_keys.iter().any(|s| k.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('='))) {
+                e.push(("values".into(), format!("`{k}` is not \"sweep key=value\"; the sweep keys are {sweep_keys:?}")));
+            }
+        }
+        e
+    }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let inputs = ctx.inputs("summaries").to_vec();
         let mut rows = Vec::new();

@@ -21,7 +21,7 @@ pub use error::{Error, Result, StageError};
 pub use plan::{Plan, PlannedInstance};
 pub use port::{PortSpec, check_schema, type_name as port_type_name};
 pub use progress::Progress;
-pub use registry::{DynStage, Registry, StageKind};
+pub use registry::{DynStage, Registry, StageKind, nearest};
 pub use runner::{RunOptions, RunReport, Runner, StageOutcome};
 
 /// The version string written into every artifact's metadata.

@@ -228,6 +228,15 @@ impl Plan {
                 }
             }
         }
+        // Gathering stages may refer to sweep keys (e.g. compare's column titles).
+        let sweep_keys: Vec<String> = sweep_ok.iter().map(|(st, pa, _)| format!("{st}.{pa}")).collect();
+        for s in &aggregate {
+            if let Ok(resolved) = kinds[s].resolve(&params[s]) {
+                for (k, m) in kinds[s].check_sweep(&resolved, &sweep_keys) {
+                    file.diag(&["stages", s, &k], m);
+                }
+            }
+        }
         let members = expand_members(&sweep_ok);
         if members.len() > 1 {
             for s in &aggregate {

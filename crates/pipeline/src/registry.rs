@@ -22,6 +22,11 @@ pub trait StageKind: Send + Sync + 'static {
     fn check(_params: &Self::Params) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Checks of a gathering stage's parameters against the pipeline's sweep keys
+    /// ("stage.param"), run at validation time like `check`.
+    fn check_sweep(_params: &Self::Params, _sweep_keys: &[String]) -> Vec<(String, String)> {
+        Vec::new()
+    }
     fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -36,6 +41,8 @@ pub trait DynStage: Send + Sync {
     fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
     /// JSON schema of the parameters (types, defaults, docs).
     fn params_schema(&self) -> serde_json::Value;
+    /// `StageKind::check_sweep` on already resolved parameters.
+    fn check_sweep(&self, params: &serde_json::Value, sweep_keys: &[String]) -> Vec<(String, String)>;
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -95,6 +102,12 @@ impl<S: StageKind> DynStage for Adapter<S> {
                 }
                 Err(errs)
             }
+        }
+    }
+    fn check_sweep(&self, params: &serde_json::Value, sweep_keys: &[String]) -> Vec<(String, String)> {
+        match serde_json::from_value::<S::Params>(params.clone()) {
+            Ok(p) => S::check_sweep(&p, sweep_keys),
+            Err(_) => Vec::new(), // reported by `resolve`
         }
     }
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError> {
