@@ -260,10 +260,9 @@ eigenvalues = "eigen.eigenvalues[*]"
     let mut bs = utf8_values(&t.batch, "train.batch_size").unwrap();
     bs.sort();
     assert_eq!(bs, vec!["0", "0", "16", "16"]);
-    // A title for a key that is not swept is an error naming the sweep keys.
+    // A title for a key that is not swept is a validation error naming the sweep keys.
     std::fs::write(&file, toml("columns = { \"train.lr\" = \"step size\" }")).unwrap();
-    let plan = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).unwrap();
-    let err = Runner::run(&plan, &RunOptions::default()).unwrap_err().to_string();
+    let err = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("train.lr") && err.contains("data.classes") && err.contains("train.batch_size"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -328,10 +328,10 @@ impl StageKind for Compare {
                 }
                 plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
                 // With few members, each member's heuristic cutoff as a reference line.
-                if evs.len() <= 6 {
-                    if let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k]) {
-                        plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
-                    }
+                if evs.len() <= 6
+                    && let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k])
+                {
+                    plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
                 }
             }
             let name = if p.plot == OverlayKind::Top { "top_overlay" } else { "negative_overlay" };

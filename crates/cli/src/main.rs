@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner, StageOutcome};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -78,7 +78,7 @@ macro_rules! out {
     }};
 }
 
-fn load(file: &PathBuf, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
+fn load(file: &Path, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
     let mut pf = PipelineFile::load(file, set)?;
     if let Some(o) = out {
         pf.out = o.clone();

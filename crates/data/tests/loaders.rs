@@ -87,8 +87,8 @@ fn labels_at_or_above_num_classes_are_rejected() {
     let d = tmp("labels");
     let mut ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 2, samples: 30, ..Default::default() }, 1);
     ds.y[4] = 7;
-    let mut ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port()]);
-    ds.write(&mut ctx, "dataset").unwrap();
+    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port()]);
+    ds.write(&ctx, "dataset").unwrap();
     let a = read_artifact(&d.join("dataset.parquet"), None).unwrap();
     let e = Dataset::from_artifact(&a).unwrap_err().to_string();
     assert!(e.contains("column `y` row 4: label 7 ≥ num_classes 3"), "{e}");

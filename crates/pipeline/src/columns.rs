@@ -53,7 +53,7 @@ pub fn utf8_opt_array(v: impl IntoIterator<Item = Option<String>>) -> ArrayRef {
 }
 /// Rows of width `n` from a flat row-major buffer.
 pub fn fixed_f64_array(flat: &[f64], n: usize) -> ArrayRef {
-    let rows = if n == 0 { 0 } else { flat.len() / n };
+    let rows = flat.len().checked_div(n).unwrap_or(0);
     let mut b = FixedSizeListBuilder::with_capacity(Float64Builder::with_capacity(flat.len()), n as i32, rows)
         .with_field(Arc::new(Field::new("item", DataType::Float64, false)));
     for r in 0..rows {

@@ -261,14 +261,15 @@ fn execute(
     };
     if !forced {
         let entry = lock.lock().unwrap().stages.get(&lock_id).cloned();
-        if let Some(e) = entry {
-            if e.key == key && outputs_intact(&dir, &e.outputs) {
-                link_members(plan, id, &dir)?;
-                if show {
-                    eprintln!("  skipped  {label} (up to date)");
-                }
-                return Ok((e.outputs, StageOutcome::Skipped, 0.0));
+        if let Some(e) = entry
+            && e.key == key
+            && outputs_intact(&dir, &e.outputs)
+        {
+            link_members(plan, id, &dir)?;
+            if show {
+                eprintln!("  skipped  {label} (up to date)");
             }
+            return Ok((e.outputs, StageOutcome::Skipped, 0.0));
         }
     }
     if show {
