@@ -100,6 +100,10 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
                     t_hvp * 1e3,
                     t_grad * 1e3
                 );
+                // A one-off HVP pays for the cached forward/backward pass too (what an autodiff
+                // framework's jvp(grad) does every time).
+                let t_once = time(10, || ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian).apply_vec(&v));
+                println!("  one-off HVP (build + apply) / gradient time {:.2}  ({:.2} ms)", t_once / t_grad, t_once * 1e3);
             }
             if want("train") {
                 println!(
