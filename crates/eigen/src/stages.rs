@@ -91,6 +91,7 @@ pub enum Solver {
     Power,
 }
 
+hesslab_hessian::operator_params! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EigenParams {
@@ -110,14 +111,7 @@ pub struct EigenParams {
     pub max_dim: usize,
     /// lanczos: wall-clock cap in seconds, after which it stops with an error.
     pub max_seconds: f64,
-    /// Operator when built from model + dataset: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
-    pub operator: CurvatureKind,
-    /// train, test or all.
-    pub samples: SampleSet,
-    /// Seeded subset of samples (0 = all).
-    pub max_samples: usize,
-    /// Restrict to these tensors (empty = all parameters).
-    pub tensors: Vec<String>,
+}
 }
 
 impl Default for EigenParams {
@@ -136,12 +130,6 @@ impl Default for EigenParams {
             max_samples: 0,
             tensors: vec![],
         }
-    }
-}
-
-impl EigenParams {
-    fn spec(&self) -> OperatorSpec {
-        OperatorSpec { operator: self.operator, samples: self.samples, max_samples: self.max_samples, tensors: self.tensors.clone() }
     }
 }
 
@@ -246,6 +234,7 @@ pub fn read_eigenvalues(a: &Artifact) -> Result<(Vec<u32>, Vec<f64>), StageError
     Ok(pairs.into_iter().unzip())
 }
 
+hesslab_hessian::operator_params! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlqStageParams {
@@ -259,14 +248,7 @@ pub struct SlqStageParams {
     pub grid: usize,
     /// Also estimate the number of eigenvalues above this threshold (null = skip).
     pub count_above: Option<f64>,
-    /// Operator: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
-    pub operator: CurvatureKind,
-    /// Samples the loss averages over: train, test or all.
-    pub samples: SampleSet,
-    /// Seeded subset of samples (0 = all).
-    pub max_samples: usize,
-    /// Restrict to these tensors (empty = all parameters).
-    pub tensors: Vec<String>,
+}
 }
 
 impl Default for SlqStageParams {
@@ -315,7 +297,7 @@ impl StageKind for SlqStage {
         e
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
-        let spec = OperatorSpec { operator: p.operator, samples: p.samples, max_samples: p.max_samples, tensors: p.tensors.clone() };
+        let spec = p.spec();
         let tg = target(ctx, &spec)?;
         let r = StochasticLanczosQuadrature::run(
             tg.op.as_ref(),
@@ -357,19 +339,13 @@ impl StageKind for SlqStage {
     }
 }
 
+hesslab_hessian::operator_params! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceParams {
     /// Operator-vector products per estimator.
     pub probes: usize,
-    /// Operator: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
-    pub operator: CurvatureKind,
-    /// Samples the loss averages over: train, test or all.
-    pub samples: SampleSet,
-    /// Seeded subset of samples (0 = all).
-    pub max_samples: usize,
-    /// Restrict to these tensors (empty = all parameters).
-    pub tensors: Vec<String>,
+}
 }
 
 impl Default for TraceParams {
@@ -396,7 +372,7 @@ impl StageKind for TraceStage {
         if p.probes < 3 { vec![("probes".into(), "probes must be ≥ 3".into())] } else { vec![] }
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
-        let spec = OperatorSpec { operator: p.operator, samples: p.samples, max_samples: p.max_samples, tensors: p.tensors.clone() };
+        let spec = p.spec();
         let tg = target(ctx, &spec)?;
         let mut rows = vec![hutchinson(tg.op.as_ref(), p.probes, ctx.seed), hutch_plus_plus(tg.op.as_ref(), p.probes, ctx.seed ^ 1)];
         if let Some(d) = &tg.dense {

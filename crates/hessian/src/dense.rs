@@ -1,5 +1,4 @@
 //! Dense materialization of curvature operators, and the `curvature_dense` stage.
-use crate::spec::OperatorSpec;
 use crate::{LinearOperator, ModelCurvature};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
@@ -167,20 +166,14 @@ pub fn read_matrix_input(ctx: &StageContext, port: &str) -> Result<DenseMatrix, 
     read_matrix(&input.read()?)
 }
 
+crate::operator_params! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CurvatureDenseParams {
-    /// hessian, gauss_newton, residual, empirical_fisher or gradient_covariance.
-    pub operator: crate::CurvatureKind,
-    /// Which samples the loss averages over: train, test or all.
-    pub samples: crate::SampleSet,
-    /// Use a seeded subset of this many samples (0 = all).
-    pub max_samples: usize,
-    /// Restrict to these tensors (e.g. ["layers.1.weight"]); empty = all parameters.
-    pub tensors: Vec<String>,
     /// Columns per block (each block is one batched R-operator pass; 8 measured fastest here, small
     /// blocks keep the temporaries in cache).
     pub block_size: usize,
+}
 }
 
 impl Default for CurvatureDenseParams {
@@ -192,12 +185,6 @@ impl Default for CurvatureDenseParams {
             tensors: vec![],
             block_size: 8,
         }
-    }
-}
-
-impl CurvatureDenseParams {
-    pub fn spec(&self) -> OperatorSpec {
-        OperatorSpec { operator: self.operator, samples: self.samples, max_samples: self.max_samples, tensors: self.tensors.clone() }
     }
 }
 

@@ -32,6 +32,38 @@ impl Default for OperatorSpec {
     }
 }
 
+/// Declares a stage parameter struct with the four operator fields (`operator`, `samples`,
+/// `max_samples`, `tensors`) appended, and its `spec()`. Why a macro: the fields must stay flat
+/// in the TOML, and serde's `flatten` does not combine with `deny_unknown_fields`.
+#[macro_export]
+macro_rules! operator_params {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Operator: hessian, gauss_newton, residual, empirical_fisher, gradient_covariance.
+            pub operator: $crate::CurvatureKind,
+            /// Samples the loss averages over: train, test or all.
+            pub samples: $crate::SampleSet,
+            /// Seeded random subset of this many samples (0 = all).
+            pub max_samples: usize,
+            /// Restrict to these tensors (e.g. ["layers.1.weight"]); empty = all parameters.
+            pub tensors: Vec<String>,
+        }
+        impl $name {
+            /// The operator these parameters describe.
+            pub fn spec(&self) -> $crate::OperatorSpec {
+                $crate::OperatorSpec {
+                    operator: self.operator,
+                    samples: self.samples,
+                    max_samples: self.max_samples,
+                    tensors: self.tensors.clone(),
+                }
+            }
+        }
+    };
+}
+
 /// An operator ready to apply, with what it was built from.
 pub struct BuiltOperator {
     pub op: Arc<dyn LinearOperator>,
