@@ -1,11 +1,13 @@
 """The same measurements as `hesslab bench --only hvp --only dense`, done the JAX way
 (google/spectral-density and most JAX Hessian code use jvp-of-grad), on the same networks:
-W1 = 100→30→30→10 and W2 = 100→64→64→10, tanh (as in the bench), softmax cross-entropy, N = 1000, float64.
+W1 = 100→30→30→10 and W2 = 100→64→64→10, tanh or relu (argv[1], as `--activation` of the
+bench), softmax cross-entropy, N = 1000, float64.
 
 Timings are wall-clock medians (gradient, HVP) or best-of (dense Hessian) after a compiling
 warm-up, like hesslab's bench. Run by scripts/compare_jax.sh; not part of the test suite.
 """
 import json
+import sys
 import time
 
 import jax
@@ -37,14 +39,14 @@ def unflatten(flat, sizes):
     return out
 
 
-def make_loss(sizes, x, y):
+def make_loss(sizes, x, y, act):
     def loss(flat):
         h = x
         layers = unflatten(flat, sizes)
         for j, (w, b) in enumerate(layers):
             h = h @ w.T + b
             if j < len(layers) - 1:
-                h = jnp.tanh(h)
+                h = act(h)
         logp = jax.nn.log_softmax(h)
         return -jnp.mean(logp[jnp.arange(x.shape[0]), y])
 
@@ -71,7 +73,9 @@ def best_time(f, reps):
 
 
 def main():
-    results = {"jax": jax.__version__, "devices": str(jax.devices()), "threads_note": "XLA CPU default"}
+    activation = sys.argv[1] if len(sys.argv) > 1 else "tanh"
+    act = {"tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
+    results = {"jax": jax.__version__, "devices": str(jax.devices()), "activation": activation}
     for name, sizes in [("W1", [100, 30, 30, 10]), ("W2", [100, 64, 64, 10])]:
         key = jax.random.PRNGKey(3)
         kx, ky, kp = jax.random.split(key, 3)
@@ -79,7 +83,7 @@ def main():
         y = jax.random.randint(ky, (1000,), 0, sizes[-1])
         w = flatten(init(sizes, kp))
         p = w.shape[0]
-        loss = make_loss(sizes, x, y)
+        loss = make_loss(sizes, x, y, act)
         grad = jax.jit(jax.grad(loss))
         v = jnp.sin(jnp.arange(p, dtype=jnp.float64))
         hvp = jax.jit(lambda w, v: jax.jvp(jax.grad(loss), (w,), (v,))[1])

@@ -49,11 +49,11 @@ fn gemm_rate(n: usize, k: usize, m: usize) -> f64 {
     2.0 * (n * k * m) as f64 / t
 }
 
-fn net(sizes: Vec<usize>, n: usize, seed: u64) -> (Mlp, Split) {
+fn net(sizes: Vec<usize>, n: usize, seed: u64, activation: Activation) -> (Mlp, Split) {
     let k = *sizes.last().unwrap();
     let ds =
         GaussianMixture::generate(&MixtureParams { classes: k, dim: sizes[0], samples: n, test_fraction: 0.0, ..Default::default() }, seed);
-    let arch = Architecture { sizes, activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
+    let arch = Architecture { sizes, activation, bias: true, loss: LossKind::CrossEntropy };
     (initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed), ds.train())
 }
 
@@ -79,12 +79,12 @@ fn peak_rss_gib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
+pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Result<()> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
-    println!("hesslab bench ({} threads{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });
+    println!("hesslab bench ({} threads, {activation:?} networks{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });
     if want("hvp") || want("dense") || want("train") {
         for (name, sizes) in [("W1 100→30→30→10", vec![100, 30, 30, 10]), ("W2 100→64→64→10", vec![100, 64, 64, 10])] {
-            let (m, d) = net(sizes, 1000, 3);
+            let (m, d) = net(sizes, 1000, 3, activation);
             let p = m.num_params();
             // Forward baseline: loss over the batch in the same parallel chunks as the gradient.
             let t_fwd = time(20, || m.evaluate(d.x.as_ref(), &d.y));
@@ -135,7 +135,7 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
     }
     if want("dense20k") && !quick {
         // Peak memory of a dense Hessian with P ≈ 20 000 (bound: 1.5 × 8·P² plus the data).
-        let (m, d) = net(vec![100, 100, 100, 10], 1000, 3);
+        let (m, d) = net(vec![100, 100, 100, 10], 1000, 3, activation);
         let p = m.num_params();
         let op = ModelCurvature::new(m, d, CurvatureKind::Hessian);
         let t0 = Instant::now();
@@ -194,7 +194,7 @@ pub fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         }
     }
     if want("slq") {
-        let (m, d) = net(if quick { vec![784, 64, 64, 10] } else { vec![784, 512, 512, 10] }, 1000, 5);
+        let (m, d) = net(if quick { vec![784, 64, 64, 10] } else { vec![784, 512, 512, 10] }, 1000, 5, activation);
         let op = ModelCurvature::new(m.clone(), d, CurvatureKind::Hessian);
         let steps = if quick { 20 } else { 40 };
         let t0 = Instant::now();

@@ -67,6 +67,9 @@ enum Cmd {
         /// Only these benchmarks (hvp, dense, eigen, lanczos, slq, train).
         #[arg(long)]
         only: Vec<String>,
+        /// Hidden-layer nonlinearity of the benchmark networks: tanh (default) or relu.
+        #[arg(long, default_value = "tanh")]
+        activation: String,
     },
 }
 
@@ -127,7 +130,14 @@ fn real_main() -> Result<()> {
             out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
         }
         Cmd::Dag { file, set } => out!("{}", load(&file, &set, None)?.describe().trim_end()),
-        Cmd::Bench { quick, only } => hesslab::bench::run(quick, &only)?,
+        Cmd::Bench { quick, only, activation } => {
+            let act = match activation.as_str() {
+                "tanh" => hesslab_model::Activation::Tanh,
+                "relu" => hesslab_model::Activation::Relu,
+                other => anyhow::bail!("--activation {other}: expected tanh or relu"),
+            };
+            hesslab::bench::run(quick, &only, act)?
+        }
     }
     Ok(())
 }
