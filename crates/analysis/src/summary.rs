@@ -301,9 +301,9 @@ impl StageKind for Compare {
         }
         let b = summaries_batch(&rows, leading)?;
         ctx.write("table", b, &BTreeMap::new())?;
-        let unknown: Vec<&String> = p.columns.keys().filter(|k| !keys.contains(k)).collect();
-        if !unknown.is_empty() {
-            return Err(StageError::msg(format!("`columns` names {unknown:?}, which are not sweep keys; the sweep keys are {keys:?}")));
+        // Validation already ran this against the plan's sweep keys; standalone runs get it here.
+        if let Some((key, m)) = Self::check_sweep(p, &keys).into_iter().next() {
+            return Err(StageError::msg(format!("`{key}`: {m}")));
         }
         let md = markdown_table(p, &keys, &inputs, &rows);
         ctx.write_file("table.md", md.as_bytes())?;
