@@ -233,30 +233,26 @@ fn read_csv(path: &str) -> Result<Table, StageError> {
     Ok(Table { names, cols })
 }
 
+/// The values of a numeric column of type `T` as text (nulls as ""), or None for another type.
+fn primitive_strings<T: arrow_array::ArrowPrimitiveType>(c: &dyn arrow_array::Array) -> Option<Vec<String>>
+where
+    T::Native: ToString,
+{
+    arrow_array::cast::AsArray::as_primitive_opt::<T>(c).map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
+}
+
 fn read_parquet_table(path: &str) -> Result<Table, StageError> {
     let a = hesslab_pipeline::read_artifact(std::path::Path::new(path), None)?;
     let mut names = Vec::new();
     let mut cols = Vec::new();
     for (i, f) in a.batch.schema().fields().iter().enumerate() {
         let c = a.batch.column(i);
-        let cast = arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float64Type>(c.as_ref())
-            .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>())
-            .or_else(|| {
-                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(c.as_ref())
-                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
-            })
-            .or_else(|| {
-                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int32Type>(c.as_ref())
-                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
-            })
-            .or_else(|| {
-                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::UInt32Type>(c.as_ref())
-                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
-            })
-            .or_else(|| {
-                arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Float32Type>(c.as_ref())
-                    .map(|x| x.iter().map(|v| v.map(|v| v.to_string()).unwrap_or_default()).collect())
-            })
+        use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type};
+        let cast = primitive_strings::<Float64Type>(c.as_ref())
+            .or_else(|| primitive_strings::<Int64Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<Int32Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<UInt32Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<Float32Type>(c.as_ref()))
             .or_else(|| columns::utf8_values(&a.batch, f.name()).ok());
         if let Some(v) = cast {
             names.push(f.name().clone());

@@ -125,3 +125,29 @@ mod loaders_params {
         serde_json::from_value(serde_json::json!({"path": p})).unwrap()
     }
 }
+
+#[test]
+fn table_loader_reads_parquet_with_mixed_numeric_types() {
+    use arrow_array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let d = tmp("table-parquet");
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("a", Arc::new(Float64Array::from(vec![1.5, 3.0, 5.0, 7.0, 9.0, 2.0]))),
+        ("b", Arc::new(Float32Array::from(vec![2.0f32, 4.0, 6.0, 8.0, 1.0, 3.0]))),
+        ("label", Arc::new(Int64Array::from(vec![0i64, 1, 0, 1, 0, 1]))),
+    ];
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let path = d.join("t.parquet");
+    hesslab_pipeline::write_batches_atomic(&path, batch.schema(), &[batch], &BTreeMap::new()).unwrap();
+    let mut p = loaders_params::table(&path);
+    p.test_fraction = 0.0;
+    let ds = run::<TableImport>(&p, &d).unwrap();
+    assert_eq!((ds.dim, ds.num_classes, ds.len()), (2, 2, 6));
+    assert_eq!(ds.feature_names, vec!["a", "b"]);
+    // Every (a, b, label) row of the file is a row of the dataset (rows may be reordered).
+    let rows = [(1.5, 2.0, 0), (3.0, 4.0, 1), (5.0, 6.0, 0), (7.0, 8.0, 1), (9.0, 1.0, 0), (2.0, 3.0, 1)];
+    for i in 0..ds.len() {
+        let r = (ds.x[2 * i], ds.x[2 * i + 1], ds.y[i]);
+        assert!(rows.contains(&r), "row {i}: {r:?}");
+    }
+}
