@@ -1,6 +1,7 @@
 //! `hesslab`: run, validate and inspect Hessian-analysis pipelines.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use hesslab_pipeline::resources::parse_bytes;
 use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner, StageOutcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +39,11 @@ enum Cmd {
         /// Print stage progress even when stderr is not a terminal.
         #[arg(short, long)]
         verbose: bool,
+        /// Memory stages may use, e.g. 16G (default: what the machine has available at the
+        /// start); `unlimited` turns the check off. A stage whose estimate (see `hesslab dag`)
+        /// exceeds it fails before allocating.
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
     /// Check a pipeline without running it; reports every problem at once.
     Validate {
@@ -92,10 +98,15 @@ fn load(file: &Path, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { file, out, force, only, from, jobs, set, verbose } => {
+        Cmd::Run { file, out, force, only, from, jobs, set, verbose, max_memory } => {
+            let max_memory = match max_memory.as_deref() {
+                None => None,
+                Some("unlimited") => Some(u64::MAX),
+                Some(s) => Some(parse_bytes(s).map_err(|m| anyhow::anyhow!("--max-memory {m}"))?),
+            };
             let plan = load(&file, &set, out.as_ref())?;
             let t0 = std::time::Instant::now();
-            let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose })?;
+            let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose, max_memory })?;
             out!(
                 "pipeline `{}`: {} ran, {} skipped (up to date), {} not selected, in {:.1}s; artifacts in {}",
                 plan.file.name,
@@ -143,7 +154,13 @@ fn real_main() -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match real_main() {
+    hesslab_pipeline::install_panic_hook();
+    // Panics inside stages are already errors naming the stage; this catches the rest (the
+    // default hook has printed where it happened) so the exit is an error, never an abort.
+    let outcome = std::panic::catch_unwind(real_main).unwrap_or_else(|_| {
+        Err(anyhow::anyhow!("internal error (see the panic message above); please report this with the command and the pipeline file"))
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

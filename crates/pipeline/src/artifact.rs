@@ -95,7 +95,9 @@ impl ArtifactWriter {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let w = self.writer.as_mut().expect("writer used after finish");
+        let Some(w) = self.writer.as_mut() else {
+            return Err(Error::Schema { path: self.dest.clone(), message: "artifact writer used after finish".into() });
+        };
         w.write(batch).map_err(|source| Error::Parquet { path: self.dest.clone(), source })?;
         // Bound memory for large artifacts (dense Hessians): flush row groups as they fill.
         if w.in_progress_size() > 64 << 20 {
@@ -105,12 +107,18 @@ impl ArtifactWriter {
     }
 
     pub fn finish(mut self) -> Result<PathBuf> {
-        let w = self.writer.take().expect("finish called twice");
-        let file = w.into_inner().map_err(|source| Error::Parquet { path: self.dest.clone(), source })?;
-        file.sync_all().map_err(|source| Error::Io { path: self.tmp.clone(), source })?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|source| Error::Io { path: self.dest.clone(), source })?;
-        Ok(self.dest.clone())
+        let Some(w) = self.writer.take() else {
+            return Err(Error::Schema { path: self.dest.clone(), message: "artifact writer finished twice".into() });
+        };
+        let result = w
+            .into_inner()
+            .map_err(|source| Error::Parquet { path: self.dest.clone(), source })
+            .and_then(|file| file.sync_all().map_err(|source| Error::Io { path: self.tmp.clone(), source }))
+            .and_then(|()| std::fs::rename(&self.tmp, &self.dest).map_err(|source| Error::Io { path: self.dest.clone(), source }));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp); // a failed write leaves nothing behind
+        }
+        result.map(|()| self.dest.clone())
     }
 }
 
@@ -142,9 +150,23 @@ pub fn write_file_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
     }
     let tmp = tmp_path(dest);
-    std::fs::write(&tmp, bytes).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, dest).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: dest.into(), source }
-    })
+    let result = std::fs::write(&tmp, bytes)
+        .map_err(|source| Error::Io { path: tmp.clone(), source })
+        .and_then(|()| std::fs::rename(&tmp, dest).map_err(|source| Error::Io { path: dest.into(), source }));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp); // a failed write leaves nothing behind
+    }
+    result
+}
+
+/// Row count and size metadata of an artifact, from its footer alone.
+pub fn read_facts(path: &Path) -> Result<crate::Facts> {
+    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(file).map_err(|source| Error::Parquet { path: path.into(), source })?;
+    use parquet::file::reader::FileReader;
+    let meta = reader.metadata().file_metadata();
+    let kv: BTreeMap<String, String> =
+        meta.key_value_metadata().into_iter().flatten().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect();
+    Ok(crate::Facts::from_metadata(meta.num_rows().max(0) as u64, &kv))
 }

@@ -16,6 +16,10 @@ pub struct FileHash {
     pub size: u64,
     /// Modification time (ns since the epoch), to skip re-hashing unchanged files.
     pub mtime_ns: u128,
+    /// Inode change time (ns since the epoch). Unlike the mtime, no user call can set it back,
+    /// so a same-size rewrite with the mtime restored still differs here (0 in old locks).
+    #[serde(default)]
+    pub ctime_ns: u128,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +40,10 @@ pub struct LockFile {
     pub hesslab_version: String,
     /// Keyed by `member/stage`.
     pub stages: BTreeMap<String, LockEntry>,
+    /// Member directory name -> the sweep values it stands for (`stage.param` -> value), so a
+    /// hashed directory name can be traced back to its value.
+    #[serde(default)]
+    pub members: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl LockFile {
@@ -54,6 +62,40 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
+#[cfg(unix)]
+fn ctime_ns(meta: &std::fs::Metadata) -> u128 {
+    use std::os::unix::fs::MetadataExt;
+    (meta.ctime().max(0) as u128) * 1_000_000_000 + meta.ctime_nsec().max(0) as u128
+}
+#[cfg(not(unix))]
+fn ctime_ns(_: &std::fs::Metadata) -> u128 {
+    0 // no inode change time: every check re-hashes
+}
+
+/// Do `a` and `b` hold hard links to the same files (same names, same inodes)?
+pub fn same_files(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let names = |d: &Path| -> Option<Vec<(std::ffi::OsString, u64, u64)>> {
+            let mut v = Vec::new();
+            for e in std::fs::read_dir(d).ok()? {
+                let e = e.ok()?;
+                let m = e.metadata().ok()?;
+                v.push((e.file_name(), m.dev(), m.ino()));
+            }
+            v.sort();
+            Some(v)
+        };
+        matches!((names(a), names(b)), (Some(x), Some(y)) if x == y)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 pub fn hash_file(path: &Path) -> Result<FileHash> {
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
@@ -66,7 +108,7 @@ pub fn hash_file(path: &Path) -> Result<FileHash> {
         }
         h.update(&buf[..n]);
     }
-    Ok(FileHash { sha256: crate::hex(&h.finalize()), size: meta.len(), mtime_ns: mtime_ns(&meta) })
+    Ok(FileHash { sha256: crate::hex(&h.finalize()), size: meta.len(), mtime_ns: mtime_ns(&meta), ctime_ns: ctime_ns(&meta) })
 }
 
 /// Hash every regular file directly in `dir`.
@@ -82,15 +124,26 @@ pub fn hash_dir(dir: &Path) -> Result<BTreeMap<String, FileHash>> {
     Ok(out)
 }
 
-/// Are the recorded outputs present and unchanged? Files whose size and mtime match are
-/// trusted; others are re-hashed.
-pub fn outputs_intact(dir: &Path, outputs: &BTreeMap<String, FileHash>) -> bool {
-    outputs.iter().all(|(name, h)| {
+/// Are the recorded outputs present and unchanged? Files whose size, mtime and ctime all match
+/// the record are trusted; any other is re-hashed. Returns the outputs with refreshed file
+/// stats, or `None` when a file is missing or its content changed.
+pub fn outputs_intact(dir: &Path, outputs: &BTreeMap<String, FileHash>) -> Option<BTreeMap<String, FileHash>> {
+    let mut fresh = BTreeMap::new();
+    for (name, h) in outputs {
         let p: PathBuf = dir.join(name);
-        match std::fs::metadata(&p) {
-            Ok(m) if m.len() == h.size && mtime_ns(&m) == h.mtime_ns => true,
-            Ok(m) if m.len() == h.size => hash_file(&p).map(|x| x.sha256 == h.sha256).unwrap_or(false),
-            _ => false,
+        let m = std::fs::metadata(&p).ok()?;
+        if m.len() != h.size {
+            return None;
         }
-    })
+        if mtime_ns(&m) == h.mtime_ns && ctime_ns(&m) == h.ctime_ns && h.ctime_ns != 0 {
+            fresh.insert(name.clone(), h.clone());
+            continue;
+        }
+        let now = hash_file(&p).ok()?;
+        if now.sha256 != h.sha256 {
+            return None;
+        }
+        fresh.insert(name.clone(), now);
+    }
+    Some(fresh)
 }

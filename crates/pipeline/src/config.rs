@@ -1,6 +1,7 @@
 //! Parsing a pipeline TOML file, keeping enough position information to point every
 //! diagnostic at a file, line and key.
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,9 @@ pub struct PipelineFile {
     pub stages: Vec<StageDecl>,
     /// Problems found while parsing; validation adds to them.
     pub diagnostics: Vec<Diagnostic>,
+    /// Byte offset of every key path in `source`, built once on the first diagnostic so that
+    /// locating many problems stays linear in their number.
+    key_index: std::sync::OnceLock<HashMap<Vec<String>, usize>>,
 }
 
 impl PipelineFile {
@@ -83,13 +87,16 @@ impl PipelineFile {
         let mut pf = PipelineFile {
             path: path.into(),
             source,
-            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
+            name: crate::names::sanitize_name(
+                &path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
+            ),
             seed: 0,
             out: PathBuf::from("out"),
             description: String::new(),
             sweep: Vec::new(),
             stages: Vec::new(),
             diagnostics: Vec::new(),
+            key_index: Default::default(),
         };
         for o in overrides {
             pf.apply_override(&mut doc, o);
@@ -109,6 +116,9 @@ impl PipelineFile {
         match doc.get("stages") {
             Some(toml::Value::Table(stages)) => {
                 for (name, v) in stages {
+                    if let Err(m) = crate::names::check_name("stage", name) {
+                        pf.diag(&["stages", name], m);
+                    }
                     match v {
                         toml::Value::Table(t) => {
                             let mut table = t.clone();
@@ -162,13 +172,10 @@ impl PipelineFile {
         };
         for (k, v) in t {
             match (k.as_str(), v) {
-                ("name", toml::Value::String(s)) => {
-                    if s.is_empty() || s.contains(['/', '\\']) {
-                        self.diag(&["pipeline", "name"], "name must be non-empty and contain no path separators".into());
-                    } else {
-                        self.name = s.clone()
-                    }
-                }
+                ("name", toml::Value::String(s)) => match crate::names::check_name("pipeline", s) {
+                    Ok(()) => self.name = s.clone(),
+                    Err(m) => self.diag(&["pipeline", "name"], m),
+                },
                 ("seed", toml::Value::Integer(i)) if *i >= 0 => self.seed = *i as u64,
                 ("out", toml::Value::String(s)) => self.out = PathBuf::from(s),
                 ("description", toml::Value::String(s)) => self.description = s.clone(),
@@ -223,28 +230,35 @@ impl PipelineFile {
 
     /// Line and column of the deepest existing key along `path` (1-based).
     pub fn locate(&self, path: &[&str]) -> (usize, usize) {
-        let Ok(doc) = toml::de::DeTable::parse(&self.source) else {
-            return (1, 1);
-        };
-        let mut table = doc.get_ref();
-        let mut best = 0usize;
-        let mut found_any = false;
-        for seg in path {
-            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *seg) else {
-                break;
-            };
-            best = k.span().start;
-            found_any = true;
-            match v.get_ref() {
-                toml::de::DeValue::Table(t) => table = t,
-                _ => break,
+        let index = self.key_index.get_or_init(|| key_index(&self.source));
+        let mut key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        while !key.is_empty() {
+            if let Some(&offset) = index.get(&key) {
+                return line_col(&self.source, offset);
             }
+            key.pop();
         }
-        if !found_any {
-            return (1, 1);
-        }
-        line_col(&self.source, best)
+        (1, 1)
     }
+}
+
+/// Offsets of every key (at any depth of nested tables) in a TOML document.
+fn key_index(source: &str) -> HashMap<Vec<String>, usize> {
+    fn walk(table: &toml::de::DeTable<'_>, prefix: &mut Vec<String>, out: &mut HashMap<Vec<String>, usize>) {
+        for (k, v) in table.iter() {
+            prefix.push(k.get_ref().to_string());
+            out.entry(prefix.clone()).or_insert(k.span().start);
+            if let toml::de::DeValue::Table(t) = v.get_ref() {
+                walk(t, prefix, out);
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = HashMap::new();
+    if let Ok(doc) = toml::de::DeTable::parse(source) {
+        walk(doc.get_ref(), &mut Vec::new(), &mut out);
+    }
+    out
 }
 
 fn line_col(source: &str, offset: usize) -> (usize, usize) {

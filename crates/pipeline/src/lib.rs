@@ -4,24 +4,30 @@
 
 mod artifact;
 mod cache;
+pub mod cleanup;
 pub mod columns;
 mod config;
 mod context;
 mod error;
+pub mod names;
+mod panic;
 mod plan;
 mod port;
 mod progress;
 mod registry;
+pub mod resources;
 mod runner;
 
 pub use artifact::{Artifact, ArtifactWriter, read_artifact, write_batches_atomic};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};
 pub use error::{Error, Result, StageError};
+pub use panic::install_panic_hook;
 pub use plan::{Plan, PlannedInstance};
 pub use port::{PortSpec, check_schema, type_name as port_type_name};
 pub use progress::Progress;
 pub use registry::{DynStage, Registry, StageKind, nearest};
+pub use resources::{Estimate, Facts, InputFacts};
 pub use runner::{RunOptions, RunReport, Runner, StageOutcome};
 
 /// The version string written into every artifact's metadata.

@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub const SINGLE_MEMBER: &str = "main";
 /// The member name where stages that gather all members run.
 pub const ALL_MEMBERS: &str = "all";
+/// The most members a sweep may expand to (each is a directory and a set of instances).
+pub const MAX_MEMBERS: usize = 10_000;
 
 /// A reference to an upstream artifact, as an instance input.
 #[derive(Debug, Clone)]
@@ -32,6 +34,11 @@ pub struct PlannedInstance {
     pub members: Vec<String>,
     pub inputs: BTreeMap<String, Vec<InputRef>>,
     pub def_key: String,
+    /// What its outputs are known to hold, propagated from parameters before anything ran.
+    pub facts: crate::Facts,
+    /// Peak memory expected from the propagated facts (the runner re-estimates from the actual
+    /// input files before the stage starts).
+    pub estimate: Option<crate::Estimate>,
 }
 
 impl PlannedInstance {
@@ -161,12 +168,14 @@ impl Plan {
         // Cycles (Kahn's algorithm over stage names).
         let stage_deps: BTreeMap<String, BTreeSet<String>> = inputs
             .iter()
-            .map(|(n, ins)| (n.clone(), ins.iter().filter(|i| stages.contains_key(&i.from_stage)).map(|i| i.from_stage.clone()).collect()))
+            // Only stages with a known kind take part; the others were reported above.
+            .map(|(n, ins)| (n.clone(), ins.iter().filter(|i| inputs.contains_key(&i.from_stage)).map(|i| i.from_stage.clone()).collect()))
             .collect();
         let stage_order = match topo_order(&stage_deps) {
             Ok(o) => o,
             Err(cycle) => {
-                file.diag(&["stages", &cycle[0]], format!("the stages form a cycle: {}", cycle.join(" -> ")));
+                let first = cycle.first().cloned().unwrap_or_default();
+                file.diag(&["stages", &first], format!("the stages form a cycle: {}", cycle.join(" -> ")));
                 Vec::new()
             }
         };
@@ -195,8 +204,17 @@ impl Plan {
                 file.diag(&key, format!("`{param}` is an input of `{stage}`; sweeps take parameters only"));
                 continue;
             }
+            if values.len() > MAX_MEMBERS {
+                file.diag(&key, format!("the sweep key has {} values; at most {MAX_MEMBERS} members are allowed", values.len()));
+                continue;
+            }
             let mut bad = false;
+            let mut seen = BTreeSet::new();
             for v in values {
+                if !seen.insert(v.to_string()) {
+                    file.diag(&key, format!("sweep value {} appears more than once", short_value(v)));
+                    bad = true;
+                }
                 if param == "seed" {
                     if v.as_integer().is_none_or(|i| i < 0) {
                         file.diag(&key, format!("sweep value {v} for `seed` is not a non-negative integer"));
@@ -237,7 +255,23 @@ impl Plan {
                 }
             }
         }
+        let member_count = sweep_ok.iter().try_fold(1usize, |n, (_, _, v)| n.checked_mul(v.len()));
+        if member_count.is_none_or(|n| n > MAX_MEMBERS) {
+            let (st, pa, _) = &sweep_ok[0];
+            let count = member_count.map(|n| n.to_string()).unwrap_or_else(|| "more than 2^64".into());
+            file.diag(
+                &["sweep", st, pa],
+                format!("the sweep expands to {count} members; at most {MAX_MEMBERS} are allowed (split it into several pipelines)"),
+            );
+            sweep_ok.clear();
+        }
         let members = expand_members(&sweep_ok);
+        let mut dirs = BTreeMap::new();
+        for (m, (labels, _)) in &members {
+            if let Some(other) = dirs.insert(m.clone(), labels.clone()) {
+                file.diag(&["sweep"], format!("sweep members {other:?} and {labels:?} map to the same directory `{m}`"));
+            }
+        }
         if members.len() > 1 {
             for s in &aggregate {
                 for i in &inputs[s] {
@@ -311,14 +345,34 @@ impl Plan {
                     });
                 }
                 let def_key = definition_key(&kind, &resolved, seed, &ins, &instances, false);
-                let inst = PlannedInstance { id: 0, stage: s.clone(), kind, params: resolved, seed, members: vec![], inputs: ins, def_key };
+                let (facts, estimate) = plan_facts(&kind, &resolved, &ins, &instances);
+                let inst = PlannedInstance {
+                    id: 0,
+                    stage: s.clone(),
+                    kind,
+                    params: resolved,
+                    seed,
+                    members: vec![],
+                    inputs: ins,
+                    def_key,
+                    facts,
+                    estimate,
+                };
                 let id = add(inst, member, &mut instances);
                 where_.insert((member.clone(), s.clone()), id);
             }
         }
         for s in stage_order.iter().filter(|s| aggregate.contains(*s)) {
             let kind = kinds[s].clone();
-            let resolved = kind.resolve(&params[s]).expect("validated above");
+            let resolved = kind.resolve(&params[s]).map_err(|e| {
+                Error::Invalid(vec![crate::Diagnostic {
+                    file: file.path.clone(),
+                    line: 1,
+                    column: 1,
+                    key: Some(format!("stages.{s}")),
+                    message: format!("{e:?}"),
+                }])
+            })?;
             let seed = seeds[s].unwrap_or_else(|| crate::derive_seed(file.seed, s));
             let mut ins: BTreeMap<String, Vec<InputRef>> = BTreeMap::new();
             for i in &inputs[s] {
@@ -334,7 +388,19 @@ impl Plan {
                 }
             }
             let def_key = definition_key(&kind, &resolved, seed, &ins, &instances, true);
-            let inst = PlannedInstance { id: 0, stage: s.clone(), kind, params: resolved, seed, members: vec![], inputs: ins, def_key };
+            let (facts, estimate) = plan_facts(&kind, &resolved, &ins, &instances);
+            let inst = PlannedInstance {
+                id: 0,
+                stage: s.clone(),
+                kind,
+                params: resolved,
+                seed,
+                members: vec![],
+                inputs: ins,
+                def_key,
+                facts,
+                estimate,
+            };
             let id = add(inst, ALL_MEMBERS, &mut instances);
             where_.insert((ALL_MEMBERS.to_string(), s.clone()), id);
         }
@@ -343,8 +409,14 @@ impl Plan {
         Ok(Plan { file, out_dir, members, instances, stage_order, stage_deps })
     }
 
-    /// Directory of an instance's artifacts for one member.
+    /// Directory of an instance's artifacts for one member. Member and stage names are single
+    /// plain path components by construction (validated names, encoded sweep values), so this
+    /// is always inside the output directory.
     pub fn stage_dir(&self, member: &str, stage: &str) -> PathBuf {
+        assert!(
+            crate::names::is_plain_component(member) && crate::names::is_plain_component(stage),
+            "member `{member}` / stage `{stage}` is not a plain directory name"
+        );
         self.out_dir.join(member).join(stage)
     }
 
@@ -368,9 +440,20 @@ impl Plan {
             self.instances.len(),
             self.out_dir.display()
         );
+        if self.members.len() > 1 {
+            s.push_str("members (directory <- sweep values):\n");
+            for (m, labels) in &self.members {
+                let values: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                s.push_str(&format!("  {m} <- {}\n", values.join(", ")));
+            }
+        }
         for i in &self.instances {
+            let memory = match &i.estimate {
+                Some(e) => format!(" memory≈{e}"),
+                None => String::new(),
+            };
             s.push_str(&format!(
-                "[{}] {} (kind {} v{}) seed={} members={}\n",
+                "[{}] {} (kind {} v{}) seed={} members={}{memory}\n",
                 i.id,
                 i.stage,
                 i.kind.kind(),
@@ -389,6 +472,18 @@ impl Plan {
         }
         s
     }
+}
+
+/// Facts and memory estimate of an instance from its upstream instances' facts.
+fn plan_facts(
+    kind: &Arc<dyn DynStage>,
+    params: &serde_json::Value,
+    inputs: &BTreeMap<String, Vec<InputRef>>,
+    instances: &[PlannedInstance],
+) -> (crate::Facts, Option<crate::Estimate>) {
+    let facts: crate::InputFacts =
+        inputs.iter().filter_map(|(port, refs)| refs.first().map(|r| (port.clone(), instances[r.instance].facts))).collect();
+    (kind.facts(params, &facts), kind.estimate(params, &facts))
 }
 
 fn parse_ref(s: &str) -> Option<(String, String, bool)> {
@@ -425,10 +520,20 @@ fn expand_members(sweep: &[(String, String, Vec<toml::Value>)]) -> Vec<(String, 
         .into_iter()
         .map(|c| {
             let labels: BTreeMap<String, String> = c.iter().map(|(s, p, v)| (format!("{s}.{p}"), value_label(v))).collect();
-            let name = c.iter().map(|(s, p, v)| format!("{s}.{p}={}", value_label(v))).collect::<Vec<_>>().join("__");
+            let parts: Vec<String> = c.iter().map(|(s, p, v)| format!("{s}.{p}={}", crate::names::encode_label(&value_label(v)))).collect();
+            let name = crate::names::member_name(&parts);
             (name, (labels, c))
         })
         .collect()
+}
+
+/// A value for a message: long ones are cut, floats in short scientific form.
+pub(crate) fn short_value(v: &toml::Value) -> String {
+    let s = match v {
+        toml::Value::Float(f) if f.is_finite() && (f.abs() >= 1e9 || (*f != 0.0 && f.abs() < 1e-6)) => format!("{f:e}"),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 { format!("{}…", s.chars().take(57).collect::<String>()) } else { s }
 }
 
 fn value_label(v: &toml::Value) -> String {
@@ -467,11 +572,15 @@ fn topo_order(deps: &BTreeMap<String, BTreeSet<String>>) -> std::result::Result<
             deps.iter().filter(|(n, d)| !done.contains(*n) && d.iter().all(|x| done.contains(x))).map(|(n, _)| n.clone()).collect();
         if ready.is_empty() {
             // Report one cycle: walk from any remaining node.
-            let start = deps.keys().find(|n| !done.contains(*n)).unwrap().clone();
+            let Some(start) = deps.keys().find(|n| !done.contains(*n)).cloned() else {
+                return Err(Vec::new());
+            };
             let mut path = vec![start.clone()];
             let mut cur = start;
             loop {
-                let next = deps[&cur].iter().find(|x| !done.contains(*x)).unwrap().clone();
+                let Some(next) = deps.get(&cur).and_then(|d| d.iter().find(|x| !done.contains(*x))).cloned() else {
+                    return Err(path);
+                };
                 if let Some(pos) = path.iter().position(|p| *p == next) {
                     let mut cyc = path[pos..].to_vec();
                     cyc.push(next);

@@ -1,4 +1,5 @@
 //! Stage kinds and the explicit registry that holds them.
+use crate::resources::{Estimate, Facts, InputFacts};
 use crate::{PortSpec, StageContext, StageError};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
@@ -27,6 +28,16 @@ pub trait StageKind: Send + Sync + 'static {
     fn check_sweep(_params: &Self::Params, _sweep_keys: &[String]) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// What this stage's outputs will be known to hold (sizes), from its parameters and its
+    /// inputs' facts; lets `hesslab dag` estimate downstream memory before anything ran.
+    fn facts(_params: &Self::Params, _inputs: &InputFacts) -> Facts {
+        Facts::default()
+    }
+    /// Peak memory of `run`, for stages that allocate by size (dense matrices, datasets,
+    /// Krylov bases); `None` when the stage's memory is small or cannot be told in advance.
+    fn estimate(_params: &Self::Params, _inputs: &InputFacts) -> Option<Estimate> {
+        None
+    }
     fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -43,6 +54,10 @@ pub trait DynStage: Send + Sync {
     fn params_schema(&self) -> serde_json::Value;
     /// `StageKind::check_sweep` on already resolved parameters.
     fn check_sweep(&self, params: &serde_json::Value, sweep_keys: &[String]) -> Vec<(String, String)>;
+    /// `StageKind::facts` on resolved parameters.
+    fn facts(&self, params: &serde_json::Value, inputs: &InputFacts) -> Facts;
+    /// `StageKind::estimate` on resolved parameters.
+    fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate>;
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -68,12 +83,21 @@ impl<S: StageKind> DynStage for Adapter<S> {
         serde_json::to_value(schemars::schema_for!(S::Params)).unwrap_or_default()
     }
     fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>> {
+        // NaN and ±inf parse as floats but mean nothing as parameters (and cannot round-trip
+        // through the JSON that carries resolved parameters): reject them with their key.
+        let non_finite: Vec<_> = table
+            .iter()
+            .filter_map(|(k, v)| first_non_finite(v).map(|f| (Some(k.clone()), format!("{f} is not a finite number"))))
+            .collect();
+        if !non_finite.is_empty() {
+            return Err(non_finite);
+        }
         let whole: Result<S::Params, _> = toml::Value::Table(table.clone()).try_into();
         match whole {
             Ok(p) => {
                 let problems = S::check(&p);
                 if problems.is_empty() {
-                    Ok(serde_json::to_value(&p).expect("parameters serialize to JSON"))
+                    serde_json::to_value(&p).map_err(|e| vec![(None, format!("parameters do not serialize: {e}"))])
                 } else {
                     Err(problems.into_iter().map(|(k, m)| (Some(k), m)).collect())
                 }
@@ -110,6 +134,12 @@ impl<S: StageKind> DynStage for Adapter<S> {
             Err(_) => Vec::new(), // reported by `resolve`
         }
     }
+    fn facts(&self, params: &serde_json::Value, inputs: &InputFacts) -> Facts {
+        serde_json::from_value::<S::Params>(params.clone()).map(|p| S::facts(&p, inputs)).unwrap_or_default()
+    }
+    fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate> {
+        serde_json::from_value::<S::Params>(params.clone()).ok().and_then(|p| S::estimate(&p, inputs))
+    }
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: S::Params =
             serde_json::from_value(params.clone()).map_err(|e| StageError::msg(format!("resolved parameters do not parse: {e}")))?;
@@ -121,6 +151,16 @@ impl<S: StageKind> Adapter<S> {
     fn param_names(&self) -> Vec<String> {
         let schema = self.params_schema();
         schema.get("properties").and_then(|p| p.as_object()).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// The first NaN or infinite float anywhere inside a TOML value.
+fn first_non_finite(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(*f),
+        toml::Value::Array(a) => a.iter().find_map(first_non_finite),
+        toml::Value::Table(t) => t.values().find_map(first_non_finite),
+        _ => None,
     }
 }
 

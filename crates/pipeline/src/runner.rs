@@ -22,6 +22,10 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Print stage progress on stderr even when it is not a terminal.
     pub verbose: bool,
+    /// Memory the run may use for stages with an estimate (bytes); `None` = what the kernel
+    /// reports available at the start of the run. A stage whose estimate exceeds it fails
+    /// before it allocates; stages whose estimates do not fit together wait for each other.
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,8 @@ struct Sched {
     waiting: Vec<usize>,
     ready: BTreeSet<usize>,
     running: usize,
+    /// Bytes reserved by running stages' estimates.
+    reserved: u64,
     outputs: Vec<Option<BTreeMap<String, crate::cache::FileHash>>>,
     reports: Vec<Option<InstanceReport>>,
     failed: Option<Error>,
@@ -68,7 +74,17 @@ impl Runner {
     pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         let n = plan.instances.len();
         std::fs::create_dir_all(&plan.out_dir).map_err(|e| io_err(&plan.out_dir, e))?;
-        let lock = Mutex::new(LockFile::load(&plan.out_dir));
+        // One run at a time per output directory; then whatever a killed run left in staging
+        // or half-written is nobody's and goes.
+        let _run_lock = crate::cleanup::lock_run(&plan.out_dir)?;
+        crate::cleanup::remove_leftovers(&plan.out_dir);
+        let mut lock_file = LockFile::load(&plan.out_dir);
+        lock_file.members.extend(plan.members.iter().filter(|(_, l)| !l.is_empty()).map(|(m, l)| (m.clone(), l.clone())));
+        let lock = Mutex::new(lock_file);
+        let budget = opts
+            .max_memory
+            .map(|b| (b, "allowed by --max-memory"))
+            .or_else(|| crate::resources::available_memory().map(|b| (b, "available (MemAvailable at the start of the run)")));
         // Selection and forcing, by stage name.
         let known: BTreeSet<&str> = plan.stage_order.iter().map(|s| s.as_str()).collect();
         for s in opts.only.iter().chain(&opts.from) {
@@ -107,6 +123,7 @@ impl Runner {
             waiting: deps.iter().map(|d| d.len()).collect(),
             ready: BTreeSet::new(),
             running: 0,
+            reserved: 0,
             outputs: vec![None; n],
             reports: vec![None; n],
             failed: None,
@@ -128,7 +145,7 @@ impl Runner {
                 scope.spawn(|| {
                     loop {
                         let (id, input_hashes) = {
-                            let mut st = state.lock().unwrap();
+                            let mut st = lock_ok(&state);
                             loop {
                                 if st.failed.is_some() || (st.ready.is_empty() && st.running == 0) {
                                     return;
@@ -138,17 +155,37 @@ impl Runner {
                                     let hashes = input_hashes(plan, id, &st.outputs);
                                     break (id, hashes);
                                 }
-                                st = cv.wait(st).unwrap();
+                                st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
                             }
                         };
                         let inst = &plan.instances[id];
+                        let mut reserved = 0;
                         let result = if !selected.contains(&inst.stage) {
                             Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0))
                         } else {
-                            input_hashes.and_then(|h| execute(plan, id, &h, forced.contains(&inst.stage), &lock, &memory, show))
+                            let forced = forced.contains(&inst.stage);
+                            input_hashes.and_then(|h| {
+                                // A panic anywhere in the stage (or in the engine around it)
+                                // becomes an error naming the stage; the staging directory is
+                                // removed by its guard while unwinding.
+                                crate::panic::catch(|| {
+                                    execute(plan, id, &h, forced, &lock, &memory, show, &mut |est| {
+                                        reserve(&state, &cv, budget, est, &mut reserved, inst)
+                                    })
+                                })
+                                .unwrap_or_else(|message| {
+                                    Err(Error::Internal {
+                                        stage: inst.stage.clone(),
+                                        kind: inst.kind.kind().into(),
+                                        member: inst.members[0].clone(),
+                                        message,
+                                    })
+                                })
+                            })
                         };
-                        let mut st = state.lock().unwrap();
+                        let mut st = lock_ok(&state);
                         st.running -= 1;
+                        st.reserved -= reserved;
                         match result {
                             Ok((outs, outcome, seconds)) => {
                                 st.outputs[id] = Some(outs);
@@ -172,7 +209,7 @@ impl Runner {
                                         st.consumers_left[d] -= 1;
                                         if st.consumers_left[d] == 0 {
                                             let dir = plan.stage_dir(&plan.instances[d].members[0], &plan.instances[d].stage);
-                                            memory.lock().unwrap().retain(|p, _| !p.starts_with(&dir));
+                                            lock_ok(&memory).retain(|p, _| !p.starts_with(&dir));
                                         }
                                     }
                                 }
@@ -188,12 +225,50 @@ impl Runner {
                 });
             }
         });
-        let st = state.into_inner().unwrap();
+        let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = st.failed {
             return Err(e);
         }
         Ok(RunReport { out_dir: plan.out_dir.clone(), instances: st.reports.into_iter().flatten().collect() })
     }
+}
+
+/// A mutex guard even if another thread panicked while holding it (the data is still
+/// consistent here: every critical section is a few assignments).
+fn lock_ok<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reserve a stage's estimated memory: fail if it can never fit, wait while stages that are
+/// running hold what it needs.
+fn reserve(
+    state: &Mutex<Sched>,
+    cv: &Condvar,
+    budget: Option<(u64, &str)>,
+    estimate: &crate::Estimate,
+    reserved: &mut u64,
+    inst: &crate::PlannedInstance,
+) -> Result<()> {
+    let Some((limit, source)) = budget else {
+        return Ok(());
+    };
+    if estimate.bytes > limit {
+        return Err(Error::Memory {
+            stage: inst.stage.clone(),
+            kind: inst.kind.kind().into(),
+            member: inst.members[0].clone(),
+            estimate: estimate.clone(),
+            limit: crate::resources::human_bytes(limit),
+            source_note: format!(" ({source})"),
+        });
+    }
+    let mut st = lock_ok(state);
+    while st.reserved > 0 && st.reserved.saturating_add(estimate.bytes) > limit && st.failed.is_none() {
+        st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+    }
+    st.reserved += estimate.bytes;
+    *reserved = estimate.bytes;
+    Ok(())
 }
 
 fn closure(start: &[String], next: impl Fn(&String) -> Vec<String>) -> BTreeSet<String> {
@@ -240,6 +315,7 @@ fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate
 
 type Executed = (BTreeMap<String, crate::cache::FileHash>, StageOutcome, f64);
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
     plan: &Plan,
     id: usize,
@@ -248,6 +324,7 @@ fn execute(
     lock: &Mutex<LockFile>,
     memory: &Mutex<HashMap<PathBuf, Shared>>,
     show: bool,
+    reserve: &mut dyn FnMut(&crate::Estimate) -> Result<()>,
 ) -> Result<Executed> {
     let inst = &plan.instances[id];
     let member0 = &inst.members[0];
@@ -260,17 +337,29 @@ fn execute(
         format!("{} [{member0}]", inst.stage)
     };
     if !forced {
-        let entry = lock.lock().unwrap().stages.get(&lock_id).cloned();
+        let entry = lock_ok(lock).stages.get(&lock_id).cloned();
         if let Some(e) = entry
             && e.key == key
-            && outputs_intact(&dir, &e.outputs)
+            && let Some(outputs) = outputs_intact(&dir, &e.outputs)
         {
             link_members(plan, id, &dir)?;
+            if outputs != e.outputs {
+                // Re-hashed after a metadata change: remember the new file stats.
+                let mut l = lock_ok(lock);
+                if let Some(entry) = l.stages.get_mut(&lock_id) {
+                    entry.outputs = outputs.clone();
+                }
+                l.save(&plan.out_dir)?;
+            }
             if show {
                 eprintln!("  skipped  {label} (up to date)");
             }
-            return Ok((e.outputs, StageOutcome::Skipped, 0.0));
+            return Ok((outputs, StageOutcome::Skipped, 0.0));
         }
+    }
+    let input_facts = run_time_facts(plan, id);
+    if let Some(estimate) = inst.kind.estimate(&inst.params, &input_facts) {
+        reserve(&estimate)?;
     }
     if show {
         eprintln!("  running  {label}");
@@ -283,9 +372,11 @@ fn execute(
     let mut inputs: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
     let in_specs = inst.kind.inputs();
     {
-        let mem = memory.lock().unwrap();
+        let mem = lock_ok(memory);
         for (port, refs) in &inst.inputs {
-            let declared = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()).unwrap();
+            let Some(declared) = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()) else {
+                continue; // the plan only connects declared ports
+            };
             for r in refs {
                 let path = plan.artifact_path(r.instance, &r.port);
                 if !path.exists() {
@@ -344,17 +435,17 @@ fn execute(
     std::fs::rename(&staging, &dir).map_err(|e| io_err(&dir, e))?;
     std::mem::forget(guard);
     let _ = std::fs::remove_dir_all(&old);
-    let outputs = hash_dir(&dir)?;
     link_members(plan, id, &dir)?;
+    let outputs = hash_dir(&dir)?;
     let seconds = t0.elapsed().as_secs_f64();
     {
-        let mut mem = memory.lock().unwrap();
+        let mut mem = lock_ok(memory);
         for (p, v) in ctx.shared_out {
             mem.insert(p, v);
         }
     }
     {
-        let mut l = lock.lock().unwrap();
+        let mut l = lock_ok(lock);
         l.hesslab_version = crate::HESSLAB_VERSION.to_string();
         l.stages.insert(
             lock_id,
@@ -383,11 +474,29 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// What the input artifacts of an instance hold, read from their Parquet footers.
+fn run_time_facts(plan: &Plan, id: usize) -> crate::InputFacts {
+    let mut facts = crate::InputFacts::new();
+    for (port, refs) in &plan.instances[id].inputs {
+        if let Some(r) = refs.first()
+            && let Ok(f) = crate::artifact::read_facts(&plan.artifact_path(r.instance, &r.port))
+        {
+            facts.insert(port.clone(), f);
+        }
+    }
+    facts
+}
+
 /// Give every other member that shares this instance its own copy (hard links) of the files.
+/// Links that already point at the same files are left alone (re-linking would change the
+/// files' ctime, which the cache compares).
 fn link_members(plan: &Plan, id: usize, dir: &Path) -> Result<()> {
     let inst = &plan.instances[id];
     for m in &inst.members[1..] {
         let target = plan.stage_dir(m, &inst.stage);
+        if crate::cache::same_files(dir, &target) {
+            continue;
+        }
         let _ = std::fs::remove_dir_all(&target);
         std::fs::create_dir_all(&target).map_err(|e| io_err(&target, e))?;
         for e in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {

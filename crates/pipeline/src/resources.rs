@@ -1,0 +1,128 @@
+//! Memory estimates: what a stage will allocate at its peak, from its parameters and what is
+//! known of its inputs, checked against the machine before the stage starts.
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What is known of the size of a stage's outputs: before a run, propagated from parameters
+/// (`StageKind::facts`); during a run, read from the input artifacts' footers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Rows (samples of a dataset, entries of a spectrum).
+    pub rows: Option<u64>,
+    /// Feature dimension of a dataset, or the side P of a matrix / spectrum.
+    pub dim: Option<u64>,
+    /// Number of classes of a dataset.
+    pub classes: Option<u64>,
+    /// Number of network parameters P of a model.
+    pub params: Option<u64>,
+}
+
+impl Facts {
+    /// Facts from an artifact's row count and its `dim`, `num_classes`, `num_params` metadata.
+    pub fn from_metadata(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
+        Facts { rows: Some(rows), dim: num("dim"), classes: num("num_classes"), params: num("num_params") }
+    }
+}
+
+/// The facts of every input port of a stage (for a gathering input, of its first artifact).
+pub type InputFacts = BTreeMap<String, Facts>;
+
+/// Look up one field of one input port.
+pub fn fact(inputs: &InputFacts, port: &str, field: fn(&Facts) -> Option<u64>) -> Option<u64> {
+    inputs.get(port).and_then(field)
+}
+
+/// Peak memory a stage expects, and what dominates it (for messages and `hesslab dag`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Estimate {
+    pub bytes: u64,
+    pub what: String,
+}
+
+impl Estimate {
+    /// `count` values of 8 bytes (saturating: an absurd size stays absurd, never wraps).
+    pub fn f64s(count: u64, what: impl Into<String>) -> Estimate {
+        Estimate { bytes: count.saturating_mul(8), what: what.into() }
+    }
+    /// Add another allocation that is alive at the same time.
+    pub fn plus(mut self, other: Estimate) -> Estimate {
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        if !other.what.is_empty() {
+            self.what = format!("{} + {}", self.what, other.what);
+        }
+        self
+    }
+}
+
+impl fmt::Display for Estimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", human_bytes(self.bytes), self.what)
+    }
+}
+
+/// Saturating product of sizes.
+pub fn prod(xs: &[u64]) -> u64 {
+    xs.iter().fold(1u64, |a, &b| a.saturating_mul(b))
+}
+
+/// Bytes in binary units: "1.5 GiB"; the saturated maximum reads "more than 16 EiB".
+pub fn human_bytes(b: u64) -> String {
+    if b == u64::MAX {
+        return "more than 16 EiB".into();
+    }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
+/// Parse "512M", "24G", "1.5GiB", "1000000" (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 512M, 24G or 1.5T"))?;
+    let mult: f64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024f64.powi(2),
+        "G" => 1024f64.powi(3),
+        "T" => 1024f64.powi(4),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M, G or T)")),
+    };
+    let bytes = v * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("`{s}` is not a usable size"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Memory the kernel says can be allocated without swapping (`MemAvailable`), if known.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("24G").unwrap(), 24 << 30);
+        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert!(parse_bytes("lots").is_err() && parse_bytes("1e400G").is_err() && parse_bytes("5X").is_err());
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(u64::MAX), "more than 16 EiB");
+        assert_eq!(Estimate::f64s(prod(&[u64::MAX, 3]), "x").bytes, u64::MAX);
+    }
+}
