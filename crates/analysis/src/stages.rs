@@ -116,6 +116,18 @@ impl StageKind for Decomposition {
         }
         e
     }
+    fn estimate(p: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        let (dim, cache) = hesslab_hessian::operator_estimate(inputs)?;
+        let cache = hesslab_pipeline::Estimate { bytes: cache.bytes.saturating_mul(3), what: format!("3 × {}", cache.what) };
+        Some(if p.solver == "dense" {
+            // H, G and R = H − G held together, and the dense solver's working copy.
+            let m = hesslab_hessian::dense_estimate(dim);
+            hesslab_pipeline::Estimate { bytes: m.bytes.saturating_mul(4), what: format!("4 × {}", m.what) }.plus(cache)
+        } else {
+            let m = (2 * p.k + 20).max(40) as u64;
+            hesslab_pipeline::Estimate::f64s(dim.saturating_mul(m + p.k as u64), format!("Krylov bases of length {dim}")).plus(cache)
+        })
+    }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
@@ -125,10 +137,10 @@ impl StageKind for Decomposition {
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::msg)?;
             let dense = match (p.solver.as_str(), kind) {
                 // R = H − G exactly (tested to 1e-12): derive it rather than materialize a third time.
-                ("dense", CurvatureKind::Residual) => {
-                    let (h, g): (&Mat<f64>, &Mat<f64>) = (ops[0].2.as_ref().unwrap(), ops[1].2.as_ref().unwrap());
-                    Some(h - g)
-                }
+                ("dense", CurvatureKind::Residual) => match (ops[0].2.as_ref(), ops[1].2.as_ref()) {
+                    (Some(h), Some(g)) => Some(h - g),
+                    _ => return Err(StageError::msg("decomposition: H and G were not materialized before R")),
+                },
                 ("dense", _) => Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0),
                 _ => None,
             };
@@ -310,7 +322,14 @@ impl StageKind for Interpolate {
         )]
     }
     fn check(p: &Self::Params) -> Vec<(String, String)> {
-        if p.points < 2 { vec![("points".into(), "points must be ≥ 2".into())] } else { vec![] }
+        let mut e = Vec::new();
+        if !(2..=100_000).contains(&p.points) {
+            e.push(("points".into(), "points must be between 2 and 100000".into()));
+        }
+        if p.from >= p.to {
+            e.push(("to".into(), format!("`to` ({}) must be larger than `from` ({})", p.from, p.to)));
+        }
+        e
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let a = Mlp::read(ctx, "model_a")?;
@@ -454,6 +473,18 @@ impl StageKind for Heatmap {
     }
     fn outputs() -> Vec<PortSpec> {
         vec![PortSpec::new("files", "heatmap.png", vec![])]
+    }
+    fn check(p: &Self::Params) -> Vec<(String, String)> {
+        if p.size > crate::plots::MAX_HEATMAP_SIDE {
+            vec![("size".into(), format!("size must be ≤ {} pixels", crate::plots::MAX_HEATMAP_SIDE))]
+        } else {
+            vec![]
+        }
+    }
+    fn estimate(p: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        let dim = inputs.get("matrix")?.dim?;
+        let side = p.size as u64;
+        Some(hesslab_hessian::dense_estimate(dim).plus(hesslab_pipeline::Estimate { bytes: side * side * 3, what: "image".into() }))
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let m = read_matrix_input(ctx, "matrix")?;

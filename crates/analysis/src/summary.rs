@@ -178,6 +178,9 @@ impl StageKind for SpectrumSummary {
         if p.top < 2 {
             e.push(("top".into(), "top must be ≥ 2".into()));
         }
+        if p.cutoff.is_some_and(|c| !(c > 0.0)) {
+            e.push(("cutoff".into(), "cutoff must be > 0".into()));
+        }
         e
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {

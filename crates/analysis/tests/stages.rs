@@ -19,7 +19,7 @@ fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
         .unwrap();
     let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port(), model_port()]);
     ds.write(&ctx, "dataset").unwrap();
-    ctx.write("model", m.to_batch(), &m.metadata(&[])).unwrap();
+    ctx.write("model", m.to_batch().unwrap(), &m.metadata(&[])).unwrap();
     let mut inputs = BTreeMap::new();
     inputs.insert("dataset".to_string(), vec![d.join("dataset.parquet")]);
     inputs.insert("model".to_string(), vec![d.join("model.parquet")]);

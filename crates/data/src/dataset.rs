@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 pub const TRAIN: &str = "train";
 pub const TEST: &str = "test";
+/// The most classes a dataset may have (each is an output unit and a column of every
+/// per-sample output Hessian).
+pub const MAX_CLASSES: usize = 1 << 20;
 
 /// The `dataset` port: one row per example.
 pub fn dataset_port() -> PortSpec {
@@ -73,7 +76,26 @@ impl Dataset {
         self.split(false)
     }
 
-    pub fn to_batch(&self) -> RecordBatch {
+    /// Check the shape invariants an artifact needs: at least one feature, `x` holding
+    /// `len × dim` values, a bounded `num_classes` (labels are checked when read).
+    pub fn check(&self) -> Result<(), String> {
+        if self.dim == 0 {
+            return Err("the dataset has no feature columns (dimension 0)".into());
+        }
+        if self.dim > i32::MAX as usize {
+            return Err(format!("dimension {} is too large", self.dim));
+        }
+        if self.x.len() != self.len().saturating_mul(self.dim) || self.split.len() != self.len() {
+            return Err(format!("{} values for {} examples of dimension {}", self.x.len(), self.len(), self.dim));
+        }
+        if self.num_classes > MAX_CLASSES {
+            return Err(format!("{} classes; at most {MAX_CLASSES} are supported", self.num_classes));
+        }
+        Ok(())
+    }
+
+    pub fn to_batch(&self) -> Result<RecordBatch, StageError> {
+        self.check().map_err(StageError::msg)?;
         let schema = Arc::new(Schema::new(vec![fixed_f64_field("x", self.dim as i32), u32_field("y"), utf8_field("split")]));
         RecordBatch::try_new(
             schema,
@@ -83,20 +105,20 @@ impl Dataset {
                 utf8_array(self.split.iter().map(|&t| if t { TRAIN } else { TEST })),
             ],
         )
-        .expect("dataset batch")
+        .map_err(StageError::other)
     }
 
     pub fn metadata(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("num_classes".into(), self.num_classes.to_string());
         m.insert("dim".into(), self.dim.to_string());
-        m.insert("feature_names".into(), serde_json::to_string(&self.feature_names).unwrap());
+        m.insert("feature_names".into(), serde_json::to_string(&self.feature_names).unwrap_or_default());
         m.insert("generator".into(), self.info.to_string());
         m
     }
 
     pub fn write(&self, ctx: &StageContext, port: &str) -> Result<(), StageError> {
-        ctx.write(port, self.to_batch(), &self.metadata())
+        ctx.write(port, self.to_batch()?, &self.metadata())
     }
 
     /// Decode a `dataset` artifact, checking labels against `num_classes`.
@@ -120,6 +142,9 @@ impl Dataset {
             Some(s) => s.parse::<usize>().map_err(|_| err(format!("metadata `num_classes` = `{s}` is not an integer")))?,
             None => max_label,
         };
+        if num_classes > MAX_CLASSES {
+            return Err(err(format!("metadata `num_classes` = {num_classes}; at most {MAX_CLASSES} classes are supported")));
+        }
         if let Some(i) = y.iter().position(|&l| l as usize >= num_classes) {
             return Err(err(format!("column `y` row {i}: label {} ≥ num_classes {num_classes}", y[i])));
         }

@@ -128,6 +128,10 @@ impl StageKind for Digits {
         }
         e
     }
+    fn facts(p: &DigitsParams, _: &hesslab_pipeline::InputFacts) -> hesslab_pipeline::Facts {
+        let rows = if p.path.is_none() { Some(if p.n == 0 { 1797 } else { p.n.min(1797) } as u64) } else { None };
+        hesslab_pipeline::Facts { rows, dim: Some(64), classes: Some(10), ..Default::default() }
+    }
     fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let bytes = match &p.path {
             Some(path) => std::fs::read(path).map_err(|e| StageError::msg(format!("cannot read digits file `{path}`: {e}")))?,

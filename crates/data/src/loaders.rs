@@ -60,8 +60,11 @@ pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>), Stag
     if bytes.len() < 4 + 4 * nd {
         return Err(bad("truncated header".into()));
     }
-    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let want: usize = dims.iter().product();
+    let dims: Vec<usize> =
+        (0..nd).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
+    let Some(want) = dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
+        return Err(bad(format!("header dimensions {dims:?} overflow")));
+    };
     let payload = &bytes[4 + 4 * nd..];
     if payload.len() != want {
         return Err(bad(format!("header says {dims:?} = {want} bytes of data, file has {}", payload.len())));
@@ -154,6 +157,9 @@ impl StageKind for Cifar10 {
     fn check(p: &CifarParams) -> Vec<(String, String)> {
         if p.files.is_empty() { vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())] } else { vec![] }
     }
+    fn facts(p: &CifarParams, _: &hesslab_pipeline::InputFacts) -> hesslab_pipeline::Facts {
+        hesslab_pipeline::Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), ..Default::default() }
+    }
     fn run(p: &CifarParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for f in &p.files {
@@ -213,10 +219,14 @@ pub struct TableImport;
 struct Table {
     names: Vec<String>,
     cols: Vec<Vec<String>>,
+    /// Columns that were present but of a type this stage cannot read, with that type.
+    unsupported: Vec<(String, String)>,
 }
 
 fn read_csv(path: &str) -> Result<Table, StageError> {
     let text = String::from_utf8(read_file(path, "table")?).map_err(|e| StageError::msg(format!("`{path}` is not UTF-8: {e}")))?;
+    // A byte-order mark (Excel writes one) is not part of the first column's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = lines.next().ok_or_else(|| StageError::msg(format!("`{path}` is empty")))?;
     let names: Vec<String> = header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
@@ -230,7 +240,7 @@ fn read_csv(path: &str) -> Result<Table, StageError> {
             cols[c].push(v.trim().trim_matches('"').to_string());
         }
     }
-    Ok(Table { names, cols })
+    Ok(Table { names, cols, unsupported: Vec::new() })
 }
 
 /// The values of a numeric column of type `T` as text (nulls as ""), or None for another type.
@@ -245,21 +255,34 @@ fn read_parquet_table(path: &str) -> Result<Table, StageError> {
     let a = hesslab_pipeline::read_artifact(std::path::Path::new(path), None)?;
     let mut names = Vec::new();
     let mut cols = Vec::new();
+    let mut unsupported = Vec::new();
     for (i, f) in a.batch.schema().fields().iter().enumerate() {
         let c = a.batch.column(i);
-        use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type};
+        use arrow_array::types::*;
         let cast = primitive_strings::<Float64Type>(c.as_ref())
+            .or_else(|| primitive_strings::<Float32Type>(c.as_ref()))
             .or_else(|| primitive_strings::<Int64Type>(c.as_ref()))
             .or_else(|| primitive_strings::<Int32Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<Int16Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<Int8Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<UInt64Type>(c.as_ref()))
             .or_else(|| primitive_strings::<UInt32Type>(c.as_ref()))
-            .or_else(|| primitive_strings::<Float32Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<UInt16Type>(c.as_ref()))
+            .or_else(|| primitive_strings::<UInt8Type>(c.as_ref()))
+            .or_else(|| {
+                arrow_array::cast::AsArray::as_boolean_opt(c.as_ref())
+                    .map(|b| b.iter().map(|v| v.map(|v| if v { "1" } else { "0" }.to_string()).unwrap_or_default()).collect())
+            })
             .or_else(|| columns::utf8_values(&a.batch, f.name()).ok());
-        if let Some(v) = cast {
-            names.push(f.name().clone());
-            cols.push(v);
+        match cast {
+            Some(v) => {
+                names.push(f.name().clone());
+                cols.push(v);
+            }
+            None => unsupported.push((f.name().clone(), hesslab_pipeline::port_type_name(f.data_type()))),
         }
     }
-    Ok(Table { names, cols })
+    Ok(Table { names, cols, unsupported })
 }
 
 impl StageKind for TableImport {
@@ -279,10 +302,13 @@ impl StageKind for TableImport {
     fn run(p: &TableParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let t = if p.path.ends_with(".parquet") { read_parquet_table(&p.path)? } else { read_csv(&p.path)? };
         let find = |name: &str| {
-            t.names
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| StageError::msg(format!("table `{}` has no column `{name}`; columns: {}", p.path, t.names.join(", "))))
+            t.names.iter().position(|n| n == name).ok_or_else(|| match t.unsupported.iter().find(|(n, _)| n == name) {
+                Some((_, ty)) => StageError::msg(format!(
+                    "table `{}`: column `{name}` has type {ty}, which `table` cannot read (integers, floats, booleans and text are read)",
+                    p.path
+                )),
+                None => StageError::msg(format!("table `{}` has no column `{name}`; columns: {}", p.path, t.names.join(", "))),
+            })
         };
         let li = find(&p.label)?;
         let si = p.split_column.as_deref().map(find).transpose()?;
@@ -291,12 +317,26 @@ impl StageKind for TableImport {
         } else {
             p.features.iter().map(|f| find(f)).collect::<Result<_, _>>()?
         };
+        if feats.is_empty() {
+            return Err(StageError::msg(format!(
+                "table `{}` has no feature column besides the label{}",
+                p.path,
+                if t.unsupported.is_empty() { String::new() } else { format!(" (unreadable columns: {:?})", t.unsupported) }
+            )));
+        }
         let rows = t.cols.first().map(|c| c.len()).unwrap_or(0);
         let mut y = Vec::with_capacity(rows);
         for (r, v) in t.cols[li].iter().enumerate() {
             let l: f64 = v.parse().map_err(|_| StageError::msg(format!("column `{}` row {r}: `{v}` is not a class label", p.label)))?;
             if l < 0.0 || l.fract() != 0.0 {
                 return Err(StageError::msg(format!("column `{}` row {r}: `{v}` is not a non-negative integer label", p.label)));
+            }
+            if l >= crate::dataset::MAX_CLASSES as f64 {
+                return Err(StageError::msg(format!(
+                    "column `{}` row {r}: label {v} is too large (labels are 0..{} here)",
+                    p.label,
+                    crate::dataset::MAX_CLASSES
+                )));
             }
             y.push(l as u32);
         }
@@ -311,7 +351,19 @@ impl StageKind for TableImport {
         let d = feats.len();
         let (x, y, split) = match si {
             Some(si) => {
-                let split = t.cols[si].iter().map(|s| s == "train").collect();
+                let mut split = Vec::with_capacity(rows);
+                for (r, s) in t.cols[si].iter().enumerate() {
+                    match s.as_str() {
+                        "train" => split.push(true),
+                        "test" => split.push(false),
+                        other => {
+                            return Err(StageError::msg(format!(
+                                "column `{}` row {r}: `{other}` is neither \"train\" nor \"test\"",
+                                t.names[si]
+                            )));
+                        }
+                    }
+                }
                 (x, y, split)
             }
             None => subsample(x, y, d, k, 0, p.test_fraction, ctx.seed),

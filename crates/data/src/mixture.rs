@@ -1,6 +1,7 @@
 //! `gaussian_mixture`: k Gaussian clusters in d dimensions (S18 E2, S16 P3).
 use crate::{Dataset, dataset_port, rng::Rng};
-use hesslab_pipeline::{PortSpec, StageContext, StageError, StageKind};
+use hesslab_pipeline::resources::prod;
+use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, StageContext, StageError, StageKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +104,12 @@ impl StageKind for GaussianMixture {
     }
     fn check(p: &MixtureParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
+        if p.classes > crate::dataset::MAX_CLASSES {
+            e.push(("classes".into(), format!("classes must be ≤ {}", crate::dataset::MAX_CLASSES)));
+        }
+        if !p.mean_scale.is_finite() {
+            e.push(("mean_scale".into(), "mean_scale must be a finite number".into()));
+        }
         if p.classes == 0 {
             e.push(("classes".into(), "classes must be ≥ 1 (k = 0 clusters makes no data)".into()));
         }
@@ -126,10 +133,23 @@ impl StageKind for GaussianMixture {
         }
         e
     }
+    fn facts(p: &MixtureParams, _: &InputFacts) -> Facts {
+        Facts { rows: Some(total_samples(p)), dim: Some(p.dim as u64), classes: Some(p.classes as u64), ..Facts::default() }
+    }
+    fn estimate(p: &MixtureParams, _: &InputFacts) -> Option<Estimate> {
+        let (n, d, k) = (total_samples(p), p.dim as u64, p.classes as u64);
+        // The examples (generated, then written as one Arrow column) and the class means.
+        Some(Estimate::f64s(prod(&[n, d, 2]), format!("{n}×{d} examples")).plus(Estimate::f64s(prod(&[k, d]), String::new())))
+    }
     fn run(p: &MixtureParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let ds = GaussianMixture::generate(p, ctx.seed);
         ds.write(ctx, "dataset")?;
         ctx.share("dataset", std::sync::Arc::new(ds));
         Ok(())
     }
+}
+
+/// Examples the generator makes: `samples_per_class × classes` or `samples`.
+fn total_samples(p: &MixtureParams) -> u64 {
+    if p.samples_per_class > 0 { (p.samples_per_class as u64).saturating_mul(p.classes as u64) } else { p.samples as u64 }
 }

@@ -154,7 +154,18 @@ impl StageKind for EigenStage {
         if !(p.tol > 0.0) {
             e.push(("tol".into(), "tol must be > 0".into()));
         }
+        if !(p.max_seconds > 0.0) {
+            e.push(("max_seconds".into(), "max_seconds must be > 0".into()));
+        }
         e
+    }
+    fn facts(p: &EigenParams, inputs: &hesslab_pipeline::InputFacts) -> hesslab_pipeline::Facts {
+        let dim = side(inputs);
+        let rows = if p.solver == Solver::Dense { dim } else { Some(p.k as u64) };
+        hesslab_pipeline::Facts { rows, dim, ..Default::default() }
+    }
+    fn estimate(p: &EigenParams, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        solver_estimate(p.solver, p.k, p.max_dim, p.vectors, inputs)
     }
     fn run(p: &EigenParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let tg = target(ctx, &p.spec())?;
@@ -167,8 +178,8 @@ impl StageKind for EigenStage {
                 let mat = match &tg.dense {
                     Some(d) => d.matrix.clone(),
                     None => {
-                        let cv = tg.curvature.as_ref().unwrap();
-                        Arc::new(materialize(tg.op.as_ref(), Some((cv, tg.index.as_deref())), 8, &ctx.progress).0)
+                        let curvature = tg.curvature.as_deref().map(|cv| (cv, tg.index.as_deref()));
+                        Arc::new(materialize(tg.op.as_ref(), curvature, 8, &ctx.progress).0)
                     }
                 };
                 let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors };
@@ -197,8 +208,8 @@ impl StageKind for EigenStage {
             }
         };
         let _ = t0;
-        meta.insert("solver".into(), serde_json::to_value(p.solver).unwrap().as_str().unwrap().to_string());
-        meta.insert("which".into(), serde_json::to_value(p.which).unwrap().as_str().unwrap().to_string());
+        meta.insert("solver".into(), enum_name(&p.solver));
+        meta.insert("which".into(), enum_name(&p.which));
         meta.insert("operator_applications".into(), tg.op.applications().to_string());
         let b = RecordBatch::try_new(
             eigenvalues_port().schema,
@@ -222,6 +233,46 @@ impl StageKind for EigenStage {
         }
         Ok(())
     }
+}
+
+/// The most grid points of a density (a finer grid than this is a typo).
+pub const MAX_GRID: usize = 10_000_000;
+
+/// The snake_case name serde gives a unit enum variant.
+fn enum_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// The side P of the operator a solver stage will see: a dense `matrix` input's, or the model's.
+fn side(inputs: &hesslab_pipeline::InputFacts) -> Option<u64> {
+    inputs.get("matrix").and_then(|m| m.dim).or_else(|| inputs.get("model").and_then(|m| m.params))
+}
+
+/// Peak memory of a solver: dense works on the matrix (a copy of the input and faer's
+/// working copy, plus the eigenvectors when asked); Lanczos and power keep a basis of P-vectors.
+pub(crate) fn solver_estimate(
+    solver: Solver,
+    k: usize,
+    max_dim: usize,
+    vectors: usize,
+    inputs: &hesslab_pipeline::InputFacts,
+) -> Option<hesslab_pipeline::Estimate> {
+    use hesslab_pipeline::Estimate;
+    let matrix_free = inputs.get("matrix").is_none();
+    let (p, cache) = if matrix_free { hesslab_hessian::operator_estimate(inputs)? } else { (side(inputs)?, Estimate::f64s(0, "")) };
+    let estimate = match solver {
+        Solver::Dense => {
+            let copies = if vectors > 0 { 3 } else { 2 } + u64::from(matrix_free);
+            let m = hesslab_hessian::dense_estimate(p);
+            Estimate { bytes: m.bytes.saturating_mul(copies), what: format!("{copies} × {}", m.what) }
+        }
+        Solver::Lanczos => {
+            let m = if max_dim == 0 { (2 * k + 20).max(40) } else { max_dim.max(k + 2) } as u64;
+            Estimate::f64s(p.saturating_mul(m.saturating_add(k as u64 + 4)), format!("Krylov basis of {m} vectors of length {p}"))
+        }
+        Solver::Power => Estimate::f64s(p.saturating_mul(k as u64 + 4), format!("{k} vectors of length {p}")),
+    };
+    Some(if matrix_free { estimate.plus(cache) } else { estimate })
 }
 
 /// Eigenvalues (descending) and ranks from an `eigenvalues` artifact.
@@ -294,7 +345,17 @@ impl StageKind for SlqStage {
         if !(p.sigma > 0.0) {
             e.push(("sigma".into(), "sigma must be > 0".into()));
         }
+        if p.grid > MAX_GRID {
+            e.push(("grid".into(), format!("grid must be ≤ {MAX_GRID}")));
+        }
+        if p.count_above.is_some_and(|t| !t.is_finite()) {
+            e.push(("count_above".into(), "count_above must be a finite number".into()));
+        }
         e
+    }
+    fn estimate(p: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        // One Lanczos basis of `steps` P-vectors at a time (probes run one after another).
+        solver_estimate(Solver::Power, p.steps, 0, 0, inputs)
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let spec = p.spec();
@@ -370,6 +431,10 @@ impl StageKind for TraceStage {
     }
     fn check(p: &Self::Params) -> Vec<(String, String)> {
         if p.probes < 3 { vec![("probes".into(), "probes must be ≥ 3".into())] } else { vec![] }
+    }
+    fn estimate(p: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        // Hutch++ keeps its sketch and its image: about `probes` P-vectors.
+        solver_estimate(Solver::Power, p.probes, 0, 0, inputs)
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let spec = p.spec();

@@ -204,6 +204,15 @@ impl StageKind for CurvatureDense {
     fn check(p: &Self::Params) -> Vec<(String, String)> {
         if p.block_size == 0 { vec![("block_size".into(), "block_size must be ≥ 1".into())] } else { vec![] }
     }
+    fn facts(_: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> hesslab_pipeline::Facts {
+        let p = inputs.get("model").and_then(|m| m.params);
+        hesslab_pipeline::Facts { rows: p, dim: p, ..Default::default() }
+    }
+    fn estimate(_: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        // The matrix, plus one copy kept in memory for the stages that read it next.
+        let (p, cache) = crate::operator_estimate(inputs)?;
+        Some(crate::dense_estimate(p).plus(cache))
+    }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
@@ -215,8 +224,8 @@ impl StageKind for CurvatureDense {
         meta.insert("symmetry_error".into(), format!("{sym:e}"));
         meta.insert("num_samples".into(), built.curvature.num_samples().to_string());
         meta.insert("loss".into(), format!("{:e}", built.curvature.loss));
-        meta.insert("tensors".into(), serde_json::to_string(&p.tensors).unwrap());
-        meta.insert("architecture".into(), serde_json::to_string(&built.curvature.model.arch).unwrap());
+        meta.insert("tensors".into(), serde_json::to_string(&p.tensors).unwrap_or_default());
+        meta.insert("architecture".into(), serde_json::to_string(&built.curvature.model.arch).unwrap_or_default());
         write_matrix(ctx, "matrix", &a, &meta)?;
         let dm = DenseMatrix { matrix: Arc::new(a), operator: p.operator.name().to_string(), symmetry_error: sym };
         ctx.share("matrix", Arc::new(dm));

@@ -11,7 +11,7 @@ pub use dense::{
 };
 pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted};
 pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp};
-pub use spec::{BuiltOperator, OperatorSpec, SampleSet};
+pub use spec::{BuiltOperator, OperatorSpec, SampleSet, dense_estimate, operator_estimate};
 
 pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<CurvatureDense>();

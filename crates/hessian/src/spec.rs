@@ -129,3 +129,24 @@ impl OperatorSpec {
         Ok(BuiltOperator { op, curvature, index })
     }
 }
+
+/// Memory of a curvature operator built from `model` and `dataset` inputs: the forward and
+/// backward passes it caches for every sample (four values per unit) and each sample's C×C
+/// output Hessian. Returns P (the operator's side) with the estimate.
+pub fn operator_estimate(inputs: &hesslab_pipeline::InputFacts) -> Option<(u64, hesslab_pipeline::Estimate)> {
+    let model = inputs.get("model")?;
+    let data = inputs.get("dataset")?;
+    let (p, n) = (model.params?, data.rows?);
+    let units = model.units.unwrap_or(p);
+    let c = data.classes.unwrap_or(1);
+    let per_sample = units.saturating_mul(4).saturating_add(c.saturating_mul(c));
+    Some((
+        p,
+        hesslab_pipeline::Estimate::f64s(hesslab_pipeline::resources::prod(&[n, per_sample]), format!("operator cache of {n} samples")),
+    ))
+}
+
+/// A dense P×P matrix of f64.
+pub fn dense_estimate(p: u64) -> hesslab_pipeline::Estimate {
+    hesslab_pipeline::Estimate::f64s(p.saturating_mul(p), format!("dense {p}×{p} matrix"))
+}

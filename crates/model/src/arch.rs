@@ -114,6 +114,29 @@ impl Architecture {
         }
         out
     }
+    /// The most parameters a network may have here (a 2^36-parameter model is 512 GiB).
+    pub const MAX_PARAMS: u64 = 1 << 36;
+
+    /// Check that the sizes describe a network (input and output, no zero width) whose
+    /// parameter count fits in memory arithmetic; returns that count.
+    pub fn check(&self) -> Result<usize, String> {
+        if self.sizes.len() < 2 {
+            return Err(format!("a network needs at least an input and an output size, got sizes {:?}", self.sizes));
+        }
+        if let Some(i) = self.sizes.iter().position(|&s| s == 0) {
+            return Err(format!("layer size {i} is 0 in sizes {:?}", self.sizes));
+        }
+        let mut total: u64 = 0;
+        for w in self.sizes.windows(2) {
+            let layer = (w[0] as u64).checked_mul(w[1] as u64).and_then(|x| x.checked_add(if self.bias { w[1] as u64 } else { 0 }));
+            total = layer.and_then(|l| total.checked_add(l)).unwrap_or(u64::MAX);
+        }
+        if total > Self::MAX_PARAMS {
+            return Err(format!("sizes {:?} give more than 2^36 parameters", self.sizes));
+        }
+        Ok(total as usize)
+    }
+
     pub fn num_params(&self) -> usize {
         self.sizes.windows(2).map(|w| w[0] * w[1] + if self.bias { w[1] } else { 0 }).sum()
     }

@@ -16,7 +16,7 @@ pub fn model_port() -> PortSpec {
 }
 
 impl Mlp {
-    pub fn to_batch(&self) -> RecordBatch {
+    pub fn to_batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let t = self.arch.tensors();
         let shapes: Vec<Vec<u64>> = t.iter().map(|(_, s, _)| s.iter().map(|&x| x as u64).collect()).collect();
         let schema = Arc::new(Schema::new(vec![utf8_field("tensor"), list_u64_field("shape"), list_f64_field("values")]));
@@ -28,12 +28,11 @@ impl Mlp {
                 list_f64_array(t.iter().map(|(_, _, r)| &self.params[r.clone()])),
             ],
         )
-        .expect("model batch")
     }
 
     pub fn metadata(&self, extra: &[(&str, String)]) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
-        m.insert("architecture".into(), serde_json::to_string(&self.arch).unwrap());
+        m.insert("architecture".into(), serde_json::to_string(&self.arch).unwrap_or_default());
         m.insert("num_params".into(), self.num_params().to_string());
         for (k, v) in extra {
             m.insert(k.to_string(), v.clone());
@@ -45,6 +44,7 @@ impl Mlp {
         let err = |m: String| StageError::from(a.column_error(m));
         let arch: Architecture = serde_json::from_value(a.meta_json("architecture")?)
             .map_err(|e| err(format!("metadata `architecture` does not describe a network: {e}")))?;
+        arch.check().map_err(|m| err(format!("metadata `architecture`: {m}")))?;
         let names = utf8_values(&a.batch, "tensor").map_err(err)?;
         let values = list_f64_values(&a.batch, "values").map_err(err)?;
         let expect = arch.tensors();

@@ -4,7 +4,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use hesslab_data::{Dataset, Split, dataset_port, rng::Rng};
 use hesslab_pipeline::columns::*;
-use hesslab_pipeline::{PortSpec, Progress, StageContext, StageError, StageKind};
+use hesslab_pipeline::resources::prod;
+use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, Progress, StageContext, StageError, StageKind, short_f64};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -187,8 +188,21 @@ pub fn train(
 
 fn diverged(step: u64, lr: f64, loss: f64) -> StageError {
     StageError::msg(format!(
-        "training diverged at step {step} (lr = {lr}): loss = {loss}, parameters or gradient are not finite; lower the learning rate"
+        "training diverged at step {step} (lr = {}): loss = {}, parameters or gradient are not finite; lower the learning rate",
+        short_f64(lr),
+        short_f64(loss)
     ))
+}
+
+/// The widest hidden layer accepted (wider ones are typos, and their weights would not fit).
+pub const MAX_WIDTH: usize = 1 << 24;
+
+/// The network `train` builds for data of `d` features and `c` classes.
+fn architecture_of(p: &TrainParams, d: u64, c: u64) -> Architecture {
+    let mut sizes = vec![d as usize];
+    sizes.extend(&p.hidden);
+    sizes.push(if p.loss == LossKind::Logistic { 1 } else { c as usize });
+    Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss }
 }
 
 pub struct Train;
@@ -207,7 +221,7 @@ impl StageKind for Train {
     fn check(p: &TrainParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if !(p.lr > 0.0 && p.lr.is_finite()) {
-            e.push(("lr".into(), format!("lr must be > 0, got {}", p.lr)));
+            e.push(("lr".into(), format!("lr must be > 0, got {}", short_f64(p.lr))));
         }
         if !(0.0..1.0).contains(&p.momentum) {
             e.push(("momentum".into(), "momentum must be in [0, 1)".into()));
@@ -215,7 +229,51 @@ impl StageKind for Train {
         if p.hidden.contains(&0) {
             e.push(("hidden".into(), "hidden widths must be ≥ 1".into()));
         }
+        if let Some(w) = p.hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            e.push(("hidden".into(), format!("hidden width {w} is larger than {MAX_WIDTH}")));
+        }
+        for (key, v) in [("init_std", p.init_std), ("init_radius", p.init_radius)] {
+            if !(v > 0.0 && v.is_finite()) {
+                e.push((key.into(), format!("{key} must be a finite number > 0, got {}", short_f64(v))));
+            }
+        }
+        for (key, v) in [("target_loss", p.target_loss), ("grad_tol", p.grad_tol)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                e.push((key.into(), format!("{key} must be a finite number ≥ 0 (0 = off), got {}", short_f64(v))));
+            }
+        }
         e
+    }
+    fn facts(p: &TrainParams, inputs: &InputFacts) -> Facts {
+        let data = inputs.get("dataset").copied().unwrap_or_default();
+        let arch = data.dim.zip(data.classes).map(|(d, c)| architecture_of(p, d, c));
+        Facts {
+            params: arch.as_ref().and_then(|a| a.check().ok()).map(|n| n as u64),
+            units: arch.map(|a| a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64))),
+            ..data
+        }
+    }
+    fn estimate(p: &TrainParams, inputs: &InputFacts) -> Option<Estimate> {
+        let data = inputs.get("dataset")?;
+        let (n, d, c) = (data.rows?, data.dim?, data.classes?);
+        let arch = architecture_of(p, d, c);
+        let params = match arch.check() {
+            Ok(n) => n as u64,
+            Err(_) => u64::MAX,
+        };
+        let units = arch.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64));
+        let snapshots = if p.snapshot_every > 0 { (p.max_steps / p.snapshot_every + 1) as u64 } else { 0 };
+        // Data (and its train/test copies), activations and their gradients for every sample,
+        // parameters with gradient, velocity and one partial gradient per 256-sample chunk.
+        Some(
+            Estimate::f64s(prod(&[n, d, 3]), format!("{n}×{d} data"))
+                .plus(Estimate::f64s(prod(&[n, units, 4]), format!("activations of {units} units")))
+                .plus(Estimate::f64s(prod(&[params, n.div_ceil(256).saturating_add(4)]), format!("{params} parameters with gradients")))
+                .plus(Estimate::f64s(
+                    prod(&[params, snapshots]),
+                    if snapshots > 0 { format!("{snapshots} snapshots") } else { String::new() },
+                )),
+        )
     }
     fn run(p: &TrainParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let ds = Dataset::read(ctx, "dataset")?;
@@ -253,11 +311,12 @@ impl StageKind for Train {
                 sizes.extend(&p.hidden);
                 sizes.push(out_dim);
                 let arch = Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
+                arch.check().map_err(StageError::msg)?;
                 (initialize(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
             }
         };
         let log = train(&mut model, p, &tr, &te, ctx.seed, step0, &ctx.progress)?;
-        let last_step = *log.step.last().unwrap();
+        let last_step = log.step.last().copied().unwrap_or(step0);
         model.write_artifacts(ctx, &log, last_step)?;
         ctx.share("model", Arc::new(model));
         Ok(())
@@ -266,9 +325,9 @@ impl StageKind for Train {
 
 impl Mlp {
     fn write_artifacts(&self, ctx: &StageContext, log: &TrainLog, last_step: u64) -> Result<(), StageError> {
-        let meta =
-            self.metadata(&[("steps", last_step.to_string()), ("final_train_loss", format!("{:e}", log.train_loss.last().unwrap()))]);
-        ctx.write("model", self.to_batch(), &meta)?;
+        let final_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
+        let meta = self.metadata(&[("steps", last_step.to_string()), ("final_train_loss", format!("{final_loss:e}"))]);
+        ctx.write("model", self.to_batch().map_err(StageError::other)?, &meta)?;
         let schema = log_port().schema;
         let b = RecordBatch::try_new(
             schema,

@@ -49,7 +49,7 @@ pub struct PipelineFile {
     pub diagnostics: Vec<Diagnostic>,
     /// Byte offset of every key path in `source`, built once on the first diagnostic so that
     /// locating many problems stays linear in their number.
-    key_index: std::sync::OnceLock<HashMap<Vec<String>, usize>>,
+    key_index: std::sync::OnceLock<KeyIndex>,
 }
 
 impl PipelineFile {
@@ -230,15 +230,37 @@ impl PipelineFile {
 
     /// Line and column of the deepest existing key along `path` (1-based).
     pub fn locate(&self, path: &[&str]) -> (usize, usize) {
-        let index = self.key_index.get_or_init(|| key_index(&self.source));
+        let index = self.key_index.get_or_init(|| KeyIndex::new(&self.source));
         let mut key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         while !key.is_empty() {
-            if let Some(&offset) = index.get(&key) {
-                return line_col(&self.source, offset);
+            if let Some(&offset) = index.keys.get(&key) {
+                return index.line_col(&self.source, offset);
             }
             key.pop();
         }
         (1, 1)
+    }
+}
+
+/// Where every key of a pipeline file is, and where its lines start: each diagnostic is
+/// located in O(log n) instead of re-parsing or re-scanning the file.
+#[derive(Debug, Clone)]
+struct KeyIndex {
+    keys: HashMap<Vec<String>, usize>,
+    line_starts: Vec<usize>,
+}
+
+impl KeyIndex {
+    fn new(source: &str) -> Self {
+        let line_starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        KeyIndex { keys: key_index(source), line_starts }
+    }
+    fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let column = source.get(start..offset).map(|l| l.chars().count()).unwrap_or(0) + 1;
+        (line, column)
     }
 }
 

@@ -44,6 +44,12 @@ pub fn derive_seed(seed: u64, label: &str) -> u64 {
     u64::from_le_bytes(d[..8].try_into().unwrap())
 }
 
+/// A float for messages: shortest round-trip form, scientific when very large or small
+/// (`1e308`, not 309 digits).
+pub fn short_f64(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && (x.abs() >= 1e9 || x.abs() < 1e-5) { format!("{x:e}") } else { format!("{x}") }
+}
+
 /// Hex SHA-256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

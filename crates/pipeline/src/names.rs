@@ -44,16 +44,22 @@ fn short_hash(s: &str) -> String {
     crate::sha256_hex(s.as_bytes())[..10].to_string()
 }
 
-/// A sweep value as it appears in a member directory name. Values made of letters, digits and
-/// `_ - + .` (not starting with `.`) stay as they are (`0.001`, `relu`, `-1`); anything else
-/// keeps its safe characters and gains a hash of the whole value (`.._x~3f2a9c01de`), so two
-/// different values never share a directory and no value can name a path.
+/// A sweep value as it appears in a member directory name. Short values without path
+/// separators, control characters or a leading `.` stay as they are (`0.001`, `relu`,
+/// `[30, 30]`); anything else keeps its harmless characters and gains a hash of the whole
+/// value (`x~3f2a9c01de` for `../../x`), so no value can name a path and two different values
+/// never share a directory (a collision with a literal value is reported at validation).
 pub fn encode_label(value: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.');
+    let safe = |c: char| !c.is_control() && !matches!(c, '/' | '\\' | '~');
     if !value.is_empty() && value.len() <= MAX_LABEL_LEN && value.chars().all(safe) && !value.starts_with('.') {
         return value.to_string();
     }
-    let readable: String = value.chars().filter(|&c| safe(c)).skip_while(|&c| c == '.').take(24).collect();
+    let readable: String = value
+        .chars()
+        .filter(|&c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.'))
+        .skip_while(|&c| c == '.')
+        .take(24)
+        .collect();
     format!("{readable}~{}", short_hash(value))
 }
 
@@ -95,10 +101,10 @@ mod tests {
 
     #[test]
     fn labels_are_readable_when_safe_and_hashed_when_not() {
-        for v in ["relu", "0.001", "-1", "1e-5", "true", "gd+momentum"] {
+        for v in ["relu", "0.001", "-1", "1e-5", "true", "gd+momentum", "[30, 30]", "a b"] {
             assert_eq!(encode_label(v), v);
         }
-        for v in ["../../../../x", "/etc", "a/b", "..", ".", "", "a b", "x\0y", &"y".repeat(49)] {
+        for v in ["../../../../x", "/etc", "a/b", "..", ".", "", "x\0y", "a\\b", ".hidden", &"y".repeat(49)] {
             let e = encode_label(v);
             assert!(is_plain_component(&e) && !e.starts_with('.') && e.contains('~'), "{v:?} -> {e:?}");
             assert!(!e.contains('/') && !e.contains('\\'), "{e}");

@@ -15,13 +15,19 @@ pub struct Facts {
     pub classes: Option<u64>,
     /// Number of network parameters P of a model.
     pub params: Option<u64>,
+    /// Number of units of a model (input, hidden and output widths added up): what a forward
+    /// pass stores per sample.
+    pub units: Option<u64>,
 }
 
 impl Facts {
     /// Facts from an artifact's row count and its `dim`, `num_classes`, `num_params` metadata.
     pub fn from_metadata(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
         let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
-        Facts { rows: Some(rows), dim: num("dim"), classes: num("num_classes"), params: num("num_params") }
+        let units = meta.get("architecture").and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()).and_then(|a| {
+            a.get("sizes").and_then(|s| s.as_array()).map(|s| s.iter().filter_map(|x| x.as_u64()).fold(0u64, u64::saturating_add))
+        });
+        Facts { rows: Some(rows), dim: num("dim"), classes: num("num_classes"), params: num("num_params"), units }
     }
 }
 

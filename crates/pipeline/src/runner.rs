@@ -80,6 +80,7 @@ impl Runner {
         crate::cleanup::remove_leftovers(&plan.out_dir);
         let mut lock_file = LockFile::load(&plan.out_dir);
         lock_file.members.extend(plan.members.iter().filter(|(_, l)| !l.is_empty()).map(|(m, l)| (m.clone(), l.clone())));
+        lock_file.save(&plan.out_dir)?; // the member mapping is on disk even if every stage fails
         let lock = Mutex::new(lock_file);
         let budget = opts
             .max_memory

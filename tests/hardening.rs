@@ -1,0 +1,446 @@
+//! Hostile input, one test per finding of the hardening review (issue #10): each failed (panic,
+//! hang, stray write, silent loss, unclear message) before the fix and passes now.
+use hesslab_pipeline::{Error, PipelineFile, Plan, RunOptions, Runner, StageContext, StageError, StageKind, read_artifact};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hesslab-hard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn full_error(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(" | ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+fn build(text: &str, set: &[&str]) -> Result<Plan, Error> {
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    PipelineFile::parse(Path::new("p.toml"), text.to_string(), &set).and_then(|pf| Plan::build(pf, &hesslab::registry()))
+}
+
+fn validate_err(text: &str, set: &[&str]) -> String {
+    match build(text, set) {
+        Ok(_) => panic!("validated, expected an error:\n{text}\n--set {set:?}"),
+        Err(e) => full_error(&e),
+    }
+}
+
+fn run_text(text: &str, out: &Path, opts: RunOptions) -> Result<(), String> {
+    let mut pf = PipelineFile::parse(Path::new("p.toml"), text.to_string(), &[]).map_err(|e| full_error(&e))?;
+    pf.out = out.to_path_buf();
+    let plan = Plan::build(pf, &hesslab::registry()).map_err(|e| full_error(&e))?;
+    Runner::run(&plan, &opts).map(|_| ()).map_err(|e| full_error(&e))
+}
+
+/// Every file and directory below `root`, relative.
+fn tree(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn leftovers(root: &Path) -> Vec<PathBuf> {
+    tree(root).into_iter().filter(|p| p.file_name().is_some_and(|n| hesslab_pipeline::cleanup::is_leftover(&n.to_string_lossy()))).collect()
+}
+
+const SMALL: &str = r#"
+[pipeline]
+name = "small"
+seed = 1
+[stages.data]
+kind = "gaussian_mixture"
+classes = 3
+dim = 4
+samples = 60
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+hidden = [5]
+max_steps = 20
+[stages.hessian]
+kind = "curvature_dense"
+model = "train.model"
+dataset = "data.dataset"
+[stages.eigen]
+kind = "eigenvalues"
+matrix = "hessian.matrix"
+[stages.summary]
+kind = "spectrum_summary"
+eigenvalues = "eigen.eigenvalues"
+"#;
+
+// 1 ------------------------------------------------------------------ plan panics
+#[test]
+fn f1_a_dependency_without_a_valid_kind_is_a_diagnostic_not_a_panic() {
+    let base = "[stages.data]\n{KIND}\n[stages.train]\nkind = \"train\"\ndataset = \"data.dataset\"\n";
+    for (kind, expect) in [
+        ("kind = \"gaussian_mixtur\"", "unknown stage kind `gaussian_mixtur` (did you mean `gaussian_mixture`?)"),
+        ("", "stage has no `kind"),
+        ("kind = 5", "`kind` must be a string"),
+    ] {
+        let text = base.replace("{KIND}", kind);
+        for cmd in ["validate", "dag"] {
+            let e = validate_err(&text, &[]);
+            assert!(e.contains(expect), "{cmd}: {e}");
+        }
+    }
+    let e = validate_err(&base.replace("{KIND}", "kind = \"gaussian_mixture\""), &["data.kind=bogus"]);
+    assert!(e.contains("unknown stage kind `bogus`"), "{e}");
+    // A cycle through a stage without a kind, too.
+    let e = validate_err("[stages.a]\nkind = \"train\"\ndataset = \"b.dataset\"\n[stages.b]\nkind = \"nope\"\nx = \"a.model\"\n", &[]);
+    assert!(e.contains("unknown stage kind `nope`"), "{e}");
+}
+
+// 2 ------------------------------------------------------------------ panics inside stages
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+struct NoParams {}
+
+struct Panics;
+impl StageKind for Panics {
+    type Params = NoParams;
+    const KIND: &'static str = "test_panics";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "panics (test)";
+    fn inputs() -> Vec<hesslab_pipeline::PortSpec> {
+        vec![]
+    }
+    fn outputs() -> Vec<hesslab_pipeline::PortSpec> {
+        vec![hesslab_data::dataset_port()]
+    }
+    fn run(_: &NoParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        ctx.write_file("partial.txt", b"half").unwrap();
+        let v: Vec<u32> = Vec::new();
+        let _ = v[3]; // an index out of bounds, as a bug would
+        Ok(())
+    }
+}
+
+#[test]
+fn f2_a_panicking_stage_is_an_error_naming_it_and_never_a_hang() {
+    let t = tmp("panic");
+    let text = format!(
+        "[pipeline]\nname = \"p\"\nout = \"{}\"\n[stages.boom]\nkind = \"test_panics\"\n[stages.slow]\nkind = \"gaussian_mixture\"\nsamples = 20000\ndim = 50\n[stages.after]\nkind = \"train\"\ndataset = \"boom.dataset\"\n",
+        t.display()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reg = hesslab::registry();
+        reg.add::<Panics>();
+        let pf = PipelineFile::parse(Path::new("p.toml"), text, &[]).unwrap();
+        let plan = Plan::build(pf, &reg).unwrap();
+        let _ = tx.send(Runner::run(&plan, &RunOptions { jobs: 2, ..Default::default() }).map(|_| ()).map_err(|e| full_error(&e)));
+    });
+    let result = rx.recv_timeout(Duration::from_secs(120)).expect("the run hung after a panic in a stage");
+    let e = result.expect_err("a panicking stage must fail the run");
+    assert!(
+        e.contains("internal error in stage `boom` (kind test_panics") && e.contains("index out of bounds") && e.contains("please report"),
+        "{e}"
+    );
+    assert!(!t.join("p/main/boom").exists() && !t.join("p/main/after").exists(), "{:?}", tree(&t));
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+#[test]
+fn f2_the_reported_panic_triggers_are_errors() {
+    // hidden = [i64::MAX]: a parameter error at validate, not a capacity overflow.
+    let e = validate_err(
+        "[stages.d]\nkind = \"digits\"\n[stages.t]\nkind = \"train\"\ndataset = \"d.dataset\"\nhidden = [9223372036854775807]\n",
+        &[],
+    );
+    assert!(e.contains("key `stages.t.hidden`") && e.contains("larger than"), "{e}");
+    // heat map sizes whose pixel count overflowed u32.
+    let e = validate_err(
+        "[stages.h]\nkind = \"heatmap\"\nmatrix = \"x.matrix\"\nsize = 4000000000\n[stages.x]\nkind = \"curvature_dense\"\nmodel = \"t.model\"\ndataset = \"d.dataset\"\n[stages.d]\nkind = \"digits\"\n[stages.t]\nkind = \"train\"\ndataset = \"d.dataset\"\n",
+        &[],
+    );
+    assert!(e.contains("key `stages.h.size`"), "{e}");
+    let big = faer::Mat::<f64>::identity(3, 3);
+    assert!(hesslab_analysis::plots::heatmap_png(&big, u32::MAX).is_err());
+    // A table with no numeric feature column.
+    let t = tmp("table");
+    std::fs::write(t.join("only_label.csv"), "label,name\n0,a\n1,b\n").unwrap();
+    let text = format!("[stages.t]\nkind = \"table\"\npath = \"{}\"\nfeatures = []\n", t.join("only_label.csv").display());
+    let e = run_text(&text.replace("features = []\n", ""), &t.join("out"), RunOptions { jobs: 2, ..Default::default() }).unwrap_err();
+    assert!(e.contains("`name`") || e.contains("no feature column"), "{e}");
+    std::fs::write(t.join("label_only.csv"), "label\n0\n1\n").unwrap();
+    let text = format!("[stages.t]\nkind = \"table\"\npath = \"{}\"\n", t.join("label_only.csv").display());
+    let e = run_text(&text, &t.join("out"), RunOptions { jobs: 2, ..Default::default() }).unwrap_err();
+    assert!(e.contains("has no feature column besides the label"), "{e}");
+    // A model artifact whose architecture has fewer than two sizes, or absurd ones.
+    let m = hesslab_model::Mlp::new(
+        hesslab_model::Architecture {
+            sizes: vec![2, 1],
+            activation: hesslab_model::Activation::Relu,
+            bias: false,
+            loss: hesslab_model::LossKind::Mse,
+        },
+        vec![0.5, 0.5],
+    );
+    for sizes in ["[3]", "[]", "[4294967296, 4294967296]", "[2, 0, 1]"] {
+        let mut meta = m.metadata(&[]);
+        meta.insert("architecture".into(), meta["architecture"].replace("[2,1]", sizes));
+        let p = t.join("model.parquet");
+        hesslab_pipeline::write_batches_atomic(&p, m.to_batch().unwrap().schema(), &[m.to_batch().unwrap()], &meta).unwrap();
+        let a = read_artifact(&p, None).unwrap();
+        let e = hesslab_model::Mlp::from_artifact(&a).err().unwrap_or_else(|| panic!("sizes {sizes} accepted")).to_string();
+        assert!(e.contains("architecture"), "{sizes}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+// 3 ------------------------------------------------------------------ names are data
+#[test]
+fn f3_hostile_names_are_rejected_at_validate() {
+    for name in ["..", ".", "", "../x", "/abs/dir", "a/b", "a.b", "a b"] {
+        let e = validate_err(&format!("[pipeline]\nname = {name:?}\n[stages.d]\nkind = \"digits\"\n"), &[]);
+        assert!(e.contains("key `pipeline.name`"), "{name:?}: {e}");
+        let e = validate_err(&format!("[stages.{name:?}]\nkind = \"digits\"\n"), &[]);
+        assert!(e.contains("stage name"), "{name:?}: {e}");
+    }
+    let e = validate_err("[stages.d]\nkind = \"digits\"\n", &["pipeline.name=.."]);
+    assert!(e.contains("pipeline name `..`"), "{e}");
+    // Duplicate sweep values used to make two members with one directory.
+    let e = validate_err("[sweep]\nd.n = [100, 100]\n[stages.d]\nkind = \"digits\"\n", &[]);
+    assert!(e.contains("sweep value 100 appears more than once"), "{e}");
+}
+
+#[test]
+fn f3_no_input_creates_or_deletes_a_file_outside_the_output_directory() {
+    let root = tmp("contain");
+    let sandbox = root.join("sandbox");
+    std::fs::create_dir_all(sandbox.join("keep")).unwrap();
+    std::fs::write(sandbox.join("keep/file"), b"precious").unwrap();
+    std::fs::write(root.join("F.csv.gz"), b"not digits").unwrap();
+    let out = sandbox.join("deep/er/out");
+    let hostile =
+        ["../../../../x", "../../keep", "/abs/dir", "..", ".", "", "a/b", "x\\y", "\u{0}", "../../F.csv.gz", ".staging-d-1", "report.html"];
+    let before = tree(&root);
+    for (i, h) in hostile.iter().enumerate() {
+        let text = format!(
+            "[pipeline]\nname = \"c{i}\"\n[sweep]\nd.scale = [\"unit\", \"raw\"]\nt.activation = [\"relu\"]\ns.zero_tol = [1e-6]\n[stages.d]\nkind = \"digits\"\nn = 100\n[stages.t]\nkind = \"train\"\ndataset = \"d.dataset\"\nhidden = [3]\nmax_steps = 2\n[stages.s]\nkind = \"table\"\npath = {h:?}\nlabel = {h:?}\n"
+        );
+        // Table paths are inputs (read, never written); a sweep over hostile strings only
+        // names directories.
+        let _ = run_text(&text, &out, RunOptions { jobs: 2, ..Default::default() });
+        let swept = format!(
+            "[pipeline]\nname = \"s{i}\"\n[sweep]\nd.path = [{h:?}, \"{}\"]\n[stages.d]\nkind = \"digits\"\n",
+            root.join("F.csv.gz").display()
+        );
+        let _ = run_text(&swept, &out, RunOptions { jobs: 2, ..Default::default() });
+        for name in [*h, "ok"] {
+            let named = format!("[pipeline]\nname = {name:?}\n[stages.{h:?}]\nkind = \"digits\"\nn = 50\n");
+            let _ = run_text(&named, &out, RunOptions::default());
+        }
+    }
+    let after = tree(&root);
+    // New paths must lie inside --out (or be the directories leading to it, which the run creates).
+    let outside: Vec<_> =
+        after.iter().filter(|p| !before.contains(p) && !root.join(p).starts_with(&out) && !out.starts_with(root.join(p))).collect();
+    assert!(outside.is_empty(), "files created outside --out: {outside:?}");
+    let gone: Vec<_> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert!(gone.is_empty(), "files deleted: {gone:?}");
+    assert_eq!(std::fs::read(sandbox.join("keep/file")).unwrap(), b"precious");
+    // Hostile sweep values did run, under hashed directory names inside --out.
+    let dirs: Vec<String> =
+        std::fs::read_dir(out.join("s0")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(dirs.iter().any(|d| d.starts_with("d.path=x~")), "{dirs:?}");
+    let lock = std::fs::read_to_string(out.join("s0/hesslab.lock")).unwrap();
+    assert!(lock.contains("../../../../x"), "the lock maps hashed directories back to their values");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+// 4 ------------------------------------------------------------------ estimates before allocating
+#[test]
+fn f4_a_stage_that_does_not_fit_fails_before_allocating_with_the_number() {
+    let t = tmp("memory");
+    let text = SMALL.replace("hidden = [5]", "hidden = [200, 200]");
+    let plan = build(&text, &[]).unwrap();
+    assert!(plan.describe().contains("memory≈") && plan.describe().contains("dense 41803×41803 matrix"), "{}", plan.describe());
+    let e = run_text(&text, &t.join("out"), RunOptions { max_memory: Some(1 << 30), ..Default::default() }).unwrap_err();
+    assert!(
+        e.contains("stage `hessian` (kind curvature_dense, member `main`) needs about 13.0 GiB (dense 41803×41803 matrix")
+            && e.contains("1.0 GiB is available")
+            && e.contains("--max-memory"),
+        "{e}"
+    );
+    assert!(t.join("out/small/main/train/model.parquet").exists(), "the stages before it ran and are kept");
+    // Absurd data sizes: the generator never starts.
+    let e = run_text(
+        "[stages.d]\nkind = \"gaussian_mixture\"\nsamples = 4000000000000\ndim = 1000000\n",
+        &t.join("out"),
+        RunOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("needs about more than 16 EiB") || e.contains("needs about"), "{e}");
+    // A 1000×1000 sweep is refused at validate, quickly.
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let text = format!(
+        "[sweep]\nd.n = [{0}]\nd.test_fraction = [{1}]\n[stages.d]\nkind = \"digits\"\n",
+        values.join(","),
+        (0..1000).map(|i| format!("{}", i as f64 / 2000.0)).collect::<Vec<_>>().join(",")
+    );
+    let t0 = Instant::now();
+    let e = validate_err(&text, &[]);
+    assert!(e.contains("expands to 1000000 members; at most 10000"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+// 5 ------------------------------------------------------------------ non-finite parameters
+#[test]
+fn f5_nan_and_infinite_parameters_are_named_at_validate() {
+    for (stage, key) in [
+        ("train", "init_std"),
+        ("data", "mean_scale"),
+        ("train", "target_loss"),
+        ("train", "lr"),
+        ("eigen", "tol"),
+        ("eigen", "max_seconds"),
+        ("summary", "zero_tol"),
+        ("summary", "cutoff"),
+    ] {
+        for v in ["nan", "inf", "-inf"] {
+            let e = validate_err(SMALL, &[&format!("{stage}.{key}={v}")]);
+            assert!(e.contains(&format!("key `stages.{stage}.{key}`")) && e.contains("is not a finite number"), "{stage}.{key}={v}: {e}");
+        }
+    }
+    for (set, key) in [("train.init_std=-1.0", "init_std"), ("train.target_loss=-1.0", "target_loss"), ("summary.cutoff=-0.5", "cutoff")] {
+        let e = validate_err(SMALL, &[set]);
+        assert!(e.contains(&format!("key `stages.{}`", set.split('=').next().unwrap())) && e.contains(key), "{set}: {e}");
+    }
+}
+
+// 6 ------------------------------------------------------------------ leftovers
+#[test]
+fn f6_leftovers_of_killed_runs_are_removed_and_failed_writes_leave_nothing() {
+    let t = tmp("leftovers");
+    let out = t.join("out");
+    run_text(SMALL, &out, RunOptions::default()).unwrap();
+    let member = out.join("small/main");
+    std::fs::create_dir_all(member.join(".staging-train-999999/x")).unwrap();
+    std::fs::create_dir_all(member.join(".old-eigen-4")).unwrap();
+    std::fs::write(member.join("hessian/matrix.parquet.tmp-123456"), vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(out.join("small/hesslab.lock.tmp-77"), b"{").unwrap();
+    std::fs::write(out.join("small/report.html.tmp-78"), b"<").unwrap();
+    run_text(SMALL, &out, RunOptions::default()).unwrap();
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    // A failed atomic write (the destination is a directory) removes its temporary file.
+    let dest = t.join("blocked.parquet");
+    std::fs::create_dir_all(dest.join("inside")).unwrap();
+    let m = hesslab_model::Mlp::new(
+        hesslab_model::Architecture {
+            sizes: vec![2, 1],
+            activation: hesslab_model::Activation::Relu,
+            bias: false,
+            loss: hesslab_model::LossKind::Mse,
+        },
+        vec![0.5, 0.5],
+    );
+    let b = m.to_batch().unwrap();
+    assert!(hesslab_pipeline::write_batches_atomic(&dest, b.schema(), &[b], &Default::default()).is_err());
+    assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+// 7 ------------------------------------------------------------------ linear validation
+fn bad_stages(n: usize) -> String {
+    (0..n).map(|i| format!("[stages.s{i}]\nkind = \"digits\"\nn = \"x\"\nwat = {i}\n")).collect()
+}
+
+#[test]
+fn f7_validation_time_is_linear_in_the_number_of_problems() {
+    let time = |n: usize| {
+        let text = bad_stages(n);
+        let t0 = Instant::now();
+        let e = validate_err(&text, &[]);
+        let dt = t0.elapsed().as_secs_f64();
+        assert_eq!(e.matches("\n  ").count(), 2 * n, "every problem is reported");
+        dt
+    };
+    let _ = time(200); // warm up
+    let (t2k, t8k) = (time(2000), time(8000));
+    // Quadratic growth would make the ratio ≥ 16; allow noise up to 8.
+    assert!(t8k < 8.0 * t2k.max(0.05) && t8k < 30.0, "2000 bad stages: {t2k:.2}s, 8000: {t8k:.2}s");
+}
+
+// 8 ------------------------------------------------------------------ clear messages
+#[test]
+fn f8_messages_name_the_real_problem() {
+    let t = tmp("messages");
+    // A CSV with a byte-order mark: the first column keeps its name.
+    std::fs::write(t.join("bom.csv"), "\u{feff}f1,f2,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n").unwrap();
+    let text = format!(
+        "[stages.t]\nkind = \"table\"\npath = \"{}\"\nfeatures = [\"f1\", \"f2\"]\ntest_fraction = 0.0\n",
+        t.join("bom.csv").display()
+    );
+    run_text(&text, &t.join("out"), RunOptions::default()).unwrap();
+    // Split values other than train/test.
+    std::fs::write(t.join("split.csv"), "f1,label,part\n1,0,train\n2,1,Test\n").unwrap();
+    let text = format!("[stages.t]\nkind = \"table\"\npath = \"{}\"\nsplit_column = \"part\"\n", t.join("split.csv").display());
+    let e = run_text(&text, &t.join("out2"), RunOptions::default()).unwrap_err();
+    assert!(e.contains("column `part` row 1: `Test` is neither \"train\" nor \"test\""), "{e}");
+    // Parquet columns: unsigned and small integers and booleans are read; other types are named.
+    use arrow_array::{ArrayRef, BooleanArray, DictionaryArray, Float64Array, RecordBatch, UInt64Array, types::Int32Type};
+    use std::sync::Arc;
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("f", Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5, 3.5]))),
+        ("flag", Arc::new(BooleanArray::from(vec![true, false, true, false]))),
+        ("label", Arc::new(UInt64Array::from(vec![0u64, 1, 0, 1]))),
+        ("dict", Arc::new(DictionaryArray::<Int32Type>::from_iter(["a", "b", "a", "b"]))),
+    ];
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let p = t.join("types.parquet");
+    hesslab_pipeline::write_batches_atomic(&p, batch.schema(), &[batch], &Default::default()).unwrap();
+    let ok = format!("[stages.t]\nkind = \"table\"\npath = \"{}\"\nfeatures = [\"f\", \"flag\"]\ntest_fraction = 0.0\n", p.display());
+    run_text(&ok, &t.join("out3"), RunOptions::default()).unwrap();
+    let e = run_text(&ok.replace("\"flag\"]", "\"dict\"]"), &t.join("out4"), RunOptions::default()).unwrap_err();
+    assert!(e.contains("column `dict` has type Dictionary") && e.contains("cannot read"), "{e}");
+    // A huge learning rate is printed in short form.
+    let e = validate_err(SMALL, &["train.lr=-1e308"]);
+    assert!(e.contains("-1e308") && !e.contains("00000000000"), "{e}");
+    let e = run_text(&SMALL.replace("max_steps = 20", "max_steps = 20\nlr = 1e308"), &t.join("out5"), RunOptions::default()).unwrap_err();
+    assert!(e.contains("lr = 1e308") && !e.contains("00000000000") && e.len() < 400, "{e}");
+    let _ = std::fs::remove_dir_all(&t);
+}
+
+// 9 ------------------------------------------------------------------ the cache and same-size corruption
+#[test]
+fn f9_a_same_size_corruption_with_the_mtime_restored_is_detected() {
+    let t = tmp("cache");
+    let out = t.join("out");
+    run_text(SMALL, &out, RunOptions::default()).unwrap();
+    let p = out.join("small/main/data/dataset.parquet");
+    let good = std::fs::read(&p).unwrap();
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    std::fs::write(&p, &bad).unwrap();
+    std::fs::File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), good.len() as u64);
+    run_text(SMALL, &out, RunOptions::default()).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), good, "the corrupted artifact was rebuilt");
+    let _ = std::fs::remove_dir_all(&t);
+}
