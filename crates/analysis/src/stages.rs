@@ -228,6 +228,14 @@ impl StageKind for ClassStructure {
             vec![u32_field("rank"), f64_field("eigenvalue"), f64_field("overlap")],
         )]
     }
+    fn estimate(p: &Self::Params, inputs: &hesslab_pipeline::InputFacts) -> Option<hesslab_pipeline::Estimate> {
+        // Class-mean gradients (P × C, and their Q), the Lanczos basis and the operator cache.
+        let (dim, cache) = hesslab_hessian::operator_estimate(inputs)?;
+        let classes = inputs.get("dataset").and_then(|d| d.classes).unwrap_or(1);
+        let m = (2 * p.k + 20).max(40) as u64;
+        let vectors = (m + p.k as u64).saturating_add(classes.saturating_mul(2));
+        Some(hesslab_pipeline::Estimate::f64s(dim.saturating_mul(vectors), format!("{vectors} vectors of length {dim}")).plus(cache))
+    }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = Mlp::read(ctx, "model")?;
         let ds = Dataset::read(ctx, "dataset")?;
