@@ -18,6 +18,16 @@ for f in files:
     kv = pq.ParquetFile(f).metadata.metadata or {}
     keys = {k.decode() for k in kv}
     assert "hesslab.kind" in keys and "hesslab.cache_key" in keys, f"{f}: hesslab metadata missing"
+    # The same metadata is in the Arrow schema, where Arrow readers look for it.
+    assert meta.get("hesslab.kind") == kv[b"hesslab.kind"].decode(), f"{f}: Arrow schema metadata missing"
+    assert all(meta.get(k.decode()) == v.decode() for k, v in kv.items() if k != b"ARROW:schema"), f"{f}: schema metadata differs"
+    if f.name in ("matrix.parquet", "eigenvalues.parquet"):
+        assert int(meta["dim"]) > 0, f"{f}: `dim` not visible in the Arrow schema"
+    if f.name == "model.parquet":
+        assert "sizes" in meta["architecture"], f"{f}: `architecture` not visible in the Arrow schema"
+    if hasattr(pl, "read_parquet_metadata"):
+        pmeta = pl.read_parquet_metadata(f)
+        assert pmeta.get("hesslab.kind") == meta["hesslab.kind"], f"{f}: Polars sees no hesslab metadata"
     df = pl.read_parquet(f)
     assert df.height == t.num_rows, f"{f}: polars {df.height} rows vs pyarrow {t.num_rows}"
     assert df.columns == t.column_names, f"{f}: polars columns {df.columns} vs {t.column_names}"

@@ -10,6 +10,7 @@ use parquet::file::properties::WriterProperties;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An artifact read back from disk: its rows as one batch and its key-value metadata.
 #[derive(Debug, Clone)]
@@ -82,6 +83,13 @@ impl ArtifactWriter {
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
         }
+        // The metadata also goes into the Arrow schema (the `ARROW:schema` footer entry), where
+        // `pyarrow.parquet.read_table(p).schema.metadata` and other Arrow readers look for it;
+        // the Parquet key-value metadata keeps it for Parquet-level tools.
+        let schema =
+            Arc::new(schema.as_ref().clone().with_metadata(
+                metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::HashMap<String, String>>(),
+            ));
         let tmp = tmp_path(dest);
         let file = File::create(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
         let kv: Vec<KeyValue> = metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
