@@ -224,20 +224,28 @@ struct Table {
 }
 
 fn read_csv(path: &str) -> Result<Table, StageError> {
-    let text = String::from_utf8(read_file(path, "table")?).map_err(|e| StageError::msg(format!("`{path}` is not UTF-8: {e}")))?;
+    let bytes = read_file(path, "table")?;
     // A byte-order mark (Excel writes one) is not part of the first column's name.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().ok_or_else(|| StageError::msg(format!("`{path}` is empty")))?;
-    let names: Vec<String> = header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+    // The csv crate handles quoted fields (commas and newlines inside quotes), which a split on
+    // commas did not.
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let bad = |e: csv::Error| {
+        let at = e.position().map(|p| format!(" line {}", p.line())).unwrap_or_default();
+        StageError::msg(format!("`{path}`{at}: {e}"))
+    };
+    let names: Vec<String> = reader.headers().map_err(bad)?.iter().map(str::to_string).collect();
+    if names.is_empty() || names.iter().all(|n| n.is_empty()) {
+        return Err(StageError::msg(format!("`{path}` is empty")));
+    }
     let mut cols = vec![Vec::new(); names.len()];
-    for (i, l) in lines.enumerate() {
-        let cells: Vec<&str> = l.split(',').collect();
-        if cells.len() != names.len() {
-            return Err(StageError::msg(format!("`{path}` line {}: {} cells, header has {}", i + 2, cells.len(), names.len())));
+    for record in reader.records() {
+        let record = record.map_err(bad)?;
+        if record.iter().all(|c| c.is_empty()) {
+            continue; // blank line
         }
-        for (c, v) in cells.iter().enumerate() {
-            cols[c].push(v.trim().trim_matches('"').to_string());
+        for (c, v) in record.iter().enumerate() {
+            cols[c].push(v.to_string());
         }
     }
     Ok(Table { names, cols, unsupported: Vec::new() })

@@ -151,3 +151,17 @@ fn table_loader_reads_parquet_with_mixed_numeric_types() {
         assert!(rows.contains(&r), "row {i}: {r:?}");
     }
 }
+
+#[test]
+fn csv_quoted_fields_keep_their_commas_and_ragged_rows_are_named() {
+    let d = tmp("quoted");
+    std::fs::write(d.join("q.csv"), "\"x, first\",note,label\n1.5,\"a, b\",0\n2.5,\"c\",1\n3.5,\"d, \"\"e\"\"\",0\n4.5,f,1\n").unwrap();
+    let mut p = loaders_params::table(&d.join("q.csv"));
+    p.features = vec!["x, first".into()];
+    let ds = run::<TableImport>(&p, &d).unwrap();
+    assert_eq!((ds.dim, ds.len()), (1, 4));
+    assert_eq!(ds.feature_names, ["x, first"]);
+    std::fs::write(d.join("q.csv"), "a,label\n1,0\n2,1,9\n").unwrap();
+    let e = run::<TableImport>(&p, &d).unwrap_err();
+    assert!(e.contains("q.csv") && e.contains("line 3"), "{e}");
+}
