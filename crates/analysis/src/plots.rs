@@ -269,12 +269,25 @@ pub fn spectrum_plots(ctx: &StageContext, desc: &[f64], dim: usize, s: &Summary)
     let (lo, hi) = (desc[n - 1], desc[0]);
     let bins = 100;
     let w = ((hi - lo) / bins as f64).max(f64::MIN_POSITIVE);
-    let mut counts = vec![0usize; bins];
-    for &v in desc {
-        counts[(((v - lo) / w) as usize).min(bins - 1)] += 1;
-    }
+    let counts = bin_counts(desc.iter().copied(), lo, w, bins);
     let pts: Vec<(f64, f64)> =
         counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| (lo + (i as f64 + 0.5) * w, (c as f64).log10())).collect();
     Plot::new("Eigenvalue histogram", "eigenvalue", "log10 count").points("", pts.clone()).line("", pts).write(ctx, "histogram")?;
     Ok(())
+}
+
+/// Counts of `values` in `bins` bins of width `width` starting at `lo`. Values below `lo` (or
+/// NaN) are left out; values past the last bin edge count in the last bin, so the maximum
+/// itself (and rounding at the edge) lands inside. Callers drop what they do not want binned.
+pub fn bin_counts(values: impl IntoIterator<Item = f64>, lo: f64, width: f64, bins: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; bins];
+    if bins == 0 {
+        return counts;
+    }
+    for v in values {
+        if v >= lo {
+            counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+        }
+    }
+    counts
 }

@@ -3,20 +3,8 @@
 use std::path::{Path, PathBuf};
 
 fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn esc(s: &str) -> String {
@@ -112,9 +100,7 @@ pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str)
     }
     html.push_str(&format!("</ul><h2>Pipeline definition</h2><pre>{}</pre></body></html>", esc(source)));
     let path = out_dir.join("report.html");
-    let tmp = out_dir.join(format!(".report.html.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, html)?;
-    std::fs::rename(&tmp, &path)?;
+    hesslab_pipeline::write_file_atomic(&path, html.as_bytes()).map_err(std::io::Error::other)?;
     Ok(path)
 }
 

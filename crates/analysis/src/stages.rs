@@ -532,12 +532,7 @@ impl StageKind for DensityPlot {
             let (lo, hi) = (x[0], x[x.len() - 1]);
             let bins = 80;
             let w = (hi - lo) / bins as f64;
-            let mut c = vec![0usize; bins];
-            for v in &ev {
-                if *v >= lo && *v < hi {
-                    c[((v - lo) / w) as usize] += 1;
-                }
-            }
+            let c = crate::plots::bin_counts(ev.iter().copied().filter(|&v| v < hi), lo, w, bins);
             let n = ev.len() as f64;
             plot = plot.points(
                 "exact (histogram)",
@@ -617,12 +612,7 @@ impl StageKind for MarchenkoPastur {
         let hi = lp * 1.3;
         let bins = 60;
         let w = hi / bins as f64;
-        let mut c = vec![0usize; bins];
-        for &v in &desc {
-            if v > 1e-12 * desc[0].abs() && v < hi {
-                c[(v / w) as usize] += 1;
-            }
-        }
+        let c = crate::plots::bin_counts(desc.iter().copied().filter(|&v| v > 1e-12 * desc[0].abs() && v < hi), 0.0, w, bins);
         let hist: Vec<(f64, f64)> = c.iter().enumerate().map(|(i, k)| ((i as f64 + 0.5) * w, *k as f64 / (m as f64 * w))).collect();
         let curve: Vec<(f64, f64)> =
             (1..400).map(|i| hi * i as f64 / 400.0).map(|x| (x, marchenko_pastur_density(x, alpha, sigma2))).collect();
