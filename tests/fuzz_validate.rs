@@ -241,7 +241,12 @@ fn fuzz(cases: usize, seed: u64) -> Outcome {
             let _ = plan.describe();
             Ok::<_, hesslab_pipeline::Error>(())
         }));
-        slowest = slowest.max(t.elapsed());
+        if t.elapsed() > slowest {
+            slowest = t.elapsed();
+            if std::env::var("HESSLAB_FUZZ_DUMP").is_ok() {
+                std::fs::write("/tmp/fuzz_slowest.toml", format!("# --set {sets:?}\n{mutated}")).unwrap();
+            }
+        }
         match result {
             Ok(Ok(())) => valid += 1,
             Ok(Err(_)) => {}

@@ -62,19 +62,26 @@ impl PipelineFile {
     pub fn parse(path: &Path, source: String, overrides: &[String]) -> Result<Self> {
         let (_, errors) = toml::de::DeTable::parse_recoverable(&source);
         if !errors.is_empty() {
-            let diags = errors
+            let lines = LineIndex::new(&source);
+            let mut diags: Vec<Diagnostic> = errors
                 .iter()
+                .take(MAX_SYNTAX_ERRORS)
                 .map(|e| {
-                    let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
+                    let (line, column) = e.span().map(|s| lines.line_col(&source, s.start)).unwrap_or((1, 1));
                     Diagnostic { file: path.into(), line, column, key: None, message: format!("TOML syntax error: {}", e.message().trim()) }
                 })
                 .collect();
+            if errors.len() > MAX_SYNTAX_ERRORS {
+                let (line, column) = diags.last().map(|d| (d.line, d.column)).unwrap_or((1, 1));
+                let message = format!("… and {} more syntax errors after these", errors.len() - MAX_SYNTAX_ERRORS);
+                diags.push(Diagnostic { file: path.into(), line, column, key: None, message });
+            }
             return Err(Error::Invalid(diags));
         }
         let mut doc: toml::Table = match toml::from_str(&source) {
             Ok(t) => t,
             Err(e) => {
-                let (line, column) = e.span().map(|s| line_col(&source, s.start)).unwrap_or((1, 1));
+                let (line, column) = e.span().map(|s| LineIndex::new(&source).line_col(&source, s.start)).unwrap_or((1, 1));
                 return Err(Error::Invalid(vec![Diagnostic {
                     file: path.into(),
                     line,
@@ -242,19 +249,38 @@ impl PipelineFile {
     }
 }
 
+/// The most TOML syntax errors reported one by one (recovery after a broken line can produce
+/// one per token; the first ones are what the user needs).
+const MAX_SYNTAX_ERRORS: usize = 50;
+
 /// Where every key of a pipeline file is, and where its lines start: each diagnostic is
 /// located in O(log n) instead of re-parsing or re-scanning the file.
 #[derive(Debug, Clone)]
 struct KeyIndex {
     keys: HashMap<Vec<String>, usize>,
-    line_starts: Vec<usize>,
+    lines: LineIndex,
 }
 
 impl KeyIndex {
     fn new(source: &str) -> Self {
-        let line_starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        KeyIndex { keys: key_index(source), line_starts }
+        KeyIndex { keys: key_index(source), lines: LineIndex::new(source) }
     }
+    fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
+        self.lines.line_col(source, offset)
+    }
+}
+
+/// Byte offsets where the lines of a text start.
+#[derive(Debug, Clone)]
+struct LineIndex {
+    line_starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(source: &str) -> Self {
+        LineIndex { line_starts: std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect() }
+    }
+    /// 1-based line and column (in characters) of a byte offset.
     fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(source.len());
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
@@ -281,11 +307,4 @@ fn key_index(source: &str) -> HashMap<Vec<String>, usize> {
         walk(doc.get_ref(), &mut Vec::new(), &mut out);
     }
     out
-}
-
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    (line, column)
 }

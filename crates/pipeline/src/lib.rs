@@ -12,6 +12,7 @@ mod error;
 pub mod names;
 mod panic;
 mod plan;
+mod planner;
 mod port;
 mod progress;
 mod registry;
