@@ -280,7 +280,7 @@ fn f4_a_stage_that_does_not_fit_fails_before_allocating_with_the_number() {
     let e = run_text(&text, &t.join("out"), RunOptions { max_memory: Some(1 << 30), ..Default::default() }).unwrap_err();
     assert!(
         e.contains("stage `hessian` (kind curvature_dense, member `main`) needs about 13.0 GiB (dense 41803×41803 matrix")
-            && e.contains("1.0 GiB is available")
+            && e.contains("but 1.0 GiB is allowed by --max-memory")
             && e.contains("--max-memory"),
         "{e}"
     );

@@ -43,7 +43,7 @@ pub enum Error {
     #[error("internal error in stage `{stage}` (kind {kind}, member `{member}`): {message}; please report this with the pipeline file")]
     Internal { stage: String, kind: String, member: String, message: String },
     #[error(
-        "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} is available{source_note}; \
+        "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} {source_note}; \
          make the problem smaller, or pass --max-memory to allow more"
     )]
     Memory { stage: String, kind: String, member: String, estimate: crate::Estimate, limit: String, source_note: String },

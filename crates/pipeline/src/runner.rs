@@ -84,8 +84,8 @@ impl Runner {
         let lock = Mutex::new(lock_file);
         let budget = opts
             .max_memory
-            .map(|b| (b, "allowed by --max-memory"))
-            .or_else(|| crate::resources::available_memory().map(|b| (b, "available (MemAvailable at the start of the run)")));
+            .map(|b| (b, "is allowed by --max-memory"))
+            .or_else(|| crate::resources::available_memory().map(|b| (b, "is available (MemAvailable at the start of the run)")));
         // Selection and forcing, by stage name.
         let known: BTreeSet<&str> = plan.stage_order.iter().map(|s| s.as_str()).collect();
         for s in opts.only.iter().chain(&opts.from) {
@@ -260,7 +260,7 @@ fn reserve(
             member: inst.members[0].clone(),
             estimate: estimate.clone(),
             limit: crate::resources::human_bytes(limit),
-            source_note: format!(" ({source})"),
+            source_note: source.to_string(),
         });
     }
     let mut st = lock_ok(state);
