@@ -120,6 +120,13 @@ impl PipelineFile {
         if let Some(p) = doc.get("pipeline") {
             pf.read_pipeline_table(p);
         }
+        pf.read_stages(&doc);
+        pf.read_sweep(&doc);
+        Ok(pf)
+    }
+
+    fn read_stages(&mut self, doc: &toml::Table) {
+        let pf = self;
         match doc.get("stages") {
             Some(toml::Value::Table(stages)) => {
                 for (name, v) in stages {
@@ -149,6 +156,10 @@ impl PipelineFile {
             Some(_) => pf.diag(&["stages"], "`stages` must be a table of `[stages.NAME]` tables".into()),
             None => pf.diag(&[], "the pipeline has no `[stages.NAME]` tables".into()),
         }
+    }
+
+    fn read_sweep(&mut self, doc: &toml::Table) {
+        let pf = self;
         if let Some(s) = doc.get("sweep") {
             match s {
                 toml::Value::Table(t) => {
@@ -169,7 +180,6 @@ impl PipelineFile {
                 _ => pf.diag(&["sweep"], "`sweep` must be a table".into()),
             }
         }
-        Ok(pf)
     }
 
     fn read_pipeline_table(&mut self, p: &toml::Value) {

@@ -9,6 +9,7 @@ pub mod columns;
 mod config;
 mod context;
 mod error;
+mod execute;
 pub mod names;
 mod panic;
 mod plan;

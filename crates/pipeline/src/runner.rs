@@ -1,14 +1,14 @@
-//! Runs a plan: schedules ready instances on `jobs` worker threads, skips those whose lock
-//! entry matches, writes each stage into a staging directory that replaces the old one only on
-//! success, and shares the result with every member that uses the instance.
-use crate::cache::{LockEntry, LockFile, hash_dir, outputs_intact};
-use crate::context::{InputArtifact, Shared, io_err};
+//! Runs a plan: schedules ready instances on `jobs` worker threads within a memory budget,
+//! and stops taking work at the first failure. What happens to one instance (skip, stage in,
+//! swap in, record) is in `execute.rs`.
+use crate::cache::{FileHash, LockFile};
+use crate::context::{Shared, io_err};
+use crate::execute::{Executed, execute};
 use crate::plan::Plan;
-use crate::{Error, Progress, Result, StageContext, StageError};
+use crate::{Error, Result, StageError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -64,15 +64,29 @@ struct Sched {
     running: usize,
     /// Bytes reserved by running stages' estimates.
     reserved: u64,
-    outputs: Vec<Option<BTreeMap<String, crate::cache::FileHash>>>,
+    outputs: Vec<Option<BTreeMap<String, FileHash>>>,
     reports: Vec<Option<InstanceReport>>,
     failed: Option<Error>,
     consumers_left: Vec<usize>,
 }
 
+/// Everything the workers of one run share.
+struct Run<'a> {
+    plan: &'a Plan,
+    selected: BTreeSet<String>,
+    forced: BTreeSet<String>,
+    deps: Vec<BTreeSet<usize>>,
+    lock: Mutex<LockFile>,
+    /// In-memory hand-offs between stages, by artifact path.
+    memory: Mutex<HashMap<PathBuf, Shared>>,
+    state: Mutex<Sched>,
+    cv: Condvar,
+    budget: Option<(u64, &'static str)>,
+    show: bool,
+}
+
 impl Runner {
     pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
-        let n = plan.instances.len();
         std::fs::create_dir_all(&plan.out_dir).map_err(|e| io_err(&plan.out_dir, e))?;
         // One run at a time per output directory; then whatever a killed run left in staging
         // or half-written is nobody's and goes.
@@ -81,36 +95,53 @@ impl Runner {
         let mut lock_file = LockFile::load(&plan.out_dir);
         lock_file.members.extend(plan.members.iter().filter(|(_, l)| !l.is_empty()).map(|(m, l)| (m.clone(), l.clone())));
         lock_file.save(&plan.out_dir)?; // the member mapping is on disk even if every stage fails
-        let lock = Mutex::new(lock_file);
-        let budget = opts
-            .max_memory
-            .map(|b| (b, "is allowed by --max-memory"))
-            .or_else(|| crate::resources::available_memory().map(|b| (b, "is available (MemAvailable at the start of the run)")));
-        // Selection and forcing, by stage name.
-        let known: BTreeSet<&str> = plan.stage_order.iter().map(|s| s.as_str()).collect();
-        for s in opts.only.iter().chain(&opts.from) {
-            if !known.contains(s.as_str()) {
-                return Err(Error::Invalid(vec![crate::Diagnostic {
-                    file: plan.file.path.clone(),
-                    line: 1,
-                    column: 1,
-                    key: None,
-                    message: format!("no stage named `{s}`; stages: {}", plan.stage_order.join(", ")),
-                }]));
+        let (selected, forced) = selection(plan, opts)?;
+        let run = Run::new(plan, opts, selected, forced, lock_file);
+        let n = plan.instances.len();
+        let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.jobs };
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(n.max(1)) {
+                scope.spawn(|| run.worker());
             }
+        });
+        let st = run.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = st.failed {
+            return Err(e);
         }
-        let selected: BTreeSet<String> = if opts.only.is_empty() {
-            plan.stage_order.iter().cloned().collect()
-        } else {
-            closure(&opts.only, |s| plan.stage_deps[s].iter().cloned().collect())
-        };
-        let forced: BTreeSet<String> = if opts.force {
-            plan.stage_order.iter().cloned().collect()
-        } else {
-            let downstream =
-                |s: &String| -> Vec<String> { plan.stage_deps.iter().filter(|(_, d)| d.contains(s)).map(|(n, _)| n.clone()).collect() };
-            closure(&opts.from, downstream)
-        };
+        Ok(RunReport { out_dir: plan.out_dir.clone(), instances: st.reports.into_iter().flatten().collect() })
+    }
+}
+
+/// The stages `--only` selects (with what they need) and those `--force`/`--from` rerun.
+fn selection(plan: &Plan, opts: &RunOptions) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let known: BTreeSet<&str> = plan.stage_order.iter().map(|s| s.as_str()).collect();
+    if let Some(s) = opts.only.iter().chain(&opts.from).find(|s| !known.contains(s.as_str())) {
+        return Err(Error::Invalid(vec![crate::Diagnostic {
+            file: plan.file.path.clone(),
+            line: 1,
+            column: 1,
+            key: None,
+            message: format!("no stage named `{s}`; stages: {}", plan.stage_order.join(", ")),
+        }]));
+    }
+    let selected = if opts.only.is_empty() {
+        plan.stage_order.iter().cloned().collect()
+    } else {
+        closure(&opts.only, |s| plan.stage_deps[s].iter().cloned().collect())
+    };
+    let forced = if opts.force {
+        plan.stage_order.iter().cloned().collect()
+    } else {
+        let downstream =
+            |s: &String| -> Vec<String> { plan.stage_deps.iter().filter(|(_, d)| d.contains(s)).map(|(n, _)| n.clone()).collect() };
+        closure(&opts.from, downstream)
+    };
+    Ok((selected, forced))
+}
+
+impl<'a> Run<'a> {
+    fn new(plan: &'a Plan, opts: &RunOptions, selected: BTreeSet<String>, forced: BTreeSet<String>, lock: LockFile) -> Self {
+        let n = plan.instances.len();
         let deps: Vec<BTreeSet<usize>> = plan.instances.iter().map(|i| i.deps()).collect();
         let mut consumers_left = vec![0usize; n];
         for (i, d) in deps.iter().enumerate() {
@@ -120,156 +151,137 @@ impl Runner {
                 }
             }
         }
-        let mut sched = Sched {
-            waiting: deps.iter().map(|d| d.len()).collect(),
-            ready: BTreeSet::new(),
-            running: 0,
-            reserved: 0,
-            outputs: vec![None; n],
-            reports: vec![None; n],
-            failed: None,
-            consumers_left,
-        };
-        for i in 0..n {
-            if sched.waiting[i] == 0 {
-                sched.ready.insert(i);
-            }
+        let waiting: Vec<usize> = deps.iter().map(|d| d.len()).collect();
+        let ready = (0..n).filter(|&i| waiting[i] == 0).collect();
+        let state =
+            Sched { waiting, ready, running: 0, reserved: 0, outputs: vec![None; n], reports: vec![None; n], failed: None, consumers_left };
+        let budget = opts
+            .max_memory
+            .map(|b| (b, "is allowed by --max-memory"))
+            .or_else(|| crate::resources::available_memory().map(|b| (b, "is available (MemAvailable at the start of the run)")));
+        Run {
+            plan,
+            selected,
+            forced,
+            deps,
+            lock: Mutex::new(lock),
+            memory: Mutex::new(HashMap::new()),
+            state: Mutex::new(state),
+            cv: Condvar::new(),
+            budget,
+            show: opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
-        let state = Mutex::new(sched);
-        let cv = Condvar::new();
-        let memory: Mutex<HashMap<PathBuf, Shared>> = Mutex::new(HashMap::new());
-        let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.jobs };
-        let show = opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    }
 
-        std::thread::scope(|scope| {
-            for _ in 0..jobs.min(n.max(1)) {
-                scope.spawn(|| {
-                    loop {
-                        let (id, input_hashes) = {
-                            let mut st = lock_ok(&state);
-                            loop {
-                                if st.failed.is_some() || (st.ready.is_empty() && st.running == 0) {
-                                    return;
-                                }
-                                if let Some(id) = st.ready.pop_first() {
-                                    st.running += 1;
-                                    let hashes = input_hashes(plan, id, &st.outputs);
-                                    break (id, hashes);
-                                }
-                                st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
-                            }
-                        };
-                        let inst = &plan.instances[id];
-                        let mut reserved = 0;
-                        let result = if !selected.contains(&inst.stage) {
-                            Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0))
-                        } else {
-                            let forced = forced.contains(&inst.stage);
-                            input_hashes.and_then(|h| {
-                                // A panic anywhere in the stage (or in the engine around it)
-                                // becomes an error naming the stage; the staging directory is
-                                // removed by its guard while unwinding.
-                                crate::panic::catch(|| {
-                                    execute(plan, id, &h, forced, &lock, &memory, show, &mut |est| {
-                                        reserve(&state, &cv, budget, est, &mut reserved, inst)
-                                    })
-                                })
-                                .unwrap_or_else(|message| {
-                                    Err(Error::Internal {
-                                        stage: inst.stage.clone(),
-                                        kind: inst.kind.kind().into(),
-                                        member: inst.members[0].clone(),
-                                        message,
-                                    })
-                                })
-                            })
-                        };
-                        let mut st = lock_ok(&state);
-                        st.running -= 1;
-                        st.reserved -= reserved;
-                        match result {
-                            Ok((outs, outcome, seconds)) => {
-                                st.outputs[id] = Some(outs);
-                                st.reports[id] = Some(InstanceReport {
-                                    stage: inst.stage.clone(),
-                                    members: inst.members.clone(),
-                                    outcome,
-                                    seconds,
-                                    dir: plan.stage_dir(&inst.members[0], &inst.stage),
-                                });
-                                for (j, d) in deps.iter().enumerate() {
-                                    if d.contains(&id) {
-                                        st.waiting[j] -= 1;
-                                        if st.waiting[j] == 0 {
-                                            st.ready.insert(j);
-                                        }
-                                    }
-                                }
-                                if outcome != StageOutcome::NotSelected {
-                                    for &d in &deps[id] {
-                                        st.consumers_left[d] -= 1;
-                                        if st.consumers_left[d] == 0 {
-                                            let dir = plan.stage_dir(&plan.instances[d].members[0], &plan.instances[d].stage);
-                                            lock_ok(&memory).retain(|p, _| !p.starts_with(&dir));
-                                        }
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                if st.failed.is_none() {
-                                    st.failed = Some(e);
-                                }
-                            }
-                        }
-                        cv.notify_all();
-                    }
-                });
-            }
-        });
-        let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = st.failed {
-            return Err(e);
+    /// Take ready instances until none is left or a stage failed.
+    fn worker(&self) {
+        while let Some((id, input_hashes)) = self.next_ready() {
+            let mut reserved = 0;
+            let result = input_hashes.and_then(|h| self.run_one(id, &h, &mut reserved));
+            self.complete(id, result, reserved);
         }
-        Ok(RunReport { out_dir: plan.out_dir.clone(), instances: st.reports.into_iter().flatten().collect() })
+    }
+
+    /// The next ready instance with its input hashes; `None` when the run is over.
+    fn next_ready(&self) -> Option<(usize, Result<Vec<String>>)> {
+        let mut st = lock_ok(&self.state);
+        loop {
+            if st.failed.is_some() || (st.ready.is_empty() && st.running == 0) {
+                return None;
+            }
+            if let Some(id) = st.ready.pop_first() {
+                st.running += 1;
+                let hashes = input_hashes(self.plan, id, &st.outputs);
+                return Some((id, hashes));
+            }
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn run_one(&self, id: usize, input_hashes: &[String], reserved: &mut u64) -> Result<Executed> {
+        let inst = &self.plan.instances[id];
+        if !self.selected.contains(&inst.stage) {
+            return Ok((BTreeMap::new(), StageOutcome::NotSelected, 0.0));
+        }
+        let forced = self.forced.contains(&inst.stage);
+        // A panic anywhere in the stage (or in the engine around it) becomes an error naming
+        // the stage; the staging directory is removed by its guard while unwinding.
+        crate::panic::catch(|| {
+            execute(self.plan, id, input_hashes, forced, &self.lock, &self.memory, self.show, &mut |est| self.reserve(est, reserved, id))
+        })
+        .unwrap_or_else(|message| {
+            Err(Error::Internal { stage: inst.stage.clone(), kind: inst.kind.kind().into(), member: inst.members[0].clone(), message })
+        })
+    }
+
+    /// Record a finished instance: release its memory, make its consumers ready, drop in-memory
+    /// hand-offs nobody will read any more; or keep the first failure.
+    fn complete(&self, id: usize, result: Result<Executed>, reserved: u64) {
+        let inst = &self.plan.instances[id];
+        let mut st = lock_ok(&self.state);
+        st.running -= 1;
+        st.reserved -= reserved;
+        match result {
+            Ok((outs, outcome, seconds)) => {
+                st.outputs[id] = Some(outs);
+                let dir = self.plan.stage_dir(&inst.members[0], &inst.stage);
+                st.reports[id] = Some(InstanceReport { stage: inst.stage.clone(), members: inst.members.clone(), outcome, seconds, dir });
+                for j in (0..self.deps.len()).filter(|&j| self.deps[j].contains(&id)) {
+                    st.waiting[j] -= 1;
+                    if st.waiting[j] == 0 {
+                        st.ready.insert(j);
+                    }
+                }
+                if outcome != StageOutcome::NotSelected {
+                    for &d in &self.deps[id] {
+                        st.consumers_left[d] -= 1;
+                        if st.consumers_left[d] == 0 {
+                            let dir = self.plan.stage_dir(&self.plan.instances[d].members[0], &self.plan.instances[d].stage);
+                            lock_ok(&self.memory).retain(|p, _| !p.starts_with(&dir));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if st.failed.is_none() {
+                    st.failed = Some(e);
+                }
+            }
+        }
+        self.cv.notify_all();
+    }
+
+    /// Reserve a stage's estimated memory: fail if it can never fit, wait while stages that are
+    /// running hold what it needs.
+    fn reserve(&self, estimate: &crate::Estimate, reserved: &mut u64, id: usize) -> Result<()> {
+        let Some((limit, source)) = self.budget else {
+            return Ok(());
+        };
+        let inst = &self.plan.instances[id];
+        if estimate.bytes > limit {
+            return Err(Error::Memory {
+                stage: inst.stage.clone(),
+                kind: inst.kind.kind().into(),
+                member: inst.members[0].clone(),
+                estimate: estimate.clone(),
+                limit: crate::resources::human_bytes(limit),
+                source_note: source.to_string(),
+            });
+        }
+        let mut st = lock_ok(&self.state);
+        while st.reserved > 0 && st.reserved.saturating_add(estimate.bytes) > limit && st.failed.is_none() {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.reserved += estimate.bytes;
+        *reserved = estimate.bytes;
+        Ok(())
     }
 }
 
 /// A mutex guard even if another thread panicked while holding it (the data is still
 /// consistent here: every critical section is a few assignments).
-fn lock_ok<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock_ok<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Reserve a stage's estimated memory: fail if it can never fit, wait while stages that are
-/// running hold what it needs.
-fn reserve(
-    state: &Mutex<Sched>,
-    cv: &Condvar,
-    budget: Option<(u64, &str)>,
-    estimate: &crate::Estimate,
-    reserved: &mut u64,
-    inst: &crate::PlannedInstance,
-) -> Result<()> {
-    let Some((limit, source)) = budget else {
-        return Ok(());
-    };
-    if estimate.bytes > limit {
-        return Err(Error::Memory {
-            stage: inst.stage.clone(),
-            kind: inst.kind.kind().into(),
-            member: inst.members[0].clone(),
-            estimate: estimate.clone(),
-            limit: crate::resources::human_bytes(limit),
-            source_note: source.to_string(),
-        });
-    }
-    let mut st = lock_ok(state);
-    while st.reserved > 0 && st.reserved.saturating_add(estimate.bytes) > limit && st.failed.is_none() {
-        st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
-    }
-    st.reserved += estimate.bytes;
-    *reserved = estimate.bytes;
-    Ok(())
 }
 
 fn closure(start: &[String], next: impl Fn(&String) -> Vec<String>) -> BTreeSet<String> {
@@ -312,202 +324,4 @@ fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate
         }
     }
     Ok(v)
-}
-
-type Executed = (BTreeMap<String, crate::cache::FileHash>, StageOutcome, f64);
-
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    plan: &Plan,
-    id: usize,
-    input_hashes: &[String],
-    forced: bool,
-    lock: &Mutex<LockFile>,
-    memory: &Mutex<HashMap<PathBuf, Shared>>,
-    show: bool,
-    reserve: &mut dyn FnMut(&crate::Estimate) -> Result<()>,
-) -> Result<Executed> {
-    let inst = &plan.instances[id];
-    let member0 = &inst.members[0];
-    let dir = plan.stage_dir(member0, &inst.stage);
-    let key = crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes());
-    let lock_id = format!("{member0}/{}", inst.stage);
-    let label = if inst.members.len() > 1 {
-        format!("{} [{} + {} more]", inst.stage, member0, inst.members.len() - 1)
-    } else {
-        format!("{} [{member0}]", inst.stage)
-    };
-    if !forced {
-        let entry = lock_ok(lock).stages.get(&lock_id).cloned();
-        if let Some(e) = entry
-            && e.key == key
-            && let Some(outputs) = outputs_intact(&dir, &e.outputs)
-        {
-            link_members(plan, id, &dir)?;
-            if outputs != e.outputs {
-                // Re-hashed after a metadata change: remember the new file stats.
-                let mut l = lock_ok(lock);
-                if let Some(entry) = l.stages.get_mut(&lock_id) {
-                    entry.outputs = outputs.clone();
-                }
-                l.save(&plan.out_dir)?;
-            }
-            if show {
-                eprintln!("  skipped  {label} (up to date)");
-            }
-            return Ok((outputs, StageOutcome::Skipped, 0.0));
-        }
-    }
-    let input_facts = run_time_facts(plan, id);
-    if let Some(estimate) = inst.kind.estimate(&inst.params, &input_facts) {
-        reserve(&estimate)?;
-    }
-    if show {
-        eprintln!("  running  {label}");
-    }
-    let t0 = Instant::now();
-    let staging = dir.with_file_name(format!(".staging-{}-{}", inst.stage, std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
-    let guard = RemoveOnDrop(staging.clone());
-    let mut inputs: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
-    let in_specs = inst.kind.inputs();
-    {
-        let mem = lock_ok(memory);
-        for (port, refs) in &inst.inputs {
-            let Some(declared) = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()) else {
-                continue; // the plan only connects declared ports
-            };
-            for r in refs {
-                let path = plan.artifact_path(r.instance, &r.port);
-                if !path.exists() {
-                    continue; // an optional port the upstream did not write
-                }
-                let shared = mem.get(&path).cloned();
-                inputs.entry(port.clone()).or_default().push(InputArtifact {
-                    path,
-                    member: r.member.clone(),
-                    labels: plan.labels(&r.member),
-                    declared: declared.clone(),
-                    shared,
-                });
-            }
-        }
-    }
-    let mut base_meta = BTreeMap::new();
-    base_meta.insert("hesslab.version".to_string(), crate::HESSLAB_VERSION.to_string());
-    base_meta.insert("hesslab.stage".to_string(), inst.stage.clone());
-    base_meta.insert("hesslab.kind".to_string(), inst.kind.kind().to_string());
-    base_meta.insert("hesslab.kind_version".to_string(), inst.kind.version().to_string());
-    base_meta.insert("hesslab.params".to_string(), inst.params.to_string());
-    base_meta.insert("hesslab.seed".to_string(), inst.seed.to_string());
-    base_meta.insert("hesslab.cache_key".to_string(), key.clone());
-    let mut ctx = StageContext {
-        stage: inst.stage.clone(),
-        member: member0.clone(),
-        seed: inst.seed,
-        labels: plan.labels(member0),
-        progress: if show { Progress::forced(format!("  {label}")) } else { Progress::hidden() },
-        pipeline_source: plan.file.source.clone(),
-        pipeline_name: plan.file.name.clone(),
-        dir: staging.clone(),
-        final_dir: dir.clone(),
-        inputs,
-        outputs: inst.kind.outputs(),
-        base_meta,
-        shared_out: BTreeMap::new(),
-    };
-    inst.kind.run(&inst.params, &mut ctx).map_err(|source| Error::Stage { stage: inst.stage.clone(), member: member0.clone(), source })?;
-    for o in inst.kind.outputs() {
-        if !o.optional && !o.is_files() && !staging.join(format!("{}.parquet", o.name)).exists() {
-            return Err(Error::Stage {
-                stage: inst.stage.clone(),
-                member: member0.clone(),
-                source: StageError::msg(format!("stage did not write its output port `{}`", o.name)),
-            });
-        }
-    }
-    // Swap the staging directory in: the old artifacts disappear only now.
-    let old = dir.with_file_name(format!(".old-{}-{}", inst.stage, std::process::id()));
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(&dir, &old).map_err(|e| io_err(&dir, e))?;
-    }
-    std::fs::rename(&staging, &dir).map_err(|e| io_err(&dir, e))?;
-    std::mem::forget(guard);
-    let _ = std::fs::remove_dir_all(&old);
-    link_members(plan, id, &dir)?;
-    let outputs = hash_dir(&dir)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    {
-        let mut mem = lock_ok(memory);
-        for (p, v) in ctx.shared_out {
-            mem.insert(p, v);
-        }
-    }
-    {
-        let mut l = lock_ok(lock);
-        l.hesslab_version = crate::HESSLAB_VERSION.to_string();
-        l.stages.insert(
-            lock_id,
-            LockEntry {
-                kind: inst.kind.kind().into(),
-                kind_version: inst.kind.version(),
-                key,
-                seed: inst.seed,
-                params: inst.params.clone(),
-                outputs: outputs.clone(),
-                seconds,
-            },
-        );
-        l.save(&plan.out_dir)?;
-    }
-    if show {
-        eprintln!("  done     {label} in {seconds:.2}s");
-    }
-    Ok((outputs, StageOutcome::Ran, seconds))
-}
-
-struct RemoveOnDrop(PathBuf);
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What the input artifacts of an instance hold, read from their Parquet footers.
-fn run_time_facts(plan: &Plan, id: usize) -> crate::InputFacts {
-    let mut facts = crate::InputFacts::new();
-    for (port, refs) in &plan.instances[id].inputs {
-        if let Some(r) = refs.first()
-            && let Ok(f) = crate::artifact::read_facts(&plan.artifact_path(r.instance, &r.port))
-        {
-            facts.insert(port.clone(), f);
-        }
-    }
-    facts
-}
-
-/// Give every other member that shares this instance its own copy (hard links) of the files.
-/// Links that already point at the same files are left alone (re-linking would change the
-/// files' ctime, which the cache compares).
-fn link_members(plan: &Plan, id: usize, dir: &Path) -> Result<()> {
-    let inst = &plan.instances[id];
-    for m in &inst.members[1..] {
-        let target = plan.stage_dir(m, &inst.stage);
-        if crate::cache::same_files(dir, &target) {
-            continue;
-        }
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::create_dir_all(&target).map_err(|e| io_err(&target, e))?;
-        for e in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
-            let e = e.map_err(|e| io_err(dir, e))?;
-            let src = e.path();
-            let dst = target.join(e.file_name());
-            if std::fs::hard_link(&src, &dst).is_err() {
-                std::fs::copy(&src, &dst).map_err(|e| io_err(&dst, e))?;
-            }
-        }
-    }
-    Ok(())
 }
