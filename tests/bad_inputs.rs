@@ -1,7 +1,10 @@
 //! The bad-input corpus: every file in `tests/bad/` must fail with an error whose text
 //! contains each of its `# expect:` lines, and must leave no partial artifact behind.
-use hesslab_pipeline::{Error, PipelineFile, Plan, RunOptions, Runner, read_artifact};
+use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner, read_artifact};
 use std::path::{Path, PathBuf};
+
+mod common;
+use common::full_error;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bad")
@@ -13,17 +16,6 @@ fn tmp(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("blocker"), b"not a directory").unwrap();
     d
-}
-
-fn full_error(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(" | ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 fn leftovers(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -4,22 +4,14 @@ use hesslab_pipeline::{Error, PipelineFile, Plan, RunOptions, Runner, StageConte
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::full_error;
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hesslab-hard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn full_error(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(" | ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 fn build(text: &str, set: &[&str]) -> Result<Plan, Error> {
@@ -188,15 +180,7 @@ fn f2_the_reported_panic_triggers_are_errors() {
     let e = run_text(&text, &t.join("out"), RunOptions { jobs: 2, ..Default::default() }).unwrap_err();
     assert!(e.contains("has no feature column besides the label"), "{e}");
     // A model artifact whose architecture has fewer than two sizes, or absurd ones.
-    let m = hesslab_model::Mlp::new(
-        hesslab_model::Architecture {
-            sizes: vec![2, 1],
-            activation: hesslab_model::Activation::Relu,
-            bias: false,
-            loss: hesslab_model::LossKind::Mse,
-        },
-        vec![0.5, 0.5],
-    );
+    let m = common::tiny_model();
     for sizes in ["[3]", "[]", "[4294967296, 4294967296]", "[2, 0, 1]"] {
         let mut meta = m.metadata(&[]);
         meta.insert("architecture".into(), meta["architecture"].replace("[2,1]", sizes));
@@ -348,15 +332,7 @@ fn f6_leftovers_of_killed_runs_are_removed_and_failed_writes_leave_nothing() {
     // A failed atomic write (the destination is a directory) removes its temporary file.
     let dest = t.join("blocked.parquet");
     std::fs::create_dir_all(dest.join("inside")).unwrap();
-    let m = hesslab_model::Mlp::new(
-        hesslab_model::Architecture {
-            sizes: vec![2, 1],
-            activation: hesslab_model::Activation::Relu,
-            bias: false,
-            loss: hesslab_model::LossKind::Mse,
-        },
-        vec![0.5, 0.5],
-    );
+    let m = common::tiny_model();
     let b = m.to_batch().unwrap();
     assert!(hesslab_pipeline::write_batches_atomic(&dest, b.schema(), &[b], &Default::default()).is_err());
     assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
