@@ -247,6 +247,9 @@ fn fuzz(cases: usize, seed: u64) -> Outcome {
                 std::fs::write("/tmp/fuzz_slowest.toml", format!("# --set {sets:?}\n{mutated}")).unwrap();
             }
         }
+        if (case + 1) % 50_000 == 0 {
+            eprintln!("fuzz: {} cases, {} panics so far, {:.0} s", case + 1, panics.len(), t0.elapsed().as_secs_f64());
+        }
         match result {
             Ok(Ok(())) => valid += 1,
             Ok(Err(_)) => {}
