@@ -42,11 +42,24 @@ pub enum Error {
     Lock { path: PathBuf, message: String },
     #[error("internal error in stage `{stage}` (kind {kind}, member `{member}`): {message}; please report this with the pipeline file")]
     Internal { stage: String, kind: String, member: String, message: String },
-    #[error(
-        "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} {source_note}; \
-         make the problem smaller, or pass --max-memory to allow more"
-    )]
-    Memory { stage: String, kind: String, member: String, estimate: crate::Estimate, limit: String, source_note: String },
+    #[error("{0}")]
+    Memory(Box<MemoryShortfall>),
+}
+
+/// A stage whose memory estimate exceeds what the run may use (boxed in `Error` to keep the
+/// error small).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} {source_note}; \
+     make the problem smaller, or pass --max-memory to allow more"
+)]
+pub struct MemoryShortfall {
+    pub stage: String,
+    pub kind: String,
+    pub member: String,
+    pub estimate: crate::Estimate,
+    pub limit: String,
+    pub source_note: String,
 }
 
 fn format_diagnostics(d: &[crate::Diagnostic]) -> String {

@@ -23,7 +23,7 @@ mod runner;
 pub use artifact::{Artifact, ArtifactWriter, read_artifact, write_batches_atomic, write_file_atomic};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};
-pub use error::{Error, Result, StageError};
+pub use error::{Error, MemoryShortfall, Result, StageError};
 pub use panic::install_panic_hook;
 pub use plan::{Plan, PlannedInstance};
 pub use port::{PortSpec, check_schema, type_name as port_type_name};

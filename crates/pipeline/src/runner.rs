@@ -259,14 +259,14 @@ impl<'a> Run<'a> {
         };
         let inst = &self.plan.instances[id];
         if estimate.bytes > limit {
-            return Err(Error::Memory {
+            return Err(Error::Memory(Box::new(crate::error::MemoryShortfall {
                 stage: inst.stage.clone(),
                 kind: inst.kind.kind().into(),
                 member: inst.members[0].clone(),
                 estimate: estimate.clone(),
                 limit: crate::resources::human_bytes(limit),
                 source_note: source.to_string(),
-            });
+            })));
         }
         let mut st = lock_ok(&self.state);
         while st.reserved > 0 && st.reserved.saturating_add(estimate.bytes) > limit && st.failed.is_none() {
