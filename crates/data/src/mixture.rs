@@ -107,9 +107,6 @@ impl StageKind for GaussianMixture {
         if p.classes > crate::dataset::MAX_CLASSES {
             e.push(("classes".into(), format!("classes must be ≤ {}", crate::dataset::MAX_CLASSES)));
         }
-        if !p.mean_scale.is_finite() {
-            e.push(("mean_scale".into(), "mean_scale must be a finite number".into()));
-        }
         if p.classes == 0 {
             e.push(("classes".into(), "classes must be ≥ 1 (k = 0 clusters makes no data)".into()));
         }

@@ -468,7 +468,7 @@ fn member_combinations(sweep: &[SweepKey]) -> Members {
 /// A value for a message: long ones are cut, floats in short scientific form.
 pub(crate) fn short_value(v: &toml::Value) -> String {
     let s = match v {
-        toml::Value::Float(f) if f.is_finite() && (f.abs() >= 1e9 || (*f != 0.0 && f.abs() < 1e-6)) => format!("{f:e}"),
+        toml::Value::Float(f) => crate::short_f64(*f),
         other => other.to_string(),
     };
     if s.chars().count() > 60 { format!("{}…", s.chars().take(57).collect::<String>()) } else { s }
