@@ -115,10 +115,10 @@ fn truncated_parquet_is_a_clear_error_naming_the_file() {
 fn wrong_schema_names_the_column() {
     let t = tmp("schema");
     let p = write_small_dataset(&t);
-    let declared = hesslab_model::model_port().schema;
+    let declared = hesslab_pipeline::port::<hesslab_artifacts::Model>().schema();
     let e = full_error(&read_artifact(&p, Some(&declared)).unwrap_err());
     assert!(e.contains("column `tensor` is missing") && e.contains("dataset.parquet"), "{e}");
-    let declared = hesslab_pipeline::PortSpec::new("x", "", vec![hesslab_pipeline::columns::f64_field("y")]).schema;
+    let declared = arrow_schema::Schema::new(vec![hesslab_pipeline::columns::f64_field("y")]);
     let e = full_error(&read_artifact(&p, Some(&declared)).unwrap_err());
     assert!(e.contains("column `y` has type UInt32, expected Float64"), "{e}");
     let _ = std::fs::remove_dir_all(&t);

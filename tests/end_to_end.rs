@@ -25,7 +25,7 @@ fn run(file: &str, out: &Path, set: &[&str], jobs: usize) -> Plan {
 
 fn eigenvalues(path: &Path) -> Vec<f64> {
     let a = read_artifact(path, None).unwrap();
-    hesslab_eigen::read_eigenvalues(&a).unwrap().1
+    <hesslab_artifacts::Eigenvalues as hesslab_pipeline::Port>::decode(&a).unwrap().values
 }
 
 #[test]
@@ -55,8 +55,9 @@ fn quickstart_finds_ten_outliers_and_is_bit_identical_across_runs_and_jobs() {
         assert!(x == y, "{f} differs between runs");
     }
     // A model re-read from its artifact gives the same loss to the last bit.
-    let m = hesslab_model::Mlp::from_artifact(&read_artifact(&a.join("quickstart/main/train/model.parquet"), None).unwrap()).unwrap();
-    let ds = hesslab_data::Dataset::from_artifact(&read_artifact(&a.join("quickstart/main/data/dataset.parquet"), None).unwrap()).unwrap();
+    use hesslab_pipeline::Port;
+    let m = hesslab_artifacts::Model::decode(&read_artifact(&a.join("quickstart/main/train/model.parquet"), None).unwrap()).unwrap().net;
+    let ds = hesslab_artifacts::Dataset::decode(&read_artifact(&a.join("quickstart/main/data/dataset.parquet"), None).unwrap()).unwrap();
     let tr = ds.train();
     let (loss, _) = m.loss_grad(tr.x.as_ref(), &tr.y);
     let logged = f64_values(&read_artifact(&a.join("quickstart/main/train/log.parquet"), None).unwrap().batch, "train_loss").unwrap();
@@ -73,7 +74,7 @@ fn dense_and_lanczos_agree_on_the_top_20_of_a_real_hessian() {
     run("pipelines/solver_swap.toml", &out, &["eigen.solver=\"lanczos\""], 0);
     let lz = read_artifact(&out.join("solver_swap/main/eigen/eigenvalues.parquet"), None).unwrap();
     assert_eq!(lz.meta("solver"), Some("lanczos"));
-    let lanczos = hesslab_eigen::read_eigenvalues(&lz).unwrap().1;
+    let lanczos = <hesslab_artifacts::Eigenvalues as hesslab_pipeline::Port>::decode(&lz).unwrap().values;
     assert_eq!(lanczos.len(), 20);
     assert_eq!(dense.len(), 4270);
     for (i, (l, d)) in lanczos.iter().zip(&dense).enumerate() {

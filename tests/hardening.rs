@@ -113,12 +113,7 @@ impl StageKind for Panics {
     const KIND: &'static str = "test_panics";
     const VERSION: u32 = 1;
     const DOC: &'static str = "panics (test)";
-    fn inputs() -> Vec<hesslab_pipeline::PortSpec> {
-        vec![]
-    }
-    fn outputs() -> Vec<hesslab_pipeline::PortSpec> {
-        vec![hesslab_data::dataset_port()]
-    }
+    const OUTPUTS: &'static [hesslab_pipeline::PortSpec] = &[hesslab_pipeline::port::<hesslab_artifacts::Dataset>()];
     fn run(_: &NoParams, ctx: &mut StageContext) -> Result<(), StageError> {
         ctx.write_file("partial.txt", b"half").unwrap();
         let v: Vec<u32> = Vec::new();
@@ -180,14 +175,17 @@ fn f2_the_reported_panic_triggers_are_errors() {
     let e = run_text(&text, &t.join("out"), RunOptions { jobs: 2, ..Default::default() }).unwrap_err();
     assert!(e.contains("has no feature column besides the label"), "{e}");
     // A model artifact whose architecture has fewer than two sizes, or absurd ones.
-    let m = common::tiny_model();
+    use hesslab_pipeline::Port;
+    let m = hesslab_artifacts::Model { net: common::tiny_model(), steps: 0, final_train_loss: f64::NAN };
     for sizes in ["[3]", "[]", "[4294967296, 4294967296]", "[2, 0, 1]"] {
-        let mut meta = m.metadata(&[]);
+        let enc = hesslab_artifacts::Model::encode(&m).unwrap();
+        let mut meta = enc.metadata.clone();
         meta.insert("architecture".into(), meta["architecture"].replace("[2,1]", sizes));
+        let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
         let p = t.join("model.parquet");
-        hesslab_pipeline::write_batches_atomic(&p, m.to_batch().unwrap().schema(), &[m.to_batch().unwrap()], &meta).unwrap();
+        hesslab_pipeline::write_batches_atomic(&p, enc.schema, &batches, &meta).unwrap();
         let a = read_artifact(&p, None).unwrap();
-        let e = hesslab_model::Mlp::from_artifact(&a).err().unwrap_or_else(|| panic!("sizes {sizes} accepted")).to_string();
+        let e = hesslab_artifacts::Model::decode(&a).err().unwrap_or_else(|| panic!("sizes {sizes} accepted")).to_string();
         assert!(e.contains("architecture"), "{sizes}: {e}");
     }
     let _ = std::fs::remove_dir_all(&t);
@@ -332,8 +330,11 @@ fn f6_leftovers_of_killed_runs_are_removed_and_failed_writes_leave_nothing() {
     // A failed atomic write (the destination is a directory) removes its temporary file.
     let dest = t.join("blocked.parquet");
     std::fs::create_dir_all(dest.join("inside")).unwrap();
-    let m = common::tiny_model();
-    let b = m.to_batch().unwrap();
+    let b = arrow_array::RecordBatch::try_from_iter([(
+        "v",
+        std::sync::Arc::new(arrow_array::Float64Array::from(vec![1.0])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
     assert!(hesslab_pipeline::write_batches_atomic(&dest, b.schema(), &[b], &Default::default()).is_err());
     assert!(leftovers(&t).is_empty(), "{:?}", leftovers(&t));
     let _ = std::fs::remove_dir_all(&t);

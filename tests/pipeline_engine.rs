@@ -7,8 +7,42 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn values_port() -> PortSpec {
-    PortSpec::new("values", "v Float64", vec![f64_field("v")])
+/// A column of numbers: the artifact type these test stages exchange.
+#[derive(Clone)]
+struct Values(Vec<f64>);
+impl Port for Values {
+    type Value = Self;
+    const NAME: &'static str = "values";
+    const DOC: &'static str = "v Float64";
+    fn schema() -> arrow_schema::Schema {
+        arrow_schema::Schema::new(vec![f64_field("v")])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        Ok(Encoded::one(RecordBatch::try_new(std::sync::Arc::new(Self::schema()), vec![f64_array(v.0.clone())]).unwrap(), BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        Ok(Values(f64_values(&a.batch, "v").unwrap()))
+    }
+}
+
+/// Member and sum per row.
+#[derive(Clone)]
+struct Sums(Vec<(String, f64)>);
+impl Port for Sums {
+    type Value = Self;
+    const NAME: &'static str = "table";
+    const DOC: &'static str = "member, sum";
+    fn schema() -> arrow_schema::Schema {
+        arrow_schema::Schema::new(vec![utf8_field("member"), f64_field("sum")])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let cols = vec![utf8_array(v.0.iter().map(|r| r.0.as_str())), f64_array(v.0.iter().map(|r| r.1))];
+        Ok(Encoded::one(RecordBatch::try_new(std::sync::Arc::new(Self::schema()), cols).unwrap(), BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let m = utf8_values(&a.batch, "member").unwrap();
+        Ok(Sums(m.into_iter().zip(f64_values(&a.batch, "sum").unwrap()).collect()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -29,16 +63,11 @@ impl StageKind for Numbers {
     const KIND: &'static str = "numbers";
     const VERSION: u32 = 1;
     const DOC: &'static str = "seeded numbers";
-    fn inputs() -> Vec<PortSpec> {
-        vec![]
-    }
-    fn outputs() -> Vec<PortSpec> {
-        vec![values_port()]
-    }
+    const OUTPUTS: &'static [PortSpec] = &[port::<Values>()];
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let mut rng = hesslab_data::rng::Rng::new(ctx.seed);
         let v: Vec<f64> = (0..p.n).map(|_| p.scale * rng.normal()).collect();
-        ctx.write("values", RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(), &BTreeMap::new())
+        ctx.write::<Values>("values", &Values(v))
     }
 }
 
@@ -59,16 +88,12 @@ impl StageKind for Affine {
     const KIND: &'static str = "affine";
     const VERSION: u32 = 1;
     const DOC: &'static str = "a x + b";
-    fn inputs() -> Vec<PortSpec> {
-        vec![values_port()]
-    }
-    fn outputs() -> Vec<PortSpec> {
-        vec![values_port()]
-    }
+    const INPUTS: &'static [PortSpec] = &[port::<Values>()];
+    const OUTPUTS: &'static [PortSpec] = &[port::<Values>()];
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
-        let a = ctx.read("values")?;
-        let v: Vec<f64> = f64_values(&a.batch, "v").unwrap().iter().map(|x| p.a * x + p.b).collect();
-        ctx.write("values", RecordBatch::try_new(values_port().schema, vec![f64_array(v)]).unwrap(), &BTreeMap::new())
+        let a = ctx.read::<Values>("values")?;
+        let v: Vec<f64> = a.0.iter().map(|x| p.a * x + p.b).collect();
+        ctx.write::<Values>("values", &Values(v))
     }
 }
 
@@ -81,21 +106,12 @@ impl StageKind for Collect {
     const KIND: &'static str = "collect";
     const VERSION: u32 = 1;
     const DOC: &'static str = "sum per member";
-    fn inputs() -> Vec<PortSpec> {
-        vec![values_port().renamed("all").many()]
-    }
-    fn outputs() -> Vec<PortSpec> {
-        vec![PortSpec::new("table", "member, sum", vec![utf8_field("member"), f64_field("sum")])]
-    }
+    const INPUTS: &'static [PortSpec] = &[port::<Values>().renamed("all").many()];
+    const OUTPUTS: &'static [PortSpec] = &[port::<Sums>()];
     fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let ins = ctx.inputs("all").to_vec();
-        let sums: Vec<f64> = ins.iter().map(|i| f64_values(&i.read().unwrap().batch, "v").unwrap().iter().sum()).collect();
-        let schema = PortSpec::new("table", "", vec![utf8_field("member"), f64_field("sum")]).schema;
-        ctx.write(
-            "table",
-            RecordBatch::try_new(schema, vec![utf8_array(ins.iter().map(|i| i.member.clone())), f64_array(sums)]).unwrap(),
-            &BTreeMap::new(),
-        )
+        let sums: Vec<(String, f64)> = ins.iter().map(|i| (i.member.clone(), i.decode::<Values>().unwrap().0.iter().sum())).collect();
+        ctx.write::<Sums>("table", &Sums(sums))
     }
 }
 

@@ -1,18 +1,19 @@
 //! Analysis of spectra and training runs: summaries and outlier counts, sweep comparisons,
 //! Gauss-Newton/residual decomposition, class structure, interpolation, plots and reports.
+#![warn(missing_docs)]
 pub mod outliers;
 pub mod plots;
 pub mod report;
-mod stages;
-mod summary;
+mod spectrum;
+pub mod stages;
 
 pub use outliers::{OutlierCounts, count_outliers, elbow_cutoff};
+pub use spectrum::{SummaryParams, marchenko_pastur_density, subspace_overlap, summarize};
 pub use stages::{
-    ClassStructure, Decomposition, DensityPlot, Heatmap, Interpolate, MarchenkoPastur, TrainingCurves, marchenko_pastur_density,
-    subspace_overlap,
+    ClassStructure, Compare, Decomposition, DensityPlot, Heatmap, Interpolate, MarchenkoPastur, SpectrumSummary, TrainingCurves,
 };
-pub use summary::{Compare, SpectrumSummary, Summary, SummaryParams, summarize, summary_port};
 
+/// Register every analysis stage kind.
 pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<SpectrumSummary>();
     r.add::<Compare>();

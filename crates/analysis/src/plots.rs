@@ -1,6 +1,6 @@
 //! Plots, written as PNG and SVG from one description, with plotters. Labels use the vendored
 //! DejaVu Sans (no system font lookup), so plots render identically on every machine.
-use crate::Summary;
+use hesslab_artifacts::SummaryRow;
 use hesslab_pipeline::{StageContext, StageError};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -15,28 +15,41 @@ fn register_font() {
     });
 }
 
+/// Width of every plot in pixels.
 pub const WIDTH: u32 = 900;
+/// Height of every plot in pixels.
 pub const HEIGHT: u32 = 560;
 
+/// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mark {
+    /// Connected by lines.
     Line,
+    /// As points.
     Points,
 }
 
+/// One named series of (x, y) points.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Legend text (empty: no legend entry).
     pub name: String,
+    /// The points.
     pub points: Vec<(f64, f64)>,
+    /// How they are drawn.
     pub mark: Mark,
 }
 
 /// A 2-D plot: series, reference lines, axis labels.
 #[derive(Debug, Clone, Default)]
 pub struct Plot {
+    /// Title above the plot.
     pub title: String,
+    /// x-axis label.
     pub x_label: String,
+    /// y-axis label.
     pub y_label: String,
+    /// The series, drawn in order.
     pub series: Vec<Series>,
     /// Horizontal reference lines (y, label).
     pub hlines: Vec<(f64, String)>,
@@ -45,21 +58,26 @@ pub struct Plot {
 }
 
 impl Plot {
+    /// An empty plot with a title and axis labels.
     pub fn new(title: &str, x: &str, y: &str) -> Self {
         Plot { title: title.into(), x_label: x.into(), y_label: y.into(), ..Default::default() }
     }
+    /// Add a series drawn as a line.
     pub fn line(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
         self.series.push(Series { name: name.into(), points: pts, mark: Mark::Line });
         self
     }
+    /// Add a series drawn as points.
     pub fn points(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
         self.series.push(Series { name: name.into(), points: pts, mark: Mark::Points });
         self
     }
+    /// Add a horizontal reference line at `y`.
     pub fn hline(mut self, y: f64, label: &str) -> Self {
         self.hlines.push((y, label.into()));
         self
     }
+    /// Add a vertical reference line at `x`.
     pub fn vline(mut self, x: f64, label: &str) -> Self {
         self.vlines.push((x, label.into()));
         self
@@ -251,7 +269,7 @@ pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
 }
 
 /// The plots of one spectrum (S18 Figs 1–6, S16 Fig 1).
-pub fn spectrum_plots(ctx: &StageContext, desc: &[f64], dim: usize, s: &Summary) -> Result<(), StageError> {
+pub fn spectrum_plots(ctx: &StageContext, desc: &[f64], dim: usize, s: &SummaryRow) -> Result<(), StageError> {
     let n = desc.len();
     Plot::new("Ordered eigenvalues", "rank", "eigenvalue")
         .points("", desc.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect())

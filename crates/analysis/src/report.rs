@@ -39,19 +39,11 @@ pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str)
         d = esc(description)
     );
     // Timings from the lock file.
-    if let Ok(lock) = std::fs::read_to_string(out_dir.join("hesslab.lock"))
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&lock)
-    {
+    let lock = hesslab_pipeline::LockFile::load(out_dir);
+    if !lock.stages.is_empty() {
         html.push_str("<h2>Stages</h2><table><tr><th>member/stage</th><th>kind</th><th>seconds</th></tr>");
-        if let Some(m) = v.get("stages").and_then(|s| s.as_object()) {
-            for (k, e) in m {
-                html.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-                    esc(k),
-                    esc(e.get("kind").and_then(|x| x.as_str()).unwrap_or("")),
-                    e.get("seconds").and_then(|x| x.as_f64()).unwrap_or(f64::NAN)
-                ));
-            }
+        for (k, e) in &lock.stages {
+            html.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>", esc(k), esc(&e.kind), e.seconds));
         }
         html.push_str("</table>");
     }

@@ -1,10 +1,11 @@
 //! Analysis stages run standalone on a small trained network.
 use faer::Mat;
 use hesslab_analysis::*;
-use hesslab_data::{GaussianMixture, MixtureParams, dataset_port};
+use hesslab_artifacts::{Dataset as DatasetPort, Model as ModelPort};
+use hesslab_data::{GaussianMixture, MixtureParams};
 use hesslab_model::*;
 use hesslab_pipeline::columns::*;
-use hesslab_pipeline::{Progress, StageContext, StageKind, read_artifact};
+use hesslab_pipeline::{Port, Progress, StageContext, StageKind, port, read_artifact};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -17,9 +18,9 @@ fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
     let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 3);
     train(&mut m, &TrainParams { lr: 0.2, max_steps: 400, ..Default::default() }, &ds.train(), &ds.test(), 1, 0, &Progress::hidden())
         .unwrap();
-    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port(), model_port()]);
-    ds.write(&ctx, "dataset").unwrap();
-    ctx.write("model", m.to_batch().unwrap(), &m.metadata(&[])).unwrap();
+    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![port::<DatasetPort>(), port::<ModelPort>()]);
+    ctx.write::<DatasetPort>("dataset", &ds).unwrap();
+    ctx.write::<ModelPort>("model", &ModelPort { net: m, steps: 400, final_train_loss: f64::NAN }).unwrap();
     let mut inputs = BTreeMap::new();
     inputs.insert("dataset".to_string(), vec![d.join("dataset.parquet")]);
     inputs.insert("model".to_string(), vec![d.join("model.parquet")]);
@@ -38,15 +39,15 @@ fn subspace_overlap_is_one_for_equal_and_zero_for_orthogonal_subspaces() {
 fn decomposition_spectra_match_independent_dense_solves() {
     let (d, inputs) = setup("decomp");
     let out = d.join("decomp");
-    let mut ctx = StageContext::standalone(&out, 1, inputs, &Decomposition::inputs(), Decomposition::outputs());
+    let mut ctx = StageContext::standalone_for::<Decomposition>(&out, 1, inputs);
     Decomposition::run(&DecompositionParamsForTest::dense(5), &mut ctx).unwrap();
     let s = read_artifact(&out.join("spectra.parquet"), None).unwrap();
     let ops = utf8_values(&s.batch, "operator").unwrap();
     let vals = f64_values(&s.batch, "eigenvalue").unwrap();
     let h: Vec<f64> = ops.iter().zip(&vals).filter(|(o, _)| *o == "hessian").map(|(_, v)| *v).collect();
     // Independent: the dense Hessian of the same model and data.
-    let ds = hesslab_data::Dataset::from_artifact(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
-    let m = Mlp::from_artifact(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap();
+    let ds = DatasetPort::decode(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
+    let m = ModelPort::decode(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap().net;
     let cv = hesslab_hessian::ModelCurvature::new(m, ds.train(), hesslab_hessian::CurvatureKind::Hessian);
     let (hm, _) = hesslab_hessian::materialize(&cv, Some((&cv, None)), 8, &Progress::hidden());
     let mut ev = hm.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
@@ -63,7 +64,7 @@ fn decomposition_spectra_match_independent_dense_solves() {
     // Class structure: overlaps are squared projection norms, in [0, 1].
     let out2 = d.join("classes");
     let (_, inputs) = setup("classes2");
-    let mut ctx = StageContext::standalone(&out2, 1, inputs, &ClassStructure::inputs(), ClassStructure::outputs());
+    let mut ctx = StageContext::standalone_for::<ClassStructure>(&out2, 1, inputs);
     ClassStructure::run(&serde_json::from_value(serde_json::json!({"k": 4})).unwrap(), &mut ctx).unwrap();
     let o = read_artifact(&out2.join("overlap.parquet"), None).unwrap();
     assert!(f64_values(&o.batch, "overlap").unwrap().iter().all(|x| (-1e-12..=1.0 + 1e-12).contains(x)));

@@ -6,7 +6,7 @@ use hesslab_data::{GaussianMixture, MixtureParams, Split};
 use hesslab_eigen::*;
 use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature, materialize};
 use hesslab_model::*;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 use std::time::Instant;
 
 /// println! that ends quietly when stdout is closed (e.g. piped into `head`).

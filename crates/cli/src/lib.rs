@@ -8,12 +8,17 @@ pub mod show;
 /// Every stage kind this build knows, registered explicitly crate by crate.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    hesslab_data::register(&mut r);
-    hesslab_model::register(&mut r);
-    hesslab_hessian::register(&mut r);
-    hesslab_eigen::register(&mut r);
+    hesslab_stages::register(&mut r);
     hesslab_analysis::register(&mut r);
     r
+}
+
+/// The README's artifact table: every artifact type with the kinds that write it, its columns
+/// and its metadata keys, generated from the `Port` types (`hesslab artifacts`).
+pub fn artifact_table(reg: &Registry) -> String {
+    hesslab_artifacts::markdown_table(|artifact| {
+        reg.kinds().filter(|k| k.outputs().iter().any(|o| o.artifact == artifact)).map(|k| k.kind().to_string()).collect()
+    })
 }
 
 /// `hesslab stages [KIND]`: every kind with its ports and parameters (types, defaults, docs),
@@ -32,11 +37,11 @@ pub fn describe_stages(reg: &Registry, only: Option<&str>) -> Result<String, Str
                 p.name,
                 if p.optional { " (optional)" } else { "" },
                 if p.many { " (all members: \"STAGE.PORT[*]\")" } else { "" },
-                p.doc
+                describe_port(&p)
             ));
         }
         for p in k.outputs() {
-            out.push_str(&format!("  output {}{}: {}\n", p.name, if p.optional { " (optional)" } else { "" }, p.doc));
+            out.push_str(&format!("  output {}{}: {}\n", p.name, if p.optional { " (optional)" } else { "" }, describe_port(&p)));
         }
         let schema = k.params_schema();
         let defs = schema.get("$defs").cloned().unwrap_or_default();
@@ -51,6 +56,15 @@ pub fn describe_stages(reg: &Registry, only: Option<&str>) -> Result<String, Str
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A port's artifact type (when the port is named otherwise), columns and metadata keys.
+fn describe_port(p: &hesslab_pipeline::PortSpec) -> String {
+    let mut s = if p.name != p.artifact { format!("`{}` artifact: {}", p.artifact, p.doc) } else { p.doc.to_string() };
+    if !p.metadata.is_empty() {
+        s.push_str(&format!("; metadata {}", p.metadata.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")));
+    }
+    s
 }
 
 fn type_of(prop: &serde_json::Value, defs: &serde_json::Value) -> String {

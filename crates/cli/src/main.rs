@@ -53,6 +53,9 @@ enum Cmd {
     },
     /// List stage kinds with their ports and parameters.
     Stages { kind: Option<String> },
+    /// Print the table of artifact types (columns, metadata keys, which kinds write them) in
+    /// Markdown, as the README shows it.
+    Artifacts,
     /// Print a Parquet artifact's schema, metadata and first rows.
     Show {
         file: PathBuf,
@@ -137,6 +140,7 @@ fn real_main() -> Result<()> {
             let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref()).map_err(anyhow::Error::msg)?;
             out!("{}", s.trim_end());
         }
+        Cmd::Artifacts => out!("{}", hesslab::artifact_table(&hesslab::registry()).trim_end()),
         Cmd::Show { file, rows } => {
             out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
         }

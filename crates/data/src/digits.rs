@@ -1,13 +1,13 @@
 //! `digits`: the UCI optical-digits test split (1797 8×8 images, 10 classes), vendored in
 //! `data/optdigits/` under CC BY 4.0 and compiled into the binary so it is always available.
-use crate::{Dataset, dataset_port, rng::Rng};
-use hesslab_pipeline::{PortSpec, StageContext, StageError, StageKind};
+use crate::{DataError, Dataset, Result, rng::Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 static DIGITS_GZ: &[u8] = include_bytes!("../../../data/optdigits/digits.csv.gz");
 
+/// How pixel values are scaled.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum PixelScaling {
@@ -19,6 +19,7 @@ pub enum PixelScaling {
     Standardize,
 }
 
+/// Parameters of the `digits` stage.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DigitsParams {
@@ -37,8 +38,6 @@ impl Default for DigitsParams {
         DigitsParams { n: 0, test_fraction: 0.2, scale: PixelScaling::Unit, path: None }
     }
 }
-
-pub struct Digits;
 
 /// Parse "64 pixels, label" rows.
 pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
@@ -59,7 +58,8 @@ pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
     Ok((x, y))
 }
 
-fn gunzip(bytes: &[u8]) -> Result<String, String> {
+/// The text of `bytes`, gunzipped when they start with the gzip magic.
+pub fn gunzip(bytes: &[u8]) -> Result<String, String> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
         flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| format!("gzip: {e}"))?;
@@ -107,56 +107,30 @@ pub fn stratified_split(y: &[u32], num_classes: usize, n: usize, test_fraction: 
     out
 }
 
-impl StageKind for Digits {
-    type Params = DigitsParams;
-    const KIND: &'static str = "digits";
-    const VERSION: u32 = 1;
-    const DOC: &'static str = "UCI optical digits (1797 8×8 images, 10 classes; CC BY 4.0, Alpaydin & Kaynak 1998), stratified subsample, pixel scaling, test split. Stands in for the papers' 1K MNIST subsets.";
-    fn inputs() -> Vec<PortSpec> {
-        vec![]
+/// The digits dataset as `p` asks: the vendored copy or `p.path`, a stratified subsample of
+/// `p.n` examples with a per-class test fraction, pixels scaled.
+pub fn load_digits(p: &DigitsParams, seed: u64) -> Result<Dataset> {
+    let bytes = match &p.path {
+        Some(path) => std::fs::read(path).map_err(|e| DataError::Invalid(format!("cannot read digits file `{path}`: {e}")))?,
+        None => DIGITS_GZ.to_vec(),
+    };
+    let text = gunzip(&bytes).map_err(|e| DataError::Invalid(format!("digits data: {e}")))?;
+    let (x, y) = parse_digits_csv(&text).map_err(|e| DataError::Invalid(format!("digits data: {e}")))?;
+    let mut rng = Rng::new(seed);
+    let keep = stratified_split(&y, 10, p.n, p.test_fraction, &mut rng);
+    let scale = if p.scale == PixelScaling::Unit { 1.0 / 16.0 } else { 1.0 };
+    let mut ds = Dataset {
+        dim: 64,
+        num_classes: 10,
+        x: keep.iter().flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale)).collect(),
+        y: keep.iter().map(|&(i, _)| y[i]).collect(),
+        split: keep.iter().map(|&(_, t)| t).collect(),
+        feature_names: (0..64).map(|j| format!("pixel_{}_{}", j / 8, j % 8)).collect(),
+        info: serde_json::json!({"generator": "digits", "params": p, "seed": seed,
+            "source": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0)"}),
+    };
+    if p.scale == PixelScaling::Standardize {
+        ds.standardize();
     }
-    fn outputs() -> Vec<PortSpec> {
-        vec![dataset_port()]
-    }
-    fn check(p: &DigitsParams) -> Vec<(String, String)> {
-        let mut e = Vec::new();
-        if !(0.0..1.0).contains(&p.test_fraction) {
-            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
-        }
-        if p.n > 1797 && p.path.is_none() {
-            e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
-        }
-        e
-    }
-    fn facts(p: &DigitsParams, _: &hesslab_pipeline::InputFacts) -> hesslab_pipeline::Facts {
-        let rows = if p.path.is_none() { Some(if p.n == 0 { 1797 } else { p.n.min(1797) } as u64) } else { None };
-        hesslab_pipeline::Facts { rows, dim: Some(64), classes: Some(10), ..Default::default() }
-    }
-    fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let bytes = match &p.path {
-            Some(path) => std::fs::read(path).map_err(|e| StageError::msg(format!("cannot read digits file `{path}`: {e}")))?,
-            None => DIGITS_GZ.to_vec(),
-        };
-        let text = gunzip(&bytes).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
-        let (x, y) = parse_digits_csv(&text).map_err(|e| StageError::msg(format!("digits data: {e}")))?;
-        let mut rng = Rng::new(ctx.seed);
-        let keep = stratified_split(&y, 10, p.n, p.test_fraction, &mut rng);
-        let scale = if p.scale == PixelScaling::Unit { 1.0 / 16.0 } else { 1.0 };
-        let mut ds = Dataset {
-            dim: 64,
-            num_classes: 10,
-            x: keep.iter().flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale)).collect(),
-            y: keep.iter().map(|&(i, _)| y[i]).collect(),
-            split: keep.iter().map(|&(_, t)| t).collect(),
-            feature_names: (0..64).map(|j| format!("pixel_{}_{}", j / 8, j % 8)).collect(),
-            info: serde_json::json!({"generator": "digits", "params": p, "seed": ctx.seed,
-                "source": "UCI Optical Recognition of Handwritten Digits (CC BY 4.0)"}),
-        };
-        if p.scale == PixelScaling::Standardize {
-            ds.standardize();
-        }
-        ds.write(ctx, "dataset")?;
-        ctx.share("dataset", std::sync::Arc::new(ds));
-        Ok(())
-    }
+    Ok(ds)
 }

@@ -1,20 +1,16 @@
-//! Data stages: generated Gaussian mixtures, the vendored UCI digits, MNIST IDX and CIFAR-10
-//! binary loaders, and a generic table importer. All write the `dataset` artifact.
+//! Datasets for hesslab: generated Gaussian mixtures, the vendored UCI digits, MNIST IDX and
+//! CIFAR-10 binary loaders, the seeded random generator, and the dense train/test views the
+//! math works on. No Parquet here: the `dataset` artifact is `hesslab_artifacts::Dataset`.
+#![warn(missing_docs)]
 mod dataset;
 mod digits;
+mod error;
 mod loaders;
 mod mixture;
 pub mod rng;
 
-pub use dataset::{Dataset, Split, TEST, TRAIN, dataset_port};
-pub use digits::{Digits, DigitsParams};
-pub use loaders::{Cifar10, CifarParams, IdxImages, IdxParams, TableImport, TableParams};
-pub use mixture::{GaussianMixture, MixtureParams};
-
-pub fn register(r: &mut hesslab_pipeline::Registry) {
-    r.add::<GaussianMixture>();
-    r.add::<Digits>();
-    r.add::<IdxImages>();
-    r.add::<Cifar10>();
-    r.add::<TableImport>();
-}
+pub use dataset::{Dataset, MAX_CLASSES, Split, TEST, TRAIN};
+pub use digits::{DigitsParams, PixelScaling, gunzip, load_digits, parse_digits_csv, stratified_split};
+pub use error::{DataError, Result};
+pub use loaders::{CIFAR_RECORD, CifarParams, IdxParams, load_cifar10, load_idx, parse_idx, subsample};
+pub use mixture::{GaussianMixture, MixtureParams, total_samples};

@@ -1,10 +1,9 @@
 //! `gaussian_mixture`: k Gaussian clusters in d dimensions (S18 E2, S16 P3).
-use crate::{Dataset, dataset_port, rng::Rng};
-use hesslab_pipeline::resources::prod;
-use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, StageContext, StageError, StageKind};
+use crate::{Dataset, rng::Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Parameters of the `gaussian_mixture` generator.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MixtureParams {
@@ -47,9 +46,11 @@ impl Default for MixtureParams {
     }
 }
 
+/// k Gaussian clusters in d dimensions, one class each.
 pub struct GaussianMixture;
 
 impl GaussianMixture {
+    /// The dataset `p` describes, drawn with `seed`.
     pub fn generate(p: &MixtureParams, seed: u64) -> Dataset {
         let mut rng = Rng::new(seed);
         let (k, d) = (p.classes, p.dim);
@@ -91,62 +92,7 @@ impl GaussianMixture {
     }
 }
 
-impl StageKind for GaussianMixture {
-    type Params = MixtureParams;
-    const KIND: &'static str = "gaussian_mixture";
-    const VERSION: u32 = 1;
-    const DOC: &'static str = "k Gaussian clusters in d dimensions, one class each, isotropic noise (std, covariance multiplier), optional global normalization, stratified train/test split.";
-    fn inputs() -> Vec<PortSpec> {
-        vec![]
-    }
-    fn outputs() -> Vec<PortSpec> {
-        vec![dataset_port()]
-    }
-    fn check(p: &MixtureParams) -> Vec<(String, String)> {
-        let mut e = Vec::new();
-        if p.classes > crate::dataset::MAX_CLASSES {
-            e.push(("classes".into(), format!("classes must be ≤ {}", crate::dataset::MAX_CLASSES)));
-        }
-        if p.classes == 0 {
-            e.push(("classes".into(), "classes must be ≥ 1 (k = 0 clusters makes no data)".into()));
-        }
-        if p.dim == 0 {
-            e.push(("dim".into(), "dim must be ≥ 1".into()));
-        }
-        if p.samples_per_class == 0 && p.samples < p.classes {
-            e.push(("samples".into(), format!("samples ({}) must be ≥ classes ({})", p.samples, p.classes)));
-        }
-        if !(p.std >= 0.0 && p.std.is_finite()) {
-            e.push(("std".into(), "std must be a finite number ≥ 0".into()));
-        }
-        if !(p.cov_multiplier > 0.0 && p.cov_multiplier.is_finite()) {
-            e.push(("cov_multiplier".into(), "cov_multiplier must be > 0".into()));
-        }
-        if !(0.0..1.0).contains(&p.test_fraction) {
-            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
-        }
-        if !p.means.is_empty() && (p.means.len() != p.classes || p.means.iter().any(|m| m.len() != p.dim)) {
-            e.push(("means".into(), format!("means must be {} rows of {} numbers (classes × dim)", p.classes, p.dim)));
-        }
-        e
-    }
-    fn facts(p: &MixtureParams, _: &InputFacts) -> Facts {
-        Facts { rows: Some(total_samples(p)), dim: Some(p.dim as u64), classes: Some(p.classes as u64), ..Facts::default() }
-    }
-    fn estimate(p: &MixtureParams, _: &InputFacts) -> Option<Estimate> {
-        let (n, d, k) = (total_samples(p), p.dim as u64, p.classes as u64);
-        // The examples (generated, then written as one Arrow column) and the class means.
-        Some(Estimate::f64s(prod(&[n, d, 2]), format!("{n}×{d} examples")).plus(Estimate::f64s(prod(&[k, d]), String::new())))
-    }
-    fn run(p: &MixtureParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let ds = GaussianMixture::generate(p, ctx.seed);
-        ds.write(ctx, "dataset")?;
-        ctx.share("dataset", std::sync::Arc::new(ds));
-        Ok(())
-    }
-}
-
 /// Examples the generator makes: `samples_per_class × classes` or `samples`.
-fn total_samples(p: &MixtureParams) -> u64 {
+pub fn total_samples(p: &MixtureParams) -> u64 {
     if p.samples_per_class > 0 { (p.samples_per_class as u64).saturating_mul(p.classes as u64) } else { p.samples as u64 }
 }

@@ -3,12 +3,14 @@
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
+/// A seeded generator: the same seed gives the same stream on every machine.
 pub struct Rng {
     inner: Xoshiro256PlusPlus,
     spare: Option<f64>,
 }
 
 impl Rng {
+    /// The generator for `seed`.
     pub fn new(seed: u64) -> Self {
         Rng { inner: Xoshiro256PlusPlus::seed_from_u64(seed), spare: None }
     }
@@ -16,6 +18,7 @@ impl Rng {
     pub fn uniform(&mut self) -> f64 {
         self.inner.random::<f64>()
     }
+    /// Uniform in [lo, hi).
     pub fn uniform_in(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.uniform()
     }
@@ -39,6 +42,7 @@ impl Rng {
     pub fn sign(&mut self) -> f64 {
         if self.inner.random::<bool>() { 1.0 } else { -1.0 }
     }
+    /// Uniform integer in 0..n.
     pub fn below(&mut self, n: usize) -> usize {
         self.inner.random_range(0..n)
     }

@@ -5,7 +5,7 @@ use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_eigen::*;
 use hesslab_hessian::DenseOperator;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 use std::sync::Arc;
 
 fn planted(n: usize) -> Mat<f64> {

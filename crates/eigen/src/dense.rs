@@ -2,19 +2,25 @@
 use crate::{EigenError, Eigenpairs};
 use faer::{Mat, Side};
 
+/// Parameters of the dense solver.
 #[derive(Debug, Clone, Default)]
 pub struct DenseParams {
     /// Also return eigenvectors of the `top` largest and `bottom` smallest eigenvalues.
     pub top_vectors: usize,
+    /// Also return eigenvectors of the `bottom_vectors` smallest eigenvalues.
     pub bottom_vectors: usize,
 }
 
+/// What the dense solver did.
 #[derive(Debug, Clone)]
 pub struct DenseInfo {
+    /// Side of the matrix.
     pub dim: usize,
+    /// Wall time.
     pub seconds: f64,
 }
 
+/// faer's dense self-adjoint eigendecomposition: every eigenvalue.
 pub struct DenseSolver;
 
 impl DenseSolver {
@@ -27,7 +33,7 @@ impl DenseSolver {
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
         let (mut values, vectors) = if want_vectors {
-            let evd = a.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let s = evd.S();
             let u = evd.U();
             let vals: Vec<f64> = (0..n).map(|i| s[i]).collect();
@@ -45,7 +51,7 @@ impl DenseSolver {
             }
             (vals, cols)
         } else {
-            (a.self_adjoint_eigenvalues(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?, vec![])
+            (a.self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
         };
         values.reverse();
         let ranks: Vec<u32> = (0..n as u32).collect();

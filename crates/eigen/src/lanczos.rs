@@ -7,13 +7,14 @@
 //! with faer's dense self-adjoint eigensolver, and checks what it returns: explicit residuals
 //! ‖Av − λv‖ of every pair, orthogonality of the returned vectors, and restart/time caps that
 //! turn a stall into an error.
-use crate::{EigenError, Eigenpairs, Result, norm, reorthogonalize};
+use crate::{EigenError, Eigenpairs, PartialInfo, Result, norm, reorthogonalize};
 use faer::{Mat, Side};
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 use std::time::Instant;
 
+/// Which end of the spectrum a solver targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Which {
@@ -25,16 +26,22 @@ pub enum Which {
     Magnitude,
 }
 
+/// Parameters of thick-restart Lanczos.
 #[derive(Debug, Clone)]
 pub struct LanczosParams {
+    /// Number of eigenpairs.
     pub k: usize,
+    /// Which end of the spectrum.
     pub which: Which,
     /// Krylov subspace size before a restart (0 = max(2k + 20, 40), capped at n − 1).
     pub max_dim: usize,
     /// Convergence: ‖Av − λv‖ ≤ tol · max|θ| for every wanted pair.
     pub tol: f64,
+    /// Restarts before giving up.
     pub max_restarts: usize,
+    /// Wall-clock cap in seconds.
     pub max_seconds: f64,
+    /// Seed of the start vector.
     pub seed: u64,
     /// Operators of at most this dimension are solved densely (materialized).
     pub dense_below: usize,
@@ -55,16 +62,24 @@ impl Default for LanczosParams {
     }
 }
 
+/// What Lanczos did.
 #[derive(Debug, Clone, Default)]
 pub struct LanczosInfo {
+    /// Restarts used.
     pub restarts: usize,
+    /// Operator applications used.
     pub applications: u64,
+    /// Largest residual ‖Av − λv‖ of the returned pairs.
     pub max_residual: f64,
+    /// max|VᵀV − I| of the returned vectors.
     pub orthogonality_error: f64,
+    /// Wall time.
     pub seconds: f64,
+    /// The operator was small enough to solve densely instead.
     pub dense_fallback: bool,
 }
 
+/// Thick-restart Lanczos with full reorthogonalization (matrix-free).
 pub struct LanczosSolver;
 
 fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
@@ -79,6 +94,7 @@ fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
 }
 
 impl LanczosSolver {
+    /// The k eigenpairs `p.which` asks for, each verified by its residual.
     pub fn solve(op: &dyn LinearOperator, p: &LanczosParams, progress: &Progress) -> Result<(Eigenpairs, LanczosInfo)> {
         let t0 = Instant::now();
         let n = op.dim();
@@ -129,7 +145,7 @@ impl LanczosSolver {
                     t[(j, j + 1)] = beta;
                 }
             }
-            let evd = t.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = t.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let theta: Vec<f64> = (0..m).map(|i| evd.S()[i]).collect();
             let s = evd.U();
             let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
@@ -146,16 +162,25 @@ impl LanczosSolver {
             restarts += 1;
             if restarts > p.max_restarts || t0.elapsed().as_secs_f64() > p.max_seconds {
                 bar.finish_and_clear();
+                let info = LanczosInfo {
+                    restarts,
+                    applications: op.applications() - apps0,
+                    max_residual: worst,
+                    orthogonality_error: f64::NAN,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    dense_fallback: false,
+                };
                 return Err(EigenError::NoConvergence {
                     solver: "lanczos",
                     detail: format!(
                         "{converged} of {} eigenpairs converged after {restarts} restarts, {} operator applications, {:.1} s; worst relative residual {:.2e} (tol {:.1e}); raise max_restarts/max_dim or loosen tol",
                         p.k,
-                        op.applications() - apps0,
-                        t0.elapsed().as_secs_f64(),
+                        info.applications,
+                        info.seconds,
                         worst / scale,
                         p.tol
                     ),
+                    info: PartialInfo::Lanczos(info),
                 });
             }
             // Thick restart: keep the best `keep` Ritz vectors plus the residual direction.
@@ -237,10 +262,19 @@ impl LanczosSolver {
                 orth = orth.max((d - if a == b { 1.0 } else { 0.0 }).abs());
             }
         }
+        let info = LanczosInfo {
+            restarts,
+            applications: op.applications() - apps0,
+            max_residual: residuals.iter().fold(0.0f64, |a, &b| a.max(b)),
+            orthogonality_error: orth,
+            seconds: t0.elapsed().as_secs_f64(),
+            dense_fallback,
+        };
         if orth > 1e-8 {
             return Err(EigenError::NoConvergence {
                 solver: "lanczos",
                 detail: format!("returned vectors are not orthonormal (max|VᵀV − I| = {orth:.2e}); refusing duplicated eigenpairs"),
+                info: PartialInfo::Lanczos(info),
             });
         }
         // Descending order, with global ranks where they are known.
@@ -256,14 +290,6 @@ impl LanczosSolver {
             residuals: order.iter().map(|&i| Some(residuals[i])).collect(),
             vectors: order.iter().zip(&ranks).map(|(&i, &r)| (r, x.col(i).iter().copied().collect())).collect(),
         };
-        let info = LanczosInfo {
-            restarts,
-            applications: op.applications() - apps0,
-            max_residual: residuals.iter().fold(0.0f64, |a, &b| a.max(b)),
-            orthogonality_error: orth,
-            seconds: t0.elapsed().as_secs_f64(),
-            dense_fallback,
-        };
         Ok((pairs, info))
     }
 
@@ -274,7 +300,7 @@ impl LanczosSolver {
         let mut a = Mat::<f64>::zeros(n, n);
         op.apply_block(Mat::<f64>::identity(n, n).as_ref(), a.as_mut());
         hesslab_hessian::symmetrize(&mut a);
-        let evd = a.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+        let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
         let theta: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
         let wanted = select(&theta, p.which, p.k);
         let x = Mat::from_fn(n, wanted.len(), |i, c| evd.U()[(i, wanted[c])]);

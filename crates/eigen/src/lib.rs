@@ -1,20 +1,19 @@
 //! Eigensolvers for curvature operators: dense (faer), thick-restart Lanczos, power iteration
-//! with deflation, stochastic Lanczos quadrature densities, and Hutchinson / Hutch++ traces;
-//! plus the stages that make them swappable in a pipeline.
+//! with deflation, stochastic Lanczos quadrature densities, and Hutchinson / Hutch++ traces.
+//! Each solver has a `Params` (with `Default`), an `Info`, and returns [`EigenError`] — which
+//! keeps what the solver had done — on failure. The stages that wrap them are in
+//! `hesslab-stages`.
+#![warn(missing_docs)]
 mod dense;
 mod lanczos;
 mod power;
 mod slq;
-mod stages;
 mod trace;
 
 pub use dense::{DenseInfo, DenseParams, DenseSolver};
 pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which};
 pub use power::{PowerInfo, PowerIteration, PowerParams};
 pub use slq::{SlqParams, SlqResult, StochasticLanczosQuadrature};
-pub use stages::{
-    EigenStage, SlqStage, TraceStage, density_port, eigenvalues_port, eigenvectors_port, nodes_port, read_eigenvalues, trace_port,
-};
 pub use trace::{TraceEstimate, hutch_plus_plus, hutchinson};
 
 /// Eigenvalues (and optionally eigenvectors) as a solver returns them.
@@ -30,23 +29,39 @@ pub struct Eigenpairs {
     pub vectors: Vec<(u32, Vec<f64>)>,
 }
 
+/// Why a solver failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EigenError {
+    /// Parameters that do not fit the operator (k larger than its side, …).
     #[error("invalid input: {0}")]
     Invalid(String),
-    #[error("dense eigendecomposition failed: {0}")]
-    Dense(String),
+    /// faer's dense self-adjoint eigendecomposition failed (it does not implement
+    /// `std::error::Error`, so it is kept as a value, not a source).
+    #[error("dense eigendecomposition failed: {0:?}")]
+    Dense(faer::linalg::evd::EvdError),
+    /// An iterative solver stopped before its eigenpairs met the tolerance.
     #[error("{solver} did not converge: {detail}")]
-    NoConvergence { solver: &'static str, detail: String },
+    NoConvergence {
+        /// lanczos or power.
+        solver: &'static str,
+        /// What converged and what to change.
+        detail: String,
+        /// What the solver had done when it stopped.
+        info: PartialInfo,
+    },
 }
 
+/// The `Info` of a solver that stopped early.
+#[derive(Debug, Clone)]
+pub enum PartialInfo {
+    /// Lanczos: restarts, applications, worst residual so far.
+    Lanczos(LanczosInfo),
+    /// Power iteration: iterations per eigenvalue found so far.
+    Power(PowerInfo),
+}
+
+/// `Result` with [`EigenError`].
 pub type Result<T, E = EigenError> = std::result::Result<T, E>;
-
-pub fn register(r: &mut hesslab_pipeline::Registry) {
-    r.add::<EigenStage>();
-    r.add::<SlqStage>();
-    r.add::<TraceStage>();
-}
 
 /// Orthonormalize `w` against the first `m` columns of `basis` (classical Gram–Schmidt, twice);
 /// returns the projection coefficients.

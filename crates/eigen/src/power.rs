@@ -1,16 +1,20 @@
 //! Power iteration with deflation, as PyHessian computes top eigenvalues: the baseline users
 //! know. Each new vector is kept orthogonal to the eigenvectors already found.
-use crate::{EigenError, Eigenpairs, Result, norm, reorthogonalize};
+use crate::{EigenError, Eigenpairs, PartialInfo, Result, norm, reorthogonalize};
 use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
 
+/// Parameters of power iteration.
 #[derive(Debug, Clone)]
 pub struct PowerParams {
+    /// Number of eigenpairs.
     pub k: usize,
     /// Stop when |λ − λ_prev| / (|λ_prev| + 1e-6) < tol (PyHessian's rule).
     pub tol: f64,
+    /// Iterations per eigenvalue before giving up.
     pub max_iter: usize,
+    /// Seed of the start vectors.
     pub seed: u64,
 }
 
@@ -20,13 +24,18 @@ impl Default for PowerParams {
     }
 }
 
+/// What power iteration did.
 #[derive(Debug, Clone, Default)]
 pub struct PowerInfo {
+    /// Iterations spent on each eigenvalue.
     pub iterations: Vec<usize>,
+    /// Operator applications used.
     pub applications: u64,
+    /// Wall time.
     pub seconds: f64,
 }
 
+/// Power iteration with deflation (PyHessian's method).
 pub struct PowerIteration;
 
 impl PowerIteration {
@@ -69,9 +78,13 @@ impl PowerIteration {
                     break;
                 }
                 if it >= p.max_iter {
+                    iters.push(it);
+                    let info =
+                        PowerInfo { iterations: iters, applications: op.applications() - apps0, seconds: t0.elapsed().as_secs_f64() };
                     return Err(EigenError::NoConvergence {
                         solver: "power",
                         detail: format!("eigenvalue {e} not converged after {it} iterations (last estimate {l:.6e})"),
+                        info: PartialInfo::Power(info),
                     });
                 }
                 v = next;

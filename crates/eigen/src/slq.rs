@@ -4,26 +4,35 @@ use crate::{EigenError, Result, norm, reorthogonalize};
 use faer::{Mat, Side};
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 
+/// Parameters of stochastic Lanczos quadrature.
 #[derive(Debug, Clone)]
 pub struct SlqParams {
+    /// Lanczos steps per probe.
     pub steps: usize,
+    /// Random probe vectors.
     pub probes: usize,
+    /// Seed of the probes.
     pub seed: u64,
 }
 
+/// Quadrature nodes and weights of every probe.
 #[derive(Debug, Clone, Default)]
 pub struct SlqResult {
     /// Per probe: Ritz values (nodes) and weights (squared first components), weights sum to 1.
     pub nodes: Vec<Vec<(f64, f64)>>,
+    /// Side of the operator.
     pub dim: usize,
+    /// Operator applications used.
     pub applications: u64,
 }
 
+/// Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Ghorbani et al. 2019).
 pub struct StochasticLanczosQuadrature;
 
 impl StochasticLanczosQuadrature {
+    /// Run `p.probes` Lanczos processes of `p.steps` steps from Rademacher probes.
     pub fn run(op: &dyn LinearOperator, p: &SlqParams, progress: &Progress) -> Result<SlqResult> {
         let n = op.dim();
         if p.steps == 0 || p.probes == 0 {
@@ -68,7 +77,7 @@ impl StochasticLanczosQuadrature {
                     0.0
                 }
             });
-            let evd = t.self_adjoint_eigen(Side::Lower).map_err(|e| EigenError::Dense(format!("{e:?}")))?;
+            let evd = t.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             out.push((0..steps).map(|i| (evd.S()[i], evd.U()[(0, i)].powi(2))).collect());
         }
         bar.finish_and_clear();
@@ -90,6 +99,7 @@ impl SlqResult {
         let np = self.nodes.len() as f64;
         self.dim as f64 * self.nodes.iter().flatten().filter(|(t, _)| *t > threshold).map(|(_, w)| w).sum::<f64>() / np
     }
+    /// The smallest and largest node over all probes.
     pub fn range(&self) -> (f64, f64) {
         let it = self.nodes.iter().flatten().map(|x| x.0);
         (it.clone().fold(f64::INFINITY, f64::min), it.fold(f64::NEG_INFINITY, f64::max))

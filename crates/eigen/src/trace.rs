@@ -3,10 +3,14 @@ use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
 
+/// A trace estimate.
 #[derive(Debug, Clone)]
 pub struct TraceEstimate {
+    /// hutchinson, hutch++ or exact.
     pub estimator: &'static str,
+    /// The estimate.
     pub value: f64,
+    /// Its standard error.
     pub stderr: f64,
     /// Operator-vector products used.
     pub probes: usize,

@@ -3,7 +3,7 @@ use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_eigen::*;
 use hesslab_hessian::{DenseOperator, LinearOperator};
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 use std::sync::Arc;
 
 /// Q diag(λ) Qᵀ with a random orthogonal Q: a bulk near zero plus `k` outliers, and a few

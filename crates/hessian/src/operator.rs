@@ -5,13 +5,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A symmetric linear operator applied to blocks of vectors (columns).
 pub trait LinearOperator: Send + Sync {
+    /// Side of the (square, symmetric) operator.
     fn dim(&self) -> usize;
     /// out = A · v for every column of v (v and out are dim × k).
     fn apply_block(&self, v: MatRef<'_, f64>, out: MatMut<'_, f64>);
     /// Operator-vector products applied so far (a block of k counts k).
     fn applications(&self) -> u64;
+    /// What the operator is, for messages.
     fn describe(&self) -> String;
 
+    /// A·v for one vector.
     fn apply_vec(&self, v: &[f64]) -> Vec<f64> {
         let mut out = Mat::<f64>::zeros(v.len(), 1);
         self.apply_block(MatRef::from_column_major_slice(v, v.len(), 1), out.as_mut());
@@ -23,9 +26,11 @@ pub trait LinearOperator: Send + Sync {
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 impl Counter {
+    /// Count `k` more applications.
     pub fn add(&self, k: usize) {
         self.0.fetch_add(k as u64, Ordering::Relaxed);
     }
+    /// Applications so far.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -33,12 +38,15 @@ impl Counter {
 
 /// A dense symmetric matrix as an operator.
 pub struct DenseOperator {
+    /// The matrix.
     pub matrix: Arc<Mat<f64>>,
+    /// What it is.
     pub name: String,
     count: Counter,
 }
 
 impl DenseOperator {
+    /// An operator applying `matrix`.
     pub fn new(matrix: Arc<Mat<f64>>, name: impl Into<String>) -> Self {
         DenseOperator { matrix, name: name.into(), count: Counter::default() }
     }
@@ -62,7 +70,9 @@ impl LinearOperator for DenseOperator {
 
 /// Pᵀ A P for a coordinate subset P (a parameter block: one layer's weights, biases, ...).
 pub struct Restricted {
+    /// The full operator.
     pub inner: Arc<dyn LinearOperator>,
+    /// Indices of the block's parameters, ascending.
     pub index: Vec<usize>,
 }
 

@@ -56,6 +56,7 @@ pub enum CurvatureKind {
 }
 
 impl CurvatureKind {
+    /// The name pipelines and metadata use.
     pub fn name(self) -> &'static str {
         match self {
             CurvatureKind::Hessian => "hessian",
@@ -82,17 +83,22 @@ struct ChunkCache {
 
 /// A curvature operator of a network's mean loss over a fixed set of samples.
 pub struct ModelCurvature {
+    /// The network at whose parameters the curvature is taken.
     pub model: Mlp,
+    /// The examples the loss averages over.
     pub data: Split,
+    /// Which curvature matrix.
     pub kind: CurvatureKind,
     layers: Vec<LayerLayout>,
     cache: Vec<ChunkCache>,
     mean_grad: Vec<f64>,
+    /// The mean loss at the parameters.
     pub loss: f64,
     count: Counter,
 }
 
 impl ModelCurvature {
+    /// The operator, with the forward pass, loss derivatives and back-propagated signals cached per chunk of samples.
     pub fn new(model: Mlp, data: Split, kind: CurvatureKind) -> Self {
         let layers = model.arch.layers();
         let n = data.len();
@@ -146,9 +152,11 @@ impl ModelCurvature {
         ModelCurvature { model, data, kind, layers, cache, mean_grad, loss, count: Counter::default() }
     }
 
+    /// Examples the loss averages over.
     pub fn num_samples(&self) -> usize {
         self.data.len()
     }
+    /// The mean gradient at the parameters.
     pub fn mean_gradient(&self) -> &[f64] {
         &self.mean_grad
     }

@@ -1,24 +1,30 @@
 //! Which operator a stage applies: curvature kind, samples, and parameter block.
 use crate::rop::CurvatureKind;
-use crate::{LinearOperator, ModelCurvature, Restricted};
+use crate::{HessianError, LinearOperator, ModelCurvature, Restricted, Result};
 use hesslab_data::{Dataset, Split, rng::Rng};
 use hesslab_model::Mlp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// Which examples the loss averages over.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleSet {
+    /// The training split.
     Train,
+    /// The test split.
     Test,
+    /// Both.
     All,
 }
 
 /// The operator description shared by curvature and solver stages.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct OperatorSpec {
+    /// Which curvature matrix.
     pub operator: CurvatureKind,
+    /// Which examples.
     pub samples: SampleSet,
     /// Use a seeded random subset of this many samples (0 = all).
     pub max_samples: usize,
@@ -66,13 +72,16 @@ macro_rules! operator_params {
 
 /// An operator ready to apply, with what it was built from.
 pub struct BuiltOperator {
+    /// The operator to apply (restricted to the block when there is one).
     pub op: Arc<dyn LinearOperator>,
+    /// The full-parameter curvature operator it is built on.
     pub curvature: Arc<ModelCurvature>,
     /// Parameter indices of the block (None = all).
     pub index: Option<Vec<usize>>,
 }
 
 impl OperatorSpec {
+    /// The examples the operator averages over (a seeded subset when `max_samples` > 0).
     pub fn select(&self, ds: &Dataset, seed: u64) -> Split {
         let s = match self.samples {
             SampleSet::Train => ds.train(),
@@ -95,15 +104,16 @@ impl OperatorSpec {
     }
 
     /// Parameter indices of the named tensors.
-    pub fn index(&self, model: &Mlp) -> Result<Option<Vec<usize>>, String> {
+    pub fn index(&self, model: &Mlp) -> Result<Option<Vec<usize>>> {
         if self.tensors.is_empty() {
             return Ok(None);
         }
         let t = model.arch.tensors();
         let mut idx = Vec::new();
         for name in &self.tensors {
-            let (_, _, r) = t.iter().find(|(n, _, _)| n == name).ok_or_else(|| {
-                format!("no tensor `{name}` in the model; tensors: {}", t.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join(", "))
+            let (_, _, r) = t.iter().find(|(n, _, _)| n == name).ok_or_else(|| HessianError::UnknownTensor {
+                name: name.clone(),
+                available: t.iter().map(|x| x.0.as_str()).collect::<Vec<_>>().join(", "),
             })?;
             idx.extend(r.clone());
         }
@@ -112,14 +122,15 @@ impl OperatorSpec {
         Ok(Some(idx))
     }
 
-    pub fn build(&self, model: Mlp, ds: &Dataset, seed: u64) -> Result<BuiltOperator, String> {
+    /// The operator on `model`'s loss over `ds`, ready to apply.
+    pub fn build(&self, model: Mlp, ds: &Dataset, seed: u64) -> Result<BuiltOperator> {
         let index = self.index(&model)?;
         let split = self.select(ds, seed);
         if split.is_empty() {
-            return Err(format!("the {:?} samples are empty", self.samples));
+            return Err(HessianError::NoSamples(self.samples));
         }
         if split.x.ncols() != model.arch.input_dim() {
-            return Err(format!("the model takes {} inputs, the data has {} features", model.arch.input_dim(), split.x.ncols()));
+            return Err(HessianError::InputMismatch { model: model.arch.input_dim(), data: split.x.ncols() });
         }
         let curvature = Arc::new(ModelCurvature::new(model, split, self.operator));
         let op: Arc<dyn LinearOperator> = match &index {
@@ -128,25 +139,4 @@ impl OperatorSpec {
         };
         Ok(BuiltOperator { op, curvature, index })
     }
-}
-
-/// Memory of a curvature operator built from `model` and `dataset` inputs: the forward and
-/// backward passes it caches for every sample (four values per unit) and each sample's C×C
-/// output Hessian. Returns P (the operator's side) with the estimate.
-pub fn operator_estimate(inputs: &hesslab_pipeline::InputFacts) -> Option<(u64, hesslab_pipeline::Estimate)> {
-    let model = inputs.get("model")?;
-    let data = inputs.get("dataset")?;
-    let (p, n) = (model.params?, data.rows?);
-    let units = model.units.unwrap_or(p);
-    let c = data.classes.unwrap_or(1);
-    let per_sample = units.saturating_mul(4).saturating_add(c.saturating_mul(c));
-    Some((
-        p,
-        hesslab_pipeline::Estimate::f64s(hesslab_pipeline::resources::prod(&[n, per_sample]), format!("operator cache of {n} samples")),
-    ))
-}
-
-/// A dense P×P matrix of f64.
-pub fn dense_estimate(p: u64) -> hesslab_pipeline::Estimate {
-    hesslab_pipeline::Estimate::f64s(p.saturating_mul(p), format!("dense {p}×{p} matrix"))
 }

@@ -3,7 +3,7 @@ use faer::{Mat, Side};
 use hesslab_data::{Split, rng::Rng};
 use hesslab_hessian::*;
 use hesslab_model::*;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 use std::sync::Arc;
 
 fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: bool, n: usize) -> (Mlp, Split) {
@@ -226,7 +226,7 @@ fn restriction_to_a_tensor_is_the_principal_submatrix() {
     }
     assert!(spec.index(&m).is_ok());
     let bad = OperatorSpec { tensors: vec!["layers.9.weight".into()], ..Default::default() };
-    assert!(bad.index(&m).unwrap_err().contains("layers.1.bias"));
+    assert!(bad.index(&m).unwrap_err().to_string().contains("layers.1.bias"));
 }
 
 #[test]

@@ -1,17 +1,24 @@
 //! Architecture of a fully connected network and its flat parameter layout.
+use crate::ModelError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The nonlinearity of the hidden layers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// max(0, z).
     Relu,
+    /// tanh z.
     Tanh,
+    /// 1 / (1 + e^−z).
     Sigmoid,
+    /// z (a linear network).
     Identity,
 }
 
 impl Activation {
+    /// σ(z).
     #[inline]
     pub fn f(self, z: f64) -> f64 {
         match self {
@@ -46,6 +53,7 @@ impl Activation {
             Activation::Sigmoid => a * (1.0 - a) * (1.0 - 2.0 * a),
         }
     }
+    /// The name pipelines use.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -56,6 +64,7 @@ impl Activation {
     }
 }
 
+/// The logistic function, without overflow for large |z|.
 #[inline]
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
@@ -66,6 +75,7 @@ pub fn sigmoid(z: f64) -> f64 {
     }
 }
 
+/// The loss on the network's outputs.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
@@ -80,22 +90,32 @@ pub enum LossKind {
 /// Layer l maps n_in → n_out; its weight (n_out × n_in, row-major) starts at `w`, its bias at `b`.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerLayout {
+    /// Inputs of the layer.
     pub n_in: usize,
+    /// Outputs of the layer.
     pub n_out: usize,
+    /// Offset of the weight in the flat parameters.
     pub w: usize,
+    /// Offset of the bias, if the layer has one.
     pub b: Option<usize>,
 }
 
+/// A fully connected network: widths, activation, biases and loss (serialized as the `model`
+/// artifact's `architecture` metadata).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Architecture {
     /// Layer widths: input, hidden..., output.
     pub sizes: Vec<usize>,
+    /// Nonlinearity of the hidden layers.
     pub activation: Activation,
+    /// Biases in every layer.
     pub bias: bool,
+    /// The loss.
     pub loss: LossKind,
 }
 
 impl Architecture {
+    /// Where each layer's parameters live in the flat vector.
     pub fn layers(&self) -> Vec<LayerLayout> {
         let mut off = 0;
         let mut out = Vec::new();
@@ -119,12 +139,13 @@ impl Architecture {
 
     /// Check that the sizes describe a network (input and output, no zero width) whose
     /// parameter count fits in memory arithmetic; returns that count.
-    pub fn check(&self) -> Result<usize, String> {
+    pub fn check(&self) -> Result<usize, ModelError> {
+        let invalid = |m: String| Err(ModelError::Invalid(m));
         if self.sizes.len() < 2 {
-            return Err(format!("a network needs at least an input and an output size, got sizes {:?}", self.sizes));
+            return invalid(format!("a network needs at least an input and an output size, got sizes {:?}", self.sizes));
         }
         if let Some(i) = self.sizes.iter().position(|&s| s == 0) {
-            return Err(format!("layer size {i} is 0 in sizes {:?}", self.sizes));
+            return invalid(format!("layer size {i} is 0 in sizes {:?}", self.sizes));
         }
         let mut total: u64 = 0;
         for w in self.sizes.windows(2) {
@@ -132,20 +153,24 @@ impl Architecture {
             total = layer.and_then(|l| total.checked_add(l)).unwrap_or(u64::MAX);
         }
         if total > Self::MAX_PARAMS {
-            return Err(format!("sizes {:?} give more than 2^36 parameters", self.sizes));
+            return invalid(format!("sizes {:?} give more than 2^36 parameters", self.sizes));
         }
         Ok(total as usize)
     }
 
+    /// Number of parameters P.
     pub fn num_params(&self) -> usize {
         self.sizes.windows(2).map(|w| w[0] * w[1] + if self.bias { w[1] } else { 0 }).sum()
     }
+    /// Number of weight layers.
     pub fn num_layers(&self) -> usize {
         self.sizes.len() - 1
     }
+    /// Inputs of the network.
     pub fn input_dim(&self) -> usize {
         self.sizes[0]
     }
+    /// Outputs of the network.
     pub fn output_dim(&self) -> usize {
         *self.sizes.last().unwrap()
     }

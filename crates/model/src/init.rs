@@ -4,6 +4,7 @@ use hesslab_data::rng::Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// How parameters are initialized.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
@@ -15,6 +16,7 @@ pub enum Init {
     Sphere,
 }
 
+/// Parameters for `arch` drawn by `init` with `seed`.
 pub fn initialize(arch: &Architecture, init: Init, std: f64, radius: f64, seed: u64) -> Mlp {
     let mut rng = Rng::new(seed);
     let mut p = vec![0.0; arch.num_params()];

@@ -12,9 +12,12 @@ use rayon::prelude::*;
 /// count) so that sums are formed in the same order whatever the parallelism: bit-identical.
 pub const CHUNK_ROWS: usize = 256;
 
+/// A fully connected network: architecture and flat parameters in PyTorch order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
+    /// Layer sizes, activation, bias, loss.
     pub arch: Architecture,
+    /// Parameters, PyTorch `parameters()` order, row-major weights.
     pub params: Vec<f64>,
 }
 
@@ -22,11 +25,14 @@ pub struct Mlp {
 /// `a[L-1]` is not stored, its output is `z[L-1]`).
 #[derive(Debug, Clone)]
 pub struct Forward {
+    /// Pre-activations of every layer (samples × units).
     pub z: Vec<Mat<f64>>,
+    /// Activations of every layer.
     pub a: Vec<Mat<f64>>,
 }
 
 impl Forward {
+    /// The network's outputs (pre-softmax).
     pub fn output(&self) -> MatRef<'_, f64> {
         self.z.last().unwrap().as_ref()
     }
@@ -45,6 +51,7 @@ pub struct LossEval {
     pub dz: Mat<f64>,
     /// Softmax probabilities (cross-entropy), sigmoid outputs (logistic), outputs (MSE).
     pub probs: Mat<f64>,
+    /// Correctly classified samples.
     pub correct: usize,
 }
 
@@ -53,6 +60,7 @@ pub struct LossEval {
 pub fn weight_t<'a>(params: &'a [f64], ly: &LayerLayout) -> MatRef<'a, f64> {
     MatRef::from_column_major_slice(&params[ly.w..ly.w + ly.n_in * ly.n_out], ly.n_in, ly.n_out)
 }
+/// The weight of layer `ly`, transposed (n_in × n_out), mutable.
 #[inline]
 pub fn weight_t_mut<'a>(params: &'a mut [f64], ly: &LayerLayout) -> MatMut<'a, f64> {
     MatMut::from_column_major_slice_mut(&mut params[ly.w..ly.w + ly.n_in * ly.n_out], ly.n_in, ly.n_out)
@@ -65,10 +73,12 @@ pub fn mm(dst: MatMut<'_, f64>, acc: Accum, lhs: MatRef<'_, f64>, rhs: MatRef<'_
 }
 
 impl Mlp {
+    /// A network with these parameters.
     pub fn new(arch: Architecture, params: Vec<f64>) -> Self {
         assert_eq!(params.len(), arch.num_params());
         Mlp { arch, params }
     }
+    /// Number of parameters P.
     pub fn num_params(&self) -> usize {
         self.params.len()
     }
@@ -101,6 +111,7 @@ impl Mlp {
         }
         Forward { z, a }
     }
+    /// The forward pass at the network's own parameters.
     pub fn forward(&self, x: MatRef<'_, f64>) -> Forward {
         self.forward_with(&self.params, x)
     }
@@ -184,6 +195,7 @@ impl Mlp {
         }
         (loss / n as f64, grad, correct as f64 / n as f64)
     }
+    /// Mean loss and its gradient over the rows of `x`.
     pub fn loss_grad(&self, x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>) {
         self.loss_grad_at(&self.params, x, y)
     }
@@ -232,6 +244,7 @@ pub fn chunks(n: usize) -> Vec<(usize, usize)> {
     (0..n.div_ceil(CHUNK_ROWS)).map(|c| (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(n))).collect()
 }
 
+/// Loss value, its derivative and class probabilities of outputs `f`.
 pub fn eval_loss(kind: LossKind, f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
     let (n, c) = (f.nrows(), f.ncols());
     let mut dz = Mat::<f64>::zeros(n, c);

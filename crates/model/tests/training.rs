@@ -1,7 +1,7 @@
 //! Training: reaches a low loss on the S18 E2 setup, is reproducible, diverges loudly.
 use hesslab_data::{GaussianMixture, MixtureParams};
 use hesslab_model::*;
-use hesslab_pipeline::Progress;
+use hesslab_progress::Progress;
 
 fn e2_data(k: usize) -> hesslab_data::Dataset {
     GaussianMixture::generate(&MixtureParams { classes: k, ..Default::default() }, 3)

@@ -15,12 +15,16 @@ use std::sync::Arc;
 /// An artifact read back from disk: its rows as one batch and its key-value metadata.
 #[derive(Debug, Clone)]
 pub struct Artifact {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// Its rows.
     pub batch: RecordBatch,
+    /// Its key-value metadata (without the Arrow schema entry).
     pub metadata: BTreeMap<String, String>,
 }
 
 impl Artifact {
+    /// A metadata value.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata.get(key).map(|s| s.as_str())
     }
@@ -79,6 +83,7 @@ pub(crate) fn tmp_path(dest: &Path) -> PathBuf {
 }
 
 impl ArtifactWriter {
+    /// Start writing `dest` (through a temporary file) with this schema and metadata.
     pub fn create(dest: &Path, schema: SchemaRef, metadata: &BTreeMap<String, String>) -> Result<Self> {
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
@@ -102,6 +107,7 @@ impl ArtifactWriter {
         Ok(ArtifactWriter { tmp, dest: dest.into(), writer: Some(writer) })
     }
 
+    /// Append a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let Some(w) = self.writer.as_mut() else {
             return Err(Error::Schema { path: self.dest.clone(), message: "artifact writer used after finish".into() });
@@ -114,6 +120,7 @@ impl ArtifactWriter {
         Ok(())
     }
 
+    /// Close the file and give it its final name.
     pub fn finish(mut self) -> Result<PathBuf> {
         let Some(w) = self.writer.take() else {
             return Err(Error::Schema { path: self.dest.clone(), message: "artifact writer finished twice".into() });
@@ -167,8 +174,8 @@ pub fn write_file_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// Row count and size metadata of an artifact, from its footer alone.
-pub fn read_facts(path: &Path) -> Result<crate::Facts> {
+/// Row count and size metadata of an artifact of port `spec`, from its footer alone.
+pub fn read_facts(path: &Path, spec: &crate::PortSpec) -> Result<crate::Facts> {
     let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
     let reader =
         parquet::file::serialized_reader::SerializedFileReader::new(file).map_err(|source| Error::Parquet { path: path.into(), source })?;
@@ -176,5 +183,5 @@ pub fn read_facts(path: &Path) -> Result<crate::Facts> {
     let meta = reader.metadata().file_metadata();
     let kv: BTreeMap<String, String> =
         meta.key_value_metadata().into_iter().flatten().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect();
-    Ok(crate::Facts::from_metadata(meta.num_rows().max(0) as u64, &kv))
+    Ok(spec.facts(meta.num_rows().max(0) as u64, &kv))
 }

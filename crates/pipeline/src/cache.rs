@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub const LOCK_NAME: &str = "hesslab.lock";
 
+/// Hash and stat of one output file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileHash {
     pub sha256: String,
@@ -22,21 +23,30 @@ pub struct FileHash {
     pub ctime_ns: u128,
 }
 
+/// What the lock file records of one stage instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockEntry {
+    /// Its kind.
     pub kind: String,
+    /// The kind's version when it ran.
     pub kind_version: u32,
+    /// The cache key (kind, version, parameters, seed, input hashes).
     pub key: String,
+    /// Its seed.
     pub seed: u64,
+    /// Resolved parameters.
     pub params: serde_json::Value,
+    /// Its output files.
     pub outputs: BTreeMap<String, FileHash>,
     /// Wall time of the run that produced the outputs (kept here, not in the Parquet files,
     /// so that artifacts stay bit-identical between runs).
     pub seconds: f64,
 }
 
+/// `hesslab.lock`: what ran, with which key, producing which files (DVC-style).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct LockFile {
+    /// The hesslab version that wrote it.
     pub hesslab_version: String,
     /// Keyed by `member/stage`.
     pub stages: BTreeMap<String, LockEntry>,
@@ -47,10 +57,12 @@ pub struct LockFile {
 }
 
 impl LockFile {
+    /// The lock file of an output directory (empty when missing or unreadable).
     pub fn load(dir: &Path) -> LockFile {
         let p = dir.join(LOCK_NAME);
         std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
     }
+    /// Write it atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let p = dir.join(LOCK_NAME);
         let s = serde_json::to_string_pretty(self).map_err(|e| Error::Lock { path: p.clone(), message: e.to_string() })?;

@@ -4,21 +4,27 @@ use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, ListArray, 
 use arrow_schema::{DataType, Field};
 use std::sync::Arc;
 
+/// A non-null Float64 column.
 pub fn f64_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, false)
 }
+/// A nullable Float64 column.
 pub fn f64_null_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, true)
 }
+/// A non-null UInt32 column.
 pub fn u32_field(name: &str) -> Field {
     Field::new(name, DataType::UInt32, false)
 }
+/// A non-null UInt64 column.
 pub fn u64_field(name: &str) -> Field {
     Field::new(name, DataType::UInt64, false)
 }
+/// A non-null Utf8 column.
 pub fn utf8_field(name: &str) -> Field {
     Field::new(name, DataType::Utf8, false)
 }
+/// A nullable Utf8 column.
 pub fn utf8_null_field(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
@@ -26,28 +32,36 @@ pub fn utf8_null_field(name: &str) -> Field {
 pub fn fixed_f64_field(name: &str, n: i32) -> Field {
     Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), n), false)
 }
+/// A `List<Float64>` column.
 pub fn list_f64_field(name: &str) -> Field {
     Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Float64, true))), false)
 }
+/// A `List<UInt64>` column.
 pub fn list_u64_field(name: &str) -> Field {
     Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))), false)
 }
 
+/// A Float64 array.
 pub fn f64_array(v: impl IntoIterator<Item = f64>) -> ArrayRef {
     Arc::new(Float64Array::from_iter_values(v))
 }
+/// A nullable Float64 array.
 pub fn f64_opt_array(v: impl IntoIterator<Item = Option<f64>>) -> ArrayRef {
     Arc::new(v.into_iter().collect::<Float64Array>())
 }
+/// A UInt32 array.
 pub fn u32_array(v: impl IntoIterator<Item = u32>) -> ArrayRef {
     Arc::new(UInt32Array::from_iter_values(v))
 }
+/// A UInt64 array.
 pub fn u64_array(v: impl IntoIterator<Item = u64>) -> ArrayRef {
     Arc::new(UInt64Array::from_iter_values(v))
 }
+/// A Utf8 array.
 pub fn utf8_array<S: AsRef<str>>(v: impl IntoIterator<Item = S>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
+/// A nullable Utf8 array.
 pub fn utf8_opt_array(v: impl IntoIterator<Item = Option<String>>) -> ArrayRef {
     Arc::new(v.into_iter().collect::<StringArray>())
 }
@@ -62,6 +76,7 @@ pub fn fixed_f64_array(flat: &[f64], n: usize) -> ArrayRef {
     }
     Arc::new(b.finish())
 }
+/// A `List<Float64>` array, one list per row.
 pub fn list_f64_array<'a>(rows: impl IntoIterator<Item = &'a [f64]>) -> ArrayRef {
     let mut b = ListBuilder::new(Float64Builder::new());
     for r in rows {
@@ -70,6 +85,7 @@ pub fn list_f64_array<'a>(rows: impl IntoIterator<Item = &'a [f64]>) -> ArrayRef
     }
     Arc::new(b.finish())
 }
+/// A `List<UInt64>` array, one list per row.
 pub fn list_u64_array<'a>(rows: impl IntoIterator<Item = &'a [u64]>) -> ArrayRef {
     let mut b = ListBuilder::new(UInt64Builder::new());
     for r in rows {
@@ -84,14 +100,17 @@ pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, 
     let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
     c.as_any().downcast_ref::<T>().ok_or_else(|| format!("column `{name}` has type {:?}", c.data_type()))
 }
+/// A Float64 column's values (nulls as NaN).
 pub fn f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, String> {
     let a: &Float64Array = col(batch, name)?;
     Ok(a.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
 }
+/// A nullable Float64 column's values.
 pub fn f64_opt_values(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, String> {
     let a: &Float64Array = col(batch, name)?;
     Ok(a.iter().collect())
 }
+/// A UInt32 column's values (nulls are an error).
 pub fn u32_values(batch: &RecordBatch, name: &str) -> Result<Vec<u32>, String> {
     let a: &UInt32Array = col(batch, name)?;
     if a.null_count() > 0 {
@@ -99,10 +118,12 @@ pub fn u32_values(batch: &RecordBatch, name: &str) -> Result<Vec<u32>, String> {
     }
     Ok(a.values().to_vec())
 }
+/// A UInt64 column's values.
 pub fn u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<u64>, String> {
     let a: &UInt64Array = col(batch, name)?;
     Ok(a.values().to_vec())
 }
+/// A text column's values (nulls as "").
 pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, String> {
     let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
     let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
@@ -117,6 +138,7 @@ pub fn fixed_f64_values(batch: &RecordBatch, name: &str) -> Result<(Vec<f64>, us
     let off = a.offset() * n;
     Ok((vals.values()[off..off + a.len() * n].to_vec(), n))
 }
+/// A `List<Float64>` column's rows.
 pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>, String> {
     let a: &ListArray = col(batch, name)?;
     let mut out = Vec::with_capacity(a.len());

@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 /// One problem found while validating a pipeline, located in its file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
+    /// The pipeline file.
     pub file: PathBuf,
+    /// Line, from 1.
     pub line: usize,
+    /// Column, from 1.
     pub column: usize,
+    /// The key it is about (`stages.train.lr`), if any.
     pub key: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -36,14 +41,21 @@ pub struct StageDecl {
 /// A parsed (not yet validated) pipeline file.
 #[derive(Debug, Clone)]
 pub struct PipelineFile {
+    /// Where the file is.
     pub path: PathBuf,
+    /// Its text.
     pub source: String,
+    /// The pipeline's name.
     pub name: String,
+    /// The pipeline seed.
     pub seed: u64,
+    /// The output directory.
     pub out: PathBuf,
+    /// One line on what it computes.
     pub description: String,
     /// (stage, parameter, values) in key order.
     pub sweep: Vec<(String, String, Vec<toml::Value>)>,
+    /// The stages, in file order.
     pub stages: Vec<StageDecl>,
     /// Problems found while parsing; validation adds to them.
     pub diagnostics: Vec<Diagnostic>,
@@ -53,6 +65,7 @@ pub struct PipelineFile {
 }
 
 impl PipelineFile {
+    /// Read and parse `path`, applying `--set` overrides; every problem is reported at once.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let source = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.into(), source })?;
         Self::parse(path, source, overrides)

@@ -1,7 +1,6 @@
 //! What a running stage sees: its inputs, its seed, and writers for its outputs.
 use crate::artifact::{Artifact, ArtifactWriter, write_file_atomic};
-use crate::{Error, PortSpec, Progress, Result, StageError, read_artifact};
-use arrow_array::RecordBatch;
+use crate::{Error, Port, PortSpec, Progress, Result, StageError, read_artifact};
 use arrow_schema::SchemaRef;
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -14,9 +13,11 @@ pub type Shared = Arc<dyn Any + Send + Sync>;
 /// One input artifact of a running stage.
 #[derive(Clone)]
 pub struct InputArtifact {
+    /// The artifact's path.
     pub path: PathBuf,
     /// Member that produced it and its sweep labels (`stage.param` -> value).
     pub member: String,
+    /// Sweep labels of the member that produced it.
     pub labels: BTreeMap<String, String>,
     pub(crate) declared: SchemaRef,
     pub(crate) shared: Option<Shared>,
@@ -31,17 +32,31 @@ impl InputArtifact {
     pub fn shared<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.shared.clone().and_then(|a| a.downcast::<T>().ok())
     }
+    /// The artifact as a `P` value: the producer's in-memory copy when there is one, else
+    /// decoded from the file.
+    pub fn decode<P: Port>(&self) -> Result<P::Value, StageError> {
+        if let Some(v) = self.shared::<P::Value>() {
+            return Ok((*v).clone());
+        }
+        P::decode(&self.read()?)
+    }
 }
 
+/// Where a stage runs and what it sees: its inputs, seed, progress, and its outputs.
 pub struct StageContext {
+    /// The stage's name in the pipeline.
     pub stage: String,
+    /// The sweep member this instance runs for (`main` without sweeps).
     pub member: String,
+    /// The stage's own seed, derived from the pipeline seed and its name.
     pub seed: u64,
     /// Sweep labels of this member (empty when gathering all members).
     pub labels: BTreeMap<String, String>,
+    /// Progress on stderr (hidden unless on a terminal or `--verbose`).
     pub progress: Progress,
     /// The pipeline file's text, for reports.
     pub pipeline_source: String,
+    /// The pipeline's name.
     pub pipeline_name: String,
     pub(crate) dir: PathBuf,
     pub(crate) final_dir: PathBuf,
@@ -66,7 +81,7 @@ impl StageContext {
                 let declared = input_specs
                     .iter()
                     .find(|p| p.name == port)
-                    .map(|p| p.schema.clone())
+                    .map(|p| p.schema())
                     .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
                 let arts = paths
                     .into_iter()
@@ -98,10 +113,16 @@ impl StageContext {
         }
     }
 
+    /// A context for running kind `S` outside a pipeline, with its declared ports.
+    pub fn standalone_for<S: crate::StageKind>(dir: &Path, seed: u64, inputs: BTreeMap<String, Vec<PathBuf>>) -> Self {
+        Self::standalone(dir, seed, inputs, S::INPUTS, S::OUTPUTS.to_vec())
+    }
+
     /// The single artifact connected to `port`.
     pub fn input(&self, port: &str) -> Result<&InputArtifact, StageError> {
         self.input_opt(port).ok_or_else(|| StageError::msg(format!("input `{port}` is not connected")))
     }
+    /// The single artifact connected to `port`, if the port is connected.
     pub fn input_opt(&self, port: &str) -> Option<&InputArtifact> {
         self.inputs.get(port).and_then(|v| v.first())
     }
@@ -109,40 +130,59 @@ impl StageContext {
     pub fn inputs(&self, port: &str) -> &[InputArtifact] {
         self.inputs.get(port).map(|v| v.as_slice()).unwrap_or(&[])
     }
-    pub fn read(&self, port: &str) -> Result<Artifact, StageError> {
-        Ok(self.input(port)?.read()?)
+    /// The value of input `port`, of artifact type `P`.
+    pub fn read<P: Port>(&self, port: &str) -> Result<P::Value, StageError> {
+        self.input(port)?.decode::<P>()
+    }
+    /// The value of an optional input, `None` when it is not connected.
+    pub fn read_opt<P: Port>(&self, port: &str) -> Result<Option<P::Value>, StageError> {
+        self.input_opt(port).map(|i| i.decode::<P>()).transpose()
     }
 
-    fn spec(&self, port: &str) -> Result<&PortSpec, StageError> {
-        self.outputs.iter().find(|p| p.name == port).ok_or_else(|| StageError::msg(format!("stage wrote undeclared output port `{port}`")))
+    fn spec<P: Port>(&self, port: &str) -> Result<&PortSpec, StageError> {
+        let spec = self
+            .outputs
+            .iter()
+            .find(|p| p.name == port)
+            .ok_or_else(|| StageError::msg(format!("stage wrote undeclared output port `{port}`")))?;
+        if spec.artifact != P::NAME {
+            return Err(StageError::msg(format!(
+                "stage wrote a `{}` artifact to output `{port}`, declared as `{}`",
+                P::NAME,
+                spec.artifact
+            )));
+        }
+        Ok(spec)
     }
 
-    /// Metadata every artifact carries, plus stage-specific entries.
-    pub fn metadata(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    /// Metadata every artifact carries, plus the artifact type's entries.
+    fn metadata(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let mut m = self.base_meta.clone();
         m.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         m
     }
 
-    /// Open a streaming writer for an output port (large artifacts).
-    pub fn writer(&self, port: &str, schema: SchemaRef, extra: &BTreeMap<String, String>) -> Result<ArtifactWriter, StageError> {
-        let spec = self.spec(port)?;
-        crate::check_schema(&spec.schema, &schema)
+    /// Write `value` as the artifact of output `port` (atomically: the file appears complete
+    /// or not at all).
+    pub fn write<P: Port>(&self, port: &str, value: &P::Value) -> Result<(), StageError> {
+        let spec = self.spec::<P>(port)?;
+        let encoded = P::encode(value)?;
+        crate::check_schema(&spec.schema(), &encoded.schema)
             .map_err(|m| StageError::msg(format!("output `{port}` does not match its declared schema: {m}")))?;
-        Ok(ArtifactWriter::create(&self.dir.join(format!("{port}.parquet")), schema, &self.metadata(extra))?)
-    }
-
-    /// Write one batch as the artifact of `port`.
-    pub fn write(&self, port: &str, batch: RecordBatch, extra: &BTreeMap<String, String>) -> Result<(), StageError> {
-        let mut w = self.writer(port, batch.schema(), extra)?;
-        w.write(&batch)?;
+        let mut w = ArtifactWriter::create(&self.dir.join(format!("{port}.parquet")), encoded.schema, &self.metadata(&encoded.metadata))?;
+        for batch in encoded.batches {
+            w.write(&batch?)?;
+        }
         w.finish()?;
         Ok(())
     }
 
-    /// Keep an object in memory with the artifact of `port` for downstream stages of this run.
-    pub fn share<T: Any + Send + Sync>(&mut self, port: &str, value: Arc<T>) {
-        self.shared_out.insert(self.final_dir.join(format!("{port}.parquet")), value);
+    /// `write`, and keep the value in memory for the downstream stages of this run, which
+    /// then skip decoding the file.
+    pub fn write_shared<P: Port>(&mut self, port: &str, value: P::Value) -> Result<(), StageError> {
+        self.write::<P>(port, &value)?;
+        self.shared_out.insert(self.final_dir.join(format!("{port}.parquet")), Arc::new(value));
+        Ok(())
     }
 
     /// Write a non-Parquet file (plot, report) into the stage's directory.

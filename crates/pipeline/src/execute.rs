@@ -120,7 +120,7 @@ impl<'a> Job<'a> {
         let mut inputs: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
         let mem = lock_ok(memory);
         for (port, refs) in &inst.inputs {
-            let Some(declared) = in_specs.iter().find(|p| p.name == port).map(|p| p.schema.clone()) else {
+            let Some(declared) = in_specs.iter().find(|p| p.name == port).map(|p| p.schema()) else {
                 continue; // the plan only connects declared ports
             };
             for r in refs {
@@ -227,8 +227,10 @@ impl Drop for RemoveOnDrop {
 fn run_time_facts(plan: &Plan, id: usize) -> crate::InputFacts {
     let mut facts = crate::InputFacts::new();
     for (port, refs) in &plan.instances[id].inputs {
-        if let Some(r) = refs.first()
-            && let Ok(f) = crate::artifact::read_facts(&plan.artifact_path(r.instance, &r.port))
+        let upstream =
+            refs.first().and_then(|r| plan.instances[r.instance].kind.outputs().into_iter().find(|o| o.name == r.port).map(|o| (r, o)));
+        if let Some((r, spec)) = upstream
+            && let Ok(f) = crate::artifact::read_facts(&plan.artifact_path(r.instance, &r.port), &spec)
         {
             facts.insert(port.clone(), f);
         }

@@ -1,6 +1,7 @@
 //! The hesslab pipeline engine: stage plugins, a registry, TOML pipeline definitions with
 //! sweeps, validation that reports every problem at once, Parquet artifacts written atomically,
 //! a DVC-style lock file for caching, and a parallel scheduler.
+#![warn(missing_docs)]
 
 mod artifact;
 mod cache;
@@ -15,19 +16,19 @@ mod panic;
 mod plan;
 mod planner;
 mod port;
-mod progress;
 mod registry;
 pub mod resources;
 mod runner;
 
 pub use artifact::{Artifact, ArtifactWriter, read_artifact, write_batches_atomic, write_file_atomic};
+pub use cache::{LockEntry, LockFile};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};
 pub use error::{Error, MemoryShortfall, Result, StageError};
+pub use hesslab_progress::Progress;
 pub use panic::install_panic_hook;
 pub use plan::{Plan, PlannedInstance};
-pub use port::{PortSpec, check_schema, type_name as port_type_name};
-pub use progress::Progress;
+pub use port::{Encoded, FILES, MetaKey, Port, PortSpec, check_schema, port, type_name as port_type_name};
 pub use registry::{DynStage, Registry, StageKind, nearest};
 pub use resources::{Estimate, Facts, InputFacts};
 pub use runner::{RunOptions, RunReport, Runner, StageOutcome};

@@ -26,13 +26,21 @@ pub struct InputRef {
 /// One unit of work: a stage with resolved parameters and inputs, shared by one or more members.
 #[derive(Clone)]
 pub struct PlannedInstance {
+    /// Index in `Plan::instances`.
     pub id: usize,
+    /// The stage's name.
     pub stage: String,
+    /// Its kind.
     pub kind: Arc<dyn DynStage>,
+    /// Resolved parameters.
     pub params: serde_json::Value,
+    /// Its seed.
     pub seed: u64,
+    /// The sweep members that share this instance.
     pub members: Vec<String>,
+    /// Connected inputs by port.
     pub inputs: BTreeMap<String, Vec<InputRef>>,
+    /// Key of the definition (kind, parameters, inputs) that instances share.
     pub def_key: String,
     /// What its outputs are known to hold, propagated from parameters before anything ran.
     pub facts: crate::Facts,
@@ -42,6 +50,7 @@ pub struct PlannedInstance {
 }
 
 impl PlannedInstance {
+    /// Instances this one reads from.
     pub fn deps(&self) -> BTreeSet<usize> {
         self.inputs.values().flatten().map(|r| r.instance).collect()
     }
@@ -49,9 +58,13 @@ impl PlannedInstance {
 
 /// A validated, expanded pipeline.
 pub struct Plan {
+    /// The parsed pipeline file.
     pub file: PipelineFile,
+    /// Where outputs go.
     pub out_dir: PathBuf,
+    /// Sweep members and their labels.
     pub members: Vec<(String, BTreeMap<String, String>)>,
+    /// Stage instances in an order that respects dependencies.
     pub instances: Vec<PlannedInstance>,
     /// Stage names in dependency order.
     pub stage_order: Vec<String>,

@@ -133,8 +133,14 @@ impl Planner {
                 let Some(inp) = kind.inputs().into_iter().find(|p| p.name == i.port) else {
                     continue; // parsed from the kind's own ports
                 };
-                if let Err(m) = crate::check_schema(&inp.schema, &out.schema) {
+                if let Err(m) = crate::check_schema(&inp.schema(), &out.schema()) {
                     self.file.diag(&key, format!("port `{}.{}` does not fit input `{}`: {m}", up.name, out.name, i.port));
+                } else if inp.artifact != out.artifact {
+                    let message = format!(
+                        "port `{}.{}` carries a `{}` artifact, input `{}` takes `{}`",
+                        up.name, out.name, out.artifact, i.port, inp.artifact
+                    );
+                    self.file.diag(&key, message);
                 }
                 if i.all && !inp.many {
                     let message =

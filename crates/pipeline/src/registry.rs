@@ -14,11 +14,13 @@ pub trait StageKind: Send + Sync + 'static {
     /// The name a pipeline uses in `kind = "..."`.
     const KIND: &'static str;
     /// Bump when the outputs for the same inputs and parameters change (invalidates caches).
-    const VERSION: u32;
+    const VERSION: u32 = 1;
     /// One paragraph for `hesslab stages`.
     const DOC: &'static str;
-    fn inputs() -> Vec<PortSpec>;
-    fn outputs() -> Vec<PortSpec>;
+    /// The inputs, e.g. `&[port::<Model>(), port::<Dataset>()]` (none by default).
+    const INPUTS: &'static [PortSpec] = &[];
+    /// The outputs.
+    const OUTPUTS: &'static [PortSpec];
     /// Semantic checks on parameters, as (key, message) pairs; all are reported at once.
     fn check(_params: &Self::Params) -> Vec<(String, String)> {
         Vec::new()
@@ -38,15 +40,21 @@ pub trait StageKind: Send + Sync + 'static {
     fn estimate(_params: &Self::Params, _inputs: &InputFacts) -> Option<Estimate> {
         None
     }
+    /// Read the inputs, compute, write the outputs.
     fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
 /// Object-safe view of a stage kind, so the registry can hold all of them.
 pub trait DynStage: Send + Sync {
+    /// `StageKind::KIND`.
     fn kind(&self) -> &'static str;
+    /// `StageKind::VERSION`.
     fn version(&self) -> u32;
+    /// `StageKind::DOC`.
     fn doc(&self) -> &'static str;
+    /// `StageKind::INPUTS`.
     fn inputs(&self) -> Vec<PortSpec>;
+    /// `StageKind::OUTPUTS`.
     fn outputs(&self) -> Vec<PortSpec>;
     /// Parse and check parameters; on failure, every problem as (key or None, message).
     fn resolve(&self, table: &toml::Table) -> Result<serde_json::Value, Vec<(Option<String>, String)>>;
@@ -58,6 +66,7 @@ pub trait DynStage: Send + Sync {
     fn facts(&self, params: &serde_json::Value, inputs: &InputFacts) -> Facts;
     /// `StageKind::estimate` on resolved parameters.
     fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate>;
+    /// `StageKind::run` on resolved parameters.
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
@@ -74,10 +83,10 @@ impl<S: StageKind> DynStage for Adapter<S> {
         S::DOC
     }
     fn inputs(&self) -> Vec<PortSpec> {
-        S::inputs()
+        S::INPUTS.to_vec()
     }
     fn outputs(&self) -> Vec<PortSpec> {
-        S::outputs()
+        S::OUTPUTS.to_vec()
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).unwrap_or_default()
@@ -181,19 +190,24 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Register kind `S` (a kind registered twice is a bug).
     pub fn add<S: StageKind>(&mut self) {
         let prev = self.kinds.insert(S::KIND, Arc::new(Adapter::<S>(PhantomData)));
         assert!(prev.is_none(), "stage kind `{}` registered twice", S::KIND);
     }
+    /// The kind named `kind`.
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynStage>> {
         self.kinds.get(kind)
     }
+    /// Every kind, by name.
     pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn DynStage>> {
         self.kinds.values()
     }
+    /// Names of every kind.
     pub fn names(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
     }

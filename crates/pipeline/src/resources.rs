@@ -20,17 +20,6 @@ pub struct Facts {
     pub units: Option<u64>,
 }
 
-impl Facts {
-    /// Facts from an artifact's row count and its `dim`, `num_classes`, `num_params` metadata.
-    pub fn from_metadata(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        let num = |k: &str| meta.get(k).and_then(|v| v.parse::<u64>().ok());
-        let units = meta.get("architecture").and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()).and_then(|a| {
-            a.get("sizes").and_then(|s| s.as_array()).map(|s| s.iter().filter_map(|x| x.as_u64()).fold(0u64, u64::saturating_add))
-        });
-        Facts { rows: Some(rows), dim: num("dim"), classes: num("num_classes"), params: num("num_params"), units }
-    }
-}
-
 /// The facts of every input port of a stage (for a gathering input, of its first artifact).
 pub type InputFacts = BTreeMap<String, Facts>;
 
@@ -42,7 +31,9 @@ pub fn fact(inputs: &InputFacts, port: &str, field: fn(&Facts) -> Option<u64>) -
 /// Peak memory a stage expects, and what dominates it (for messages and `hesslab dag`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimate {
+    /// Bytes.
     pub bytes: u64,
+    /// What they are for.
     pub what: String,
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
+/// How to run a plan.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Rerun every stage.
@@ -28,10 +29,14 @@ pub struct RunOptions {
     pub max_memory: Option<u64>,
 }
 
+/// What happened to a stage instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageOutcome {
+    /// It ran.
     Ran,
+    /// Its outputs were up to date.
     Skipped,
+    /// `--only`/`--from` left it out.
     NotSelected,
 }
 
@@ -44,18 +49,23 @@ pub struct InstanceReport {
     pub dir: PathBuf,
 }
 
+/// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The output directory.
     pub out_dir: PathBuf,
+    /// Each instance and its outcome.
     pub instances: Vec<InstanceReport>,
 }
 
 impl RunReport {
+    /// Instances with outcome `o`.
     pub fn count(&self, o: StageOutcome) -> usize {
         self.instances.iter().filter(|i| i.outcome == o).count()
     }
 }
 
+/// Runs a plan: stages in dependency order, concurrently up to `--jobs`.
 pub struct Runner;
 
 struct Sched {
@@ -86,6 +96,7 @@ struct Run<'a> {
 }
 
 impl Runner {
+    /// Run `plan`, skipping what is up to date.
     pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
         std::fs::create_dir_all(&plan.out_dir).map_err(|e| io_err(&plan.out_dir, e))?;
         // One run at a time per output directory; then whatever a killed run left in staging

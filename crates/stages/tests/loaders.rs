@@ -1,6 +1,8 @@
 //! Loaders on small files written in the real formats; generators' shapes and checks.
+use hesslab_artifacts::Dataset as DatasetPort;
 use hesslab_data::*;
-use hesslab_pipeline::{StageContext, StageKind, read_artifact};
+use hesslab_pipeline::{Port, StageContext, StageKind, port, read_artifact};
+use hesslab_stages::data::{Cifar10Stage as Cifar10, DigitsStage as Digits, IdxStage as IdxImages, TableStage as TableImport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,9 +14,9 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn run<S: StageKind>(p: &S::Params, dir: &Path) -> Result<Dataset, String> {
-    let mut ctx = StageContext::standalone(dir, 5, BTreeMap::new(), &[], S::outputs());
+    let mut ctx = StageContext::standalone_for::<S>(dir, 5, BTreeMap::new());
     S::run(p, &mut ctx).map_err(|e| e.to_string())?;
-    Ok(Dataset::from_artifact(&read_artifact(&dir.join("dataset.parquet"), Some(&dataset_port().schema)).unwrap()).unwrap())
+    Ok(DatasetPort::decode(&read_artifact(&dir.join("dataset.parquet"), Some(&port::<DatasetPort>().schema())).unwrap()).unwrap())
 }
 
 fn idx_file(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -87,10 +89,10 @@ fn labels_at_or_above_num_classes_are_rejected() {
     let d = tmp("labels");
     let mut ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 2, samples: 30, ..Default::default() }, 1);
     ds.y[4] = 7;
-    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![dataset_port()]);
-    ds.write(&ctx, "dataset").unwrap();
+    let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![port::<DatasetPort>()]);
+    ctx.write::<DatasetPort>("dataset", &ds).unwrap();
     let a = read_artifact(&d.join("dataset.parquet"), None).unwrap();
-    let e = Dataset::from_artifact(&a).unwrap_err().to_string();
+    let e = DatasetPort::decode(&a).unwrap_err().to_string();
     assert!(e.contains("column `y` row 4: label 7 ≥ num_classes 3"), "{e}");
 }
 
@@ -115,13 +117,13 @@ fn mixture_and_digits_have_the_stated_shapes() {
 
 mod loaders_params {
     use std::path::Path;
-    pub fn idx(d: &Path) -> <hesslab_data::IdxImages as hesslab_pipeline::StageKind>::Params {
+    pub fn idx(d: &Path) -> hesslab_data::IdxParams {
         serde_json::from_value(serde_json::json!({"images": d.join("img"), "labels": d.join("lab"), "n": 20})).unwrap()
     }
-    pub fn cifar(d: &Path) -> <hesslab_data::Cifar10 as hesslab_pipeline::StageKind>::Params {
+    pub fn cifar(d: &Path) -> hesslab_data::CifarParams {
         serde_json::from_value(serde_json::json!({"files": [d.join("data_batch_1.bin")], "n": 0})).unwrap()
     }
-    pub fn table(p: &Path) -> <hesslab_data::TableImport as hesslab_pipeline::StageKind>::Params {
+    pub fn table(p: &Path) -> hesslab_stages::data::TableParams {
         serde_json::from_value(serde_json::json!({"path": p})).unwrap()
     }
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Progress on stderr, shown only when stderr is a terminal (or forced).
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -10,15 +11,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress shown when stderr is a terminal.
     pub fn new(prefix: impl Into<String>) -> Self {
         Progress { enabled: std::io::stderr().is_terminal(), prefix: prefix.into() }
     }
+    /// Progress never shown.
     pub fn hidden() -> Self {
         Progress { enabled: false, prefix: String::new() }
     }
+    /// Progress always shown (`--verbose`).
     pub fn forced(prefix: impl Into<String>) -> Self {
         Progress { enabled: true, prefix: prefix.into() }
     }
+    /// Is it shown?
     pub fn enabled(&self) -> bool {
         self.enabled
     }

@@ -1,0 +1,94 @@
+//! `interpolate`: loss and accuracy along a line through parameter space.
+use crate::plots::Plot;
+use hesslab_artifacts::{Curve, CurvePoint, Dataset, Eigenvectors, Model};
+use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const MODEL_A: PortSpec = port::<Model>().renamed("model_a");
+const MODEL_B: PortSpec = port::<Model>().renamed("model_b").optional();
+
+/// Parameters of `interpolate`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct InterpolateParams {
+    /// Grid start (α for a line between models, t for a direction).
+    pub from: f64,
+    /// Grid end.
+    pub to: f64,
+    /// Grid points.
+    pub points: usize,
+}
+impl Default for InterpolateParams {
+    fn default() -> Self {
+        InterpolateParams { from: -1.0, to: 2.0, points: 61 }
+    }
+}
+
+/// The `interpolate` stage kind.
+pub struct Interpolate;
+
+impl StageKind for Interpolate {
+    type Params = InterpolateParams;
+    const KIND: &'static str = "interpolate";
+    const DOC: &'static str = "Train/test loss and accuracy along w(α) = (1 − α)·w_A + α·w_B (S18 Fig 8), or, with `eigenvectors` instead of `model_b`, along w_A + t·v (top eigenvector).";
+    const INPUTS: &'static [PortSpec] = &[MODEL_A, MODEL_B, port::<Eigenvectors>().optional(), port::<Dataset>()];
+    const OUTPUTS: &'static [PortSpec] = &[port::<Curve>()];
+    fn check(p: &Self::Params) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !(2..=100_000).contains(&p.points) {
+            e.push(("points".into(), "points must be between 2 and 100000".into()));
+        }
+        if p.from >= p.to {
+            e.push(("to".into(), format!("`to` ({}) must be larger than `from` ({})", p.from, p.to)));
+        }
+        e
+    }
+    fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
+        let a = ctx.read::<Model>(MODEL_A.name)?.net;
+        let ds = ctx.read::<Dataset>(Dataset::NAME)?;
+        let (tr, te) = (ds.train(), ds.test());
+        let (dir, along_line) = if let Some(b) = ctx.read_opt::<Model>(MODEL_B.name)? {
+            let b = b.net;
+            if b.arch != a.arch {
+                return Err(StageError::msg(format!("{} and {} have different architectures", MODEL_A.name, MODEL_B.name)));
+            }
+            (b.params.iter().zip(&a.params).map(|(x, y)| x - y).collect::<Vec<f64>>(), true)
+        } else if let Some(ev) = ctx.read_opt::<Eigenvectors>(Eigenvectors::NAME)? {
+            let v = ev.vectors.into_iter().next().map(|(_, v)| v).ok_or_else(|| StageError::msg("the eigenvectors artifact is empty"))?;
+            if v.len() != a.num_params() {
+                return Err(StageError::msg(format!("eigenvector has {} entries, the model {} parameters", v.len(), a.num_params())));
+            }
+            (v, false)
+        } else {
+            return Err(StageError::msg(format!(
+                "connect `{}` (line between two solutions) or `{}` (direction)",
+                MODEL_B.name,
+                Eigenvectors::NAME
+            )));
+        };
+        let mut rows = Vec::new();
+        for i in 0..p.points {
+            let t = p.from + (p.to - p.from) * i as f64 / (p.points - 1) as f64;
+            let w: Vec<f64> = a.params.iter().zip(&dir).map(|(x, d)| x + t * d).collect();
+            let m = hesslab_model::Mlp::new(a.arch.clone(), w);
+            let (l1, a1) = m.evaluate(tr.x.as_ref(), &tr.y);
+            let (l2, a2) = m.evaluate(te.x.as_ref(), &te.y);
+            rows.push(CurvePoint { alpha: t, train_loss: l1, train_accuracy: a1, test_loss: l2, test_accuracy: a2 });
+        }
+        let xl = if along_line { "α  (w = (1 − α)·w_A + α·w_B)" } else { "t  (w = w_A + t·v₁)" };
+        let mut plot = Plot::new("Loss along the line", xl, "loss")
+            .line("train loss", rows.iter().map(|r| (r.alpha, r.train_loss)).collect())
+            .line("test loss", rows.iter().map(|r| (r.alpha, r.test_loss)).collect());
+        if along_line {
+            plot = plot.vline(0.0, "w_A (α = 0)").vline(1.0, "w_B (α = 1)");
+        }
+        plot.write(ctx, "interpolation_loss")?;
+        Plot::new("Accuracy along the line", xl, "accuracy")
+            .line("train accuracy", rows.iter().map(|r| (r.alpha, r.train_accuracy)).collect())
+            .line("test accuracy", rows.iter().map(|r| (r.alpha, r.test_accuracy)).collect())
+            .write(ctx, "interpolation_accuracy")?;
+        let mode = if along_line { "line" } else { "eigenvector" }.to_string();
+        ctx.write::<Curve>(Curve::NAME, &Curve { points: rows, mode })
+    }
+}

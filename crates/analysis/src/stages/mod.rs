@@ -1,0 +1,20 @@
+//! The analysis stage kinds, one file each.
+mod class_structure;
+mod compare;
+mod decomposition;
+mod density_plot;
+mod heatmap;
+mod interpolate;
+mod marchenko_pastur;
+mod spectrum_summary;
+mod training_curves;
+
+pub use class_structure::{ClassStructure, ClassStructureParams};
+pub use compare::{Compare, CompareParams, OverlayKind};
+pub use decomposition::{Decomposition, DecompositionParams};
+pub use density_plot::{DensityPlot, DensityPlotParams};
+pub use heatmap::{Heatmap, HeatmapParams};
+pub use interpolate::{Interpolate, InterpolateParams};
+pub use marchenko_pastur::{MarchenkoPastur, MarchenkoPasturParams};
+pub use spectrum_summary::SpectrumSummary;
+pub use training_curves::{CurvesParams, TrainingCurves};

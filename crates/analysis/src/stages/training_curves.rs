@@ -1,0 +1,51 @@
+//! `training_curves`: loss and accuracy over steps, phases of a continued run on one axis.
+use crate::plots::Plot;
+use hesslab_artifacts::Log;
+use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const CONTINUED: PortSpec = port::<Log>().renamed("continued").optional();
+
+/// Parameters of `training_curves`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CurvesParams {}
+
+/// The `training_curves` stage kind.
+pub struct TrainingCurves;
+
+impl StageKind for TrainingCurves {
+    type Params = CurvesParams;
+    const KIND: &'static str = "training_curves";
+    const DOC: &'static str = "Train/test loss and accuracy over steps; with `continued` (the log of a run that used init_from), both phases on one axis with the switch marked (S18 Fig 7).";
+    const INPUTS: &'static [PortSpec] = &[port::<Log>(), CONTINUED];
+    const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("plots only (loss.png/svg, accuracy.png/svg)")];
+    fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
+        let read = |port: &str| -> Result<Option<Vec<[f64; 5]>>, StageError> {
+            let Some(log) = ctx.read_opt::<Log>(port)? else {
+                return Ok(None);
+            };
+            let m = log.metrics;
+            Ok(Some(
+                (0..m.step.len()).map(|r| [m.step[r] as f64, m.train_loss[r], m.test_loss[r], m.train_acc[r], m.test_acc[r]]).collect(),
+            ))
+        };
+        let mut rows = read(Log::NAME)?.unwrap_or_default();
+        let switch = rows.last().map(|r| r[0]);
+        let cont = read(CONTINUED.name)?;
+        if let Some(c) = &cont {
+            rows.extend(c.iter().filter(|r| Some(r[0]) != switch).copied());
+        }
+        for (name, (a, b), ylabel) in [("loss", (1, 2), "loss"), ("accuracy", (3, 4), "accuracy")] {
+            let mut p = Plot::new(&format!("Training {name}"), "step", ylabel)
+                .line(&format!("train {name}"), rows.iter().map(|r| (r[0], r[a])).collect())
+                .line(&format!("test {name}"), rows.iter().map(|r| (r[0], r[b])).collect());
+            if let (Some(s), Some(_)) = (switch, &cont) {
+                p = p.vline(s, "switch (phase I → II)");
+            }
+            p.write(ctx, name)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,446 @@
+//! What the analysis stages write: `summary`, `table`, `spectra`, `decomposition`, `overlap`,
+//! `curve`, `fit`.
+use crate::Meta;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema};
+use hesslab_pipeline::columns::*;
+use hesslab_pipeline::{Artifact, Encoded, MetaKey, Port, StageError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Statistics of one spectrum (S18 Table 1): one row of `summary`, and of `table`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryRow {
+    /// Eigenvalues summarized (< `dim` for a partial spectrum).
+    pub num_eigenvalues: u64,
+    /// Side P of the operator.
+    pub dim: u64,
+    /// Eigenvalues above `zero_tol`.
+    pub positive: u64,
+    /// Eigenvalues below −`zero_tol`.
+    pub negative: u64,
+    /// Eigenvalues with |λ| ≤ `zero_tol`.
+    pub near_zero: u64,
+    /// The absolute zero tolerance used.
+    pub zero_tol: f64,
+    /// Mean eigenvalue.
+    pub mean: f64,
+    /// Standard deviation of the eigenvalues.
+    pub std: f64,
+    /// Smallest eigenvalue.
+    pub min: f64,
+    /// Largest eigenvalue.
+    pub max: f64,
+    /// `negative` / `num_eigenvalues`.
+    pub fraction_negative: f64,
+    /// Sum of the eigenvalues.
+    pub sum: f64,
+    /// Outliers by the largest gap.
+    pub outliers_gap: u64,
+    /// Outliers by the largest ratio of consecutive eigenvalues.
+    pub outliers_ratio: u64,
+    /// Outliers above the heuristic cutoff.
+    pub outliers_heuristic: u64,
+    /// The heuristic cutoff.
+    pub heuristic_cutoff: f64,
+}
+
+const U64_COLS: [&str; 8] =
+    ["num_eigenvalues", "dim", "positive", "negative", "near_zero", "outliers_gap", "outliers_ratio", "outliers_heuristic"];
+const F64_COLS: [&str; 8] = ["zero_tol", "mean", "std", "min", "max", "fraction_negative", "sum", "heuristic_cutoff"];
+
+impl SummaryRow {
+    fn u64s(&self) -> [u64; 8] {
+        [
+            self.num_eigenvalues,
+            self.dim,
+            self.positive,
+            self.negative,
+            self.near_zero,
+            self.outliers_gap,
+            self.outliers_ratio,
+            self.outliers_heuristic,
+        ]
+    }
+    fn f64s(&self) -> [f64; 8] {
+        [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
+    }
+    fn fields() -> Vec<Field> {
+        let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
+        f.extend(F64_COLS.iter().map(|c| f64_field(c)));
+        f
+    }
+    /// Rows as a batch, after `leading` columns.
+    fn batch(rows: &[SummaryRow], leading: Vec<(Field, ArrayRef)>) -> Result<RecordBatch, StageError> {
+        let mut fields: Vec<Field> = leading.iter().map(|(f, _)| f.clone()).collect();
+        let mut cols: Vec<ArrayRef> = leading.into_iter().map(|(_, a)| a).collect();
+        fields.extend(Self::fields());
+        for i in 0..8 {
+            cols.push(u64_array(rows.iter().map(|r| r.u64s()[i])));
+        }
+        for i in 0..8 {
+            cols.push(f64_array(rows.iter().map(|r| r.f64s()[i])));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(StageError::other)
+    }
+    fn read_all(a: &Artifact) -> Result<Vec<SummaryRow>, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let u: Vec<Vec<u64>> = U64_COLS.iter().map(|c| u64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
+        let f: Vec<Vec<f64>> = F64_COLS.iter().map(|c| f64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
+        Ok((0..a.batch.num_rows())
+            .map(|r| SummaryRow {
+                num_eigenvalues: u[0][r],
+                dim: u[1][r],
+                positive: u[2][r],
+                negative: u[3][r],
+                near_zero: u[4][r],
+                outliers_gap: u[5][r],
+                outliers_ratio: u[6][r],
+                outliers_heuristic: u[7][r],
+                zero_tol: f[0][r],
+                mean: f[1][r],
+                std: f[2][r],
+                min: f[3][r],
+                max: f[4][r],
+                fraction_negative: f[5][r],
+                sum: f[6][r],
+                heuristic_cutoff: f[7][r],
+            })
+            .collect())
+    }
+}
+
+const SOURCE_OPERATOR: MetaKey = MetaKey { key: "source_operator", doc: "operator of the summarized eigenvalues" };
+const SOURCE_SOLVER: MetaKey = MetaKey { key: "source_solver", doc: "solver that computed them" };
+
+/// One spectrum's statistics: the `summary` port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The statistics.
+    pub row: SummaryRow,
+    /// Operator of the summarized eigenvalues.
+    pub source_operator: String,
+    /// Solver that computed them.
+    pub source_solver: String,
+}
+
+impl Port for Summary {
+    type Value = Self;
+    const NAME: &'static str = "summary";
+    const DOC: &'static str = "one row: counts (num_eigenvalues, dim, positive, negative, near_zero, outliers_gap, outliers_ratio, outliers_heuristic: UInt64) and statistics (zero_tol, mean, std, min, max, fraction_negative, sum, heuristic_cutoff: Float64)";
+    const METADATA: &'static [MetaKey] = &[SOURCE_OPERATOR, SOURCE_SOLVER];
+    fn schema() -> Schema {
+        Schema::new(SummaryRow::fields())
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let mut m = Meta::new();
+        m.put(SOURCE_OPERATOR, &v.source_operator);
+        m.put(SOURCE_SOLVER, &v.source_solver);
+        Ok(Encoded::one(SummaryRow::batch(std::slice::from_ref(&v.row), vec![])?, m.0))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let row = SummaryRow::read_all(a)?.into_iter().next().ok_or_else(|| a.column_error("summary has no rows".into()))?;
+        Ok(Summary {
+            row,
+            source_operator: a.meta(SOURCE_OPERATOR.key).unwrap_or("").to_string(),
+            source_solver: a.meta(SOURCE_SOLVER.key).unwrap_or("").to_string(),
+        })
+    }
+}
+
+const MEMBER: &str = "member";
+
+/// Summaries of every sweep member side by side: the `table` port (written by `compare`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Member names, one per row.
+    pub members: Vec<String>,
+    /// Sweep keys (`stage.param`) and each row's value, in column order.
+    pub labels: Vec<(String, Vec<String>)>,
+    /// The summary of each row.
+    pub rows: Vec<SummaryRow>,
+}
+
+impl Port for Table {
+    type Value = Self;
+    const NAME: &'static str = "table";
+    const DOC: &'static str = "member Utf8, one Utf8 column per sweep key, then the summary columns";
+    fn schema() -> Schema {
+        Schema::new(vec![utf8_field(MEMBER)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let mut leading = vec![(utf8_field(MEMBER), utf8_array(v.members.iter()))];
+        for (k, vals) in &v.labels {
+            leading.push((utf8_field(k), utf8_array(vals.iter())));
+        }
+        Ok(Encoded::one(SummaryRow::batch(&v.rows, leading)?, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let members = utf8_values(&a.batch, MEMBER).map_err(err)?;
+        let known: Vec<&str> = U64_COLS.iter().chain(&F64_COLS).copied().chain([MEMBER]).collect();
+        let mut labels = Vec::new();
+        for f in a.batch.schema().fields() {
+            if !known.contains(&f.name().as_str()) {
+                labels.push((f.name().clone(), utf8_values(&a.batch, f.name()).map_err(err)?));
+            }
+        }
+        Ok(Table { members, labels, rows: SummaryRow::read_all(a)? })
+    }
+}
+
+/// One eigenvalue of one operator in `spectra`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpectrumRow {
+    /// hessian, gauss_newton or residual.
+    pub operator: String,
+    /// Rank, 0 = largest.
+    pub rank: u32,
+    /// The eigenvalue.
+    pub eigenvalue: f64,
+}
+
+/// Top eigenvalues of H, G and R side by side: the `spectra` port (written by `decomposition`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectra(pub Vec<SpectrumRow>);
+
+const OPERATOR_COL: &str = "operator";
+const RANK: &str = "rank";
+const EIGENVALUE: &str = "eigenvalue";
+
+impl Port for Spectra {
+    type Value = Self;
+    const NAME: &'static str = "spectra";
+    const DOC: &'static str = "operator Utf8 (hessian, gauss_newton, residual), rank UInt32, eigenvalue Float64";
+    fn schema() -> Schema {
+        Schema::new(vec![utf8_field(OPERATOR_COL), u32_field(RANK), f64_field(EIGENVALUE)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = &v.0;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![
+                utf8_array(r.iter().map(|r| r.operator.as_str())),
+                u32_array(r.iter().map(|r| r.rank)),
+                f64_array(r.iter().map(|r| r.eigenvalue)),
+            ],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let o = utf8_values(&a.batch, OPERATOR_COL).map_err(err)?;
+        let r = u32_values(&a.batch, RANK).map_err(err)?;
+        let e = f64_values(&a.batch, EIGENVALUE).map_err(err)?;
+        Ok(Spectra(o.into_iter().zip(r).zip(e).map(|((operator, rank), eigenvalue)| SpectrumRow { operator, rank, eigenvalue }).collect()))
+    }
+}
+
+/// How much of H the Gauss-Newton term carries: the `decomposition` port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decomposition {
+    /// Size of the compared top eigenspaces.
+    pub k: u64,
+    /// ‖U_HᵀU_G‖²_F / k.
+    pub overlap_top_k: f64,
+    /// ‖R‖ / ‖H‖ (spectral norms).
+    pub residual_norm_ratio: f64,
+    /// ‖R‖_F / ‖H‖_F, with the dense solver only.
+    pub residual_fro_ratio: Option<f64>,
+}
+
+const K: &str = "k";
+const OVERLAP_TOP_K: &str = "overlap_top_k";
+const NORM_RATIO: &str = "residual_norm_ratio";
+const FRO_RATIO: &str = "residual_fro_ratio";
+
+impl Port for Decomposition {
+    type Value = Self;
+    const NAME: &'static str = "decomposition";
+    const DOC: &'static str =
+        "one row: k, overlap_top_k (‖U_HᵀU_G‖²_F/k), residual_norm_ratio (‖R‖/‖H‖, spectral), residual_fro_ratio (dense only, else null)";
+    fn schema() -> Schema {
+        Schema::new(vec![u64_field(K), f64_field(OVERLAP_TOP_K), f64_field(NORM_RATIO), f64_null_field(FRO_RATIO)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![u64_array([v.k]), f64_array([v.overlap_top_k]), f64_array([v.residual_norm_ratio]), f64_opt_array([v.residual_fro_ratio])],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let first = |v: Vec<f64>| v.first().copied().ok_or_else(|| err("decomposition has no rows".into()));
+        Ok(Decomposition {
+            k: u64_values(&a.batch, K).map_err(err)?.first().copied().unwrap_or(0),
+            overlap_top_k: first(f64_values(&a.batch, OVERLAP_TOP_K).map_err(err)?)?,
+            residual_norm_ratio: first(f64_values(&a.batch, NORM_RATIO).map_err(err)?)?,
+            residual_fro_ratio: f64_opt_values(&a.batch, FRO_RATIO).map_err(err)?.first().copied().flatten(),
+        })
+    }
+}
+
+/// One top eigenvector's share in the class-mean gradient span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlapRow {
+    /// Rank, 0 = largest.
+    pub rank: u32,
+    /// Its eigenvalue.
+    pub eigenvalue: f64,
+    /// Squared norm of its projection on the span (0..1).
+    pub overlap: f64,
+}
+
+/// Class structure of the top Hessian eigenvectors: the `overlap` port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overlap(pub Vec<OverlapRow>);
+
+const OVERLAP: &str = "overlap";
+
+impl Port for Overlap {
+    type Value = Self;
+    const NAME: &'static str = "overlap";
+    const DOC: &'static str = "rank UInt32, eigenvalue Float64, overlap Float64 (squared norm of the eigenvector's projection on the class-mean gradient span, 0..1)";
+    fn schema() -> Schema {
+        Schema::new(vec![u32_field(RANK), f64_field(EIGENVALUE), f64_field(OVERLAP)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = &v.0;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![u32_array(r.iter().map(|r| r.rank)), f64_array(r.iter().map(|r| r.eigenvalue)), f64_array(r.iter().map(|r| r.overlap))],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let r = u32_values(&a.batch, RANK).map_err(err)?;
+        let e = f64_values(&a.batch, EIGENVALUE).map_err(err)?;
+        let o = f64_values(&a.batch, OVERLAP).map_err(err)?;
+        Ok(Overlap(r.into_iter().zip(e).zip(o).map(|((rank, eigenvalue), overlap)| OverlapRow { rank, eigenvalue, overlap }).collect()))
+    }
+}
+
+/// Loss and accuracy at one point of a line through parameter space.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    /// Position α (between models) or t (along a direction).
+    pub alpha: f64,
+    /// Training loss.
+    pub train_loss: f64,
+    /// Training accuracy.
+    pub train_accuracy: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy.
+    pub test_accuracy: f64,
+}
+
+/// The loss along a line: the `curve` port (written by `interpolate`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// The grid points in order.
+    pub points: Vec<CurvePoint>,
+    /// `line` (between two models) or `eigenvector` (along a direction).
+    pub mode: String,
+}
+
+const ALPHA: &str = "alpha";
+const CURVE_COLS: [&str; 5] = [ALPHA, "train_loss", "train_accuracy", "test_loss", "test_accuracy"];
+const MODE: MetaKey = MetaKey { key: "mode", doc: "line (between two models) or eigenvector (along a direction)" };
+
+impl Port for Curve {
+    type Value = Self;
+    const NAME: &'static str = "curve";
+    const DOC: &'static str = "alpha Float64, train_loss, train_accuracy, test_loss, test_accuracy Float64";
+    const METADATA: &'static [MetaKey] = &[MODE];
+    fn schema() -> Schema {
+        Schema::new(CURVE_COLS.iter().map(|c| f64_field(c)).collect::<Vec<_>>())
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let p = &v.points;
+        let cols = vec![
+            f64_array(p.iter().map(|r| r.alpha)),
+            f64_array(p.iter().map(|r| r.train_loss)),
+            f64_array(p.iter().map(|r| r.train_accuracy)),
+            f64_array(p.iter().map(|r| r.test_loss)),
+            f64_array(p.iter().map(|r| r.test_accuracy)),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(Self::schema()), cols).map_err(StageError::other)?;
+        let mut m = Meta::new();
+        m.put(MODE, &v.mode);
+        Ok(Encoded::one(batch, m.0))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let c: Vec<Vec<f64>> = CURVE_COLS.iter().map(|c| f64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
+        let points = (0..a.batch.num_rows())
+            .map(|i| CurvePoint {
+                alpha: c[0][i],
+                train_loss: c[1][i],
+                train_accuracy: c[2][i],
+                test_loss: c[3][i],
+                test_accuracy: c[4][i],
+            })
+            .collect();
+        Ok(Curve { points, mode: a.meta(MODE.key).unwrap_or("").to_string() })
+    }
+}
+
+/// A Marchenko–Pastur fit to the bulk of a spectrum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitRow {
+    /// Ratio P/N.
+    pub alpha: f64,
+    /// Fitted variance σ².
+    pub sigma2: f64,
+    /// Left edge λ₋.
+    pub lambda_minus: f64,
+    /// Right edge λ₊.
+    pub lambda_plus: f64,
+    /// Eigenvalues above λ₊.
+    pub above_edge: u64,
+}
+
+/// The `fit` port (written by `marchenko_pastur`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit(pub FitRow);
+
+const FIT_F64: [&str; 4] = [ALPHA, "sigma2", "lambda_minus", "lambda_plus"];
+const ABOVE_EDGE: &str = "above_edge";
+
+impl Port for Fit {
+    type Value = Self;
+    const NAME: &'static str = "fit";
+    const DOC: &'static str = "one row: alpha, sigma2, lambda_minus, lambda_plus Float64; above_edge UInt64 (eigenvalues > λ₊)";
+    fn schema() -> Schema {
+        let mut f: Vec<Field> = FIT_F64.iter().map(|c| f64_field(c)).collect();
+        f.push(u64_field(ABOVE_EDGE));
+        Schema::new(f)
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = v.0;
+        let cols = vec![
+            f64_array([r.alpha]),
+            f64_array([r.sigma2]),
+            f64_array([r.lambda_minus]),
+            f64_array([r.lambda_plus]),
+            u64_array([r.above_edge]),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(Self::schema()), cols).map_err(StageError::other)?;
+        Ok(Encoded::one(batch, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let c: Vec<f64> = FIT_F64
+            .iter()
+            .map(|c| f64_values(&a.batch, c).map_err(err).and_then(|v| v.first().copied().ok_or_else(|| err("fit has no rows".into()))))
+            .collect::<Result<_, _>>()?;
+        let above_edge = u64_values(&a.batch, ABOVE_EDGE).map_err(err)?.first().copied().unwrap_or(0);
+        Ok(Fit(FitRow { alpha: c[0], sigma2: c[1], lambda_minus: c[2], lambda_plus: c[3], above_edge }))
+    }
+}

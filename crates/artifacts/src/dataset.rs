@@ -1,0 +1,88 @@
+//! `dataset`: one row per example.
+use crate::Meta;
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use hesslab_data::{MAX_CLASSES, TEST, TRAIN};
+use hesslab_pipeline::columns::*;
+use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The `dataset` port; its value is a [`hesslab_data::Dataset`].
+pub enum Dataset {}
+
+const X: &str = "x";
+const Y: &str = "y";
+const SPLIT: &str = "split";
+
+const NUM_CLASSES: MetaKey = MetaKey { key: "num_classes", doc: "number of classes (every label is below it)" };
+const DIM: MetaKey = MetaKey { key: "dim", doc: "features per example" };
+const FEATURE_NAMES: MetaKey = MetaKey { key: "feature_names", doc: "JSON list of feature names" };
+const GENERATOR: MetaKey = MetaKey { key: "generator", doc: "JSON: the generator or loader, its parameters, seed and source" };
+
+impl Port for Dataset {
+    type Value = hesslab_data::Dataset;
+    const NAME: &'static str = "dataset";
+    const DOC: &'static str = "examples: x FixedSizeList<Float64>(d), y UInt32 class label, split \"train\"/\"test\"";
+    const METADATA: &'static [MetaKey] = &[NUM_CLASSES, DIM, FEATURE_NAMES, GENERATOR];
+    fn schema() -> Schema {
+        Schema::new(vec![fixed_f64_field(X, 0), u32_field(Y), utf8_field(SPLIT)])
+    }
+    fn encode(ds: &Self::Value) -> Result<Encoded<'_>, StageError> {
+        ds.check().map_err(StageError::other)?;
+        let schema = Arc::new(Schema::new(vec![fixed_f64_field(X, ds.dim as i32), u32_field(Y), utf8_field(SPLIT)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                fixed_f64_array(&ds.x, ds.dim),
+                u32_array(ds.y.iter().copied()),
+                utf8_array(ds.split.iter().map(|&t| if t { TRAIN } else { TEST })),
+            ],
+        )
+        .map_err(StageError::other)?;
+        let mut m = Meta::new();
+        m.put(NUM_CLASSES, ds.num_classes);
+        m.put(DIM, ds.dim);
+        m.put(FEATURE_NAMES, serde_json::to_string(&ds.feature_names).unwrap_or_default());
+        m.put(GENERATOR, &ds.info);
+        Ok(Encoded::one(batch, m.0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        let num = |k: MetaKey| meta.get(k.key).and_then(|v| v.parse().ok());
+        Facts { rows: Some(rows), dim: num(DIM), classes: num(NUM_CLASSES), ..Facts::default() }
+    }
+    /// Checks labels against `num_classes` and that every feature is finite.
+    fn decode(a: &Artifact) -> Result<Self::Value, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let (x, dim) = fixed_f64_values(&a.batch, X).map_err(err)?;
+        let y = u32_values(&a.batch, Y).map_err(err)?;
+        let split_s = utf8_values(&a.batch, SPLIT).map_err(err)?;
+        let mut split = Vec::with_capacity(split_s.len());
+        for (i, s) in split_s.iter().enumerate() {
+            match s.as_str() {
+                TRAIN => split.push(true),
+                TEST => split.push(false),
+                other => {
+                    return Err(err(format!("column `{SPLIT}` row {i}: `{other}` is neither \"{TRAIN}\" nor \"{TEST}\"")));
+                }
+            }
+        }
+        let max_label = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+        let num_classes = match a.meta(NUM_CLASSES.key) {
+            Some(s) => s.parse::<usize>().map_err(|_| err(format!("metadata `{}` = `{s}` is not an integer", NUM_CLASSES.key)))?,
+            None => max_label,
+        };
+        if num_classes > MAX_CLASSES {
+            return Err(err(format!("metadata `{}` = {num_classes}; at most {MAX_CLASSES} classes are supported", NUM_CLASSES.key)));
+        }
+        if let Some(i) = y.iter().position(|&l| l as usize >= num_classes) {
+            return Err(err(format!("column `{Y}` row {i}: label {} ≥ num_classes {num_classes}", y[i])));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(err(format!("column `{X}` holds NaN or infinite values")));
+        }
+        let feature_names = a.meta(FEATURE_NAMES.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let info = a.meta(GENERATOR.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
+        Ok(hesslab_data::Dataset { dim, num_classes, x, y, split, feature_names, info })
+    }
+}

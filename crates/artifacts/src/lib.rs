@@ -1,0 +1,89 @@
+//! The artifacts hesslab stages exchange — the public contract that Arrow tools (DuckDB,
+//! Polars, pyarrow) read. Each port is one Rust type implementing [`hesslab_pipeline::Port`]:
+//! its name, Arrow schema, metadata keys and Parquet encoding are written here once, and
+//! `hesslab stages`, the engine's port compatibility check and the README's artifact table
+//! are generated from them ([`all`], [`markdown_table`]).
+#![warn(missing_docs)]
+
+mod analysis;
+mod dataset;
+mod model;
+mod spectra;
+
+pub use analysis::{Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, Spectra, SpectrumRow, Summary, SummaryRow, Table};
+pub use dataset::Dataset;
+pub use model::{Log, Matrix, Model, Trajectory};
+pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
+
+use hesslab_pipeline::{MetaKey, PortSpec, port_type_name};
+use std::collections::BTreeMap;
+use std::fmt::Display;
+
+/// Every artifact type, in the order of the README's table.
+pub fn all() -> Vec<PortSpec> {
+    use hesslab_pipeline::port;
+    vec![
+        port::<Dataset>(),
+        port::<Model>(),
+        port::<Log>(),
+        port::<Trajectory>(),
+        port::<Matrix>(),
+        port::<Eigenvalues>(),
+        port::<Eigenvectors>(),
+        port::<Density>(),
+        port::<Nodes>(),
+        port::<Trace>(),
+        port::<Summary>(),
+        port::<Table>(),
+        port::<Spectra>(),
+        port::<Decomposition>(),
+        port::<Overlap>(),
+        port::<Curve>(),
+        port::<Fit>(),
+    ]
+}
+
+/// The README's artifact table (Markdown), generated from the types; `writers` names the
+/// stage kinds that write an artifact type.
+pub fn markdown_table(writers: impl Fn(&str) -> Vec<String>) -> String {
+    let mut md = String::from("| artifact | written by | columns | metadata |\n|---|---|---|---|\n");
+    for p in all() {
+        let cols: Vec<String> = p.schema().fields().iter().map(|f| format!("`{}: {}`", f.name(), port_type_name(f.data_type()))).collect();
+        let meta: Vec<String> = p.metadata.iter().map(|k| format!("`{}` ({})", k.key, cell(k.doc))).collect();
+        let by: Vec<String> = writers(p.artifact).iter().map(|k| format!("`{k}`")).collect();
+        md.push_str(&format!("| `{}` | {} | {} — {} | {} |\n", p.artifact, by.join(", "), cols.join(", "), cell(p.doc), meta.join("; ")));
+    }
+    md
+}
+
+/// Text safe inside a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Metadata being assembled for an artifact: values go in by their typed key.
+#[derive(Default)]
+pub(crate) struct Meta(pub(crate) BTreeMap<String, String>);
+
+impl Meta {
+    pub(crate) fn new() -> Self {
+        Meta::default()
+    }
+    pub(crate) fn put(&mut self, key: MetaKey, value: impl Display) {
+        self.0.insert(key.key.to_string(), value.to_string());
+    }
+    pub(crate) fn put_opt(&mut self, key: MetaKey, value: Option<impl Display>) {
+        if let Some(v) = value {
+            self.put(key, v);
+        }
+    }
+    /// A float in Rust's `{:e}` form, the form every float in hesslab metadata takes.
+    pub(crate) fn put_f64(&mut self, key: MetaKey, value: f64) {
+        self.0.insert(key.key.to_string(), format!("{value:e}"));
+    }
+}
+
+/// A metadata value parsed as `T`, `None` when missing or malformed.
+pub(crate) fn parsed<T: std::str::FromStr>(a: &hesslab_pipeline::Artifact, key: MetaKey) -> Option<T> {
+    a.meta(key.key).and_then(|s| s.parse().ok())
+}

@@ -1,0 +1,323 @@
+//! `model`, `log`, `trajectory` (what training writes) and `matrix` (a dense curvature matrix).
+use crate::{Meta, parsed};
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use faer::Mat;
+use hesslab_hessian::{DenseMatrix, symmetrize};
+use hesslab_model::{Architecture, Mlp, TrainLog};
+use hesslab_pipeline::columns::*;
+use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const ARCHITECTURE: MetaKey =
+    MetaKey { key: "architecture", doc: "JSON: layer sizes, activation, bias, loss — enough to rebuild the network" };
+const NUM_PARAMS: MetaKey = MetaKey { key: "num_params", doc: "number of parameters P" };
+const STEPS: MetaKey = MetaKey { key: "steps", doc: "parameter updates behind this model (continued runs count on)" };
+const FINAL_TRAIN_LOSS: MetaKey = MetaKey { key: "final_train_loss", doc: "training loss at the last logged step" };
+
+fn put_network(m: &mut Meta, arch: &Architecture) {
+    m.put(ARCHITECTURE, serde_json::to_string(arch).unwrap_or_default());
+    m.put(NUM_PARAMS, arch.num_params());
+}
+
+/// Parameters and units (widths added up) of the network in `architecture` metadata.
+fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+    let arch = meta.get(ARCHITECTURE.key).and_then(|a| serde_json::from_str::<Architecture>(a).ok());
+    Facts {
+        rows: Some(rows),
+        params: meta.get(NUM_PARAMS.key).and_then(|v| v.parse().ok()),
+        units: arch.map(|a| a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64))),
+        ..Facts::default()
+    }
+}
+
+fn read_architecture(a: &Artifact) -> Result<Architecture, StageError> {
+    let arch: Architecture = serde_json::from_value(a.meta_json(ARCHITECTURE.key)?)
+        .map_err(|e| a.column_error(format!("metadata `{}` does not describe a network: {e}", ARCHITECTURE.key)))?;
+    arch.check().map_err(|m| a.column_error(format!("metadata `{}`: {m}", ARCHITECTURE.key)))?;
+    Ok(arch)
+}
+
+/// A trained network: the `model` port.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The network and its parameters.
+    pub net: Mlp,
+    /// Parameter updates behind it (0 for a fresh initialization).
+    pub steps: u64,
+    /// Training loss at the last logged step (NaN when unknown).
+    pub final_train_loss: f64,
+}
+
+const TENSOR: &str = "tensor";
+const SHAPE: &str = "shape";
+const VALUES: &str = "values";
+
+impl Port for Model {
+    type Value = Self;
+    const NAME: &'static str = "model";
+    const DOC: &'static str = "network parameters, one row per tensor in PyTorch `parameters()` order: tensor Utf8 (\"layers.0.weight\"), shape List<UInt64>, values List<Float64> (row-major)";
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS];
+    fn schema() -> Schema {
+        Schema::new(vec![utf8_field(TENSOR), list_u64_field(SHAPE), list_f64_field(VALUES)])
+    }
+    fn encode(m: &Self) -> Result<Encoded<'_>, StageError> {
+        let t = m.net.arch.tensors();
+        let shapes: Vec<Vec<u64>> = t.iter().map(|(_, s, _)| s.iter().map(|&x| x as u64).collect()).collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![
+                utf8_array(t.iter().map(|(n, _, _)| n.as_str())),
+                list_u64_array(shapes.iter().map(|s| s.as_slice())),
+                list_f64_array(t.iter().map(|(_, _, r)| &m.net.params[r.clone()])),
+            ],
+        )
+        .map_err(StageError::other)?;
+        let mut meta = Meta::new();
+        put_network(&mut meta, &m.net.arch);
+        meta.put(STEPS, m.steps);
+        meta.put_f64(FINAL_TRAIN_LOSS, m.final_train_loss);
+        Ok(Encoded::one(batch, meta.0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        network_facts(rows, meta)
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let arch = read_architecture(a)?;
+        let names = utf8_values(&a.batch, TENSOR).map_err(err)?;
+        let values = list_f64_values(&a.batch, VALUES).map_err(err)?;
+        let expect = arch.tensors();
+        if names.len() != expect.len() {
+            return Err(err(format!("{} tensors, the architecture has {}", names.len(), expect.len())));
+        }
+        let mut params = vec![0.0; arch.num_params()];
+        for ((name, vals), (ename, _, range)) in names.iter().zip(&values).zip(&expect) {
+            if name != ename || vals.len() != range.len() {
+                return Err(err(format!("tensor `{name}` ({} values) where `{ename}` ({} values) was expected", vals.len(), range.len())));
+            }
+            params[range.clone()].copy_from_slice(vals);
+        }
+        if params.iter().any(|v| !v.is_finite()) {
+            return Err(err(format!("column `{VALUES}` holds NaN or infinite parameters")));
+        }
+        Ok(Model {
+            net: Mlp::new(arch, params),
+            steps: parsed(a, STEPS).unwrap_or(0),
+            final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
+        })
+    }
+}
+
+/// Training metrics: the `log` port.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// The metrics (its `snapshots` are not part of this artifact: see [`Trajectory`]).
+    pub metrics: TrainLog,
+    /// The trained network's architecture.
+    pub architecture: Option<Architecture>,
+}
+
+const STEP: &str = "step";
+const EPOCH: &str = "epoch";
+const TRAIN_LOSS: &str = "train_loss";
+const TRAIN_ACCURACY: &str = "train_accuracy";
+const TEST_LOSS: &str = "test_loss";
+const TEST_ACCURACY: &str = "test_accuracy";
+const GRAD_NORM: &str = "grad_norm";
+
+impl Port for Log {
+    type Value = Self;
+    const NAME: &'static str = "log";
+    const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm";
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS];
+    fn schema() -> Schema {
+        Schema::new(vec![
+            u64_field(STEP),
+            f64_field(EPOCH),
+            f64_field(TRAIN_LOSS),
+            f64_field(TRAIN_ACCURACY),
+            f64_field(TEST_LOSS),
+            f64_field(TEST_ACCURACY),
+            f64_field(GRAD_NORM),
+        ])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let l = &v.metrics;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![
+                u64_array(l.step.iter().copied()),
+                f64_array(l.epoch.iter().copied()),
+                f64_array(l.train_loss.iter().copied()),
+                f64_array(l.train_acc.iter().copied()),
+                f64_array(l.test_loss.iter().copied()),
+                f64_array(l.test_acc.iter().copied()),
+                f64_array(l.grad_norm.iter().copied()),
+            ],
+        )
+        .map_err(StageError::other)?;
+        let mut meta = Meta::new();
+        if let Some(arch) = &v.architecture {
+            put_network(&mut meta, arch);
+        }
+        Ok(Encoded::one(batch, meta.0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        network_facts(rows, meta)
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let f = |c: &str| f64_values(&a.batch, c).map_err(err);
+        let metrics = TrainLog {
+            step: u64_values(&a.batch, STEP).map_err(err)?,
+            epoch: f(EPOCH)?,
+            train_loss: f(TRAIN_LOSS)?,
+            train_acc: f(TRAIN_ACCURACY)?,
+            test_loss: f(TEST_LOSS)?,
+            test_acc: f(TEST_ACCURACY)?,
+            grad_norm: f(GRAD_NORM)?,
+            snapshots: Vec::new(),
+        };
+        Ok(Log { metrics, architecture: read_architecture(a).ok() })
+    }
+}
+
+/// Parameter snapshots along training: the `trajectory` port.
+#[derive(Debug, Clone)]
+pub struct Trajectory {
+    /// (step, flat parameters in PyTorch order).
+    pub snapshots: Vec<(u64, Vec<f64>)>,
+    /// The network's architecture.
+    pub architecture: Option<Architecture>,
+}
+
+impl Port for Trajectory {
+    type Value = Self;
+    const NAME: &'static str = "trajectory";
+    const DOC: &'static str = "parameter snapshots: step UInt64, values List<Float64> (flat, PyTorch order)";
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS];
+    fn schema() -> Schema {
+        Schema::new(vec![u64_field(STEP), list_f64_field(VALUES)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![u64_array(v.snapshots.iter().map(|s| s.0)), list_f64_array(v.snapshots.iter().map(|s| s.1.as_slice()))],
+        )
+        .map_err(StageError::other)?;
+        let mut meta = Meta::new();
+        if let Some(arch) = &v.architecture {
+            put_network(&mut meta, arch);
+        }
+        Ok(Encoded::one(batch, meta.0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        network_facts(rows, meta)
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let steps = u64_values(&a.batch, STEP).map_err(err)?;
+        let values = list_f64_values(&a.batch, VALUES).map_err(err)?;
+        Ok(Trajectory { snapshots: steps.into_iter().zip(values).collect(), architecture: read_architecture(a).ok() })
+    }
+}
+
+/// A dense symmetric curvature matrix: the `matrix` port.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// The matrix, the operator it is, and its symmetry error before symmetrization.
+    pub dense: DenseMatrix,
+    /// Samples the loss averaged over.
+    pub num_samples: Option<usize>,
+    /// The loss at the parameters.
+    pub loss: Option<f64>,
+    /// The tensors it is restricted to (empty = all parameters).
+    pub tensors: Vec<String>,
+    /// The network it belongs to.
+    pub architecture: Option<Architecture>,
+}
+
+const ROW: &str = "row";
+const OPERATOR: MetaKey = MetaKey { key: "operator", doc: "hessian, gauss_newton, residual, empirical_fisher or gradient_covariance" };
+const DIM: MetaKey = MetaKey { key: "dim", doc: "side P of the matrix" };
+const SYMMETRY_ERROR: MetaKey = MetaKey { key: "symmetry_error", doc: "max|A − Aᵀ| / max|A| before symmetrizing" };
+const NUM_SAMPLES: MetaKey = MetaKey { key: "num_samples", doc: "samples the loss averages over" };
+const LOSS: MetaKey = MetaKey { key: "loss", doc: "the loss at these parameters" };
+const TENSORS: MetaKey = MetaKey { key: "tensors", doc: "JSON list of the tensors it is restricted to ([] = all)" };
+
+impl Port for Matrix {
+    type Value = Self;
+    const NAME: &'static str = "matrix";
+    const DOC: &'static str = "dense symmetric matrix: row UInt32, values FixedSizeList<Float64>(P) (row i of the P×P matrix)";
+    const METADATA: &'static [MetaKey] = &[OPERATOR, DIM, SYMMETRY_ERROR, NUM_SAMPLES, LOSS, TENSORS, ARCHITECTURE];
+    fn schema() -> Schema {
+        Schema::new(vec![u32_field(ROW), fixed_f64_field(VALUES, 0)])
+    }
+    /// Streams a few rows per batch, so writing never holds a second copy of the matrix.
+    fn encode(m: &Self) -> Result<Encoded<'_>, StageError> {
+        let a: &Mat<f64> = &m.dense.matrix;
+        let p = a.nrows();
+        let schema = Arc::new(Schema::new(vec![u32_field(ROW), fixed_f64_field(VALUES, p as i32)]));
+        let mut meta = Meta::new();
+        meta.put(OPERATOR, &m.dense.operator);
+        meta.put(DIM, p);
+        meta.put_f64(SYMMETRY_ERROR, m.dense.symmetry_error);
+        meta.put_opt(NUM_SAMPLES, m.num_samples);
+        if let Some(loss) = m.loss {
+            meta.put_f64(LOSS, loss);
+        }
+        meta.put(TENSORS, serde_json::to_string(&m.tensors).unwrap_or_default());
+        if let Some(arch) = &m.architecture {
+            meta.put(ARCHITECTURE, serde_json::to_string(arch).unwrap_or_default());
+        }
+        let rows_per_batch = (1 << 20) / p.max(1) + 1;
+        let batch_schema = schema.clone();
+        let batches = (0..p).step_by(rows_per_batch).map(move |r0| {
+            let r1 = (r0 + rows_per_batch).min(p);
+            let mut flat = Vec::with_capacity((r1 - r0) * p);
+            for r in r0..r1 {
+                // Symmetric: row r is column r, which is contiguous.
+                flat.extend(a.col(r).iter().copied());
+            }
+            RecordBatch::try_new(batch_schema.clone(), vec![u32_array((r0..r1).map(|r| r as u32)), fixed_f64_array(&flat, p)])
+                .map_err(StageError::other)
+        });
+        Ok(Encoded { schema, metadata: meta.0, batches: Box::new(batches) })
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        Facts { dim: meta.get(DIM.key).and_then(|v| v.parse().ok()), ..network_facts(rows, meta) }
+    }
+    /// Rows may come in any order; all must be present. The matrix is symmetrized and its
+    /// symmetry error measured again.
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let rows = u32_values(&a.batch, ROW).map_err(err)?;
+        let (vals, p) = fixed_f64_values(&a.batch, VALUES).map_err(err)?;
+        if rows.len() != p {
+            return Err(err(format!("{} rows for a {p}×{p} matrix", rows.len())));
+        }
+        let mut m = Mat::<f64>::zeros(p, p);
+        let mut seen = vec![false; p];
+        for (k, &r) in rows.iter().enumerate() {
+            let r = r as usize;
+            if r >= p || seen[r] {
+                return Err(err(format!("column `{ROW}`: row index {r} is out of range or repeated")));
+            }
+            seen[r] = true;
+            for c in 0..p {
+                m[(r, c)] = vals[k * p + c];
+            }
+        }
+        let symmetry_error = symmetrize(&mut m);
+        let operator = a.meta(OPERATOR.key).unwrap_or("unknown").to_string();
+        Ok(Matrix {
+            dense: DenseMatrix { matrix: Arc::new(m), operator, symmetry_error },
+            num_samples: parsed(a, NUM_SAMPLES),
+            loss: parsed(a, LOSS),
+            tensors: a.meta(TENSORS.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
+            architecture: read_architecture(a).ok(),
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! Stages that make a `dataset`: generators, the vendored digits, and loaders of user files.
+mod table;
+
+pub use table::{TableParams, TableStage};
+
+use hesslab_artifacts::Dataset;
+use hesslab_data::{CifarParams, DigitsParams, GaussianMixture, IdxParams, MAX_CLASSES, MixtureParams, total_samples};
+use hesslab_pipeline::resources::prod;
+use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, StageContext, StageError, StageKind, port};
+
+const DATASET: PortSpec = port::<Dataset>();
+
+/// `gaussian_mixture`: k Gaussian clusters in d dimensions (S18 E2, S16 P3).
+pub struct GaussianMixtureStage;
+
+impl StageKind for GaussianMixtureStage {
+    type Params = MixtureParams;
+    const KIND: &'static str = "gaussian_mixture";
+    const DOC: &'static str = "k Gaussian clusters in d dimensions, one class each, isotropic noise (std, covariance multiplier), optional global normalization, stratified train/test split.";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn check(p: &MixtureParams) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if p.classes > MAX_CLASSES {
+            e.push(("classes".into(), format!("classes must be ≤ {MAX_CLASSES}")));
+        }
+        if p.classes == 0 {
+            e.push(("classes".into(), "classes must be ≥ 1 (k = 0 clusters makes no data)".into()));
+        }
+        if p.dim == 0 {
+            e.push(("dim".into(), "dim must be ≥ 1".into()));
+        }
+        if p.samples_per_class == 0 && p.samples < p.classes {
+            e.push(("samples".into(), format!("samples ({}) must be ≥ classes ({})", p.samples, p.classes)));
+        }
+        if !(p.std >= 0.0 && p.std.is_finite()) {
+            e.push(("std".into(), "std must be a finite number ≥ 0".into()));
+        }
+        if !(p.cov_multiplier > 0.0 && p.cov_multiplier.is_finite()) {
+            e.push(("cov_multiplier".into(), "cov_multiplier must be > 0".into()));
+        }
+        if !(0.0..1.0).contains(&p.test_fraction) {
+            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
+        }
+        if !p.means.is_empty() && (p.means.len() != p.classes || p.means.iter().any(|m| m.len() != p.dim)) {
+            e.push(("means".into(), format!("means must be {} rows of {} numbers (classes × dim)", p.classes, p.dim)));
+        }
+        e
+    }
+    fn facts(p: &MixtureParams, _: &InputFacts) -> Facts {
+        Facts { rows: Some(total_samples(p)), dim: Some(p.dim as u64), classes: Some(p.classes as u64), ..Facts::default() }
+    }
+    fn estimate(p: &MixtureParams, _: &InputFacts) -> Option<Estimate> {
+        let (n, d, k) = (total_samples(p), p.dim as u64, p.classes as u64);
+        // The examples (generated, then written as one Arrow column) and the class means.
+        Some(Estimate::f64s(prod(&[n, d, 2]), format!("{n}×{d} examples")).plus(Estimate::f64s(prod(&[k, d]), String::new())))
+    }
+    fn run(p: &MixtureParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = GaussianMixture::generate(p, ctx.seed);
+        ctx.write_shared::<Dataset>(DATASET.name, ds)
+    }
+}
+
+/// `digits`: the vendored UCI optical digits.
+pub struct DigitsStage;
+
+impl StageKind for DigitsStage {
+    type Params = DigitsParams;
+    const KIND: &'static str = "digits";
+    const DOC: &'static str = "UCI optical digits (1797 8×8 images, 10 classes; CC BY 4.0, Alpaydin & Kaynak 1998), stratified subsample, pixel scaling, test split. Stands in for the papers' 1K MNIST subsets.";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn check(p: &DigitsParams) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !(0.0..1.0).contains(&p.test_fraction) {
+            e.push(("test_fraction".into(), "test_fraction must be in [0, 1)".into()));
+        }
+        if p.n > 1797 && p.path.is_none() {
+            e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
+        }
+        e
+    }
+    fn facts(p: &DigitsParams, _: &InputFacts) -> Facts {
+        let rows = if p.path.is_none() { Some(if p.n == 0 { 1797 } else { p.n.min(1797) } as u64) } else { None };
+        Facts { rows, dim: Some(64), classes: Some(10), ..Default::default() }
+    }
+    fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = hesslab_data::load_digits(p, ctx.seed).map_err(StageError::other)?;
+        ctx.write_shared::<Dataset>(DATASET.name, ds)
+    }
+}
+
+/// `idx`: MNIST-style IDX files.
+pub struct IdxStage;
+
+impl StageKind for IdxStage {
+    type Params = IdxParams;
+    const KIND: &'static str = "idx";
+    const DOC: &'static str = "MNIST-style IDX image and label files from a local path, stratified subsample, test split.";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn check(p: &IdxParams) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if p.images.is_empty() {
+            e.push(("images".into(), "path of the IDX images file is required".into()));
+        }
+        if p.labels.is_empty() {
+            e.push(("labels".into(), "path of the IDX labels file is required".into()));
+        }
+        e
+    }
+    fn run(p: &IdxParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = hesslab_data::load_idx(p, ctx.seed).map_err(StageError::other)?;
+        ctx.write::<Dataset>(DATASET.name, &ds)
+    }
+}
+
+/// `cifar10`: CIFAR-10 binary batches.
+pub struct Cifar10Stage;
+
+impl StageKind for Cifar10Stage {
+    type Params = CifarParams;
+    const KIND: &'static str = "cifar10";
+    const DOC: &'static str =
+        "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn check(p: &CifarParams) -> Vec<(String, String)> {
+        if p.files.is_empty() { vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())] } else { vec![] }
+    }
+    fn facts(p: &CifarParams, _: &InputFacts) -> Facts {
+        Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), ..Default::default() }
+    }
+    fn run(p: &CifarParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = hesslab_data::load_cifar10(p, ctx.seed).map_err(StageError::other)?;
+        ctx.write::<Dataset>(DATASET.name, &ds)
+    }
+}

@@ -1,0 +1,121 @@
+//! `train`: full-batch GD or mini-batch SGD, optionally continuing from another model.
+use hesslab_artifacts::{Dataset, Log, Model, Trajectory};
+use hesslab_model::{Architecture, LossKind, MAX_WIDTH, TrainParams, architecture_of, initialize, train};
+use hesslab_pipeline::resources::prod;
+use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port, short_f64};
+
+const INIT_FROM: PortSpec = port::<Model>().optional().renamed("init_from");
+
+/// The `train` stage kind.
+pub struct Train;
+
+impl StageKind for Train {
+    type Params = TrainParams;
+    const KIND: &'static str = "train";
+    const DOC: &'static str = "Train a fully connected network with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
+    const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
+    const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];
+    fn check(p: &TrainParams) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if !(p.lr > 0.0 && p.lr.is_finite()) {
+            e.push(("lr".into(), format!("lr must be > 0, got {}", short_f64(p.lr))));
+        }
+        if !(0.0..1.0).contains(&p.momentum) {
+            e.push(("momentum".into(), "momentum must be in [0, 1)".into()));
+        }
+        if p.hidden.contains(&0) {
+            e.push(("hidden".into(), "hidden widths must be ≥ 1".into()));
+        }
+        if let Some(w) = p.hidden.iter().find(|&&w| w > MAX_WIDTH) {
+            e.push(("hidden".into(), format!("hidden width {w} is larger than {MAX_WIDTH}")));
+        }
+        for (key, v) in [("init_std", p.init_std), ("init_radius", p.init_radius)] {
+            if !(v > 0.0 && v.is_finite()) {
+                e.push((key.into(), format!("{key} must be a finite number > 0, got {}", short_f64(v))));
+            }
+        }
+        for (key, v) in [("target_loss", p.target_loss), ("grad_tol", p.grad_tol)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                e.push((key.into(), format!("{key} must be a finite number ≥ 0 (0 = off), got {}", short_f64(v))));
+            }
+        }
+        e
+    }
+    fn facts(p: &TrainParams, inputs: &InputFacts) -> Facts {
+        let data = inputs.get(Dataset::NAME).copied().unwrap_or_default();
+        let arch = data.dim.zip(data.classes).map(|(d, c)| architecture_of(p, d, c));
+        Facts {
+            params: arch.as_ref().and_then(|a| a.check().ok()).map(|n| n as u64),
+            units: arch.map(|a| a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64))),
+            ..data
+        }
+    }
+    fn estimate(p: &TrainParams, inputs: &InputFacts) -> Option<Estimate> {
+        let data = inputs.get(Dataset::NAME)?;
+        let (n, d, c) = (data.rows?, data.dim?, data.classes?);
+        let arch = architecture_of(p, d, c);
+        let params = arch.check().map(|n| n as u64).unwrap_or(u64::MAX);
+        let units = arch.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64));
+        let snapshots = if p.snapshot_every > 0 { (p.max_steps / p.snapshot_every + 1) as u64 } else { 0 };
+        // Data (and its train/test copies), activations and their gradients for every sample,
+        // parameters with gradient, velocity and one partial gradient per 256-sample chunk.
+        Some(
+            Estimate::f64s(prod(&[n, d, 3]), format!("{n}×{d} data"))
+                .plus(Estimate::f64s(prod(&[n, units, 4]), format!("activations of {units} units")))
+                .plus(Estimate::f64s(prod(&[params, n.div_ceil(256).saturating_add(4)]), format!("{params} parameters with gradients")))
+                .plus(Estimate::f64s(
+                    prod(&[params, snapshots]),
+                    if snapshots > 0 { format!("{snapshots} snapshots") } else { String::new() },
+                )),
+        )
+    }
+    fn run(p: &TrainParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = ctx.read::<Dataset>(Dataset::NAME)?;
+        let (tr, te) = (ds.train(), ds.test());
+        if tr.is_empty() {
+            return Err(StageError::msg("the dataset has no training examples".to_string()));
+        }
+        if p.batch_size > tr.len() {
+            return Err(StageError::msg(format!("batch_size {} exceeds the {} training examples", p.batch_size, tr.len())));
+        }
+        let out_dim = if p.loss == LossKind::Logistic {
+            if ds.num_classes > 2 {
+                return Err(StageError::msg(format!("loss = \"logistic\" needs 2 classes, the dataset has {}", ds.num_classes)));
+            }
+            1
+        } else {
+            ds.num_classes
+        };
+        let (mut net, step0) = match ctx.read_opt::<Model>(INIT_FROM.name)? {
+            Some(m) => {
+                if m.net.arch.input_dim() != ds.dim || m.net.arch.output_dim() != out_dim {
+                    return Err(StageError::msg(format!(
+                        "`{}` model {} does not fit data with {} features and {out_dim} outputs",
+                        INIT_FROM.name,
+                        m.net.arch.describe(),
+                        ds.dim
+                    )));
+                }
+                (m.net, m.steps)
+            }
+            None => {
+                let mut sizes = vec![ds.dim];
+                sizes.extend(&p.hidden);
+                sizes.push(out_dim);
+                let arch = Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
+                arch.check().map_err(StageError::other)?;
+                (initialize(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
+            }
+        };
+        let mut log = train(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress).map_err(StageError::other)?;
+        let steps = log.step.last().copied().unwrap_or(step0);
+        let final_train_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
+        let architecture = Some(net.arch.clone());
+        let snapshots = std::mem::take(&mut log.snapshots);
+        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone() })?;
+        if !snapshots.is_empty() {
+            ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture })?;
+        }
+        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss })
+    }
+}
