@@ -3,6 +3,7 @@ use arrow_array::Array;
 use hesslab_pipeline::read_artifact;
 use std::path::Path;
 
+/// The text `hesslab show` prints.
 pub fn show(path: &Path, rows: usize) -> Result<String, hesslab_pipeline::Error> {
     let a = read_artifact(path, None)?;
     let mut s = format!("{}\n{} rows\nschema:\n", path.display(), a.batch.num_rows());
@@ -23,41 +24,13 @@ pub fn show(path: &Path, rows: usize) -> Result<String, hesslab_pipeline::Error>
     Ok(s)
 }
 
+/// One cell as text (arrow-cast's formatter: every Arrow type, nested lists included), cut
+/// at 80 characters.
 fn cell(a: &dyn Array, r: usize) -> String {
-    if a.is_null(r) {
-        return "null".into();
-    }
-    let opts = arrow_cast_display(a, r);
-    if opts.len() > 80 { format!("{}…", &opts[..opts.char_indices().nth(80).map(|c| c.0).unwrap_or(opts.len())]) } else { opts }
-}
-
-fn arrow_cast_display(a: &dyn Array, r: usize) -> String {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::*;
-    use arrow_schema::DataType as D;
-    match a.data_type() {
-        D::Float64 => format!("{:.6e}", a.as_primitive::<Float64Type>().value(r)),
-        D::UInt32 => a.as_primitive::<UInt32Type>().value(r).to_string(),
-        D::UInt64 => a.as_primitive::<UInt64Type>().value(r).to_string(),
-        D::Int64 => a.as_primitive::<Int64Type>().value(r).to_string(),
-        D::Boolean => a.as_boolean().value(r).to_string(),
-        D::Utf8 => a.as_string::<i32>().value(r).to_string(),
-        D::List(_) => {
-            let v = a.as_list::<i32>().value(r);
-            format!(
-                "[{}]",
-                (0..v.len().min(6)).map(|i| arrow_cast_display(v.as_ref(), i)).collect::<Vec<_>>().join(", ")
-                    + if v.len() > 6 { ", …" } else { "" }
-            )
-        }
-        D::FixedSizeList(_, _) => {
-            let v = a.as_fixed_size_list().value(r);
-            format!(
-                "[{}]",
-                (0..v.len().min(6)).map(|i| arrow_cast_display(v.as_ref(), i)).collect::<Vec<_>>().join(", ")
-                    + if v.len() > 6 { ", …" } else { "" }
-            )
-        }
-        other => format!("<{other:?}>"),
-    }
+    let options = arrow_cast::display::FormatOptions::default().with_null("null");
+    let text = match arrow_cast::display::ArrayFormatter::try_new(a, &options) {
+        Ok(f) => f.value(r).to_string(),
+        Err(e) => format!("<{e}>"),
+    };
+    if text.chars().count() > 80 { format!("{}…", text.chars().take(80).collect::<String>()) } else { text }
 }
