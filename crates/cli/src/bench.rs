@@ -79,6 +79,7 @@ fn peak_rss_gib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `hesslab bench`: time each kernel against its baseline in the same run and print the ratios.
 pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Result<()> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     println!("hesslab bench ({} threads, {activation:?} networks{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });

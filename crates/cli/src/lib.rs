@@ -1,5 +1,6 @@
 //! The hesslab binary's library half: the registry of every stage kind, and helpers the
 //! subcommands share (also used by the integration tests in `tests/`).
+#![warn(missing_docs)]
 use hesslab_pipeline::Registry;
 
 pub mod bench;
