@@ -23,6 +23,9 @@ impl StageKind for DensityPlot {
     fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let d = ctx.read::<Density>(Density::NAME)?;
         let (x, y) = (d.x, d.density);
+        if x.len() < 2 {
+            return Err(StageError::msg(format!("the density has {} grid points; at least 2 are needed to plot it", x.len())));
+        }
         let mut plot = Plot::new("Spectral density (SLQ)", "eigenvalue", "log10 density")
             .line("SLQ", x.iter().zip(&y).map(|(a, b)| (*a, (b.max(1e-12)).log10())).collect());
         if let Some(eigenvalues) = ctx.read_opt::<Eigenvalues>(Eigenvalues::NAME)? {
