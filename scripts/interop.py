@@ -24,7 +24,7 @@ for f in files:
     if f.name in ("matrix.parquet", "eigenvalues.parquet"):
         assert int(meta["dim"]) > 0, f"{f}: `dim` not visible in the Arrow schema"
     if f.name == "model.parquet":
-        assert "sizes" in meta["architecture"], f"{f}: `architecture` not visible in the Arrow schema"
+        assert "modules" in meta["architecture"], f"{f}: `architecture` not visible in the Arrow schema"
     if hasattr(pl, "read_parquet_metadata"):
         pmeta = pl.read_parquet_metadata(f)
         assert pmeta.get("hesslab.kind") == meta["hesslab.kind"], f"{f}: Polars sees no hesslab metadata"
@@ -42,4 +42,80 @@ top = con.execute(
     f"select eigenvalue from read_parquet('{root}/quickstart/main/eigen/eigenvalues.parquet') order by rank limit 3"
 ).fetchall()
 assert top[0][0] >= top[1][0] >= top[2][0] > 0
+
+# The model contract: the `architecture` JSON (torch.nn module names with their constructor
+# arguments) and the rows (tensors in `parameters()` order, PyTorch shapes) rebuild the network
+# outside hesslab. A NumPy re-implementation of the PyTorch modules (NCHW, cross-correlation,
+# floor-mode pooling) must give the training loss the model records.
+import json
+
+import numpy as np
+
+
+def conv2d(x, w, b, stride, padding):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh, ow = (x.shape[2] - kh) // stride[0] + 1, (x.shape[3] - kw) // stride[1] + 1
+    out = np.zeros((n, o, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, :, i : i + stride[0] * oh : stride[0], j : j + stride[1] * ow : stride[1]]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
+    return out + (b[None, :, None, None] if b is not None else 0)
+
+
+def pool(x, k, s, op):
+    n, c, h, w = x.shape
+    oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
+    views = [x[:, :, i : i + s[0] * oh : s[0], j : j + s[1] * ow : s[1]] for i in range(k[0]) for j in range(k[1])]
+    return op(np.stack(views), axis=0)
+
+
+def pair(v):
+    return v if isinstance(v, list) else [v, v]
+
+
+def forward(arch, params, x):
+    x = x.reshape([x.shape[0]] + arch["input_shape"])
+    for m in arch["modules"]:
+        kind = m["module"]
+        if kind == "Linear":
+            w = next(params)
+            x = x @ w.T + (next(params) if m.get("bias", True) else 0)
+        elif kind == "Conv2d":
+            w = next(params)
+            b = next(params) if m.get("bias", True) else None
+            x = conv2d(x, w, b, pair(m.get("stride", 1)), pair(m.get("padding", 0)))
+        elif kind in ("MaxPool2d", "AvgPool2d"):
+            k = pair(m["kernel_size"])
+            x = pool(x, k, pair(m.get("stride") or k), np.max if kind == "MaxPool2d" else np.mean)
+        elif kind == "Flatten":
+            x = x.reshape(x.shape[0], -1)
+        else:
+            x = {"ReLU": lambda z: np.maximum(z, 0), "Tanh": np.tanh, "Sigmoid": lambda z: 1 / (1 + np.exp(-z)), "Identity": lambda z: z}[kind](x)
+    return x
+
+
+rebuilt = 0
+for f in files:
+    if f.name != "model.parquet":
+        continue
+    t = pq.read_table(f)
+    meta = {k.decode(): v.decode() for k, v in t.schema.metadata.items()}
+    arch = json.loads(meta["architecture"])
+    params = iter(np.array(v).reshape(s) for v, s in zip(t.column("values").to_pylist(), t.column("shape").to_pylist()))
+    data = pq.read_table(next(f.parents[1].glob("*/dataset.parquet")))
+    train = np.array(data.column("split").to_pylist()) == "train"
+    x = np.array(data.column("x").to_pylist())[train]
+    y = np.array(data.column("y").to_pylist())[train]
+    assert arch["loss"] == "cross_entropy", f"{f}: the check knows cross-entropy only"
+    logits = forward(arch, params, x)
+    z = logits - logits.max(axis=1, keepdims=True)
+    loss = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+    want = float(meta["final_train_loss"])
+    assert abs(loss - want) <= 1e-10 * max(1.0, abs(want)), f"{f}: NumPy rebuild gives loss {loss}, hesslab recorded {want}"
+    rebuilt += 1
+    print(f"ok  {f.relative_to(root)}: rebuilt from `architecture` in NumPy, loss {loss:.12g} = {want:.12g}")
+assert rebuilt >= 2, f"only {rebuilt} models rebuilt"
 print(f"interop: {checked} passed, 0 failed")

@@ -11,4 +11,24 @@ fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 cargo run --release --quiet -p hesslab-cli -- run pipelines/quickstart.toml --out "$OUT"
+# A small convnet (conv with stride and padding, both poolings) on the vendored 8×8 digits.
+cat > "$OUT/convnet_digits.toml" <<'TOML'
+[pipeline]
+name = "convnet_digits"
+seed = 3
+[stages.data]
+kind = "digits"
+n = 300
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+layers = [
+  { conv2d = { out_channels = 4, kernel_size = 3, padding = 1 } }, "tanh", { max_pool2d = 2 },
+  { conv2d = { out_channels = 6, kernel_size = 2, stride = [1, 2] } }, "relu", { avg_pool2d = { kernel_size = [2, 1] } },
+  "flatten", { linear = 12 }, "relu", { linear = 10 },
+]
+lr = 0.1
+max_steps = 30
+TOML
+cargo run --release --quiet -p hesslab-cli -- run "$OUT/convnet_digits.toml" --out "$OUT"
 "$VENV/bin/python" scripts/interop.py "$OUT"

@@ -4,5 +4,6 @@
 # artifacts with pyarrow, Polars and DuckDB (installed into a local venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install_datasets.sh
 cargo test --workspace --release
 bash scripts/interop.sh

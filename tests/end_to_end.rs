@@ -290,3 +290,41 @@ fn e2_relu_rows_have_k_plus_or_minus_one_outliers() {
     assert_eq!(relu_rows, 20);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The convnet quickstart on the real Fashion-MNIST files of the Debian package (installed by
+/// `scripts/test.sh`), shortened: fewer steps, eigenvalues on a 200-sample subset.
+#[test]
+fn convnet_quickstart_runs_on_fashion_mnist() {
+    let images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+    assert!(Path::new(images).exists(), "{images} is missing: `apt-get install dataset-fashion-mnist` (scripts/test.sh does)");
+    let out = tmp("convnet");
+    let plan = run(
+        "pipelines/convnet_quickstart.toml",
+        &out,
+        &["train.max_steps=60", "top.k=8", "top.max_samples=200", "negative.k=3", "negative.max_samples=200"],
+        2,
+    );
+    let main = out.join("convnet_quickstart/main");
+    use hesslab_pipeline::Port;
+    let ds = hesslab_artifacts::Dataset::decode(&read_artifact(&main.join("data/dataset.parquet"), None).unwrap()).unwrap();
+    assert_eq!(ds.shape, vec![1, 28, 28]);
+    assert_eq!(ds.split.iter().filter(|&&t| t).count(), 1000);
+    for c in 0..10 {
+        assert_eq!(ds.y.iter().zip(&ds.split).filter(|(y, t)| **y == c && **t).count(), 100, "class {c}");
+    }
+    let m = hesslab_artifacts::Model::decode(&read_artifact(&main.join("train/model.parquet"), None).unwrap()).unwrap();
+    assert_eq!(m.net.num_params(), 21840);
+    assert!(matches!(m.net, hesslab_model::Network::Sequential(_)));
+    for (stage, k) in [("top", 8), ("negative", 3)] {
+        let a = read_artifact(&main.join(stage).join("eigenvalues.parquet"), None).unwrap();
+        let r: f64 = a.meta("max_residual").unwrap().parse().unwrap();
+        let ev = eigenvalues(&main.join(stage).join("eigenvalues.parquet"));
+        assert_eq!(ev.len(), k);
+        assert!(r < 1e-6 * ev.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(1.0), "{stage}: max residual {r:e}");
+    }
+    let top = eigenvalues(&main.join("top/eigenvalues.parquet"));
+    let neg = eigenvalues(&main.join("negative/eigenvalues.parquet"));
+    assert!(top[0] > 0.0 && top[0] > neg.iter().fold(0.0f64, |a, b| a.max(b.abs())), "top {top:?} negative {neg:?}");
+    let _ = plan;
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -174,13 +174,31 @@ fn f2_the_reported_panic_triggers_are_errors() {
     let text = format!("[stages.t]\nkind = \"table\"\npath = \"{}\"\n", t.join("label_only.csv").display());
     let e = run_text(&text, &t.join("out"), RunOptions { jobs: 2, ..Default::default() }).unwrap_err();
     assert!(e.contains("has no feature column besides the label"), "{e}");
-    // A model artifact whose architecture has fewer than two sizes, or absurd ones.
+    // A model artifact whose architecture (milestone-1 form or module list) is absurd.
     use hesslab_pipeline::Port;
     let m = hesslab_artifacts::Model { net: common::tiny_model(), steps: 0, final_train_loss: f64::NAN };
-    for sizes in ["[3]", "[]", "[4294967296, 4294967296]", "[2, 0, 1]"] {
+    let legacy = |sizes: &str| format!(r#"{{"sizes":{sizes},"activation":"relu","bias":false,"loss":"mse"}}"#);
+    let modules = |m: &str, shape: &str| format!(r#"{{"modules":{m},"input_shape":{shape},"loss":"mse"}}"#);
+    let linear = r#"{"module":"Linear","in_features":2,"out_features":1,"bias":false}"#;
+    let hostile = [
+        legacy("[3]"),
+        legacy("[]"),
+        legacy("[4294967296, 4294967296]"),
+        legacy("[2, 0, 1]"),
+        modules("[]", "[2]"),
+        modules(r#"[{"module":"Linear","in_features":3,"out_features":1,"bias":false}]"#, "[2]"),
+        modules(r#"[{"module":"Conv2d","in_channels":1,"out_channels":1,"kernel_size":9}]"#, "[1,2,2]"),
+        modules(r#"[{"module":"Linear","in_features":2,"out_features":4294967295}]"#, "[2]"),
+        modules(&format!(r#"[{{"module":"Softmax"}},{linear}]"#), "[2]"),
+        modules(&format!(r#"[{{"module":"Flatten"}},{{"module":"MaxPool2d","kernel_size":2}},{linear}]"#), "[2]"),
+        modules(&format!("[{linear}]"), "[0,0,0,0]"),
+        modules(&format!("[{linear}]"), "[4294967296,4294967296,4294967296]"),
+        modules(r#""x""#, "[2]"),
+    ];
+    for sizes in &hostile {
         let enc = hesslab_artifacts::Model::encode(&m).unwrap();
         let mut meta = enc.metadata.clone();
-        meta.insert("architecture".into(), meta["architecture"].replace("[2,1]", sizes));
+        meta.insert("architecture".into(), sizes.clone());
         let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
         let p = t.join("model.parquet");
         hesslab_pipeline::write_batches_atomic(&p, enc.schema, &batches, &meta).unwrap();

@@ -15,7 +15,10 @@ pub fn full_error(e: &Error) -> String {
 }
 
 /// A 2→1 linear model with two parameters, for tests that need any valid model artifact.
-pub fn tiny_model() -> hesslab_model::Mlp {
-    use hesslab_model::{Activation, Architecture, LossKind, Mlp};
-    Mlp::new(Architecture { sizes: vec![2, 1], activation: Activation::Relu, bias: false, loss: LossKind::Mse }, vec![0.5, 0.5])
+pub fn tiny_model() -> hesslab_model::Network {
+    use hesslab_model::{Activation, Architecture, LossKind, Mlp, Network};
+    Network::Mlp(Mlp::new(
+        Architecture { sizes: vec![2, 1], activation: Activation::Relu, bias: false, loss: LossKind::Mse },
+        vec![0.5, 0.5],
+    ))
 }

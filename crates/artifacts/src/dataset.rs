@@ -17,6 +17,10 @@ const SPLIT: &str = "split";
 
 const NUM_CLASSES: MetaKey = MetaKey { key: "num_classes", doc: "number of classes (every label is below it)" };
 const DIM: MetaKey = MetaKey { key: "dim", doc: "features per example" };
+const SHAPE: MetaKey = MetaKey {
+    key: "shape",
+    doc: "JSON [C, H, W] for images (x holds each example in C, H, W row-major order, PyTorch's NCHW), [d] otherwise",
+};
 const FEATURE_NAMES: MetaKey = MetaKey { key: "feature_names", doc: "JSON list of feature names" };
 const GENERATOR: MetaKey = MetaKey { key: "generator", doc: "JSON: the generator or loader, its parameters, seed and source" };
 
@@ -24,7 +28,7 @@ impl Port for Dataset {
     type Value = hesslab_data::Dataset;
     const NAME: &'static str = "dataset";
     const DOC: &'static str = "examples: x FixedSizeList<Float64>(d), y UInt32 class label, split \"train\"/\"test\"";
-    const METADATA: &'static [MetaKey] = &[NUM_CLASSES, DIM, FEATURE_NAMES, GENERATOR];
+    const METADATA: &'static [MetaKey] = &[NUM_CLASSES, DIM, SHAPE, FEATURE_NAMES, GENERATOR];
     fn schema() -> Schema {
         Schema::new(vec![fixed_f64_field(X, 0), u32_field(Y), utf8_field(SPLIT)])
     }
@@ -43,13 +47,15 @@ impl Port for Dataset {
         let mut m = Meta::new();
         m.put(NUM_CLASSES, ds.num_classes);
         m.put(DIM, ds.dim);
+        m.put(SHAPE, serde_json::to_string(&ds.shape).unwrap_or_default());
         m.put(FEATURE_NAMES, serde_json::to_string(&ds.feature_names).unwrap_or_default());
         m.put(GENERATOR, &ds.info);
         Ok(Encoded::one(batch, m.0))
     }
     fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
         let num = |k: MetaKey| meta.get(k.key).and_then(|v| v.parse().ok());
-        Facts { rows: Some(rows), dim: num(DIM), classes: num(NUM_CLASSES), ..Facts::default() }
+        let shape = meta.get(SHAPE.key).and_then(|s| serde_json::from_str::<Vec<u64>>(s).ok()).and_then(|s| <[u64; 3]>::try_from(s).ok());
+        Facts { rows: Some(rows), dim: num(DIM), classes: num(NUM_CLASSES), shape, ..Facts::default() }
     }
     /// Checks labels against `num_classes` and that every feature is finite.
     fn decode(a: &Artifact) -> Result<Self::Value, StageError> {
@@ -83,6 +89,14 @@ impl Port for Dataset {
         }
         let feature_names = a.meta(FEATURE_NAMES.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let info = a.meta(GENERATOR.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
-        Ok(hesslab_data::Dataset { dim, num_classes, x, y, split, feature_names, info })
+        // Files written before the `shape` key hold flat examples.
+        let shape: Vec<usize> = match a.meta(SHAPE.key) {
+            Some(s) => serde_json::from_str(s).map_err(|e| err(format!("metadata `{}` = `{s}` is not a list of sizes: {e}", SHAPE.key)))?,
+            None => vec![dim],
+        };
+        if shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(dim) || !(shape.len() == 1 || shape.len() == 3) {
+            return Err(err(format!("metadata `{}` = {shape:?} does not describe {dim} features as [d] or [C, H, W]", SHAPE.key)));
+        }
+        Ok(hesslab_data::Dataset { dim, shape, num_classes, x, y, split, feature_names, info })
     }
 }

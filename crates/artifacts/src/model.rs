@@ -4,46 +4,46 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use faer::Mat;
 use hesslab_hessian::{DenseMatrix, symmetrize};
-use hesslab_model::{Architecture, Mlp, TrainLog};
+use hesslab_model::{NetArch, Network, TrainLog};
 use hesslab_pipeline::columns::*;
 use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const ARCHITECTURE: MetaKey =
-    MetaKey { key: "architecture", doc: "JSON: layer sizes, activation, bias, loss — enough to rebuild the network" };
+const ARCHITECTURE: MetaKey = MetaKey {
+    key: "architecture",
+    doc: "JSON {modules, input_shape, loss}: the torch.nn.Sequential modules in order with their constructor arguments (see README, \"Model architecture\")",
+};
 const NUM_PARAMS: MetaKey = MetaKey { key: "num_params", doc: "number of parameters P" };
 const STEPS: MetaKey = MetaKey { key: "steps", doc: "parameter updates behind this model (continued runs count on)" };
 const FINAL_TRAIN_LOSS: MetaKey = MetaKey { key: "final_train_loss", doc: "training loss at the last logged step" };
 
-fn put_network(m: &mut Meta, arch: &Architecture) {
-    m.put(ARCHITECTURE, serde_json::to_string(arch).unwrap_or_default());
+fn put_network(m: &mut Meta, arch: &NetArch) {
+    m.put(ARCHITECTURE, arch.to_json().to_string());
     m.put(NUM_PARAMS, arch.num_params());
 }
 
 /// Parameters and units (widths added up) of the network in `architecture` metadata.
 fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-    let arch = meta.get(ARCHITECTURE.key).and_then(|a| serde_json::from_str::<Architecture>(a).ok());
+    let arch = meta.get(ARCHITECTURE.key).and_then(|a| serde_json::from_str(a).ok()).and_then(|v| NetArch::from_json(&v).ok());
     Facts {
         rows: Some(rows),
         params: meta.get(NUM_PARAMS.key).and_then(|v| v.parse().ok()),
-        units: arch.map(|a| a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64))),
+        units: arch.map(|a| a.units()),
         ..Facts::default()
     }
 }
 
-fn read_architecture(a: &Artifact) -> Result<Architecture, StageError> {
-    let arch: Architecture = serde_json::from_value(a.meta_json(ARCHITECTURE.key)?)
-        .map_err(|e| a.column_error(format!("metadata `{}` does not describe a network: {e}", ARCHITECTURE.key)))?;
-    arch.check().map_err(|m| a.column_error(format!("metadata `{}`: {m}", ARCHITECTURE.key)))?;
-    Ok(arch)
+fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
+    let v = a.meta_json(ARCHITECTURE.key)?;
+    Ok(NetArch::from_json(&v).map_err(|e| a.column_error(format!("metadata `{}` does not describe a network: {e}", ARCHITECTURE.key)))?)
 }
 
 /// A trained network: the `model` port.
 #[derive(Debug, Clone)]
 pub struct Model {
     /// The network and its parameters.
-    pub net: Mlp,
+    pub net: Network,
     /// Parameter updates behind it (0 for a fresh initialization).
     pub steps: u64,
     /// Training loss at the last logged step (NaN when unknown).
@@ -63,19 +63,19 @@ impl Port for Model {
         Schema::new(vec![utf8_field(TENSOR), list_u64_field(SHAPE), list_f64_field(VALUES)])
     }
     fn encode(m: &Self) -> Result<Encoded<'_>, StageError> {
-        let t = m.net.arch.tensors();
+        let t = m.net.tensors();
         let shapes: Vec<Vec<u64>> = t.iter().map(|(_, s, _)| s.iter().map(|&x| x as u64).collect()).collect();
         let batch = RecordBatch::try_new(
             Arc::new(Self::schema()),
             vec![
                 utf8_array(t.iter().map(|(n, _, _)| n.as_str())),
                 list_u64_array(shapes.iter().map(|s| s.as_slice())),
-                list_f64_array(t.iter().map(|(_, _, r)| &m.net.params[r.clone()])),
+                list_f64_array(t.iter().map(|(_, _, r)| &m.net.params()[r.clone()])),
             ],
         )
         .map_err(StageError::other)?;
         let mut meta = Meta::new();
-        put_network(&mut meta, &m.net.arch);
+        put_network(&mut meta, &m.net.arch());
         meta.put(STEPS, m.steps);
         meta.put_f64(FINAL_TRAIN_LOSS, m.final_train_loss);
         Ok(Encoded::one(batch, meta.0))
@@ -103,7 +103,7 @@ impl Port for Model {
             return Err(err(format!("column `{VALUES}` holds NaN or infinite parameters")));
         }
         Ok(Model {
-            net: Mlp::new(arch, params),
+            net: Network::new(arch, params),
             steps: parsed(a, STEPS).unwrap_or(0),
             final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
         })
@@ -116,7 +116,7 @@ pub struct Log {
     /// The metrics (its `snapshots` are not part of this artifact: see [`Trajectory`]).
     pub metrics: TrainLog,
     /// The trained network's architecture.
-    pub architecture: Option<Architecture>,
+    pub architecture: Option<NetArch>,
 }
 
 const STEP: &str = "step";
@@ -190,7 +190,7 @@ pub struct Trajectory {
     /// (step, flat parameters in PyTorch order).
     pub snapshots: Vec<(u64, Vec<f64>)>,
     /// The network's architecture.
-    pub architecture: Option<Architecture>,
+    pub architecture: Option<NetArch>,
 }
 
 impl Port for Trajectory {
@@ -236,7 +236,7 @@ pub struct Matrix {
     /// The tensors it is restricted to (empty = all parameters).
     pub tensors: Vec<String>,
     /// The network it belongs to.
-    pub architecture: Option<Architecture>,
+    pub architecture: Option<NetArch>,
 }
 
 const ROW: &str = "row";
@@ -270,7 +270,7 @@ impl Port for Matrix {
         }
         meta.put(TENSORS, serde_json::to_string(&m.tensors).unwrap_or_default());
         if let Some(arch) = &m.architecture {
-            meta.put(ARCHITECTURE, serde_json::to_string(arch).unwrap_or_default());
+            meta.put(ARCHITECTURE, arch.to_json().to_string());
         }
         let rows_per_batch = (1 << 20) / p.max(1) + 1;
         let batch_schema = schema.clone();

@@ -49,12 +49,19 @@ fn gemm_rate(n: usize, k: usize, m: usize) -> f64 {
     2.0 * (n * k * m) as f64 / t
 }
 
-fn net(sizes: Vec<usize>, n: usize, seed: u64, activation: Activation) -> (Mlp, Split) {
+fn net(sizes: Vec<usize>, n: usize, seed: u64, activation: Activation) -> (Network, Split) {
     let k = *sizes.last().unwrap();
     let ds =
         GaussianMixture::generate(&MixtureParams { classes: k, dim: sizes[0], samples: n, test_fraction: 0.0, ..Default::default() }, seed);
     let arch = Architecture { sizes, activation, bias: true, loss: LossKind::CrossEntropy };
-    (initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed), ds.train())
+    (Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed)), ds.train())
+}
+
+fn mlp_arch(m: &Network) -> Architecture {
+    match m {
+        Network::Mlp(m) => m.arch.clone(),
+        Network::Sequential(_) => unreachable!("the MLP benchmarks build MLPs"),
+    }
 }
 
 /// FLOPs of one exact HVP by the batched R-operator (matrix-product terms only).
@@ -116,7 +123,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
             }
             if want("dense") {
                 let t_dense = best(2, || materialize(&op, Some((&op, None)), 8, &Progress::hidden()).1);
-                let rate = hvp_flops(&m.arch, 1000) * p as f64 / t_dense;
+                let rate = hvp_flops(&mlp_arch(&m), 1000) * p as f64 / t_dense;
                 let g = gemm_rate(1000, 512, 1000.max(p / 4));
                 println!(
                     "  dense H (best of 2): {:.2} s, {:.1} GFLOP/s; faer GEMM (best of 5) (1000×512×{}) {:.1} GFLOP/s; ratio {:.2}",
@@ -134,6 +141,9 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
             }
         }
     }
+    if want("conv") {
+        conv_bench(quick);
+    }
     if want("dense20k") && !quick {
         // Peak memory of a dense Hessian with P ≈ 20 000 (bound: 1.5 × 8·P² plus the data).
         let (m, d) = net(vec![100, 100, 100, 10], 1000, 3, activation);
@@ -145,7 +155,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
         let bound = 1.5 * 8.0 * (p * p) as f64 / (1u64 << 30) as f64;
         println!(
             "dense H with P = {p}: {t:.1} s, {:.1} GFLOP/s; peak RSS {:.2} GiB vs bound 1.5·8·P² = {bound:.2} GiB",
-            hvp_flops(&op.model.arch, 1000) * p as f64 / t / 1e9,
+            hvp_flops(&mlp_arch(&op.model), 1000) * p as f64 / t / 1e9,
             peak_rss_gib()
         );
         drop(h);
@@ -165,7 +175,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
         let ds = GaussianMixture::generate(&MixtureParams::default(), 7);
         let (tr, te) = (ds.train(), ds.test());
         let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
-        let mut m = initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1);
+        let mut m = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
         train(
             &mut m,
             &TrainParams { lr: 0.1, max_steps: if quick { 200 } else { 3000 }, target_loss: 1e-3, ..Default::default() },
@@ -203,7 +213,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
         let (lo, hi) = r.range();
         println!(
             "SLQ on {} (P = {}, N = 1000): {} steps × 2 probes in {:.1} s, {} HVPs, spectrum range [{lo:.3e}, {hi:.3e}], peak RSS {:.2} GiB",
-            m.arch.describe(),
+            m.describe(),
             m.num_params(),
             steps,
             t0.elapsed().as_secs_f64(),
@@ -212,4 +222,65 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+/// S18 E4's convnet on 1×28×28 inputs: 2×(conv 5×5, ReLU, max-pool 2) + 2 linear layers.
+pub fn e4_convnet() -> NetArch {
+    let conv = |c| LayerSpec::Conv2d { out_channels: c, kernel_size: [5, 5], stride: [1, 1], padding: [0, 0], bias: true };
+    let pool = LayerSpec::MaxPool2d { kernel_size: [2, 2], stride: [2, 2] };
+    let relu = LayerSpec::Activation(Activation::Relu);
+    let layers = vec![
+        conv(10),
+        relu.clone(),
+        pool.clone(),
+        conv(20),
+        relu.clone(),
+        pool,
+        LayerSpec::Flatten,
+        LayerSpec::Linear { out_features: 50, bias: true },
+        relu,
+        LayerSpec::Linear { out_features: 10, bias: true },
+    ];
+    NetArch::new(Shape::Image { c: 1, h: 28, w: 28 }, layers, LossKind::CrossEntropy).expect("the E4 network resolves")
+}
+
+/// Multiply-adds ×2 of a forward pass of `n` samples through the convolutions and linear layers.
+fn forward_flops(arch: &NetArch, n: usize) -> f64 {
+    let NetArch::Sequential(s) = arch else { return 0.0 };
+    s.layers
+        .iter()
+        .map(|l| match *l {
+            Layer::Conv2d { win, c_out, .. } => 2.0 * (n * win.out_hw() * win.patch() * c_out) as f64,
+            Layer::Linear { n_in, n_out, .. } => 2.0 * (n * n_in * n_out) as f64,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn conv_bench(quick: bool) {
+    let n = if quick { 256 } else { 1000 };
+    let arch = e4_convnet();
+    let m = initialize_network(&arch, Init::KaimingUniform, 0.0, 0.0, 3);
+    let mut rng = Rng::new(4);
+    let x = Mat::from_fn(n, 784, |_, _| rng.uniform_in(0.0, 1.0));
+    let y: Vec<u32> = (0..n).map(|_| rng.below(10) as u32).collect();
+    let d = Split { x, y, num_classes: 10 };
+    let p = m.num_params();
+    let reps = if quick { 2 } else { 5 };
+    let t_fwd = best(reps, || m.evaluate(d.x.as_ref(), &d.y));
+    let t_grad = best(reps, || m.loss_grad(d.x.as_ref(), &d.y));
+    let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
+    let v: Vec<f64> = (0..p).map(|i| (i as f64).sin()).collect();
+    let t_hvp = best(reps, || op.apply_vec(&v));
+    println!("E4 convnet {} (P = {p}, N = {n})", m.describe());
+    println!("  HVP / gradient time            {:.2}  (HVP {:.1} ms, gradient {:.1} ms)", t_hvp / t_grad, t_hvp * 1e3, t_grad * 1e3);
+    let rate = forward_flops(&arch, n) / t_fwd;
+    let g = gemm_rate(1000, 512, 1000);
+    println!(
+        "  forward {:.1} ms = {:.1} GFLOP/s; faer GEMM (1000×512×1000) {:.1} GFLOP/s; ratio {:.2}",
+        t_fwd * 1e3,
+        rate / 1e9,
+        g / 1e9,
+        rate / g
+    );
 }

@@ -14,6 +14,9 @@ pub const MAX_CLASSES: usize = 1 << 20;
 pub struct Dataset {
     /// Features per example.
     pub dim: usize,
+    /// Shape of one example: [C, H, W] for images (features in C, H, W row-major order, as
+    /// PyTorch's NCHW), [dim] otherwise.
+    pub shape: Vec<usize>,
     /// Number of classes; every label is below it.
     pub num_classes: usize,
     /// Features, `len × dim` row-major.

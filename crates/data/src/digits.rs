@@ -121,6 +121,7 @@ pub fn load_digits(p: &DigitsParams, seed: u64) -> Result<Dataset> {
     let scale = if p.scale == PixelScaling::Unit { 1.0 / 16.0 } else { 1.0 };
     let mut ds = Dataset {
         dim: 64,
+        shape: vec![1, 8, 8],
         num_classes: 10,
         x: keep.iter().flat_map(|&(i, _)| x[i * 64..(i + 1) * 64].iter().map(|v| v * scale)).collect(),
         y: keep.iter().map(|&(i, _)| y[i]).collect(),

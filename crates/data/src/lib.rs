@@ -12,5 +12,8 @@ pub mod rng;
 pub use dataset::{Dataset, MAX_CLASSES, Split, TEST, TRAIN};
 pub use digits::{DigitsParams, PixelScaling, gunzip, load_digits, parse_digits_csv, stratified_split};
 pub use error::{DataError, Result};
-pub use loaders::{CIFAR_RECORD, CifarParams, IdxParams, load_cifar10, load_idx, parse_idx, subsample};
+pub use loaders::{
+    CIFAR_RECORD, CifarParams, IdxParams, MAX_IDX_BYTES, balanced_split, idx_dims, load_cifar10, load_idx, parse_idx, read_idx_file,
+    subsample,
+};
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};

@@ -78,6 +78,7 @@ impl GaussianMixture {
         }
         let mut ds = Dataset {
             dim: d,
+            shape: vec![d],
             num_classes: k,
             x,
             y,

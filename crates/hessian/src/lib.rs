@@ -6,6 +6,9 @@ mod dense;
 mod error;
 mod operator;
 mod rop;
+mod rop_mlp;
+mod rop_seq;
+mod scratch;
 mod spec;
 
 pub use dense::{DenseMatrix, materialize, symmetrize};

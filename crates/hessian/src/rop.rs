@@ -4,40 +4,15 @@
 //!
 //! Per chunk of samples the forward pass, the loss derivatives and the back-propagated signals
 //! are computed once when the operator is built; an application then costs one R-forward and
-//! one R-backward pass, expressed as matrix products over the k vectors of the block.
+//! one R-backward pass, expressed as matrix products over the k vectors of the block. The
+//! kernels are per network family: `rop_mlp` (fused fully connected layers) and `rop_seq`
+//! (convolution, pooling and linear layers).
 use crate::operator::{Counter, LinearOperator};
-use faer::{Accum, Mat, MatMut, MatRef};
+use crate::scratch::{recycle, zeroed};
+use faer::{Mat, MatMut, MatRef};
 use hesslab_data::Split;
-use hesslab_model::{Activation, Forward, LayerLayout, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t};
+use hesslab_model::Network;
 use rayon::prelude::*;
-
-thread_local! {
-    /// Temporaries of the R-operator kernel, reused by shape: an operator is applied thousands of
-    /// times with the same shapes, and fresh multi-megabyte allocations cost page faults and
-    /// zeroing (a third of the time of dense materialization before this pool).
-    static SCRATCH: std::cell::RefCell<std::collections::HashMap<(usize, usize), Vec<Mat<f64>>>> = Default::default();
-}
-
-/// A matrix of the given shape with unspecified contents (callers overwrite or zero it).
-fn scratch(r: usize, c: usize) -> Mat<f64> {
-    SCRATCH.with(|p| p.borrow_mut().get_mut(&(r, c)).and_then(|v| v.pop())).unwrap_or_else(|| Mat::zeros(r, c))
-}
-
-fn zeroed(r: usize, c: usize) -> Mat<f64> {
-    let mut m = scratch(r, c);
-    m.fill(0.0);
-    m
-}
-
-fn recycle(m: Mat<f64>) {
-    SCRATCH.with(|p| {
-        let mut p = p.borrow_mut();
-        let v = p.entry((m.nrows(), m.ncols())).or_default();
-        if v.len() < 8 {
-            v.push(m);
-        }
-    });
-}
 
 /// Which curvature matrix an operator applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -68,29 +43,24 @@ impl CurvatureKind {
     }
 }
 
-struct ChunkCache {
-    r0: usize,
-    r1: usize,
-    fwd: Forward,
-    probs: Mat<f64>,
-    /// Back-propagated signals ∂L/∂z_l (already divided by N).
-    sig: Vec<Mat<f64>>,
-    /// σ'(z_l), and (G_{l+1} W_{l+1}) ⊙ σ''(z_l), for hidden layers.
-    d1: Vec<Mat<f64>>,
-    gw_d2: Vec<Option<Mat<f64>>>,
-    loss_sum: f64,
+/// A network's cached passes over fixed chunks of samples: each chunk's share of a
+/// curvature-block product.
+pub(crate) trait ChunkedCurvature: Send + Sync {
+    /// Chunks of samples.
+    fn num_chunks(&self) -> usize;
+    /// out (zeroed on entry, P × k) = chunk i's contribution to A·v (already divided by N).
+    fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>);
 }
 
 /// A curvature operator of a network's mean loss over a fixed set of samples.
 pub struct ModelCurvature {
     /// The network at whose parameters the curvature is taken.
-    pub model: Mlp,
+    pub model: Network,
     /// The examples the loss averages over.
     pub data: Split,
     /// Which curvature matrix.
     pub kind: CurvatureKind,
-    layers: Vec<LayerLayout>,
-    cache: Vec<ChunkCache>,
+    chunks: Box<dyn ChunkedCurvature>,
     mean_grad: Vec<f64>,
     /// The mean loss at the parameters.
     pub loss: f64,
@@ -98,58 +68,20 @@ pub struct ModelCurvature {
 }
 
 impl ModelCurvature {
-    /// The operator, with the forward pass, loss derivatives and back-propagated signals cached per chunk of samples.
-    pub fn new(model: Mlp, data: Split, kind: CurvatureKind) -> Self {
-        let layers = model.arch.layers();
-        let n = data.len();
-        let act = model.arch.activation;
-        let second_order = !matches!(act, Activation::Relu | Activation::Identity);
-        let cache: Vec<ChunkCache> = chunks(n)
-            .into_par_iter()
-            .map(|(r0, r1)| {
-                let x = data.x.as_ref().subrows(r0, r1 - r0);
-                let fwd = model.forward(x);
-                let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
-                let mut g = le.dz;
-                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
-                let sig = model.backprop(&model.params, &fwd, g);
-                let nl = layers.len();
-                let mut d1 = Vec::new();
-                let mut gw_d2 = Vec::new();
-                for l in 0..nl - 1 {
-                    let (z, a) = (&fwd.z[l], &fwd.a[l]);
-                    d1.push(Mat::from_fn(z.nrows(), z.ncols(), |i, j| act.d1(z[(i, j)], a[(i, j)])));
-                    if second_order {
-                        // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
-                        let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
-                        mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
-                        for j in 0..z.ncols() {
-                            for i in 0..z.nrows() {
-                                gw[(i, j)] *= act.d2(z[(i, j)], a[(i, j)]);
-                            }
-                        }
-                        gw_d2.push(Some(gw));
-                    } else {
-                        gw_d2.push(None);
-                    }
-                }
-                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum }
-            })
-            .collect();
-        // Loss and mean gradient from the cached passes (the signals are already divided by N),
-        // summed in chunk order like `Mlp::loss_grad`.
-        let mut mean_grad = vec![0.0; model.num_params()];
-        let mut loss = 0.0;
-        for c in &cache {
-            let mut part = vec![0.0; model.num_params()];
-            model.accumulate(data.x.as_ref().subrows(c.r0, c.r1 - c.r0), &c.fwd, &c.sig, &mut part);
-            mean_grad.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-            loss += c.loss_sum;
-        }
-        if n > 0 {
-            loss /= n as f64;
-        }
-        ModelCurvature { model, data, kind, layers, cache, mean_grad, loss, count: Counter::default() }
+    /// The operator, with the forward pass, loss derivatives and back-propagated signals
+    /// cached per chunk of samples.
+    pub fn new(model: Network, data: Split, kind: CurvatureKind) -> Self {
+        let (chunks, loss, mean_grad): (Box<dyn ChunkedCurvature>, f64, Vec<f64>) = match &model {
+            Network::Mlp(m) => {
+                let (c, l, g) = crate::rop_mlp::MlpChunks::new(m.clone(), &data);
+                (Box::new(c), l, g)
+            }
+            Network::Sequential(s) => {
+                let (c, l, g) = crate::rop_seq::SeqChunks::new(s.clone(), &data);
+                (Box::new(c), l, g)
+            }
+        };
+        ModelCurvature { model, data, kind, chunks, mean_grad, loss, count: Counter::default() }
     }
 
     /// Examples the loss averages over.
@@ -165,24 +97,22 @@ impl ModelCurvature {
     fn apply_impl(&self, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>, parallel: bool) {
         let p = self.model.num_params();
         let k = v.ncols();
-        let part = |c: &ChunkCache| {
+        let part = |i: usize| {
             let mut o = zeroed(p, k);
-            match self.kind {
-                CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(c, v, o.as_mut()),
-                _ => self.rop_chunk(c, v, &mut o),
-            }
+            self.chunks.part(&self.data, self.kind, i, v, &mut o);
             o
         };
         out.fill(0.0);
+        let n = self.chunks.num_chunks();
         if parallel {
-            let parts: Vec<Mat<f64>> = self.cache.par_iter().map(part).collect();
+            let parts: Vec<Mat<f64>> = (0..n).into_par_iter().map(part).collect();
             for pm in parts {
                 out += &pm;
                 recycle(pm);
             }
         } else {
-            for c in &self.cache {
-                let pm = part(c);
+            for i in 0..n {
+                let pm = part(i);
                 out += &pm;
                 recycle(pm);
             }
@@ -204,244 +134,6 @@ impl ModelCurvature {
         self.count.add(v.ncols());
         self.apply_impl(v, out, false);
     }
-
-    /// dst_j (+)= src_j · m for every block j of horizontally stacked matrices
-    /// (src: nc × k·a, dst: nc × k·b, m: a × b). The k small products become one tall product
-    /// (k·nc × a)·(a × b) on a vertically stacked copy, which faer runs much faster.
-    fn blockwise_product(dst: &mut Mat<f64>, acc: Accum, src: &Mat<f64>, m: MatRef<'_, f64>, k: usize) {
-        let (nc, a, b) = (src.nrows(), m.nrows(), m.ncols());
-        let mut tall = scratch(k * nc, a);
-        for j in 0..k {
-            for i in 0..a {
-                tall.col_as_slice_mut(i)[j * nc..(j + 1) * nc].copy_from_slice(src.col_as_slice(j * a + i));
-            }
-        }
-        let mut prod = scratch(k * nc, b);
-        mm(prod.as_mut(), Accum::Replace, tall.as_ref(), m);
-        for j in 0..k {
-            for i in 0..b {
-                let (d, s) = (dst.col_as_slice_mut(j * b + i), &prod.col_as_slice(i)[j * nc..(j + 1) * nc]);
-                match acc {
-                    Accum::Replace => d.copy_from_slice(s),
-                    Accum::Add => d.iter_mut().zip(s).for_each(|(x, y)| *x += y),
-                }
-            }
-        }
-        recycle(tall);
-        recycle(prod);
-    }
-
-    /// V's layer-l weights for every vector, as n_in × (k·n_out): [Vᵀ⁽¹⁾ | … | Vᵀ⁽ᵏ⁾].
-    fn stack_wt(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
-        let (ni, no) = (ly.n_in, ly.n_out);
-        let k = v.ncols();
-        let mut m = scratch(ni, k * no);
-        for j in 0..k {
-            match v.col(j).try_as_col_major() {
-                // Row o of W⁽ʲ⁾ is contiguous in column j of V: copy it whole.
-                Some(vc) => {
-                    let vc = vc.as_slice();
-                    for o in 0..no {
-                        m.col_as_slice_mut(j * no + o).copy_from_slice(&vc[ly.w + o * ni..ly.w + (o + 1) * ni]);
-                    }
-                }
-                None => {
-                    for o in 0..no {
-                        let col = m.col_as_slice_mut(j * no + o);
-                        for (i, x) in col.iter_mut().enumerate() {
-                            *x = v[(ly.w + o * ni + i, j)];
-                        }
-                    }
-                }
-            }
-        }
-        m
-    }
-    /// [V⁽¹⁾ | … | V⁽ᵏ⁾] as n_out × (k·n_in).
-    fn stack_w(v: MatRef<'_, f64>, ly: &LayerLayout) -> Mat<f64> {
-        let (ni, no) = (ly.n_in, ly.n_out);
-        let k = v.ncols();
-        let mut m = scratch(no, k * ni);
-        for j in 0..k {
-            for i in 0..ni {
-                let col = m.col_as_slice_mut(j * ni + i);
-                for (o, x) in col.iter_mut().enumerate() {
-                    *x = v[(ly.w + o * ni + i, j)];
-                }
-            }
-        }
-        m
-    }
-
-    fn rop_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
-        let kind = self.kind;
-        let with_loss = kind != CurvatureKind::Residual;
-        let with_second = kind != CurvatureKind::GaussNewton;
-        let w = &self.model.params;
-        let x = self.data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
-        let nc = c.r1 - c.r0;
-        let k = v.ncols();
-        let inv_n = 1.0 / self.data.len() as f64;
-        let nl = self.layers.len();
-        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors (nc × k·n_out).
-        let mut rz: Vec<Mat<f64>> = Vec::with_capacity(nl);
-        let mut ra: Vec<Mat<f64>> = Vec::with_capacity(nl);
-        for (l, ly) in self.layers.iter().enumerate() {
-            let no = ly.n_out;
-            let mut rzl = scratch(nc, k * no);
-            let input = c.fwd.input(x, l);
-            let vt = Self::stack_wt(v, ly);
-            mm(rzl.as_mut(), Accum::Replace, input, vt.as_ref());
-            recycle(vt);
-            if l > 0 {
-                Self::blockwise_product(&mut rzl, Accum::Add, &ra[l - 1], weight_t(w, ly), k);
-            }
-            if let Some(b) = ly.b {
-                for j in 0..k {
-                    for o in 0..no {
-                        let vb = v[(b + o, j)];
-                        if vb != 0.0 {
-                            rzl.col_as_slice_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
-                        }
-                    }
-                }
-            }
-            if l + 1 < nl {
-                let d1 = &c.d1[l];
-                let mut ral = scratch(nc, k * no);
-                for col in 0..k * no {
-                    let (dst, src, d) = (ral.col_as_slice_mut(col), rzl.col_as_slice(col), d1.col_as_slice(col % no));
-                    for ((a, b), e) in dst.iter_mut().zip(src).zip(d) {
-                        *a = b * e;
-                    }
-                }
-                ra.push(ral);
-            }
-            rz.push(rzl);
-        }
-        // R-backward.
-        let cdim = self.layers[nl - 1].n_out;
-        let mut rg = if with_loss { scratch(nc, k * cdim) } else { zeroed(nc, k * cdim) };
-        if with_loss {
-            for j in 0..k {
-                loss_hess_apply(
-                    self.model.arch.loss,
-                    c.probs.as_ref(),
-                    rz[nl - 1].as_ref().subcols(j * cdim, cdim),
-                    rg.as_mut().subcols_mut(j * cdim, cdim),
-                );
-            }
-            for col in 0..k * cdim {
-                rg.col_as_slice_mut(col).iter_mut().for_each(|x| *x *= inv_n);
-            }
-        }
-
-        for l in (0..nl).rev() {
-            let ly = &self.layers[l];
-            let (ni, no) = (ly.n_in, ly.n_out);
-            let input = c.fwd.input(x, l);
-            // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l), scattered into column j of out.
-            let mut gw = scratch(ni, k * no);
-            mm(gw.as_mut(), Accum::Replace, input.transpose(), rg.as_ref());
-            let second = with_second && l > 0;
-            let mut t2 = scratch(if second { k * ni } else { 0 }, no);
-            if second {
-                mm(t2.as_mut(), Accum::Replace, ra[l - 1].as_ref().transpose(), c.sig[l].as_ref());
-            }
-            for j in 0..k {
-                let oc = out.col_as_slice_mut(j);
-                for o in 0..no {
-                    let dst = &mut oc[ly.w + o * ni..ly.w + (o + 1) * ni];
-                    for (d, s) in dst.iter_mut().zip(gw.col_as_slice(j * no + o)) {
-                        *d += s;
-                    }
-                    if second {
-                        for (d, s) in dst.iter_mut().zip(&t2.col_as_slice(o)[j * ni..(j + 1) * ni]) {
-                            *d += s;
-                        }
-                    }
-                }
-                if let Some(b) = ly.b {
-                    for o in 0..no {
-                        oc[b + o] += rg.col_as_slice(j * no + o).iter().sum::<f64>();
-                    }
-                }
-            }
-            recycle(gw);
-            recycle(t2);
-            if l == 0 {
-                break;
-            }
-            // RG_{l-1} = (RG_l W_l + G_l V_l) ⊙ σ' + (G_l W_l) ⊙ σ'' ⊙ RZ_{l-1}.
-            let mut t = scratch(nc, k * ni);
-            Self::blockwise_product(&mut t, Accum::Replace, &rg, weight_t(w, ly).transpose(), k);
-            if with_second {
-                let vs = Self::stack_w(v, ly);
-                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), vs.as_ref());
-                recycle(vs);
-            }
-            let d1 = &c.d1[l - 1];
-            let gwd2 = if with_second { c.gw_d2[l - 1].as_ref() } else { None };
-            let rzp = &rz[l - 1];
-            for col in 0..k * ni {
-                let u = col % ni;
-                let dcol = d1.col_as_slice(u);
-                let tc = t.col_as_slice_mut(col);
-                for (a, d) in tc.iter_mut().zip(dcol) {
-                    *a *= d;
-                }
-                if let Some(g2) = gwd2 {
-                    for ((a, g), r) in tc.iter_mut().zip(g2.col_as_slice(u)).zip(rzp.col_as_slice(col)) {
-                        *a += g * r;
-                    }
-                }
-            }
-            recycle(std::mem::replace(&mut rg, t));
-        }
-        recycle(rg);
-        rz.into_iter().chain(ra).for_each(recycle);
-    }
-
-    /// Empirical Fisher block product: (1/N) Σᵢ gᵢ (gᵢᵀ v).
-    fn fisher_chunk(&self, c: &ChunkCache, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
-        let x = self.data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
-        let nc = c.r1 - c.r0;
-        let n = self.data.len() as f64;
-        let k = v.ncols();
-        // Per-sample signals Δ_l = N · sig_l; s = gᵢᵀ v (nc × k).
-        let mut s = Mat::<f64>::zeros(nc, k);
-        for (l, ly) in self.layers.iter().enumerate() {
-            let no = ly.n_out;
-            let input = c.fwd.input(x, l);
-            let mut av = Mat::<f64>::zeros(nc, k * no);
-            mm(av.as_mut(), Accum::Replace, input, Self::stack_wt(v, ly).as_ref());
-            if let Some(b) = ly.b {
-                for j in 0..k {
-                    for o in 0..no {
-                        let vb = v[(b + o, j)];
-                        av.col_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
-                    }
-                }
-            }
-            let sig = &c.sig[l];
-            for j in 0..k {
-                for o in 0..no {
-                    for i in 0..nc {
-                        s[(i, j)] += n * sig[(i, o)] * av[(i, j * no + o)];
-                    }
-                }
-            }
-        }
-        // out_j = Σᵢ s_ij gᵢ / N = Σᵢ (s_ij/N) · N·sig_i ⊗ a_i = Σᵢ s_ij sig_i ⊗ a_i.
-        for j in 0..k {
-            let scaled: Vec<Mat<f64>> = c.sig.iter().map(|sg| Mat::from_fn(nc, sg.ncols(), |i, o| sg[(i, o)] * s[(i, j)])).collect();
-            let mut col = vec![0.0; self.model.num_params()];
-            self.model.accumulate(x, &c.fwd, &scaled, &mut col);
-            for (i, val) in col.iter().enumerate() {
-                out[(i, j)] += val;
-            }
-        }
-    }
 }
 
 impl LinearOperator for ModelCurvature {
@@ -456,15 +148,15 @@ impl LinearOperator for ModelCurvature {
         self.count.get()
     }
     fn describe(&self) -> String {
-        format!("{} of {} over {} samples", self.kind.name(), self.model.arch.describe(), self.data.len())
+        format!("{} of {} over {} samples", self.kind.name(), self.model.describe(), self.data.len())
     }
 }
 
 /// Central finite-difference Hessian-vector product of the mean loss: an independent
 /// cross-check only (it is not exact).
-pub fn finite_difference_hvp(model: &Mlp, data: &Split, v: &[f64], eps: f64) -> Vec<f64> {
-    let wp: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w + eps * d).collect();
-    let wm: Vec<f64> = model.params.iter().zip(v).map(|(w, d)| w - eps * d).collect();
+pub fn finite_difference_hvp(model: &Network, data: &Split, v: &[f64], eps: f64) -> Vec<f64> {
+    let wp: Vec<f64> = model.params().iter().zip(v).map(|(w, d)| w + eps * d).collect();
+    let wm: Vec<f64> = model.params().iter().zip(v).map(|(w, d)| w - eps * d).collect();
     let (_, gp) = model.loss_grad_at(&wp, data.x.as_ref(), &data.y);
     let (_, gm) = model.loss_grad_at(&wm, data.x.as_ref(), &data.y);
     gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * eps)).collect()

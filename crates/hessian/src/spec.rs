@@ -2,7 +2,7 @@
 use crate::rop::CurvatureKind;
 use crate::{HessianError, LinearOperator, ModelCurvature, Restricted, Result};
 use hesslab_data::{Dataset, Split, rng::Rng};
-use hesslab_model::Mlp;
+use hesslab_model::Network;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -104,11 +104,11 @@ impl OperatorSpec {
     }
 
     /// Parameter indices of the named tensors.
-    pub fn index(&self, model: &Mlp) -> Result<Option<Vec<usize>>> {
+    pub fn index(&self, model: &Network) -> Result<Option<Vec<usize>>> {
         if self.tensors.is_empty() {
             return Ok(None);
         }
-        let t = model.arch.tensors();
+        let t = model.tensors();
         let mut idx = Vec::new();
         for name in &self.tensors {
             let (_, _, r) = t.iter().find(|(n, _, _)| n == name).ok_or_else(|| HessianError::UnknownTensor {
@@ -123,14 +123,14 @@ impl OperatorSpec {
     }
 
     /// The operator on `model`'s loss over `ds`, ready to apply.
-    pub fn build(&self, model: Mlp, ds: &Dataset, seed: u64) -> Result<BuiltOperator> {
+    pub fn build(&self, model: Network, ds: &Dataset, seed: u64) -> Result<BuiltOperator> {
         let index = self.index(&model)?;
         let split = self.select(ds, seed);
         if split.is_empty() {
             return Err(HessianError::NoSamples(self.samples));
         }
-        if split.x.ncols() != model.arch.input_dim() {
-            return Err(HessianError::InputMismatch { model: model.arch.input_dim(), data: split.x.ncols() });
+        if split.x.ncols() != model.input_dim() {
+            return Err(HessianError::InputMismatch { model: model.input_dim(), data: split.x.ncols() });
         }
         let curvature = Arc::new(ModelCurvature::new(model, split, self.operator));
         let op: Arc<dyn LinearOperator> = match &index {

@@ -6,9 +6,9 @@ use hesslab_model::*;
 use hesslab_progress::Progress;
 use std::sync::Arc;
 
-fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: bool, n: usize) -> (Mlp, Split) {
+fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: bool, n: usize) -> (Network, Split) {
     let arch = Architecture { sizes: sizes.clone(), activation: act, bias, loss };
-    let m = initialize(&arch, Init::Normal, 0.6, 1.0, seed);
+    let m = Network::Mlp(initialize(&arch, Init::Normal, 0.6, 1.0, seed));
     let mut rng = Rng::new(seed + 7);
     let x = Mat::from_fn(n, sizes[0], |_, _| rng.normal());
     let classes = if loss == LossKind::Logistic { 2 } else { *sizes.last().unwrap() };
@@ -16,7 +16,7 @@ fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: boo
     (m, Split { x, y, num_classes: classes })
 }
 
-fn dense(m: &Mlp, d: &Split, kind: CurvatureKind) -> Mat<f64> {
+fn dense(m: &Network, d: &Split, kind: CurvatureKind) -> Mat<f64> {
     let cv = ModelCurvature::new(m.clone(), d.clone(), kind);
     materialize(&cv, Some((&cv, None)), 7, &Progress::hidden()).0
 }
@@ -174,9 +174,9 @@ fn dense_hessian_equals_finite_difference_gradient_columns() {
     let eps = 1e-5;
     let mut fd = Mat::<f64>::zeros(p, p);
     for j in 0..p {
-        let mut wp = m.params.clone();
+        let mut wp = m.params().to_vec();
         wp[j] += eps;
-        let mut wm = m.params.clone();
+        let mut wm = m.params().to_vec();
         wm[j] -= eps;
         let gp = m.loss_grad_at(&wp, d.x.as_ref(), &d.y).1;
         let gm = m.loss_grad_at(&wm, d.x.as_ref(), &d.y).1;

@@ -1,5 +1,5 @@
 //! Parameter initialization.
-use crate::{Architecture, Mlp};
+use crate::{Architecture, Mlp, NetArch, Network};
 use hesslab_data::rng::Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,21 +16,30 @@ pub enum Init {
     Sphere,
 }
 
-/// Parameters for `arch` drawn by `init` with `seed`.
+/// Parameters for the MLP `arch` drawn by `init` with `seed`.
 pub fn initialize(arch: &Architecture, init: Init, std: f64, radius: f64, seed: u64) -> Mlp {
+    match initialize_network(&NetArch::Mlp(arch.clone()), init, std, radius, seed) {
+        Network::Mlp(m) => m,
+        Network::Sequential(_) => unreachable!("an MLP architecture builds an MLP"),
+    }
+}
+
+/// Parameters for `arch` drawn by `init` with `seed`.
+pub fn initialize_network(arch: &NetArch, init: Init, std: f64, radius: f64, seed: u64) -> Network {
     let mut rng = Rng::new(seed);
     let mut p = vec![0.0; arch.num_params()];
     match init {
         Init::KaimingUniform => {
-            for ly in arch.layers() {
-                let bound = 1.0 / (ly.n_in as f64).sqrt();
-                for v in &mut p[ly.w..ly.w + ly.n_in * ly.n_out] {
-                    *v = rng.uniform_in(-bound, bound);
+            // Tensor by tensor in `parameters()` order; a bias uses its weight's fan-in
+            // (in_features, or in_channels·kh·kw), as PyTorch's Linear and Conv2d.
+            let mut fan_in = 1;
+            for (name, shape, range) in arch.tensors() {
+                if name.ends_with(".weight") {
+                    fan_in = shape[1..].iter().product::<usize>();
                 }
-                if let Some(b) = ly.b {
-                    for v in &mut p[b..b + ly.n_out] {
-                        *v = rng.uniform_in(-bound, bound);
-                    }
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                for v in &mut p[range] {
+                    *v = rng.uniform_in(-bound, bound);
                 }
             }
         }
@@ -41,5 +50,5 @@ pub fn initialize(arch: &Architecture, init: Init, std: f64, radius: f64, seed: 
             p.iter_mut().for_each(|v| *v *= radius / n);
         }
     }
-    Mlp::new(arch.clone(), p)
+    Network::new(arch.clone(), p)
 }

@@ -1,5 +1,5 @@
 //! Training: full-batch GD or mini-batch SGD with a constant learning rate.
-use crate::{Activation, Architecture, Init, LossKind, Mlp, ModelError};
+use crate::{Activation, Init, LayerSpec, LossKind, ModelError, NetArch, Network, Shape};
 use hesslab_data::{Split, rng::Rng};
 use hesslab_progress::Progress;
 use schemars::JsonSchema;
@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
-    /// Hidden layer widths; [] is softmax/logistic regression.
+    /// The network as a list of layers (conv2d, max_pool2d, avg_pool2d, flatten, linear,
+    /// activations); the last linear layer's width is the number of outputs. Empty: the MLP
+    /// that `hidden`, `activation` and `bias` describe.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerSpec>,
+    /// Hidden layer widths of the MLP shorthand; [] is softmax/logistic regression.
     pub hidden: Vec<usize>,
     /// Nonlinearity of the hidden layers: relu, tanh, sigmoid, identity.
     pub activation: Activation,
@@ -44,6 +49,7 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
+            layers: vec![],
             hidden: vec![30, 30],
             activation: Activation::Relu,
             bias: true,
@@ -86,7 +92,7 @@ pub struct TrainLog {
 
 /// Train `model` in place; `step0` is the step count the model already has (continued runs).
 pub fn train(
-    model: &mut Mlp,
+    model: &mut Network,
     p: &TrainParams,
     train: &Split,
     test: &Split,
@@ -105,8 +111,8 @@ pub fn train(
     let mut log = TrainLog::default();
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
-    let record = |model: &Mlp, step: usize, epoch: f64, log: &mut TrainLog| -> Result<(f64, f64), ModelError> {
-        let (tl, g, ta) = model.loss_grad_accuracy_at(&model.params, train.x.as_ref(), &train.y);
+    let record = |model: &Network, step: usize, epoch: f64, log: &mut TrainLog| -> Result<(f64, f64), ModelError> {
+        let (tl, g, ta) = model.loss_grad_accuracy_at(model.params(), train.x.as_ref(), &train.y);
         let (vl, va) = if test.is_empty() { (f64::NAN, f64::NAN) } else { model.evaluate(test.x.as_ref(), &test.y) };
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !tl.is_finite() {
@@ -123,7 +129,7 @@ pub fn train(
     };
     record(model, 0, 0.0, &mut log)?;
     if p.snapshot_every > 0 {
-        log.snapshots.push((step0, model.params.clone()));
+        log.snapshots.push((step0, model.params().to_vec()));
     }
     for step in 1..=p.max_steps {
         let (loss, grad) = if full {
@@ -141,18 +147,18 @@ pub fn train(
         if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
             return Err(diverged(step0 + step as u64, p.lr, loss));
         }
-        for ((w, v), g) in model.params.iter_mut().zip(velocity.iter_mut()).zip(&grad) {
+        for ((w, v), g) in model.params_mut().iter_mut().zip(velocity.iter_mut()).zip(&grad) {
             *v = p.momentum * *v + g;
             *w -= p.lr * *v;
         }
-        if model.params.iter().any(|w| !w.is_finite()) {
+        if model.params().iter().any(|w| !w.is_finite()) {
             return Err(diverged(step0 + step as u64, p.lr, f64::NAN));
         }
         bar.inc(1);
         let epoch = if full { step as f64 } else { (step * bs) as f64 / n as f64 };
         let _ = epoch_count;
         if p.snapshot_every > 0 && step % p.snapshot_every == 0 {
-            log.snapshots.push((step0 + step as u64, model.params.clone()));
+            log.snapshots.push((step0 + step as u64, model.params().to_vec()));
         }
         if step % log_every == 0 || step == p.max_steps {
             let (tl, gn) = record(model, step, epoch, &mut log)?;
@@ -173,10 +179,25 @@ fn diverged(step: u64, lr: f64, loss: f64) -> ModelError {
 /// The widest hidden layer accepted (wider ones are typos, and their weights would not fit).
 pub const MAX_WIDTH: usize = 1 << 24;
 
-/// The network `train` builds for data of `d` features and `c` classes.
-pub fn architecture_of(p: &TrainParams, d: u64, c: u64) -> Architecture {
-    let mut sizes = vec![d as usize];
-    sizes.extend(&p.hidden);
-    sizes.push(if p.loss == LossKind::Logistic { 1 } else { c as usize });
-    Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss }
+/// The network `train` builds for samples of shape `input` and `c` classes: the `layers`
+/// list, or the MLP shorthand. Errors name the layer and the shape at that point.
+pub fn network_of(p: &TrainParams, input: Shape, c: usize) -> Result<NetArch, ModelError> {
+    let outputs = if p.loss == LossKind::Logistic { 1 } else { c };
+    if p.layers.is_empty() {
+        let mut sizes = vec![input.size()];
+        sizes.extend(&p.hidden);
+        sizes.push(outputs);
+        let arch = crate::Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
+        arch.check()?;
+        return Ok(NetArch::Mlp(arch));
+    }
+    let arch = NetArch::new(input, p.layers.clone(), p.loss)?;
+    if arch.output_dim() != outputs {
+        return Err(ModelError::Invalid(format!(
+            "the last layer has {} outputs; the data needs {outputs} ({})",
+            arch.output_dim(),
+            if p.loss == LossKind::Logistic { "one logit for loss = \"logistic\"".to_string() } else { format!("{c} classes") }
+        )));
+    }
+    Ok(arch)
 }

@@ -87,6 +87,7 @@ impl Plan {
         p.finish_validation()?;
         let instances = p.expand_instances(&members)?;
         let (file, stage_order, stage_deps) = p.into_parts();
+        crate::planner::check_against_inputs(&file, &instances)?;
         let out_dir = file.out.join(&file.name);
         let members = members.into_iter().map(|(m, (labels, _))| (m, labels)).collect();
         Ok(Plan { file, out_dir, members, instances, stage_order, stage_deps })

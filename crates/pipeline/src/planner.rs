@@ -427,9 +427,35 @@ fn plan_facts(
     inputs: &BTreeMap<String, Vec<InputRef>>,
     instances: &[PlannedInstance],
 ) -> (crate::Facts, Option<crate::Estimate>) {
-    let facts: crate::InputFacts =
-        inputs.iter().filter_map(|(port, refs)| refs.first().map(|r| (port.clone(), instances[r.instance].facts))).collect();
+    let facts = input_facts(inputs, instances);
     (kind.facts(params, &facts), kind.estimate(params, &facts))
+}
+
+/// The facts of each input port (of its first artifact).
+pub(crate) fn input_facts(inputs: &BTreeMap<String, Vec<InputRef>>, instances: &[PlannedInstance]) -> crate::InputFacts {
+    inputs.iter().filter_map(|(port, refs)| refs.first().map(|r| (port.clone(), instances[r.instance].facts))).collect()
+}
+
+/// Phase 9: each instance's parameters against its inputs' facts (a layer list against the
+/// dataset's shape); one diagnostic per stage, key and message whatever the members.
+pub(crate) fn check_against_inputs(file: &PipelineFile, instances: &[PlannedInstance]) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    let mut diags = Vec::new();
+    for inst in instances {
+        let facts = input_facts(&inst.inputs, instances);
+        for (k, m) in inst.kind.check_inputs(&inst.params, &facts) {
+            if seen.insert((inst.stage.clone(), k.clone(), m.clone())) {
+                let path = ["stages", inst.stage.as_str(), k.as_str()];
+                let (line, column) = file.locate(&path);
+                diags.push(crate::Diagnostic { file: file.path.clone(), line, column, key: Some(path.join(".")), message: m });
+            }
+        }
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    diags.sort_by_key(|x| (x.line, x.column));
+    Err(Error::Invalid(diags))
 }
 
 fn parse_ref(s: &str) -> Option<(String, String, bool)> {

@@ -30,6 +30,11 @@ pub trait StageKind: Send + Sync + 'static {
     fn check_sweep(_params: &Self::Params, _sweep_keys: &[String]) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Checks of the parameters against what the inputs are known to hold (shapes, sizes),
+    /// as (key, message) pairs, run at validation time once the graph is expanded.
+    fn check_inputs(_params: &Self::Params, _inputs: &InputFacts) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// What this stage's outputs will be known to hold (sizes), from its parameters and its
     /// inputs' facts; lets `hesslab dag` estimate downstream memory before anything ran.
     fn facts(_params: &Self::Params, _inputs: &InputFacts) -> Facts {
@@ -64,6 +69,8 @@ pub trait DynStage: Send + Sync {
     fn check_sweep(&self, params: &serde_json::Value, sweep_keys: &[String]) -> Vec<(String, String)>;
     /// `StageKind::facts` on resolved parameters.
     fn facts(&self, params: &serde_json::Value, inputs: &InputFacts) -> Facts;
+    /// `StageKind::check_inputs` on resolved parameters.
+    fn check_inputs(&self, params: &serde_json::Value, inputs: &InputFacts) -> Vec<(String, String)>;
     /// `StageKind::estimate` on resolved parameters.
     fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate>;
     /// `StageKind::run` on resolved parameters.
@@ -142,6 +149,9 @@ impl<S: StageKind> DynStage for Adapter<S> {
             Ok(p) => S::check_sweep(&p, sweep_keys),
             Err(_) => Vec::new(), // reported by `resolve`
         }
+    }
+    fn check_inputs(&self, params: &serde_json::Value, inputs: &InputFacts) -> Vec<(String, String)> {
+        serde_json::from_value::<S::Params>(params.clone()).map(|p| S::check_inputs(&p, inputs)).unwrap_or_default()
     }
     fn facts(&self, params: &serde_json::Value, inputs: &InputFacts) -> Facts {
         serde_json::from_value::<S::Params>(params.clone()).map(|p| S::facts(&p, inputs)).unwrap_or_default()

@@ -18,6 +18,8 @@ pub struct Facts {
     /// Number of units of a model (input, hidden and output widths added up): what a forward
     /// pass stores per sample.
     pub units: Option<u64>,
+    /// Shape [C, H, W] of one example of an image dataset.
+    pub shape: Option<[u64; 3]>,
 }
 
 /// The facts of every input port of a stage (for a gathering input, of its first artifact).

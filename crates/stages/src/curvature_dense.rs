@@ -56,7 +56,7 @@ impl StageKind for CurvatureDense {
             num_samples: Some(built.curvature.num_samples()),
             loss: Some(built.curvature.loss),
             tensors: p.tensors.clone(),
-            architecture: Some(built.curvature.model.arch.clone()),
+            architecture: Some(built.curvature.model.arch()),
         };
         ctx.write_shared::<Matrix>(Matrix::NAME, matrix)
     }

@@ -1,6 +1,6 @@
 //! `train`: full-batch GD or mini-batch SGD, optionally continuing from another model.
 use hesslab_artifacts::{Dataset, Log, Model, Trajectory};
-use hesslab_model::{Architecture, LossKind, MAX_WIDTH, TrainParams, architecture_of, initialize, train};
+use hesslab_model::{LossKind, MAX_WIDTH, NetArch, Shape, TrainParams, initialize_network, network_of, train};
 use hesslab_pipeline::resources::prod;
 use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port, short_f64};
 
@@ -12,7 +12,7 @@ pub struct Train;
 impl StageKind for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
-    const DOC: &'static str = "Train a fully connected network with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
+    const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
     const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
     const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];
     fn check(p: &TrainParams) -> Vec<(String, String)> {
@@ -29,6 +29,15 @@ impl StageKind for Train {
         if let Some(w) = p.hidden.iter().find(|&&w| w > MAX_WIDTH) {
             e.push(("hidden".into(), format!("hidden width {w} is larger than {MAX_WIDTH}")));
         }
+        if !p.layers.is_empty() {
+            let d = TrainParams::default();
+            if p.hidden != d.hidden || p.activation != d.activation || p.bias != d.bias {
+                e.push((
+                    "layers".into(),
+                    "`layers` declares the whole network; remove `hidden`, `activation` and `bias` (the MLP shorthand)".into(),
+                ));
+            }
+        }
         for (key, v) in [("init_std", p.init_std), ("init_radius", p.init_radius)] {
             if !(v > 0.0 && v.is_finite()) {
                 e.push((key.into(), format!("{key} must be a finite number > 0, got {}", short_f64(v))));
@@ -41,21 +50,23 @@ impl StageKind for Train {
         }
         e
     }
+    fn check_inputs(p: &TrainParams, inputs: &InputFacts) -> Vec<(String, String)> {
+        match planned_network(p, inputs) {
+            Some(Err(m)) => vec![(if p.layers.is_empty() { "hidden" } else { "layers" }.into(), m)],
+            _ => Vec::new(),
+        }
+    }
     fn facts(p: &TrainParams, inputs: &InputFacts) -> Facts {
         let data = inputs.get(Dataset::NAME).copied().unwrap_or_default();
-        let arch = data.dim.zip(data.classes).map(|(d, c)| architecture_of(p, d, c));
-        Facts {
-            params: arch.as_ref().and_then(|a| a.check().ok()).map(|n| n as u64),
-            units: arch.map(|a| a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64))),
-            ..data
-        }
+        let arch = planned_network(p, inputs).and_then(Result::ok);
+        Facts { params: arch.as_ref().map(|a| a.num_params() as u64), units: arch.map(|a| a.units()), ..data }
     }
     fn estimate(p: &TrainParams, inputs: &InputFacts) -> Option<Estimate> {
         let data = inputs.get(Dataset::NAME)?;
-        let (n, d, c) = (data.rows?, data.dim?, data.classes?);
-        let arch = architecture_of(p, d, c);
-        let params = arch.check().map(|n| n as u64).unwrap_or(u64::MAX);
-        let units = arch.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64));
+        let (n, d) = (data.rows?, data.dim?);
+        let arch = planned_network(p, inputs)?.ok()?;
+        let params = arch.num_params() as u64;
+        let units = arch.units();
         let snapshots = if p.snapshot_every > 0 { (p.max_steps / p.snapshot_every + 1) as u64 } else { 0 };
         // Data (and its train/test copies), activations and their gradients for every sample,
         // parameters with gradient, velocity and one partial gradient per 256-sample chunk.
@@ -88,29 +99,26 @@ impl StageKind for Train {
         };
         let (mut net, step0) = match ctx.read_opt::<Model>(INIT_FROM.name)? {
             Some(m) => {
-                if m.net.arch.input_dim() != ds.dim || m.net.arch.output_dim() != out_dim {
+                if m.net.input_dim() != ds.dim || m.net.output_dim() != out_dim {
                     return Err(StageError::msg(format!(
                         "`{}` model {} does not fit data with {} features and {out_dim} outputs",
                         INIT_FROM.name,
-                        m.net.arch.describe(),
+                        m.net.describe(),
                         ds.dim
                     )));
                 }
                 (m.net, m.steps)
             }
             None => {
-                let mut sizes = vec![ds.dim];
-                sizes.extend(&p.hidden);
-                sizes.push(out_dim);
-                let arch = Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
-                arch.check().map_err(StageError::other)?;
-                (initialize(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
+                let shape = Shape::from_dims(&ds.shape).map_err(StageError::msg)?;
+                let arch = network_of(p, shape, ds.num_classes).map_err(StageError::other)?;
+                (initialize_network(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
             }
         };
         let mut log = train(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress).map_err(StageError::other)?;
         let steps = log.step.last().copied().unwrap_or(step0);
         let final_train_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
-        let architecture = Some(net.arch.clone());
+        let architecture = Some(net.arch());
         let snapshots = std::mem::take(&mut log.snapshots);
         ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone() })?;
         if !snapshots.is_empty() {
@@ -118,4 +126,16 @@ impl StageKind for Train {
         }
         ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss })
     }
+}
+
+/// The network the parameters declare on the planned dataset (None when its size is not
+/// known before running).
+fn planned_network(p: &TrainParams, inputs: &InputFacts) -> Option<Result<NetArch, String>> {
+    let data = inputs.get(Dataset::NAME)?;
+    let shape = match data.shape {
+        Some([c, h, w]) => Shape::Image { c: c as usize, h: h as usize, w: w as usize },
+        None => Shape::Flat(usize::try_from(data.dim?).ok()?),
+    };
+    let classes = usize::try_from(data.classes?).ok()?;
+    Some(network_of(p, shape, classes).map_err(|e| e.to_string()))
 }

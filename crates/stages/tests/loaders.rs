@@ -52,6 +52,46 @@ fn idx_loader_reads_mnist_format() {
 }
 
 #[test]
+fn idx_loader_reads_gzip_files_gives_the_image_shape_and_balanced_subsets() {
+    use std::io::Write;
+    let d = tmp("idxgz");
+    let n = 60u32;
+    let pixels: Vec<u8> = (0..n * 3 * 5).map(|i| (i * 7 % 256) as u8).collect();
+    // Classes 0..9 with 6 examples each except class 9, which has 6 too; 60 in all.
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let gz = |b: Vec<u8>| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&b).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(d.join("img"), idx_file(&[n, 3, 5], &pixels)).unwrap();
+    std::fs::write(d.join("lab"), idx_file(&[n], &labels)).unwrap();
+    let plain = run::<IdxImages>(&hesslab_data::IdxParams { n: 0, ..loaders_params::idx(&d) }, &d).unwrap();
+    std::fs::write(d.join("img"), gz(idx_file(&[n, 3, 5], &pixels))).unwrap();
+    std::fs::write(d.join("lab"), gz(idx_file(&[n], &labels))).unwrap();
+    let p = hesslab_data::IdxParams { n: 0, ..loaders_params::idx(&d) };
+    let zipped = run::<IdxImages>(&p, &d).unwrap();
+    assert_eq!(plain.x, zipped.x);
+    assert_eq!(plain.y, zipped.y);
+    assert_eq!(zipped.shape, vec![1, 3, 5]);
+    assert_eq!(hesslab_data::idx_dims(d.join("img").to_str().unwrap()), Some(vec![60, 3, 5]));
+    // Class-balanced: exactly 4 of every class, 1 of each held out.
+    let b = run::<IdxImages>(&hesslab_data::IdxParams { samples_per_class: 4, test_fraction: 0.25, ..p.clone() }, &d).unwrap();
+    for c in 0..10u32 {
+        let (tr, te): (Vec<_>, Vec<_>) = b.y.iter().zip(&b.split).filter(|(y, _)| **y == c).partition(|(_, t)| **t);
+        assert_eq!((tr.len(), te.len()), (3, 1), "class {c}");
+    }
+    let e = run::<IdxImages>(&hesslab_data::IdxParams { samples_per_class: 7, ..p.clone() }, &d).unwrap_err();
+    assert!(e.contains("samples_per_class = 7") && e.contains("only 6"), "{e}");
+    // A corrupt gzip stream: a clear error naming the file.
+    let mut bad = gz(idx_file(&[n, 3, 5], &pixels));
+    bad.truncate(bad.len() / 2);
+    std::fs::write(d.join("img"), bad).unwrap();
+    let e = run::<IdxImages>(&p, &d).unwrap_err();
+    assert!(e.contains("gzip IDX file") && e.contains("img"), "{e}");
+}
+
+#[test]
 fn cifar10_loader_reads_binary_batches() {
     let d = tmp("cifar");
     let mut b = Vec::new();

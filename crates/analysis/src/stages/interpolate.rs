@@ -50,10 +50,10 @@ impl StageKind for Interpolate {
         let (tr, te) = (ds.train(), ds.test());
         let (dir, along_line) = if let Some(b) = ctx.read_opt::<Model>(MODEL_B.name)? {
             let b = b.net;
-            if b.arch != a.arch {
+            if b.arch() != a.arch() {
                 return Err(StageError::msg(format!("{} and {} have different architectures", MODEL_A.name, MODEL_B.name)));
             }
-            (b.params.iter().zip(&a.params).map(|(x, y)| x - y).collect::<Vec<f64>>(), true)
+            (b.params().iter().zip(a.params()).map(|(x, y)| x - y).collect::<Vec<f64>>(), true)
         } else if let Some(ev) = ctx.read_opt::<Eigenvectors>(Eigenvectors::NAME)? {
             let v = ev.vectors.into_iter().next().map(|(_, v)| v).ok_or_else(|| StageError::msg("the eigenvectors artifact is empty"))?;
             if v.len() != a.num_params() {
@@ -70,8 +70,8 @@ impl StageKind for Interpolate {
         let mut rows = Vec::new();
         for i in 0..p.points {
             let t = p.from + (p.to - p.from) * i as f64 / (p.points - 1) as f64;
-            let w: Vec<f64> = a.params.iter().zip(&dir).map(|(x, d)| x + t * d).collect();
-            let m = hesslab_model::Mlp::new(a.arch.clone(), w);
+            let w: Vec<f64> = a.params().iter().zip(&dir).map(|(x, d)| x + t * d).collect();
+            let m = a.with_params(w);
             let (l1, a1) = m.evaluate(tr.x.as_ref(), &tr.y);
             let (l2, a2) = m.evaluate(te.x.as_ref(), &te.y);
             rows.push(CurvePoint { alpha: t, train_loss: l1, train_accuracy: a1, test_loss: l2, test_accuracy: a2 });

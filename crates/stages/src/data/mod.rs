@@ -80,7 +80,7 @@ impl StageKind for DigitsStage {
     }
     fn facts(p: &DigitsParams, _: &InputFacts) -> Facts {
         let rows = if p.path.is_none() { Some(if p.n == 0 { 1797 } else { p.n.min(1797) } as u64) } else { None };
-        Facts { rows, dim: Some(64), classes: Some(10), ..Default::default() }
+        Facts { rows, dim: Some(64), classes: Some(10), shape: Some([1, 8, 8]), ..Default::default() }
     }
     fn run(p: &DigitsParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let ds = hesslab_data::load_digits(p, ctx.seed).map_err(StageError::other)?;
@@ -94,7 +94,7 @@ pub struct IdxStage;
 impl StageKind for IdxStage {
     type Params = IdxParams;
     const KIND: &'static str = "idx";
-    const DOC: &'static str = "MNIST-style IDX image and label files from a local path, stratified subsample, test split.";
+    const DOC: &'static str = "MNIST-style IDX image and label files, plain or gzip (Fashion-MNIST: Debian package dataset-fashion-mnist), stratified or class-balanced (samples_per_class) subsample, test split; shape [1, H, W].";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &IdxParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
@@ -105,6 +105,31 @@ impl StageKind for IdxStage {
             e.push(("labels".into(), "path of the IDX labels file is required".into()));
         }
         e
+    }
+    /// From the files' headers when they can be read now (shape errors of a network on these
+    /// images are then reported by `validate`).
+    fn facts(p: &IdxParams, _: &InputFacts) -> Facts {
+        let Some(dims) = hesslab_data::idx_dims(&p.images).filter(|d| !d.is_empty()) else { return Facts::default() };
+        let shape = match dims[1..] {
+            [h, w] => Some([1, h as u64, w as u64]),
+            [c, h, w] => Some([c as u64, h as u64, w as u64]),
+            _ => None,
+        };
+        let total = dims[0] as u64;
+        let rows = if p.samples_per_class > 0 {
+            (p.samples_per_class as u64).saturating_mul(10)
+        } else if p.n == 0 {
+            total
+        } else {
+            (p.n as u64).min(total)
+        };
+        Facts {
+            rows: Some(rows),
+            dim: Some(dims[1..].iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))),
+            classes: Some(10),
+            shape,
+            ..Default::default()
+        }
     }
     fn run(p: &IdxParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let ds = hesslab_data::load_idx(p, ctx.seed).map_err(StageError::other)?;
@@ -125,7 +150,7 @@ impl StageKind for Cifar10Stage {
         if p.files.is_empty() { vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())] } else { vec![] }
     }
     fn facts(p: &CifarParams, _: &InputFacts) -> Facts {
-        Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), ..Default::default() }
+        Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), shape: Some([3, 32, 32]), ..Default::default() }
     }
     fn run(p: &CifarParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let ds = hesslab_data::load_cifar10(p, ctx.seed).map_err(StageError::other)?;

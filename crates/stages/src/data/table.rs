@@ -189,6 +189,7 @@ impl StageKind for TableStage {
         };
         let ds = hesslab_data::Dataset {
             dim: d,
+            shape: vec![d],
             num_classes: k,
             x,
             y,

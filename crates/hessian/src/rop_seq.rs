@@ -1,0 +1,279 @@
+//! The R-operator of a [`Sequential`] network (convolution, pooling, flatten, linear,
+//! activations). The k vectors of a block are stacked vertically: the tangent of a layer
+//! holds k blocks of the chunk's samples (block j = vector j), so every layer kernel runs once
+//! on all of them, and the products with a vector's own weights V_j are one product per block.
+//!
+//! R-forward:  R{y} = J_x R{x} + (∂y/∂θ) v   (the second term for layers with parameters);
+//! R-backward: R{g_x} = J_xᵀ R{g_y} + [second order] (∂²y/∂x∂θ v)ᵀ g_y + (∂²y/∂x² R{x})ᵀ g_y,
+//! and the parameter part ∂θ += (∂y/∂θ)ᵀ R{g_y} + [second order] (∂²y/∂θ∂x R{x})ᵀ g_y.
+//! The Gauss-Newton part starts R{g} at the output from the loss Hessian and drops the
+//! second-order terms; the residual part starts at zero and keeps only them.
+use crate::rop::{ChunkedCurvature, CurvatureKind};
+use faer::{Accum, Mat, MatRef};
+use hesslab_data::Split;
+use hesslab_model::kernels::{col2im_add, im2col, weight_view, weight_view_mut};
+use hesslab_model::{Layer, SeqForward, Sequential, chunks, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
+use rayon::prelude::*;
+
+struct ChunkCache {
+    r0: usize,
+    r1: usize,
+    fwd: SeqForward,
+    probs: Mat<f64>,
+    /// Signals ∂L/∂(output of layer i), already divided by N.
+    sig: Vec<Mat<f64>>,
+    loss_sum: f64,
+}
+
+/// Cached passes of a sequential network over every chunk of samples.
+pub(crate) struct SeqChunks {
+    model: Sequential,
+    cache: Vec<ChunkCache>,
+}
+
+impl SeqChunks {
+    /// The forward pass, loss derivatives and signals of every chunk, with the mean loss and
+    /// gradient (summed in chunk order, as `Sequential::loss_grad_accuracy_at`).
+    pub(crate) fn new(model: Sequential, data: &Split) -> (Self, f64, Vec<f64>) {
+        let n = data.len();
+        let p = model.params.len();
+        let parts: Vec<(ChunkCache, Vec<f64>)> = chunks(n)
+            .into_par_iter()
+            .map(|(r0, r1)| {
+                let fwd = model.forward_with(&model.params, data.x.as_ref().subrows(r0, r1 - r0));
+                let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
+                let mut g = le.dz;
+                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
+                let mut grad = vec![0.0; p];
+                let sig = model.backward(&model.params, &fwd, g, &mut grad, true);
+                (ChunkCache { r0, r1, fwd, probs: le.probs, sig, loss_sum: le.loss_sum }, grad)
+            })
+            .collect();
+        let (mut loss, mut mean_grad) = (0.0, vec![0.0; p]);
+        let mut cache = Vec::with_capacity(parts.len());
+        for (c, g) in parts {
+            loss += c.loss_sum;
+            mean_grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            cache.push(c);
+        }
+        if n > 0 {
+            loss /= n as f64;
+        }
+        (SeqChunks { model, cache }, loss, mean_grad)
+    }
+}
+
+impl ChunkCache {
+    fn input(&self, i: usize) -> MatRef<'_, f64> {
+        self.fwd.vals[i].as_ref()
+    }
+}
+
+/// Column j of `v` as a slice (v is contiguous by construction in `part`).
+fn col(v: MatRef<'_, f64>, j: usize) -> &[f64] {
+    v.col(j).try_as_col_major().expect("contiguous columns").as_slice()
+}
+
+impl SeqChunks {
+    /// R{·} of every layer's output for the k vectors of `v`; `None` where it is zero.
+    fn r_forward(&self, c: &ChunkCache, v: MatRef<'_, f64>, unfolded: &mut [Option<Mat<f64>>]) -> Vec<Option<Mat<f64>>> {
+        let w = &self.model.params;
+        let k = v.ncols();
+        let layers = &self.model.arch.layers;
+        let mut rt: Vec<Option<Mat<f64>>> = vec![None];
+        for (i, l) in layers.iter().enumerate() {
+            let input = c.input(i);
+            let mut next = layer_forward_tangent(l, w, input, c.fwd.vals[i + 1].as_ref(), c.fwd.argmax[i].as_deref(), rt[i].as_ref(), k);
+            // The parameter term (∂y/∂θ) v_j, block by block.
+            let (rows, n_out, off, len_in, b) = match *l {
+                Layer::Linear { n_in, n_out, w, b } => (input.nrows(), n_out, w, n_in, b),
+                Layer::Conv2d { win, c_out, w, b } => (input.nrows() / win.in_hw() * win.out_hw(), c_out, w, win.patch(), b),
+                _ => {
+                    rt.push(next);
+                    continue;
+                }
+            };
+            let t = next.get_or_insert_with(|| Mat::zeros(k * rows, n_out));
+            let cols: MatRef<'_, f64> = match *l {
+                Layer::Conv2d { win, .. } => unfolded[i].get_or_insert_with(|| im2col(input, &win)).as_ref(),
+                _ => input,
+            };
+            for j in 0..k {
+                let vj = col(v, j);
+                mm(t.as_mut().subrows_mut(j * rows, rows), Accum::Add, cols, weight_view(vj, off, n_out, len_in));
+                if let Some(b) = b {
+                    for o in 0..n_out {
+                        let vb = vj[b + o];
+                        t.col_as_slice_mut(o)[j * rows..(j + 1) * rows].iter_mut().for_each(|x| *x += vb);
+                    }
+                }
+            }
+            rt.push(next);
+        }
+        rt
+    }
+
+    /// Back-propagate the stacked output tangent `rg` (k blocks), adding each block's
+    /// parameter part to column j of `out`; `second` adds the second-order terms.
+    #[allow(clippy::too_many_arguments)]
+    fn r_backward(
+        &self,
+        c: &ChunkCache,
+        v: MatRef<'_, f64>,
+        rt: &[Option<Mat<f64>>],
+        unfolded: &mut [Option<Mat<f64>>],
+        mut rg: Mat<f64>,
+        second: bool,
+        out: &mut Mat<f64>,
+    ) {
+        let w = &self.model.params;
+        let k = v.ncols();
+        let layers = &self.model.arch.layers;
+        for i in (0..layers.len()).rev() {
+            let l = &layers[i];
+            let input = c.input(i);
+            let sig = c.sig[i].as_ref();
+            let r_in = if second { rt[i].as_ref() } else { None };
+            // Parameter part.
+            match *l {
+                Layer::Linear { n_in, n_out, w: off, b } => {
+                    let rows = input.nrows();
+                    for j in 0..k {
+                        let oc = out.col_as_slice_mut(j);
+                        let g_j = rg.as_ref().subrows(j * rows, rows);
+                        mm(weight_view_mut(oc, off, n_out, n_in), Accum::Add, input.transpose(), g_j);
+                        if let Some(r) = r_in {
+                            mm(weight_view_mut(oc, off, n_out, n_in), Accum::Add, r.as_ref().subrows(j * rows, rows).transpose(), sig);
+                        }
+                        if let Some(b) = b {
+                            for o in 0..n_out {
+                                oc[b + o] += g_j.col(o).iter().sum::<f64>();
+                            }
+                        }
+                    }
+                }
+                Layer::Conv2d { win, c_out, w: off, b } => {
+                    let rows = input.nrows() / win.in_hw() * win.out_hw();
+                    let cols = unfolded[i].get_or_insert_with(|| im2col(input, &win));
+                    let r_cols = r_in.map(|r| im2col(r.as_ref(), &win));
+                    for j in 0..k {
+                        let oc = out.col_as_slice_mut(j);
+                        let g_j = rg.as_ref().subrows(j * rows, rows);
+                        mm(weight_view_mut(oc, off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g_j);
+                        if let Some(rc) = &r_cols {
+                            mm(
+                                weight_view_mut(oc, off, c_out, win.patch()),
+                                Accum::Add,
+                                rc.as_ref().subrows(j * rows, rows).transpose(),
+                                sig,
+                            );
+                        }
+                        if let Some(b) = b {
+                            for o in 0..c_out {
+                                oc[b + o] += g_j.col(o).iter().sum::<f64>();
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if i == 0 {
+                break;
+            }
+            let output = c.fwd.vals[i + 1].as_ref();
+            let mut g_in = layer_input_signal(l, w, input, output, c.fwd.argmax[i].as_deref(), rg.as_ref(), k);
+            if second {
+                match *l {
+                    Layer::Linear { n_in, n_out, w: off, .. } => {
+                        let rows = input.nrows();
+                        for j in 0..k {
+                            let vt = weight_view(col(v, j), off, n_out, n_in);
+                            mm(g_in.as_mut().subrows_mut(j * rows, rows), Accum::Add, sig, vt.transpose());
+                        }
+                    }
+                    Layer::Conv2d { win, c_out, w: off, .. } => {
+                        let rows = sig.nrows();
+                        let mut stacked = Mat::<f64>::zeros(k * rows, win.patch());
+                        for j in 0..k {
+                            let vt = weight_view(col(v, j), off, c_out, win.patch());
+                            mm(stacked.as_mut().subrows_mut(j * rows, rows), Accum::Replace, sig, vt.transpose());
+                        }
+                        col2im_add(stacked.as_ref(), &win, &mut g_in);
+                    }
+                    Layer::Activation(a) => {
+                        if let Some(r) = &rt[i] {
+                            let n = input.nrows();
+                            for cc in 0..g_in.ncols() {
+                                let (z, y, s, rz) = (input.col(cc), output.col(cc), sig.col(cc), r.col(cc));
+                                for (row, gv) in g_in.col_as_slice_mut(cc).iter_mut().enumerate() {
+                                    let q = row % n;
+                                    *gv += a.d2(z[q], y[q]) * rz[row] * s[q];
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            rg = g_in;
+        }
+    }
+}
+
+impl ChunkedCurvature for SeqChunks {
+    fn num_chunks(&self) -> usize {
+        self.cache.len()
+    }
+    fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
+        let c = &self.cache[i];
+        let owned;
+        let v = if (0..v.ncols()).all(|j| v.col(j).try_as_col_major().is_some()) {
+            v
+        } else {
+            owned = v.to_owned();
+            owned.as_ref()
+        };
+        let k = v.ncols();
+        let nc = c.r1 - c.r0;
+        let mut unfolded: Vec<Option<Mat<f64>>> = vec![None; self.model.arch.layers.len()];
+        let rt = self.r_forward(c, v, &mut unfolded);
+        let rf = rt.last().and_then(|r| r.as_ref()).expect("a network with parameters has an output tangent");
+        let sig_out = c.sig.last().expect("layers");
+        let cdim = rf.ncols();
+        let (start, second) = match kind {
+            CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => {
+                // gᵢᵀ v_j = N · sigᵢ · R{f}ᵢⱼ; the block product Σᵢ gᵢ gᵢᵀ v_j / N back-propagates
+                // the output signal (gᵢᵀ v_j) · sigᵢ.
+                let nn = data.len() as f64;
+                let mut start = Mat::<f64>::zeros(k * nc, cdim);
+                for j in 0..k {
+                    for r in 0..nc {
+                        let s: f64 = (0..cdim).map(|o| sig_out[(r, o)] * rf[(j * nc + r, o)]).sum::<f64>() * nn;
+                        for o in 0..cdim {
+                            start[(j * nc + r, o)] = s * sig_out[(r, o)];
+                        }
+                    }
+                }
+                (start, false)
+            }
+            _ => {
+                let mut start = Mat::<f64>::zeros(k * nc, cdim);
+                if kind != CurvatureKind::Residual {
+                    let inv_n = 1.0 / data.len() as f64;
+                    for j in 0..k {
+                        let rows = j * nc..(j + 1) * nc;
+                        let mut blk = Mat::<f64>::zeros(nc, cdim);
+                        loss_hess_apply(self.model.arch.loss, c.probs.as_ref(), rf.as_ref().subrows(rows.start, nc), blk.as_mut());
+                        for o in 0..cdim {
+                            for r in 0..nc {
+                                start[(rows.start + r, o)] = blk[(r, o)] * inv_n;
+                            }
+                        }
+                    }
+                }
+                (start, kind != CurvatureKind::GaussNewton)
+            }
+        };
+        self.r_backward(c, v, &rt, &mut unfolded, start, second, out);
+    }
+}

@@ -1,0 +1,296 @@
+//! Batched kernels of the sequential network's layers, shared by the gradient (here) and the
+//! R-operator (`hesslab-hessian`).
+//!
+//! A batch of images is stored channels-last: an (n·H·W) × C matrix whose row s·H·W + h·W + w
+//! holds the C channels of pixel (h, w) of sample s; a batch of vectors is n × d. A
+//! convolution is then one matrix product of the unfolded input (im2col, n·Ho·Wo × C·kh·kw)
+//! with Wᵀ, which is PyTorch's [out, in, kh, kw] weight read column-major, in place.
+//! Several blocks of samples may be stacked vertically (the k tangents of the R-operator):
+//! every kernel works on any number of samples, read from the row count.
+use crate::layers::Window;
+use crate::mlp::mm;
+use faer::{Accum, Mat, MatMut, MatRef};
+
+/// Samples in a batch of `rows` rows of `per` rows each.
+#[inline]
+fn samples(rows: usize, per: usize) -> usize {
+    debug_assert_eq!(rows % per.max(1), 0);
+    rows / per.max(1)
+}
+
+/// PyTorch's flat C, H, W sample order (n × C·H·W) to channels-last (n·H·W × C).
+pub fn unflatten(x: MatRef<'_, f64>, c: usize, hw: usize) -> Mat<f64> {
+    let n = x.nrows();
+    let mut out = Mat::<f64>::zeros(n * hw, c);
+    for ch in 0..c {
+        let dst = out.col_as_slice_mut(ch);
+        for p in 0..hw {
+            let src = x.col(ch * hw + p);
+            for s in 0..n {
+                dst[s * hw + p] = src[s];
+            }
+        }
+    }
+    out
+}
+
+/// Channels-last (n·H·W × C) to PyTorch's flat order (n × C·H·W): `nn.Flatten`.
+pub fn flatten(t: MatRef<'_, f64>, c: usize, hw: usize) -> Mat<f64> {
+    let n = samples(t.nrows(), hw);
+    let mut out = Mat::<f64>::zeros(n, c * hw);
+    for ch in 0..c {
+        let src = t.col(ch);
+        for p in 0..hw {
+            let dst = out.col_as_slice_mut(ch * hw + p);
+            for (s, d) in dst.iter_mut().enumerate() {
+                *d = src[s * hw + p];
+            }
+        }
+    }
+    out
+}
+
+/// The unfolded input of a convolution: row (s, oh, ow), column (c, i, j) holds
+/// input(s, oh·sh + i − ph, ow·sw + j − pw, c), zero outside the image.
+pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
+    let (ih, iw) = (win.input[0], win.input[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let n = samples(input.nrows(), win.in_hw());
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let mut cols = Mat::<f64>::zeros(n * win.out_hw(), win.patch());
+    for c in 0..win.c {
+        let src = input.col(c).try_as_col_major().map(|s| s.as_slice());
+        for i in 0..kh {
+            for j in 0..kw {
+                let dst = cols.col_as_slice_mut((c * kh + i) * kw + j);
+                for s in 0..n {
+                    for y in 0..oh {
+                        let r = (y * win.stride[0] + i) as isize - win.padding[0] as isize;
+                        if r < 0 || r >= ih as isize {
+                            continue; // zeros already
+                        }
+                        let row0 = s * ih * iw + r as usize * iw;
+                        let out0 = (s * oh + y) * ow;
+                        for x in 0..ow {
+                            let q = (x * win.stride[1] + j) as isize - win.padding[1] as isize;
+                            if q >= 0 && q < iw as isize {
+                                dst[out0 + x] = match src {
+                                    Some(sl) => sl[row0 + q as usize],
+                                    None => input[(row0 + q as usize, c)],
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// The adjoint of [`im2col`]: out(s, h, w, c) += Σ over the patches that read it.
+pub fn col2im_add(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>) {
+    let (ih, iw) = (win.input[0], win.input[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let n = samples(cols.nrows(), win.out_hw());
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    for c in 0..win.c {
+        let dst = out.col_as_slice_mut(c);
+        for i in 0..kh {
+            for j in 0..kw {
+                let src = cols.col((c * kh + i) * kw + j);
+                for s in 0..n {
+                    for y in 0..oh {
+                        let r = (y * win.stride[0] + i) as isize - win.padding[0] as isize;
+                        if r < 0 || r >= ih as isize {
+                            continue;
+                        }
+                        let row0 = s * ih * iw + r as usize * iw;
+                        let out0 = (s * oh + y) * ow;
+                        for x in 0..ow {
+                            let q = (x * win.stride[1] + j) as isize - win.padding[1] as isize;
+                            if q >= 0 && q < iw as isize {
+                                dst[row0 + q as usize] += src[out0 + x];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wᵀ of a layer whose weight is `rows × cols` row-major at `off`: a cols × rows view.
+#[inline]
+pub fn weight_view(w: &[f64], off: usize, out: usize, inp: usize) -> MatRef<'_, f64> {
+    MatRef::from_column_major_slice(&w[off..off + out * inp], inp, out)
+}
+
+/// Mutable Wᵀ view.
+#[inline]
+pub fn weight_view_mut(w: &mut [f64], off: usize, out: usize, inp: usize) -> MatMut<'_, f64> {
+    MatMut::from_column_major_slice_mut(&mut w[off..off + out * inp], inp, out)
+}
+
+/// dst (+)= cols(input) · Wᵀ for a convolution or (cols = input) a linear layer.
+pub fn add_bias(dst: &mut Mat<f64>, w: &[f64], b: Option<usize>) {
+    if let Some(b) = b {
+        for o in 0..dst.ncols() {
+            let bo = w[b + o];
+            dst.col_as_slice_mut(o).iter_mut().for_each(|v| *v += bo);
+        }
+    }
+}
+
+/// Σ of each column of `g` added to the bias gradient at `b`.
+pub fn bias_grad(g: MatRef<'_, f64>, grad: &mut [f64], b: usize) {
+    for o in 0..g.ncols() {
+        grad[b + o] += g.col(o).iter().sum::<f64>();
+    }
+}
+
+/// Max pooling: the output and, per (channel, output row), the input row of the maximum (the
+/// first one on ties, as PyTorch).
+pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<u32>) {
+    let (ih, iw) = (win.input[0], win.input[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let n = samples(input.nrows(), win.in_hw());
+    let rows = n * oh * ow;
+    let mut out = Mat::<f64>::zeros(rows, win.c);
+    let mut arg = vec![0u32; rows * win.c];
+    for c in 0..win.c {
+        let src = input.col(c);
+        let (dst, am) = (out.col_as_slice_mut(c), &mut arg[c * rows..(c + 1) * rows]);
+        for s in 0..n {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let (mut best, mut at) = (f64::NEG_INFINITY, usize::MAX);
+                    for i in 0..win.kernel[0] {
+                        let row0 = s * ih * iw + (y * win.stride[0] + i) * iw + x * win.stride[1];
+                        for j in 0..win.kernel[1] {
+                            let v = src[row0 + j];
+                            if v > best || at == usize::MAX {
+                                best = v;
+                                at = row0 + j;
+                            }
+                        }
+                    }
+                    let r = (s * oh + y) * ow + x;
+                    dst[r] = best;
+                    am[r] = at as u32;
+                }
+            }
+        }
+    }
+    (out, arg)
+}
+
+/// Route `k` stacked blocks through the argmax: out(j·R + r, c) = t(j·Rin + arg(c, r), c).
+pub fn gather_argmax(t: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) -> Mat<f64> {
+    let rows_in = t.nrows() / k.max(1);
+    let rows = arg.len() / win.c.max(1);
+    debug_assert_eq!(rows_in / win.in_hw(), rows / win.out_hw());
+    let mut out = Mat::<f64>::zeros(k * rows, win.c);
+    for c in 0..win.c {
+        let (src, am) = (t.col(c), &arg[c * rows..(c + 1) * rows]);
+        let dst = out.col_as_slice_mut(c);
+        for j in 0..k {
+            for (r, &a) in am.iter().enumerate() {
+                dst[j * rows + r] = src[j * rows_in + a as usize];
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint of [`gather_argmax`]: the signal of each output goes to its argmax.
+pub fn scatter_argmax(g: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) -> Mat<f64> {
+    let rows = arg.len() / win.c.max(1);
+    let n = rows / win.out_hw().max(1);
+    let rows_in = n * win.in_hw();
+    let mut out = Mat::<f64>::zeros(k * rows_in, win.c);
+    for c in 0..win.c {
+        let (src, am) = (g.col(c), &arg[c * rows..(c + 1) * rows]);
+        let dst = out.col_as_slice_mut(c);
+        for j in 0..k {
+            for (r, &a) in am.iter().enumerate() {
+                dst[j * rows_in + a as usize] += src[j * rows + r];
+            }
+        }
+    }
+    out
+}
+
+/// Average pooling (the mean over each window, padding-free).
+pub fn avg_pool(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
+    let (ih, iw) = (win.input[0], win.input[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let n = samples(input.nrows(), win.in_hw());
+    let scale = 1.0 / (win.kernel[0] * win.kernel[1]) as f64;
+    let mut out = Mat::<f64>::zeros(n * oh * ow, win.c);
+    for c in 0..win.c {
+        let src = input.col(c);
+        let dst = out.col_as_slice_mut(c);
+        for s in 0..n {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut acc = 0.0;
+                    for i in 0..win.kernel[0] {
+                        let row0 = s * ih * iw + (y * win.stride[0] + i) * iw + x * win.stride[1];
+                        for j in 0..win.kernel[1] {
+                            acc += src[row0 + j];
+                        }
+                    }
+                    dst[(s * oh + y) * ow + x] = acc * scale;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint of [`avg_pool`].
+pub fn avg_pool_adjoint(g: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
+    let (ih, iw) = (win.input[0], win.input[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let n = samples(g.nrows(), win.out_hw());
+    let scale = 1.0 / (win.kernel[0] * win.kernel[1]) as f64;
+    let mut out = Mat::<f64>::zeros(n * ih * iw, win.c);
+    for c in 0..win.c {
+        let src = g.col(c);
+        let dst = out.col_as_slice_mut(c);
+        for s in 0..n {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let v = src[(s * oh + y) * ow + x] * scale;
+                    for i in 0..win.kernel[0] {
+                        let row0 = s * ih * iw + (y * win.stride[0] + i) * iw + x * win.stride[1];
+                        for j in 0..win.kernel[1] {
+                            dst[row0 + j] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// dst = input · Wᵀ (+ b) of a convolution (unfolding the input) with weight at `w_off`.
+pub fn conv_forward(input: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, dst: MatMut<'_, f64>, acc: Accum) {
+    let cols = im2col(input, win);
+    mm(dst, acc, cols.as_ref(), weight_view(w, w_off, c_out, win.patch()));
+}
+
+/// The signal at a convolution's input: col2im(g · W).
+pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, out: &mut Mat<f64>) {
+    let mut cols = Mat::<f64>::zeros(g.nrows(), win.patch());
+    mm(cols.as_mut(), Accum::Replace, g, weight_view(w, w_off, c_out, win.patch()).transpose());
+    col2im_add(cols.as_ref(), win, out);
+}
+
+/// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g.
+pub fn conv_weight_grad(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, grad: &mut [f64], w_off: usize) {
+    let cols = im2col(input, win);
+    mm(weight_view_mut(grad, w_off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g);
+}
