@@ -50,6 +50,33 @@ pub fn flatten(t: MatRef<'_, f64>, c: usize, hw: usize) -> Mat<f64> {
     out
 }
 
+thread_local! {
+    /// Unfolded inputs, reused by shape: they are the largest temporaries of a convolution
+    /// (C·kh·kw values per output position), and fresh ones cost page faults and zeroing.
+    static UNFOLDED: std::cell::RefCell<Vec<Mat<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A matrix of this shape with unspecified contents, from the pool when one is there.
+fn pooled(r: usize, c: usize) -> Mat<f64> {
+    UNFOLDED
+        .with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().position(|m| m.nrows() == r && m.ncols() == c)?;
+            Some(p.swap_remove(i))
+        })
+        .unwrap_or_else(|| Mat::zeros(r, c))
+}
+
+/// Give a matrix from [`im2col`] back to the pool (a few are kept per thread).
+pub fn recycle_unfolded(m: Mat<f64>) {
+    UNFOLDED.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < 4 {
+            p.push(m);
+        }
+    });
+}
+
 /// The unfolded input of a convolution: row (s, oh, ow), column (c, i, j) holds
 /// input(s, oh·sh + i − ph, ow·sw + j − pw, c), zero outside the image.
 pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
@@ -57,27 +84,41 @@ pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
     let (oh, ow) = (win.output[0], win.output[1]);
     let n = samples(input.nrows(), win.in_hw());
     let (kh, kw) = (win.kernel[0], win.kernel[1]);
-    let mut cols = Mat::<f64>::zeros(n * win.out_hw(), win.patch());
+    let (sh, sw, ph, pw) = (win.stride[0], win.stride[1], win.padding[0] as isize, win.padding[1] as isize);
+    let mut cols = pooled(n * win.out_hw(), win.patch());
+    let owned;
+    let input = match (0..win.c).all(|c| input.col(c).try_as_col_major().is_some()) {
+        true => input,
+        false => {
+            owned = input.to_owned();
+            owned.as_ref()
+        }
+    };
     for c in 0..win.c {
-        let src = input.col(c).try_as_col_major().map(|s| s.as_slice());
+        let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
         for i in 0..kh {
             for j in 0..kw {
                 let dst = cols.col_as_slice_mut((c * kh + i) * kw + j);
+                // Output columns x whose input column x·sw + j − pw is inside the image.
+                let x0 = (0..ow).find(|&x| (x * sw + j) as isize - pw >= 0).unwrap_or(ow);
+                let x1 = (x0..ow).find(|&x| (x * sw + j) as isize - pw >= iw as isize).unwrap_or(ow);
                 for s in 0..n {
                     for y in 0..oh {
-                        let r = (y * win.stride[0] + i) as isize - win.padding[0] as isize;
+                        let out = &mut dst[(s * oh + y) * ow..(s * oh + y + 1) * ow];
+                        let r = (y * sh + i) as isize - ph;
                         if r < 0 || r >= ih as isize {
-                            continue; // zeros already
+                            out.fill(0.0);
+                            continue;
                         }
-                        let row0 = s * ih * iw + r as usize * iw;
-                        let out0 = (s * oh + y) * ow;
-                        for x in 0..ow {
-                            let q = (x * win.stride[1] + j) as isize - win.padding[1] as isize;
-                            if q >= 0 && q < iw as isize {
-                                dst[out0 + x] = match src {
-                                    Some(sl) => sl[row0 + q as usize],
-                                    None => input[(row0 + q as usize, c)],
-                                };
+                        let row = &src[s * ih * iw + r as usize * iw..s * ih * iw + (r as usize + 1) * iw];
+                        out[..x0].fill(0.0);
+                        out[x1..].fill(0.0);
+                        let q0 = (x0 * sw + j) as isize - pw;
+                        if sw == 1 {
+                            out[x0..x1].copy_from_slice(&row[q0 as usize..q0 as usize + (x1 - x0)]);
+                        } else {
+                            for (k, o) in out[x0..x1].iter_mut().enumerate() {
+                                *o = row[q0 as usize + k * sw];
                             }
                         }
                     }
@@ -132,7 +173,7 @@ pub fn weight_view_mut(w: &mut [f64], off: usize, out: usize, inp: usize) -> Mat
     MatMut::from_column_major_slice_mut(&mut w[off..off + out * inp], inp, out)
 }
 
-/// dst (+)= cols(input) · Wᵀ for a convolution or (cols = input) a linear layer.
+/// Add the bias at `b` (one value per column) to every row of `dst`.
 pub fn add_bias(dst: &mut Mat<f64>, w: &[f64], b: Option<usize>) {
     if let Some(b) = b {
         for o in 0..dst.ncols() {
@@ -280,17 +321,20 @@ pub fn avg_pool_adjoint(g: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
 pub fn conv_forward(input: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, dst: MatMut<'_, f64>, acc: Accum) {
     let cols = im2col(input, win);
     mm(dst, acc, cols.as_ref(), weight_view(w, w_off, c_out, win.patch()));
+    recycle_unfolded(cols);
 }
 
 /// The signal at a convolution's input: col2im(g · W).
 pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, out: &mut Mat<f64>) {
-    let mut cols = Mat::<f64>::zeros(g.nrows(), win.patch());
+    let mut cols = pooled(g.nrows(), win.patch());
     mm(cols.as_mut(), Accum::Replace, g, weight_view(w, w_off, c_out, win.patch()).transpose());
     col2im_add(cols.as_ref(), win, out);
+    recycle_unfolded(cols);
 }
 
 /// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g.
 pub fn conv_weight_grad(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, grad: &mut [f64], w_off: usize) {
     let cols = im2col(input, win);
     mm(weight_view_mut(grad, w_off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g);
+    recycle_unfolded(cols);
 }

@@ -165,7 +165,13 @@ pub fn layer_forward(l: &Layer, w: &[f64], input: MatRef<'_, f64>) -> (Mat<f64>,
         }
         Layer::AvgPool2d(win) => (avg_pool(input, &win), None),
         Layer::Flatten { c, hw } => (flatten(input, c, hw), None),
-        Layer::Activation(a) => (Mat::from_fn(input.nrows(), input.ncols(), |i, j| a.f(input[(i, j)])), None),
+        Layer::Activation(a) => {
+            let mut out = input.to_owned();
+            for c in 0..out.ncols() {
+                out.col_as_slice_mut(c).iter_mut().for_each(|v| *v = a.f(*v));
+            }
+            (out, None)
+        }
     }
 }
 
