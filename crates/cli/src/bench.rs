@@ -226,7 +226,8 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
 
 /// S18 E4's convnet on 1×28×28 inputs: 2×(conv 5×5, ReLU, max-pool 2) + 2 linear layers.
 pub fn e4_convnet() -> NetArch {
-    let conv = |c| LayerSpec::Conv2d { out_channels: c, kernel_size: [5, 5], stride: [1, 1], padding: [0, 0], bias: true };
+    let conv =
+        |c| LayerSpec::Conv2d { in_channels: None, out_channels: c, kernel_size: [5, 5], stride: [1, 1], padding: [0, 0], bias: true };
     let pool = LayerSpec::MaxPool2d { kernel_size: [2, 2], stride: [2, 2] };
     let relu = LayerSpec::Activation(Activation::Relu);
     let layers = vec![
@@ -237,9 +238,9 @@ pub fn e4_convnet() -> NetArch {
         relu.clone(),
         pool,
         LayerSpec::Flatten,
-        LayerSpec::Linear { out_features: 50, bias: true },
+        LayerSpec::Linear { in_features: None, out_features: 50, bias: true },
         relu,
-        LayerSpec::Linear { out_features: 10, bias: true },
+        LayerSpec::Linear { in_features: None, out_features: 10, bias: true },
     ];
     NetArch::new(Shape::Image { c: 1, h: 28, w: 28 }, layers, LossKind::CrossEntropy).expect("the E4 network resolves")
 }

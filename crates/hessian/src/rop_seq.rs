@@ -11,7 +11,7 @@
 use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
-use hesslab_model::kernels::{col2im_add, im2col, weight_view, weight_view_mut};
+use hesslab_model::kernels::{col2im_add, im2col, pooled, recycle_unfolded, weight_view, weight_view_mut};
 use hesslab_model::{Layer, SeqForward, Sequential, chunks, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
@@ -174,6 +174,9 @@ impl SeqChunks {
                             }
                         }
                     }
+                    if let Some(rc) = r_cols {
+                        recycle_unfolded(rc);
+                    }
                 }
                 _ => {}
             }
@@ -193,12 +196,13 @@ impl SeqChunks {
                     }
                     Layer::Conv2d { win, c_out, w: off, .. } => {
                         let rows = sig.nrows();
-                        let mut stacked = Mat::<f64>::zeros(k * rows, win.patch());
+                        let mut stacked = pooled(k * rows, win.patch());
                         for j in 0..k {
                             let vt = weight_view(col(v, j), off, c_out, win.patch());
                             mm(stacked.as_mut().subrows_mut(j * rows, rows), Accum::Replace, sig, vt.transpose());
                         }
                         col2im_add(stacked.as_ref(), &win, &mut g_in);
+                        recycle_unfolded(stacked);
                     }
                     Layer::Activation(a) => {
                         if let Some(r) = &rt[i] {
@@ -275,5 +279,6 @@ impl ChunkedCurvature for SeqChunks {
             }
         };
         self.r_backward(c, v, &rt, &mut unfolded, start, second, out);
+        unfolded.into_iter().flatten().for_each(recycle_unfolded);
     }
 }

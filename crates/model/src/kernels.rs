@@ -56,8 +56,9 @@ thread_local! {
     static UNFOLDED: std::cell::RefCell<Vec<Mat<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A matrix of this shape with unspecified contents, from the pool when one is there.
-fn pooled(r: usize, c: usize) -> Mat<f64> {
+/// A matrix of this shape with unspecified contents, from the pool of unfolded inputs when
+/// one is there (give it back with [`recycle_unfolded`]).
+pub fn pooled(r: usize, c: usize) -> Mat<f64> {
     UNFOLDED
         .with(|p| {
             let mut p = p.borrow_mut();
@@ -71,7 +72,7 @@ fn pooled(r: usize, c: usize) -> Mat<f64> {
 pub fn recycle_unfolded(m: Mat<f64>) {
     UNFOLDED.with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < 4 {
+        if p.len() < 8 {
             p.push(m);
         }
     });

@@ -19,6 +19,8 @@ pub enum LayerSpec {
     Flatten,
     /// A fully connected layer to `out_features` units.
     Linear {
+        /// Input units, when declared (checked against the shape there; PyTorch's argument).
+        in_features: Option<usize>,
         /// Output units.
         out_features: usize,
         /// With a bias.
@@ -26,6 +28,8 @@ pub enum LayerSpec {
     },
     /// A 2-d convolution (cross-correlation, as PyTorch's `nn.Conv2d`; zero padding).
     Conv2d {
+        /// Input channels, when declared (checked against the shape there).
+        in_channels: Option<usize>,
         /// Output channels.
         out_channels: usize,
         /// Kernel (height, width).
@@ -130,19 +134,21 @@ impl TryFrom<Value> for LayerSpec {
         match name.as_str() {
             "linear" => {
                 if !arg.is_object() {
-                    return Ok(LayerSpec::Linear { out_features: as_usize(arg, "linear width")?, bias: true });
+                    return Ok(LayerSpec::Linear { in_features: None, out_features: as_usize(arg, "linear width")?, bias: true });
                 }
-                let t = table("linear", arg, &["out_features", "bias"])?;
+                let t = table("linear", arg, &["in_features", "out_features", "bias"])?;
+                let in_features = t.get("in_features").map(|v| as_usize(v, "in_features")).transpose()?;
                 let out_features = as_usize(t.get("out_features").ok_or("linear needs out_features")?, "out_features")?;
                 let bias =
                     t.get("bias").map(|b| b.as_bool().ok_or(format!("bias must be true or false, got {b}"))).transpose()?.unwrap_or(true);
-                Ok(LayerSpec::Linear { out_features, bias })
+                Ok(LayerSpec::Linear { in_features, out_features, bias })
             }
             "conv2d" => {
-                let t = table("conv2d", arg, &["out_channels", "kernel_size", "stride", "padding", "bias"])?;
+                let t = table("conv2d", arg, &["in_channels", "out_channels", "kernel_size", "stride", "padding", "bias"])?;
                 let need = |k: &str| t.get(k).ok_or_else(|| format!("conv2d needs {k}"));
                 let pair_or = |k: &str, d: usize| t.get(k).map(|x| as_pair(x, k)).transpose().map(|p| p.unwrap_or([d, d]));
                 Ok(LayerSpec::Conv2d {
+                    in_channels: t.get("in_channels").map(|v| as_usize(v, "in_channels")).transpose()?,
                     out_channels: as_usize(need("out_channels")?, "out_channels")?,
                     kernel_size: as_pair(need("kernel_size")?, "kernel_size")?,
                     stride: pair_or("stride", 1)?,
@@ -167,9 +173,21 @@ impl From<LayerSpec> for Value {
         match l {
             LayerSpec::Activation(a) => json!(a.name()),
             LayerSpec::Flatten => json!("flatten"),
-            LayerSpec::Linear { out_features, bias } => json!({"linear": {"out_features": out_features, "bias": bias}}),
-            LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias } => json!({"conv2d": {
-                "out_channels": out_channels, "kernel_size": kernel_size, "stride": stride, "padding": padding, "bias": bias}}),
+            LayerSpec::Linear { in_features, out_features, bias } => {
+                let mut t = json!({"out_features": out_features, "bias": bias});
+                if let Some(i) = in_features {
+                    t["in_features"] = json!(i);
+                }
+                json!({ "linear": t })
+            }
+            LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, padding, bias } => {
+                let mut t =
+                    json!({"out_channels": out_channels, "kernel_size": kernel_size, "stride": stride, "padding": padding, "bias": bias});
+                if let Some(i) = in_channels {
+                    t["in_channels"] = json!(i);
+                }
+                json!({ "conv2d": t })
+            }
             LayerSpec::MaxPool2d { kernel_size, stride } => json!({"max_pool2d": {"kernel_size": kernel_size, "stride": stride}}),
             LayerSpec::AvgPool2d { kernel_size, stride } => json!({"avg_pool2d": {"kernel_size": kernel_size, "stride": stride}}),
         }
@@ -329,10 +347,13 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, 
                 // Flattening a vector is the identity (as in PyTorch): nothing to do.
                 Shape::Flat(d) => (Layer::Flatten { c: d, hw: 1 }, Shape::Flat(d)),
             },
-            LayerSpec::Linear { out_features, bias } => {
+            LayerSpec::Linear { in_features, out_features, bias } => {
                 let Shape::Flat(n_in) = shape else {
                     return Err(at("linear needs a flat input; insert \"flatten\" before it".into()));
                 };
+                if let Some(d) = in_features.filter(|&d| d != n_in) {
+                    return Err(at(format!("linear declares in_features = {d}, but its input has {n_in}")));
+                }
                 if out_features == 0 {
                     return Err(at("linear has 0 outputs".into()));
                 }
@@ -340,10 +361,13 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, 
                 let b = if bias { Some(take(out_features as u64)?) } else { None };
                 (Layer::Linear { n_in, n_out: out_features, w, b }, Shape::Flat(out_features))
             }
-            LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias } => {
+            LayerSpec::Conv2d { in_channels, out_channels, kernel_size, stride, padding, bias } => {
                 let Shape::Image { c, h, w } = shape else {
                     return Err(at("conv2d needs an image input [C, H, W]".into()));
                 };
+                if let Some(d) = in_channels.filter(|&d| d != c) {
+                    return Err(at(format!("conv2d declares in_channels = {d}, but its input has {c} channels")));
+                }
                 if out_channels == 0 || kernel_size.contains(&0) || stride.contains(&0) {
                     return Err(at("out_channels, kernel_size and stride must be ≥ 1".into()));
                 }
@@ -406,10 +430,10 @@ pub fn torch_module(spec: &LayerSpec, input: Shape) -> Value {
             Activation::Identity => "Identity",
         }}),
         LayerSpec::Flatten => json!({"module": "Flatten"}),
-        LayerSpec::Linear { out_features, bias } => {
+        LayerSpec::Linear { out_features, bias, .. } => {
             json!({"module": "Linear", "in_features": input.size(), "out_features": out_features, "bias": bias})
         }
-        LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias } => {
+        LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias, .. } => {
             let c = if let Shape::Image { c, .. } = input { c } else { 0 };
             json!({"module": "Conv2d", "in_channels": c, "out_channels": out_channels, "kernel_size": kernel_size,
                    "stride": stride, "padding": padding, "bias": bias})
@@ -437,13 +461,14 @@ pub fn from_torch_module(m: &Value, input: Shape) -> Result<LayerSpec, String> {
         "Flatten" => LayerSpec::Flatten,
         "Linear" => {
             check_in("in_features", input.size())?;
-            LayerSpec::Linear { out_features: as_usize(get("out_features")?, "out_features")?, bias: bias()? }
+            LayerSpec::Linear { in_features: None, out_features: as_usize(get("out_features")?, "out_features")?, bias: bias()? }
         }
         "Conv2d" => {
             if let Shape::Image { c, .. } = input {
                 check_in("in_channels", c)?;
             }
             LayerSpec::Conv2d {
+                in_channels: None,
                 out_channels: as_usize(get("out_channels")?, "out_channels")?,
                 kernel_size: as_pair(get("kernel_size")?, "kernel_size")?,
                 stride: m.get("stride").map(|s| as_pair(s, "stride")).transpose()?.unwrap_or([1, 1]),

@@ -48,7 +48,7 @@ impl NetArch {
             if i > 0 {
                 v.push(LayerSpec::Activation(a.activation));
             }
-            v.push(LayerSpec::Linear { out_features: *s, bias: a.bias });
+            v.push(LayerSpec::Linear { in_features: None, out_features: *s, bias: a.bias });
         }
         v
     }
@@ -158,7 +158,7 @@ fn mlp_of(s: &SeqArch) -> Option<Architecture> {
     let (mut act, mut bias) = (None::<Activation>, None::<bool>);
     for (i, spec) in s.specs.iter().enumerate() {
         match (i % 2, spec) {
-            (0, LayerSpec::Linear { out_features, bias: b }) => {
+            (0, LayerSpec::Linear { out_features, bias: b, .. }) => {
                 if *bias.get_or_insert(*b) != *b {
                     return None;
                 }
