@@ -328,3 +328,46 @@ fn convnet_quickstart_runs_on_fashion_mnist() {
     let _ = plan;
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Every solver and analysis kind accepts a convnet: dense and Lanczos agree on its Hessian,
+/// and a per-tensor Lanczos equals the dense spectrum of that block.
+#[test]
+fn every_stage_kind_runs_on_a_convnet() {
+    let out = tmp("convall");
+    run("tests/convnet_all_stages.toml", &out, &[], 2);
+    let main = out.join("conv_all/main");
+    let dense = eigenvalues(&main.join("dense/eigenvalues.parquet"));
+    let lanczos = eigenvalues(&main.join("lanczos/eigenvalues.parquet"));
+    assert_eq!(dense.len(), 210); // conv 4·1·3·3 + 4, linear 16·10 + 10
+    for (i, (l, d)) in lanczos.iter().zip(&dense).enumerate() {
+        assert!((l - d).abs() <= 1e-8 * dense[0].abs(), "rank {i}: Lanczos {l} vs dense {d}");
+    }
+    use hesslab_pipeline::Port;
+    let h = hesslab_artifacts::Matrix::decode(&read_artifact(&main.join("hessian/matrix.parquet"), None).unwrap()).unwrap();
+    assert!(h.dense.symmetry_error < 1e-12, "symmetry error {:e}", h.dense.symmetry_error);
+    // layers.0.weight is the conv weight [4, 1, 3, 3]: the first 36 parameters.
+    let m = &h.dense.matrix;
+    let mut block = faer::Mat::<f64>::zeros(36, 36);
+    for j in 0..36 {
+        for i in 0..36 {
+            block[(i, j)] = m[(i, j)];
+        }
+    }
+    let mut want = block.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+    want.reverse();
+    let got = eigenvalues(&main.join("block/eigenvalues.parquet"));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-8 * want[0].abs().max(1e-12), "block: {g} vs {w}");
+    }
+    for f in [
+        "density/density.parquet",
+        "trace/trace.parquet",
+        "decomposition/decomposition.parquet",
+        "classes/overlap.parquet",
+        "line/curve.parquet",
+        "heatmap/heatmap.png",
+    ] {
+        assert!(main.join(f).exists(), "{f} missing");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -30,7 +30,8 @@ pub struct CurvatureDense;
 impl StageKind for CurvatureDense {
     type Params = CurvatureDenseParams;
     const KIND: &'static str = "curvature_dense";
-    const VERSION: u32 = 3;
+    /// 4: `architecture` metadata is the PyTorch module list.
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Materialize a curvature operator (exact Hessian by R-operator, Gauss-Newton, residual, empirical Fisher, gradient covariance; optionally one parameter block) as a dense symmetric P×P matrix, using all cores; reports the symmetry error and symmetrizes.";
     const INPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Dataset>()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Matrix>()];

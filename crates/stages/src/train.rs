@@ -12,6 +12,8 @@ pub struct Train;
 impl StageKind for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
+    /// 2: `architecture` metadata is the PyTorch module list.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
     const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
     const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];

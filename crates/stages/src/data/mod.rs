@@ -16,6 +16,8 @@ pub struct GaussianMixtureStage;
 impl StageKind for GaussianMixtureStage {
     type Params = MixtureParams;
     const KIND: &'static str = "gaussian_mixture";
+    /// 2: datasets carry their sample `shape`.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "k Gaussian clusters in d dimensions, one class each, isotropic noise (std, covariance multiplier), optional global normalization, stratified train/test split.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &MixtureParams) -> Vec<(String, String)> {
@@ -66,6 +68,8 @@ pub struct DigitsStage;
 impl StageKind for DigitsStage {
     type Params = DigitsParams;
     const KIND: &'static str = "digits";
+    /// 2: datasets carry their sample `shape`.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "UCI optical digits (1797 8×8 images, 10 classes; CC BY 4.0, Alpaydin & Kaynak 1998), stratified subsample, pixel scaling, test split. Stands in for the papers' 1K MNIST subsets.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &DigitsParams) -> Vec<(String, String)> {
@@ -94,6 +98,8 @@ pub struct IdxStage;
 impl StageKind for IdxStage {
     type Params = IdxParams;
     const KIND: &'static str = "idx";
+    /// 2: datasets carry their sample `shape`.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "MNIST-style IDX image and label files, plain or gzip (Fashion-MNIST: Debian package dataset-fashion-mnist), stratified or class-balanced (samples_per_class) subsample, test split; shape [1, H, W].";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &IdxParams) -> Vec<(String, String)> {
@@ -143,6 +149,8 @@ pub struct Cifar10Stage;
 impl StageKind for Cifar10Stage {
     type Params = CifarParams;
     const KIND: &'static str = "cifar10";
+    /// 2: datasets carry their sample `shape`.
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];

@@ -114,6 +114,8 @@ fn read_parquet_table(path: &str) -> Result<Table, StageError> {
 impl StageKind for TableStage {
     type Params = TableParams;
     const KIND: &'static str = "table";
+    /// 2: datasets carry their sample `shape`.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Import a Parquet or CSV table: numeric feature columns and an integer label column (optional split column).";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &TableParams) -> Vec<(String, String)> {
