@@ -106,13 +106,19 @@ fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
     let out = tmp("e4e6");
     // The convnet on Fashion-MNIST, shortened (200 steps, top 10 over 250 images, ~1 min here);
     // the full run (top 40 over 1 000 images, 5 min) holds at all 40 ranks (README).
-    let reduced = ["train.max_steps=200", "eigen.k=10", "eigen.max_samples=250", "eigen.tol=1e-6"];
+    let reduced = ["train.max_steps=200", "eigen.k=10", "eigen.max_samples=250", "eigen.tol=1e-6", "bottom.k=5", "bottom.max_samples=250"];
     run("pipelines/s18_e4_small_vs_large_batch.toml", &out, &reduced, 0);
     let sb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=10/eigen/eigenvalues.parquet"));
     let lb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=512/eigen/eigenvalues.parquet"));
     for i in 0..10 {
         assert!(lb[i] > sb[i], "rank {i}: large batch {} vs small batch {}", lb[i], sb[i]);
     }
+    // Fig 6: both have a negative tail, plotted against rank in % of P.
+    for m in ["train.batch_size=10", "train.batch_size=512"] {
+        let neg = eigenvalues(&out.join("s18_e4_small_vs_large_batch").join(m).join("bottom/eigenvalues.parquet"));
+        assert!(neg.len() == 5 && neg.iter().all(|&v| v < 0.0), "{m}: {neg:?}");
+    }
+    assert!(out.join("s18_e4_small_vs_large_batch/all/negative/negative_overlay.png").exists());
     run("pipelines/s18_e6_lb_then_sb_interpolation.toml", &out, &[], 0);
     let c = read_artifact(&out.join("s18_e6_lb_then_sb_interpolation/main/line/curve.parquet"), None).unwrap();
     let alpha = f64_values(&c.batch, "alpha").unwrap();
