@@ -439,3 +439,24 @@ fn f9_a_same_size_corruption_with_the_mtime_restored_is_detected() {
     assert_eq!(std::fs::read(&p).unwrap(), good, "the corrupted artifact was rebuilt");
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// `validate` reads IDX headers to check layer shapes; a FIFO named as the images file must not
+/// block it (nothing ever writes to it here).
+#[test]
+fn validate_does_not_block_on_a_fifo_named_as_an_idx_file() {
+    let t = tmp("fifo");
+    let fifo = t.join("images");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let text = format!(
+        "[stages.data]\nkind = \"idx\"\nimages = {:?}\nlabels = {:?}\n[stages.train]\nkind = \"train\"\ndataset = \"data.dataset\"\nlayers = [\"flatten\", {{ linear = 10 }}]\n",
+        fifo.display().to_string(),
+        fifo.display().to_string()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(build(&text, &[]).is_ok());
+    });
+    let ok = rx.recv_timeout(Duration::from_secs(20)).expect("validate blocked on a FIFO");
+    assert!(ok, "validate failed");
+    let _ = std::fs::remove_dir_all(&t);
+}

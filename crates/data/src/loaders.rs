@@ -69,6 +69,10 @@ pub fn read_idx_file(path: &str, what: &'static str) -> Result<Vec<u8>> {
 /// header: what a pipeline can know about the file before running.
 pub fn idx_dims(path: &str) -> Option<Vec<usize>> {
     use std::io::Read;
+    // Only regular files: reading a FIFO or a device at validation time could block forever.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     let f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 2];
     let mut r: Box<dyn Read> = Box::new(std::io::BufReader::new(f));

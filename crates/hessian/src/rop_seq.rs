@@ -265,14 +265,11 @@ impl ChunkedCurvature for SeqChunks {
                 if kind != CurvatureKind::Residual {
                     let inv_n = 1.0 / data.len() as f64;
                     for j in 0..k {
-                        let rows = j * nc..(j + 1) * nc;
-                        let mut blk = Mat::<f64>::zeros(nc, cdim);
-                        loss_hess_apply(self.model.arch.loss, c.probs.as_ref(), rf.as_ref().subrows(rows.start, nc), blk.as_mut());
-                        for o in 0..cdim {
-                            for r in 0..nc {
-                                start[(rows.start + r, o)] = blk[(r, o)] * inv_n;
-                            }
-                        }
+                        let blk = start.as_mut().subrows_mut(j * nc, nc);
+                        loss_hess_apply(self.model.arch.loss, c.probs.as_ref(), rf.as_ref().subrows(j * nc, nc), blk);
+                    }
+                    for o in 0..cdim {
+                        start.col_as_slice_mut(o).iter_mut().for_each(|x| *x *= inv_n);
                     }
                 }
                 (start, kind != CurvatureKind::GaussNewton)

@@ -193,13 +193,13 @@ pub fn bias_grad(g: MatRef<'_, f64>, grad: &mut [f64], b: usize) {
 
 /// Max pooling: the output and, per (channel, output row), the input row of the maximum (the
 /// first one on ties, as PyTorch).
-pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<u32>) {
+pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<usize>) {
     let (ih, iw) = (win.input[0], win.input[1]);
     let (oh, ow) = (win.output[0], win.output[1]);
     let n = samples(input.nrows(), win.in_hw());
     let rows = n * oh * ow;
     let mut out = Mat::<f64>::zeros(rows, win.c);
-    let mut arg = vec![0u32; rows * win.c];
+    let mut arg = vec![0usize; rows * win.c];
     for c in 0..win.c {
         let src = input.col(c);
         let (dst, am) = (out.col_as_slice_mut(c), &mut arg[c * rows..(c + 1) * rows]);
@@ -219,7 +219,7 @@ pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<u32>) {
                     }
                     let r = (s * oh + y) * ow + x;
                     dst[r] = best;
-                    am[r] = at as u32;
+                    am[r] = at;
                 }
             }
         }
@@ -228,7 +228,7 @@ pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<u32>) {
 }
 
 /// Route `k` stacked blocks through the argmax: out(j·R + r, c) = t(j·Rin + arg(c, r), c).
-pub fn gather_argmax(t: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) -> Mat<f64> {
+pub fn gather_argmax(t: MatRef<'_, f64>, arg: &[usize], win: &Window, k: usize) -> Mat<f64> {
     let rows_in = t.nrows() / k.max(1);
     let rows = arg.len() / win.c.max(1);
     debug_assert_eq!(rows_in / win.in_hw(), rows / win.out_hw());
@@ -238,7 +238,7 @@ pub fn gather_argmax(t: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) ->
         let dst = out.col_as_slice_mut(c);
         for j in 0..k {
             for (r, &a) in am.iter().enumerate() {
-                dst[j * rows + r] = src[j * rows_in + a as usize];
+                dst[j * rows + r] = src[j * rows_in + a];
             }
         }
     }
@@ -246,7 +246,7 @@ pub fn gather_argmax(t: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) ->
 }
 
 /// The adjoint of [`gather_argmax`]: the signal of each output goes to its argmax.
-pub fn scatter_argmax(g: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) -> Mat<f64> {
+pub fn scatter_argmax(g: MatRef<'_, f64>, arg: &[usize], win: &Window, k: usize) -> Mat<f64> {
     let rows = arg.len() / win.c.max(1);
     let n = rows / win.out_hw().max(1);
     let rows_in = n * win.in_hw();
@@ -256,7 +256,7 @@ pub fn scatter_argmax(g: MatRef<'_, f64>, arg: &[u32], win: &Window, k: usize) -
         let dst = out.col_as_slice_mut(c);
         for j in 0..k {
             for (r, &a) in am.iter().enumerate() {
-                dst[j * rows_in + a as usize] += src[j * rows + r];
+                dst[j * rows_in + a] += src[j * rows + r];
             }
         }
     }

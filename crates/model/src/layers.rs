@@ -324,12 +324,14 @@ fn out_len(i: usize, k: usize, s: usize, p: usize) -> Option<usize> {
     (k <= padded && s > 0).then(|| (padded - k) / s + 1)
 }
 
-/// Resolve `specs` on samples of shape `input`: each layer's shape and parameter offsets, the
-/// output shape and the parameter count. Errors name the layer (from 0) and the shape there.
-pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, usize), ModelError> {
+/// Resolve `specs` on samples of shape `input`: each layer with its parameter offsets, the
+/// shape after each layer, and the parameter count. Errors name the layer (from 0) and the
+/// shape there.
+pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Vec<Shape>, usize), ModelError> {
     let mut shape = input;
     let mut off: u64 = 0;
     let mut out = Vec::with_capacity(specs.len());
+    let mut shapes = Vec::with_capacity(specs.len());
     if shape.size() == 0 {
         return Err(ModelError::Invalid(format!("the input shape {} is empty", shape.show())));
     }
@@ -357,7 +359,7 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, 
                 if out_features == 0 {
                     return Err(at("linear has 0 outputs".into()));
                 }
-                let w = take(n_in as u64 * out_features as u64)?;
+                let w = take((n_in as u64).checked_mul(out_features as u64).unwrap_or(u64::MAX))?;
                 let b = if bias { Some(take(out_features as u64)?) } else { None };
                 (Layer::Linear { n_in, n_out: out_features, w, b }, Shape::Flat(out_features))
             }
@@ -380,7 +382,9 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, 
                     )));
                 };
                 let win = Window { c, input: [h, w], output: [oh, ow], kernel: kernel_size, stride, padding };
-                let wo = take(out_channels as u64 * win.patch() as u64)?;
+                // In u64 with checks: channels × kernel area × outputs can exceed any usize.
+                let weights = [c, kernel_size[0], kernel_size[1], out_channels].iter().try_fold(1u64, |a, &b| a.checked_mul(b as u64));
+                let wo = take(weights.unwrap_or(u64::MAX))?;
                 let b = if bias { Some(take(out_channels as u64)?) } else { None };
                 (Layer::Conv2d { win, c_out: out_channels, w: wo, b }, Shape::Image { c: out_channels, h: oh, w: ow })
             }
@@ -403,9 +407,10 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Shape, 
             return Err(at(format!("its output {} has more than 2^32 values per sample", next.show())));
         }
         out.push(layer);
+        shapes.push(next);
         shape = next;
     }
-    Ok((out, shape, off as usize))
+    Ok((out, shapes, off as usize))
 }
 
 fn spec_name(s: &LayerSpec) -> &'static str {

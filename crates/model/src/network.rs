@@ -140,7 +140,7 @@ impl NetArch {
         let mut specs = Vec::with_capacity(modules.len());
         for (i, m) in modules.iter().enumerate() {
             let spec = from_torch_module(m, shape).map_err(|e| format!("modules[{i}]: {e}"))?;
-            shape = crate::layers::resolve(shape, std::slice::from_ref(&spec)).map_err(|e| format!("modules[{i}]: {e}"))?.1;
+            shape = crate::layers::resolve(shape, std::slice::from_ref(&spec)).map_err(|e| format!("modules[{i}]: {e}"))?.1[0];
             specs.push(spec);
         }
         let mut arch = NetArch::new(Shape::from_dims(&dims)?, specs, loss).map_err(|e| e.to_string())?;

@@ -28,7 +28,8 @@ pub struct SeqArch {
 impl SeqArch {
     /// Resolve `specs` on inputs of shape `input`; the output must be a vector.
     pub fn new(input: Shape, specs: Vec<LayerSpec>, loss: LossKind) -> Result<Self, ModelError> {
-        let (layers, out, num_params) = resolve(input, &specs)?;
+        let (layers, shapes, num_params) = resolve(input, &specs)?;
+        let out = shapes.last().copied().unwrap_or(input);
         if !matches!(out, Shape::Flat(_)) {
             return Err(ModelError::Invalid(format!(
                 "the network ends with an image of shape {:?}; end with \"flatten\" and a linear layer",
@@ -37,12 +38,6 @@ impl SeqArch {
         }
         if (num_params as u64) > MAX_PARAMS {
             return Err(ModelError::Invalid("more than 2^36 parameters".into()));
-        }
-        let mut shapes = Vec::with_capacity(specs.len());
-        let mut s = input;
-        for l in 0..specs.len() {
-            s = resolve(s, &specs[l..=l]).map(|(_, o, _)| o)?;
-            shapes.push(s);
         }
         Ok(SeqArch { input, specs, layers, shapes, num_params, loss })
     }
@@ -126,7 +121,7 @@ pub struct SeqForward {
     /// Input and layer outputs.
     pub vals: Vec<Mat<f64>>,
     /// Argmax of each max-pooling layer.
-    pub argmax: Vec<Option<Vec<u32>>>,
+    pub argmax: Vec<Option<Vec<usize>>>,
 }
 
 impl SeqForward {
@@ -145,7 +140,7 @@ pub fn linear_layout(l: &Layer) -> Option<LayerLayout> {
 }
 
 /// The output of layer `l` on `input` with parameters `w` (and the argmax of a max pooling).
-pub fn layer_forward(l: &Layer, w: &[f64], input: MatRef<'_, f64>) -> (Mat<f64>, Option<Vec<u32>>) {
+pub fn layer_forward(l: &Layer, w: &[f64], input: MatRef<'_, f64>) -> (Mat<f64>, Option<Vec<usize>>) {
     match *l {
         Layer::Linear { n_in, n_out, w: wo, b } => {
             let mut z = Mat::<f64>::zeros(input.nrows(), n_out);
@@ -182,7 +177,7 @@ pub fn layer_input_signal(
     w: &[f64],
     input: MatRef<'_, f64>,
     output: MatRef<'_, f64>,
-    argmax: Option<&[u32]>,
+    argmax: Option<&[usize]>,
     g: MatRef<'_, f64>,
     k: usize,
 ) -> Mat<f64> {
@@ -225,7 +220,7 @@ pub fn layer_forward_tangent(
     w: &[f64],
     input: MatRef<'_, f64>,
     output: MatRef<'_, f64>,
-    argmax: Option<&[u32]>,
+    argmax: Option<&[usize]>,
     t: Option<&Mat<f64>>,
     k: usize,
 ) -> Option<Mat<f64>> {

@@ -134,9 +134,14 @@ impl StageKind for Train {
 /// known before running).
 fn planned_network(p: &TrainParams, inputs: &InputFacts) -> Option<Result<NetArch, String>> {
     let data = inputs.get(Dataset::NAME)?;
-    let shape = match data.shape {
-        Some([c, h, w]) => Shape::Image { c: c as usize, h: h as usize, w: w as usize },
-        None => Shape::Flat(usize::try_from(data.dim?).ok()?),
+    // Through the checked constructor: a file header can claim any sizes.
+    let dims: Vec<usize> = match data.shape {
+        Some(s) => s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?,
+        None => vec![usize::try_from(data.dim?).ok()?],
+    };
+    let shape = match Shape::from_dims(&dims) {
+        Ok(s) => s,
+        Err(m) => return Some(Err(m)),
     };
     let classes = usize::try_from(data.classes?).ok()?;
     Some(network_of(p, shape, classes).map_err(|e| e.to_string()))
