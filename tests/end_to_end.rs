@@ -212,18 +212,15 @@ fn e3_more_parameters_shrink_the_bulk_but_not_the_top_eigenvalues() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-#[test]
-fn compare_writes_the_table_1_layout_with_titled_sweep_columns() {
-    let out = tmp("compare");
-    std::fs::create_dir_all(&out).unwrap();
-    let toml = |extra: &str| {
-        format!(
-            r#"[pipeline]
-name = "cmp"
+/// A small swept pipeline (mixture → MLP → dense Hessian → eigenvalues → summary → compare)
+/// with `sweep` lines and extra `compare` parameters.
+fn small_sweep(name: &str, out: &Path, sweep: &str, extra: &str) -> String {
+    format!(
+        r#"[pipeline]
+name = "{name}"
 out = "{}"
 [sweep]
-data.classes = [2, 3]
-train.batch_size = [0, 16]
+{sweep}
 [stages.data]
 kind = "gaussian_mixture"
 dim = 4
@@ -250,9 +247,15 @@ summaries = "summary.summary[*]"
 eigenvalues = "eigen.eigenvalues[*]"
 {extra}
 "#,
-            out.display()
-        )
-    };
+        out.display()
+    )
+}
+
+#[test]
+fn compare_writes_the_table_1_layout_with_titled_sweep_columns() {
+    let out = tmp("compare");
+    std::fs::create_dir_all(&out).unwrap();
+    let toml = |extra: &str| small_sweep("cmp", &out, "data.classes = [2, 3]\ntrain.batch_size = [0, 16]", extra);
     let file = out.join("cmp.toml");
     std::fs::write(&file, toml("columns = { \"train.batch_size\" = \"algorithm\" }\nvalues = { \"train.batch_size=0\" = \"GD\", \"train.batch_size=16\" = \"SGD\" }")).unwrap();
     let plan = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).unwrap();
@@ -274,6 +277,70 @@ eigenvalues = "eigen.eigenvalues[*]"
     std::fs::write(&file, toml("columns = { \"train.lr\" = \"step size\" }")).unwrap();
     let err = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("train.lr") && err.contains("data.classes") && err.contains("train.batch_size"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Seeds as a sweep key: members that differ only in `train.seed` are grouped, and `spread`
+/// and `rank_spread` hold the statistics recomputed here from the per-member outputs.
+#[test]
+fn compare_groups_seed_replicates_into_mean_std_and_rank_bands() {
+    let out = tmp("seeds");
+    std::fs::create_dir_all(&out).unwrap();
+    let toml = |extra: &str| small_sweep("seeds", &out, "data.classes = [2, 3]\ntrain.seed = [1, 2, 3]", extra);
+    let file = out.join("seeds.toml");
+    std::fs::write(&file, toml("")).unwrap();
+    let plan = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).unwrap();
+    Runner::run(&plan, &RunOptions::default()).unwrap();
+    let dir = out.join("seeds/all/table");
+    let t = read_artifact(&dir.join("table.parquet"), None).unwrap();
+    let (classes, maxes) = (utf8_values(&t.batch, "data.classes").unwrap(), f64_values(&t.batch, "max").unwrap());
+    let members = utf8_values(&t.batch, "member").unwrap();
+    let s = read_artifact(&dir.join("spread.parquet"), None).unwrap();
+    assert_eq!(s.meta("replicate_keys"), Some("[\"train.seed\"]"));
+    assert!(s.batch.column_by_name("train.seed").is_none(), "the replicate key is not a group column");
+    let (sc, sq, sn) = (
+        utf8_values(&s.batch, "data.classes").unwrap(),
+        utf8_values(&s.batch, "quantity").unwrap(),
+        u64_values(&s.batch, "replicates").unwrap(),
+    );
+    let (smean, sstd, smin, smax) = ["mean", "std", "min", "max"].map(|c| f64_values(&s.batch, c).unwrap()).into();
+    let r = read_artifact(&dir.join("rank_spread.parquet"), None).unwrap();
+    let (rc, re, rr) =
+        (utf8_values(&r.batch, "data.classes").unwrap(), utf8_values(&r.batch, "end").unwrap(), u32_values(&r.batch, "rank").unwrap());
+    let (rmean, rmin) = (f64_values(&r.batch, "mean").unwrap(), f64_values(&r.batch, "min").unwrap());
+    for k in ["2", "3"] {
+        let mine: Vec<f64> = (0..maxes.len()).filter(|&i| classes[i] == k).map(|i| maxes[i]).collect();
+        assert_eq!(mine.len(), 3);
+        let mean = mine.iter().sum::<f64>() / 3.0;
+        let std = (mine.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert!(std > 0.0, "seeds must change the trained network: {mine:?}");
+        let i = (0..sq.len()).find(|&i| sc[i] == k && sq[i] == "max").unwrap();
+        assert_eq!(sn[i], 3);
+        assert!(
+            (smean[i] - mean).abs() <= 1e-14 * mean.abs() && (sstd[i] - std).abs() <= 1e-12 * std,
+            "{} vs {mean}, {} vs {std}",
+            smean[i],
+            sstd[i]
+        );
+        assert_eq!((smin[i], smax[i]), (mine.iter().copied().fold(f64::MAX, f64::min), mine.iter().copied().fold(f64::MIN, f64::max)));
+        // The top eigenvalue's rank statistics are the members' largest eigenvalues.
+        let j = (0..rr.len()).find(|&j| rc[j] == k && re[j] == "largest" && rr[j] == 0).unwrap();
+        assert!((rmean[j] - mean).abs() <= 1e-14 * mean.abs());
+        // And from the other end: the smallest eigenvalue of each member.
+        let j = (0..rr.len()).find(|&j| rc[j] == k && re[j] == "smallest" && rr[j] == 0).unwrap();
+        let smallest = (0..members.len())
+            .filter(|&i| classes[i] == k)
+            .map(|i| *eigenvalues(&out.join(format!("seeds/{}/eigen/eigenvalues.parquet", members[i]))).last().unwrap())
+            .fold(f64::MAX, f64::min);
+        assert_eq!(rmin[j], smallest);
+    }
+    let md = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    assert!(md.contains("| data.classes | seeds | params | λ₁ |") && md.contains("Per member:"), "{md}");
+    assert!(dir.join("top_overlay.png").exists());
+    // A replicate key that is not swept is a validation error.
+    std::fs::write(&file, toml("replicates = [\"train.sed\"]")).unwrap();
+    let err = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("train.sed") && err.contains("replicates"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 pub mod outliers;
 pub mod plots;
+pub mod replicates;
 pub mod report;
 mod spectrum;
 pub mod stages;

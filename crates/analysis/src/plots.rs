@@ -38,6 +38,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// How they are drawn.
     pub mark: Mark,
+    /// A shaded band (x, low, high) behind the series, e.g. min–max over seeds (empty: none).
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 /// A 2-D plot: series, reference lines, axis labels.
@@ -64,12 +66,17 @@ impl Plot {
     }
     /// Add a series drawn as a line.
     pub fn line(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
-        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Line });
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Line, band: Vec::new() });
+        self
+    }
+    /// Add a series drawn as a line over a shaded band of (x, low, high).
+    pub fn line_with_band(mut self, name: &str, pts: Vec<(f64, f64)>, band: Vec<(f64, f64, f64)>) -> Self {
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Line, band });
         self
     }
     /// Add a series drawn as points.
     pub fn points(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
-        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Points });
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Points, band: Vec::new() });
         self
     }
     /// Add a horizontal reference line at `y`.
@@ -84,9 +91,10 @@ impl Plot {
     }
 
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let bands = self.series.iter().flat_map(|s| s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+        let pts = self.series.iter().flat_map(|s| s.points.iter().copied()).chain(bands).filter(|p| p.0.is_finite() && p.1.is_finite());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-        for &(x, y) in pts {
+        for (x, y) in pts {
             x0 = x0.min(x);
             x1 = x1.max(x);
             y0 = y0.min(y);
@@ -130,6 +138,12 @@ impl Plot {
             .map_err(|x| e(&x))?;
         for (i, s) in self.series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
+            let band: Vec<(f64, f64, f64)> =
+                s.band.iter().copied().filter(|b| b.0.is_finite() && b.1.is_finite() && b.2.is_finite()).collect();
+            if band.len() > 1 {
+                let outline: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).chain(band.iter().rev().map(|b| (b.0, b.1))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(|x| e(&x))?;
+            }
             let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
             let anno = match s.mark {
                 Mark::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|x| e(&x))?,
@@ -194,7 +208,8 @@ impl Plot {
 }
 
 fn format_tick(v: f64) -> String {
-    if v == 0.0 {
+    // Ticks are multiples of a float step: a "zero" tick can come out as ±5.55e-17.
+    if v.abs() < 1e-14 {
         "0".into()
     } else if v.abs() >= 1e4 || v.abs() < 1e-2 {
         // Three significant digits: dense ticks such as −1.15e-3 and −1.2e-3 stay distinct.

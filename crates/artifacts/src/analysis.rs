@@ -65,6 +65,11 @@ impl SummaryRow {
     fn f64s(&self) -> [f64; 8] {
         [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
     }
+    /// Every column's name and value (counts as f64), in schema order.
+    pub fn named_values(&self) -> Vec<(&'static str, f64)> {
+        let u = self.u64s().map(|v| v as f64);
+        U64_COLS.iter().copied().zip(u).chain(F64_COLS.iter().copied().zip(self.f64s())).collect()
+    }
     fn fields() -> Vec<Field> {
         let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
         f.extend(F64_COLS.iter().map(|c| f64_field(c)));

@@ -9,11 +9,13 @@ mod analysis;
 mod dataset;
 mod model;
 mod spectra;
+mod spread;
 
 pub use analysis::{Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, Spectra, SpectrumRow, Summary, SummaryRow, Table};
 pub use dataset::Dataset;
 pub use model::{Log, Matrix, Model, Trajectory};
 pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
+pub use spread::{RankSpread, Spread, Stats};
 
 use hesslab_pipeline::{MetaKey, PortSpec, port_type_name};
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub fn all() -> Vec<PortSpec> {
         port::<Trace>(),
         port::<Summary>(),
         port::<Table>(),
+        port::<Spread>(),
+        port::<RankSpread>(),
         port::<Spectra>(),
         port::<Decomposition>(),
         port::<Overlap>(),

@@ -1,5 +1,7 @@
-//! `compare`: spectrum summaries of every sweep member in one table (S18 Table 1).
-use hesslab_artifacts::{Eigenvalues, Summary, SummaryRow, Table};
+//! `compare`: spectrum summaries of every sweep member in one table (S18 Table 1), and, where
+//! sweep members are replicates (seeds), their mean, spread and range per group.
+use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys};
+use hesslab_artifacts::{Eigenvalues, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,10 @@ pub struct CompareParams {
     /// Overlay of the connected eigenvalues: "top" (top 120 against rank, S18 Figs 2–4) or
     /// "negative" (negative eigenvalues against rank from the smallest in % of P, Figs 5–6).
     pub plot: OverlayKind,
+    /// Sweep keys whose members repeat one experiment with another seed: `spread`,
+    /// `rank_spread`, the grouped table and the overlay's bands run over them. Default: every
+    /// swept `seed` parameter (e.g. "train.seed"); [] turns replicates off.
+    pub replicates: Option<Vec<String>>,
 }
 
 /// Which overlay plot `compare` draws.
@@ -35,21 +41,12 @@ pub enum OverlayKind {
 /// table.md in the S18 Table 1 layout: one column per sweep key, then params, mean, std and
 /// the three outlier counts with the heuristic cutoff.
 fn markdown_table(p: &CompareParams, keys: &[String], inputs: &[InputArtifact], rows: &[SummaryRow]) -> String {
-    let title = |k: &String| p.columns.get(k).cloned().unwrap_or_else(|| k.clone());
-    let mut head: Vec<String> = if keys.is_empty() { vec!["member".into()] } else { keys.iter().map(title).collect() };
+    let mut head: Vec<String> = if keys.is_empty() { vec!["member".into()] } else { keys.iter().map(|k| title(p, k)).collect() };
     head.extend(["params", "mean", "std", "gap", "ratio", "heuristic", "cutoff"].map(String::from));
     let mut md = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for (i, r) in inputs.iter().zip(rows) {
-        let mut cells: Vec<String> = if keys.is_empty() {
-            vec![i.member.clone()]
-        } else {
-            keys.iter()
-                .map(|k| {
-                    let v = i.labels.get(k).cloned().unwrap_or_default();
-                    p.values.get(&format!("{k}={v}")).cloned().unwrap_or(v)
-                })
-                .collect()
-        };
+        let mut cells: Vec<String> =
+            if keys.is_empty() { vec![i.member.clone()] } else { keys.iter().map(|k| shown(p, k, i.labels.get(k))).collect() };
         // Partial spectra (Lanczos top-k): mean and std are over the returned eigenvalues only.
         let mark = if r.num_eigenvalues < r.dim { "†" } else { "" };
         cells.extend([
@@ -69,16 +66,130 @@ fn markdown_table(p: &CompareParams, keys: &[String], inputs: &[InputArtifact], 
     md
 }
 
+fn title(p: &CompareParams, k: &str) -> String {
+    p.columns.get(k).cloned().unwrap_or_else(|| k.to_string())
+}
+
+fn shown(p: &CompareParams, k: &str, v: Option<&String>) -> String {
+    let v = v.cloned().unwrap_or_default();
+    p.values.get(&format!("{k}={v}")).cloned().unwrap_or(v)
+}
+
+/// The grouped table: per group of replicates, each column as "mean ± std" over the seeds
+/// (λ₁ = the largest eigenvalue), with the min–max range of the outlier counts.
+fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread) -> String {
+    const SHOWN: [(&str, &str); 8] = [
+        ("dim", "params"),
+        ("max", "λ₁"),
+        ("mean", "mean"),
+        ("std", "std"),
+        ("outliers_gap", "gap"),
+        ("outliers_ratio", "ratio"),
+        ("outliers_heuristic", "heuristic"),
+        ("heuristic_cutoff", "cutoff"),
+    ];
+    let mut head: Vec<String> = g.keys.iter().map(|k| title(p, k)).collect();
+    head.push("seeds".into());
+    head.extend(SHOWN.iter().map(|(_, t)| t.to_string()));
+    let mut md = format!(
+        "Mean ± sample std over the replicates ({}); outlier counts with their min–max.\n\n| {} |\n|{}\n",
+        reps.join(", "),
+        head.join(" | "),
+        "---|".repeat(head.len())
+    );
+    let per_group = spread.quantity.len() / g.groups.len().max(1);
+    for (gi, grp) in g.groups.iter().enumerate() {
+        let block = &spread.stats[gi * per_group..(gi + 1) * per_group];
+        let stat = |q: &str| spread.quantity[..per_group].iter().position(|x| x == q).map(|i| block[i]);
+        let mut cells: Vec<String> = g.keys.iter().zip(&grp.values).map(|(k, v)| shown(p, k, Some(v))).collect();
+        cells.push(grp.members.len().to_string());
+        for (q, _) in SHOWN {
+            let Some(s) = stat(q) else { continue };
+            let range = if q.starts_with("outliers") && s.n > 1 { format!(" ({}–{})", s.min, s.max) } else { String::new() };
+            cells.push(format!("{}{range}", format_mean_std(&s)));
+        }
+        md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    md
+}
+
+/// Each summary column's statistics over the replicates of each group.
+fn summary_spread(g: &Groups, rows: &[SummaryRow], reps: &[String]) -> Spread {
+    let (mut labels, mut quantity, mut stats) = (vec![Vec::new(); g.keys.len()], Vec::new(), Vec::new());
+    for grp in &g.groups {
+        let cols: Vec<Vec<(&'static str, f64)>> = grp.members.iter().map(|&m| rows[m].named_values()).collect();
+        for (c, (name, _)) in cols[0].iter().enumerate() {
+            for (l, v) in labels.iter_mut().zip(&grp.values) {
+                l.push(v.clone());
+            }
+            quantity.push(name.to_string());
+            stats.push(Stats::of(&cols.iter().map(|r| r[c].1).collect::<Vec<_>>()));
+        }
+    }
+    Spread { labels: g.keys.iter().cloned().zip(labels).collect(), quantity, stats, replicate_keys: reps.to_vec() }
+}
+
+/// The eigenvalue at each rank from either end, over the replicates of each group, as far as
+/// every replicate has it: "largest" from full spectra and top-k runs, "smallest" from full
+/// spectra and bottom-k runs (descending values reversed).
+fn eigen_spread(g: &Groups, evs: &[Eigenvalues], reps: &[String]) -> (RankSpread, Vec<[Vec<Stats>; 2]>) {
+    let mut out = RankSpread { labels: Vec::new(), end: Vec::new(), rank: Vec::new(), stats: Vec::new(), replicate_keys: reps.to_vec() };
+    let mut labels = vec![Vec::new(); g.keys.len()];
+    let mut per_group = Vec::new();
+    for grp in &g.groups {
+        let full = |e: &Eigenvalues| e.values.len() == e.info.dim;
+        let largest: Vec<&[f64]> = grp
+            .members
+            .iter()
+            .map(|&m| &evs[m])
+            .filter(|e| full(e) || e.info.which.as_deref() == Some("largest"))
+            .map(|e| e.values.as_slice())
+            .collect();
+        let ascending: Vec<Vec<f64>> = grp
+            .members
+            .iter()
+            .map(|&m| &evs[m])
+            .filter(|e| full(e) || e.info.which.as_deref() == Some("smallest"))
+            .map(|e| e.values.iter().rev().copied().collect())
+            .collect();
+        let smallest: Vec<&[f64]> = ascending.iter().map(|v| v.as_slice()).collect();
+        // A group where some replicates lack an end has no statistics for that end.
+        let ends = [
+            if largest.len() == grp.members.len() { rank_stats(&largest) } else { Vec::new() },
+            if smallest.len() == grp.members.len() { rank_stats(&smallest) } else { Vec::new() },
+        ];
+        for (end, stats) in ["largest", "smallest"].iter().zip(&ends) {
+            for (r, s) in stats.iter().enumerate() {
+                for (l, v) in labels.iter_mut().zip(&grp.values) {
+                    l.push(v.clone());
+                }
+                out.end.push(end.to_string());
+                out.rank.push(r as u32);
+                out.stats.push(*s);
+            }
+        }
+        per_group.push(ends);
+    }
+    out.labels = g.keys.iter().cloned().zip(labels).collect();
+    (out, per_group)
+}
+
 /// The `compare` stage kind.
 pub struct Compare;
+
+impl Compare {
+    fn replicate_keys(p: &CompareParams, keys: &[String]) -> Vec<String> {
+        p.replicates.clone().unwrap_or_else(|| seed_keys(keys))
+    }
+}
 
 impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
-    const VERSION: u32 = 3;
-    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns.";
+    const VERSION: u32 = 4;
+    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group.";
     const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional()];
-    const OUTPUTS: &'static [PortSpec] = &[port::<Table>()];
+    const OUTPUTS: &'static [PortSpec] = &[port::<Table>(), port::<Spread>(), port::<RankSpread>()];
     fn check_sweep(p: &Self::Params, sweep_keys: &[String]) -> Vec<(String, String)> {
         let mut e = Vec::new();
         for k in p.columns.keys().filter(|k| !sweep_keys.contains(k)) {
@@ -89,6 +200,9 @@ impl StageKind for Compare {
             if !sweep_keys.iter().any(|s| k.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('='))) {
                 e.push(("values".into(), format!("`{k}` is not \"sweep key=value\"; the sweep keys are {sweep_keys:?}")));
             }
+        }
+        for k in p.replicates.iter().flatten().filter(|k| !sweep_keys.contains(k)) {
+            e.push(("replicates".into(), format!("`{k}` is not a sweep key; the sweep keys are {sweep_keys:?}")));
         }
         e
     }
@@ -104,6 +218,10 @@ impl StageKind for Compare {
                 }
             }
         }
+        // Validation already ran this against the plan's sweep keys; standalone runs get it here.
+        if let Some((key, m)) = Self::check_sweep(p, &keys).into_iter().next() {
+            return Err(StageError::msg(format!("`{key}`: {m}")));
+        }
         let table = Table {
             members: inputs.iter().map(|i| i.member.clone()).collect(),
             labels: keys
@@ -113,42 +231,82 @@ impl StageKind for Compare {
             rows: rows.clone(),
         };
         ctx.write::<Table>(Table::NAME, &table)?;
-        // Validation already ran this against the plan's sweep keys; standalone runs get it here.
-        if let Some((key, m)) = Self::check_sweep(p, &keys).into_iter().next() {
-            return Err(StageError::msg(format!("`{key}`: {m}")));
+        let reps = Self::replicate_keys(p, &keys);
+        let labels: Vec<BTreeMap<String, String>> = inputs.iter().map(|i| i.labels.clone()).collect();
+        let groups = group(&labels, &keys, &reps);
+        let spread = summary_spread(&groups, &rows, &reps);
+        ctx.write::<Spread>(Spread::NAME, &spread)?;
+        let mut md = String::new();
+        if !reps.is_empty() {
+            md.push_str(&markdown_grouped(p, &groups, &reps, &spread));
+            md.push_str("\nPer member:\n\n");
         }
-        let md = markdown_table(p, &keys, &inputs, &rows);
+        md.push_str(&markdown_table(p, &keys, &inputs, &rows));
         ctx.write_file("table.md", md.as_bytes())?;
-        // Eigenvalues of every member on one rank plot, with each member's cutoff (Figs 2–6).
-        let evs = ctx.inputs(Eigenvalues::NAME).to_vec();
-        if !evs.is_empty() {
-            let mut plot = match p.plot {
-                OverlayKind::Top => crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue"),
-                OverlayKind::Negative => {
-                    crate::plots::Plot::new("Negative eigenvalues across members", "rank from the smallest, % of P", "eigenvalue")
-                }
-            };
-            for e in &evs {
-                let ev = e.decode::<Eigenvalues>()?;
-                let desc = ev.values;
-                let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
-                if p.plot == OverlayKind::Negative {
-                    let dim = if ev.info.dim > 0 { ev.info.dim as f64 } else { desc.len() as f64 };
-                    let neg = desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / dim, v));
-                    plot = plot.line(&label, neg.collect());
-                    continue;
-                }
-                plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
-                // With few members, each member's heuristic cutoff as a reference line.
-                if evs.len() <= 6
-                    && let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k])
-                {
-                    plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
-                }
-            }
-            let name = if p.plot == OverlayKind::Top { "top_overlay" } else { "negative_overlay" };
-            plot.write(ctx, name)?;
+
+        let ev_inputs = ctx.inputs(Eigenvalues::NAME).to_vec();
+        let evs: Vec<Eigenvalues> = ev_inputs.iter().map(|e| e.decode::<Eigenvalues>()).collect::<Result<_, _>>()?;
+        let ev_groups = group(&ev_inputs.iter().map(|i| i.labels.clone()).collect::<Vec<_>>(), &keys, &reps);
+        let (rank_spread, per_group) = eigen_spread(&ev_groups, &evs, &reps);
+        ctx.write::<RankSpread>(RankSpread::NAME, &rank_spread)?;
+        if evs.is_empty() {
+            return Ok(());
         }
+        let mut plot = match p.plot {
+            OverlayKind::Top => crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue"),
+            OverlayKind::Negative => {
+                crate::plots::Plot::new("Negative eigenvalues across members", "rank from the smallest, % of P", "eigenvalue")
+            }
+        };
+        if reps.is_empty() {
+            plot = member_lines(plot, p, &ev_inputs, &evs, &inputs, &rows);
+        } else {
+            // One mean line per group over its min–max band across seeds (Figs 2–6 with spread).
+            for (grp, ends) in ev_groups.groups.iter().zip(&per_group) {
+                let label = format!("{} (mean, min–max of {} seeds)", grp.label(&ev_groups.keys), grp.members.len());
+                let dim = evs[grp.members[0]].info.dim.max(1) as f64;
+                let (stats, x): (Vec<&Stats>, Box<dyn Fn(usize) -> f64>) = match p.plot {
+                    OverlayKind::Top => (ends[0].iter().take(120).collect(), Box::new(|r| r as f64)),
+                    OverlayKind::Negative => {
+                        (ends[1].iter().take_while(|s| s.max < 0.0).collect(), Box::new(move |r| 100.0 * r as f64 / dim))
+                    }
+                };
+                let line = stats.iter().enumerate().map(|(r, s)| (x(r), s.mean)).collect();
+                let band = stats.iter().enumerate().map(|(r, s)| (x(r), s.min, s.max)).collect();
+                plot = plot.line_with_band(&label, line, band);
+            }
+        }
+        let name = if p.plot == OverlayKind::Top { "top_overlay" } else { "negative_overlay" };
+        plot.write(ctx, name)?;
         Ok(())
     }
+}
+
+/// One line per member (no replicates): eigenvalues against rank, with each member's cutoff
+/// when there are few members.
+fn member_lines(
+    mut plot: crate::plots::Plot,
+    p: &CompareParams,
+    ev_inputs: &[InputArtifact],
+    evs: &[Eigenvalues],
+    inputs: &[InputArtifact],
+    rows: &[SummaryRow],
+) -> crate::plots::Plot {
+    for (e, ev) in ev_inputs.iter().zip(evs) {
+        let desc = &ev.values;
+        let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
+        if p.plot == OverlayKind::Negative {
+            let dim = if ev.info.dim > 0 { ev.info.dim as f64 } else { desc.len() as f64 };
+            let neg = desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / dim, v));
+            plot = plot.line(&label, neg.collect());
+            continue;
+        }
+        plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
+        if ev_inputs.len() <= 6
+            && let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k])
+        {
+            plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
+        }
+    }
+    plot
 }
