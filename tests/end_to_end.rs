@@ -101,24 +101,43 @@ fn every_shipped_pipeline_validates() {
     assert!(n >= 10, "{n} pipelines");
 }
 
+/// A `rank_spread` artifact's statistics at one end, keyed by (value of `key`, rank).
+fn rank_spread(path: &Path, key: &str, end: &str) -> std::collections::BTreeMap<(String, u32), hesslab_artifacts::Stats> {
+    let a = read_artifact(path, None).unwrap();
+    let r = <hesslab_artifacts::RankSpread as hesslab_pipeline::Port>::decode(&a).unwrap();
+    let values = &r.labels.iter().find(|(k, _)| k == key).unwrap().1;
+    (0..r.rank.len()).filter(|&i| r.end[i] == end).map(|i| ((values[i].clone(), r.rank[i]), r.stats[i])).collect()
+}
+
 #[test]
 fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
     let out = tmp("e4e6");
-    // The convnet on Fashion-MNIST, shortened (200 steps, top 10 over 250 images, ~1 min here);
-    // the full run (top 40 over 1 000 images, 5 min) holds at all 40 ranks (README).
-    let reduced = ["train.max_steps=200", "eigen.k=10", "eigen.max_samples=250", "eigen.tol=1e-6", "bottom.k=5", "bottom.max_samples=250"];
+    // The convnet on Fashion-MNIST, shortened (three seeds, 200 steps, top 10 over 250 images,
+    // ~3 min here); the full run (five seeds, top 40 over 1 000 images) is in the README.
+    let reduced = [
+        "sweep.train.seed=[1, 2, 3]",
+        "train.max_steps=200",
+        "eigen.k=10",
+        "eigen.max_samples=250",
+        "eigen.tol=1e-6",
+        "bottom.k=5",
+        "bottom.max_samples=250",
+    ];
     run("pipelines/s18_e4_small_vs_large_batch.toml", &out, &reduced, 0);
-    let sb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=10/eigen/eigenvalues.parquet"));
-    let lb = eigenvalues(&out.join("s18_e4_small_vs_large_batch/train.batch_size=512/eigen/eigenvalues.parquet"));
+    let e4 = out.join("s18_e4_small_vs_large_batch");
+    let top = rank_spread(&e4.join("all/table/rank_spread.parquet"), "train.batch_size", "largest");
+    // At every rank, every seed's large-batch eigenvalue is above every seed's small-batch one.
     for i in 0..10 {
-        assert!(lb[i] > sb[i], "rank {i}: large batch {} vs small batch {}", lb[i], sb[i]);
+        let (sb, lb) = (&top[&("10".to_string(), i)], &top[&("512".to_string(), i)]);
+        assert_eq!((sb.n, lb.n), (3, 3));
+        assert!(lb.min > sb.max, "rank {i}: large batch {lb:?} vs small batch {sb:?}");
     }
-    // Fig 6: both have a negative tail, plotted against rank in % of P.
-    for m in ["train.batch_size=10", "train.batch_size=512"] {
-        let neg = eigenvalues(&out.join("s18_e4_small_vs_large_batch").join(m).join("bottom/eigenvalues.parquet"));
-        assert!(neg.len() == 5 && neg.iter().all(|&v| v < 0.0), "{m}: {neg:?}");
+    // Fig 6: every seed of both has a negative tail, plotted against rank in % of P.
+    let neg = rank_spread(&e4.join("all/negative/rank_spread.parquet"), "train.batch_size", "smallest");
+    for b in ["10", "512"] {
+        assert!((0..5).all(|i| neg[&(b.to_string(), i)].max < 0.0), "batch {b}: {neg:?}");
     }
-    assert!(out.join("s18_e4_small_vs_large_batch/all/negative/negative_overlay.png").exists());
+    assert!(e4.join("all/negative/negative_overlay.png").exists());
     run("pipelines/s18_e6_lb_then_sb_interpolation.toml", &out, &[], 0);
     let c = read_artifact(&out.join("s18_e6_lb_then_sb_interpolation/main/line/curve.parquet"), None).unwrap();
     let alpha = f64_values(&c.batch, "alpha").unwrap();
@@ -177,39 +196,69 @@ fn plots_are_valid_images_and_report_links_resolve() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// S18 E3 on Fashion-MNIST, shortened for CI: two of the paper's over-parametrized networks
+/// (P = 23860 and 55660), three seeds each, the top 20 and the 5 most negative (at 1 000
+/// instead of 3 000 steps the nets are not yet where the paper evaluates them: λ₂ of n = 70
+/// was then above n = 30's).
 #[test]
-fn e3_more_parameters_shrink_the_bulk_but_not_the_top_eigenvalues() {
+fn e3_more_parameters_sharpen_the_bulk_and_keep_the_right_edge() {
     let out = tmp("e3");
-    run("pipelines/s18_e3_width_sweep.toml", &out, &[], 0);
-    let dir = |n: usize| out.join(format!("s18_e3_width_sweep/train.hidden=[{n}]"));
-    let widths = [106, 318, 530, 742];
-    let top: Vec<Vec<f64>> = widths.iter().map(|&n| eigenvalues(&dir(n).join("top/eigenvalues.parquet"))).collect();
-    let dims: Vec<f64> = widths
-        .iter()
-        .map(|&n| read_artifact(&dir(n).join("top/eigenvalues.parquet"), None).unwrap().meta("dim").unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(dims, vec![7960.0, 23860.0, 39760.0, 55660.0], "the paper's parameter counts");
-    // The top 20 stay put while P grows 7×: across all four widths each of them moves less
-    // than the top-20 spread (λ₁ − λ₂₀) of any one width.
-    let spread = top.iter().map(|s| s[0] - s[19]).fold(f64::INFINITY, f64::min);
-    for i in 0..20 {
-        let vals: Vec<f64> = top.iter().map(|s| s[i]).collect();
-        let change = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - vals.iter().cloned().fold(f64::INFINITY, f64::min);
-        assert!(change < spread, "rank {i}: change {change} vs spread {spread}");
-    }
-    // The bulk sharpens: the mean eigenvalue tr(H)/P (Hutch++) falls with every width step.
-    let means: Vec<f64> = widths
-        .iter()
-        .zip(&dims)
-        .map(|(&n, &p)| {
-            let b = read_artifact(&dir(n).join("trace/trace.parquet"), None).unwrap().batch;
-            let est = utf8_values(&b, "estimator").unwrap();
-            let i = est.iter().position(|e| e == "hutch++").unwrap();
-            f64_values(&b, "value").unwrap()[i] / p
-        })
-        .collect();
-    assert!(means.windows(2).all(|w| w[1] < w[0]), "means {means:?}");
+    let reduced = ["sweep.train.hidden=[[30], [70]]", "sweep.train.seed=[1, 2, 3]", "top.k=20", "bottom.k=5", "bottom.tol=1e-4"];
+    run("pipelines/s18_e3_width_sweep.toml", &out, &reduced, 0);
+    check_e3(&out.join("s18_e3_width_sweep"), &[30, 70], 3);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The full E3 (four widths, five seeds, ~17 min here): the README's numbers.
+/// `cargo test --release -p hesslab-cli --test end_to_end -- --ignored e3_full`
+#[test]
+#[ignore]
+fn e3_full_run_holds_over_five_seeds() {
+    let out = tmp("e3-full");
+    run("pipelines/s18_e3_width_sweep.toml", &out, &[], 0);
+    check_e3(&out.join("s18_e3_width_sweep"), &[10, 30, 50, 70], 5);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// E3's claims, each judged over seeds:
+/// - the paper's parameter counts;
+/// - the right edge stays: among the over-parametrized widths (P > N·C = 10 000; n = 10 is
+///   not), each of the top 20 seed means changes by less than 15 % while P grows 2.3×;
+/// - the bulk sharpens, measured on the bulk itself: the SLQ estimate of the fraction of
+///   eigenvalues with |λ| < 1e-3 rises with every width step (seed means), and every seed of
+///   the widest net is above every seed of the narrowest;
+/// - every network has negative eigenvalues (Fig 5).
+fn check_e3(dir: &Path, widths: &[usize], seeds: u64) {
+    let key = "train.hidden";
+    let top = rank_spread(&dir.join("all/table/rank_spread.parquet"), key, "largest");
+    let w = |n: usize| format!("[{n}]");
+    let paper_p = |n: usize| 784 * n + n + 10 * n + 10;
+    for &n in widths {
+        let m = dir.join(format!("train.hidden=[{n}]__train.seed=1"));
+        let dim = read_artifact(&m.join("top/eigenvalues.parquet"), None).unwrap().meta("dim").unwrap().parse::<usize>().unwrap();
+        assert_eq!(dim, paper_p(n), "the paper's parameter count for n = {n}");
+    }
+    let over: Vec<usize> = widths.iter().copied().filter(|&n| paper_p(n) > 1000 * 10).collect();
+    assert!(over.len() >= 2);
+    for i in 0..20 {
+        assert!(widths.iter().all(|&n| top[&(w(n), i)].n == seeds));
+        let means: Vec<f64> = over.iter().map(|&n| top[&(w(n), i)].mean).collect();
+        let (lo, hi) = (means.iter().copied().fold(f64::MAX, f64::min), means.iter().copied().fold(f64::MIN, f64::max));
+        assert!(hi < 1.15 * lo, "rank {i}: seed means {means:?} across widths {over:?}");
+    }
+    let near_zero = |n: usize, seed: u64| {
+        let a = read_artifact(&dir.join(format!("train.hidden=[{n}]__train.seed={seed}/density/nodes.parquet")), None).unwrap();
+        let (node, weight) = (f64_values(&a.batch, "node").unwrap(), f64_values(&a.batch, "weight").unwrap());
+        let probes = u32_values(&a.batch, "probe").unwrap().into_iter().max().unwrap() + 1;
+        node.iter().zip(&weight).filter(|(x, _)| x.abs() < 1e-3).map(|(_, w)| w).sum::<f64>() / probes as f64
+    };
+    let mass: Vec<Vec<f64>> = widths.iter().map(|&n| (1..=seeds).map(|s| near_zero(n, s)).collect()).collect();
+    let means: Vec<f64> = mass.iter().map(|m| m.iter().sum::<f64>() / m.len() as f64).collect();
+    assert!(means.windows(2).all(|p| p[1] > p[0]), "near-zero mass by width {widths:?}: {mass:?}");
+    let narrowest_max = mass[0].iter().copied().fold(f64::MIN, f64::max);
+    assert!(mass.last().unwrap().iter().all(|&x| x > narrowest_max), "near-zero mass by width {widths:?}: {mass:?}");
+    let neg = rank_spread(&dir.join("all/negative/rank_spread.parquet"), key, "smallest");
+    assert!(widths.iter().all(|&n| neg[&(w(n), 0)].max < 0.0), "{neg:?}");
 }
 
 /// A small swept pipeline (mixture → MLP → dense Hessian → eigenvalues → summary → compare)

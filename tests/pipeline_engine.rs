@@ -213,6 +213,9 @@ fn runs_end_to_end_then_skips_then_reruns_only_what_changed() {
 #[test]
 fn a_sweep_expands_into_members_and_shares_upstream_work() {
     let out = tmp("sweep");
+    // `--set sweep.STAGE.PARAM=[...]` replaces one sweep key (e.g. fewer seeds in CI).
+    assert_eq!(plan(SWEEP, &out, &["sweep.twice.b=[1.0]"]).members.len(), 3);
+    assert_eq!(plan(SWEEP, &out, &["sweep.twice.b=[1.0, 2.0, 4.0]"]).members.len(), 9);
     let p = plan(SWEEP, &out, &[]);
     assert_eq!(p.members.len(), 6);
     let r = Runner::run(&p, &RunOptions::default()).unwrap();

@@ -62,15 +62,20 @@ pub fn format_mean_std(s: &Stats) -> String {
     if s.n < 2 || s.std == 0.0 { format_value(s.mean) } else { format!("{} ± {}", format_value(s.mean), format_value(s.std)) }
 }
 
-/// Three significant digits; integers stay integers.
+/// Three significant digits (trailing zeros dropped); integers stay integers.
 pub fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e6 {
-        format!("{v:.0}")
-    } else if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
-        format!("{v:.2e}")
-    } else {
-        format!("{v:.3}")
+    if !v.is_finite() {
+        return format!("{v}");
     }
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        return format!("{v:.0}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if !(-2..5).contains(&magnitude) {
+        return format!("{v:.2e}");
+    }
+    let s = format!("{v:.*}", (2 - magnitude).max(0) as usize);
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 #[cfg(test)]
@@ -98,6 +103,16 @@ mod tests {
         assert_eq!((g.groups[0].values.clone(), g.groups[0].members.clone()), (vec!["10".to_string()], vec![0, 2]));
         assert_eq!(g.groups[1].members, [1, 3]);
         assert_eq!(g.groups[1].label(&g.keys), "train.batch_size=512");
+    }
+
+    #[test]
+    fn values_keep_three_significant_digits() {
+        assert_eq!(format_value(15.0703), "15.1");
+        assert_eq!(format_value(1.8), "1.8");
+        assert_eq!(format_value(0.4472), "0.447");
+        assert_eq!(format_value(7960.0), "7960");
+        assert_eq!(format_value(4.87e-3), "4.87e-3");
+        assert_eq!(format_value(-1.02e-3), "-1.02e-3");
     }
 
     #[test]

@@ -15,13 +15,16 @@ pub struct SummaryParams {
     pub top: usize,
     /// Fixed heuristic threshold (S18 used 0.002–0.015); null = elbow of the top curve.
     pub cutoff: Option<f64>,
+    /// Also count the eigenvalues above this fixed threshold (S18 Table 1 used 0.002–0.015),
+    /// reported beside the elbow count as `outliers_fixed`; null = skip.
+    pub fixed_cutoff: Option<f64>,
     /// Write PNG and SVG plots next to the table.
     pub plots: bool,
 }
 
 impl Default for SummaryParams {
     fn default() -> Self {
-        SummaryParams { zero_tol: 1e-6, top: 120, cutoff: None, plots: true }
+        SummaryParams { zero_tol: 1e-6, top: 120, cutoff: None, fixed_cutoff: None, plots: true }
     }
 }
 
@@ -53,6 +56,8 @@ pub fn summarize(desc: &[f64], dim: usize, p: &SummaryParams) -> SummaryRow {
         outliers_ratio: oc.ratio as u64,
         outliers_heuristic: oc.heuristic as u64,
         heuristic_cutoff: oc.cutoff,
+        outliers_fixed: p.fixed_cutoff.map(|c| desc.iter().filter(|&&x| x > c).count() as u64),
+        fixed_cutoff: p.fixed_cutoff,
     }
 }
 

@@ -43,11 +43,17 @@ pub struct SummaryRow {
     pub outliers_heuristic: u64,
     /// The heuristic cutoff.
     pub heuristic_cutoff: f64,
+    /// Eigenvalues above `fixed_cutoff` (S18 Table 1's fixed threshold); None when not asked.
+    pub outliers_fixed: Option<u64>,
+    /// The fixed threshold, when asked.
+    pub fixed_cutoff: Option<f64>,
 }
 
 const U64_COLS: [&str; 8] =
     ["num_eigenvalues", "dim", "positive", "negative", "near_zero", "outliers_gap", "outliers_ratio", "outliers_heuristic"];
 const F64_COLS: [&str; 8] = ["zero_tol", "mean", "std", "min", "max", "fraction_negative", "sum", "heuristic_cutoff"];
+const OUTLIERS_FIXED: &str = "outliers_fixed";
+const FIXED_CUTOFF: &str = "fixed_cutoff";
 
 impl SummaryRow {
     fn u64s(&self) -> [u64; 8] {
@@ -65,14 +71,21 @@ impl SummaryRow {
     fn f64s(&self) -> [f64; 8] {
         [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
     }
-    /// Every column's name and value (counts as f64), in schema order.
+    /// Every column's name and value (counts as f64; NaN for a null), in schema order.
     pub fn named_values(&self) -> Vec<(&'static str, f64)> {
         let u = self.u64s().map(|v| v as f64);
-        U64_COLS.iter().copied().zip(u).chain(F64_COLS.iter().copied().zip(self.f64s())).collect()
+        let fixed =
+            [(OUTLIERS_FIXED, self.outliers_fixed.map_or(f64::NAN, |v| v as f64)), (FIXED_CUTOFF, self.fixed_cutoff.unwrap_or(f64::NAN))];
+        U64_COLS.iter().copied().zip(u).chain(F64_COLS.iter().copied().zip(self.f64s())).chain(fixed).collect()
+    }
+    /// Every column name, in schema order.
+    pub fn column_names() -> Vec<&'static str> {
+        U64_COLS.iter().chain(&F64_COLS).copied().chain([OUTLIERS_FIXED, FIXED_CUTOFF]).collect()
     }
     fn fields() -> Vec<Field> {
         let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
         f.extend(F64_COLS.iter().map(|c| f64_field(c)));
+        f.extend([u64_null_field(OUTLIERS_FIXED), f64_null_field(FIXED_CUTOFF)]);
         f
     }
     /// Rows as a batch, after `leading` columns.
@@ -86,12 +99,21 @@ impl SummaryRow {
         for i in 0..8 {
             cols.push(f64_array(rows.iter().map(|r| r.f64s()[i])));
         }
+        cols.push(u64_opt_array(rows.iter().map(|r| r.outliers_fixed)));
+        cols.push(f64_opt_array(rows.iter().map(|r| r.fixed_cutoff)));
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(StageError::other)
     }
     fn read_all(a: &Artifact) -> Result<Vec<SummaryRow>, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         let u: Vec<Vec<u64>> = U64_COLS.iter().map(|c| u64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
         let f: Vec<Vec<f64>> = F64_COLS.iter().map(|c| f64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
+        // Written since compare v4 / spectrum_summary v4; older files read as "not asked".
+        let rows = a.batch.num_rows();
+        let fixed = if a.batch.column_by_name(OUTLIERS_FIXED).is_some() {
+            (u64_opt_values(&a.batch, OUTLIERS_FIXED).map_err(err)?, f64_opt_values(&a.batch, FIXED_CUTOFF).map_err(err)?)
+        } else {
+            (vec![None; rows], vec![None; rows])
+        };
         Ok((0..a.batch.num_rows())
             .map(|r| SummaryRow {
                 num_eigenvalues: u[0][r],
@@ -110,6 +132,8 @@ impl SummaryRow {
                 fraction_negative: f[5][r],
                 sum: f[6][r],
                 heuristic_cutoff: f[7][r],
+                outliers_fixed: fixed.0[r],
+                fixed_cutoff: fixed.1[r],
             })
             .collect())
     }
@@ -132,7 +156,7 @@ pub struct Summary {
 impl Port for Summary {
     type Value = Self;
     const NAME: &'static str = "summary";
-    const DOC: &'static str = "one row: counts (num_eigenvalues, dim, positive, negative, near_zero, outliers_gap, outliers_ratio, outliers_heuristic: UInt64) and statistics (zero_tol, mean, std, min, max, fraction_negative, sum, heuristic_cutoff: Float64)";
+    const DOC: &'static str = "one row: counts (num_eigenvalues, dim, positive, negative, near_zero, outliers_gap, outliers_ratio, outliers_heuristic: UInt64) and statistics (zero_tol, mean, std, min, max, fraction_negative, sum, heuristic_cutoff: Float64), then outliers_fixed UInt64 and fixed_cutoff Float64 (S18 Table 1's fixed-threshold count; null unless asked)";
     const METADATA: &'static [MetaKey] = &[SOURCE_OPERATOR, SOURCE_SOLVER];
     fn schema() -> Schema {
         Schema::new(SummaryRow::fields())
@@ -183,7 +207,7 @@ impl Port for Table {
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         let members = utf8_values(&a.batch, MEMBER).map_err(err)?;
-        let known: Vec<&str> = U64_COLS.iter().chain(&F64_COLS).copied().chain([MEMBER]).collect();
+        let known: Vec<&str> = SummaryRow::column_names().into_iter().chain([MEMBER]).collect();
         let mut labels = Vec::new();
         for f in a.batch.schema().fields() {
             if !known.contains(&f.name().as_str()) {

@@ -279,7 +279,6 @@ impl MlpChunks {
     }
 
     /// Empirical Fisher block product: (1/N) Σᵢ gᵢ (gᵢᵀ v).
-
     fn fisher_chunk(&self, data: &Split, c: &ChunkCache, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
         let x = data.x.as_ref().subrows(c.r0, c.r1 - c.r0);
         let nc = c.r1 - c.r0;

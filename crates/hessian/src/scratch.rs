@@ -1,11 +1,14 @@
 //! A per-thread pool of temporaries of the R-operator kernels.
 use faer::Mat;
 
+/// Free matrices by shape (rows, columns).
+type Pool = std::collections::HashMap<(usize, usize), Vec<Mat<f64>>>;
+
 thread_local! {
     /// Temporaries of the R-operator kernel, reused by shape: an operator is applied thousands of
     /// times with the same shapes, and fresh multi-megabyte allocations cost page faults and
     /// zeroing (a third of the time of dense materialization before this pool).
-    static SCRATCH: std::cell::RefCell<std::collections::HashMap<(usize, usize), Vec<Mat<f64>>>> = Default::default();
+    static SCRATCH: std::cell::RefCell<Pool> = Default::default();
 }
 
 /// A matrix of the given shape with unspecified contents (callers overwrite or zero it).

@@ -359,7 +359,7 @@ pub fn resolve(input: Shape, specs: &[LayerSpec]) -> Result<(Vec<Layer>, Vec<Sha
                 if out_features == 0 {
                     return Err(at("linear has 0 outputs".into()));
                 }
-                let w = take((n_in as u64).checked_mul(out_features as u64).unwrap_or(u64::MAX))?;
+                let w = take((n_in as u64).saturating_mul(out_features as u64))?;
                 let b = if bias { Some(take(out_features as u64)?) } else { None };
                 (Layer::Linear { n_in, n_out: out_features, w, b }, Shape::Flat(out_features))
             }

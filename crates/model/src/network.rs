@@ -172,7 +172,7 @@ fn mlp_of(s: &SeqArch) -> Option<Architecture> {
             _ => return None,
         }
     }
-    if s.specs.len() % 2 == 0 {
+    if s.specs.len().is_multiple_of(2) {
         return None; // ends with an activation
     }
     Some(Architecture { sizes, activation: act.unwrap_or(Activation::Relu), bias: bias.unwrap_or(true), loss: s.loss })

@@ -53,6 +53,19 @@ pub fn f64_opt_array(v: impl IntoIterator<Item = Option<f64>>) -> ArrayRef {
 pub fn u32_array(v: impl IntoIterator<Item = u32>) -> ArrayRef {
     Arc::new(UInt32Array::from_iter_values(v))
 }
+/// A nullable UInt64 column.
+pub fn u64_null_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt64, true)
+}
+/// A nullable UInt64 array.
+pub fn u64_opt_array(v: impl IntoIterator<Item = Option<u64>>) -> ArrayRef {
+    Arc::new(v.into_iter().collect::<UInt64Array>())
+}
+/// A nullable UInt64 column's values.
+pub fn u64_opt_values(batch: &RecordBatch, name: &str) -> Result<Vec<Option<u64>>, String> {
+    let a: &UInt64Array = col(batch, name)?;
+    Ok(a.iter().collect())
+}
 /// A UInt64 array.
 pub fn u64_array(v: impl IntoIterator<Item = u64>) -> ArrayRef {
     Arc::new(UInt64Array::from_iter_values(v))

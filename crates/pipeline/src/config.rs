@@ -233,6 +233,20 @@ impl PipelineFile {
         };
         let table = if head == "pipeline" {
             doc.entry("pipeline").or_insert_with(|| toml::Value::Table(Default::default()))
+        } else if head == "sweep" {
+            // `sweep.STAGE.PARAM=[...]`: replace (or add) one sweep key, e.g. fewer seeds.
+            let Some((stage, key)) = param.split_once('.') else {
+                self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: expected sweep.STAGE.PARAM=[VALUES]"));
+                return;
+            };
+            let sweep = doc.entry("sweep").or_insert_with(|| toml::Value::Table(Default::default()));
+            if let Some(t) = sweep.as_table_mut() {
+                let st = t.entry(stage).or_insert_with(|| toml::Value::Table(Default::default()));
+                if let Some(st) = st.as_table_mut() {
+                    st.insert(key.to_string(), value);
+                }
+            }
+            return;
         } else {
             let stages = doc.entry("stages").or_insert_with(|| toml::Value::Table(Default::default()));
             match stages.as_table_mut().and_then(|s| s.get_mut(head)) {

@@ -43,6 +43,10 @@ pub enum OverlayKind {
 fn markdown_table(p: &CompareParams, keys: &[String], inputs: &[InputArtifact], rows: &[SummaryRow]) -> String {
     let mut head: Vec<String> = if keys.is_empty() { vec!["member".into()] } else { keys.iter().map(|k| title(p, k)).collect() };
     head.extend(["params", "mean", "std", "gap", "ratio", "heuristic", "cutoff"].map(String::from));
+    let fixed = rows.iter().any(|r| r.outliers_fixed.is_some());
+    if fixed {
+        head.push("fixed".into());
+    }
     let mut md = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
     for (i, r) in inputs.iter().zip(rows) {
         let mut cells: Vec<String> =
@@ -58,6 +62,12 @@ fn markdown_table(p: &CompareParams, keys: &[String], inputs: &[InputArtifact], 
             r.outliers_heuristic.to_string(),
             format!("{:.3e}", r.heuristic_cutoff),
         ]);
+        if fixed {
+            cells.push(match (r.outliers_fixed, r.fixed_cutoff) {
+                (Some(n), Some(c)) => format!("{n} (> {c})"),
+                _ => "–".into(),
+            });
+        }
         md.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     if rows.iter().any(|r| r.num_eigenvalues < r.dim) {
@@ -77,8 +87,8 @@ fn shown(p: &CompareParams, k: &str, v: Option<&String>) -> String {
 
 /// The grouped table: per group of replicates, each column as "mean ± std" over the seeds
 /// (λ₁ = the largest eigenvalue), with the min–max range of the outlier counts.
-fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread) -> String {
-    const SHOWN: [(&str, &str); 8] = [
+fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread, partial: bool) -> String {
+    const SHOWN: [(&str, &str); 9] = [
         ("dim", "params"),
         ("max", "λ₁"),
         ("mean", "mean"),
@@ -87,10 +97,14 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
         ("outliers_ratio", "ratio"),
         ("outliers_heuristic", "heuristic"),
         ("heuristic_cutoff", "cutoff"),
+        ("outliers_fixed", "fixed"),
     ];
+    // Columns nobody asked for (all null, e.g. the fixed-threshold count) are left out.
+    let asked = |q: &str| spread.quantity.iter().zip(&spread.stats).any(|(x, s)| x == q && !s.mean.is_nan());
+    let columns: Vec<(&str, &str)> = SHOWN.into_iter().filter(|(q, _)| asked(q)).collect();
     let mut head: Vec<String> = g.keys.iter().map(|k| title(p, k)).collect();
     head.push("seeds".into());
-    head.extend(SHOWN.iter().map(|(_, t)| t.to_string()));
+    head.extend(columns.iter().map(|(_, t)| t.to_string()));
     let mut md = format!(
         "Mean ± sample std over the replicates ({}); outlier counts with their min–max.\n\n| {} |\n|{}\n",
         reps.join(", "),
@@ -103,12 +117,15 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
         let stat = |q: &str| spread.quantity[..per_group].iter().position(|x| x == q).map(|i| block[i]);
         let mut cells: Vec<String> = g.keys.iter().zip(&grp.values).map(|(k, v)| shown(p, k, Some(v))).collect();
         cells.push(grp.members.len().to_string());
-        for (q, _) in SHOWN {
+        for &(q, _) in &columns {
             let Some(s) = stat(q) else { continue };
             let range = if q.starts_with("outliers") && s.n > 1 { format!(" ({}–{})", s.min, s.max) } else { String::new() };
             cells.push(format!("{}{range}", format_mean_std(&s)));
         }
         md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    if partial {
+        md.push_str("\nmean and std: of the returned eigenvalues only (a partial spectrum), not of all P.\n");
     }
     md
 }
@@ -238,7 +255,8 @@ impl StageKind for Compare {
         ctx.write::<Spread>(Spread::NAME, &spread)?;
         let mut md = String::new();
         if !reps.is_empty() {
-            md.push_str(&markdown_grouped(p, &groups, &reps, &spread));
+            let partial = rows.iter().any(|r| r.num_eigenvalues < r.dim);
+            md.push_str(&markdown_grouped(p, &groups, &reps, &spread, partial));
             md.push_str("\nPer member:\n\n");
         }
         md.push_str(&markdown_table(p, &keys, &inputs, &rows));

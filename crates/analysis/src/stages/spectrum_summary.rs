@@ -9,7 +9,7 @@ pub struct SpectrumSummary;
 impl StageKind for SpectrumSummary {
     type Params = SummaryParams;
     const KIND: &'static str = "spectrum_summary";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Counts of positive/negative/near-zero eigenvalues, mean/std/min/max, and the outlier count by largest gap, largest ratio and elbow threshold (S18 Table 1); plots of the ordered spectrum, the top eigenvalues, the histogram and the negative tail. On a partial spectrum (Lanczos/power top-k) everything covers the returned eigenvalues only (num_eigenvalues < dim says so).";
     const INPUTS: &'static [PortSpec] = &[port::<Eigenvalues>()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Summary>()];
@@ -23,6 +23,9 @@ impl StageKind for SpectrumSummary {
         }
         if p.cutoff.is_some_and(|c| !(c > 0.0)) {
             e.push(("cutoff".into(), "cutoff must be > 0".into()));
+        }
+        if p.fixed_cutoff.is_some_and(|c| !c.is_finite()) {
+            e.push(("fixed_cutoff".into(), "fixed_cutoff must be a finite number".into()));
         }
         e
     }
