@@ -42,6 +42,18 @@ top = con.execute(
     f"select eigenvalue from read_parquet('{root}/quickstart/main/eigen/eigenvalues.parquet') order by rank limit 3"
 ).fetchall()
 assert top[0][0] >= top[1][0] >= top[2][0] > 0
+# Seeds as replicates: per group, the spread of the top eigenvalue is the sample statistics of
+# the members' `max` in the per-member table (DuckDB's stddev_samp is n − 1, as documented).
+rows = con.execute(
+    f"""select s."data.classes", s.mean, s.std, t.m, t.sd, s.replicates from read_parquet('{root}/seeds/all/table/spread.parquet') s
+        join (select "data.classes" as k, avg(max) as m, stddev_samp(max) as sd from read_parquet('{root}/seeds/all/table/table.parquet') group by 1) t
+        on s."data.classes" = t.k where s.quantity = 'max'"""
+).fetchall()
+assert len(rows) == 2 and all(abs(r[1] - r[3]) <= 1e-12 * abs(r[3]) and abs(r[2] - r[4]) <= 1e-9 * r[4] and r[5] == 3 for r in rows), rows
+fixed = con.execute(f"select count(*) from read_parquet('{root}/seeds/all/table/table.parquet') where outliers_fixed is not null").fetchone()[0]
+assert fixed == 6, fixed
+ens = pl.read_parquet(root / "s16_p4_init_sphere/main/ensemble/ensemble.parquet")
+assert ens.filter(pl.col("rank") == 0).height == 50
 
 # The model contract: the `architecture` JSON (torch.nn module names with their constructor
 # arguments) and the rows (tensors in `parameters()` order, PyTorch shapes) rebuild the network

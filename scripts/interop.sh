@@ -31,4 +31,36 @@ lr = 0.1
 max_steps = 30
 TOML
 cargo run --release --quiet -p hesslab-cli -- run "$OUT/convnet_digits.toml" --out "$OUT"
+# Replicates (spread, rank_spread) and an ensemble of initializations.
+cat > "$OUT/seeds.toml" <<'TOML'
+[pipeline]
+name = "seeds"
+[sweep]
+data.classes = [2, 3]
+train.seed = [1, 2, 3]
+[stages.data]
+kind = "gaussian_mixture"
+dim = 4
+samples = 90
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+hidden = [5]
+max_steps = 50
+[stages.eigen]
+kind = "eigenvalues"
+model = "train.model"
+dataset = "data.dataset"
+[stages.summary]
+kind = "spectrum_summary"
+eigenvalues = "eigen.eigenvalues"
+fixed_cutoff = 0.01
+plots = false
+[stages.table]
+kind = "compare"
+summaries = "summary.summary[*]"
+eigenvalues = "eigen.eigenvalues[*]"
+TOML
+cargo run --release --quiet -p hesslab-cli -- run "$OUT/seeds.toml" --out "$OUT"
+cargo run --release --quiet -p hesslab-cli -- run pipelines/s16_p4_init_sphere.toml --out "$OUT" --set ensemble.members=50
 "$VENV/bin/python" scripts/interop.py "$OUT"

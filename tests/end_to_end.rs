@@ -261,6 +261,25 @@ fn check_e3(dir: &Path, widths: &[usize], seeds: u64) {
     assert!(widths.iter().all(|&n| neg[&(w(n), 0)].max < 0.0), "{neg:?}");
 }
 
+/// S16 P4, shortened (400 draws instead of 5 000): every draw is on the sphere's network, the
+/// top eigenvalue fluctuates from draw to draw (coefficient of variation > 10 %), and the
+/// histogram is drawn.
+#[test]
+fn p4_top_eigenvalue_fluctuates_across_initializations_on_the_sphere() {
+    let out = tmp("p4");
+    run("pipelines/s16_p4_init_sphere.toml", &out, &["ensemble.members=400"], 0);
+    let dir = out.join("s16_p4_init_sphere/main/ensemble");
+    let a = read_artifact(&dir.join("ensemble.parquet"), None).unwrap();
+    let ens = <hesslab_artifacts::Ensemble as hesslab_pipeline::Port>::decode(&a).unwrap();
+    assert_eq!((ens.members.len(), ens.dim), (400, 162));
+    let top: Vec<f64> = ens.members.iter().map(|m| m.top[0]).collect();
+    assert!(ens.members.iter().all(|m| m.top.len() == 2 && m.top[0] >= m.top[1] && m.top[1] > 0.0));
+    let s = hesslab_artifacts::Stats::of(&top);
+    assert!(s.std > 0.1 * s.mean, "top eigenvalue over draws: {s:?}");
+    assert!(dir.join("top_histogram.png").exists() && dir.join("top_histogram.svg").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// A small swept pipeline (mixture → MLP → dense Hessian → eigenvalues → summary → compare)
 /// with `sweep` lines and extra `compare` parameters.
 fn small_sweep(name: &str, out: &Path, sweep: &str, extra: &str) -> String {

@@ -27,6 +27,8 @@ pub enum Mark {
     Line,
     /// As points.
     Points,
+    /// As bars from zero, centred on x (a histogram: x = bin centres, y = counts).
+    Bars,
 }
 
 /// One named series of (x, y) points.
@@ -79,6 +81,11 @@ impl Plot {
         self.series.push(Series { name: name.into(), points: pts, mark: Mark::Points, band: Vec::new() });
         self
     }
+    /// Add a series drawn as bars from zero (x = bin centres, equally spaced).
+    pub fn bars(mut self, name: &str, pts: Vec<(f64, f64)>) -> Self {
+        self.series.push(Series { name: name.into(), points: pts, mark: Mark::Bars, band: Vec::new() });
+        self
+    }
     /// Add a horizontal reference line at `y`.
     pub fn hline(mut self, y: f64, label: &str) -> Self {
         self.hlines.push((y, label.into()));
@@ -103,6 +110,13 @@ impl Plot {
         for (y, _) in &self.hlines {
             y0 = y0.min(*y);
             y1 = y1.max(*y);
+        }
+        // Bars start at zero, and the outer bars need half a bin on each side.
+        for s in self.series.iter().filter(|s| s.mark == Mark::Bars && !s.points.is_empty()) {
+            let half = bar_width(&s.points) / 2.0;
+            (y0, y1) = (y0.min(0.0), y1.max(0.0));
+            x0 = x0.min(s.points[0].0 - half);
+            x1 = x1.max(s.points[s.points.len() - 1].0 + half);
         }
         if !x0.is_finite() {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
@@ -148,6 +162,14 @@ impl Plot {
             let anno = match s.mark {
                 Mark::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(|x| e(&x))?,
                 Mark::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 2, color.filled()))).map_err(|x| e(&x))?,
+                Mark::Bars => {
+                    let half = bar_width(&pts) / 2.0;
+                    let bars = pts
+                        .into_iter()
+                        .filter(|p| p.1 != 0.0)
+                        .map(|(x, y)| Rectangle::new([(x - half, 0.0), (x + half, y)], color.filled()));
+                    chart.draw_series(bars).map_err(|x| e(&x))?
+                }
             };
             if !s.name.is_empty() {
                 anno.label(s.name.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled()));
@@ -205,6 +227,11 @@ impl Plot {
         ctx.write_file(&format!("{name}.svg"), svg.as_bytes())?;
         Ok(())
     }
+}
+
+/// The spacing of equally spaced bar centres (1 for a single bar).
+fn bar_width(pts: &[(f64, f64)]) -> f64 {
+    if pts.len() < 2 { 1.0 } else { (pts[pts.len() - 1].0 - pts[0].0) / (pts.len() - 1) as f64 }
 }
 
 fn format_tick(v: f64) -> String {

@@ -77,3 +77,54 @@ impl DecompositionParamsForTest {
         serde_json::from_value(serde_json::json!({"k": k, "solver": "dense"})).unwrap()
     }
 }
+
+/// `init_ensemble`: member i is the sphere draw seeded by "member i", and its top eigenvalues
+/// are those of a Hessian built independently by central differences of the gradient; the
+/// artifact is bit-identical on one thread and on two.
+#[test]
+fn init_ensemble_members_are_sphere_draws_with_their_exact_top_eigenvalues() {
+    let (d, inputs) = setup("ensemble");
+    let params =
+        hesslab_analysis::stages::InitEnsembleParams { members: 5, init: Init::Sphere, init_radius: 2.0, top: 3, ..Default::default() };
+    let run = |threads: usize, dir: &str| {
+        let out = d.join(dir);
+        let mut ctx = StageContext::standalone_for::<InitEnsemble>(&out, 1, inputs.clone());
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| InitEnsemble::run(&params, &mut ctx)).unwrap();
+        std::fs::read(out.join("ensemble.parquet")).unwrap()
+    };
+    let (one, two) = (run(1, "one"), run(2, "two"));
+    assert_eq!(one, two, "bit-identical across thread counts");
+    let a = read_artifact(&d.join("two/ensemble.parquet"), None).unwrap();
+    let ens = hesslab_artifacts::Ensemble::decode(&a).unwrap();
+    assert!(d.join("two/top_histogram.png").exists() && d.join("two/top_histogram.svg").exists());
+    assert_eq!((ens.members.len(), ens.dim), (5, 57));
+    let ds = DatasetPort::decode(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
+    let arch = ModelPort::decode(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap().net.arch();
+    let tr = ds.train();
+    for (i, m) in ens.members.iter().enumerate() {
+        let net = initialize_network(&arch, Init::Sphere, 0.1, 2.0, hesslab_pipeline::derive_seed(1, &format!("member {i}")));
+        let w = net.params().to_vec();
+        assert!((w.iter().map(|x| x * x).sum::<f64>().sqrt() - 2.0).abs() < 1e-12, "on the sphere of radius 2");
+        let (loss, _) = net.loss_grad(tr.x.as_ref(), &tr.y);
+        assert!((loss - m.loss).abs() < 1e-12 * loss.abs());
+        let eps = 1e-5;
+        let grad_at = |j: usize, s: f64| {
+            let mut v = w.clone();
+            v[j] += s * eps;
+            net.loss_grad_at(&v, tr.x.as_ref(), &tr.y).1
+        };
+        let mut h = Mat::<f64>::zeros(w.len(), w.len());
+        for j in 0..w.len() {
+            let (gp, gm) = (grad_at(j, 1.0), grad_at(j, -1.0));
+            for r in 0..w.len() {
+                h[(r, j)] = (gp[r] - gm[r]) / (2.0 * eps);
+            }
+        }
+        let sym = Mat::from_fn(w.len(), w.len(), |r, c| 0.5 * (h[(r, c)] + h[(c, r)]));
+        let mut ev = sym.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+        ev.reverse();
+        for (k, (a, b)) in m.top.iter().zip(&ev).enumerate() {
+            assert!((a - b).abs() < 1e-6 * ev[0].abs(), "member {i} rank {k}: {a} vs finite differences {b}");
+        }
+    }
+}

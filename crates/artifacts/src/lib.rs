@@ -7,12 +7,14 @@
 
 mod analysis;
 mod dataset;
+mod ensemble;
 mod model;
 mod spectra;
 mod spread;
 
 pub use analysis::{Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, Spectra, SpectrumRow, Summary, SummaryRow, Table};
 pub use dataset::Dataset;
+pub use ensemble::{Ensemble, EnsembleMember};
 pub use model::{Log, Matrix, Model, Trajectory};
 pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
 pub use spread::{RankSpread, Spread, Stats};
@@ -44,6 +46,7 @@ pub fn all() -> Vec<PortSpec> {
         port::<Overlap>(),
         port::<Curve>(),
         port::<Fit>(),
+        port::<Ensemble>(),
     ]
 }
 

@@ -87,7 +87,7 @@ fn batch(labels: &[(String, Vec<String>)], mut fields: Vec<Field>, mut cols: Vec
 
 fn meta(keys: &[String]) -> Meta {
     let mut m = Meta::new();
-    m.put(REPLICATE_KEYS, &serde_json::to_string(keys).unwrap_or_default());
+    m.put(REPLICATE_KEYS, serde_json::to_string(keys).unwrap_or_default());
     m
 }
 
