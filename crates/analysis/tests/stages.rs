@@ -128,3 +128,46 @@ fn init_ensemble_members_are_sphere_draws_with_their_exact_top_eigenvalues() {
         }
     }
 }
+
+/// `interpolate` between two models: the paired test-accuracy difference equals the difference
+/// of the curve's own test accuracies at α = 1 and α = 0 (two independent computations: one
+/// example at a time against whole-split evaluation), with a 95 % interval; a model against
+/// itself differs by exactly 0 ± 0.
+#[test]
+fn interpolate_reports_the_paired_test_accuracy_difference() {
+    let (d, mut inputs) = setup("interp");
+    let a = ModelPort::decode(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap();
+    let ds = DatasetPort::decode(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
+    let mut b = a.net.clone();
+    train(
+        &mut b,
+        &TrainParams { lr: 0.05, max_steps: 300, batch_size: 8, ..Default::default() },
+        &ds.train(),
+        &ds.test(),
+        7,
+        0,
+        &Progress::hidden(),
+    )
+    .unwrap();
+    let ctx = StageContext::standalone(&d.join("b"), 1, BTreeMap::new(), &[], vec![port::<ModelPort>()]);
+    ctx.write::<ModelPort>("model", &ModelPort { net: b, steps: 300, final_train_loss: f64::NAN }).unwrap();
+    let params = hesslab_analysis::stages::InterpolateParams { from: 0.0, to: 1.0, points: 4 };
+    let curve = |inputs: BTreeMap<String, Vec<PathBuf>>, dir: &str| {
+        let out = d.join(dir);
+        let mut ctx = StageContext::standalone_for::<Interpolate>(&out, 1, inputs);
+        Interpolate::run(&params, &mut ctx).unwrap();
+        hesslab_artifacts::Curve::decode(&read_artifact(&out.join("curve.parquet"), None).unwrap()).unwrap()
+    };
+    inputs.insert("model_a".into(), inputs["model"].clone());
+    inputs.insert("model_b".into(), vec![d.join("b/model.parquet")]);
+    let c = curve(inputs.clone(), "ab");
+    let p = c.paired.unwrap();
+    let n_test = ds.test().len();
+    assert_eq!(p.examples as usize, n_test);
+    let expected = c.points[3].test_accuracy - c.points[0].test_accuracy;
+    assert!((p.difference - expected).abs() < 1e-12, "{} vs {expected}", p.difference);
+    assert!(p.ci95.is_finite() && p.ci95 >= 0.0 && p.ci95 < 1.0);
+    inputs.insert("model_b".into(), inputs["model"].clone());
+    let same = curve(inputs, "aa").paired.unwrap();
+    assert_eq!((same.difference, same.ci95), (0.0, 0.0));
+}

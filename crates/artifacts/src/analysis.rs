@@ -376,17 +376,49 @@ pub struct Curve {
     pub points: Vec<CurvePoint>,
     /// `line` (between two models) or `eigenvector` (along a direction).
     pub mode: String,
+    /// Line mode: model B's test accuracy minus model A's, compared example by example.
+    pub paired: Option<PairedAccuracy>,
+}
+
+/// Two models' test accuracies compared on the same examples (S18 E6: is the small-batch
+/// solution better?): the difference and a 95 % interval from the per-example differences.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedAccuracy {
+    /// accuracy(B) − accuracy(A).
+    pub difference: f64,
+    /// Half-width of its 95 % interval, 1.96 · sd(dᵢ)/√n with dᵢ = [B right] − [A right].
+    pub ci95: f64,
+    /// Test examples compared.
+    pub examples: u64,
+}
+
+impl PairedAccuracy {
+    /// From the per-example correctness of A and B.
+    pub fn of(a: &[bool], b: &[bool]) -> PairedAccuracy {
+        let n = a.len().min(b.len());
+        let d: Vec<f64> = a.iter().zip(b).map(|(&x, &y)| y as u8 as f64 - x as u8 as f64).collect();
+        let mean = d.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n > 1 { d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { f64::NAN };
+        PairedAccuracy { difference: mean, ci95: 1.96 * (var / n as f64).sqrt(), examples: n as u64 }
+    }
 }
 
 const ALPHA: &str = "alpha";
 const CURVE_COLS: [&str; 5] = [ALPHA, "train_loss", "train_accuracy", "test_loss", "test_accuracy"];
 const MODE: MetaKey = MetaKey { key: "mode", doc: "line (between two models) or eigenvector (along a direction)" };
+const ACC_DIFF: MetaKey =
+    MetaKey { key: "test_accuracy_difference", doc: "line mode: test accuracy of model_b minus model_a, on the same examples" };
+const ACC_CI: MetaKey = MetaKey {
+    key: "test_accuracy_difference_ci95",
+    doc: "half-width of its 95 % interval from the per-example differences (1.96·sd/√n)",
+};
+const ACC_N: MetaKey = MetaKey { key: "test_examples", doc: "test examples compared" };
 
 impl Port for Curve {
     type Value = Self;
     const NAME: &'static str = "curve";
     const DOC: &'static str = "alpha Float64, train_loss, train_accuracy, test_loss, test_accuracy Float64";
-    const METADATA: &'static [MetaKey] = &[MODE];
+    const METADATA: &'static [MetaKey] = &[MODE, ACC_DIFF, ACC_CI, ACC_N];
     fn schema() -> Schema {
         Schema::new(CURVE_COLS.iter().map(|c| f64_field(c)).collect::<Vec<_>>())
     }
@@ -402,6 +434,11 @@ impl Port for Curve {
         let batch = RecordBatch::try_new(Arc::new(Self::schema()), cols).map_err(StageError::other)?;
         let mut m = Meta::new();
         m.put(MODE, &v.mode);
+        if let Some(pa) = v.paired {
+            m.put_f64(ACC_DIFF, pa.difference);
+            m.put_f64(ACC_CI, pa.ci95);
+            m.put(ACC_N, pa.examples);
+        }
         Ok(Encoded::one(batch, m.0))
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
@@ -416,7 +453,12 @@ impl Port for Curve {
                 test_accuracy: c[4][i],
             })
             .collect();
-        Ok(Curve { points, mode: a.meta(MODE.key).unwrap_or("").to_string() })
+        let num = |k: &MetaKey| a.meta(k.key).and_then(|s| s.parse::<f64>().ok());
+        let paired = match (num(&ACC_DIFF), num(&ACC_CI), num(&ACC_N)) {
+            (Some(difference), Some(ci95), Some(n)) => Some(PairedAccuracy { difference, ci95, examples: n as u64 }),
+            _ => None,
+        };
+        Ok(Curve { points, mode: a.meta(MODE.key).unwrap_or("").to_string(), paired })
     }
 }
 

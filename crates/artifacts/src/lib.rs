@@ -12,7 +12,9 @@ mod model;
 mod spectra;
 mod spread;
 
-pub use analysis::{Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, Spectra, SpectrumRow, Summary, SummaryRow, Table};
+pub use analysis::{
+    Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, PairedAccuracy, Spectra, SpectrumRow, Summary, SummaryRow, Table,
+};
 pub use dataset::Dataset;
 pub use ensemble::{Ensemble, EnsembleMember};
 pub use model::{Log, Matrix, Model, Trajectory};

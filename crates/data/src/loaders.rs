@@ -31,14 +31,28 @@ pub struct IdxParams {
     /// Keep exactly this many examples of every class, a class-balanced seeded subset (the
     /// papers' "1K MNIST" is 100 per class); 0 = off, `n` applies. Replaces `n` when > 0.
     pub samples_per_class: usize,
-    /// Fraction of each class held out as the test split.
+    /// Fraction of each class held out as the test split (only without `test_images`).
     pub test_fraction: f64,
     /// Divide pixels by 255.
     pub unit_scale: bool,
+    /// A separate test set (e.g. t10k-images-idx3-ubyte): every one of its examples is the
+    /// test split, and `images` gives only training examples (`test_fraction` is not used).
+    pub test_images: String,
+    /// The labels of `test_images`.
+    pub test_labels: String,
 }
 impl Default for IdxParams {
     fn default() -> Self {
-        IdxParams { images: String::new(), labels: String::new(), n: 1000, samples_per_class: 0, test_fraction: 0.2, unit_scale: true }
+        IdxParams {
+            images: String::new(),
+            labels: String::new(),
+            n: 1000,
+            samples_per_class: 0,
+            test_fraction: 0.2,
+            unit_scale: true,
+            test_images: String::new(),
+            test_labels: String::new(),
+        }
     }
 }
 
@@ -141,30 +155,42 @@ pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
     Ok((dims, payload.to_vec()))
 }
 
-/// The images and labels `p` names, subsampled with `seed`.
-pub fn load_idx(p: &IdxParams, seed: u64) -> Result<Dataset> {
-    let (dims, pix) = parse_idx(&read_idx_file(&p.images, "IDX images file")?, &p.images)?;
-    let (ldims, lab) = parse_idx(&read_idx_file(&p.labels, "IDX labels file")?, &p.labels)?;
+/// An images file and its labels: (dimensions, pixels, labels).
+fn read_idx_pair(images: &str, labels: &str, unit_scale: bool) -> Result<(Vec<usize>, Vec<f64>, Vec<u32>)> {
+    let (dims, pix) = parse_idx(&read_idx_file(images, "IDX images file")?, images)?;
+    let (ldims, lab) = parse_idx(&read_idx_file(labels, "IDX labels file")?, labels)?;
     if dims.is_empty() || ldims.len() != 1 || ldims[0] != dims[0] {
         return Err(DataError::Invalid(format!("IDX images {dims:?} and labels {ldims:?} do not match")));
     }
-    let n = dims[0];
+    let s = if unit_scale { 1.0 / 255.0 } else { 1.0 };
+    Ok((dims, pix.iter().map(|&b| b as f64 * s).collect(), lab.iter().map(|&b| b as u32).collect()))
+}
+
+/// The images and labels `p` names, subsampled with `seed`.
+pub fn load_idx(p: &IdxParams, seed: u64) -> Result<Dataset> {
+    let (dims, x, y) = read_idx_pair(&p.images, &p.labels, p.unit_scale)?;
     let d: usize = dims[1..].iter().product();
-    let s = if p.unit_scale { 1.0 / 255.0 } else { 1.0 };
-    let x: Vec<f64> = pix.iter().map(|&b| b as f64 * s).collect();
-    let y: Vec<u32> = lab.iter().map(|&b| b as u32).collect();
-    let k = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0).max(10);
-    let _ = n;
-    let (x, y, split) = if p.samples_per_class > 0 {
-        let keep = balanced_split(&y, k, p.samples_per_class, p.test_fraction, &mut Rng::new(seed))?;
+    let test = if p.test_images.is_empty() { None } else { Some(read_idx_pair(&p.test_images, &p.test_labels, p.unit_scale)?) };
+    let k = y.iter().chain(test.iter().flat_map(|t| &t.2)).copied().max().map(|m| m as usize + 1).unwrap_or(0).max(10);
+    let test_fraction = if test.is_some() { 0.0 } else { p.test_fraction };
+    let (mut x, mut y, mut split) = if p.samples_per_class > 0 {
+        let keep = balanced_split(&y, k, p.samples_per_class, test_fraction, &mut Rng::new(seed))?;
         (
             keep.iter().flat_map(|&(i, _)| x[i * d..(i + 1) * d].iter().copied()).collect(),
             keep.iter().map(|&(i, _)| y[i]).collect(),
-            keep.iter().map(|&(_, t)| t).collect(),
+            keep.iter().map(|&(_, t)| t).collect::<Vec<bool>>(),
         )
     } else {
-        subsample(x, y, d, k, p.n, p.test_fraction, seed)
+        subsample(x, y, d, k, p.n, test_fraction, seed)
     };
+    if let Some((tdims, tx, ty)) = test {
+        if tdims[1..] != dims[1..] {
+            return Err(DataError::Invalid(format!("test images {tdims:?} and training images {dims:?} differ in shape")));
+        }
+        x.extend(tx);
+        split.extend(std::iter::repeat_n(false, ty.len()));
+        y.extend(ty);
+    }
     // Images are [rows, cols] per example: one channel.
     let shape = match dims[1..] {
         [h, w] => vec![1, h, w],

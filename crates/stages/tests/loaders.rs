@@ -83,6 +83,25 @@ fn idx_loader_reads_gzip_files_gives_the_image_shape_and_balanced_subsets() {
     }
     let e = run::<IdxImages>(&hesslab_data::IdxParams { samples_per_class: 7, ..p.clone() }, &d).unwrap_err();
     assert!(e.contains("samples_per_class = 7") && e.contains("only 6"), "{e}");
+    // A separate test set: all of its examples are the test split, after 4 per class of training
+    // examples (test_fraction is not used), in file order.
+    let test_pixels: Vec<u8> = (0..20 * 15).map(|i| (i * 3 % 256) as u8).collect();
+    std::fs::write(d.join("timg"), idx_file(&[20, 3, 5], &test_pixels)).unwrap();
+    std::fs::write(d.join("tlab"), idx_file(&[20], &labels[..20])).unwrap();
+    let (ti, tl) = (d.join("timg").to_str().unwrap().to_string(), d.join("tlab").to_str().unwrap().to_string());
+    let s = hesslab_data::IdxParams { samples_per_class: 4, test_images: ti.clone(), test_labels: tl, ..p.clone() };
+    let s = run::<IdxImages>(&s, &d).unwrap();
+    assert_eq!(s.split.iter().filter(|t| **t).count(), 40);
+    assert_eq!(s.split[40..], [false; 20]);
+    assert_eq!(s.y[40..], labels[..20].iter().map(|&l| l as u32).collect::<Vec<_>>()[..]);
+    assert_eq!(s.x[40 * 15..], test_pixels.iter().map(|&b| b as f64 * (1.0 / 255.0)).collect::<Vec<_>>()[..]);
+    std::fs::write(d.join("timg"), idx_file(&[20, 5, 3], &test_pixels)).unwrap();
+    let e = run::<IdxImages>(
+        &hesslab_data::IdxParams { test_images: ti, test_labels: d.join("tlab").to_str().unwrap().into(), ..p.clone() },
+        &d,
+    )
+    .unwrap_err();
+    assert!(e.contains("differ in shape"), "{e}");
     // A corrupt gzip stream: a clear error naming the file.
     let mut bad = gz(idx_file(&[n, 3, 5], &pixels));
     bad.truncate(bad.len() / 2);

@@ -1,7 +1,9 @@
 //! `interpolate`: loss and accuracy along a line through parameter space.
 use crate::plots::Plot;
-use hesslab_artifacts::{Curve, CurvePoint, Dataset, Eigenvectors, Model};
+use hesslab_artifacts::{Curve, CurvePoint, Dataset, Eigenvectors, Model, PairedAccuracy};
+use hesslab_model::Network;
 use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +33,9 @@ pub struct Interpolate;
 impl StageKind for Interpolate {
     type Params = InterpolateParams;
     const KIND: &'static str = "interpolate";
-    const DOC: &'static str = "Train/test loss and accuracy along w(α) = (1 − α)·w_A + α·w_B (S18 Fig 8), or, with `eigenvectors` instead of `model_b`, along w_A + t·v (top eigenvector).";
+    /// 2: the line mode compares the two models' test accuracy example by example.
+    const VERSION: u32 = 2;
+    const DOC: &'static str = "Train/test loss and accuracy along w(α) = (1 − α)·w_A + α·w_B (S18 Fig 8), with B's test accuracy minus A's and its 95 % interval from the per-example differences (S18 E6); or, with `eigenvectors` instead of `model_b`, along w_A + t·v (top eigenvector).";
     const INPUTS: &'static [PortSpec] = &[MODEL_A, MODEL_B, port::<Eigenvectors>().optional(), port::<Dataset>()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Curve>()];
     fn check(p: &Self::Params) -> Vec<(String, String)> {
@@ -48,10 +52,14 @@ impl StageKind for Interpolate {
         let a = ctx.read::<Model>(MODEL_A.name)?.net;
         let ds = ctx.read::<Dataset>(Dataset::NAME)?;
         let (tr, te) = (ds.train(), ds.test());
+        let mut paired = None;
         let (dir, along_line) = if let Some(b) = ctx.read_opt::<Model>(MODEL_B.name)? {
             let b = b.net;
             if b.arch() != a.arch() {
                 return Err(StageError::msg(format!("{} and {} have different architectures", MODEL_A.name, MODEL_B.name)));
+            }
+            if !te.is_empty() {
+                paired = Some(PairedAccuracy::of(&correct(&a, &te), &correct(&b, &te)));
             }
             (b.params().iter().zip(a.params()).map(|(x, y)| x - y).collect::<Vec<f64>>(), true)
         } else if let Some(ev) = ctx.read_opt::<Eigenvectors>(Eigenvectors::NAME)? {
@@ -89,6 +97,11 @@ impl StageKind for Interpolate {
             .line("test accuracy", rows.iter().map(|r| (r.alpha, r.test_accuracy)).collect())
             .write(ctx, "interpolation_accuracy")?;
         let mode = if along_line { "line" } else { "eigenvector" }.to_string();
-        ctx.write::<Curve>(Curve::NAME, &Curve { points: rows, mode })
+        ctx.write::<Curve>(Curve::NAME, &Curve { points: rows, mode, paired })
     }
+}
+
+/// Whether the model classifies each example right (one example per evaluation).
+fn correct(m: &Network, s: &hesslab_data::Split) -> Vec<bool> {
+    (0..s.len()).into_par_iter().map(|i| m.evaluate(s.x.as_ref().subrows(i, 1), &s.y[i..i + 1]).1 == 1.0).collect()
 }

@@ -110,6 +110,9 @@ impl StageKind for IdxStage {
         if p.labels.is_empty() {
             e.push(("labels".into(), "path of the IDX labels file is required".into()));
         }
+        if p.test_images.is_empty() != p.test_labels.is_empty() {
+            e.push(("test_labels".into(), "test_images and test_labels go together".into()));
+        }
         e
     }
     /// From the files' headers when they can be read now (shape errors of a network on these
@@ -122,13 +125,15 @@ impl StageKind for IdxStage {
             _ => None,
         };
         let total = dims[0] as u64;
-        let rows = if p.samples_per_class > 0 {
-            (p.samples_per_class as u64).saturating_mul(10)
-        } else if p.n == 0 {
-            total
-        } else {
-            (p.n as u64).min(total)
-        };
+        let test_rows = hesslab_data::idx_dims(&p.test_images).and_then(|d| d.first().map(|&n| n as u64)).unwrap_or(0);
+        let rows = test_rows
+            + if p.samples_per_class > 0 {
+                (p.samples_per_class as u64).saturating_mul(10)
+            } else if p.n == 0 {
+                total
+            } else {
+                (p.n as u64).min(total)
+            };
         Facts {
             rows: Some(rows),
             dim: Some(dims[1..].iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))),
