@@ -309,6 +309,22 @@ fn p4_top_eigenvalue_fluctuates_across_initializations_on_the_sphere() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// S18 E5, shortened (one seed, 5 000 instead of 20 000 steps, 5 from each end): after training
+/// past saturation the network still has negative eigenvalues, and the most negative is more
+/// than 100× smaller in magnitude than the top outlier.
+#[test]
+fn e5_negative_eigenvalues_remain_far_below_the_outliers() {
+    let out = tmp("e5");
+    let reduced = ["sweep.train.seed=[1]", "train.max_steps=5000", "top.k=5", "bottom.k=5", "bottom.tol=1e-4"];
+    run("pipelines/s18_e5_negative_tail.toml", &out, &reduced, 0);
+    let m = out.join("s18_e5_negative_tail/train.seed=1");
+    let (top, bottom) = (eigenvalues(&m.join("top/eigenvalues.parquet")), eigenvalues(&m.join("bottom/eigenvalues.parquet")));
+    let smallest = *bottom.last().unwrap();
+    assert!(smallest < 0.0, "no negative eigenvalue: {bottom:?}");
+    assert!(smallest.abs() < 1e-2 * top[0], "smallest {smallest} vs top {}", top[0]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// A small swept pipeline (mixture → MLP → dense Hessian → eigenvalues → summary → compare)
 /// with `sweep` lines and extra `compare` parameters.
 fn small_sweep(name: &str, out: &Path, sweep: &str, extra: &str) -> String {

@@ -40,6 +40,9 @@ pub struct IdxParams {
     pub test_images: String,
     /// The labels of `test_images`.
     pub test_labels: String,
+    /// Replace every image by i.i.d. uniform pixels over the same range (S16 P2's random
+    /// inputs), keeping the labels, the shape and the split; seeded.
+    pub random_inputs: bool,
 }
 impl Default for IdxParams {
     fn default() -> Self {
@@ -52,6 +55,7 @@ impl Default for IdxParams {
             unit_scale: true,
             test_images: String::new(),
             test_labels: String::new(),
+            random_inputs: false,
         }
     }
 }
@@ -190,6 +194,12 @@ pub fn load_idx(p: &IdxParams, seed: u64) -> Result<Dataset> {
         x.extend(tx);
         split.extend(std::iter::repeat_n(false, ty.len()));
         y.extend(ty);
+    }
+    if p.random_inputs {
+        // A stream of its own: the selection above is the same with or without this option.
+        let mut rng = Rng::new(seed ^ 0x7a9d_0000_0000_0001);
+        let top = if p.unit_scale { 1.0 } else { 255.0 };
+        x.iter_mut().for_each(|v| *v = rng.uniform() * top);
     }
     // Images are [rows, cols] per example: one channel.
     let shape = match dims[1..] {

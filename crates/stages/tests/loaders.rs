@@ -95,6 +95,12 @@ fn idx_loader_reads_gzip_files_gives_the_image_shape_and_balanced_subsets() {
     assert_eq!(s.split[40..], [false; 20]);
     assert_eq!(s.y[40..], labels[..20].iter().map(|&l| l as u32).collect::<Vec<_>>()[..]);
     assert_eq!(s.x[40 * 15..], test_pixels.iter().map(|&b| b as f64 * (1.0 / 255.0)).collect::<Vec<_>>()[..]);
+    // Random inputs (S16 P2): the same selection, labels and split, pixels replaced by uniform
+    // noise in [0, 1).
+    let real = run::<IdxImages>(&hesslab_data::IdxParams { samples_per_class: 4, ..p.clone() }, &d).unwrap();
+    let noise = run::<IdxImages>(&hesslab_data::IdxParams { samples_per_class: 4, random_inputs: true, ..p.clone() }, &d).unwrap();
+    assert_eq!((&real.y, &real.split, &real.shape), (&noise.y, &noise.split, &noise.shape));
+    assert!(noise.x.iter().all(|v| (0.0..1.0).contains(v)) && noise.x != real.x);
     std::fs::write(d.join("timg"), idx_file(&[20, 5, 3], &test_pixels)).unwrap();
     let e = run::<IdxImages>(
         &hesslab_data::IdxParams { test_images: ti, test_labels: d.join("tlab").to_str().unwrap().into(), ..p.clone() },
