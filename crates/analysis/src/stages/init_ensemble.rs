@@ -6,7 +6,8 @@ use hesslab_artifacts::{Dataset, Ensemble, EnsembleMember, Model};
 use hesslab_eigen::{DenseParams, DenseSolver};
 use hesslab_hessian::{CurvatureKind, SampleSet, materialize};
 use hesslab_model::{Init, TrainParams, initialize_network};
-use hesslab_pipeline::{Port, PortSpec, Progress, StageContext, StageError, StageKind, derive_seed, port};
+use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, Progress, StageContext, StageError, StageKind, derive_seed, port};
+use hesslab_stages::estimates::operator_estimate;
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,17 @@ impl StageKind for InitEnsemble {
             e.push(("lr".into(), "lr must be positive and finite".into()));
         }
         e
+    }
+    /// Members run side by side, one per thread, each with its dense P×P Hessian, its
+    /// eigendecomposition workspace (about as much again) and an operator cache.
+    fn estimate(_: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
+        let (p, cache) = operator_estimate(inputs)?;
+        let threads = rayon::current_num_threads() as u64;
+        let per_member = p.saturating_mul(p).saturating_mul(2);
+        Some(
+            Estimate::f64s(per_member.saturating_mul(threads), format!("{threads} dense {p}×{p} Hessians and their eigensolves"))
+                .plus(cache),
+        )
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = ctx.read::<Model>(Model::NAME)?;
