@@ -216,6 +216,13 @@ fn a_sweep_expands_into_members_and_shares_upstream_work() {
     // `--set sweep.STAGE.PARAM=[...]` replaces one sweep key (e.g. fewer seeds in CI).
     assert_eq!(plan(SWEEP, &out, &["sweep.twice.b=[1.0]"]).members.len(), 3);
     assert_eq!(plan(SWEEP, &out, &["sweep.twice.b=[1.0, 2.0, 4.0]"]).members.len(), 9);
+    // A sweep entry that is not a table is a clear error, not a silently ignored override.
+    let err = PipelineFile::parse(Path::new("t.toml"), SWEEP.replace("[sweep]", "[sweep]\nx = 1"), &["sweep.x.y=[1]".to_string()])
+        .and_then(|pf| Plan::build(pf, &registry()))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sweep.x.y") && err.contains("not a table"), "{err}");
     let p = plan(SWEEP, &out, &[]);
     assert_eq!(p.members.len(), 6);
     let r = Runner::run(&p, &RunOptions::default()).unwrap();

@@ -240,11 +240,15 @@ impl PipelineFile {
                 return;
             };
             let sweep = doc.entry("sweep").or_insert_with(|| toml::Value::Table(Default::default()));
-            if let Some(t) = sweep.as_table_mut() {
-                let st = t.entry(stage).or_insert_with(|| toml::Value::Table(Default::default()));
-                if let Some(st) = st.as_table_mut() {
+            let stage_table = sweep
+                .as_table_mut()
+                .map(|t| t.entry(stage).or_insert_with(|| toml::Value::Table(Default::default())))
+                .and_then(|st| st.as_table_mut());
+            match stage_table {
+                Some(st) => {
                     st.insert(key.to_string(), value);
                 }
+                None => self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: [sweep] or its `{stage}` entry is not a table")),
             }
             return;
         } else {
