@@ -5,6 +5,7 @@ pub mod outliers;
 pub mod plots;
 pub mod replicates;
 pub mod report;
+pub mod small_multiples;
 mod spectrum;
 pub mod stages;
 

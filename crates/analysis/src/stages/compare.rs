@@ -1,7 +1,9 @@
 //! `compare`: spectrum summaries of every sweep member in one table (S18 Table 1), and, where
 //! sweep members are replicates (seeds), their mean, spread and range per group.
 use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys};
+use crate::small_multiples::Line;
 use hesslab_artifacts::{Eigenvalues, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
+use hesslab_figures::{Mark, Series};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,41 @@ pub struct CompareParams {
     /// `rank_spread`, the grouped table and the overlay's bands run over them. Default: every
     /// swept `seed` parameter (e.g. "train.seed"); [] turns replicates off.
     pub replicates: Option<Vec<String>>,
+    /// Sweep keys whose values get one panel each (first: columns, second: rows), e.g.
+    /// ["data.classes"] for S18 Fig 2. Default: none when at most 6 lines, else the key (or
+    /// pair) that brings every panel to at most 6 lines.
+    pub panels: Vec<String>,
+    /// The overlay's y scale: "auto" (log or symmetric log where the data span more than 3
+    /// decades), "linear", "log" or "symlog".
+    pub y_scale: ScaleParam,
+}
+
+/// A y scale as written in a pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleParam {
+    /// Decided from the data.
+    #[default]
+    Auto,
+    /// Linear.
+    Linear,
+    /// log10 (positive values only).
+    Log,
+    /// Symmetric log (linear near zero).
+    Symlog,
+}
+
+impl ScaleParam {
+    /// The figure scale.
+    pub fn scale(self) -> hesslab_figures::YScale {
+        use hesslab_figures::YScale;
+        match self {
+            ScaleParam::Auto => YScale::Auto,
+            ScaleParam::Linear => YScale::Linear,
+            ScaleParam::Log => YScale::Log,
+            ScaleParam::Symlog => YScale::Symlog { linthresh: 0.0 },
+        }
+    }
 }
 
 /// Which overlay plot `compare` draws.
@@ -203,7 +240,7 @@ impl Compare {
 impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group.";
     const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Table>(), port::<Spread>(), port::<RankSpread>()];
@@ -220,6 +257,17 @@ impl StageKind for Compare {
         }
         for k in p.replicates.iter().flatten().filter(|k| !sweep_keys.contains(k)) {
             e.push(("replicates".into(), format!("`{k}` is not a sweep key; the sweep keys are {sweep_keys:?}")));
+        }
+        let reps = p.replicates.clone().unwrap_or_else(|| seed_keys(sweep_keys));
+        for k in &p.panels {
+            if !sweep_keys.contains(k) {
+                e.push(("panels".into(), format!("`{k}` is not a sweep key; the sweep keys are {sweep_keys:?}")));
+            } else if reps.contains(k) {
+                e.push(("panels".into(), format!("`{k}` is a replicate key (its members are one line with a band), not a panel key")));
+            }
+        }
+        if p.panels.len() > 2 {
+            e.push(("panels".into(), format!("at most two panel keys (columns, rows); found {}", p.panels.len())));
         }
         e
     }
@@ -270,18 +318,16 @@ impl StageKind for Compare {
         if evs.is_empty() {
             return Ok(());
         }
-        let mut plot = match p.plot {
-            OverlayKind::Top => crate::plots::Plot::new("Top eigenvalues across members", "rank", "eigenvalue"),
-            OverlayKind::Negative => {
-                crate::plots::Plot::new("Negative eigenvalues across members", "rank from the smallest, % of P", "eigenvalue")
-            }
+        let (title, axes) = match p.plot {
+            OverlayKind::Top => ("Top eigenvalues across members", ("rank", "eigenvalue")),
+            OverlayKind::Negative => ("Negative eigenvalues across members", ("rank from the smallest, % of P", "eigenvalue")),
         };
+        let mut lines = Vec::new();
         if reps.is_empty() {
-            plot = member_lines(plot, p, &ev_inputs, &evs, &inputs, &rows);
+            lines = member_lines(p, &ev_inputs, &evs);
         } else {
             // One mean line per group over its min–max band across seeds (Figs 2–6 with spread).
             for (grp, ends) in ev_groups.groups.iter().zip(&per_group) {
-                let label = format!("{} (mean, min–max of {} seeds)", grp.label(&ev_groups.keys), grp.members.len());
                 let dim = evs[grp.members[0]].info.dim.max(1) as f64;
                 let (stats, x): (Vec<&Stats>, Box<dyn Fn(usize) -> f64>) = match p.plot {
                     OverlayKind::Top => (ends[0].iter().take(120).collect(), Box::new(|r| r as f64)),
@@ -289,42 +335,60 @@ impl StageKind for Compare {
                         (ends[1].iter().take_while(|s| s.max < 0.0).collect(), Box::new(move |r| 100.0 * r as f64 / dim))
                     }
                 };
-                let line = stats.iter().enumerate().map(|(r, s)| (x(r), s.mean)).collect();
+                let points = stats.iter().enumerate().map(|(r, s)| (x(r), s.mean)).collect();
                 let band = stats.iter().enumerate().map(|(r, s)| (x(r), s.min, s.max)).collect();
-                plot = plot.line_with_band(&label, line, band);
+                let name = format!(" (mean, min–max of {} seeds)", grp.members.len());
+                let labels = ev_groups.keys.iter().cloned().zip(grp.values.iter().cloned()).collect();
+                lines.push(Line { labels, series: Series { name, points, mark: Mark::Line, band } });
+            }
+        }
+        let line_keys: Vec<String> = keys.iter().filter(|k| !reps.contains(k)).cloned().collect();
+        let panel_keys = crate::small_multiples::panel_keys(&lines, &line_keys, &p.panels);
+        let naming = TableNaming(p);
+        let mut figure = crate::small_multiples::overlay(title, axes, lines, &line_keys, &panel_keys, &naming, p.y_scale.scale());
+        // A few members alone in one panel: mark each one's outlier cutoff.
+        if reps.is_empty() && panel_keys.is_empty() && p.plot == OverlayKind::Top && ev_inputs.len() <= 6 {
+            for e in &ev_inputs {
+                if let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k]) {
+                    let label =
+                        if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
+                    figure.panels[0] =
+                        figure.panels[0].clone().hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
+                }
             }
         }
         let name = if p.plot == OverlayKind::Top { "top_overlay" } else { "negative_overlay" };
-        plot.write(ctx, name)?;
+        figure.write(ctx, name)?;
         Ok(())
     }
 }
 
-/// One line per member (no replicates): eigenvalues against rank, with each member's cutoff
-/// when there are few members.
-fn member_lines(
-    mut plot: crate::plots::Plot,
-    p: &CompareParams,
-    ev_inputs: &[InputArtifact],
-    evs: &[Eigenvalues],
-    inputs: &[InputArtifact],
-    rows: &[SummaryRow],
-) -> crate::plots::Plot {
+/// How table.md titles keys and shows values, reused by the figures.
+struct TableNaming<'a>(&'a CompareParams);
+
+impl crate::small_multiples::Naming for TableNaming<'_> {
+    fn key(&self, k: &str) -> String {
+        title(self.0, k)
+    }
+    fn value(&self, k: &str, v: &str) -> String {
+        shown(self.0, k, Some(&v.to_string()))
+    }
+}
+
+/// One line per member (no replicates): eigenvalues against rank, or the negative part in % of P.
+fn member_lines(p: &CompareParams, ev_inputs: &[InputArtifact], evs: &[Eigenvalues]) -> Vec<Line> {
+    let mut lines = Vec::new();
     for (e, ev) in ev_inputs.iter().zip(evs) {
         let desc = &ev.values;
-        let label = if e.labels.is_empty() { e.member.clone() } else { e.labels.values().cloned().collect::<Vec<_>>().join(", ") };
-        if p.plot == OverlayKind::Negative {
-            let dim = if ev.info.dim > 0 { ev.info.dim as f64 } else { desc.len() as f64 };
-            let neg = desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / dim, v));
-            plot = plot.line(&label, neg.collect());
-            continue;
-        }
-        plot = plot.line(&label, desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect());
-        if ev_inputs.len() <= 6
-            && let Some(r) = inputs.iter().position(|i| i.member == e.member).map(|k| &rows[k])
-        {
-            plot = plot.hline(r.heuristic_cutoff, &format!("cutoff {label}: {} outliers", r.outliers_heuristic));
-        }
+        let points = if p.plot == OverlayKind::Negative {
+            let dim = if ev.info.dim > 0 { ev.info.dim } else { desc.len() };
+            hesslab_figures::spectra::negative_points(desc, dim)
+        } else {
+            desc.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect()
+        };
+        // Members without sweep labels are named by their directory.
+        let name = if e.labels.is_empty() { e.member.clone() } else { String::new() };
+        lines.push(Line { labels: e.labels.clone(), series: Series { name, points, mark: Mark::Line, band: Vec::new() } });
     }
-    plot
+    lines
 }

@@ -38,7 +38,7 @@ impl StageKind for SpectrumSummary {
         let dim = if ev.info.dim > 0 { ev.info.dim } else { desc.len() };
         let row = summarize(&desc, dim, p);
         if p.plots {
-            crate::plots::spectrum_plots(ctx, &desc, dim, &row)?;
+            crate::plots::spectrum_plots(ctx, &desc, dim, ev.info.which.as_deref(), &row)?;
         }
         let source_solver = ev.info.solver.unwrap_or_default();
         ctx.write::<Summary>(Summary::NAME, &Summary { row, source_operator: ev.info.operator, source_solver })

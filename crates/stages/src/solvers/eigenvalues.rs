@@ -2,6 +2,7 @@
 use super::{OPERATOR_INPUTS, enum_name, side, solver_estimate, target};
 use hesslab_artifacts::{Eigenvalues, Eigenvectors, OperatorInfo};
 use hesslab_eigen::{DenseParams, DenseSolver, LanczosParams, LanczosSolver, PowerIteration, PowerParams, Which};
+use hesslab_figures::spectra::{SpectrumView, eigenvalue_figures};
 use hesslab_hessian::{CurvatureKind, SampleSet, materialize};
 use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
@@ -41,6 +42,10 @@ pub struct EigenParams {
     pub max_dim: usize,
     /// lanczos: wall-clock cap in seconds, after which it stops with an error.
     pub max_seconds: f64,
+    /// Draw the default figures: top eigenvalues, the negative part in % of P, and for a full
+    /// spectrum the ordered values and the histogram (bars on a log count axis).
+    #[serde(skip_serializing_if = "super::is_true")]
+    pub plot: bool,
 }
 }
 
@@ -55,6 +60,7 @@ impl Default for EigenParams {
             max_iter: 2000,
             max_dim: 0,
             max_seconds: 3600.0,
+            plot: true,
             operator: CurvatureKind::Hessian,
             samples: SampleSet::Train,
             max_samples: 0,
@@ -136,6 +142,12 @@ impl StageKind for EigenStage {
         let nvec = if p.solver == Solver::Dense { pairs.vectors.len() } else { p.vectors.min(pairs.vectors.len()) };
         let values = Eigenvalues { ranks: pairs.ranks, values: pairs.values, residuals: pairs.residuals, info: info.clone() };
         ctx.write::<Eigenvalues>(Eigenvalues::NAME, &values)?;
+        if p.plot {
+            let view = SpectrumView { desc: &values.values, dim: info.dim, which: info.which.as_deref() };
+            for (name, fig) in eigenvalue_figures(&view, None) {
+                fig.write(ctx, name)?;
+            }
+        }
         if p.vectors > 0 {
             let mut vectors = pairs.vectors;
             vectors.truncate(nvec);

@@ -77,3 +77,9 @@ fn solver_estimate(solver: Solver, k: usize, max_dim: usize, vectors: usize, inp
     };
     Some(if matrix_free { estimate.plus(cache) } else { estimate })
 }
+
+/// serde: leave a `true` default out of the serialized parameters, so adding a default-on
+/// switch does not change the cache key of every existing run.
+pub(crate) fn is_true(b: &bool) -> bool {
+    *b
+}

@@ -2,6 +2,7 @@
 use super::{OPERATOR_INPUTS, Solver, solver_estimate, target};
 use hesslab_artifacts::{Density, Nodes, OperatorInfo};
 use hesslab_eigen::{SlqParams, StochasticLanczosQuadrature};
+use hesslab_figures::{Figure, Plot, spectra};
 use hesslab_hessian::{CurvatureKind, SampleSet};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
@@ -25,6 +26,10 @@ pub struct SlqStageParams {
     pub grid: usize,
     /// Also estimate the number of eigenvalues above this threshold (null = skip).
     pub count_above: Option<f64>,
+    /// Draw the default figures: the density on a log axis, and the negative part against rank
+    /// in % of P from the quadrature nodes and weights.
+    #[serde(skip_serializing_if = "super::is_true")]
+    pub plot: bool,
 }
 }
 
@@ -36,6 +41,7 @@ impl Default for SlqStageParams {
             sigma: 0.01,
             grid: 1000,
             count_above: None,
+            plot: true,
             operator: CurvatureKind::Hessian,
             samples: SampleSet::Train,
             max_samples: 0,
@@ -96,7 +102,16 @@ impl StageKind for SlqStage {
             count_above: p.count_above.map(|t| (t, r.count_above(t))),
             ..Default::default()
         };
-        let rows = r.nodes.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w))).collect();
+        let rows: Vec<(u32, f64, f64)> =
+            r.nodes.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w))).collect();
+        if p.plot {
+            spectra::density_figure(&grid, &density, None).write(ctx, "density")?;
+            let neg = spectra::negative_points_from_nodes(&rows, p.probes);
+            if !neg.is_empty() {
+                let title = format!("Negative part from SLQ ({:.3} % of P below zero)", neg.last().map_or(0.0, |q| q.0));
+                Figure::single(Plot::new(&title, "rank from the smallest, % of P", "eigenvalue").line("", neg)).write(ctx, "negative")?;
+            }
+        }
         ctx.write::<Density>(Density::NAME, &Density { x: grid, density, info: info.clone() })?;
         ctx.write::<Nodes>(Nodes::NAME, &Nodes { rows, info })
     }

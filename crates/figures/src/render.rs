@@ -1,0 +1,508 @@
+//! Drawing a [`Figure`] with plotters, and the layout it produced (pixel rectangles of panels,
+//! data areas, legends and bars; line colours), so tests check figures without reading pixels.
+use crate::figure::{Figure, Mark, Plot};
+use crate::palette::color_of;
+use crate::scale::YScale;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../../../data/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// A pixel rectangle, [x0, x1) × [y0, y1), y growing downwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    /// Left.
+    pub x0: i32,
+    /// Top.
+    pub y0: i32,
+    /// Right.
+    pub x1: i32,
+    /// Bottom.
+    pub y1: i32,
+}
+
+impl Rect {
+    fn from_ranges((x, y): (std::ops::Range<i32>, std::ops::Range<i32>)) -> Self {
+        Rect { x0: x.start, y0: y.start, x1: x.end, y1: y.end }
+    }
+    /// Whether the two rectangles share any pixel.
+    pub fn intersects(&self, o: &Rect) -> bool {
+        self.x0 < o.x1 && o.x0 < self.x1 && self.y0 < o.y1 && o.y0 < self.y1
+    }
+    /// Height in pixels.
+    pub fn height(&self) -> i32 {
+        self.y1 - self.y0
+    }
+    /// Width in pixels.
+    pub fn width(&self) -> i32 {
+        self.x1 - self.x0
+    }
+}
+
+/// How one series was drawn.
+#[derive(Debug, Clone)]
+pub struct SeriesLayout {
+    /// Its legend text.
+    pub name: String,
+    /// Its mark.
+    pub mark: Mark,
+    /// Its colour.
+    pub color: (u8, u8, u8),
+    /// For bars: each drawn bar's pixel rectangle (bins with y = 0 draw none).
+    pub bars: Vec<Rect>,
+}
+
+/// How one panel was drawn.
+#[derive(Debug, Clone)]
+pub struct PanelLayout {
+    /// Its title.
+    pub title: String,
+    /// The plotting (data) area.
+    pub data_area: Rect,
+    /// Its series, in order.
+    pub series: Vec<SeriesLayout>,
+    /// The y scale it was drawn with (never Auto).
+    pub y_scale: YScale,
+    /// Its x range and transformed y range.
+    pub ranges: ((f64, f64), (f64, f64)),
+}
+
+/// How a figure was drawn.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// The panels, row by row.
+    pub panels: Vec<PanelLayout>,
+    /// The legend boxes (one shared, or one per panel; none without named series).
+    pub legends: Vec<Rect>,
+}
+
+/// Base sizes in pixels at scale 1.
+const SINGLE: (u32, u32) = (900, 560);
+const CELL: (u32, u32) = (380, 300);
+const LEGEND_ROW: u32 = 20;
+const MAX_LEGEND_CHARS: usize = 64;
+
+#[derive(Clone)]
+struct Entry {
+    label: String,
+    color: (u8, u8, u8),
+    line: bool,
+}
+
+/// Colours and legends decided for the whole figure before drawing.
+struct Plan {
+    /// Per panel, per series: its colour.
+    colors: Vec<Vec<(u8, u8, u8)>>,
+    /// One legend for all panels, or one per panel.
+    shared: Option<Vec<Entry>>,
+    per_panel: Vec<Vec<Entry>>,
+    /// Per panel: its scale and (x, t) ranges.
+    ranges: Vec<(YScale, (f64, f64), (f64, f64))>,
+}
+
+const HLINE: (u8, u8, u8) = (40, 40, 40);
+const VLINE: (u8, u8, u8) = (150, 150, 150);
+
+fn short(label: &str) -> String {
+    if label.chars().count() <= MAX_LEGEND_CHARS {
+        label.to_string()
+    } else {
+        let s: String = label.chars().take(MAX_LEGEND_CHARS - 1).collect();
+        format!("{s}…")
+    }
+}
+
+fn plan(fig: &Figure) -> Plan {
+    // Colours by legend label when the whole figure has at most eight of them: the same
+    // condition has the same colour in every panel and one legend serves all.
+    let mut names: Vec<&str> = Vec::new();
+    for s in fig.panels.iter().flat_map(|p| &p.series).filter(|s| !s.name.is_empty()) {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    let shared_colors = names.len() <= crate::palette::PALETTE.len() && fig.panels.len() > 1;
+    let mut colors = Vec::new();
+    let mut per_panel = Vec::new();
+    for p in &fig.panels {
+        let mut c = Vec::new();
+        let mut entries = Vec::new();
+        for (i, s) in p.series.iter().enumerate() {
+            let color = match names.iter().position(|n| *n == s.name) {
+                Some(k) if shared_colors => color_of(k),
+                _ => color_of(i),
+            };
+            c.push(color);
+            if !s.name.is_empty() {
+                entries.push(Entry { label: short(&s.name), color, line: s.mark == Mark::Line });
+            }
+        }
+        for (_, l) in p.hlines.iter().filter(|h| !h.1.is_empty()) {
+            entries.push(Entry { label: short(l), color: HLINE, line: true });
+        }
+        for (_, l) in p.vlines.iter().filter(|v| !v.1.is_empty()) {
+            entries.push(Entry { label: short(l), color: VLINE, line: true });
+        }
+        colors.push(c);
+        per_panel.push(entries);
+    }
+    let shared = (shared_colors || fig.panels.len() == 1).then(|| {
+        let mut all: Vec<Entry> = Vec::new();
+        for e in per_panel.iter().flatten() {
+            if !all.iter().any(|a| a.label == e.label) {
+                all.push(e.clone());
+            }
+        }
+        all
+    });
+    if shared.is_some() {
+        per_panel.iter_mut().for_each(|v| v.clear());
+    }
+    Plan { colors, shared, per_panel, ranges: ranges(fig) }
+}
+
+fn bar_width(pts: &[(f64, f64)]) -> f64 {
+    if pts.len() < 2 { 1.0 } else { (pts[pts.len() - 1].0 - pts[0].0) / (pts.len() - 1) as f64 }
+}
+
+/// The base of bars on this scale, given the bars' transformed heights.
+fn bar_base(scale: YScale, tops: impl Iterator<Item = f64>) -> f64 {
+    match scale {
+        // Half the smallest bar: a bin of one count is a bar from 1/2 to 1.
+        YScale::Log => tops.fold(f64::INFINITY, f64::min) - 2f64.log10(),
+        _ => 0.0,
+    }
+}
+
+fn panel_extent(p: &Plot, scale: YScale) -> ((f64, f64), (f64, f64)) {
+    let (mut x0, mut x1, mut t0, mut t1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let mut take = |x: f64, y: f64| {
+        if let Some(t) = scale.forward(y).filter(|_| x.is_finite()) {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            t0 = t0.min(t);
+            t1 = t1.max(t);
+        }
+    };
+    for s in &p.series {
+        s.points.iter().for_each(|&(x, y)| take(x, y));
+        s.band.iter().for_each(|&(x, lo, hi)| {
+            take(x, lo);
+            take(x, hi)
+        });
+    }
+    for s in p.series.iter().filter(|s| s.mark == Mark::Bars && !s.points.is_empty()) {
+        let half = bar_width(&s.points) / 2.0;
+        let tops: Vec<f64> = s.points.iter().filter(|p| p.1 != 0.0).filter_map(|p| scale.forward(p.1)).collect();
+        if !tops.is_empty() {
+            let base = bar_base(scale, tops.iter().copied());
+            t0 = t0.min(base);
+            t1 = t1.max(base);
+        }
+        x0 = x0.min(s.points[0].0 - half);
+        x1 = x1.max(s.points[s.points.len() - 1].0 + half);
+    }
+    for &(y, _) in &p.hlines {
+        if let Some(t) = scale.forward(y) {
+            t0 = t0.min(t);
+            t1 = t1.max(t);
+        }
+    }
+    for &(x, _) in p.vlines.iter().filter(|v| v.0.is_finite()) {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+    }
+    ((x0, x1), (t0, t1))
+}
+
+fn pad((a, b): (f64, f64)) -> (f64, f64) {
+    if !a.is_finite() || !b.is_finite() {
+        return (0.0, 1.0);
+    }
+    let d = if b > a { (b - a) * 0.04 } else { a.abs().max(1.0) * 0.05 };
+    (a - d, b + d)
+}
+
+fn union(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0.min(b.0), a.1.max(b.1))
+}
+
+fn ranges(fig: &Figure) -> Vec<(YScale, (f64, f64), (f64, f64))> {
+    let all_y: Vec<f64> = fig.panels.iter().flat_map(|p| p.y_values()).collect();
+    let scales: Vec<YScale> = fig
+        .panels
+        .iter()
+        .map(|p| if fig.share_y && p.y_scale == YScale::Auto { YScale::Auto.resolve(&all_y) } else { p.y_scale.resolve(&p.y_values()) })
+        .collect();
+    let ext: Vec<_> = fig.panels.iter().zip(&scales).map(|(p, s)| panel_extent(p, *s)).collect();
+    let empty = (f64::INFINITY, f64::NEG_INFINITY);
+    let sx = ext.iter().fold(empty, |a, e| union(a, e.0));
+    let sy = ext.iter().fold(empty, |a, e| union(a, e.1));
+    ext.iter().zip(&scales).map(|(e, s)| (*s, pad(if fig.share_x { sx } else { e.0 }), pad(if fig.share_y { sy } else { e.1 }))).collect()
+}
+
+fn format_tick(v: f64) -> String {
+    // Ticks are multiples of a float step: a "zero" tick can come out as ±5.55e-17.
+    if v.abs() < 1e-14 {
+        "0".into()
+    } else if v.abs() >= 1e4 || v.abs() < 1e-2 {
+        // Three significant digits: dense ticks such as −1.15e-3 and −1.2e-3 stay distinct.
+        let s = format!("{v:.2e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = if m.contains('.') { m.trim_end_matches('0').trim_end_matches('.') } else { m };
+        format!("{m}e{e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn err(x: impl std::fmt::Display) -> String {
+    x.to_string()
+}
+
+fn rgb(c: (u8, u8, u8)) -> RGBColor {
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// Legend box size for these entries.
+fn legend_size<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Entry], k: f64) -> (u32, u32) {
+    if entries.is_empty() {
+        return (0, 0);
+    }
+    let font = ("sans-serif", (14.0 * k) as u32);
+    let text = entries.iter().map(|e| area.estimate_text_size(&e.label, &font.into_text_style(area)).map_or(0, |s| s.0)).max().unwrap_or(0);
+    ((text as f64 + 44.0 * k) as u32, ((entries.len() as u32 * LEGEND_ROW) as f64 * k + 12.0 * k) as u32)
+}
+
+/// Draw a legend at the top left of `area`; returns its rectangle.
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Entry], k: f64) -> Result<Option<Rect>, String> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let (w, h) = legend_size(area, entries, k);
+    let (bx, by) = ((6.0 * k) as i32, (8.0 * k) as i32);
+    area.draw(&Rectangle::new([(bx, by), (bx + w as i32, by + h as i32)], WHITE.filled())).map_err(err)?;
+    area.draw(&Rectangle::new([(bx, by), (bx + w as i32, by + h as i32)], BLACK.stroke_width(1))).map_err(err)?;
+    let font = ("sans-serif", (14.0 * k) as u32).into_font();
+    for (i, e) in entries.iter().enumerate() {
+        let y = by + ((6 + i as u32 * LEGEND_ROW) as f64 * k) as i32 + (LEGEND_ROW as f64 * k / 2.0) as i32;
+        let x = bx + (8.0 * k) as i32;
+        let c = rgb(e.color);
+        if e.line {
+            area.draw(&PathElement::new(vec![(x, y), (x + (20.0 * k) as i32, y)], c.stroke_width((3.0 * k) as u32))).map_err(err)?;
+        } else {
+            area.draw(&Rectangle::new([(x, y - (5.0 * k) as i32), (x + (20.0 * k) as i32, y + (5.0 * k) as i32)], c.filled()))
+                .map_err(err)?;
+        }
+        let style = font.clone().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Left,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        area.draw(&Text::new(e.label.clone(), (x + (28.0 * k) as i32, y), style)).map_err(err)?;
+    }
+    let (ox, oy) = area.get_base_pixel();
+    Ok(Some(Rect { x0: ox + bx, y0: oy + by, x1: ox + bx + w as i32, y1: oy + by + h as i32 }))
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: &Plot,
+    colors: &[(u8, u8, u8)],
+    (scale, (x0, x1), (t0, t1)): (YScale, (f64, f64), (f64, f64)),
+    k: f64,
+    big: bool,
+) -> Result<PanelLayout, String> {
+    let px = |v: f64| (v * k) as u32;
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, ("sans-serif", px(if big { 22.0 } else { 15.0 })))
+        .margin(px(10.0))
+        .x_label_area_size(px(if big { 48.0 } else { 40.0 }))
+        .y_label_area_size(px(if big { 80.0 } else { 66.0 }))
+        .build_cartesian_2d(x0..x1, t0..t1)
+        .map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    let y_label = format!("{}{}", p.y_label, scale.describe());
+    mesh.x_desc(&p.x_label)
+        .y_desc(&y_label)
+        .label_style(("sans-serif", px(if big { 14.0 } else { 12.0 })))
+        .axis_desc_style(("sans-serif", px(if big { 16.0 } else { 13.0 })))
+        .x_labels(if big { 10 } else { 5 })
+        .x_label_formatter(&|v| format_tick(*v));
+    let fmt = move |t: &f64| format_tick(scale.inverse(*t));
+    mesh.y_label_formatter(&fmt);
+    if scale.is_logarithmic() {
+        // Ticks on whole transformed units fall on decades.
+        mesh.y_labels(((t1 - t0).ceil() as usize + 1).clamp(3, 12));
+    }
+    mesh.draw().map_err(err)?;
+    let mut series = Vec::new();
+    let tf = |(x, y): (f64, f64)| scale.forward(y).filter(|_| x.is_finite()).map(|t| (x, t));
+    for (s, &c) in p.series.iter().zip(colors) {
+        let color = rgb(c);
+        let band: Vec<(f64, f64, f64)> = s
+            .band
+            .iter()
+            .filter_map(|&(x, lo, hi)| Some((x, scale.forward(lo)?, scale.forward(hi)?)).filter(|b| b.0.is_finite()))
+            .collect();
+        if band.len() > 1 {
+            let outline: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).chain(band.iter().rev().map(|b| (b.0, b.1))).collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(err)?;
+        }
+        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter_map(tf).collect();
+        let mut bars = Vec::new();
+        match s.mark {
+            Mark::Line => {
+                chart.draw_series(LineSeries::new(pts, color.stroke_width(px(2.0).max(1)))).map_err(err)?;
+            }
+            Mark::Points => {
+                chart.draw_series(pts.into_iter().map(|q| Circle::new(q, px(2.5).max(1), color.filled()))).map_err(err)?;
+            }
+            Mark::Bars => {
+                let half = bar_width(&s.points) / 2.0;
+                let drawn: Vec<(f64, f64)> = s.points.iter().copied().filter(|q| q.1 != 0.0).filter_map(tf).collect();
+                let base = bar_base(scale, drawn.iter().map(|q| q.1));
+                // At least two pixels: a bin that holds something is never invisible.
+                let (_, py) = chart.plotting_area().get_pixel_range();
+                let min_t = 2.0 * (t1 - t0) / (py.end - py.start).max(1) as f64;
+                for &(x, t) in &drawn {
+                    let t = if t >= base { t.max(base + min_t) } else { t.min(base - min_t) };
+                    let r = Rectangle::new([(x - half, base), (x + half, t)], color.filled());
+                    chart.draw_series(std::iter::once(r)).map_err(err)?;
+                    let (a, b) = (chart.backend_coord(&(x - half, base)), chart.backend_coord(&(x + half, t)));
+                    bars.push(Rect { x0: a.0.min(b.0), y0: a.1.min(b.1), x1: a.0.max(b.0), y1: a.1.max(b.1) });
+                }
+            }
+        }
+        series.push(SeriesLayout { name: s.name.clone(), mark: s.mark, color: c, bars });
+    }
+    for &(y, _) in &p.hlines {
+        if let Some(t) = scale.forward(y) {
+            chart.draw_series(LineSeries::new(vec![(x0, t), (x1, t)], rgb(HLINE).stroke_width(px(1.5).max(1)))).map_err(err)?;
+        }
+    }
+    for &(x, _) in p.vlines.iter().filter(|v| v.0.is_finite()) {
+        chart.draw_series(LineSeries::new(vec![(x, t0), (x, t1)], rgb(VLINE).stroke_width(px(1.5).max(1)))).map_err(err)?;
+    }
+    Ok(PanelLayout {
+        title: p.title.clone(),
+        data_area: Rect::from_ranges(chart.plotting_area().get_pixel_range()),
+        series,
+        y_scale: scale,
+        ranges: ((x0, x1), (t0, t1)),
+    })
+}
+
+impl Figure {
+    /// Pixel size at scale `k` (1 = base resolution).
+    fn size_at<DB: DrawingBackend>(&self, probe: &DrawingArea<DB, Shift>, plan: &Plan, k: f64) -> (u32, u32, u32, u32) {
+        let (cols, rows) = self.grid_shape();
+        let single = self.panels.len() == 1;
+        let (cw, ch) = if single { SINGLE } else { CELL };
+        let (lw, lh) = plan.shared.as_ref().map_or((0, 0), |e| legend_size(probe, e, k));
+        let panel_legend_w = plan.per_panel.iter().map(|e| legend_size(probe, e, k).0).max().unwrap_or(0);
+        let title_h = if self.title.is_empty() { 0 } else { (34.0 * k) as u32 };
+        let cell_w = (cw as f64 * k) as u32 + panel_legend_w + if panel_legend_w > 0 { (12.0 * k) as u32 } else { 0 };
+        let cell_h =
+            ((ch as f64 * k) as u32).max(plan.per_panel.iter().map(|e| legend_size(probe, e, k).1 + (20.0 * k) as u32).max().unwrap_or(0));
+        let legend_w = if lw > 0 { lw + (16.0 * k) as u32 } else { 0 };
+        let w = cols as u32 * cell_w + legend_w;
+        let h = title_h + (rows as u32 * cell_h).max(lh + (20.0 * k) as u32);
+        (w, h, cell_w, cell_h)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, plan: &Plan, cell: (u32, u32), k: f64) -> Result<Layout, String> {
+        register_font();
+        root.fill(&WHITE).map_err(err)?;
+        let (w, h) = root.dim_in_pixel();
+        let body =
+            if self.title.is_empty() { root.clone() } else { root.titled(&self.title, ("sans-serif", (20.0 * k) as u32)).map_err(err)? };
+        let (cols, _) = self.grid_shape();
+        let (grid, legend_area) = body.split_horizontally(cols as u32 * cell.0);
+        let mut layout = Layout { width: w, height: h, panels: Vec::new(), legends: Vec::new() };
+        for (i, p) in self.panels.iter().enumerate() {
+            let (r, c) = (i / cols, i % cols);
+            let cell_area = grid.clone().shrink(((c as u32 * cell.0) as i32, (r as u32 * cell.1) as i32), cell);
+            let entries = &plan.per_panel[i];
+            let (plot_area, legend) = if entries.is_empty() {
+                (cell_area.clone(), None)
+            } else {
+                let lw = legend_size(&cell_area, entries, k).0 + (12.0 * k) as u32;
+                let (a, b) = cell_area.split_horizontally(cell.0 - lw);
+                (a, Some(b))
+            };
+            layout.panels.push(draw_panel(&plot_area, p, &plan.colors[i], plan.ranges[i], k, self.panels.len() == 1)?);
+            if let Some(l) = legend {
+                let dim = l.dim_in_pixel();
+                let top = l.shrink((0, (30.0 * k) as i32), dim);
+                layout.legends.extend(draw_legend(&top, entries, k)?);
+            }
+        }
+        if let Some(entries) = &plan.shared {
+            let dim = legend_area.dim_in_pixel();
+            let top = legend_area.shrink((0, (30.0 * k) as i32), dim);
+            layout.legends.extend(draw_legend(&top, entries, k)?);
+        }
+        root.present().map_err(err)?;
+        Ok(layout)
+    }
+
+    fn render_bitmap(&self, k: u32) -> Result<(Vec<u8>, u32, u32, Layout), String> {
+        register_font();
+        let plan = plan(self);
+        // Text extents need a backend; a 1×1 bitmap measures with the same font.
+        let mut probe_buf = vec![0u8; 3];
+        // Sizes at base resolution, multiplied: a 2× PNG is exactly twice as wide and high.
+        let (w, h, cw, ch) = {
+            let probe = BitMapBackend::with_buffer(&mut probe_buf, (1, 1)).into_drawing_area();
+            let (w, h, cw, ch) = self.size_at(&probe, &plan, 1.0);
+            (w * k, h * k, cw * k, ch * k)
+        };
+        let mut rgb_buf = vec![0u8; (w * h * 3) as usize];
+        let layout = {
+            let root = BitMapBackend::with_buffer(&mut rgb_buf, (w, h)).into_drawing_area();
+            self.draw(root, &plan, (cw, ch), k as f64)?
+        };
+        Ok((rgb_buf, w, h, layout))
+    }
+
+    /// Draw at base resolution and return the layout (what tests inspect).
+    pub fn layout(&self) -> Result<Layout, String> {
+        Ok(self.render_bitmap(1)?.3)
+    }
+
+    /// Render to PNG bytes (at [`crate::pixel_scale`]) and SVG text (text kept as `<text>`).
+    pub fn render(&self) -> Result<(Vec<u8>, String), String> {
+        self.render_scaled(crate::pixel_scale())
+    }
+
+    /// Render with the PNG at `scale` × the base resolution.
+    pub fn render_scaled(&self, scale: u32) -> Result<(Vec<u8>, String), String> {
+        let (rgb_buf, w, h, _) = self.render_bitmap(scale.max(1))?;
+        let png = crate::heatmap::encode_png(&rgb_buf, w, h)?;
+        let plan = plan(self);
+        let mut probe_buf = vec![0u8; 3];
+        let (sw, sh, cw, ch) = {
+            let probe = BitMapBackend::with_buffer(&mut probe_buf, (1, 1)).into_drawing_area();
+            self.size_at(&probe, &plan, 1.0)
+        };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (sw, sh)).into_drawing_area();
+            self.draw(root, &plan, (cw, ch), 1.0)?;
+        }
+        Ok((png, svg))
+    }
+}

@@ -1,0 +1,75 @@
+//! Figures checked from their own layout data, not from pixels.
+use hesslab_figures::spectra::{SpectrumView, eigenvalue_figures, histogram};
+use hesslab_figures::{Figure, Mark, Plot, YScale};
+
+#[test]
+fn histogram_bars_show_single_counts_and_leave_empty_bins_empty() {
+    // 1000 values in the first bin, one in the last, nothing between.
+    let mut values = vec![0.0; 1000];
+    values.push(1.0);
+    let bins = histogram(&values, 10);
+    assert_eq!(bins.iter().filter(|b| b.1 > 0.0).count(), 2);
+    for scale in [YScale::Log, YScale::Linear] {
+        let layout = Figure::single(Plot::new("h", "x", "count").bars("", bins.clone()).y_scale(scale)).layout().unwrap();
+        let s = &layout.panels[0].series[0];
+        assert_eq!(s.mark, Mark::Bars);
+        assert_eq!(s.bars.len(), 2, "{scale:?}: only non-empty bins are drawn");
+        let (big, one) = (s.bars[0], s.bars[1]);
+        let area = layout.panels[0].data_area;
+        if scale == YScale::Log {
+            // On a log axis one count is a bar from 1/2 to 1: about a tenth of three decades.
+            assert!(one.height() >= 20, "one count drawn {} px high", one.height());
+            assert!(big.height() > 3 * one.height());
+        }
+        assert!(one.height() >= 1 && one.width() >= 1);
+        // Bars sit on a common base inside the data area.
+        assert_eq!(big.y1, one.y1);
+        assert!(big.y0 >= area.y0 && big.y1 <= area.y1 && one.x1 <= area.x1);
+    }
+}
+
+#[test]
+fn eigenvalue_histogram_is_bars_on_a_log_count_axis() {
+    let mut desc: Vec<f64> = (0..500).map(|i| if i < 3 { 10.0 - i as f64 } else { 1e-4 * ((i % 7) as f64 - 3.0) }).collect();
+    desc.sort_by(|a, b| b.total_cmp(a));
+    let figs = eigenvalue_figures(&SpectrumView { desc: &desc, dim: desc.len(), which: None }, Some((1.0, 3)));
+    let names: Vec<&str> = figs.iter().map(|f| f.0).collect();
+    assert_eq!(names, ["spectrum", "top", "negative", "histogram"]);
+    let h = figs[3].1.layout().unwrap();
+    assert_eq!(h.panels[0].y_scale, YScale::Log);
+    // The three outliers are three one-count bars, all visible.
+    let bars = &h.panels[0].series[0].bars;
+    assert!(bars.iter().filter(|b| b.height() >= 20).count() == bars.len(), "{bars:?}");
+    // The negative figure covers the whole negative part: every negative value, in % of P.
+    let neg = &figs[2].1.panels[0].series[0].points;
+    assert_eq!(neg.len(), desc.iter().filter(|v| **v < 0.0).count());
+    assert!(neg.last().unwrap().0 < 100.0 * neg.len() as f64 / desc.len() as f64);
+}
+
+#[test]
+fn svg_keeps_text_and_png_doubles_on_request() {
+    let fig = Figure::single(Plot::new("Title here", "rank", "eigenvalue").line("a line", vec![(0.0, 1.0), (1.0, 2.0)]));
+    let (png1, svg) = fig.render_scaled(1).unwrap();
+    assert!(svg.contains("<text") && svg.contains("Title here") && svg.contains("a line"));
+    let (png2, _) = fig.render_scaled(2).unwrap();
+    let dims = |b: &[u8]| (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()));
+    let (w1, h1) = dims(&png1);
+    assert_eq!(dims(&png2), (2 * w1, 2 * h1));
+    // The legend sits outside the data area.
+    let l = fig.layout().unwrap();
+    assert_eq!(l.legends.len(), 1);
+    assert!(!l.legends[0].intersects(&l.panels[0].data_area));
+}
+
+#[test]
+fn density_figure_uses_log_density_and_overlays_the_exact_histogram() {
+    let x: Vec<f64> = (0..200).map(|i| -1.0 + i as f64 * 0.05).collect();
+    let d: Vec<f64> = x.iter().map(|v: &f64| (-(v * v) / 0.02).exp() / (0.02f64 * std::f64::consts::PI).sqrt()).collect();
+    let exact = [0.0, 0.0, 0.01, 5.0];
+    let f = hesslab_figures::spectra::density_figure(&x, &d, Some(&exact));
+    let l = f.layout().unwrap();
+    assert_eq!(l.panels[0].y_scale, YScale::Log);
+    assert_eq!(l.panels[0].series.len(), 2);
+    assert_eq!(l.panels[0].series[0].mark, Mark::Bars);
+    assert_eq!(l.panels[0].series[0].bars.len(), 2, "two occupied bins: near 0 and at 5");
+}
