@@ -4,6 +4,7 @@
 pub mod outliers;
 pub mod plots;
 pub mod replicates;
+pub mod replot;
 pub mod report;
 pub mod small_multiples;
 mod spectrum;

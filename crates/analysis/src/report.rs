@@ -29,6 +29,27 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A figure's caption: its file, member, stage, kind and parameters (from the lock file), so a
+/// figure cut out of the report still says what it shows.
+fn caption(lock: &hesslab_pipeline::LockFile, section: &str, rel: &str) -> String {
+    let Some((member, stage)) = section.rsplit_once('/') else { return esc(rel) };
+    let Some(entry) = lock.stages.get(section) else { return esc(rel) };
+    let mut params = entry.params.to_string();
+    if params.chars().count() > 400 {
+        params = format!("{}…", params.chars().take(400).collect::<String>());
+    }
+    format!(
+        "<b>{}</b> — member <code>{}</code>, stage <code>{}</code> (kind <code>{}</code> v{}, seed {})<br><small>parameters: <code>{}</code></small>",
+        esc(rel.rsplit('/').next().unwrap_or(rel)),
+        esc(member),
+        esc(stage),
+        esc(&entry.kind),
+        entry.kind_version,
+        entry.seed,
+        esc(&params)
+    )
+}
+
 /// Write `<out_dir>/report.html` for a finished run; returns its path.
 pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str) -> std::io::Result<PathBuf> {
     let mut files = Vec::new();
@@ -63,8 +84,9 @@ pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str)
             "png" => {
                 if let Ok(b) = std::fs::read(f) {
                     html.push_str(&format!(
-                        "<figure><img alt=\"{r}\" src=\"data:image/png;base64,{}\"><figcaption>{r}</figcaption></figure>",
+                        "<figure><img alt=\"{r}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
                         base64(&b),
+                        caption(&lock, &current, &rel),
                         r = esc(&rel)
                     ));
                 }

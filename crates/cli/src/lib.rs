@@ -4,6 +4,7 @@
 use hesslab_pipeline::Registry;
 
 pub mod bench;
+pub mod plot;
 pub mod show;
 
 /// Every stage kind this build knows, registered explicitly crate by crate.

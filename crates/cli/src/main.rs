@@ -44,6 +44,31 @@ enum Cmd {
         /// exceeds it fails before allocating.
         #[arg(long, value_name = "SIZE")]
         max_memory: Option<String>,
+        /// PNG resolution of the figures this run draws: 96 (default) or 192 for 2× pixel
+        /// density (SVGs are resolution-free).
+        #[arg(long, default_value_t = 96)]
+        dpi: u32,
+    },
+    /// Draw an artifact's figures again from its Parquet file alone (restyle without
+    /// recomputing): eigenvalues, density, nodes, rank_spread, log, curve, ensemble.
+    Plot {
+        /// The artifact(s), e.g. out/quickstart/main/eigen/eigenvalues.parquet.
+        files: Vec<PathBuf>,
+        /// Only this figure (e.g. histogram, top, negative, density).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Directory for <figure>.png and .svg (default: beside the artifact).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// PNG resolution: 96 (default) or 192 for 2× pixel density.
+        #[arg(long, default_value_t = 96)]
+        dpi: u32,
+        /// y scale: auto, linear, log or symlog.
+        #[arg(long, default_value = "auto")]
+        y_scale: String,
+        /// rank_spread: sweep keys with one panel per value (columns, then rows).
+        #[arg(long)]
+        panels: Vec<String>,
     },
     /// Check a pipeline without running it; reports every problem at once.
     Validate {
@@ -98,10 +123,17 @@ fn load(file: &Path, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
     Ok(Plan::build(pf, &hesslab::registry())?)
 }
 
+/// 96 dpi is the base resolution; 192 doubles the pixels per side.
+fn pixel_scale(dpi: u32) -> Result<u32> {
+    anyhow::ensure!(dpi % 96 == 0 && (96..=384).contains(&dpi), "--dpi {dpi}: expected 96, 192, 288 or 384 (multiples of the base 96)");
+    Ok(dpi / 96)
+}
+
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { file, out, force, only, from, jobs, set, verbose, max_memory } => {
+        Cmd::Run { file, out, force, only, from, jobs, set, verbose, max_memory, dpi } => {
+            hesslab_figures::set_pixel_scale(pixel_scale(dpi)?);
             let max_memory = match max_memory.as_deref() {
                 None => None,
                 Some("unlimited") => Some(u64::MAX),
@@ -130,6 +162,23 @@ fn real_main() -> Result<()> {
                     StageOutcome::NotSelected => continue,
                 };
                 out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
+            }
+        }
+        Cmd::Plot { files, kind, out, dpi, y_scale, panels } => {
+            hesslab_figures::set_pixel_scale(pixel_scale(dpi)?);
+            let y_scale = match y_scale.as_str() {
+                "auto" => hesslab_figures::YScale::Auto,
+                "linear" => hesslab_figures::YScale::Linear,
+                "log" => hesslab_figures::YScale::Log,
+                "symlog" => hesslab_figures::YScale::Symlog { linthresh: 0.0 },
+                other => anyhow::bail!("--y-scale {other}: expected auto, linear, log or symlog"),
+            };
+            anyhow::ensure!(!files.is_empty(), "name at least one artifact (a .parquet file written by a stage)");
+            let options = hesslab_analysis::replot::ReplotOptions { kind, y_scale, panels };
+            for f in &files {
+                for written in hesslab::plot::plot(f, out.as_deref(), &options)? {
+                    out!("{}", written.display());
+                }
             }
         }
         Cmd::Validate { file, set } => {

@@ -101,6 +101,9 @@ struct Entry {
     line: bool,
 }
 
+/// A panel's resolved y scale, x range and transformed y range.
+type PanelRanges = (YScale, (f64, f64), (f64, f64));
+
 /// Colours and legends decided for the whole figure before drawing.
 struct Plan {
     /// Per panel, per series: its colour.
@@ -109,7 +112,7 @@ struct Plan {
     shared: Option<Vec<Entry>>,
     per_panel: Vec<Vec<Entry>>,
     /// Per panel: its scale and (x, t) ranges.
-    ranges: Vec<(YScale, (f64, f64), (f64, f64))>,
+    ranges: Vec<PanelRanges>,
 }
 
 const HLINE: (u8, u8, u8) = (40, 40, 40);
@@ -239,7 +242,7 @@ fn union(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0.min(b.0), a.1.max(b.1))
 }
 
-fn ranges(fig: &Figure) -> Vec<(YScale, (f64, f64), (f64, f64))> {
+fn ranges(fig: &Figure) -> Vec<PanelRanges> {
     let all_y: Vec<f64> = fig.panels.iter().flat_map(|p| p.y_values()).collect();
     let scales: Vec<YScale> = fig
         .panels
@@ -321,7 +324,7 @@ fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Plot,
     colors: &[(u8, u8, u8)],
-    (scale, (x0, x1), (t0, t1)): (YScale, (f64, f64), (f64, f64)),
+    (scale, (x0, x1), (t0, t1)): PanelRanges,
     k: f64,
     big: bool,
 ) -> Result<PanelLayout, String> {

@@ -142,7 +142,7 @@ impl StageKind for InitEnsemble {
 }
 
 /// S16 Fig 5: a bar histogram of the largest eigenvalue over the members (40 bins).
-fn histogram(top: &[f64]) -> Plot {
+pub fn histogram(top: &[f64]) -> Plot {
     let (lo, hi) = top.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let bins = 40;
     let width = if hi > lo { (hi - lo) / bins as f64 } else { lo.abs().max(1.0) * 1e-3 };

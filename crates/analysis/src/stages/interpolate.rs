@@ -84,21 +84,28 @@ impl StageKind for Interpolate {
             let (l2, a2) = m.evaluate(te.x.as_ref(), &te.y);
             rows.push(CurvePoint { alpha: t, train_loss: l1, train_accuracy: a1, test_loss: l2, test_accuracy: a2 });
         }
-        let xl = if along_line { "α  (w = (1 − α)·w_A + α·w_B)" } else { "t  (w = w_A + t·v₁)" };
-        let mut plot = Plot::new("Loss along the line", xl, "loss")
-            .line("train loss", rows.iter().map(|r| (r.alpha, r.train_loss)).collect())
-            .line("test loss", rows.iter().map(|r| (r.alpha, r.test_loss)).collect());
-        if along_line {
-            plot = plot.vline(0.0, "w_A (α = 0)").vline(1.0, "w_B (α = 1)");
+        for (name, fig) in figures(&rows, along_line) {
+            fig.write(ctx, name)?;
         }
-        plot.write(ctx, "interpolation_loss")?;
-        Plot::new("Accuracy along the line", xl, "accuracy")
-            .line("train accuracy", rows.iter().map(|r| (r.alpha, r.train_accuracy)).collect())
-            .line("test accuracy", rows.iter().map(|r| (r.alpha, r.test_accuracy)).collect())
-            .write(ctx, "interpolation_accuracy")?;
         let mode = if along_line { "line" } else { "eigenvector" }.to_string();
         ctx.write::<Curve>(Curve::NAME, &Curve { points: rows, mode, paired })
     }
+}
+
+/// Loss and accuracy along the line (S18 Fig 8) or along an eigenvector.
+pub fn figures(rows: &[CurvePoint], along_line: bool) -> Vec<(&'static str, hesslab_figures::Figure)> {
+    let xl = if along_line { "α  (w = (1 − α)·w_A + α·w_B)" } else { "t  (w = w_A + t·v₁)" };
+    let mut loss = Plot::new("Loss along the line", xl, "loss")
+        .line("train loss", rows.iter().map(|r| (r.alpha, r.train_loss)).collect())
+        .line("test loss", rows.iter().map(|r| (r.alpha, r.test_loss)).collect());
+    if along_line {
+        loss = loss.vline(0.0, "w_A (α = 0)").vline(1.0, "w_B (α = 1)");
+    }
+    let accuracy = Plot::new("Accuracy along the line", xl, "accuracy")
+        .line("train accuracy", rows.iter().map(|r| (r.alpha, r.train_accuracy)).collect())
+        .line("test accuracy", rows.iter().map(|r| (r.alpha, r.test_accuracy)).collect());
+    use hesslab_figures::Figure;
+    vec![("interpolation_loss", Figure::single(loss)), ("interpolation_accuracy", Figure::single(accuracy))]
 }
 
 /// Whether the model classifies each example right (one example per evaluation).

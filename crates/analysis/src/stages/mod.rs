@@ -4,11 +4,11 @@ mod compare;
 mod decomposition;
 mod density_plot;
 mod heatmap;
-mod init_ensemble;
-mod interpolate;
+pub(crate) mod init_ensemble;
+pub(crate) mod interpolate;
 mod marchenko_pastur;
 mod spectrum_summary;
-mod training_curves;
+pub(crate) mod training_curves;
 
 pub use class_structure::{ClassStructure, ClassStructureParams};
 pub use compare::{Compare, CompareParams, OverlayKind};

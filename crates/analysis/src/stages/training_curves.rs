@@ -37,15 +37,25 @@ impl StageKind for TrainingCurves {
         if let Some(c) = &cont {
             rows.extend(c.iter().filter(|r| Some(r[0]) != switch).copied());
         }
-        for (name, (a, b), ylabel) in [("loss", (1, 2), "loss"), ("accuracy", (3, 4), "accuracy")] {
-            let mut p = Plot::new(&format!("Training {name}"), "step", ylabel)
-                .line(&format!("train {name}"), rows.iter().map(|r| (r[0], r[a])).collect())
-                .line(&format!("test {name}"), rows.iter().map(|r| (r[0], r[b])).collect());
-            if let (Some(s), Some(_)) = (switch, &cont) {
-                p = p.vline(s, "switch (phase I → II)");
-            }
-            p.write(ctx, name)?;
+        for (name, fig) in figures(&rows, switch.filter(|_| cont.is_some())) {
+            fig.write(ctx, name)?;
         }
         Ok(())
     }
+}
+
+/// Loss and accuracy over steps from rows (step, train loss, test loss, train accuracy, test
+/// accuracy), with the phase switch marked when there is one (S18 Fig 7).
+pub fn figures(rows: &[[f64; 5]], switch: Option<f64>) -> Vec<(&'static str, hesslab_figures::Figure)> {
+    let mut out = Vec::new();
+    for (name, (a, b), ylabel) in [("loss", (1, 2), "loss"), ("accuracy", (3, 4), "accuracy")] {
+        let mut p = Plot::new(&format!("Training {name}"), "step", ylabel)
+            .line(&format!("train {name}"), rows.iter().map(|r| (r[0], r[a])).collect())
+            .line(&format!("test {name}"), rows.iter().map(|r| (r[0], r[b])).collect());
+        if let Some(s) = switch {
+            p = p.vline(s, "switch (phase I → II)");
+        }
+        out.push((name, hesslab_figures::Figure::single(p)));
+    }
+    out
 }

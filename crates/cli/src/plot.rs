@@ -1,0 +1,31 @@
+//! `hesslab plot FILE.parquet`: write an artifact's figures as PNG and SVG, each written to a
+//! temporary name and renamed, so an interrupted plot never leaves half a file.
+use anyhow::{Context, Result};
+use hesslab_analysis::replot::{ReplotOptions, figures};
+use std::path::{Path, PathBuf};
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.partial", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+/// Draw `file`'s figures into `out` (default: the artifact's directory); returns the files written.
+pub fn plot(file: &Path, out: Option<&Path>, options: &ReplotOptions) -> Result<Vec<PathBuf>> {
+    let figs = figures(file, options).map_err(anyhow::Error::msg)?;
+    let dir = match out {
+        Some(d) => d.to_path_buf(),
+        None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, fig) in figs {
+        let (png, svg) = fig.render().map_err(|m| anyhow::anyhow!("figure `{name}`: {m}"))?;
+        for (ext, bytes) in [("png", png.as_slice()), ("svg", svg.as_bytes())] {
+            let p = dir.join(format!("{name}.{ext}"));
+            write_atomic(&p, bytes)?;
+            written.push(p);
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,122 @@
+//! Figures from a pipeline run and from `hesslab plot`: solver and density stages draw their
+//! default figures (off with `plot = false`), artifacts redraw from Parquet alone at 1× and 2×,
+//! and a sweep with replicates is drawn as small multiples with bands.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PIPELINE: &str = r#"
+[pipeline]
+name = "figs"
+seed = 2
+[sweep]
+data.classes = [3, 4]
+train.seed = [1, 2]
+[stages.data]
+kind = "gaussian_mixture"
+dim = 12
+samples = 300
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+hidden = [8]
+max_steps = 150
+[stages.eigen]
+kind = "eigenvalues"
+model = "train.model"
+dataset = "data.dataset"
+[stages.top]
+kind = "eigenvalues"
+model = "train.model"
+dataset = "data.dataset"
+solver = "lanczos"
+k = 5
+plot = false
+[stages.density]
+kind = "spectral_density"
+model = "train.model"
+dataset = "data.dataset"
+probes = 3
+steps = 30
+[stages.summary]
+kind = "spectrum_summary"
+eigenvalues = "eigen.eigenvalues"
+[stages.table]
+kind = "compare"
+summaries = "summary.summary[*]"
+eigenvalues = "eigen.eigenvalues[*]"
+"#;
+
+fn hesslab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hesslab")).args(args).output().unwrap()
+}
+
+fn png_size(p: &Path) -> (u32, u32) {
+    let b = std::fs::read(p).unwrap();
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hesslab-figures-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn stages_draw_default_figures_and_plot_redraws_them() {
+    let dir = tmp("run");
+    let file = dir.join("figs.toml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let out = dir.join("out");
+    let o = hesslab(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dpi", "192"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let member = out.join("figs/data.classes=3__train.seed=1");
+    for f in ["eigen/top", "eigen/histogram", "eigen/spectrum", "density/density", "summary/histogram"] {
+        for ext in ["png", "svg"] {
+            assert!(member.join(format!("{f}.{ext}")).exists(), "{f}.{ext} missing");
+        }
+    }
+    // The report captions each figure with its member, stage, kind and parameters.
+    let report = std::fs::read_to_string(out.join("figs/report.html")).unwrap();
+    assert!(
+        report.contains("member <code>data.classes=3__train.seed=1</code>, stage <code>density</code> (kind <code>spectral_density</code>")
+            && report.contains("\"probes\":3"),
+        "report captions"
+    );
+    // `plot = false` draws nothing; the artifact is still written.
+    assert!(member.join("top/eigenvalues.parquet").exists() && !member.join("top/top.png").exists());
+    // --dpi 192 doubled the PNGs of this run.
+    let eigen = member.join("eigen/eigenvalues.parquet");
+    let two = png_size(&member.join("eigen/top.png"));
+    let redraw = dir.join("redraw");
+    let o = hesslab(&["plot", eigen.to_str().unwrap(), "--out", redraw.to_str().unwrap(), "--kind", "top"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one = png_size(&redraw.join("top.png"));
+    assert_eq!(two, (2 * one.0, 2 * one.1));
+    assert!(!redraw.join("histogram.png").exists(), "--kind top draws only the top figure");
+    let svg = std::fs::read_to_string(redraw.join("top.svg")).unwrap();
+    assert!(svg.contains("<text") && svg.contains("Top "), "SVG text stays text");
+    // Every figure of a density, with its negative part from the sibling nodes when negative.
+    let o = hesslab(&["plot", member.join("density/density.parquet").to_str().unwrap(), "--out", redraw.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(redraw.join("density.png").exists());
+    // Replicates: compare's overlay and the rank_spread redraw have one banded line per class count.
+    let table = out.join("figs/all/table");
+    assert!(table.join("top_overlay.png").exists() && table.join("top_overlay.svg").exists());
+    let o =
+        hesslab(&["plot", table.join("rank_spread.parquet").to_str().unwrap(), "--out", redraw.to_str().unwrap(), "--y-scale", "symlog"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(redraw.join("top.svg")).unwrap();
+    assert!(svg.contains("data.classes 3 (mean, min–max of 2)") && svg.contains("symmetric log"), "legend and scale in the SVG");
+    // Bad requests are clear errors, and nothing is written for them.
+    let o = hesslab(&["plot", member.join("train/model.parquet").to_str().unwrap(), "--out", dir.join("no").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no figures for `model`") && err.contains("eigenvalues"), "{err}");
+    assert!(!dir.join("no").exists());
+    let o = hesslab(&["plot", eigen.to_str().unwrap(), "--kind", "heatmap", "--out", redraw.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no figure `heatmap`") && err.contains("histogram"), "{err}");
+    let o = hesslab(&["plot", eigen.to_str().unwrap(), "--dpi", "100"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--dpi 100"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
