@@ -58,3 +58,29 @@ pub fn heatmap_png(a: &faer::Mat<f64>, size: u32) -> Result<Vec<u8>, String> {
     }
     encode_png(&rgb, size, size)
 }
+
+/// The SVG of a heat map: the raster embedded as an image (a P×P matrix has no useful vector
+/// form) under a title and a colour key kept as text.
+pub fn heatmap_svg(png: &[u8], side: u32, title: &str) -> String {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(png);
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let (w, h) = (side.max(480), side + 80);
+    format!(
+        concat!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">",
+            "<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>",
+            "<text x=\"{cx}\" y=\"24\" font-family=\"sans-serif\" font-size=\"18\" text-anchor=\"middle\">{t}</text>",
+            "<image x=\"0\" y=\"40\" width=\"{s}\" height=\"{s}\" xlink:href=\"data:image/png;base64,{d}\"/>",
+            "<text x=\"{cx}\" y=\"{ky}\" font-family=\"sans-serif\" font-size=\"13\" text-anchor=\"middle\">",
+            "|entry| on a log scale over 8 decades below the largest; red positive, blue negative</text></svg>"
+        ),
+        w = w,
+        h = h,
+        cx = w / 2,
+        t = esc(title),
+        s = side,
+        d = data,
+        ky = side + 64
+    )
+}

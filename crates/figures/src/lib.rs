@@ -11,7 +11,7 @@ mod scale;
 pub mod spectra;
 
 pub use figure::{Figure, Mark, Plot, Series};
-pub use heatmap::{MAX_HEATMAP_SIDE, encode_png, heatmap_png};
+pub use heatmap::{MAX_HEATMAP_SIDE, encode_png, heatmap_png, heatmap_svg};
 pub use palette::{PALETTE, color_of};
 pub use render::{Layout, PanelLayout, Rect, SeriesLayout};
 pub use scale::YScale;

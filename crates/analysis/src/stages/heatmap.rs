@@ -27,7 +27,7 @@ impl StageKind for Heatmap {
     const KIND: &'static str = "heatmap";
     const DOC: &'static str = "Heat map of a dense matrix (S16 Fig 5): |entry| on a log scale over 8 decades, red positive, blue negative.";
     const INPUTS: &'static [PortSpec] = &[port::<Matrix>()];
-    const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("heatmap.png")];
+    const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("heatmap.png/svg")];
     fn check(p: &Self::Params) -> Vec<(String, String)> {
         if p.size > crate::plots::MAX_HEATMAP_SIDE {
             vec![("size".into(), format!("size must be ≤ {} pixels", crate::plots::MAX_HEATMAP_SIDE))]
@@ -43,6 +43,9 @@ impl StageKind for Heatmap {
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let m = ctx.read::<Matrix>(Matrix::NAME)?;
         let png = heatmap_png(&m.dense.matrix, p.size).map_err(StageError::msg)?;
+        let side = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        let title = format!("{} ({} × {})", m.dense.operator, m.dense.matrix.nrows(), m.dense.matrix.ncols());
+        ctx.write_file("heatmap.svg", hesslab_figures::heatmap_svg(&png, side, &title).as_bytes())?;
         ctx.write_file("heatmap.png", &png)?;
         Ok(())
     }
