@@ -282,3 +282,18 @@ fn unknown_stage_in_only_is_an_error() {
     assert!(e.contains("no stage named `nope`"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--only` leaves out stages downstream of other left-out stages without reading their
+/// inputs (it used to fail: "upstream stage `twice` did not write port `values`").
+#[test]
+fn only_skips_a_chain_of_unselected_stages() {
+    let out = tmp("only_chain");
+    let p = plan(LINEAR, &out, &[]);
+    let r = Runner::run(&p, &RunOptions { only: vec!["src".into()], ..Default::default() }).unwrap();
+    assert_eq!(r.count(StageOutcome::Ran), 1);
+    assert_eq!(r.count(StageOutcome::NotSelected), 2);
+    // Later, the whole pipeline runs and reuses src.
+    let r = Runner::run(&p, &RunOptions::default()).unwrap();
+    assert_eq!((r.count(StageOutcome::Skipped), r.count(StageOutcome::Ran)), (1, 2));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -100,8 +100,8 @@ pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, 
             let n = Nodes::decode(&artifact).map_err(e)?;
             let probes = n.rows.iter().map(|r| r.0 as usize + 1).max().unwrap_or(1);
             let neg = spectra::negative_points_from_nodes(&n.rows, probes);
-            let title = format!("Negative part from SLQ ({:.3} % of P below zero)", neg.last().map_or(0.0, |q| q.0));
-            vec![("negative", Figure::single(Plot::new(&title, "rank from the smallest, % of P", "eigenvalue").line("", neg)))]
+            let title = "Negative part from SLQ (nodes below −1e-6·λ₁)";
+            vec![("negative", Figure::single(Plot::new(title, "rank from the smallest, % of P", "eigenvalue").line("", neg)))]
         }
         "rank_spread" => rank_spread_figures(&RankSpread::decode(&artifact).map_err(e)?, o),
         "log" => {

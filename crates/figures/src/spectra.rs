@@ -28,12 +28,20 @@ pub fn negative_points(desc: &[f64], dim: usize) -> Vec<(f64, f64)> {
     desc.iter().rev().take_while(|&&v| v < 0.0).enumerate().map(|(i, &v)| (100.0 * i as f64 / p, v)).collect()
 }
 
+/// Nodes closer to zero than this fraction of the largest |node| count as zero: SLQ puts the
+/// huge near-zero cluster of a Hessian on a few Ritz values of either sign at ~1e-7 of the
+/// top, and their sign says nothing.
+pub const SLQ_ZERO_RELATIVE: f64 = 1e-6;
+
 /// The negative part from SLQ quadrature: the nodes (Ritz values) of every probe pooled with
 /// their weights / probes, sorted ascending; the cumulative weight below a node estimates the
-/// fraction of eigenvalues below it. Points (100 × cumulative weight, node) while nodes < 0.
-/// Coarse: each node stands for many eigenvalues; it resolves the negative mass, not each one.
+/// fraction of eigenvalues below it. Points (100 × cumulative weight, node) while nodes are
+/// below −[`SLQ_ZERO_RELATIVE`] × max |node|. Coarse: each node stands for many eigenvalues;
+/// it resolves the negative mass, not each eigenvalue.
 pub fn negative_points_from_nodes(rows: &[(u32, f64, f64)], probes: usize) -> Vec<(f64, f64)> {
-    let mut nodes: Vec<(f64, f64)> = rows.iter().filter(|r| r.1 < 0.0).map(|r| (r.1, r.2 / probes.max(1) as f64)).collect();
+    let top = rows.iter().map(|r| r.1.abs()).fold(0.0f64, f64::max);
+    let mut nodes: Vec<(f64, f64)> =
+        rows.iter().filter(|r| r.1 < -SLQ_ZERO_RELATIVE * top).map(|r| (r.1, r.2 / probes.max(1) as f64)).collect();
     nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut cum = 0.0;
     nodes

@@ -202,7 +202,13 @@ impl<'a> Run<'a> {
             }
             if let Some(id) = st.ready.pop_first() {
                 st.running += 1;
-                let hashes = input_hashes(self.plan, id, &st.outputs);
+                // Stages `--only` left out neither run nor read inputs (their upstream may not
+                // have run either).
+                let hashes = if self.selected.contains(&self.plan.instances[id].stage) {
+                    input_hashes(self.plan, id, &st.outputs)
+                } else {
+                    Ok(Vec::new())
+                };
                 return Some((id, hashes));
             }
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());

@@ -2,7 +2,7 @@
 //! sweep members are replicates (seeds), their mean, spread and range per group.
 use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys};
 use crate::small_multiples::Line;
-use hesslab_artifacts::{Eigenvalues, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
+use hesslab_artifacts::{Eigenvalues, Nodes, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
 use hesslab_figures::{Mark, Series};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
@@ -241,8 +241,8 @@ impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
     const VERSION: u32 = 5;
-    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group.";
-    const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional()];
+    const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group. Sweeps are drawn as small multiples (`panels`). With SLQ `nodes` connected, the negative part in % of P from the quadrature (negative_slq_overlay).";
+    const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional(), port::<Nodes>().many().optional()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Table>(), port::<Spread>(), port::<RankSpread>()];
     fn check_sweep(p: &Self::Params, sweep_keys: &[String]) -> Vec<(String, String)> {
         let mut e = Vec::new();
@@ -315,6 +315,17 @@ impl StageKind for Compare {
         let ev_groups = group(&ev_inputs.iter().map(|i| i.labels.clone()).collect::<Vec<_>>(), &keys, &reps);
         let (rank_spread, per_group) = eigen_spread(&ev_groups, &evs, &reps);
         ctx.write::<RankSpread>(RankSpread::NAME, &rank_spread)?;
+        let naming = TableNaming(p);
+        let line_keys: Vec<String> = keys.iter().filter(|k| !reps.contains(k)).cloned().collect();
+        let nodes = ctx.inputs(Nodes::NAME).to_vec();
+        if !nodes.is_empty() {
+            let lines = slq_negative_lines(&nodes, &keys, &reps)?;
+            let panel_keys = crate::small_multiples::panel_keys(&lines, &line_keys, &p.panels);
+            let axes = ("rank from the smallest, % of P", "eigenvalue");
+            let title = "Negative part from SLQ (nodes below −1e-6·λ₁)";
+            crate::small_multiples::overlay(title, axes, lines, &line_keys, &panel_keys, &naming, p.y_scale.scale())
+                .write(ctx, "negative_slq_overlay")?;
+        }
         if evs.is_empty() {
             return Ok(());
         }
@@ -342,9 +353,7 @@ impl StageKind for Compare {
                 lines.push(Line { labels, series: Series { name, points, mark: Mark::Line, band } });
             }
         }
-        let line_keys: Vec<String> = keys.iter().filter(|k| !reps.contains(k)).cloned().collect();
         let panel_keys = crate::small_multiples::panel_keys(&lines, &line_keys, &p.panels);
-        let naming = TableNaming(p);
         let mut figure = crate::small_multiples::overlay(title, axes, lines, &line_keys, &panel_keys, &naming, p.y_scale.scale());
         // A few members alone in one panel: mark each one's outlier cutoff.
         if reps.is_empty() && panel_keys.is_empty() && p.plot == OverlayKind::Top && ev_inputs.len() <= 6 {
@@ -361,6 +370,33 @@ impl StageKind for Compare {
         figure.write(ctx, name)?;
         Ok(())
     }
+}
+
+/// The negative part against rank in % of P from SLQ nodes and weights (S18 Figs 5–6 where a
+/// dense spectrum does not fit): per group of replicates the probes of every seed pooled, which
+/// averages their density estimates; one line per member without replicates.
+fn slq_negative_lines(nodes: &[InputArtifact], keys: &[String], reps: &[String]) -> Result<Vec<Line>, StageError> {
+    let decoded: Vec<Nodes> = nodes.iter().map(|n| n.decode::<Nodes>()).collect::<Result<_, _>>()?;
+    let groups = group(&nodes.iter().map(|n| n.labels.clone()).collect::<Vec<_>>(), keys, reps);
+    let mut lines = Vec::new();
+    for grp in &groups.groups {
+        let mut pooled = Vec::new();
+        let mut probes = 0u32;
+        for &m in &grp.members {
+            let n = decoded[m].rows.iter().map(|r| r.0 + 1).max().unwrap_or(0);
+            pooled.extend(decoded[m].rows.iter().map(|r| (probes + r.0, r.1, r.2)));
+            probes += n;
+        }
+        let points = hesslab_figures::spectra::negative_points_from_nodes(&pooled, probes as usize);
+        let name = if reps.is_empty() {
+            if nodes[grp.members[0]].labels.is_empty() { nodes[grp.members[0]].member.clone() } else { String::new() }
+        } else {
+            format!(" (probes of {} seeds pooled)", grp.members.len())
+        };
+        let labels = groups.keys.iter().cloned().zip(grp.values.iter().cloned()).collect();
+        lines.push(Line { labels, series: Series { name, points, mark: Mark::Line, band: Vec::new() } });
+    }
+    Ok(lines)
 }
 
 /// How table.md titles keys and shows values, reused by the figures.

@@ -108,8 +108,8 @@ impl StageKind for SlqStage {
             spectra::density_figure(&grid, &density, None).write(ctx, "density")?;
             let neg = spectra::negative_points_from_nodes(&rows, p.probes);
             if !neg.is_empty() {
-                let title = format!("Negative part from SLQ ({:.3} % of P below zero)", neg.last().map_or(0.0, |q| q.0));
-                Figure::single(Plot::new(&title, "rank from the smallest, % of P", "eigenvalue").line("", neg)).write(ctx, "negative")?;
+                let title = "Negative part from SLQ (nodes below −1e-6·λ₁)";
+                Figure::single(Plot::new(title, "rank from the smallest, % of P", "eigenvalue").line("", neg)).write(ctx, "negative")?;
             }
         }
         ctx.write::<Density>(Density::NAME, &Density { x: grid, density, info: info.clone() })?;
