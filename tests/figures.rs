@@ -108,6 +108,22 @@ fn stages_draw_default_figures_and_plot_redraws_them() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let svg = std::fs::read_to_string(redraw.join("top.svg")).unwrap();
     assert!(svg.contains("data.classes 3 (mean, min–max of 2)") && svg.contains("symmetric log"), "legend and scale in the SVG");
+    // Any set of eigenvalues files in one figure, labelled by their member directories.
+    let evs: Vec<String> = ["3__train.seed=1", "3__train.seed=2", "4__train.seed=1", "4__train.seed=2"]
+        .iter()
+        .map(|m| out.join(format!("figs/data.classes={m}/eigen/eigenvalues.parquet")).display().to_string())
+        .collect();
+    let mut args = vec!["plot", "--overlay", "--panels", "data.classes", "--out", redraw.to_str().unwrap()];
+    args.extend(evs.iter().map(|s| s.as_str()));
+    let o = hesslab(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(redraw.join("top_overlay.svg")).unwrap();
+    assert!(svg.contains("data.classes = 3") && svg.contains("data.classes = 4") && svg.contains("train.seed 2"), "panels and legend");
+    let mut args = vec!["plot", "--overlay", "--panels", "data.classez"];
+    args.extend(evs.iter().map(|s| s.as_str()));
+    let o = hesslab(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("data.classez") && err.contains("train.seed"), "{err}");
     // Bad requests are clear errors, and nothing is written for them.
     let o = hesslab(&["plot", member.join("train/model.parquet").to_str().unwrap(), "--out", dir.join("no").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -76,6 +76,61 @@ fn rank_spread_figures(r: &RankSpread, o: &ReplotOptions) -> Vec<(&'static str, 
     out
 }
 
+/// Sweep labels from a member directory name, `key=value__key=value` (the layout every run
+/// writes: `<out>/<pipeline>/<member>/<stage>/<port>.parquet`); `{"member": name}` otherwise.
+pub fn member_labels(path: &Path) -> BTreeMap<String, String> {
+    let member = path.parent().and_then(|stage| stage.parent()).and_then(|m| m.file_name()).map(|m| m.to_string_lossy().into_owned());
+    let member = member.unwrap_or_default();
+    let pairs: Option<BTreeMap<String, String>> =
+        member.split("__").map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+    pairs.filter(|p| !p.is_empty()).unwrap_or_else(|| BTreeMap::from([("member".to_string(), member)]))
+}
+
+/// One figure of several `eigenvalues` artifacts (e.g. every member of a sweep): the top 120
+/// (`kind` "top", default) or the negative part in % of P ("negative") of each, labelled by
+/// its member directory's sweep values, as small multiples past six lines.
+pub fn overlay_figure(paths: &[std::path::PathBuf], o: &ReplotOptions) -> Result<Figure, String> {
+    let negative = match o.kind.as_deref() {
+        None | Some("top") => false,
+        Some("negative") => true,
+        Some(k) => return Err(format!("--overlay draws `top` or `negative`, not `{k}`")),
+    };
+    let mut lines = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    for p in paths {
+        if port_of(p) != Eigenvalues::NAME {
+            return Err(format!("{}: --overlay takes `eigenvalues` artifacts", p.display()));
+        }
+        let ev = Eigenvalues::decode(&read_artifact(p, None).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", p.display()))?;
+        let points = if negative {
+            spectra::negative_points(&ev.values, ev.info.dim.max(ev.values.len()))
+        } else {
+            ev.values.iter().take(120).enumerate().map(|(i, &v)| (i as f64, v)).collect()
+        };
+        let labels = member_labels(p);
+        for k in labels.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        lines.push(Line { labels, series: Series { name: String::new(), points, mark: Mark::Line, band: Vec::new() } });
+    }
+    // Keys with one value across the files say nothing about the lines.
+    keys.retain(|k| lines.iter().map(|l| l.labels.get(k)).collect::<std::collections::BTreeSet<_>>().len() > 1);
+    for k in &o.panels {
+        if !keys.contains(k) {
+            return Err(format!("--panels {k}: not a key that varies across the files; they vary in {keys:?}"));
+        }
+    }
+    let pk = panel_keys(&lines, &keys, &o.panels);
+    let (title, axes) = if negative {
+        ("Negative eigenvalues", ("rank from the smallest, % of P", "eigenvalue"))
+    } else {
+        ("Top eigenvalues", ("rank", "eigenvalue"))
+    };
+    Ok(overlay(title, axes, lines, &keys, &pk, &Plain, o.y_scale))
+}
+
 /// The figures of the artifact at `path` (its port is its file name: `eigenvalues.parquet`).
 pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, String> {
     let port = port_of(path);

@@ -24,6 +24,8 @@ pub trait Naming {
     fn value(&self, key: &str, value: &str) -> String;
 }
 
+/// The values of `key` across the lines: in numeric order when they are all numbers (2, 5,
+/// 10, not "10", "2", "5"), else in order of first appearance (the sweep's order).
 fn distinct(lines: &[Line], key: &str) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for l in lines {
@@ -31,6 +33,12 @@ fn distinct(lines: &[Line], key: &str) -> Vec<String> {
         if !v.contains(&x) {
             v.push(x);
         }
+    }
+    let numbers: Option<Vec<f64>> = v.iter().map(|x| x.parse::<f64>().ok()).collect();
+    if let Some(n) = numbers {
+        let mut pairs: Vec<(f64, String)> = n.into_iter().zip(v).collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v = pairs.into_iter().map(|p| p.1).collect();
     }
     v
 }
@@ -207,6 +215,16 @@ mod tests {
         }
         // The k = 2 panels are not flattened by the k = 50 ones: spans over 3 decades go log.
         assert!(layout.panels.iter().all(|p| p.y_scale.is_logarithmic()));
+    }
+
+    #[test]
+    fn numeric_panel_values_are_in_numeric_order() {
+        let (mut lines, keys) = e2_lines();
+        // Files listed by name come as 10, 2, 20, 5, 50.
+        lines.sort_by(|a, b| a.labels["data.classes"].cmp(&b.labels["data.classes"]));
+        let fig = overlay("t", ("x", "y"), lines, &keys, &["data.classes".to_string()], &Plain, YScale::Auto);
+        let titles: Vec<&str> = fig.panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, ["classes = 2", "classes = 5", "classes = 10", "classes = 20", "classes = 50"]);
     }
 
     #[test]

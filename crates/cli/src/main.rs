@@ -66,9 +66,13 @@ enum Cmd {
         /// y scale: auto, linear, log or symlog.
         #[arg(long, default_value = "auto")]
         y_scale: String,
-        /// rank_spread: sweep keys with one panel per value (columns, then rows).
+        /// rank_spread and --overlay: sweep keys with one panel per value (columns, then rows).
         #[arg(long)]
         panels: Vec<String>,
+        /// Draw every given `eigenvalues` file in one figure (`top_overlay` or, with --kind
+        /// negative, `negative_overlay`), lines labelled by their member directories.
+        #[arg(long)]
+        overlay: bool,
     },
     /// Check a pipeline without running it; reports every problem at once.
     Validate {
@@ -164,7 +168,7 @@ fn real_main() -> Result<()> {
                 out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
             }
         }
-        Cmd::Plot { files, kind, out, dpi, y_scale, panels } => {
+        Cmd::Plot { files, kind, out, dpi, y_scale, panels, overlay } => {
             hesslab_figures::set_pixel_scale(pixel_scale(dpi)?);
             let y_scale = match y_scale.as_str() {
                 "auto" => hesslab_figures::YScale::Auto,
@@ -175,6 +179,12 @@ fn real_main() -> Result<()> {
             };
             anyhow::ensure!(!files.is_empty(), "name at least one artifact (a .parquet file written by a stage)");
             let options = hesslab_analysis::replot::ReplotOptions { kind, y_scale, panels };
+            if overlay {
+                for written in hesslab::plot::plot_overlay(&files, out.as_deref(), &options)? {
+                    out!("{}", written.display());
+                }
+                return Ok(());
+            }
             for f in &files {
                 for written in hesslab::plot::plot(f, out.as_deref(), &options)? {
                     out!("{}", written.display());

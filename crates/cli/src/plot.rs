@@ -1,7 +1,8 @@
 //! `hesslab plot FILE.parquet`: write an artifact's figures as PNG and SVG, each written to a
 //! temporary name and renamed, so an interrupted plot never leaves half a file.
 use anyhow::{Context, Result};
-use hesslab_analysis::replot::{ReplotOptions, figures};
+use hesslab_analysis::replot::{ReplotOptions, figures, overlay_figure};
+use hesslab_figures::Figure;
 use std::path::{Path, PathBuf};
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -17,6 +18,17 @@ pub fn plot(file: &Path, out: Option<&Path>, options: &ReplotOptions) -> Result<
         Some(d) => d.to_path_buf(),
         None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
+    write_figures(figs, &dir)
+}
+
+/// Draw several `eigenvalues` files in one overlay into `out` (default: the current directory).
+pub fn plot_overlay(files: &[PathBuf], out: Option<&Path>, options: &ReplotOptions) -> Result<Vec<PathBuf>> {
+    let fig = overlay_figure(files, options).map_err(anyhow::Error::msg)?;
+    let name = if options.kind.as_deref() == Some("negative") { "negative_overlay" } else { "top_overlay" };
+    write_figures(vec![(name.to_string(), fig)], out.unwrap_or(Path::new(".")))
+}
+
+fn write_figures(figs: Vec<(String, Figure)>, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     for (name, fig) in figs {
