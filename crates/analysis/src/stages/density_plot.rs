@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 /// Parameters of `density_plot`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct DensityPlotParams {}
+pub struct DensityPlotParams {
+    /// The density axis: "auto" (log, PyHessian's view: the bulk's peak and the outliers'
+    /// bumps are decades apart), "linear", "log" or "symlog".
+    pub y_scale: super::ScaleParam,
+}
 
 /// The `density_plot` stage kind.
 pub struct DensityPlot;
@@ -18,13 +22,17 @@ impl StageKind for DensityPlot {
     const DOC: &'static str = "Plot an SLQ spectral density on a log density axis, with the exact eigenvalues' histogram overlaid as bars when `eigenvalues` are connected.";
     const INPUTS: &'static [PortSpec] = &[port::<Density>(), port::<Eigenvalues>().optional()];
     const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("density.png/svg")];
-    fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
+    fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let d = ctx.read::<Density>(Density::NAME)?;
         let (x, y) = (d.x, d.density);
         if x.len() < 2 {
             return Err(StageError::msg(format!("the density has {} grid points; at least 2 are needed to plot it", x.len())));
         }
         let exact = ctx.read_opt::<Eigenvalues>(Eigenvalues::NAME)?.map(|e| e.values);
-        hesslab_figures::spectra::density_figure(&x, &y, exact.as_deref()).write(ctx, "density")
+        let mut fig = hesslab_figures::spectra::density_figure(&x, &y, exact.as_deref());
+        if p.y_scale != super::ScaleParam::Auto {
+            fig.panels[0].y_scale = p.y_scale.scale();
+        }
+        fig.write(ctx, "density")
     }
 }

@@ -11,7 +11,7 @@ mod spectrum_summary;
 pub(crate) mod training_curves;
 
 pub use class_structure::{ClassStructure, ClassStructureParams};
-pub use compare::{Compare, CompareParams, OverlayKind};
+pub use compare::{Compare, CompareParams, OverlayKind, ScaleParam};
 pub use decomposition::{Decomposition, DecompositionParams};
 pub use density_plot::{DensityPlot, DensityPlotParams};
 pub use heatmap::{Heatmap, HeatmapParams};
