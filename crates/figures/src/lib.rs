@@ -18,6 +18,11 @@ pub use scale::YScale;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Width in pixels of a one-panel figure's panel (a legend column widens the figure).
+pub const WIDTH: u32 = 900;
+/// Height in pixels of a one-panel figure (a long legend makes it taller).
+pub const HEIGHT: u32 = 560;
+
 static PIXEL_SCALE: AtomicU32 = AtomicU32::new(1);
 
 /// PNG pixel density as a multiple of the base 96 dpi (1 = 900×560 for one panel; 2 = the same

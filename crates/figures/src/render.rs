@@ -89,7 +89,7 @@ pub struct Layout {
 }
 
 /// Base sizes in pixels at scale 1.
-const SINGLE: (u32, u32) = (900, 560);
+const SINGLE: (u32, u32) = (crate::WIDTH, crate::HEIGHT);
 const CELL: (u32, u32) = (380, 300);
 const LEGEND_ROW: u32 = 20;
 const MAX_LEGEND_CHARS: usize = 64;
