@@ -141,6 +141,9 @@ fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
         "eigen.tol=1e-6",
         "bottom.k=5",
         "bottom.max_samples=250",
+        "density.max_samples=250",
+        "density.probes=2",
+        "density.steps=30",
     ];
     run("pipelines/s18_e4_small_vs_large_batch.toml", &out, &reduced, 0);
     let e4 = out.join("s18_e4_small_vs_large_batch");
@@ -160,6 +163,7 @@ fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
         assert!((0..5).all(|i| neg[&(b.to_string(), i)].max < 0.0), "batch {b}: {neg:?}");
     }
     assert!(e4.join("all/negative/negative_overlay.png").exists());
+    assert!(e4.join("all/negative/negative_slq_overlay.svg").exists(), "the whole negative part from SLQ");
     // E6, shortened: two seeds, 480 training images (the test split from the same file instead
     // of the 10 000 t10k images), batch 200 then 32 for 150 steps each, top 5 over 250 images.
     let reduced = [

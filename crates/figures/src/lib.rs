@@ -5,6 +5,8 @@
 #![warn(missing_docs)]
 mod figure;
 mod heatmap;
+mod layout;
+mod legend;
 mod palette;
 mod render;
 mod scale;
@@ -12,8 +14,8 @@ pub mod spectra;
 
 pub use figure::{Figure, Mark, Plot, Series};
 pub use heatmap::{MAX_HEATMAP_SIDE, encode_png, heatmap_png, heatmap_svg};
+pub use layout::{Layout, PanelLayout, Rect, SeriesLayout};
 pub use palette::{PALETTE, color_of};
-pub use render::{Layout, PanelLayout, Rect, SeriesLayout};
 pub use scale::YScale;
 
 use std::sync::atomic::{AtomicU32, Ordering};
