@@ -44,6 +44,8 @@ eigenvalues = "eigen.eigenvalues"
 kind = "compare"
 summaries = "summary.summary[*]"
 eigenvalues = "eigen.eigenvalues[*]"
+nodes = "density.nodes[*]"
+slq_zero_tol = 0.01
 "#;
 
 fn hesslab(args: &[&str]) -> std::process::Output {
@@ -124,6 +126,25 @@ fn stages_draw_default_figures_and_plot_redraws_them() {
     let o = hesslab(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("data.classez") && err.contains("train.seed"), "{err}");
+    // With SLQ nodes connected, `spread` carries each group's SLQ share near zero and below
+    // zero: the mean over seeds of Σ weights / probes, recomputed here from the nodes files.
+    use hesslab_pipeline::Port;
+    let spread = hesslab_artifacts::Spread::decode(&hesslab_pipeline::read_artifact(&table.join("spread.parquet"), None).unwrap()).unwrap();
+    let at = |q: &str| {
+        let i = (0..spread.quantity.len()).find(|&i| spread.quantity[i] == q && spread.labels[0].1[i] == "3").unwrap();
+        spread.stats[i]
+    };
+    let share = |seed: u32, keep: &dyn Fn(f64) -> bool| {
+        let p = out.join(format!("figs/data.classes=3__train.seed={seed}/density/nodes.parquet"));
+        let n = hesslab_artifacts::Nodes::decode(&hesslab_pipeline::read_artifact(&p, None).unwrap()).unwrap();
+        n.rows.iter().filter(|r| keep(r.1)).map(|r| r.2).sum::<f64>() / 3.0
+    };
+    let near: Vec<f64> = (1..=2).map(|s| share(s, &|v| v.abs() < 0.01)).collect();
+    let below: Vec<f64> = (1..=2).map(|s| share(s, &|v| v < -0.01)).collect();
+    assert!((at("slq_near_zero").mean - (near[0] + near[1]) / 2.0).abs() < 1e-12, "{:?} vs {near:?}", at("slq_near_zero"));
+    assert!((at("slq_negative").mean - (below[0] + below[1]) / 2.0).abs() < 1e-12);
+    assert!(at("slq_near_zero").mean > 0.5, "a trained net's spectrum is mostly near zero");
+    assert!(std::fs::read_to_string(table.join("table.md")).unwrap().contains("SLQ share near 0"));
     // Bad requests are clear errors, and nothing is written for them.
     let o = hesslab(&["plot", member.join("train/model.parquet").to_str().unwrap(), "--out", dir.join("no").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 const SUMMARIES: PortSpec = port::<Summary>().renamed("summaries").many();
 
 /// Parameters of `compare`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompareParams {
     /// Titles of the sweep-key columns in table.md, e.g. {"train.batch_size" = "algorithm"}
@@ -34,6 +34,24 @@ pub struct CompareParams {
     /// The overlay's y scale: "auto" (log or symmetric log where the data span more than 3
     /// decades), "linear", "log" or "symlog".
     pub y_scale: ScaleParam,
+    /// With SLQ `nodes` connected: the band around zero for `slq_near_zero` (the share of the
+    /// spectrum with |λ| < this, the bulk measured on the bulk itself) and `slq_negative` (the
+    /// share below −this), added to `spread` for every member and group.
+    pub slq_zero_tol: f64,
+}
+
+impl Default for CompareParams {
+    fn default() -> Self {
+        CompareParams {
+            columns: BTreeMap::new(),
+            values: BTreeMap::new(),
+            plot: OverlayKind::Top,
+            replicates: None,
+            panels: Vec::new(),
+            y_scale: ScaleParam::Auto,
+            slq_zero_tol: 1e-3,
+        }
+    }
 }
 
 /// A y scale as written in a pipeline.
@@ -125,7 +143,7 @@ fn shown(p: &CompareParams, k: &str, v: Option<&String>) -> String {
 /// The grouped table: per group of replicates, each column as "mean ± std" over the seeds
 /// (λ₁ = the largest eigenvalue), with the min–max range of the outlier counts.
 fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread, partial: bool) -> String {
-    const SHOWN: [(&str, &str); 9] = [
+    const SHOWN: [(&str, &str); 11] = [
         ("dim", "params"),
         ("max", "λ₁"),
         ("mean", "mean"),
@@ -135,6 +153,8 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
         ("outliers_heuristic", "heuristic"),
         ("heuristic_cutoff", "cutoff"),
         ("outliers_fixed", "fixed"),
+        ("slq_near_zero", "SLQ share near 0"),
+        ("slq_negative", "SLQ share < 0"),
     ];
     // Columns nobody asked for (all null, e.g. the fixed-threshold count) are left out.
     let asked = |q: &str| spread.quantity.iter().zip(&spread.stats).any(|(x, s)| x == q && !s.mean.is_nan());
@@ -168,10 +188,14 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
 }
 
 /// Each summary column's statistics over the replicates of each group.
-fn summary_spread(g: &Groups, rows: &[SummaryRow], reps: &[String]) -> Spread {
+fn summary_spread(g: &Groups, rows: &[SummaryRow], extra: &[Vec<(&'static str, f64)>], reps: &[String]) -> Spread {
     let (mut labels, mut quantity, mut stats) = (vec![Vec::new(); g.keys.len()], Vec::new(), Vec::new());
     for grp in &g.groups {
-        let cols: Vec<Vec<(&'static str, f64)>> = grp.members.iter().map(|&m| rows[m].named_values()).collect();
+        let cols: Vec<Vec<(&'static str, f64)>> = grp
+            .members
+            .iter()
+            .map(|&m| rows[m].named_values().into_iter().chain(extra.get(m).into_iter().flatten().copied()).collect())
+            .collect();
         for (c, (name, _)) in cols[0].iter().enumerate() {
             for (l, v) in labels.iter_mut().zip(&grp.values) {
                 l.push(v.clone());
@@ -244,6 +268,9 @@ impl StageKind for Compare {
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group. Sweeps are drawn as small multiples (`panels`). With SLQ `nodes` connected, the negative part in % of P from the quadrature (negative_slq_overlay).";
     const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional(), port::<Nodes>().many().optional()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Table>(), port::<Spread>(), port::<RankSpread>()];
+    fn check(p: &Self::Params) -> Vec<(String, String)> {
+        if p.slq_zero_tol > 0.0 { vec![] } else { vec![("slq_zero_tol".into(), "slq_zero_tol must be > 0".into())] }
+    }
     fn check_sweep(p: &Self::Params, sweep_keys: &[String]) -> Vec<(String, String)> {
         let mut e = Vec::new();
         for k in p.columns.keys().filter(|k| !sweep_keys.contains(k)) {
@@ -299,7 +326,9 @@ impl StageKind for Compare {
         let reps = Self::replicate_keys(p, &keys);
         let labels: Vec<BTreeMap<String, String>> = inputs.iter().map(|i| i.labels.clone()).collect();
         let groups = group(&labels, &keys, &reps);
-        let spread = summary_spread(&groups, &rows, &reps);
+        let nodes = ctx.inputs(Nodes::NAME).to_vec();
+        let extra = slq_measures(&inputs, &nodes, p.slq_zero_tol)?;
+        let spread = summary_spread(&groups, &rows, &extra, &reps);
         ctx.write::<Spread>(Spread::NAME, &spread)?;
         let mut md = String::new();
         if !reps.is_empty() {
@@ -317,7 +346,6 @@ impl StageKind for Compare {
         ctx.write::<RankSpread>(RankSpread::NAME, &rank_spread)?;
         let naming = TableNaming(p);
         let line_keys: Vec<String> = keys.iter().filter(|k| !reps.contains(k)).cloned().collect();
-        let nodes = ctx.inputs(Nodes::NAME).to_vec();
         if !nodes.is_empty() {
             let lines = slq_negative_lines(&nodes, &keys, &reps)?;
             let panel_keys = crate::small_multiples::panel_keys(&lines, &line_keys, &p.panels);
@@ -370,6 +398,20 @@ impl StageKind for Compare {
         figure.write(ctx, name)?;
         Ok(())
     }
+}
+
+/// Per summary member (in `inputs` order), from its SLQ nodes: the share of the spectrum with
+/// |λ| < tol and below −tol (weights over probes). Empty unless every member has nodes.
+fn slq_measures(inputs: &[InputArtifact], nodes: &[InputArtifact], tol: f64) -> Result<Vec<Vec<(&'static str, f64)>>, StageError> {
+    let mut out = Vec::new();
+    for i in inputs {
+        let Some(n) = nodes.iter().find(|n| n.member == i.member) else { return Ok(Vec::new()) };
+        let rows = n.decode::<Nodes>()?.rows;
+        let probes = rows.iter().map(|r| r.0 + 1).max().unwrap_or(1) as f64;
+        let share = |keep: &dyn Fn(f64) -> bool| rows.iter().filter(|r| keep(r.1)).map(|r| r.2).sum::<f64>() / probes;
+        out.push(vec![("slq_near_zero", share(&|v| v.abs() < tol)), ("slq_negative", share(&|v| v < -tol))]);
+    }
+    Ok(out)
 }
 
 /// The negative part against rank in % of P from SLQ nodes and weights (S18 Figs 5–6 where a
