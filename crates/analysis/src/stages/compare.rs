@@ -288,7 +288,11 @@ impl StageKind for Compare {
         let reps = p.replicates.clone().unwrap_or_else(|| seed_keys(sweep_keys));
         for k in &p.panels {
             if !sweep_keys.contains(k) {
-                e.push(("panels".into(), format!("`{k}` is not a sweep key; the sweep keys are {sweep_keys:?}")));
+                let hint = hesslab_pipeline::nearest(k, sweep_keys.iter().map(|s| s.as_str())).map(|s| format!(" (did you mean `{s}`?)"));
+                e.push((
+                    "panels".into(),
+                    format!("`{k}` is not a sweep key{}; the sweep keys are {sweep_keys:?}", hint.unwrap_or_default()),
+                ));
             } else if reps.contains(k) {
                 e.push(("panels".into(), format!("`{k}` is a replicate key (its members are one line with a band), not a panel key")));
             }
