@@ -85,6 +85,13 @@ fn stages_draw_default_figures_and_plot_redraws_them() {
             && report.contains("\"probes\":3"),
         "report captions"
     );
+    // A partial spectrum (Lanczos top 5) has no histogram or ordered-spectrum figure: it is not
+    // the spectrum.
+    let o = hesslab(&["plot", member.join("top/eigenvalues.parquet").to_str().unwrap(), "--out", dir.join("partial").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        dir.join("partial/top.png").exists() && !dir.join("partial/histogram.png").exists() && !dir.join("partial/spectrum.png").exists()
+    );
     // `plot = false` draws nothing; the artifact is still written.
     assert!(member.join("top/eigenvalues.parquet").exists() && !member.join("top/top.png").exists());
     // --dpi 192 doubled the PNGs of this run.

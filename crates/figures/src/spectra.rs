@@ -18,7 +18,7 @@ pub struct SpectrumView<'a> {
 
 impl SpectrumView<'_> {
     fn full(&self) -> bool {
-        self.desc.len() >= self.dim || !matches!(self.which, Some("largest" | "smallest"))
+        self.desc.len() >= self.dim
     }
 }
 

@@ -73,3 +73,24 @@ fn density_figure_uses_log_density_and_overlays_the_exact_histogram() {
     assert_eq!(l.panels[0].series[0].mark, Mark::Bars);
     assert_eq!(l.panels[0].series[0].bars.len(), 2, "two occupied bins: near 0 and at 5");
 }
+
+#[test]
+fn degenerate_data_renders_without_error() {
+    let nan = f64::NAN;
+    let cases = vec![
+        Plot::new("empty", "x", "y"),
+        Plot::new("one point", "x", "y").line("a", vec![(1.0, 2.0)]),
+        Plot::new("all NaN", "x", "y").line("a", vec![(nan, nan), (1.0, nan)]).points("b", vec![(f64::INFINITY, 1.0)]),
+        Plot::new("zero bars", "x", "count").bars("", vec![(0.0, 0.0), (1.0, 0.0)]).y_scale(YScale::Log),
+        Plot::new("log of negatives", "x", "y").line("a", vec![(0.0, -1.0), (1.0, -2.0)]).y_scale(YScale::Log),
+        Plot::new("constant", "x", "y").line("a", vec![(0.0, 5.0), (1.0, 5.0)]).hline(5.0, "five").vline(0.5, ""),
+        Plot::new("huge span", "x", "y").points("", vec![(0.0, -1e-300), (1.0, 1e300), (2.0, 0.0)]),
+    ];
+    for p in cases {
+        let title = p.title.clone();
+        let (png, svg) = p.clone().render().unwrap_or_else(|e| panic!("{title}: {e}"));
+        assert!(png.len() > 100 && svg.contains("</svg>"), "{title}");
+        Figure::grid("grid", vec![p.clone(), p]).layout().unwrap_or_else(|e| panic!("{title} in a grid: {e}"));
+    }
+    Figure::grid("no panels", vec![]).render().unwrap();
+}
