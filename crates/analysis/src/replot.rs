@@ -2,7 +2,7 @@
 //! figure can be restyled (scale, panels, pixel density) without recomputing anything.
 use crate::small_multiples::{Line, Naming, overlay, panel_keys};
 use hesslab_artifacts::{Curve, Density, Eigenvalues, Ensemble, Log, Nodes, RankSpread};
-use hesslab_figures::{Figure, Mark, Plot, Series, YScale, spectra};
+use hesslab_figures::{Figure, Mark, Series, YScale, spectra};
 use hesslab_pipeline::{Port, read_artifact};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -153,17 +153,12 @@ pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, 
         }
         "nodes" => {
             let n = Nodes::decode(&artifact).map_err(e)?;
-            let probes = n.rows.iter().map(|r| r.0 as usize + 1).max().unwrap_or(1);
-            let neg = spectra::negative_points_from_nodes(&n.rows, probes);
-            let title = "Negative part from SLQ (nodes below −1e-6·λ₁)";
-            vec![("negative", Figure::single(Plot::new(title, "rank from the smallest, % of P", "eigenvalue").line("", neg)))]
+            spectra::slq_negative_figure(&n.rows, n.probes()).map(|f| ("negative", f)).into_iter().collect()
         }
         "rank_spread" => rank_spread_figures(&RankSpread::decode(&artifact).map_err(e)?, o),
         "log" => {
-            let m = Log::decode(&artifact).map_err(e)?.metrics;
-            let rows: Vec<[f64; 5]> =
-                (0..m.step.len()).map(|r| [m.step[r] as f64, m.train_loss[r], m.test_loss[r], m.train_acc[r], m.test_acc[r]]).collect();
-            crate::stages::training_curves::figures(&rows, None)
+            let log = Log::decode(&artifact).map_err(e)?;
+            crate::stages::training_curves::figures(&crate::stages::training_curves::rows(&log), None)
         }
         "curve" => {
             let c = Curve::decode(&artifact).map_err(e)?;

@@ -234,6 +234,13 @@ pub struct Nodes {
     pub info: OperatorInfo,
 }
 
+impl Nodes {
+    /// Probe vectors behind the rows (one more than the largest probe index; 1 when empty).
+    pub fn probes(&self) -> usize {
+        self.rows.iter().map(|r| r.0 as usize + 1).max().unwrap_or(1)
+    }
+}
+
 impl Port for Nodes {
     type Value = Self;
     const NAME: &'static str = "nodes";

@@ -104,7 +104,7 @@ pub(crate) fn legend_size<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, ent
     }
     let font = ("sans-serif", (14.0 * k) as u32);
     let text = entries.iter().map(|e| area.estimate_text_size(&e.label, &font.into_text_style(area)).map_or(0, |s| s.0)).max().unwrap_or(0);
-    ((text as f64 + 44.0 * k) as u32, ((entries.len() as u32 * LEGEND_ROW) as f64 * k + 12.0 * k) as u32)
+    ((text as f64 + 44.0 * k) as u32, ((entries.len() as f64 * LEGEND_ROW as f64) * k + 12.0 * k) as u32)
 }
 
 /// Draw a legend at the top left of `area`; returns its rectangle.

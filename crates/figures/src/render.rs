@@ -19,6 +19,8 @@ fn register_font() {
 /// Base sizes in pixels at scale 1.
 const SINGLE: (u32, u32) = (crate::WIDTH, crate::HEIGHT);
 const CELL: (u32, u32) = (380, 300);
+/// The largest RGB buffer a figure may take (a figure this large is unreadable anyway).
+const MAX_BITMAP_BYTES: u64 = 1 << 30;
 
 fn format_tick(v: f64) -> String {
     // Ticks are multiples of a float step: a "zero" tick can come out as ±5.55e-17.
@@ -137,8 +139,9 @@ impl Figure {
         let cell_h =
             ((ch as f64 * k) as u32).max(plan.per_panel.iter().map(|e| legend_size(probe, e, k).1 + (20.0 * k) as u32).max().unwrap_or(0));
         let legend_w = if lw > 0 { lw + (16.0 * k) as u32 } else { 0 };
-        let w = cols as u32 * cell_w + legend_w;
-        let h = title_h + (rows as u32 * cell_h).max(lh + (20.0 * k) as u32);
+        // Saturating: an absurd figure becomes "too large to draw", not a wrapped size.
+        let w = (cols as u32).saturating_mul(cell_w).saturating_add(legend_w);
+        let h = title_h.saturating_add((rows as u32).saturating_mul(cell_h).max(lh.saturating_add((20.0 * k) as u32)));
         (w, h, cell_w, cell_h)
     }
 
@@ -178,28 +181,34 @@ impl Figure {
         Ok(layout)
     }
 
-    fn render_bitmap(&self, k: u32) -> Result<(Vec<u8>, u32, u32, Layout), String> {
-        register_font();
-        let plan = plan(self);
-        // Text extents need a backend; a 1×1 bitmap measures with the same font.
+    /// The figure's size and cell size at base resolution (text extents need a backend; a
+    /// 1×1 bitmap measures with the same font).
+    fn base_size(&self, plan: &Plan) -> (u32, u32, u32, u32) {
         let mut probe_buf = vec![0u8; 3];
+        let probe = BitMapBackend::with_buffer(&mut probe_buf, (1, 1)).into_drawing_area();
+        self.size_at(&probe, plan, 1.0)
+    }
+
+    fn render_bitmap(&self, plan: &Plan, (w, h, cw, ch): (u32, u32, u32, u32), k: u32) -> Result<(Vec<u8>, u32, u32, Layout), String> {
         // Sizes at base resolution, multiplied: a 2× PNG is exactly twice as wide and high.
-        let (w, h, cw, ch) = {
-            let probe = BitMapBackend::with_buffer(&mut probe_buf, (1, 1)).into_drawing_area();
-            let (w, h, cw, ch) = self.size_at(&probe, &plan, 1.0);
-            (w * k, h * k, cw * k, ch * k)
-        };
-        let mut rgb_buf = vec![0u8; (w * h * 3) as usize];
+        let (w, h, cw, ch) = (w * k, h * k, cw * k, ch * k);
+        let bytes = w as u64 * h as u64 * 3;
+        if bytes > MAX_BITMAP_BYTES {
+            return Err(format!("a {w}×{h} figure is too large to draw (more than {} MiB); fewer lines or panels", MAX_BITMAP_BYTES >> 20));
+        }
+        let mut rgb_buf = vec![0u8; bytes as usize];
         let layout = {
             let root = BitMapBackend::with_buffer(&mut rgb_buf, (w, h)).into_drawing_area();
-            self.draw(root, &plan, (cw, ch), k as f64)?
+            self.draw(root, plan, (cw, ch), k as f64)?
         };
         Ok((rgb_buf, w, h, layout))
     }
 
     /// Draw at base resolution and return the layout (what tests inspect).
     pub fn layout(&self) -> Result<Layout, String> {
-        Ok(self.render_bitmap(1)?.3)
+        register_font();
+        let plan = plan(self);
+        Ok(self.render_bitmap(&plan, self.base_size(&plan), 1)?.3)
     }
 
     /// Render to PNG bytes (at [`crate::pixel_scale`]) and SVG text (text kept as `<text>`).
@@ -209,14 +218,12 @@ impl Figure {
 
     /// Render with the PNG at `scale` × the base resolution.
     pub fn render_scaled(&self, scale: u32) -> Result<(Vec<u8>, String), String> {
-        let (rgb_buf, w, h, _) = self.render_bitmap(scale.max(1))?;
-        let png = crate::heatmap::encode_png(&rgb_buf, w, h)?;
+        register_font();
         let plan = plan(self);
-        let mut probe_buf = vec![0u8; 3];
-        let (sw, sh, cw, ch) = {
-            let probe = BitMapBackend::with_buffer(&mut probe_buf, (1, 1)).into_drawing_area();
-            self.size_at(&probe, &plan, 1.0)
-        };
+        let base = self.base_size(&plan);
+        let (rgb_buf, w, h, _) = self.render_bitmap(&plan, base, scale.max(1))?;
+        let png = crate::heatmap::encode_png(&rgb_buf, w, h)?;
+        let (sw, sh, cw, ch) = base;
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (sw, sh)).into_drawing_area();

@@ -54,6 +54,16 @@ pub fn negative_points_from_nodes(rows: &[(u32, f64, f64)], probes: usize) -> Ve
         .collect()
 }
 
+/// The figure of [`negative_points_from_nodes`]; None when no node is clearly negative.
+pub fn slq_negative_figure(rows: &[(u32, f64, f64)], probes: usize) -> Option<Figure> {
+    let neg = negative_points_from_nodes(rows, probes);
+    (!neg.is_empty()).then(|| {
+        Figure::single(
+            Plot::new("Negative part from SLQ (nodes below −1e-6·λ₁)", "rank from the smallest, % of P", "eigenvalue").line("", neg),
+        )
+    })
+}
+
 /// Histogram of `values` as (bin centre, count) over [min, max] in `bins` bins; empty bins have
 /// count 0 (drawn as no bar).
 pub fn histogram(values: &[f64], bins: usize) -> Vec<(f64, f64)> {

@@ -94,3 +94,10 @@ fn degenerate_data_renders_without_error() {
     }
     Figure::grid("no panels", vec![]).render().unwrap();
 }
+
+#[test]
+fn an_absurdly_large_figure_is_an_error_not_a_panic() {
+    let panels: Vec<Plot> = (0..40_000).map(|i| Plot::new(&format!("{i}"), "x", "y").line("", vec![(0.0, 1.0), (1.0, 2.0)])).collect();
+    let e = Figure::grid("many", panels).columns(200).render().unwrap_err();
+    assert!(e.contains("too large to draw"), "{e}");
+}

@@ -410,8 +410,8 @@ fn slq_measures(inputs: &[InputArtifact], nodes: &[InputArtifact], tol: f64) -> 
     let mut out = Vec::new();
     for i in inputs {
         let Some(n) = nodes.iter().find(|n| n.member == i.member) else { return Ok(Vec::new()) };
-        let rows = n.decode::<Nodes>()?.rows;
-        let probes = rows.iter().map(|r| r.0 + 1).max().unwrap_or(1) as f64;
+        let nodes = n.decode::<Nodes>()?;
+        let (rows, probes) = (&nodes.rows, nodes.probes() as f64);
         let share = |keep: &dyn Fn(f64) -> bool| rows.iter().filter(|r| keep(r.1)).map(|r| r.2).sum::<f64>() / probes;
         out.push(vec![("slq_near_zero", share(&|v| v.abs() < tol)), ("slq_negative", share(&|v| v < -tol))]);
     }
@@ -426,14 +426,10 @@ fn slq_negative_lines(nodes: &[InputArtifact], keys: &[String], reps: &[String])
     let groups = group(&nodes.iter().map(|n| n.labels.clone()).collect::<Vec<_>>(), keys, reps);
     let mut lines = Vec::new();
     for grp in &groups.groups {
-        let mut pooled = Vec::new();
-        let mut probes = 0u32;
-        for &m in &grp.members {
-            let n = decoded[m].rows.iter().map(|r| r.0 + 1).max().unwrap_or(0);
-            pooled.extend(decoded[m].rows.iter().map(|r| (probes + r.0, r.1, r.2)));
-            probes += n;
-        }
-        let points = hesslab_figures::spectra::negative_points_from_nodes(&pooled, probes as usize);
+        // Probe indices are not needed once pooled: each weight is divided by the total.
+        let pooled: Vec<(u32, f64, f64)> = grp.members.iter().flat_map(|&m| decoded[m].rows.iter().copied()).collect();
+        let probes: usize = grp.members.iter().map(|&m| decoded[m].probes()).sum();
+        let points = hesslab_figures::spectra::negative_points_from_nodes(&pooled, probes);
         let name = if reps.is_empty() {
             if nodes[grp.members[0]].labels.is_empty() { nodes[grp.members[0]].member.clone() } else { String::new() }
         } else {

@@ -26,10 +26,7 @@ impl StageKind for TrainingCurves {
             let Some(log) = ctx.read_opt::<Log>(port)? else {
                 return Ok(None);
             };
-            let m = log.metrics;
-            Ok(Some(
-                (0..m.step.len()).map(|r| [m.step[r] as f64, m.train_loss[r], m.test_loss[r], m.train_acc[r], m.test_acc[r]]).collect(),
-            ))
+            Ok(Some(rows(&log)))
         };
         let mut rows = read(Log::NAME)?.unwrap_or_default();
         let switch = rows.last().map(|r| r[0]);
@@ -42,6 +39,12 @@ impl StageKind for TrainingCurves {
         }
         Ok(())
     }
+}
+
+/// One row per logged step: step, train loss, test loss, train accuracy, test accuracy.
+pub fn rows(log: &Log) -> Vec<[f64; 5]> {
+    let m = &log.metrics;
+    (0..m.step.len()).map(|r| [m.step[r] as f64, m.train_loss[r], m.test_loss[r], m.train_acc[r], m.test_acc[r]]).collect()
 }
 
 /// Loss and accuracy over steps from rows (step, train loss, test loss, train accuracy, test

@@ -2,7 +2,7 @@
 use super::{OPERATOR_INPUTS, Solver, solver_estimate, target};
 use hesslab_artifacts::{Density, Nodes, OperatorInfo};
 use hesslab_eigen::{SlqParams, StochasticLanczosQuadrature};
-use hesslab_figures::{Figure, Plot, spectra};
+use hesslab_figures::spectra;
 use hesslab_hessian::{CurvatureKind, SampleSet};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
@@ -106,10 +106,8 @@ impl StageKind for SlqStage {
             r.nodes.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w))).collect();
         if p.plot {
             spectra::density_figure(&grid, &density, None).write(ctx, "density")?;
-            let neg = spectra::negative_points_from_nodes(&rows, p.probes);
-            if !neg.is_empty() {
-                let title = "Negative part from SLQ (nodes below −1e-6·λ₁)";
-                Figure::single(Plot::new(title, "rank from the smallest, % of P", "eigenvalue").line("", neg)).write(ctx, "negative")?;
+            if let Some(fig) = spectra::slq_negative_figure(&rows, p.probes) {
+                fig.write(ctx, "negative")?;
             }
         }
         ctx.write::<Density>(Density::NAME, &Density { x: grid, density, info: info.clone() })?;
