@@ -78,6 +78,17 @@ fn hvp_flops(arch: &Architecture, n: usize) -> f64 {
         .sum()
 }
 
+/// Resets the peak-RSS mark (Linux: "5" to /proc/self/clear_refs) and returns the current
+/// RSS in GiB, so that `peak_rss_gib() − reset_peak_rss()` is what was allocated in between.
+fn reset_peak_rss() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / (1024.0 * 1024.0))
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_gib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -87,7 +98,7 @@ fn peak_rss_gib() -> f64 {
 }
 
 /// `hesslab bench`: time each kernel against its baseline in the same run and print the ratios.
-pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Result<()> {
+pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[usize], eigen_vectors: bool) -> anyhow::Result<()> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     println!("hesslab bench ({} threads, {activation:?} networks{})", rayon::current_num_threads(), if quick { ", quick" } else { "" });
     if want("hvp") || want("dense") || want("train") {
@@ -161,14 +172,44 @@ pub fn run(quick: bool, only: &[String], activation: Activation) -> anyhow::Resu
         drop(h);
     }
     if want("eigen") {
-        let sizes: &[usize] = if quick { &[1000] } else { &[4270, 11274] };
+        let sizes: &[usize] = if !eigen_sizes.is_empty() {
+            eigen_sizes
+        } else if quick {
+            &[1000]
+        } else {
+            &[4270, 11274]
+        };
         for &n in sizes {
-            let mut rng = Rng::new(2);
-            let g = Mat::from_fn(n, n, |_, _| rng.normal());
-            let a = &g + g.transpose();
-            let t_eig = time(1, || a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap());
+            // Symmetric without a second n×n temporary, so the peak below is the solver's own.
+            let a = Mat::from_fn(n, n, |i, j| {
+                let (i, j) = (i.max(j) as u64, i.min(j) as u64);
+                let h = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ j.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)).wrapping_mul(0x1656_67b1_9e37_79f9);
+                (h >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            });
+            let base = reset_peak_rss();
+            let t0 = Instant::now();
+            let (pairs, info) = DenseSolver::solve(&a, &DenseParams::default())?;
+            let t_two = t0.elapsed().as_secs_f64();
+            let above = (peak_rss_gib() - base) * (1u64 << 30) as f64;
+            let t0 = Instant::now();
+            std::hint::black_box(a.self_adjoint_eigenvalues(faer::Side::Lower).map_err(|e| anyhow::anyhow!("{e:?}"))?);
+            let t_faer = t0.elapsed().as_secs_f64();
             let t_mm = time(1, || &a * &a);
-            println!("dense eigenvalues {n}×{n}: {:.2} s = {:.2} × a {n}² matrix product ({:.2} s)", t_eig, t_eig / t_mm, t_mm);
+            let [band, chase, tri] = info.stage_seconds;
+            println!(
+                "dense eigenvalues {n}×{n}: two-stage {t_two:.2} s (band {band:.2}, chase {chase:.2}, tridiagonal {tri:.2}; b = {}) = {:.2} × a {n}² matrix product ({t_mm:.2} s); faer one-stage {t_faer:.2} s ({:.2}× the two-stage time); peak memory above the input {:.2} × 8n²; λ₁ = {:.6}",
+                info.band_width,
+                t_two / t_mm,
+                t_faer / t_two,
+                above / (8.0 * (n * n) as f64),
+                pairs.values[0]
+            );
+            if eigen_vectors {
+                let t0 = Instant::now();
+                let p = DenseParams { top_vectors: n, ..Default::default() };
+                std::hint::black_box(DenseSolver::solve(&a, &p)?);
+                println!("dense eigenvalues and every eigenvector {n}×{n}: {:.2} s (faer's one-stage path)", t0.elapsed().as_secs_f64());
+            }
         }
     }
     if want("lanczos") {

@@ -108,6 +108,12 @@ enum Cmd {
         /// Hidden-layer nonlinearity of the benchmark networks: tanh (default) or relu.
         #[arg(long, default_value = "tanh")]
         activation: String,
+        /// Sides of the dense eigenvalue benchmark (default 4270 and 11274; 1000 with --quick).
+        #[arg(long, value_delimiter = ',')]
+        eigen_sizes: Vec<usize>,
+        /// Dense eigenvalue benchmark: also time the solve with every eigenvector.
+        #[arg(long)]
+        eigen_vectors: bool,
     },
 }
 
@@ -204,13 +210,13 @@ fn real_main() -> Result<()> {
             out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
         }
         Cmd::Dag { file, set } => out!("{}", load(&file, &set, None)?.describe().trim_end()),
-        Cmd::Bench { quick, only, activation } => {
+        Cmd::Bench { quick, only, activation, eigen_sizes, eigen_vectors } => {
             let act = match activation.as_str() {
                 "tanh" => hesslab_model::Activation::Tanh,
                 "relu" => hesslab_model::Activation::Relu,
                 other => anyhow::bail!("--activation {other}: expected tanh or relu"),
             };
-            hesslab::bench::run(quick, &only, act)?
+            hesslab::bench::run(quick, &only, act, &eigen_sizes, eigen_vectors)?
         }
     }
     Ok(())

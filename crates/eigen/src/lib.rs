@@ -10,7 +10,7 @@ mod power;
 mod slq;
 mod trace;
 
-pub use dense::{DenseInfo, DenseParams, DenseSolver};
+pub use dense::{DenseInfo, DenseMethod, DenseParams, DenseSolver};
 pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which};
 pub use power::{PowerInfo, PowerIteration, PowerParams};
 pub use slq::{SlqParams, SlqResult, StochasticLanczosQuadrature};
@@ -58,6 +58,8 @@ pub enum PartialInfo {
     Lanczos(LanczosInfo),
     /// Power iteration: iterations per eigenvalue found so far.
     Power(PowerInfo),
+    /// The dense solver's tridiagonal iteration (nothing partial to keep).
+    Dense,
 }
 
 /// `Result` with [`EigenError`].

@@ -33,7 +33,7 @@ fn op(a: &Mat<f64>) -> DenseOperator {
 #[test]
 fn dense_solver_recovers_the_planted_spectrum() {
     let (a, lam) = planted(200, 10, 1);
-    let (pairs, _) = DenseSolver::solve(&a, &DenseParams { top_vectors: 3, bottom_vectors: 2 }).unwrap();
+    let (pairs, _) = DenseSolver::solve(&a, &DenseParams { top_vectors: 3, bottom_vectors: 2, ..Default::default() }).unwrap();
     for (x, y) in pairs.values.iter().zip(&lam) {
         assert!((x - y).abs() < 1e-12, "{x} vs {y}");
     }

@@ -111,8 +111,8 @@ impl StageKind for EigenStage {
                         Arc::new(materialize(tg.op.as_ref(), curvature, 8, &ctx.progress).0)
                     }
                 };
-                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors };
-                DenseSolver::solve(&mat, &dp).map_err(StageError::other)?.0
+                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors, ..Default::default() };
+                DenseSolver::solve_with_progress(&mat, &dp, &ctx.progress).map_err(StageError::other)?.0
             }
             Solver::Lanczos => {
                 let lp = LanczosParams {

@@ -1,0 +1,219 @@
+//! Stage 1 of the two-stage reduction: a dense symmetric matrix to a symmetric band matrix of
+//! half-bandwidth `b` (LAPACK's `dsytrd_sy2sb`). Each panel of `b` columns is reduced by a
+//! Householder QR of the part below the band, Q = I − V T Vᵀ, and the trailing matrix gets the
+//! two-sided update Qᵀ A Q as two matrix products:
+//!
+//!   W = A V T,   Z = W − ½ V (Tᵀ Vᵀ W),   A ← A − Z Vᵀ − V Zᵀ.
+//!
+//! Why: the one-stage tridiagonalization spends half its flops in matrix–vector products over
+//! the whole trailing matrix (memory bound); here all O(n³) work is in GEMMs, and what remains
+//! (band → tridiagonal) is O(n²·b) on a band that fits in cache.
+//!
+//! Only the lower triangle is read and written (the upper triangle of the working copy is
+//! stale and never read).
+use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{
+    self,
+    BlockStructure::{Rectangular, TriangularLower, TriangularUpper},
+};
+use faer::prelude::{Reborrow, ReborrowMut};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+/// Reduces the lower triangle of `a` in place so that `a[i, j] = 0` for `i − j > b` (the band
+/// is what stage 2 reads); `on_panel(done, total)` is called after every panel.
+pub(crate) fn reduce_to_band(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_panel: impl FnMut(usize, usize)) {
+    let n = a.nrows();
+    assert!(b >= 1 && a.ncols() == n);
+    let panels = if n > b + 1 { (n - b - 1).div_ceil(b) } else { 0 };
+    for (done, j) in (0..n.saturating_sub(b + 1)).step_by(b).enumerate() {
+        let r0 = j + b;
+        let m = n - r0;
+        let pb = b.min(n - j);
+        let (tau, v) = panel_qr(a.rb_mut().submatrix_mut(r0, j, m, pb));
+        let t = block_reflector_factor(v.as_ref(), &tau, par);
+        update_trailing(a.rb_mut().submatrix_mut(r0, r0, m, m), v.as_ref(), t.as_ref(), par);
+        on_panel(done + 1, panels);
+    }
+}
+
+/// Householder QR of the m × pb panel in place: R is left on and above the diagonal, zeros
+/// below it. Returns the scalars τᵢ and the reflectors V (unit lower trapezoidal, m × k with
+/// k = min(m, pb)), Hᵢ = I − τᵢ vᵢ vᵢᵀ, H₁⋯H_k = Q.
+fn panel_qr(mut p: MatMut<'_, f64>) -> (Vec<f64>, Mat<f64>) {
+    let (m, pb) = (p.nrows(), p.ncols());
+    let k = m.min(pb);
+    let mut tau = vec![0.0; k];
+    let mut v = Mat::<f64>::zeros(m, k);
+    for c in 0..k {
+        let (left, mut right) = p.rb_mut().split_at_col_mut(c + 1);
+        let col = left.col_mut(c).try_as_col_major_mut().expect("column-major panel").as_slice_mut();
+        let x = &mut col[c..];
+        tau[c] = householder(x);
+        let (head, tail) = x.split_at_mut(1);
+        let vc = v.col_as_slice_mut(c);
+        vc[c] = 1.0;
+        vc[c + 1..].copy_from_slice(tail);
+        tail.fill(0.0);
+        let _ = head;
+        if tau[c] == 0.0 {
+            continue;
+        }
+        let vtail = &vc[c + 1..];
+        for k2 in 0..right.ncols() {
+            let y = &mut right.rb_mut().col_mut(k2).try_as_col_major_mut().expect("column-major panel").as_slice_mut()[c..];
+            let s = y[0] + dot(vtail, &y[1..]);
+            let ts = tau[c] * s;
+            y[0] -= ts;
+            axpy(-ts, vtail, &mut y[1..]);
+        }
+    }
+    (tau, v)
+}
+
+/// The upper triangular T with H₁⋯H_k = I − V T Vᵀ (LAPACK's `dlarft`, forward, columnwise),
+/// from the Gram matrix VᵀV computed as one matrix product.
+fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) -> Mat<f64> {
+    let k = tau.len();
+    let mut gram = Mat::<f64>::zeros(k, k);
+    matmul(gram.as_mut(), Accum::Replace, v.transpose(), v, 1.0, par);
+    let mut t = Mat::<f64>::zeros(k, k);
+    for i in 0..k {
+        t[(i, i)] = tau[i];
+        // T[0..i, i] = −τᵢ T[0..i, 0..i] Vᵀ[0..i] vᵢ
+        for r in 0..i {
+            let mut s = 0.0;
+            for c in r..i {
+                s += t[(r, c)] * gram[(c, i)];
+            }
+            t[(r, i)] = -tau[i] * s;
+        }
+    }
+    t
+}
+
+/// A ← Qᵀ A Q on the lower triangle of the trailing matrix, Q = I − V T Vᵀ.
+fn update_trailing(mut a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, par: Par) {
+    let (m, k) = (v.nrows(), v.ncols());
+    if k == 0 {
+        return;
+    }
+    // (A V)ᵀ from the lower triangle.
+    let mut avt = Mat::<f64>::zeros(k, m);
+    transpose_times_symmetric(avt.as_mut(), v, a.rb(), par);
+    let av = avt.transpose();
+    let mut zv = Mat::<f64>::zeros(m, 2 * k);
+    let mut vz = Mat::<f64>::zeros(m, 2 * k);
+    {
+        let (mut z, mut v2) = zv.as_mut().split_at_col_mut(k);
+        triangular::matmul(z.rb_mut(), Rectangular, Accum::Replace, av, Rectangular, t, TriangularUpper, 1.0, par);
+        v2.copy_from(v);
+        let mut vtw = Mat::<f64>::zeros(k, k);
+        matmul(vtw.as_mut(), Accum::Replace, v.transpose(), z.rb(), 1.0, par);
+        let mut half_m = Mat::<f64>::zeros(k, k);
+        triangular::matmul(
+            half_m.as_mut(),
+            Rectangular,
+            Accum::Replace,
+            t.transpose(),
+            TriangularLower,
+            vtw.as_ref(),
+            Rectangular,
+            0.5,
+            par,
+        );
+        matmul(z.rb_mut(), Accum::Add, v, half_m.as_ref(), -1.0, par);
+    }
+    {
+        let (mut v1, mut z1) = vz.as_mut().split_at_col_mut(k);
+        v1.copy_from(v);
+        z1.copy_from(zv.as_ref().get(.., ..k));
+    }
+    triangular::matmul(a.rb_mut(), TriangularLower, Accum::Add, zv.as_ref(), Rectangular, vz.as_ref().transpose(), Rectangular, -1.0, par);
+}
+
+/// Vᵀ A for symmetric A of which only the lower triangle is valid, by block columns of A so
+/// that every product has the shape faer's GEMM runs fastest (a short-and-wide Vᵀ on the left;
+/// A·V with few columns runs at half the rate). The diagonal blocks are mirrored into a
+/// scratch matrix.
+fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par) {
+    const NB: usize = 256;
+    let m = a.nrows();
+    out.fill(0.0);
+    let mut diag = Mat::<f64>::zeros(NB.min(m), NB.min(m));
+    for j0 in (0..m).step_by(NB) {
+        let j1 = (j0 + NB).min(m);
+        let w = j1 - j0;
+        let mut d = diag.as_mut().submatrix_mut(0, 0, w, w);
+        for c in 0..w {
+            for r in c..w {
+                let x = a[(j0 + r, j0 + c)];
+                d[(r, c)] = x;
+                d[(c, r)] = x;
+            }
+        }
+        let vj = v.get(j0..j1, ..).transpose();
+        matmul(out.rb_mut().get_mut(.., j0..j1), Accum::Add, vj, d.rb(), 1.0, par);
+        if j1 < m {
+            let below = a.get(j1.., j0..j1);
+            matmul(out.rb_mut().get_mut(.., j0..j1), Accum::Add, v.get(j1.., ..).transpose(), below, 1.0, par);
+            matmul(out.rb_mut().get_mut(.., j1..), Accum::Add, vj, below.transpose(), 1.0, par);
+        }
+    }
+}
+
+/// Overwrites `x` with (β, 0, …, 0) = H x and returns τ, H = I − τ v vᵀ, v = (1, x[1..]) left
+/// in `x[1..]` before the caller zeroes it (LAPACK's `dlarfg`: τ = 0 when x[1..] is zero).
+pub(crate) fn householder(x: &mut [f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let alpha = x[0];
+    let xnorm = norm(&x[1..]);
+    if xnorm == 0.0 {
+        return 0.0;
+    }
+    let beta = -alpha.signum() * alpha.hypot(xnorm);
+    let tau = (beta - alpha) / beta;
+    let scale = 1.0 / (alpha - beta);
+    x[1..].iter_mut().for_each(|e| *e *= scale);
+    x[0] = beta;
+    tau
+}
+
+/// Euclidean norm without overflow or underflow (scaled by the largest magnitude).
+fn norm(x: &[f64]) -> f64 {
+    let amax = x.iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    if amax == 0.0 || !amax.is_finite() {
+        return amax;
+    }
+    let inv = 1.0 / amax;
+    amax * x.iter().map(|e| (e * inv) * (e * inv)).sum::<f64>().sqrt()
+}
+
+/// Σ xᵢ yᵢ with four partial sums (a fixed order, so results do not depend on threads).
+#[inline]
+pub(crate) fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let mut s = [0.0f64; 4];
+    let mut xc = x.chunks_exact(4);
+    let mut yc = y.chunks_exact(4);
+    for (a, b) in (&mut xc).zip(&mut yc) {
+        for l in 0..4 {
+            s[l] += a[l] * b[l];
+        }
+    }
+    let mut tail = 0.0;
+    for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
+        tail += a * b;
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
+/// y += α x.
+#[inline]
+pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
