@@ -245,6 +245,39 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
             Err(e) => println!("E2 Hessian top-{k}: Lanczos {} applications; power iteration failed: {e}", li.applications),
         }
     }
+    if want("memory") {
+        // S18 E3's widest network (784 → 70 → 10, P = 55 660) on 1 000 samples: peak memory of the
+        // matrix-free solvers against the memory of their own basis or sketch.
+        let (m, d) = net(vec![784, 70, 10], 1000, 3, Activation::Relu);
+        let op = ModelCurvature::new(m.clone(), d, CurvatureKind::Hessian);
+        let p = m.num_params();
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        let base = reset_peak_rss();
+        let (k, max_dim) = if quick { (20, 60) } else { (120, 300) };
+        let lp = LanczosParams { k, max_dim, tol: 1e-6, max_restarts: 50, ..Default::default() };
+        let t0 = Instant::now();
+        let (_, li) = LanczosSolver::solve(&op, &lp, &Progress::hidden())?;
+        let lanczos_peak = peak_rss_gib() - base;
+        let basis = gib((p * max_dim * 8) as f64);
+        println!(
+            "top-{k} Lanczos on {} (P = {p}, N = 1000): {:.1} s, {} applications; peak memory {lanczos_peak:.2} GiB above the operator = {:.1}× its {max_dim}-vector basis ({basis:.2} GiB)",
+            m.describe(),
+            t0.elapsed().as_secs_f64(),
+            li.applications,
+            lanczos_peak / basis
+        );
+        let base = reset_peak_rss();
+        let probes = if quick { 30 } else { 99 };
+        let t0 = Instant::now();
+        let _ = hutch_plus_plus(&op, probes, 1);
+        let hpp_peak = peak_rss_gib() - base;
+        let sketch = gib((p * probes * 8) as f64);
+        println!(
+            "Hutch++ ({probes} products): {:.1} s; peak memory {hpp_peak:.2} GiB above the operator = {:.1}× its sketches ({sketch:.2} GiB)",
+            t0.elapsed().as_secs_f64(),
+            hpp_peak / sketch
+        );
+    }
     if want("slq") {
         let (m, d) = net(if quick { vec![784, 64, 64, 10] } else { vec![784, 512, 512, 10] }, 1000, 5, activation);
         let op = ModelCurvature::new(m.clone(), d, CurvatureKind::Hessian);

@@ -9,6 +9,7 @@
 //! (convolution, pooling and linear layers).
 use crate::operator::{Counter, LinearOperator};
 use crate::scratch::{recycle, zeroed};
+use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef};
 use hesslab_data::Split;
 use hesslab_model::Network;
@@ -50,7 +51,16 @@ pub(crate) trait ChunkedCurvature: Send + Sync {
     fn num_chunks(&self) -> usize;
     /// out (zeroed on entry, P × k) = chunk i's contribution to A·v (already divided by N).
     fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>);
+    /// Estimated f64 temporaries of one chunk's `part` per column of v (an upper estimate of the
+    /// tangent activations, im2col buffers and per-layer weight-shaped products).
+    fn scratch_per_column(&self) -> usize;
 }
+
+/// Bytes of temporaries one chunk's product may hold: v is applied in column blocks small
+/// enough for this. Why: a 120-column block on a P = 55 660 network held 6 GB (every chunk's
+/// P × k partial sum plus its tangent activations at once); the column block size does not
+/// depend on the thread count, so results stay bit-identical for any number of threads.
+const CHUNK_BYTES_BUDGET: usize = 32 << 20;
 
 /// A curvature operator of a network's mean loss over a fixed set of samples.
 pub struct ModelCurvature {
@@ -93,28 +103,33 @@ impl ModelCurvature {
         &self.mean_grad
     }
 
-    /// Σ over chunks (in chunk order) of the chunk's contribution to A·V.
+    /// Σ over chunks (in chunk order) of the chunk's contribution to A·V, in column blocks of
+    /// bounded memory; at most one chunk per thread is in flight, its partial sum added (in
+    /// chunk order) before the next wave starts.
     fn apply_impl(&self, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>, parallel: bool) {
         let p = self.model.num_params();
         let k = v.ncols();
-        let part = |i: usize| {
-            let mut o = zeroed(p, k);
-            self.chunks.part(&self.data, self.kind, i, v, &mut o);
-            o
-        };
+        let per_column = 8 * (p + self.chunks.scratch_per_column()).max(1);
+        let block = (CHUNK_BYTES_BUDGET / per_column).clamp(1, k.max(1));
         out.fill(0.0);
         let n = self.chunks.num_chunks();
-        if parallel {
-            let parts: Vec<Mat<f64>> = (0..n).into_par_iter().map(part).collect();
-            for pm in parts {
-                out += &pm;
-                recycle(pm);
-            }
-        } else {
-            for i in 0..n {
-                let pm = part(i);
-                out += &pm;
-                recycle(pm);
+        let wave = if parallel { rayon::current_num_threads().max(1) } else { 1 };
+        for c0 in (0..k).step_by(block) {
+            let c1 = (c0 + block).min(k);
+            let vb = v.subcols(c0, c1 - c0);
+            let mut ob = out.rb_mut().subcols_mut(c0, c1 - c0);
+            let part = |i: usize| {
+                let mut o = zeroed(p, c1 - c0);
+                self.chunks.part(&self.data, self.kind, i, vb, &mut o);
+                o
+            };
+            for w0 in (0..n).step_by(wave) {
+                let w1 = (w0 + wave).min(n);
+                let parts: Vec<Mat<f64>> = if w1 - w0 > 1 { (w0..w1).into_par_iter().map(part).collect() } else { vec![part(w0)] };
+                for pm in parts {
+                    ob += &pm;
+                    recycle(pm);
+                }
             }
         }
         if self.kind == CurvatureKind::GradientCovariance {

@@ -324,6 +324,11 @@ impl ChunkedCurvature for MlpChunks {
     fn num_chunks(&self) -> usize {
         self.cache.len()
     }
+    fn scratch_per_column(&self) -> usize {
+        // Tangents of z and a per layer (a few copies each) and two weight-shaped products.
+        let acts: usize = self.cache.first().map_or(0, |c| c.fwd.z.iter().chain(&c.fwd.a).map(|m| m.nrows() * m.ncols()).sum());
+        4 * acts + 2 * self.model.params.len()
+    }
     fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
         let c = &self.cache[i];
         match kind {

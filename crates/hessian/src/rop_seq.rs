@@ -228,6 +228,12 @@ impl ChunkedCurvature for SeqChunks {
     fn num_chunks(&self) -> usize {
         self.cache.len()
     }
+    fn scratch_per_column(&self) -> usize {
+        // Tangent activations and signals (a few copies each), im2col buffers of the same order,
+        // and two weight-shaped products.
+        let acts: usize = self.cache.first().map_or(0, |c| c.fwd.vals.iter().map(|m| m.nrows() * m.ncols()).sum());
+        6 * acts + 2 * self.model.params.len()
+    }
     fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
         let c = &self.cache[i];
         let owned;
