@@ -82,6 +82,16 @@ fn dense_and_lanczos_agree_on_the_top_20_of_a_real_hessian() {
     }
     let res = f64_opt_values(&lz.batch, "residual").unwrap();
     assert!(res.iter().all(|r| r.is_some_and(|r| r < 1e-8 * dense[0])));
+    // The dense solver asked for only the top 20 (bisection on the tridiagonal matrix).
+    run("pipelines/solver_swap.toml", &out, &["eigen.solver=\"dense\"", "eigen.partial=true"], 0);
+    let part = <hesslab_artifacts::Eigenvalues as hesslab_pipeline::Port>::decode(
+        &read_artifact(&out.join("solver_swap/main/eigen/eigenvalues.parquet"), None).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(part.ranks, (0..20).collect::<Vec<u32>>());
+    for (i, (p, d)) in part.values.iter().zip(&dense).enumerate() {
+        assert!((p - d).abs() <= 1e-12 * dense[0].abs(), "rank {i}: partial dense {p} vs dense {d}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

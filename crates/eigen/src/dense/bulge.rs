@@ -129,11 +129,15 @@ impl Band {
                 // Wait for sweep k − 1 to be LAG steps ahead (or done).
                 let mut spins = 0u32;
                 while progress[k - 1].load(Ordering::Acquire) < step + LAG {
+                    // Spin briefly (the usual wait is one step, microseconds), then yield, then
+                    // sleep: with more threads than free cores the sweep ahead must get a core.
                     spins += 1;
-                    if spins < 64 {
+                    if spins < 128 {
                         std::hint::spin_loop();
-                    } else {
+                    } else if spins < 256 {
                         std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_micros(20));
                     }
                 }
             }

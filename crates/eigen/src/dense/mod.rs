@@ -9,7 +9,7 @@ mod band;
 mod bulge;
 mod tridiagonal;
 
-use crate::{EigenError, Eigenpairs};
+use crate::{EigenError, Eigenpairs, Which};
 use faer::{Mat, MatRef, Par, Side};
 use hesslab_progress::Progress;
 
@@ -24,11 +24,14 @@ pub struct DenseParams {
     pub band_width: usize,
     /// Below this side, faer's one-stage solver (faster there: no GEMM to gain).
     pub two_stage_from: usize,
+    /// Only the k eigenvalues `which` selects (by bisection on the tridiagonal matrix, when
+    /// no eigenvectors are asked); None = every eigenvalue.
+    pub select: Option<(Which, usize)>,
 }
 
 impl Default for DenseParams {
     fn default() -> Self {
-        DenseParams { top_vectors: 0, bottom_vectors: 0, band_width: 0, two_stage_from: 256 }
+        DenseParams { top_vectors: 0, bottom_vectors: 0, band_width: 0, two_stage_from: 256, select: None }
     }
 }
 
@@ -77,7 +80,7 @@ impl DenseSolver {
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
         let mut info = DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3] };
-        let (mut values, vectors) = if want_vectors {
+        let (values, vectors) = if want_vectors {
             let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let s = evd.S();
             let u = evd.U();
@@ -101,29 +104,103 @@ impl DenseSolver {
             let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
             info.method = DenseMethod::TwoStage;
             info.band_width = b;
-            (two_stage_eigenvalues(a.as_ref(), b, faer::get_global_parallelism(), progress, &mut info.stage_seconds)?, vec![])
+            let par = faer::get_global_parallelism();
+            let (mut diag, mut sub) = two_stage_tridiagonal(a.as_ref(), b, par, progress, &mut info.stage_seconds);
+            let t = std::time::Instant::now();
+            let values = match p.select {
+                Some((which, k)) => {
+                    let k = k.min(n);
+                    let (bottom, top) = match which {
+                        Which::Largest => (0, k),
+                        Which::Smallest => (k, 0),
+                        Which::Magnitude => (k, k),
+                    };
+                    if bottom + top >= n {
+                        tridiagonal::tridiagonal_eigenvalues_by_index(&diag, &sub, 0..n)
+                    } else {
+                        let mut v = tridiagonal::tridiagonal_eigenvalues_by_index(&diag, &sub, 0..bottom);
+                        v.extend(tridiagonal::tridiagonal_eigenvalues_by_index(&diag, &sub, n - top..n));
+                        v
+                    }
+                }
+                None => {
+                    tridiagonal::tridiagonal_eigenvalues(&mut diag, &mut sub).map_err(|unconverged| EigenError::NoConvergence {
+                        solver: "tridiagonal QL/QR",
+                        detail: format!(
+                            "{unconverged} off-diagonal entries of the {n}×{n} tridiagonal matrix did not converge in 30·n iterations"
+                        ),
+                        info: crate::PartialInfo::Dense,
+                    })?;
+                    diag
+                }
+            };
+            info.stage_seconds[2] = t.elapsed().as_secs_f64();
+            (values, vec![])
         };
-        values.sort_by(|x, y| y.total_cmp(x));
-        let ranks: Vec<u32> = (0..n as u32).collect();
         info.seconds = t0.elapsed().as_secs_f64();
-        Ok((Eigenpairs { ranks, residuals: vec![None; values.len()], values, vectors }, info))
+        Ok((select(values, vectors, n, p.select), info))
     }
 }
+
+/// Descending values with their ranks (0 = largest of all n); with `select`, only the chosen k
+/// (for `Magnitude`, the k of largest |λ| among the k smallest and k largest).
+fn select(mut values: Vec<f64>, vectors: Vec<(u32, Vec<f64>)>, n: usize, select: Option<(Which, usize)>) -> Eigenpairs {
+    values.sort_by(|x, y| y.total_cmp(x));
+    let ranked: Vec<(u32, f64)> = if values.len() == n {
+        values.into_iter().enumerate().map(|(r, v)| (r as u32, v)).collect()
+    } else {
+        // Partial: the first `top` (descending) came from the top end of the spectrum.
+        let (top, bottom) = match select {
+            Some((Which::Largest, _)) => (values.len(), 0),
+            Some((Which::Smallest, _)) => (0, values.len()),
+            _ => (values.len() / 2, values.len() - values.len() / 2),
+        };
+        let mut r: Vec<(u32, f64)> = values[..top].iter().enumerate().map(|(i, v)| (i as u32, *v)).collect();
+        r.extend(values[top..].iter().enumerate().map(|(j, v)| ((n - bottom + j) as u32, *v)));
+        r
+    };
+    let chosen: Vec<(u32, f64)> = match select {
+        None => ranked,
+        Some((which, k)) => {
+            let k = k.min(n);
+            match which {
+                Which::Largest => ranked.into_iter().take(k).collect(),
+                Which::Smallest => {
+                    let len = ranked.len();
+                    ranked.into_iter().skip(len.saturating_sub(k)).collect()
+                }
+                Which::Magnitude => {
+                    let mut by_size = ranked;
+                    by_size.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
+                    by_size.truncate(k);
+                    by_size.sort_by_key(|x| x.0);
+                    by_size
+                }
+            }
+        }
+    };
+    let (ranks, values): (Vec<u32>, Vec<f64>) = chosen.into_iter().unzip();
+    Eigenpairs { ranks, residuals: vec![None; values.len()], values, vectors }
+}
+
+/// Below this side the bulge chase runs on one thread (its steps are too short to hand over).
+const PARALLEL_CHASE_FROM: usize = 1500;
 
 /// The band width that balances stage 1 (GEMMs of inner size b) against stage 2 (O(n²·b)).
 fn default_band_width(n: usize) -> usize {
     if n < 1024 { 16 } else { 32 }
 }
 
-/// Ascending eigenvalues of the lower triangle of `a` by the two-stage reduction with
-/// half-bandwidth `b`; `seconds` gets each stage's wall time.
-pub(crate) fn two_stage_eigenvalues(
+/// The symmetric tridiagonal matrix (diagonal, off-diagonal) orthogonally similar to the lower
+/// triangle of `a`, by the two-stage reduction with half-bandwidth `b`; `seconds[0..2]` get
+/// the stages' wall times.
+pub(crate) fn two_stage_tridiagonal(
     a: MatRef<'_, f64>,
     b: usize,
     par: Par,
     progress: &Progress,
     seconds: &mut [f64; 3],
-) -> Result<Vec<f64>, EigenError> {
+) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     let b = b.clamp(1, n.max(1));
     let mut t = std::time::Instant::now();
@@ -139,17 +216,11 @@ pub(crate) fn two_stage_eigenvalues(
     t = std::time::Instant::now();
     let band = bulge::Band::from_lower(work.as_ref(), b);
     drop(work);
-    let (mut diag, mut sub) = band.into_tridiagonal(par.degree(), |done, total| bar.set_position(85 + (done * 14 / total.max(1)) as u64));
+    let threads = if n >= PARALLEL_CHASE_FROM { par.degree() } else { 1 };
+    let tridiagonal = band.into_tridiagonal(threads, |done, total| bar.set_position(85 + (done * 14 / total.max(1)) as u64));
     seconds[1] = t.elapsed().as_secs_f64();
-    t = std::time::Instant::now();
-    tridiagonal::tridiagonal_eigenvalues(&mut diag, &mut sub).map_err(|unconverged| EigenError::NoConvergence {
-        solver: "tridiagonal QL/QR",
-        detail: format!("{unconverged} off-diagonal entries of the {n}×{n} tridiagonal matrix did not converge in 30·n iterations"),
-        info: crate::PartialInfo::Dense,
-    })?;
-    seconds[2] = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    Ok(diag)
+    tridiagonal
 }
 
 fn first_non_finite(a: MatRef<'_, f64>) -> Option<(usize, usize)> {

@@ -20,7 +20,9 @@ fn ascending(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 fn two_stage(a: &Mat<f64>, b: usize, par: Par) -> Vec<f64> {
-    ascending(two_stage_eigenvalues(a.as_ref(), b, par, &Progress::hidden(), &mut [0.0; 3]).unwrap())
+    let (mut d, mut e) = two_stage_tridiagonal(a.as_ref(), b, par, &Progress::hidden(), &mut [0.0; 3]);
+    tridiagonal::tridiagonal_eigenvalues(&mut d, &mut e).unwrap();
+    ascending(d)
 }
 
 fn faer_reference(a: &Mat<f64>) -> Vec<f64> {
@@ -124,6 +126,19 @@ fn bit_identical_across_thread_counts() {
 }
 
 #[test]
+fn pipelined_bulge_chase_is_bit_identical_to_the_sequential_one() {
+    let a = planted(&mixed_spectrum(400, 5), 6);
+    let mut work = a.clone();
+    band::reduce_to_band(work.as_mut(), 8, Par::Seq, |_, _| {});
+    let run = |threads| bulge::Band::from_lower(work.as_ref(), 8).into_tridiagonal(threads, |_, _| {});
+    let (d1, e1) = run(1);
+    for threads in [2, 3, 5] {
+        let (d, e) = run(threads);
+        assert!(d1.iter().chain(&e1).zip(d.iter().chain(&e)).all(|(x, y)| x.to_bits() == y.to_bits()), "{threads} threads");
+    }
+}
+
+#[test]
 fn solver_uses_two_stage_and_sorts_descending() {
     let lam = mixed_spectrum(300, 8);
     let a = planted(&lam, 2);
@@ -137,6 +152,34 @@ fn solver_uses_two_stage_and_sorts_descending() {
     let (with_vectors, info) = DenseSolver::solve(&a, &DenseParams { top_vectors: 2, ..Default::default() }).unwrap();
     assert_eq!(info.method, DenseMethod::Faer);
     assert!(max_abs_diff(&pairs.values, &with_vectors.values) < 1e-12 * norm2(&lam));
+}
+
+#[test]
+fn selected_extremes_match_the_full_spectrum_with_their_ranks() {
+    let n = 500;
+    let lam = mixed_spectrum(n, 12);
+    let a = planted(&lam, 3);
+    let (all, _) = DenseSolver::solve(&a, &DenseParams::default()).unwrap();
+    let scale = norm2(&lam);
+    for (which, k) in [(Which::Largest, 7), (Which::Smallest, 5), (Which::Magnitude, 6), (Which::Magnitude, 400), (Which::Largest, 900)] {
+        let (some, info) = DenseSolver::solve(&a, &DenseParams { select: Some((which, k)), ..Default::default() }).unwrap();
+        assert_eq!(info.method, DenseMethod::TwoStage);
+        assert_eq!(some.values.len(), k.min(n), "{which:?} {k}");
+        let mut expected: Vec<(u32, f64)> = all.ranks.iter().copied().zip(all.values.iter().copied()).collect();
+        match which {
+            Which::Largest => expected.truncate(k),
+            Which::Smallest => expected = expected[n - k.min(n)..].to_vec(),
+            Which::Magnitude => {
+                expected.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+                expected.truncate(k);
+                expected.sort_by_key(|x| x.0);
+            }
+        }
+        assert_eq!(some.ranks, expected.iter().map(|x| x.0).collect::<Vec<_>>(), "{which:?} {k}");
+        let got: Vec<f64> = some.values.clone();
+        let want: Vec<f64> = expected.iter().map(|x| x.1).collect();
+        assert!(max_abs_diff(&got, &want) <= 1e-12 * scale, "{which:?} {k}");
+    }
 }
 
 #[test]

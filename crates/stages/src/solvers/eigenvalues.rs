@@ -28,7 +28,8 @@ hesslab_hessian::operator_params! {
 pub struct EigenParams {
     /// dense, lanczos or power.
     pub solver: Solver,
-    /// Number of eigenvalues for lanczos/power (dense returns all; see `vectors`).
+    /// Number of eigenvalues for lanczos/power (dense returns all unless `partial`; see
+    /// `vectors`).
     pub k: usize,
     /// largest, smallest or magnitude (lanczos).
     pub which: Which,
@@ -42,6 +43,10 @@ pub struct EigenParams {
     pub max_dim: usize,
     /// lanczos: wall-clock cap in seconds, after which it stops with an error.
     pub max_seconds: f64,
+    /// dense: only the k eigenvalues `which` selects, by bisection on the tridiagonal matrix
+    /// (the reduction to it is the same; what is saved is the tridiagonal solve).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// Draw the default figures: top eigenvalues, the negative part in % of P, and for a full
     /// spectrum the ordered values and the histogram (bars on a log count axis).
     #[serde(skip_serializing_if = "super::is_true")]
@@ -60,6 +65,7 @@ impl Default for EigenParams {
             max_iter: 2000,
             max_dim: 0,
             max_seconds: 3600.0,
+            partial: false,
             plot: true,
             operator: CurvatureKind::Hessian,
             samples: SampleSet::Train,
@@ -80,8 +86,11 @@ impl StageKind for EigenStage {
     const OUTPUTS: &'static [PortSpec] = &[port::<Eigenvalues>(), port::<Eigenvectors>().optional()];
     fn check(p: &EigenParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
-        if p.solver != Solver::Dense && p.k == 0 {
+        if (p.solver != Solver::Dense || p.partial) && p.k == 0 {
             e.push(("k".into(), "k must be ≥ 1".into()));
+        }
+        if p.partial && p.solver != Solver::Dense {
+            e.push(("partial".into(), "partial applies to solver = \"dense\" only (lanczos and power are partial already)".into()));
         }
         if !(p.tol > 0.0) {
             e.push(("tol".into(), "tol must be > 0".into()));
@@ -93,7 +102,7 @@ impl StageKind for EigenStage {
     }
     fn facts(p: &EigenParams, inputs: &InputFacts) -> Facts {
         let dim = side(inputs);
-        let rows = if p.solver == Solver::Dense { dim } else { Some(p.k as u64) };
+        let rows = if p.solver == Solver::Dense && !p.partial { dim } else { Some(p.k as u64) };
         Facts { rows, dim, ..Default::default() }
     }
     fn estimate(p: &EigenParams, inputs: &InputFacts) -> Option<Estimate> {
@@ -111,7 +120,8 @@ impl StageKind for EigenStage {
                         Arc::new(materialize(tg.op.as_ref(), curvature, 8, &ctx.progress).0)
                     }
                 };
-                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors, ..Default::default() };
+                let select = p.partial.then_some((p.which, p.k));
+                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors, select, ..Default::default() };
                 DenseSolver::solve_with_progress(&mat, &dp, &ctx.progress).map_err(StageError::other)?.0
             }
             Solver::Lanczos => {
