@@ -78,23 +78,24 @@ fn hvp_flops(arch: &Architecture, n: usize) -> f64 {
         .sum()
 }
 
-/// Resets the peak-RSS mark (Linux: "5" to /proc/self/clear_refs) and returns the current
-/// RSS in GiB, so that `peak_rss_gib() − reset_peak_rss()` is what was allocated in between.
-fn reset_peak_rss() -> f64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// A memory line of /proc/self/status (VmRSS, VmHWM, …) in GiB; NaN where unavailable.
+fn status_gib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
         .map(|kb| kb / (1024.0 * 1024.0))
         .unwrap_or(f64::NAN)
 }
 
+/// Resets the peak-RSS mark (Linux: "5" to /proc/self/clear_refs) and returns the current
+/// RSS in GiB, so that `peak_rss_gib() − reset_peak_rss()` is what was allocated in between.
+fn reset_peak_rss() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_gib("VmRSS:")
+}
+
 fn peak_rss_gib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|kb| kb / (1024.0 * 1024.0))
-        .unwrap_or(f64::NAN)
+    status_gib("VmHWM:")
 }
 
 /// `hesslab bench`: time each kernel against its baseline in the same run and print the ratios.
@@ -179,6 +180,9 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
         } else {
             &[4270, 11274]
         };
+        if let Some(bad) = sizes.iter().find(|&&n| n < 2) {
+            anyhow::bail!("--eigen-sizes {bad}: a side must be at least 2");
+        }
         for &n in sizes {
             // Symmetric without a second n×n temporary, so the peak below is the solver's own.
             let a = Mat::from_fn(n, n, |i, j| {

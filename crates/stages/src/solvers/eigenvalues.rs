@@ -102,7 +102,7 @@ impl StageKind for EigenStage {
     }
     fn facts(p: &EigenParams, inputs: &InputFacts) -> Facts {
         let dim = side(inputs);
-        let rows = if p.solver == Solver::Dense && !p.partial { dim } else { Some(p.k as u64) };
+        let rows = if p.solver == Solver::Dense && !p.partial { dim } else { Some(dim.map_or(p.k as u64, |d| d.min(p.k as u64))) };
         Facts { rows, dim, ..Default::default() }
     }
     fn estimate(p: &EigenParams, inputs: &InputFacts) -> Option<Estimate> {
