@@ -2,8 +2,21 @@
 # The test command of the README: the whole workspace test suite (unit, property,
 # integration and bad-input corpus tests), then the Arrow interop check of the quickstart
 # artifacts with pyarrow, Polars and DuckDB (installed into a local venv).
+#
+# As root, a single-node Slurm cluster is brought up for tests/slurm.rs (and taken down again if
+# this script started it); HESSLAB_REQUIRE_SLURM=1 then makes a missing cluster a test failure
+# rather than a skip. Without root those tests say they skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_datasets.sh
+if [ "$(id -u)" = 0 ]; then
+  if ! sinfo -h >/dev/null 2>&1; then
+    trap 'bash scripts/slurm-local.sh down' EXIT
+  fi
+  bash scripts/slurm-local.sh up
+  export HESSLAB_REQUIRE_SLURM=1
+else
+  echo "scripts/test.sh: not root, so no local Slurm cluster; tests/slurm.rs will skip" >&2
+fi
 cargo test --workspace --release
 bash scripts/interop.sh

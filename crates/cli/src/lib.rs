@@ -4,6 +4,7 @@
 use hesslab_pipeline::Registry;
 
 pub mod bench;
+pub mod cluster;
 pub mod plot;
 pub mod show;
 

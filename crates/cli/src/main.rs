@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hesslab_pipeline::resources::parse_bytes;
-use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner, StageOutcome};
+use hesslab_pipeline::{Plan, RunOptions, Runner, StageOutcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -48,6 +48,42 @@ enum Cmd {
         /// density (SVGs are resolution-free).
         #[arg(long, default_value_t = 96)]
         dpi: u32,
+        /// Where stages run: `local` (default: this process) or `slurm` (one sbatch job per
+        /// stage instance that is not up to date, dependencies in the scheduler).
+        #[arg(long, default_value = "local")]
+        executor: String,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Run exactly one stage instance (what each Slurm job runs); its inputs must be up to
+    /// date in the output directory.
+    Exec {
+        file: PathBuf,
+        /// The instance: `<first member>/<stage>` (as `hesslab dag` and `hesslab status` name it).
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Rerun it even if it is up to date.
+        #[arg(long)]
+        force: bool,
+        /// Fail unless the instance's definition has this fingerprint (set by the submitting
+        /// client, so a job never runs a pipeline file edited after submission).
+        #[arg(long)]
+        expect: Option<String>,
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Show each stage instance of a pipeline: done, queued, running, failed, cancelled or not
+    /// run (from the lock file, the Slurm jobs' records and squeue).
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long = "set")]
+        set: Vec<String>,
     },
     /// Draw an artifact's figures again from its Parquet file alone (restyle without
     /// recomputing): eigenvalues, density, nodes, rank_spread, log, curve, ensemble.
@@ -117,6 +153,60 @@ enum Cmd {
     },
 }
 
+/// Options of `--executor slurm` (flags override the settings file).
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// Slurm: settings file with an `[executor]` section and per-stage resources (see the
+    /// README, "Running on a Slurm cluster").
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Slurm: partition of every job.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm: account to charge.
+    #[arg(long)]
+    account: Option<String>,
+    /// Slurm: time limit per job, e.g. 02:00:00.
+    #[arg(long)]
+    time: Option<String>,
+    /// Slurm: cores per job (default 1; per-stage overrides in the settings file).
+    #[arg(long)]
+    cores: Option<u32>,
+    /// Slurm: follow the jobs until they end; exit non-zero naming each failed stage and its
+    /// log file.
+    #[arg(long)]
+    wait: bool,
+}
+
+impl SlurmArgs {
+    fn options(&self, plan: &Plan) -> Result<hesslab_slurm::SlurmOptions> {
+        let mut o = hesslab_slurm::SlurmOptions::load(self.settings.as_deref(), &plan.stage_order)?;
+        if self.partition.is_some() {
+            o.partition = self.partition.clone();
+        }
+        if self.account.is_some() {
+            o.account = self.account.clone();
+        }
+        if self.time.is_some() {
+            o.time = self.time.clone();
+        }
+        if let Some(c) = self.cores {
+            anyhow::ensure!(c > 0, "--cores must be at least 1");
+            o.cores = c;
+        }
+        Ok(o)
+    }
+
+    fn given(&self) -> bool {
+        self.settings.is_some()
+            || self.partition.is_some()
+            || self.account.is_some()
+            || self.time.is_some()
+            || self.cores.is_some()
+            || self.wait
+    }
+}
+
 /// println! that ends quietly when stdout is closed (e.g. piped into `head`).
 macro_rules! out {
     ($($t:tt)*) => {{
@@ -126,11 +216,7 @@ macro_rules! out {
 }
 
 fn load(file: &Path, set: &[String], out: Option<&PathBuf>) -> Result<Plan> {
-    let mut pf = PipelineFile::load(file, set)?;
-    if let Some(o) = out {
-        pf.out = o.clone();
-    }
-    Ok(Plan::build(pf, &hesslab::registry())?)
+    hesslab::cluster::load(file, set, out)
 }
 
 /// 96 dpi is the base resolution; 192 doubles the pixels per side.
@@ -142,8 +228,31 @@ fn pixel_scale(dpi: u32) -> Result<u32> {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { file, out, force, only, from, jobs, set, verbose, max_memory, dpi } => {
+        Cmd::Run { file, out, force, only, from, jobs, set, verbose, max_memory, dpi, executor, slurm } => {
             hesslab_figures::set_pixel_scale(pixel_scale(dpi)?);
+            match executor.as_str() {
+                "local" => anyhow::ensure!(
+                    !slurm.given(),
+                    "--settings, --partition, --account, --time, --cores and --wait apply to --executor slurm"
+                ),
+                "slurm" => {
+                    anyhow::ensure!(
+                        jobs == 0 && max_memory.is_none(),
+                        "--jobs and --max-memory apply to the local executor; Slurm jobs get their cores and memory per stage (--cores, --settings)"
+                    );
+                    let plan = load(&file, &set, out.as_ref())?;
+                    return hesslab::cluster::run_on_slurm(
+                        &plan,
+                        &file,
+                        &set,
+                        &RunOptions { force, only, from, jobs, verbose, max_memory: None },
+                        &slurm.options(&plan)?,
+                        slurm.wait,
+                        verbose,
+                    );
+                }
+                other => anyhow::bail!("--executor {other}: expected local or slurm"),
+            }
             let max_memory = match max_memory.as_deref() {
                 None => None,
                 Some("unlimited") => Some(u64::MAX),
@@ -196,6 +305,13 @@ fn real_main() -> Result<()> {
                     out!("{}", written.display());
                 }
             }
+        }
+        Cmd::Exec { file, instance, out, set, force, expect, verbose } => {
+            hesslab::cluster::exec(&file, &instance, out.as_ref(), &set, force, expect.as_deref(), verbose)?
+        }
+        Cmd::Status { file, out, set } => {
+            let plan = load(&file, &set, out.as_ref())?;
+            out!("{}", hesslab::cluster::status(&plan)?.trim_end());
         }
         Cmd::Validate { file, set } => {
             let plan = load(&file, &set, None)?;

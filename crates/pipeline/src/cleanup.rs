@@ -7,20 +7,78 @@ use std::path::{Path, PathBuf};
 /// The file whose exclusive lock a run holds (released by the kernel when the process dies).
 pub const RUN_LOCK_NAME: &str = ".hesslab-run.lock";
 
-/// Hold the run lock of `dir`; waits (saying so once) while another run holds it.
-pub fn lock_run(dir: &Path) -> Result<File> {
+fn run_lock_file(dir: &Path) -> Result<(File, PathBuf)> {
     let path = dir.join(RUN_LOCK_NAME);
     let file =
         File::options().create(true).truncate(false).write(true).open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-    match file.try_lock() {
+    Ok((file, path))
+}
+
+/// Hold the run lock of `dir` (exclusive, or `shared` for single-instance executions); waits
+/// (saying so once) while a conflicting holder has it.
+fn hold(dir: &Path, shared: bool) -> Result<File> {
+    let (file, path) = run_lock_file(dir)?;
+    let attempt = if shared { file.try_lock_shared() } else { file.try_lock() };
+    match attempt {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             eprintln!("waiting: another hesslab run is writing to {}", dir.display());
-            file.lock().map_err(|source| Error::Io { path: path.clone(), source })?;
+            let blocking = if shared { file.lock_shared() } else { file.lock() };
+            blocking.map_err(|source| Error::Io { path: path.clone(), source })?;
         }
         Err(std::fs::TryLockError::Error(source)) => return Err(Error::Io { path, source }),
     }
     Ok(file)
+}
+
+/// Hold the run lock of `dir`; waits (saying so once) while another run holds it.
+pub fn lock_run(dir: &Path) -> Result<File> {
+    hold(dir, false)
+}
+
+/// Hold the run lock of `dir` shared: many single-instance executions (`hesslab exec`, one per
+/// Slurm job) may write at once, each to its own instance, but never beside a whole run, whose
+/// exclusive lock also removes leftovers.
+pub fn lock_run_shared(dir: &Path) -> Result<File> {
+    hold(dir, true)
+}
+
+/// Take the run lock of `dir` exclusively without waiting: `Ok(None)` when a run or running
+/// jobs hold it.
+pub fn try_lock_run(dir: &Path) -> Result<Option<File>> {
+    let (file, path) = run_lock_file(dir)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path, source }),
+    }
+}
+
+/// Remove what a killed execution of one instance left: `<member>/.staging-<stage>-N`,
+/// `<member>/.old-<stage>-N` and `<member>/<stage>/*.tmp-N`. Only the process about to run that
+/// instance calls this, so nothing removed is live.
+pub fn remove_instance_leftovers(member_dir: &Path, stage: &str) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let ours = |name: &str| {
+        [".staging-", ".old-"]
+            .iter()
+            .any(|p| name.strip_prefix(p).and_then(|rest| rest.rsplit_once('-')).is_some_and(|(s, _)| s == stage) && is_leftover(name))
+    };
+    for (dir, pick) in [(member_dir.to_path_buf(), true), (member_dir.join(stage), false)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hit = if pick { ours(&name) } else { is_leftover(&name) };
+            if hit {
+                let path = e.path();
+                let ok = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                if ok.is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// Is this a name the engine gives to work in progress? (`.staging-STAGE-PID`,
@@ -69,5 +127,23 @@ mod tests {
         for n in ["train", "matrix.parquet", ".staging-x", "a.tmp-", "data.classes=2", "x.tmp-12a", "main"] {
             assert!(!is_leftover(n), "{n}");
         }
+    }
+
+    #[test]
+    fn instance_leftovers_are_only_its_own() {
+        let d = std::env::temp_dir().join(format!("hesslab-leftovers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for sub in [".staging-eigen-12", ".staging-eigen-top-12", ".old-eigen-3", ".staging-train-5", "eigen"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("eigen/eigenvalues.parquet.tmp-9"), b"x").unwrap();
+        std::fs::write(d.join("eigen/eigenvalues.parquet"), b"x").unwrap();
+        let mut removed: Vec<String> =
+            remove_instance_leftovers(&d, "eigen").iter().map(|p| p.strip_prefix(&d).unwrap().display().to_string()).collect();
+        removed.sort();
+        assert_eq!(removed, [".old-eigen-3", ".staging-eigen-12", "eigen/eigenvalues.parquet.tmp-9"]);
+        assert!(d.join(".staging-eigen-top-12").exists() && d.join(".staging-train-5").exists());
+        assert!(d.join("eigen/eigenvalues.parquet").exists());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

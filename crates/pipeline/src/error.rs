@@ -38,6 +38,10 @@ pub enum Error {
     /// An artifact's columns or metadata are not what its type declares.
     #[error("artifact {path}: {message}")]
     Schema { path: PathBuf, message: String },
+    /// `hesslab exec` was asked for an instance the plan does not have, or one whose inputs
+    /// are not there yet.
+    #[error("{0}")]
+    Instance(String),
     /// A stage's `run` failed.
     #[error("stage `{stage}` (member `{member}`) failed: {source}")]
     Stage {
@@ -61,8 +65,7 @@ pub enum Error {
 /// error small).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} {source_note}; \
-     make the problem smaller, or pass --max-memory to allow more"
+    "stage `{stage}` (kind {kind}, member `{member}`) needs about {estimate}, but {limit} {source_note}; make the problem smaller, or {remedy}"
 )]
 pub struct MemoryShortfall {
     /// The stage.
@@ -77,6 +80,8 @@ pub struct MemoryShortfall {
     pub limit: String,
     /// Where the limit comes from.
     pub source_note: String,
+    /// How to allow more (`pass --max-memory …`, or a Slurm job's memory setting).
+    pub remedy: String,
 }
 
 fn format_diagnostics(d: &[crate::Diagnostic]) -> String {

@@ -84,8 +84,8 @@ impl<'a> Job<'a> {
             id,
             inst,
             dir: plan.stage_dir(member0, &inst.stage),
-            key: crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes()),
-            lock_id: format!("{member0}/{}", inst.stage),
+            key: cache_key(inst, input_hashes),
+            lock_id: inst.lock_id(),
             label,
         }
     }
@@ -102,11 +102,14 @@ impl<'a> Job<'a> {
         };
         link_members(self.plan, self.id, &self.dir)?;
         if outputs != e.outputs {
+            let refresh = |l: &mut LockFile| {
+                if let Some(entry) = l.stages.get_mut(&self.lock_id) {
+                    entry.outputs = outputs.clone();
+                }
+            };
             let mut l = lock_ok(lock);
-            if let Some(entry) = l.stages.get_mut(&self.lock_id) {
-                entry.outputs = outputs.clone();
-            }
-            l.save(&self.plan.out_dir)?;
+            refresh(&mut l);
+            LockFile::update(&self.plan.out_dir, refresh)?;
         }
         Ok(Some(outputs))
     }
@@ -188,8 +191,6 @@ impl<'a> Job<'a> {
 
     fn record(&self, lock: &Mutex<LockFile>, outputs: &BTreeMap<String, FileHash>, seconds: f64) -> Result<()> {
         let inst = self.inst;
-        let mut l = lock_ok(lock);
-        l.hesslab_version = crate::HESSLAB_VERSION.to_string();
         let entry = LockEntry {
             kind: inst.kind.kind().into(),
             kind_version: inst.kind.version(),
@@ -199,9 +200,23 @@ impl<'a> Job<'a> {
             outputs: outputs.clone(),
             seconds,
         };
-        l.stages.insert(self.lock_id.clone(), entry);
-        l.save(&self.plan.out_dir)
+        // The in-memory copy answers this run's lookups; the file may also be written by other
+        // processes (Slurm jobs), so it is updated under its lock rather than overwritten.
+        let mut l = lock_ok(lock);
+        l.hesslab_version = crate::HESSLAB_VERSION.to_string();
+        l.stages.insert(self.lock_id.clone(), entry.clone());
+        LockFile::update(&self.plan.out_dir, |disk| {
+            disk.hesslab_version = crate::HESSLAB_VERSION.to_string();
+            disk.stages.insert(self.lock_id.clone(), entry);
+        })?;
+        Ok(())
     }
+}
+
+/// The key an instance's lock entry must carry to be up to date: its definition and the
+/// content of its inputs.
+pub(crate) fn cache_key(inst: &crate::PlannedInstance, input_hashes: &[String]) -> String {
+    crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes())
 }
 
 /// Swap the staging directory in: the old artifacts disappear only now.

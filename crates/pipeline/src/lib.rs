@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod error;
 mod execute;
+mod instance;
 pub mod names;
 mod panic;
 mod plan;
@@ -26,12 +27,13 @@ pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};
 pub use error::{Error, MemoryShortfall, Result, StageError};
 pub use hesslab_progress::Progress;
+pub use instance::{InstanceState, instance_states, run_instance};
 pub use panic::install_panic_hook;
 pub use plan::{Plan, PlannedInstance};
 pub use port::{Encoded, FILES, MetaKey, Port, PortSpec, check_schema, port, type_name as port_type_name};
 pub use registry::{DynStage, Registry, StageKind, nearest};
 pub use resources::{Estimate, Facts, InputFacts};
-pub use runner::{RunOptions, RunReport, Runner, StageOutcome};
+pub use runner::{InstanceReport, RunOptions, RunReport, Runner, StageOutcome};
 
 /// The version string written into every artifact's metadata.
 pub const HESSLAB_VERSION: &str = env!("CARGO_PKG_VERSION");

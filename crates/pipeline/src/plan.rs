@@ -50,6 +50,17 @@ pub struct PlannedInstance {
 }
 
 impl PlannedInstance {
+    /// Its key in the lock file and its name on the command line: `<first member>/<stage>`.
+    pub fn lock_id(&self) -> String {
+        format!("{}/{}", self.members[0], self.stage)
+    }
+
+    /// A short fingerprint of its definition (kind, parameters, inputs), so that a job
+    /// submitted for it can tell when the pipeline file changed before the job started.
+    pub fn fingerprint(&self) -> String {
+        crate::sha256_hex(self.def_key.as_bytes())[..16].to_string()
+    }
+
     /// Instances this one reads from.
     pub fn deps(&self) -> BTreeSet<usize> {
         self.inputs.values().flatten().map(|r| r.instance).collect()
@@ -113,6 +124,11 @@ impl Plan {
     /// Sweep labels of a member (empty for the single member and for `all`).
     pub fn labels(&self, member: &str) -> BTreeMap<String, String> {
         self.members.iter().find(|(m, _)| m == member).map(|(_, l)| l.clone()).unwrap_or_default()
+    }
+
+    /// The instance whose lock id (`<first member>/<stage>`) is `lock_id`.
+    pub fn instance_by_lock_id(&self, lock_id: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.lock_id() == lock_id)
     }
 
     /// A human-readable listing of the expanded graph (`hesslab dag`).

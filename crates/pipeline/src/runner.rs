@@ -40,7 +40,9 @@ pub enum StageOutcome {
     NotSelected,
 }
 
+/// What happened to one stage instance in a run.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct InstanceReport {
     pub stage: String,
     pub members: Vec<String>,
@@ -103,9 +105,8 @@ impl Runner {
         // or half-written is nobody's and goes.
         let _run_lock = crate::cleanup::lock_run(&plan.out_dir)?;
         crate::cleanup::remove_leftovers(&plan.out_dir);
-        let mut lock_file = LockFile::load(&plan.out_dir);
-        lock_file.members.extend(plan.members.iter().filter(|(_, l)| !l.is_empty()).map(|(m, l)| (m.clone(), l.clone())));
-        lock_file.save(&plan.out_dir)?; // the member mapping is on disk even if every stage fails
+        // The member mapping is on disk even if every stage fails.
+        let lock_file = record_members(plan)?;
         let (selected, forced) = selection(plan, opts)?;
         let run = Run::new(plan, opts, selected, forced, lock_file);
         let n = plan.instances.len();
@@ -123,8 +124,15 @@ impl Runner {
     }
 }
 
+/// Add the plan's member -> sweep values mapping to the lock file; returns the lock file.
+pub(crate) fn record_members(plan: &Plan) -> Result<LockFile> {
+    LockFile::update(&plan.out_dir, |l| {
+        l.members.extend(plan.members.iter().filter(|(_, l)| !l.is_empty()).map(|(m, l)| (m.clone(), l.clone())));
+    })
+}
+
 /// The stages `--only` selects (with what they need) and those `--force`/`--from` rerun.
-fn selection(plan: &Plan, opts: &RunOptions) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+pub(crate) fn selection(plan: &Plan, opts: &RunOptions) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let known: BTreeSet<&str> = plan.stage_order.iter().map(|s| s.as_str()).collect();
     if let Some(s) = opts.only.iter().chain(&opts.from).find(|s| !known.contains(s.as_str())) {
         return Err(Error::Invalid(vec![crate::Diagnostic {
@@ -283,6 +291,7 @@ impl<'a> Run<'a> {
                 estimate: estimate.clone(),
                 limit: crate::resources::human_bytes(limit),
                 source_note: source.to_string(),
+                remedy: "pass --max-memory to allow more".into(),
             })));
         }
         let mut st = lock_ok(&self.state);
@@ -313,7 +322,7 @@ fn closure(start: &[String], next: impl Fn(&String) -> Vec<String>) -> BTreeSet<
 }
 
 /// Content hashes of every input of `id`, from what its upstream instances wrote.
-fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>]) -> Result<Vec<String>> {
+pub(crate) fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<String, crate::cache::FileHash>>]) -> Result<Vec<String>> {
     let inst = &plan.instances[id];
     let mut v = Vec::new();
     for (port, refs) in &inst.inputs {
