@@ -586,3 +586,53 @@ fn every_stage_kind_runs_on_a_convnet() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// #15: the top 20 at every snapshot of E1's training equal dense solves of those snapshots'
+/// Hessians, the warm-started solves use fewer products than cold ones, the outlier count ends
+/// at about the number of classes, and every density integrates to 1.
+#[test]
+fn spectra_along_training_match_dense_solves_of_the_snapshots() {
+    use hesslab_artifacts::{Dataset, TrainingDensity, TrainingSpectrum, TrainingSteps, Trajectory};
+    let out = tmp("along");
+    run("pipelines/s18_e1_spectrum_during_training.toml", &out, &[], 0);
+    let dir = out.join("s18_e1_spectrum_during_training/main");
+    let read = |p: &str| read_artifact(&dir.join(p), None).unwrap();
+    let spectrum = <TrainingSpectrum as Port>::decode(&read("spectra/training_spectrum.parquet")).unwrap();
+    let steps = <TrainingSteps as Port>::decode(&read("spectra/training_steps.parquet")).unwrap().0;
+    let traj = <Trajectory as Port>::decode(&read("train/trajectory.parquet")).unwrap();
+    let ds = <Dataset as Port>::decode(&read("data/dataset.parquet")).unwrap();
+    assert!(steps.len() >= 8, "{} snapshots", steps.len());
+    let (first, last) = (&traj.snapshots[0], traj.snapshots.last().unwrap());
+    for (step, params) in [first, last] {
+        let net = hesslab_model::Network::new(traj.architecture.clone().unwrap(), params.clone());
+        let spec = hesslab_hessian::OperatorSpec {
+            operator: hesslab_hessian::CurvatureKind::Hessian,
+            samples: hesslab_hessian::SampleSet::Train,
+            max_samples: 0,
+            tensors: vec![],
+        };
+        let built = spec.build(net, &ds, 0).unwrap();
+        let (h, _) = hesslab_hessian::materialize(built.op.as_ref(), Some((&built.curvature, None)), 8, &Progress::hidden());
+        let dense = hesslab_eigen::DenseSolver::solve(&h, &Default::default()).unwrap().0.values;
+        let along: Vec<f64> = spectrum.rows.iter().filter(|r| r.0 == *step).map(|r| r.2).collect();
+        assert_eq!(along.len(), 20);
+        for (i, (a, d)) in along.iter().zip(&dense).enumerate() {
+            assert!((a - d).abs() <= 1e-8 * dense[0], "step {step} rank {i}: along training {a} vs dense {d}");
+        }
+    }
+    let warm: u64 = steps.iter().map(|s| s.applications).sum();
+    let cold: u64 = steps.iter().map(|s| s.cold_applications.unwrap()).sum();
+    assert!(warm < cold, "warm-started {warm} products vs cold {cold}");
+    let end = steps.last().unwrap();
+    assert!(end.train_loss < 1.1e-3, "trained to the target loss, got {}", end.train_loss);
+    assert!((9..=11).contains(&end.outliers.unwrap()), "outliers at the end: {:?} (10 classes)", end.outliers);
+    let density = <TrainingDensity as Port>::decode(&read("spectra/training_density.parquet")).unwrap();
+    for s in &steps {
+        let pts: Vec<(f64, f64)> = density.rows.iter().filter(|r| r.0 == s.step).map(|r| (r.1, r.2)).collect();
+        let mass: f64 = pts.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum();
+        assert!((mass - 1.0).abs() < 0.02, "step {}: density integrates to {mass}", s.step);
+    }
+    let shown = hesslab::show::show(&dir.join("spectra/training_spectrum.parquet"), 3).unwrap();
+    assert!(shown.contains("step: UInt64") && shown.contains("eigenvalue: Float64"), "{shown}");
+    let _ = std::fs::remove_dir_all(&out);
+}

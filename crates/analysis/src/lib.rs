@@ -13,8 +13,8 @@ pub mod stages;
 pub use outliers::{OutlierCounts, count_outliers, elbow_cutoff};
 pub use spectrum::{SummaryParams, marchenko_pastur_density, subspace_overlap, summarize};
 pub use stages::{
-    ClassStructure, Compare, Decomposition, DensityPlot, Heatmap, InitEnsemble, Interpolate, MarchenkoPastur, SpectrumSummary,
-    TrainingCurves,
+    ClassStructure, Compare, Decomposition, DensityPlot, Heatmap, InitEnsemble, Interpolate, MarchenkoPastur, SpectraAlongTraining,
+    SpectrumSummary, TrainingCurves,
 };
 
 /// Register every analysis stage kind.
@@ -29,4 +29,5 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<DensityPlot>();
     r.add::<MarchenkoPastur>();
     r.add::<InitEnsemble>();
+    r.add::<SpectraAlongTraining>();
 }

@@ -11,6 +11,7 @@ mod ensemble;
 mod model;
 mod spectra;
 mod spread;
+mod training;
 
 pub use analysis::{
     Curve, CurvePoint, Decomposition, Fit, FitRow, Overlap, OverlapRow, PairedAccuracy, Spectra, SpectrumRow, Summary, SummaryRow, Table,
@@ -20,6 +21,7 @@ pub use ensemble::{Ensemble, EnsembleMember};
 pub use model::{Log, Matrix, Model, Trajectory};
 pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
 pub use spread::{RankSpread, Spread, Stats};
+pub use training::{TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps};
 
 use hesslab_pipeline::{MetaKey, PortSpec, port_type_name};
 use std::collections::BTreeMap;
@@ -49,6 +51,9 @@ pub fn all() -> Vec<PortSpec> {
         port::<Curve>(),
         port::<Fit>(),
         port::<Ensemble>(),
+        port::<TrainingSpectrum>(),
+        port::<TrainingSteps>(),
+        port::<TrainingDensity>(),
     ]
 }
 

@@ -46,7 +46,7 @@ pub struct OperatorInfo {
 }
 
 impl OperatorInfo {
-    fn meta(&self) -> Meta {
+    pub(crate) fn meta(&self) -> Meta {
         let mut m = Meta::new();
         m.put(OPERATOR, &self.operator);
         m.put(DIM, self.dim);
@@ -66,7 +66,7 @@ impl OperatorInfo {
         }
         m
     }
-    fn read(a: &Artifact) -> Self {
+    pub(crate) fn read(a: &Artifact) -> Self {
         OperatorInfo {
             operator: a.meta(OPERATOR.key).unwrap_or("").to_string(),
             dim: parsed(a, DIM).unwrap_or(0),
@@ -83,7 +83,7 @@ impl OperatorInfo {
 }
 
 /// Rows and the operator's side, from the `dim` key.
-fn operator_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+pub(crate) fn operator_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
     Facts { rows: Some(rows), dim: meta.get(DIM.key).and_then(|v| v.parse().ok()), ..Facts::default() }
 }
 

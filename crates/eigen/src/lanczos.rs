@@ -45,6 +45,10 @@ pub struct LanczosParams {
     pub seed: u64,
     /// Operators of at most this dimension are solved densely (materialized).
     pub dense_below: usize,
+    /// Also test convergence every this many new Krylov vectors, not only when the basis is
+    /// full (0 = only when full, as before). A start close to the answer (`warm_start`) then
+    /// stops as soon as its pairs converge instead of filling the basis first.
+    pub check_every: usize,
 }
 
 impl Default for LanczosParams {
@@ -58,6 +62,7 @@ impl Default for LanczosParams {
             max_seconds: 3600.0,
             seed: 0,
             dense_below: 64,
+            check_every: 0,
         }
     }
 }
@@ -82,6 +87,20 @@ pub struct LanczosInfo {
 /// Thick-restart Lanczos with full reorthogonalization (matrix-free).
 pub struct LanczosSolver;
 
+/// A start vector for the next solve of a slowly changing operator (consecutive training
+/// snapshots): the sum of the previous Ritz vectors, so the first Krylov vectors already lie
+/// near the wanted invariant subspace and every wanted direction has weight. `None` for no
+/// vectors (or a zero sum).
+pub fn warm_start(vectors: &[&[f64]]) -> Option<Vec<f64>> {
+    let n = vectors.first()?.len();
+    let mut s = vec![0.0; n];
+    for v in vectors.iter().filter(|v| v.len() == n) {
+        s.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b);
+    }
+    let nrm = norm(&s);
+    (nrm.is_finite() && nrm > 0.0).then(|| s.into_iter().map(|x| x / nrm).collect())
+}
+
 fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..theta.len()).collect();
     match which {
@@ -96,6 +115,19 @@ fn select(theta: &[f64], which: Which, count: usize) -> Vec<usize> {
 impl LanczosSolver {
     /// The k eigenpairs `p.which` asks for, each verified by its residual.
     pub fn solve(op: &dyn LinearOperator, p: &LanczosParams, progress: &Progress) -> Result<(Eigenpairs, LanczosInfo)> {
+        Self::solve_from(op, p, None, progress)
+    }
+
+    /// As `solve`, from a given start vector instead of a random one (`None` = random from
+    /// `p.seed`). A start inside (or near) the wanted invariant subspace — the previous
+    /// snapshot's Ritz vectors, see `warm_start` — needs fewer operator applications; the
+    /// answer is verified by the same residuals either way.
+    pub fn solve_from(
+        op: &dyn LinearOperator,
+        p: &LanczosParams,
+        start: Option<&[f64]>,
+        progress: &Progress,
+    ) -> Result<(Eigenpairs, LanczosInfo)> {
         let t0 = Instant::now();
         let n = op.dim();
         let apps0 = op.applications();
@@ -109,8 +141,17 @@ impl LanczosSolver {
         let mut rng = Rng::new(p.seed);
         let mut v = Mat::<f64>::zeros(n, m + 1);
         let mut t = Mat::<f64>::zeros(m, m);
-        let mut start: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let mut start: Vec<f64> = match start {
+            Some(s) if s.len() != n => {
+                return Err(EigenError::Invalid(format!("start vector has {} entries; the operator's side is {n}", s.len())));
+            }
+            Some(s) => s.to_vec(),
+            None => (0..n).map(|_| rng.normal()).collect(),
+        };
         let s = norm(&start);
+        if !(s.is_finite() && s > 0.0) {
+            return Err(EigenError::Invalid(format!("start vector has norm {s}; it must be finite and non-zero")));
+        }
         start.iter_mut().for_each(|x| *x /= s);
         v.col_mut(0).iter_mut().zip(&start).for_each(|(a, b)| *a = *b);
         let mut j0 = 0;
@@ -143,6 +184,20 @@ impl LanczosSolver {
                 if j + 1 < m {
                     t[(j + 1, j)] = beta;
                     t[(j, j + 1)] = beta;
+                }
+                let size = j + 1;
+                if p.check_every > 0 && size < m && size > p.k && (size - j0) % p.check_every == 0 {
+                    // The leading size × size block is the Rayleigh quotient of the first
+                    // `size` vectors, with residual β·|last component| per Ritz pair.
+                    let lead = t.as_ref().submatrix(0, 0, size, size).to_owned();
+                    let evd = lead.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+                    let theta: Vec<f64> = (0..size).map(|i| evd.S()[i]).collect();
+                    let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
+                    let wanted = select(&theta, p.which, p.k);
+                    if wanted.iter().all(|&i| (beta * evd.U()[(size - 1, i)]).abs() <= p.tol * scale) {
+                        bar.finish_and_clear();
+                        return Self::finish(op, &v, evd.U(), &theta, &wanted, size, p, restarts, t0, apps0);
+                    }
                 }
             }
             let evd = t.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;

@@ -11,7 +11,7 @@ mod slq;
 mod trace;
 
 pub use dense::{DenseInfo, DenseMethod, DenseParams, DenseSolver};
-pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which};
+pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which, warm_start};
 pub use power::{PowerInfo, PowerIteration, PowerParams};
 pub use slq::{SlqParams, SlqResult, StochasticLanczosQuadrature};
 pub use trace::{TraceEstimate, hutch_plus_plus, hutchinson};

@@ -163,3 +163,35 @@ fn hutch_plus_plus_is_within_three_standard_errors() {
     assert!((h.value - exact).abs() <= 4.0 * h.stderr, "{} ± {} vs {exact}", h.value, h.stderr);
     assert!(hpp.stderr < h.stderr, "Hutch++ should have the smaller error");
 }
+
+/// Consecutive training snapshots as a slowly drifting operator: A_t = A + t·E with a small
+/// symmetric E. Lanczos started from the sum of the previous snapshot's Ritz vectors agrees
+/// with a cold (random) start to 1e-8 relative and needs fewer operator applications.
+#[test]
+fn warm_started_lanczos_agrees_with_a_cold_start_and_needs_fewer_products() {
+    let (a, _) = planted(500, 10, 77);
+    let mut rng = Rng::new(78);
+    let mut e = Mat::from_fn(500, 500, |_, _| rng.normal() * 1e-3);
+    hesslab_hessian::symmetrize(&mut e);
+    let k: usize = std::env::var("K").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let p = LanczosParams { k, seed: 3, check_every: 5, ..Default::default() };
+    let (mut previous, _) = LanczosSolver::solve(&op(&a), &p, &Progress::hidden()).unwrap();
+    let (mut cold_total, mut warm_total) = (0, 0);
+    for t in 1..=4 {
+        let at = Mat::from_fn(500, 500, |i, j| a[(i, j)] + t as f64 * e[(i, j)]);
+        let (cold, ci) = LanczosSolver::solve(&op(&at), &p, &Progress::hidden()).unwrap();
+        let vectors: Vec<&[f64]> = previous.vectors.iter().map(|(_, v)| v.as_slice()).collect();
+        let start = warm_start(&vectors).unwrap();
+        let (warm, wi) = LanczosSolver::solve_from(&op(&at), &p, Some(&start), &Progress::hidden()).unwrap();
+        for (x, y) in warm.values.iter().zip(&cold.values) {
+            assert!((x - y).abs() <= 1e-8 * y.abs().max(1e-2), "snapshot {t}: warm {x} vs cold {y}");
+        }
+        eprintln!("snapshot {t}: cold {} products, warm {}", ci.applications, wi.applications);
+        cold_total += ci.applications;
+        warm_total += wi.applications;
+        previous = warm;
+    }
+    assert!(warm_total < cold_total, "warm {warm_total} vs cold {cold_total} products");
+    let bad = LanczosSolver::solve_from(&op(&a), &p, Some(&[0.0; 500]), &Progress::hidden()).unwrap_err().to_string();
+    assert!(bad.contains("norm 0"), "{bad}");
+}

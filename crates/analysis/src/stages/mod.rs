@@ -7,6 +7,7 @@ mod heatmap;
 pub(crate) mod init_ensemble;
 pub(crate) mod interpolate;
 mod marchenko_pastur;
+mod spectra_along_training;
 mod spectrum_summary;
 pub(crate) mod training_curves;
 
@@ -18,5 +19,6 @@ pub use heatmap::{Heatmap, HeatmapParams};
 pub use init_ensemble::{InitEnsemble, InitEnsembleParams};
 pub use interpolate::{Interpolate, InterpolateParams};
 pub use marchenko_pastur::{MarchenkoPastur, MarchenkoPasturParams};
+pub use spectra_along_training::{AlongTrainingParams, SpectraAlongTraining};
 pub use spectrum_summary::SpectrumSummary;
 pub use training_curves::{CurvesParams, TrainingCurves};

@@ -1,0 +1,182 @@
+//! Spectra along training, one row per (snapshot step, …): `training_spectrum`,
+//! `training_steps`, `training_density` (written by `spectra_along_training`).
+use crate::OperatorInfo;
+use crate::spectra::operator_facts;
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use hesslab_pipeline::columns::*;
+use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const STEP: &str = "step";
+const RANK: &str = "rank";
+const EIGENVALUE: &str = "eigenvalue";
+const RESIDUAL: &str = "residual";
+const TRAIN_LOSS: &str = "train_loss";
+const APPLICATIONS: &str = "applications";
+const COLD_APPLICATIONS: &str = "cold_applications";
+const OUTLIERS: &str = "outliers";
+const X: &str = "x";
+const DENSITY: &str = "density";
+
+const SPECTRUM_KEYS: &[MetaKey] = &[
+    MetaKey { key: "operator", doc: "the operator (hessian, gauss_newton, …)" },
+    MetaKey { key: "dim", doc: "its side P" },
+    MetaKey { key: "which", doc: "largest, smallest or magnitude" },
+];
+
+const DENSITY_KEYS: &[MetaKey] = &[
+    MetaKey { key: "operator", doc: "the operator (hessian, gauss_newton, …)" },
+    MetaKey { key: "dim", doc: "its side P" },
+    MetaKey { key: "sigma", doc: "Gaussian broadening width (absolute)" },
+];
+
+/// The top (or bottom) k eigenvalues at every training snapshot: the `training_spectrum` port.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingSpectrum {
+    /// (step, rank, eigenvalue, residual ‖Hv − λv‖) rows, by step then rank.
+    pub rows: Vec<(u64, u32, f64, f64)>,
+    /// The operator.
+    pub info: OperatorInfo,
+}
+
+impl Port for TrainingSpectrum {
+    type Value = Self;
+    const NAME: &'static str = "training_spectrum";
+    const DOC: &'static str = "step UInt64, rank UInt32 (0 = largest), eigenvalue Float64, residual Float64, per snapshot";
+    const METADATA: &'static [MetaKey] = SPECTRUM_KEYS;
+    fn schema() -> Schema {
+        Schema::new(vec![u64_field(STEP), u32_field(RANK), f64_field(EIGENVALUE), f64_field(RESIDUAL)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = &v.rows;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![
+                u64_array(r.iter().map(|r| r.0)),
+                u32_array(r.iter().map(|r| r.1)),
+                f64_array(r.iter().map(|r| r.2)),
+                f64_array(r.iter().map(|r| r.3)),
+            ],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, v.info.meta().0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        operator_facts(rows, meta)
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let (s, r) = (u64_values(&a.batch, STEP).map_err(err)?, u32_values(&a.batch, RANK).map_err(err)?);
+        let (e, res) = (f64_values(&a.batch, EIGENVALUE).map_err(err)?, f64_values(&a.batch, RESIDUAL).map_err(err)?);
+        let rows = (0..s.len()).map(|i| (s[i], r[i], e[i], res[i])).collect();
+        Ok(TrainingSpectrum { rows, info: OperatorInfo::read(a) })
+    }
+}
+
+/// One snapshot's row of `training_steps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingStep {
+    /// The training step of the snapshot.
+    pub step: u64,
+    /// Loss over the samples the operator averages.
+    pub train_loss: f64,
+    /// Operator-vector products the (warm-started) eigensolver used.
+    pub applications: u64,
+    /// Products a cold (random-start) solve used, when it was also run for comparison.
+    pub cold_applications: Option<u64>,
+    /// Outliers by the elbow count, when asked.
+    pub outliers: Option<u64>,
+}
+
+/// Per snapshot: loss, eigensolver cost (warm and, optionally, cold), outlier count: the
+/// `training_steps` port.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingSteps(pub Vec<TrainingStep>);
+
+impl Port for TrainingSteps {
+    type Value = Self;
+    const NAME: &'static str = "training_steps";
+    const DOC: &'static str = "step UInt64, train_loss Float64, applications UInt64 (warm start), cold_applications UInt64? (cold start, when compared), outliers UInt64? (elbow count)";
+    fn schema() -> Schema {
+        Schema::new(vec![
+            u64_field(STEP),
+            f64_field(TRAIN_LOSS),
+            u64_field(APPLICATIONS),
+            u64_null_field(COLD_APPLICATIONS),
+            u64_null_field(OUTLIERS),
+        ])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = &v.0;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![
+                u64_array(r.iter().map(|r| r.step)),
+                f64_array(r.iter().map(|r| r.train_loss)),
+                u64_array(r.iter().map(|r| r.applications)),
+                u64_opt_array(r.iter().map(|r| r.cold_applications)),
+                u64_opt_array(r.iter().map(|r| r.outliers)),
+            ],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, BTreeMap::new()))
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let step = u64_values(&a.batch, STEP).map_err(err)?;
+        let loss = f64_values(&a.batch, TRAIN_LOSS).map_err(err)?;
+        let apps = u64_values(&a.batch, APPLICATIONS).map_err(err)?;
+        let cold = u64_opt_values(&a.batch, COLD_APPLICATIONS).map_err(err)?;
+        let out = u64_opt_values(&a.batch, OUTLIERS).map_err(err)?;
+        Ok(TrainingSteps(
+            (0..step.len())
+                .map(|i| TrainingStep {
+                    step: step[i],
+                    train_loss: loss[i],
+                    applications: apps[i],
+                    cold_applications: cold[i],
+                    outliers: out[i],
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// The SLQ spectral density at every snapshot on one shared grid: the `training_density` port.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingDensity {
+    /// (step, x, density) rows.
+    pub rows: Vec<(u64, f64, f64)>,
+    /// The operator and the broadening.
+    pub info: OperatorInfo,
+}
+
+impl Port for TrainingDensity {
+    type Value = Self;
+    const NAME: &'static str = "training_density";
+    const DOC: &'static str = "step UInt64, x Float64, density Float64 (per snapshot, one grid for all)";
+    const METADATA: &'static [MetaKey] = DENSITY_KEYS;
+    fn schema() -> Schema {
+        Schema::new(vec![u64_field(STEP), f64_field(X), f64_field(DENSITY)])
+    }
+    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        let r = &v.rows;
+        let batch = RecordBatch::try_new(
+            Arc::new(Self::schema()),
+            vec![u64_array(r.iter().map(|r| r.0)), f64_array(r.iter().map(|r| r.1)), f64_array(r.iter().map(|r| r.2))],
+        )
+        .map_err(StageError::other)?;
+        Ok(Encoded::one(batch, v.info.meta().0))
+    }
+    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+        operator_facts(rows, meta)
+    }
+    fn decode(a: &Artifact) -> Result<Self, StageError> {
+        let err = |m: String| StageError::from(a.column_error(m));
+        let s = u64_values(&a.batch, STEP).map_err(err)?;
+        let (x, d) = (f64_values(&a.batch, X).map_err(err)?, f64_values(&a.batch, DENSITY).map_err(err)?);
+        Ok(TrainingDensity { rows: (0..s.len()).map(|i| (s[i], x[i], d[i])).collect(), info: OperatorInfo::read(a) })
+    }
+}
