@@ -10,3 +10,13 @@ bench:
 
 stages:
     cargo run --release -p hesslab-cli -- stages
+
+# A single-node Slurm cluster on this machine (root), and the quickstart through it.
+slurm-up:
+    bash scripts/slurm-local.sh up
+
+slurm-down:
+    bash scripts/slurm-local.sh down
+
+slurm-quickstart:
+    cargo run --release -p hesslab-cli -- run pipelines/quickstart.toml --executor slurm --wait

@@ -636,3 +636,33 @@ fn spectra_along_training_match_dense_solves_of_the_snapshots() {
     assert!(shown.contains("step: UInt64") && shown.contains("eigenvalue: Float64"), "{shown}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// #15: sharpness tracked inside `train` (one warm-started power step per measurement) lands on
+/// the top eigenvalue of a dense solve of the final network's Hessian, within its own residual
+/// bound, and is written to `log` with the learning rate for the 2/η line.
+#[test]
+fn sharpness_tracked_during_training_matches_the_dense_top_eigenvalue() {
+    let out = tmp("sharpness");
+    let sets = ["train.sharpness_every=10", "train.log_every=10", "train.max_steps=300", "train.target_loss=0", "eigen.plot=false"];
+    run("pipelines/quickstart.toml", &out, &sets, 0);
+    let dir = out.join("quickstart/main");
+    let log = <hesslab_artifacts::Log as Port>::decode(&read_artifact(&dir.join("train/log.parquet"), None).unwrap()).unwrap();
+    assert_eq!(log.lr, Some(0.1));
+    let s = &log.metrics.sharpness;
+    assert_eq!(s.len(), 31, "step 0 and every 10th step to 300");
+    assert_eq!(log.metrics.sharpness_products, (hesslab_model::SHARPNESS_WARMUP + 30) as u64);
+    let (step, lambda, residual) = *s.last().unwrap();
+    assert_eq!(step, 300);
+    let top = eigenvalues(&dir.join("eigen/eigenvalues.parquet"))[0];
+    // A Rayleigh quotient lies within ‖Hv − λv‖ of an eigenvalue; here it must be the top one.
+    assert!((lambda - top).abs() <= residual * lambda.abs() + 1e-12, "tracked {lambda} vs dense {top}, residual {residual}");
+    assert!((lambda - top).abs() <= 1e-3 * top, "tracked {lambda} vs dense {top}");
+    // Without tracking the log has no sharpness columns at all (the file is as before).
+    let plain = tmp("sharpness-off");
+    run("pipelines/quickstart.toml", &plain, &["train.max_steps=30", "train.target_loss=0"], 0);
+    let a = read_artifact(&plain.join("quickstart/main/train/log.parquet"), None).unwrap();
+    assert!(a.batch.schema().field_with_name("sharpness").is_err());
+    for d in [out, plain] {
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

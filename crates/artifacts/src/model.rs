@@ -117,6 +117,8 @@ pub struct Log {
     pub metrics: TrainLog,
     /// The trained network's architecture.
     pub architecture: Option<NetArch>,
+    /// The learning rate (recorded with sharpness, for the 2/η line).
+    pub lr: Option<f64>,
 }
 
 const STEP: &str = "step";
@@ -126,12 +128,17 @@ const TRAIN_ACCURACY: &str = "train_accuracy";
 const TEST_LOSS: &str = "test_loss";
 const TEST_ACCURACY: &str = "test_accuracy";
 const GRAD_NORM: &str = "grad_norm";
+const SHARPNESS: &str = "sharpness";
+const SHARPNESS_RESIDUAL: &str = "sharpness_residual";
+const LR: MetaKey = MetaKey { key: "lr", doc: "the learning rate (written with `sharpness`, for the 2/η line)" };
+const SHARPNESS_PRODUCTS: MetaKey =
+    MetaKey { key: "sharpness_products", doc: "Hessian-vector products the sharpness tracking used (with `sharpness`)" };
 
 impl Port for Log {
     type Value = Self;
     const NAME: &'static str = "log";
-    const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS];
+    const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm; with `sharpness_every` also sharpness (largest-magnitude Hessian eigenvalue by tracked power iteration) and sharpness_residual (‖Hv − λv‖/|λ|), null on rows without a measurement; files without them are still read";
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS];
     fn schema() -> Schema {
         Schema::new(vec![
             u64_field(STEP),
@@ -141,24 +148,38 @@ impl Port for Log {
             f64_field(TEST_LOSS),
             f64_field(TEST_ACCURACY),
             f64_field(GRAD_NORM),
+            f64_optional_field(SHARPNESS),
+            f64_optional_field(SHARPNESS_RESIDUAL),
         ])
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
         let l = &v.metrics;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                u64_array(l.step.iter().copied()),
-                f64_array(l.epoch.iter().copied()),
-                f64_array(l.train_loss.iter().copied()),
-                f64_array(l.train_acc.iter().copied()),
-                f64_array(l.test_loss.iter().copied()),
-                f64_array(l.test_acc.iter().copied()),
-                f64_array(l.grad_norm.iter().copied()),
-            ],
-        )
-        .map_err(StageError::other)?;
+        let mut columns = vec![
+            u64_array(l.step.iter().copied()),
+            f64_array(l.epoch.iter().copied()),
+            f64_array(l.train_loss.iter().copied()),
+            f64_array(l.train_acc.iter().copied()),
+            f64_array(l.test_loss.iter().copied()),
+            f64_array(l.test_acc.iter().copied()),
+            f64_array(l.grad_norm.iter().copied()),
+        ];
+        let mut schema = Self::schema();
         let mut meta = Meta::new();
+        if l.sharpness.is_empty() {
+            // Without tracking the file is exactly what it was before the optional columns.
+            schema = Schema::new(
+                schema.fields().iter().filter(|f| f.name() != SHARPNESS && f.name() != SHARPNESS_RESIDUAL).cloned().collect::<Vec<_>>(),
+            );
+        } else {
+            let at = |step: u64| l.sharpness.iter().find(|s| s.0 == step);
+            columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.1))));
+            columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.2))));
+            meta.put(SHARPNESS_PRODUCTS, l.sharpness_products);
+            if let Some(lr) = v.lr {
+                meta.put_f64(LR, lr);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(StageError::other)?;
         if let Some(arch) = &v.architecture {
             put_network(&mut meta, arch);
         }
@@ -179,8 +200,16 @@ impl Port for Log {
             test_acc: f(TEST_ACCURACY)?,
             grad_norm: f(GRAD_NORM)?,
             snapshots: Vec::new(),
+            sharpness: Vec::new(),
+            sharpness_products: a.meta(SHARPNESS_PRODUCTS.key).and_then(|v| v.parse().ok()).unwrap_or(0),
         };
-        Ok(Log { metrics, architecture: read_architecture(a).ok() })
+        let mut metrics = metrics;
+        if a.batch.schema().field_with_name(SHARPNESS).is_ok() {
+            let (l, r) = (f64_opt_values(&a.batch, SHARPNESS).map_err(err)?, f64_opt_values(&a.batch, SHARPNESS_RESIDUAL).map_err(err)?);
+            metrics.sharpness = (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
+        }
+        let lr = a.meta(LR.key).and_then(|v| v.parse().ok());
+        Ok(Log { metrics, architecture: read_architecture(a).ok(), lr })
     }
 }
 

@@ -44,7 +44,25 @@ pub struct TrainParams {
     pub log_every: usize,
     /// Record the parameters every this many steps in `trajectory` (0 = off).
     pub snapshot_every: usize,
+    /// Track the sharpness (the largest-magnitude eigenvalue of the full-batch training-loss
+    /// Hessian) every this many steps, a multiple of `log_every` (0 = off): one warm-started
+    /// power step (one Hessian-vector product) per measurement after 20 at the start, written
+    /// to `log` as `sharpness` with its relative residual ‖Hv − λv‖/|λ|.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sharpness_every: usize,
 }
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+/// Power steps of the first sharpness measurement (from a random vector); later ones take one
+/// step each from the previous vector.
+pub const SHARPNESS_WARMUP: usize = 20;
+
+/// Hessian-vector products of the training loss at the current weights, supplied by the
+/// caller (the curvature crate sits above this one).
+pub type HessianProduct<'a> = &'a mut dyn FnMut(&Network, &[f64]) -> Result<Vec<f64>, ModelError>;
 
 impl Default for TrainParams {
     fn default() -> Self {
@@ -65,6 +83,7 @@ impl Default for TrainParams {
             grad_tol: 0.0,
             log_every: 10,
             snapshot_every: 0,
+            sharpness_every: 0,
         }
     }
 }
@@ -88,6 +107,10 @@ pub struct TrainLog {
     pub grad_norm: Vec<f64>,
     /// (step, parameters) every `snapshot_every` steps.
     pub snapshots: Vec<(u64, Vec<f64>)>,
+    /// (step, sharpness, relative residual) every `sharpness_every` steps.
+    pub sharpness: Vec<(u64, f64, f64)>,
+    /// Hessian-vector products the sharpness tracking used.
+    pub sharpness_products: u64,
 }
 
 /// Train `model` in place; `step0` is the step count the model already has (continued runs).
@@ -100,6 +123,62 @@ pub fn train(
     step0: u64,
     progress: &Progress,
 ) -> Result<TrainLog, ModelError> {
+    train_tracking_sharpness(model, p, train, test, seed, step0, progress, None)
+}
+
+/// The top eigenvector estimate that sharpness tracking carries from one measurement to the
+/// next (power iteration spread over training).
+struct SharpnessTracker {
+    v: Vec<f64>,
+    products: u64,
+}
+
+impl SharpnessTracker {
+    /// One measurement: power steps from the carried vector; returns (λ, ‖Hv − λv‖/|λ|) of the
+    /// last step's Rayleigh quotient.
+    fn measure(&mut self, model: &Network, hvp: HessianProduct<'_>, steps: usize) -> Result<(f64, f64), ModelError> {
+        let mut out = (f64::NAN, f64::NAN);
+        for _ in 0..steps {
+            let hv = hvp(model, &self.v)?;
+            self.products += 1;
+            let lambda: f64 = hv.iter().zip(&self.v).map(|(a, b)| a * b).sum();
+            let res = hv.iter().zip(&self.v).map(|(a, b)| (a - lambda * b).powi(2)).sum::<f64>().sqrt();
+            out = (lambda, res / lambda.abs().max(f64::MIN_POSITIVE));
+            let norm = hv.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if !(norm.is_finite() && norm > 0.0) {
+                break; // H v = 0: keep v, the estimate is 0
+            }
+            self.v = hv.into_iter().map(|x| x / norm).collect();
+        }
+        Ok(out)
+    }
+}
+
+/// `train`, also tracking the sharpness every `p.sharpness_every` steps with the given
+/// Hessian-vector product (ignored when `sharpness_every` is 0 or `hvp` is `None`).
+#[allow(clippy::too_many_arguments)]
+pub fn train_tracking_sharpness(
+    model: &mut Network,
+    p: &TrainParams,
+    train: &Split,
+    test: &Split,
+    seed: u64,
+    step0: u64,
+    progress: &Progress,
+    mut hvp: Option<HessianProduct<'_>>,
+) -> Result<TrainLog, ModelError> {
+    if p.sharpness_every > 0 && !p.sharpness_every.is_multiple_of(p.log_every.max(1)) {
+        return Err(ModelError::Invalid(format!(
+            "sharpness_every = {} must be a multiple of log_every = {}",
+            p.sharpness_every, p.log_every
+        )));
+    }
+    let mut tracker = (p.sharpness_every > 0 && hvp.is_some()).then(|| {
+        let mut r = Rng::new(seed ^ 0x05ba_7e55);
+        let v: Vec<f64> = (0..model.num_params()).map(|_| r.normal()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        SharpnessTracker { v: v.into_iter().map(|x| x / n).collect(), products: 0 }
+    });
     let n = train.len();
     let full = p.batch_size == 0 || p.batch_size >= n;
     let bs = if full { n } else { p.batch_size };
@@ -128,6 +207,10 @@ pub fn train(
         Ok((tl, gn))
     };
     record(model, 0, 0.0, &mut log)?;
+    if let (Some(t), Some(h)) = (tracker.as_mut(), hvp.as_mut()) {
+        let (l, r) = t.measure(model, &mut **h, SHARPNESS_WARMUP)?;
+        log.sharpness.push((step0, l, r));
+    }
     if p.snapshot_every > 0 {
         log.snapshots.push((step0, model.params().to_vec()));
     }
@@ -162,6 +245,12 @@ pub fn train(
         }
         if step % log_every == 0 || step == p.max_steps {
             let (tl, gn) = record(model, step, epoch, &mut log)?;
+            if let (Some(t), Some(h)) = (tracker.as_mut(), hvp.as_mut())
+                && step % p.sharpness_every == 0
+            {
+                let (l, r) = t.measure(model, &mut **h, 1)?;
+                log.sharpness.push((step0 + step as u64, l, r));
+            }
             bar.set_message(format!("training loss {tl:.3e} |g| {gn:.2e}"));
             if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
@@ -169,6 +258,7 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
+    log.sharpness_products = tracker.map_or(0, |t| t.products);
     Ok(log)
 }
 

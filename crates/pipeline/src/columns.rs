@@ -12,6 +12,16 @@ pub fn f64_field(name: &str) -> Field {
 pub fn f64_null_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, true)
 }
+/// Metadata key marking a declared column that a file may leave out (written only when the
+/// stage computed it, e.g. `log`'s `sharpness`); readers get nulls then.
+pub const OPTIONAL_COLUMN: &str = "hesslab.optional";
+
+/// A nullable Float64 column that files may omit (see [`OPTIONAL_COLUMN`]).
+pub fn f64_optional_field(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true).with_metadata(
+        [(OPTIONAL_COLUMN.to_string(), "true".to_string())].into_iter().collect::<std::collections::HashMap<String, String>>(),
+    )
+}
 /// A non-null UInt32 column.
 pub fn u32_field(name: &str) -> Field {
     Field::new(name, DataType::UInt32, false)

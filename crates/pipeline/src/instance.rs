@@ -52,11 +52,11 @@ pub fn instance_states(plan: &Plan, opts: &RunOptions) -> Result<Vec<InstanceSta
         }
         let Ok(hashes) = input_hashes(plan, id, &outputs) else { continue };
         let key = cache_key(inst, &hashes);
-        if lock.stages.get(&inst.lock_id()).is_some_and(|e| e.key == key) {
-            if let Some(o) = current_outputs(plan, &lock, id) {
-                outputs[id] = Some(o);
-                states[id] = InstanceState::UpToDate;
-            }
+        if lock.stages.get(&inst.lock_id()).is_some_and(|e| e.key == key)
+            && let Some(o) = current_outputs(plan, &lock, id)
+        {
+            outputs[id] = Some(o);
+            states[id] = InstanceState::UpToDate;
         }
     }
     Ok(states)

@@ -155,6 +155,7 @@ pub const fn port<P: Port>() -> PortSpec {
 pub fn check_schema(declared: &Schema, actual: &Schema) -> Result<(), String> {
     for f in declared.fields() {
         match actual.field_with_name(f.name()) {
+            Err(_) if f.metadata().get(crate::columns::OPTIONAL_COLUMN).is_some_and(|v| v == "true") => {}
             Err(_) => {
                 return Err(format!(
                     "column `{}` is missing (expected {}); columns present: [{}]",

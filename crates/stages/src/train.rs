@@ -1,6 +1,6 @@
 //! `train`: full-batch GD or mini-batch SGD, optionally continuing from another model.
 use hesslab_artifacts::{Dataset, Log, Model, Trajectory};
-use hesslab_model::{LossKind, MAX_WIDTH, NetArch, Shape, TrainParams, initialize_network, network_of, train};
+use hesslab_model::{LossKind, MAX_WIDTH, NetArch, Shape, TrainParams, initialize_network, network_of};
 use hesslab_pipeline::resources::prod;
 use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port, short_f64};
 
@@ -44,6 +44,12 @@ impl StageKind for Train {
             if !(v > 0.0 && v.is_finite()) {
                 e.push((key.into(), format!("{key} must be a finite number > 0, got {}", short_f64(v))));
             }
+        }
+        if p.sharpness_every > 0 && !p.sharpness_every.is_multiple_of(p.log_every.max(1)) {
+            e.push((
+                "sharpness_every".into(),
+                format!("sharpness_every = {} must be a multiple of log_every = {}", p.sharpness_every, p.log_every),
+            ));
         }
         for (key, v) in [("target_loss", p.target_loss), ("grad_tol", p.grad_tol)] {
             if !(v >= 0.0 && v.is_finite()) {
@@ -117,12 +123,37 @@ impl StageKind for Train {
                 (initialize_network(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
             }
         };
-        let mut log = train(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress).map_err(StageError::other)?;
+        // Sharpness: Hessian-vector products of the full-batch training loss at the current
+        // weights (a fresh operator per measurement: it caches that network's activations).
+        let hvp_seconds = std::cell::Cell::new(0.0);
+        let mut hvp = |net: &hesslab_model::Network, v: &[f64]| -> Result<Vec<f64>, hesslab_model::ModelError> {
+            let t0 = std::time::Instant::now();
+            let op = hesslab_hessian::ModelCurvature::new(net.clone(), tr.clone(), hesslab_hessian::CurvatureKind::Hessian);
+            let hv = hesslab_hessian::LinearOperator::apply_vec(&op, v);
+            hvp_seconds.set(hvp_seconds.get() + t0.elapsed().as_secs_f64());
+            Ok(hv)
+        };
+        let t0 = std::time::Instant::now();
+        let tracking: Option<hesslab_model::HessianProduct<'_>> = if p.sharpness_every > 0 { Some(&mut hvp) } else { None };
+        let mut log = hesslab_model::train_tracking_sharpness(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress, tracking)
+            .map_err(StageError::other)?;
+        if p.sharpness_every > 0 {
+            // Wall times stay out of the artifacts (bit-identical outputs); this line says the cost.
+            let total = t0.elapsed().as_secs_f64();
+            ctx.progress.line(&format!(
+                "sharpness tracking: {} Hessian-vector products, {:.2} s of {:.2} s ({:.1} % of training without it)",
+                log.sharpness_products,
+                hvp_seconds.get(),
+                total,
+                100.0 * hvp_seconds.get() / (total - hvp_seconds.get()).max(f64::MIN_POSITIVE)
+            ));
+        }
         let steps = log.step.last().copied().unwrap_or(step0);
         let final_train_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
         let architecture = Some(net.arch());
         let snapshots = std::mem::take(&mut log.snapshots);
-        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone() })?;
+        let lr = (!log.sharpness.is_empty()).then_some(p.lr);
+        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr })?;
         if !snapshots.is_empty() {
             ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture })?;
         }

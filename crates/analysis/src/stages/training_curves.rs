@@ -37,8 +37,24 @@ impl StageKind for TrainingCurves {
         for (name, fig) in figures(&rows, switch.filter(|_| cont.is_some())) {
             fig.write(ctx, name)?;
         }
+        if let Some(log) = ctx.read_opt::<Log>(Log::NAME)?
+            && !log.metrics.sharpness.is_empty()
+        {
+            sharpness_figure(&log).write(ctx, "sharpness")?;
+        }
         Ok(())
     }
+}
+
+/// Sharpness against step with the stability threshold 2/η of gradient descent (Cohen et al.
+/// 2021: full-batch GD drives the sharpness up to it and then hovers there).
+pub fn sharpness_figure(log: &Log) -> Plot {
+    let pts: Vec<(f64, f64)> = log.metrics.sharpness.iter().map(|s| (s.0 as f64, s.1)).collect();
+    let mut p = Plot::new("Sharpness (top Hessian eigenvalue) along training", "step", "sharpness").line("sharpness", pts);
+    if let Some(lr) = log.lr {
+        p = p.hline(2.0 / lr, &format!("2/η = {}", 2.0 / lr));
+    }
+    p
 }
 
 /// One row per logged step: step, train loss, test loss, train accuracy, test accuracy.
