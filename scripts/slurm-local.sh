@@ -82,10 +82,15 @@ IgnoreSystemd=yes
 EOF
 }
 
+# Is a daemon alive? (A stopped munged can linger as a zombie of its launcher: not alive.)
+alive() {
+    pgrep -x "$1" -r R,S,D >/dev/null
+}
+
 start() {
     mkdir -p /run/munge
     chown munge:munge /run/munge 2>/dev/null || true
-    if ! pgrep -x munged >/dev/null; then
+    if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
         if [ ! -s /etc/munge/munge.key ]; then
             mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null \
                 || dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null
@@ -94,8 +99,8 @@ start() {
         fi
         runuser -u munge -- /usr/sbin/munged
     fi
-    pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
-    pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+    alive slurmctld || /usr/sbin/slurmctld
+    alive slurmd || /usr/sbin/slurmd
     local host
     host=$(hostname -s)
     for _ in $(seq 1 60); do
@@ -115,7 +120,7 @@ stop() {
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
     for _ in $(seq 1 20); do
-        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || break
+        alive slurmd || alive slurmctld || break
         sleep 0.5
     done
     pkill -x munged 2>/dev/null || true
