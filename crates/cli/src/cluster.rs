@@ -165,6 +165,9 @@ pub fn exec(
 /// `hesslab status`: every instance with its state, then the counts.
 pub fn status(plan: &Plan) -> Result<String> {
     let out_dir = absolute(&plan.out_dir)?;
-    let rows = hesslab_slurm::status(plan, &out_dir)?;
+    let (rows, note) = hesslab_slurm::status(plan, &out_dir)?;
+    if let Some(n) = note {
+        eprintln!("warning: {n}");
+    }
     Ok(hesslab_slurm::status::render(&rows))
 }

@@ -83,12 +83,27 @@ pub(crate) fn classify(record: Option<&JobRecord>, queue: Option<&QueueEntry>, u
     }
 }
 
-/// Every instance of `plan` with its state. Works without Slurm (then only the lock file and
-/// the jobs' records are consulted).
-pub fn status(plan: &Plan, out_dir: &Path) -> Result<Vec<StatusRow>> {
+/// Every instance of `plan` with its state, and a note when `squeue` could not be asked (then
+/// only the lock file and the jobs' records are consulted, and jobs without a final record show
+/// as queued: their fate is unknown).
+pub fn status(plan: &Plan, out_dir: &Path) -> Result<(Vec<StatusRow>, Option<String>)> {
     let states = instance_states(plan, &RunOptions::default())?;
     let record = SubmissionRecord::load(out_dir);
-    let queue: BTreeMap<String, QueueEntry> = if record.jobs.is_empty() { BTreeMap::new() } else { slurm::squeue()? };
+    let (queue, note) = if record.jobs.is_empty() {
+        (BTreeMap::new(), None)
+    } else {
+        match slurm::squeue() {
+            Ok(q) => (q, None),
+            Err(e) => {
+                // Unknown is not failed: show such jobs as still queued.
+                let pending = QueueEntry { state: "PENDING".into(), reason: "unknown".into() };
+                let open = |j: &&SubmittedJob| !JobRecord::load(out_dir, &j.job_id).is_some_and(|r| r.finished() || r.state == "failed");
+                let q: BTreeMap<String, QueueEntry> =
+                    record.jobs.values().filter(open).map(|j| (j.job_id.clone(), pending.clone())).collect();
+                (q, Some(format!("{e}; states of jobs without a final record are unknown (shown as queued)")))
+            }
+        }
+    };
     Ok(plan
         .instances
         .iter()
@@ -104,7 +119,8 @@ pub fn status(plan: &Plan, out_dir: &Path) -> Result<Vec<StatusRow>> {
             };
             StatusRow { lock_id, stage: inst.stage.clone(), status, job }
         })
-        .collect())
+        .collect::<Vec<_>>())
+    .map(|rows| (rows, note))
 }
 
 /// `hesslab status` as text: one line per instance, then the counts.
