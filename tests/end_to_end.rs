@@ -632,6 +632,10 @@ fn spectra_along_training_match_dense_solves_of_the_snapshots() {
         let mass: f64 = pts.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum();
         assert!((mass - 1.0).abs() < 0.02, "step {}: density integrates to {mass}", s.step);
     }
+    for fig in ["top_along_training", "outliers_along_training", "warm_vs_cold", "density_along_training", "density_heatmap"] {
+        let png = std::fs::read(dir.join(format!("spectra/{fig}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{fig}");
+    }
     let shown = hesslab::show::show(&dir.join("spectra/training_spectrum.parquet"), 3).unwrap();
     assert!(shown.contains("step: UInt64") && shown.contains("eigenvalue: Float64"), "{shown}");
     let _ = std::fs::remove_dir_all(&out);

@@ -45,6 +45,10 @@ pub struct Plot {
     pub vlines: Vec<(f64, String)>,
     /// The y scale (default: decided from the data, see [`YScale::Auto`]).
     pub y_scale: YScale,
+    /// A heat map under the series: (x, y, value) cell centres on a regular grid, coloured by
+    /// log10 of the value over the eight decades below the largest (values ≤ that floor are
+    /// not drawn).
+    pub cells: Vec<(f64, f64, f64)>,
 }
 
 impl Plot {
@@ -54,6 +58,11 @@ impl Plot {
     }
     fn push(mut self, name: &str, points: Vec<(f64, f64)>, mark: Mark, band: Vec<(f64, f64, f64)>) -> Self {
         self.series.push(Series { name: name.into(), points, mark, band });
+        self
+    }
+    /// Add a heat map (cell centres on a regular grid and their positive values).
+    pub fn cells(mut self, cells: Vec<(f64, f64, f64)>) -> Self {
+        self.cells = cells;
         self
     }
     /// Add a series drawn as a line.
@@ -100,6 +109,7 @@ impl Plot {
         let mut v: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).collect();
         v.extend(self.series.iter().flat_map(|s| s.band.iter().flat_map(|b| [b.1, b.2])));
         v.extend(self.hlines.iter().map(|h| h.0));
+        v.extend(self.cells.iter().map(|c| c.1));
         v
     }
 }

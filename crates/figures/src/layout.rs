@@ -129,6 +129,16 @@ fn panel_extent(p: &Plot, scale: YScale) -> ((f64, f64), (f64, f64)) {
         x0 = x0.min(x);
         x1 = x1.max(x);
     }
+    if !p.cells.is_empty() {
+        let (hx, hy) = cell_half_sizes(&p.cells);
+        for &(x, y, _) in &p.cells {
+            for (cx, cy) in [(x - hx, y - hy), (x + hx, y + hy)] {
+                if let Some(t) = scale.forward(cy).filter(|_| cx.is_finite()) {
+                    (x0, x1, t0, t1) = (x0.min(cx), x1.max(cx), t0.min(t), t1.max(t));
+                }
+            }
+        }
+    }
     ((x0, x1), (t0, t1))
 }
 
@@ -156,4 +166,26 @@ pub(crate) fn ranges(fig: &Figure) -> Vec<PanelRanges> {
     let sx = ext.iter().fold(empty, |a, e| union(a, e.0));
     let sy = ext.iter().fold(empty, |a, e| union(a, e.1));
     ext.iter().zip(&scales).map(|(e, s)| (*s, pad(if fig.share_x { sx } else { e.0 }), pad(if fig.share_y { sy } else { e.1 }))).collect()
+}
+
+/// Half the grid spacing of heat-map cells in x and y (the smallest gap between distinct
+/// centres; 0.5 when there is a single column or row).
+pub(crate) fn cell_half_sizes(cells: &[(f64, f64, f64)]) -> (f64, f64) {
+    let half = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).fold(f64::INFINITY, f64::min).min(f64::MAX) / 2.0
+    };
+    let (hx, hy) = (half(cells.iter().map(|c| c.0).collect()), half(cells.iter().map(|c| c.1).collect()));
+    (if hx.is_finite() && hx < f64::MAX / 4.0 { hx } else { 0.5 }, if hy.is_finite() && hy < f64::MAX / 4.0 { hy } else { 0.5 })
+}
+
+#[cfg(test)]
+mod cell_tests {
+    #[test]
+    fn cell_sizes_come_from_the_grid_spacing() {
+        let cells: Vec<(f64, f64, f64)> = [0.0, 100.0, 200.0].iter().flat_map(|&x| [-1.0, -0.5, 0.0, 0.5].map(|y| (x, y, 1.0))).collect();
+        assert_eq!(super::cell_half_sizes(&cells), (50.0, 0.25));
+        assert_eq!(super::cell_half_sizes(&[(3.0, 4.0, 1.0)]), (0.5, 0.5));
+    }
 }

@@ -38,6 +38,17 @@ fn format_tick(v: f64) -> String {
     }
 }
 
+/// A perceptually ordered colour for `t` in [0, 1] (viridis, linear between five anchors).
+fn viridis(t: f64) -> (u8, u8, u8) {
+    const ANCHORS: [(f64, f64, f64); 5] = [(68., 1., 84.), (59., 82., 139.), (33., 145., 140.), (94., 201., 98.), (253., 231., 37.)];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (ANCHORS[i], ANCHORS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Plot,
@@ -69,6 +80,17 @@ fn draw_panel<DB: DrawingBackend>(
         mesh.y_labels(((t1 - t0).ceil() as usize + 1).clamp(3, 12));
     }
     mesh.draw().map_err(err)?;
+    if !p.cells.is_empty() {
+        let (hx, hy) = crate::layout::cell_half_sizes(&p.cells);
+        let top = p.cells.iter().fold(0.0f64, |a, c| a.max(c.2));
+        const DECADES: f64 = 8.0;
+        for &(x, y, v) in p.cells.iter().filter(|c| c.2 > top * 10f64.powf(-DECADES) && c.0.is_finite()) {
+            let (Some(lo), Some(hi)) = (scale.forward(y - hy), scale.forward(y + hy)) else { continue };
+            let level = 1.0 - (top / v).log10() / DECADES; // 0 at the floor, 1 at the top
+            let r = Rectangle::new([(x - hx, lo), (x + hx, hi)], rgb(viridis(level)).filled());
+            chart.draw_series(std::iter::once(r)).map_err(err)?;
+        }
+    }
     let mut series = Vec::new();
     let tf = |(x, y): (f64, f64)| scale.forward(y).filter(|_| x.is_finite()).map(|t| (x, t));
     for (s, &c) in p.series.iter().zip(colors) {

@@ -261,5 +261,11 @@ fn draw_density(ctx: &StageContext, rows: &[(u64, f64, f64)]) -> Result<(), Stag
     for s in picks {
         plot = plot.line(&format!("step {s}"), rows.iter().filter(|r| r.0 == s && r.2 > floor).map(|r| (r.1, r.2)).collect());
     }
-    plot.write(ctx, "density_along_training")
+    plot.write(ctx, "density_along_training")?;
+    // Every snapshot at once: step × eigenvalue, coloured by log density.
+    let cells: Vec<(f64, f64, f64)> = rows.iter().map(|r| (r.0 as f64, r.1, r.2)).collect();
+    Plot::new("Spectral density along training (colour: log10 density, 8 decades)", "step", "eigenvalue")
+        .cells(cells)
+        .y_scale(YScale::Linear)
+        .write(ctx, "density_heatmap")
 }
