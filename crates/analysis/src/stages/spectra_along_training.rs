@@ -138,9 +138,17 @@ impl StageKind for SpectraAlongTraining {
         let mut dim = 0;
         let bar = ctx.progress.bar(snapshots.len() as u64, "snapshots");
         for (step, params) in snapshots {
+            if params.len() != arch.num_params() {
+                return Err(StageError::msg(format!(
+                    "trajectory snapshot at step {step} has {} parameters; its architecture has {}",
+                    params.len(),
+                    arch.num_params()
+                )));
+            }
             let net = Network::new(arch.clone(), params.clone());
             let split = spec.select(&ds, ctx.seed);
-            let train_loss = net.loss_grad(split.x.as_ref(), &split.y).0;
+            // The loss only: a forward pass, not a gradient.
+            let train_loss = net.evaluate(split.x.as_ref(), &split.y).0;
             let built = spec.build(net, &ds, ctx.seed).map_err(StageError::other)?;
             let op = built.op.as_ref();
             dim = op.dim();
