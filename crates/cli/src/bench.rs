@@ -153,6 +153,9 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
             }
         }
     }
+    if want("sharpness") {
+        sharpness_bench(quick);
+    }
     if want("conv") {
         conv_bench(quick);
     }
@@ -300,6 +303,77 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
         );
     }
     Ok(())
+}
+
+/// #15's target: sharpness tracking inside full-batch GD on the E2 network (100→30→30→10 ReLU,
+/// 4 000 training + 1 000 test samples, `log_every = 10`) costs ≤ 20 % of the training time at
+/// `sharpness_every = 10`. Two measurements: the parts of one measurement against a gradient
+/// (interleaved, best of 30: stable on a busy machine), and whole training runs with and
+/// without tracking (alternating, best of 5; `--quick`: 60 steps, dominated by the start-up).
+fn sharpness_bench(quick: bool) {
+    let steps = if quick { 60 } else { 1000 };
+    let ds =
+        GaussianMixture::generate(&MixtureParams { classes: 10, dim: 100, samples: 5000, test_fraction: 0.2, ..Default::default() }, 1);
+    let (tr, te) = (ds.train(), ds.test());
+    let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
+    let init = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
+    println!("E2 100→30→30→10 ReLU, N = 4000 (+1000 test), full-batch GD, log every 10");
+    // One measurement = an operator build in place of the log's gradient pass, plus one product.
+    let v: Vec<f64> = (0..init.num_params()).map(|i| (i as f64).sin()).collect();
+    let shared = std::sync::Arc::new(tr.clone());
+    let mut held: Option<ModelCurvature> = None;
+    let (mut t_grad, mut t_build, mut t_apply) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    for _ in 0..30 {
+        let t0 = Instant::now();
+        std::hint::black_box(init.loss_grad_accuracy_at(init.params(), tr.x.as_ref(), &tr.y));
+        t_grad = t_grad.min(t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        let op = ModelCurvature::new(init.clone(), shared.clone(), CurvatureKind::Hessian);
+        t_build = t_build.min(t0.elapsed().as_secs_f64());
+        let op = held.insert(op); // the probe, too, frees the previous operator after building the next
+        let t0 = Instant::now();
+        std::hint::black_box(op.apply_vec(&v));
+        t_apply = t_apply.min(t0.elapsed().as_secs_f64());
+    }
+    let extra = t_build - t_grad + t_apply;
+    println!(
+        "  gradient {:.2} ms, operator build {:.2} ms, product {:.2} ms: a measurement adds {:.2} ms = {:.2} gradients, {:.1} % per 10 steps",
+        t_grad * 1e3,
+        t_build * 1e3,
+        t_apply * 1e3,
+        extra * 1e3,
+        extra / t_grad,
+        10.0 * extra / t_grad
+    );
+    let run = |every: usize| {
+        let p = TrainParams { lr: 0.1, max_steps: steps, target_loss: 0.0, log_every: 10, sharpness_every: every, ..Default::default() };
+        let mut net = init.clone();
+        let mut probe = (every > 0).then(|| hesslab_hessian::HessianProbe::new(tr.clone()));
+        let t0 = Instant::now();
+        let log = train_tracking_sharpness(
+            &mut net,
+            &p,
+            &tr,
+            &te,
+            1,
+            0,
+            &Progress::hidden(),
+            probe.as_mut().map(|p| p as &mut dyn SharpnessProbe),
+        )
+        .expect("the benchmark network trains");
+        (t0.elapsed().as_secs_f64(), log.sharpness.last().map_or(f64::NAN, |s| s.1))
+    };
+    let (mut plain, mut tracked, mut top) = (f64::INFINITY, f64::INFINITY, f64::NAN);
+    for _ in 0..5 {
+        plain = plain.min(run(0).0);
+        let (t, l) = run(10);
+        tracked = tracked.min(t);
+        top = l;
+    }
+    println!(
+        "  {steps} steps (best of 5): without tracking {plain:.3} s, sharpness_every = 10 {tracked:.3} s: overhead {:.1} % (target ≤ 20 %; includes the 20-product start); sharpness at the end {top:.4}",
+        100.0 * (tracked / plain - 1.0)
+    );
 }
 
 /// S18 E4's convnet on 1×28×28 inputs: 2×(conv 5×5, ReLU, max-pool 2) + 2 linear layers.

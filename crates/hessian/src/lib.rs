@@ -5,6 +5,7 @@
 mod dense;
 mod error;
 mod operator;
+mod probe;
 mod rop;
 mod rop_mlp;
 mod rop_seq;
@@ -14,5 +15,6 @@ mod spec;
 pub use dense::{DenseMatrix, materialize, symmetrize};
 pub use error::{HessianError, Result};
 pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted};
+pub use probe::HessianProbe;
 pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp};
 pub use spec::{BuiltOperator, OperatorSpec, SampleSet};

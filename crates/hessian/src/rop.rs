@@ -66,32 +66,36 @@ const CHUNK_BYTES_BUDGET: usize = 32 << 20;
 pub struct ModelCurvature {
     /// The network at whose parameters the curvature is taken.
     pub model: Network,
-    /// The examples the loss averages over.
-    pub data: Split,
+    /// The examples the loss averages over (shared: sharpness tracking rebuilds the operator
+    /// at every measurement over the same samples).
+    pub data: std::sync::Arc<Split>,
     /// Which curvature matrix.
     pub kind: CurvatureKind,
     chunks: Box<dyn ChunkedCurvature>,
     mean_grad: Vec<f64>,
     /// The mean loss at the parameters.
     pub loss: f64,
+    /// The fraction of samples classified correctly at the parameters.
+    pub accuracy: f64,
     count: Counter,
 }
 
 impl ModelCurvature {
     /// The operator, with the forward pass, loss derivatives and back-propagated signals
     /// cached per chunk of samples.
-    pub fn new(model: Network, data: Split, kind: CurvatureKind) -> Self {
-        let (chunks, loss, mean_grad): (Box<dyn ChunkedCurvature>, f64, Vec<f64>) = match &model {
+    pub fn new(model: Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind) -> Self {
+        let data = data.into();
+        let (chunks, loss, mean_grad, accuracy): (Box<dyn ChunkedCurvature>, f64, Vec<f64>, f64) = match &model {
             Network::Mlp(m) => {
-                let (c, l, g) = crate::rop_mlp::MlpChunks::new(m.clone(), &data);
-                (Box::new(c), l, g)
+                let (c, l, g, a) = crate::rop_mlp::MlpChunks::new(m.clone(), &data);
+                (Box::new(c), l, g, a)
             }
             Network::Sequential(s) => {
-                let (c, l, g) = crate::rop_seq::SeqChunks::new(s.clone(), &data);
-                (Box::new(c), l, g)
+                let (c, l, g, a) = crate::rop_seq::SeqChunks::new(s.clone(), &data);
+                (Box::new(c), l, g, a)
             }
         };
-        ModelCurvature { model, data, kind, chunks, mean_grad, loss, count: Counter::default() }
+        ModelCurvature { model, data, kind, chunks, mean_grad, loss, accuracy, count: Counter::default() }
     }
 
     /// Examples the loss averages over.

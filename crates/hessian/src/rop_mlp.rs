@@ -19,6 +19,7 @@ struct ChunkCache {
     d1: Vec<Mat<f64>>,
     gw_d2: Vec<Option<Mat<f64>>>,
     loss_sum: f64,
+    correct: usize,
 }
 
 /// Cached passes of an MLP over every chunk of samples.
@@ -29,12 +30,12 @@ pub(crate) struct MlpChunks {
 }
 
 impl MlpChunks {
-    pub(crate) fn new(model: Mlp, data: &Split) -> (Self, f64, Vec<f64>) {
+    pub(crate) fn new(model: Mlp, data: &Split) -> (Self, f64, Vec<f64>, f64) {
         let layers = model.arch.layers();
         let n = data.len();
         let act = model.arch.activation;
         let second_order = !matches!(act, Activation::Relu | Activation::Identity);
-        let cache: Vec<ChunkCache> = chunks(n)
+        let parts: Vec<(ChunkCache, Vec<f64>)> = chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
                 let x = data.x.as_ref().subrows(r0, r1 - r0);
@@ -48,38 +49,44 @@ impl MlpChunks {
                 let mut gw_d2 = Vec::new();
                 for l in 0..nl - 1 {
                     let (z, a) = (&fwd.z[l], &fwd.a[l]);
-                    d1.push(Mat::from_fn(z.nrows(), z.ncols(), |i, j| act.d1(z[(i, j)], a[(i, j)])));
+                    let mut d = Mat::<f64>::zeros(z.nrows(), z.ncols());
+                    for j in 0..z.ncols() {
+                        act.d1_slice(z.col_as_slice(j), a.col_as_slice(j), d.col_as_slice_mut(j));
+                    }
+                    d1.push(d);
                     if second_order {
                         // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
                         let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
                         mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
                         for j in 0..z.ncols() {
-                            for i in 0..z.nrows() {
-                                gw[(i, j)] *= act.d2(z[(i, j)], a[(i, j)]);
-                            }
+                            act.mul_d2_slice(gw.col_as_slice_mut(j), z.col_as_slice(j), a.col_as_slice(j));
                         }
                         gw_d2.push(Some(gw));
                     } else {
                         gw_d2.push(None);
                     }
                 }
-                ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum }
+                // The chunk's share of the mean gradient (the signals are already divided by N).
+                let mut part = vec![0.0; model.num_params()];
+                model.accumulate(x, &fwd, &sig, &mut part);
+                (ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum, correct: le.correct }, part)
             })
             .collect();
-        // Loss and mean gradient from the cached passes (the signals are already divided by N),
-        // summed in chunk order like `Mlp::loss_grad`.
+        // Loss and mean gradient summed in chunk order like `Mlp::loss_grad_accuracy_at`, so
+        // both are bit-identical to it.
         let mut mean_grad = vec![0.0; model.num_params()];
         let mut loss = 0.0;
-        for c in &cache {
-            let mut part = vec![0.0; model.num_params()];
-            model.accumulate(data.x.as_ref().subrows(c.r0, c.r1 - c.r0), &c.fwd, &c.sig, &mut part);
+        let mut cache = Vec::with_capacity(parts.len());
+        for (c, part) in parts {
             mean_grad.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
             loss += c.loss_sum;
+            cache.push(c);
         }
+        let correct: usize = cache.iter().map(|c| c.correct).sum();
         if n > 0 {
             loss /= n as f64;
         }
-        (MlpChunks { model, layers, cache }, loss, mean_grad)
+        (MlpChunks { model, layers, cache }, loss, mean_grad, correct as f64 / n as f64)
     }
 
     /// dst_j (+)= src_j · m for every block j of horizontally stacked matrices

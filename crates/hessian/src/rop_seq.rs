@@ -34,10 +34,10 @@ pub(crate) struct SeqChunks {
 impl SeqChunks {
     /// The forward pass, loss derivatives and signals of every chunk, with the mean loss and
     /// gradient (summed in chunk order, as `Sequential::loss_grad_accuracy_at`).
-    pub(crate) fn new(model: Sequential, data: &Split) -> (Self, f64, Vec<f64>) {
+    pub(crate) fn new(model: Sequential, data: &Split) -> (Self, f64, Vec<f64>, f64) {
         let n = data.len();
         let p = model.params.len();
-        let parts: Vec<(ChunkCache, Vec<f64>)> = chunks(n)
+        let parts: Vec<(ChunkCache, Vec<f64>, usize)> = chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
                 let fwd = model.forward_with(&model.params, data.x.as_ref().subrows(r0, r1 - r0));
@@ -46,20 +46,21 @@ impl SeqChunks {
                 g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
                 let mut grad = vec![0.0; p];
                 let sig = model.backward(&model.params, &fwd, g, &mut grad, true);
-                (ChunkCache { r0, r1, fwd, probs: le.probs, sig, loss_sum: le.loss_sum }, grad)
+                (ChunkCache { r0, r1, fwd, probs: le.probs, sig, loss_sum: le.loss_sum }, grad, le.correct)
             })
             .collect();
-        let (mut loss, mut mean_grad) = (0.0, vec![0.0; p]);
+        let (mut loss, mut mean_grad, mut correct) = (0.0, vec![0.0; p], 0);
         let mut cache = Vec::with_capacity(parts.len());
-        for (c, g) in parts {
+        for (c, g, k) in parts {
             loss += c.loss_sum;
+            correct += k;
             mean_grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
             cache.push(c);
         }
         if n > 0 {
             loss /= n as f64;
         }
-        (SeqChunks { model, cache }, loss, mean_grad)
+        (SeqChunks { model, cache }, loss, mean_grad, correct as f64 / n as f64)
     }
 }
 

@@ -22,4 +22,4 @@ pub use network::{NetArch, Network, Tensors};
 pub use sequential::{
     SeqArch, SeqForward, Sequential, layer_forward, layer_forward_tangent, layer_input_signal, layer_param_grad, linear_layout,
 };
-pub use train::{HessianProduct, MAX_WIDTH, SHARPNESS_WARMUP, TrainLog, TrainParams, network_of, train, train_tracking_sharpness};
+pub use train::{MAX_WIDTH, SHARPNESS_WARMUP, SharpnessProbe, TrainLog, TrainParams, network_of, train, train_tracking_sharpness};

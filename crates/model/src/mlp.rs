@@ -104,7 +104,10 @@ impl Mlp {
             }
             if l + 1 < nl {
                 let act = self.arch.activation;
-                let al = Mat::from_fn(n, ly.n_out, |i, j| act.f(zl[(i, j)]));
+                let mut al = Mat::<f64>::zeros(n, ly.n_out);
+                for j in 0..ly.n_out {
+                    act.f_slice(zl.col_as_slice(j), al.col_as_slice_mut(j));
+                }
                 a.push(al);
             }
             z.push(zl);
@@ -135,9 +138,7 @@ impl Mlp {
             let act = self.arch.activation;
             let (zp, ap) = (&fwd.z[l - 1], &fwd.a[l - 1]);
             for j in 0..ly.n_in {
-                for i in 0..prev.nrows() {
-                    prev[(i, j)] *= act.d1(zp[(i, j)], ap[(i, j)]);
-                }
+                act.mul_d1_slice(prev.col_as_slice_mut(j), zp.col_as_slice(j), ap.col_as_slice(j));
             }
             sig[l - 1] = prev;
         }

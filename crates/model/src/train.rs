@@ -60,9 +60,19 @@ fn is_zero(v: &usize) -> bool {
 /// step each from the previous vector.
 pub const SHARPNESS_WARMUP: usize = 20;
 
-/// Hessian-vector products of the training loss at the current weights, supplied by the
-/// caller (the curvature crate sits above this one).
-pub type HessianProduct<'a> = &'a mut dyn FnMut(&Network, &[f64]) -> Result<Vec<f64>, ModelError>;
+/// The Hessian of the full-batch training loss, set up anew at the weights of each sharpness
+/// measurement; supplied by the caller (the curvature crate sits above this one).
+///
+/// Why `prepare` returns the loss, gradient and accuracy: a measurement falls on a log step,
+/// whose full-batch pass is exactly the one the curvature cache needs, so the log takes its
+/// numbers from the cache instead of a second pass over the data.
+pub trait SharpnessProbe {
+    /// Set up at `net`'s weights; returns the full-batch mean loss, gradient and accuracy there,
+    /// bit-identical to [`Network::loss_grad_accuracy_at`] at these weights.
+    fn prepare(&mut self, net: &Network) -> Result<(f64, Vec<f64>, f64), ModelError>;
+    /// H v at the weights of the last `prepare`.
+    fn hvp(&mut self, v: &[f64]) -> Result<Vec<f64>, ModelError>;
+}
 
 impl Default for TrainParams {
     fn default() -> Self {
@@ -136,10 +146,10 @@ struct SharpnessTracker {
 impl SharpnessTracker {
     /// One measurement: power steps from the carried vector; returns (λ, ‖Hv − λv‖/|λ|) of the
     /// last step's Rayleigh quotient.
-    fn measure(&mut self, model: &Network, hvp: HessianProduct<'_>, steps: usize) -> Result<(f64, f64), ModelError> {
+    fn measure(&mut self, probe: &mut dyn SharpnessProbe, steps: usize) -> Result<(f64, f64), ModelError> {
         let mut out = (f64::NAN, f64::NAN);
         for _ in 0..steps {
-            let hv = hvp(model, &self.v)?;
+            let hv = probe.hvp(&self.v)?;
             self.products += 1;
             let lambda: f64 = hv.iter().zip(&self.v).map(|(a, b)| a * b).sum();
             let res = hv.iter().zip(&self.v).map(|(a, b)| (a - lambda * b).powi(2)).sum::<f64>().sqrt();
@@ -155,7 +165,7 @@ impl SharpnessTracker {
 }
 
 /// `train`, also tracking the sharpness every `p.sharpness_every` steps with the given
-/// Hessian-vector product (ignored when `sharpness_every` is 0 or `hvp` is `None`).
+/// probe (ignored when `sharpness_every` is 0 or `probe` is `None`).
 #[allow(clippy::too_many_arguments)]
 pub fn train_tracking_sharpness(
     model: &mut Network,
@@ -165,7 +175,7 @@ pub fn train_tracking_sharpness(
     seed: u64,
     step0: u64,
     progress: &Progress,
-    mut hvp: Option<HessianProduct<'_>>,
+    mut probe: Option<&mut dyn SharpnessProbe>,
 ) -> Result<TrainLog, ModelError> {
     if p.sharpness_every > 0 && !p.sharpness_every.is_multiple_of(p.log_every.max(1)) {
         return Err(ModelError::Invalid(format!(
@@ -173,7 +183,7 @@ pub fn train_tracking_sharpness(
             p.sharpness_every, p.log_every
         )));
     }
-    let mut tracker = (p.sharpness_every > 0 && hvp.is_some()).then(|| {
+    let mut tracker = (p.sharpness_every > 0 && probe.is_some()).then(|| {
         let mut r = Rng::new(seed ^ 0x05ba_7e55);
         let v: Vec<f64> = (0..model.num_params()).map(|_| r.normal()).collect();
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
@@ -190,8 +200,23 @@ pub fn train_tracking_sharpness(
     let mut log = TrainLog::default();
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
-    let record = |model: &Network, step: usize, epoch: f64, log: &mut TrainLog| -> Result<(f64, f64), ModelError> {
-        let (tl, g, ta) = model.loss_grad_accuracy_at(model.params(), train.x.as_ref(), &train.y);
+    // Full-batch loss, gradient and accuracy at the current weights: from the probe when a
+    // sharpness measurement falls on this step (its cache holds exactly this pass), else a pass.
+    let full_batch =
+        |model: &Network, step: usize, probe: &mut Option<&mut dyn SharpnessProbe>| -> Result<(f64, Vec<f64>, f64), ModelError> {
+            match probe.as_mut() {
+                Some(pr) if p.sharpness_every > 0 && step % p.sharpness_every == 0 => pr.prepare(model),
+                _ => Ok(model.loss_grad_accuracy_at(model.params(), train.x.as_ref(), &train.y)),
+            }
+        };
+    // Records one log row; returns the loss and gradient at these weights, which full-batch GD's
+    // next step reuses (the same function of the same weights: bit-identical, one pass saved).
+    let record = |model: &Network,
+                  step: usize,
+                  epoch: f64,
+                  (tl, g, ta): (f64, Vec<f64>, f64),
+                  log: &mut TrainLog|
+     -> Result<(f64, Vec<f64>, f64), ModelError> {
         let (vl, va) = if test.is_empty() { (f64::NAN, f64::NAN) } else { model.evaluate(test.x.as_ref(), &test.y) };
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         if !tl.is_finite() {
@@ -204,11 +229,13 @@ pub fn train_tracking_sharpness(
         log.test_loss.push(vl);
         log.test_acc.push(va);
         log.grad_norm.push(gn);
-        Ok((tl, gn))
+        Ok((tl, g, gn))
     };
-    record(model, 0, 0.0, &mut log)?;
-    if let (Some(t), Some(h)) = (tracker.as_mut(), hvp.as_mut()) {
-        let (l, r) = t.measure(model, &mut **h, SHARPNESS_WARMUP)?;
+    let first = full_batch(model, 0, &mut probe)?;
+    let (tl0, g0, _) = record(model, 0, 0.0, first, &mut log)?;
+    let mut carried = full.then_some((tl0, g0));
+    if let (Some(t), Some(pr)) = (tracker.as_mut(), probe.as_mut()) {
+        let (l, r) = t.measure(&mut **pr, SHARPNESS_WARMUP)?;
         log.sharpness.push((step0, l, r));
     }
     if p.snapshot_every > 0 {
@@ -216,7 +243,7 @@ pub fn train_tracking_sharpness(
     }
     for step in 1..=p.max_steps {
         let (loss, grad) = if full {
-            model.loss_grad(train.x.as_ref(), &train.y)
+            carried.take().unwrap_or_else(|| model.loss_grad(train.x.as_ref(), &train.y))
         } else {
             if cursor + bs > n {
                 rng.shuffle(&mut order);
@@ -244,16 +271,20 @@ pub fn train_tracking_sharpness(
             log.snapshots.push((step0 + step as u64, model.params().to_vec()));
         }
         if step % log_every == 0 || step == p.max_steps {
-            let (tl, gn) = record(model, step, epoch, &mut log)?;
-            if let (Some(t), Some(h)) = (tracker.as_mut(), hvp.as_mut())
+            let pass = full_batch(model, step, &mut probe)?;
+            let (tl, g, gn) = record(model, step, epoch, pass, &mut log)?;
+            if let (Some(t), Some(pr)) = (tracker.as_mut(), probe.as_mut())
                 && step % p.sharpness_every == 0
             {
-                let (l, r) = t.measure(model, &mut **h, 1)?;
+                let (l, r) = t.measure(&mut **pr, 1)?;
                 log.sharpness.push((step0 + step as u64, l, r));
             }
             bar.set_message(format!("training loss {tl:.3e} |g| {gn:.2e}"));
             if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
+            }
+            if full {
+                carried = Some((tl, g));
             }
         }
     }

@@ -123,29 +123,19 @@ impl StageKind for Train {
                 (initialize_network(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
             }
         };
-        // Sharpness: Hessian-vector products of the full-batch training loss at the current
-        // weights (a fresh operator per measurement: it caches that network's activations).
-        let hvp_seconds = std::cell::Cell::new(0.0);
-        let mut hvp = |net: &hesslab_model::Network, v: &[f64]| -> Result<Vec<f64>, hesslab_model::ModelError> {
-            let t0 = std::time::Instant::now();
-            let op = hesslab_hessian::ModelCurvature::new(net.clone(), tr.clone(), hesslab_hessian::CurvatureKind::Hessian);
-            let hv = hesslab_hessian::LinearOperator::apply_vec(&op, v);
-            hvp_seconds.set(hvp_seconds.get() + t0.elapsed().as_secs_f64());
-            Ok(hv)
-        };
+        let mut probe = (p.sharpness_every > 0).then(|| hesslab_hessian::HessianProbe::new(tr.clone()));
         let t0 = std::time::Instant::now();
-        let tracking: Option<hesslab_model::HessianProduct<'_>> = if p.sharpness_every > 0 { Some(&mut hvp) } else { None };
+        let tracking = probe.as_mut().map(|pr| pr as &mut dyn hesslab_model::SharpnessProbe);
         let mut log = hesslab_model::train_tracking_sharpness(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress, tracking)
             .map_err(StageError::other)?;
-        if p.sharpness_every > 0 {
+        if let Some(probe) = &probe {
             // Wall times stay out of the artifacts (bit-identical outputs); this line says the cost.
             let total = t0.elapsed().as_secs_f64();
             ctx.progress.line(&format!(
-                "sharpness tracking: {} Hessian-vector products, {:.2} s of {:.2} s ({:.1} % of training without it)",
+                "sharpness tracking: {} Hessian-vector products; {:.2} s of {:.2} s in operator builds (which also give the log's full-batch pass) and products",
                 log.sharpness_products,
-                hvp_seconds.get(),
-                total,
-                100.0 * hvp_seconds.get() / (total - hvp_seconds.get()).max(f64::MIN_POSITIVE)
+                probe.seconds,
+                total
             ));
         }
         let steps = log.step.last().copied().unwrap_or(step0);
