@@ -156,6 +156,9 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
     if want("sharpness") {
         sharpness_bench(quick);
     }
+    if want("elementwise") {
+        elementwise_bench();
+    }
     if want("conv") {
         conv_bench(quick);
     }
@@ -303,6 +306,27 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
         );
     }
     Ok(())
+}
+
+/// #14: the vectorized exp/tanh/sigmoid kernels against libm's scalar calls on the same
+/// 1 M values (one thread; best of 20).
+fn elementwise_bench() {
+    fn libm_sigmoid(z: f64) -> f64 {
+        if z >= 0.0 { 1.0 / (1.0 + (-z).exp()) } else { z.exp() / (1.0 + z.exp()) }
+    }
+    let mut rng = Rng::new(5);
+    let x: Vec<f64> = (0..1 << 20).map(|_| 6.0 * rng.normal()).collect();
+    let mut out = vec![0.0; x.len()];
+    type Kernel = fn(&[f64], &mut [f64]);
+    let cases: [(&str, Kernel, fn(f64) -> f64); 3] =
+        [("exp", vmath::exp_slice, f64::exp), ("tanh", vmath::tanh_slice, f64::tanh), ("sigmoid", vmath::sigmoid_slice, libm_sigmoid)];
+    println!("elementwise kernels, 2^20 values, one thread (ns per value; libm / vectorized)");
+    for (name, kernel, libm) in cases {
+        let t_vec = best(20, || kernel(&x, &mut out));
+        let t_libm = best(20, || out.iter_mut().zip(&x).for_each(|(o, &v)| *o = libm(v)));
+        let per = |t: f64| t * 1e9 / x.len() as f64;
+        println!("  {name:8} vectorized {:.2} ns, libm {:.2} ns: {:.2}× faster", per(t_vec), per(t_libm), t_libm / t_vec);
+    }
 }
 
 /// #15's target: sharpness tracking inside full-batch GD on the E2 network (100→30→30→10 ReLU,

@@ -23,7 +23,7 @@ impl Activation {
     pub fn f(self, z: f64) -> f64 {
         match self {
             Activation::Relu => z.max(0.0),
-            Activation::Tanh => z.tanh(),
+            Activation::Tanh => crate::vmath::tanh(z),
             Activation::Sigmoid => sigmoid(z),
             Activation::Identity => z,
         }
@@ -60,9 +60,18 @@ impl Activation {
         debug_assert_eq!(z.len(), out.len());
         match self {
             Activation::Relu => out.iter_mut().zip(z).for_each(|(o, &z)| *o = z.max(0.0)),
-            Activation::Tanh => out.iter_mut().zip(z).for_each(|(o, &z)| *o = z.tanh()),
-            Activation::Sigmoid => out.iter_mut().zip(z).for_each(|(o, &z)| *o = sigmoid(z)),
+            Activation::Tanh => crate::vmath::tanh_slice(z, out),
+            Activation::Sigmoid => crate::vmath::sigmoid_slice(z, out),
             Activation::Identity => out.copy_from_slice(z),
+        }
+    }
+    /// v[i] = σ(v[i]) in place (values of [`Activation::f`]).
+    pub fn f_in_place(self, v: &mut [f64]) {
+        match self {
+            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Tanh => crate::vmath::tanh_in_place(v),
+            Activation::Sigmoid => crate::vmath::sigmoid_in_place(v),
+            Activation::Identity => {}
         }
     }
     /// out[i] = σ'(z[i]) over a column, given a = σ(z) (values of [`Activation::d1`]).
@@ -106,12 +115,7 @@ impl Activation {
 /// The logistic function, without overflow for large |z|.
 #[inline]
 pub fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
+    crate::vmath::sigmoid(z)
 }
 
 /// The loss on the network's outputs.

@@ -12,6 +12,7 @@ mod mlp;
 mod network;
 mod sequential;
 mod train;
+pub mod vmath;
 
 pub use arch::{Activation, Architecture, LayerLayout, LossKind, sigmoid};
 pub use error::{ModelError, Result};

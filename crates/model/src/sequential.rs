@@ -163,7 +163,7 @@ pub fn layer_forward(l: &Layer, w: &[f64], input: MatRef<'_, f64>) -> (Mat<f64>,
         Layer::Activation(a) => {
             let mut out = input.to_owned();
             for c in 0..out.ncols() {
-                out.col_as_slice_mut(c).iter_mut().for_each(|v| *v = a.f(*v));
+                a.f_in_place(out.col_as_slice_mut(c));
             }
             (out, None)
         }
