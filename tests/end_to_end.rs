@@ -684,3 +684,32 @@ fn sharpness_tracked_during_training_matches_the_dense_top_eigenvalue() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// #15, reduced for CI (1 000 images, 600 steps, η = 0.08): full-batch GD started above the
+/// edge of stability brings the sharpness down to 2/η and holds it there while the loss keeps
+/// falling, not monotonically. The full pipeline (5 000 images, four η, 3 000 steps) is in the
+/// README.
+#[test]
+fn edge_of_stability_sharpness_hovers_at_two_over_eta() {
+    let images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+    assert!(Path::new(images).exists(), "{images} is missing: `apt-get install dataset-fashion-mnist` (scripts/test.sh does)");
+    let out = tmp("eos");
+    run("pipelines/edge_of_stability.toml", &out, &["sweep.train.lr=[0.08]", "data.samples_per_class=110", "train.max_steps=600"], 0);
+    let path = out.join("edge_of_stability/train.lr=0.08/train/log.parquet");
+    let log = <hesslab_artifacts::Log as Port>::decode(&read_artifact(&path, None).unwrap()).unwrap();
+    let edge = 2.0 / log.lr.unwrap();
+    let s = &log.metrics.sharpness;
+    assert!(s[0].1 > 1.5 * edge, "starts above the edge: sharpness {} vs 2/η = {edge}", s[0].1);
+    let mut late: Vec<f64> = s.iter().filter(|m| m.0 >= 100).map(|m| m.1 / edge).collect();
+    late.sort_by(f64::total_cmp);
+    let median = late[late.len() / 2];
+    let inside = late.iter().filter(|r| (*r - 1.0).abs() <= 0.1).count() as f64 / late.len() as f64;
+    assert!((median - 1.0).abs() <= 0.05, "median sharpness from step 100 = {median} × 2/η");
+    assert!(inside >= 0.9, "only {:.0} % of the measurements from step 100 within ±10 % of 2/η", 100.0 * inside);
+    let m = &log.metrics;
+    let loss: Vec<f64> = m.step.iter().zip(&m.train_loss).filter(|(s, _)| **s >= 100).map(|(_, l)| *l).collect();
+    let rises = loss.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(rises >= 5, "the loss rose in only {rises} log intervals: not the edge-of-stability regime");
+    assert!(loss[loss.len() - 1] < 0.8 * loss[0], "the loss must still fall over the long run: {} → {}", loss[0], loss[loss.len() - 1]);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -52,7 +52,7 @@ pub fn sharpness_figure(log: &Log) -> Plot {
     let pts: Vec<(f64, f64)> = log.metrics.sharpness.iter().map(|s| (s.0 as f64, s.1)).collect();
     let mut p = Plot::new("Sharpness (top Hessian eigenvalue) along training", "step", "sharpness").line("sharpness", pts);
     if let Some(lr) = log.lr {
-        p = p.hline(2.0 / lr, &format!("2/η = {}", 2.0 / lr));
+        p = p.hline(2.0 / lr, &format!("2/η = {}", (2e4 / lr).round() / 1e4));
     }
     p
 }
