@@ -185,3 +185,28 @@ fn convnet_products_are_bit_identical_on_one_and_two_threads() {
         }
     }
 }
+
+/// Sharpness tracking takes the log's full-batch loss, gradient and accuracy from the probe's
+/// operator: they must be bit-identical to the training pass (so tracking changes no log value),
+/// for the sequential and the fully connected kernels, on more samples than one chunk.
+#[test]
+fn sharpness_probe_gives_the_training_pass_bit_for_bit() {
+    let spec =
+        r#"[{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "tanh", { max_pool2d = 2 }, "flatten", { linear = 4 }]"#;
+    let (conv, d) = net([2, 6, 6], spec, LossKind::CrossEntropy, 5, 700);
+    let arch = Architecture { sizes: vec![72, 9, 4], activation: Activation::Sigmoid, bias: true, loss: LossKind::Mse };
+    let mlp = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 6));
+    for m in [conv, mlp] {
+        let mut probe = HessianProbe::new(d.clone());
+        let (l, g, a) = SharpnessProbe::prepare(&mut probe, &m).unwrap();
+        let (l0, g0, a0) = m.loss_grad_accuracy_at(m.params(), d.x.as_ref(), &d.y);
+        assert_eq!(l.to_bits(), l0.to_bits(), "{}", m.describe());
+        assert_eq!(a.to_bits(), a0.to_bits(), "{}", m.describe());
+        assert!(g.iter().zip(&g0).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: gradient differs", m.describe());
+        // And its product is the operator's.
+        let v: Vec<f64> = (0..m.num_params()).map(|i| (i as f64 * 0.37).sin()).collect();
+        let hv = SharpnessProbe::hvp(&mut probe, &v).unwrap();
+        let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
+        assert_eq!(hv, op.apply_vec(&v));
+    }
+}
