@@ -37,6 +37,18 @@ for f in files:
     assert cols == t.column_names, f"{f}: duckdb columns {cols}"
     checked += 1
     print(f"ok  {f.relative_to(root)}: {t.num_rows} rows, columns {t.column_names}")
+# Spectra along training: the top eigenvalue per snapshot by DuckDB equals pyarrow's, and the
+# log's tracked sharpness (null between measurements) is seen as such by all three readers.
+along = root / "s18_e1_spectrum_during_training/main/spectra/training_spectrum.parquet"
+if along.exists():
+    by_duckdb = con.execute(f"select step, max(eigenvalue) from read_parquet('{along}') group by step order by step").fetchall()
+    rows = pq.read_table(along).to_pylist()
+    by_arrow = sorted({(r["step"], max(x["eigenvalue"] for x in rows if x["step"] == r["step"])) for r in rows})
+    assert by_duckdb == by_arrow and len(by_duckdb) == 4, f"{by_duckdb} vs {by_arrow}"
+    log = root / "s18_e1_spectrum_during_training/main/train/log.parquet"
+    measured = con.execute(f"select count(sharpness) from read_parquet('{log}')").fetchone()[0]
+    assert measured == 7 == pl.read_parquet(log)["sharpness"].drop_nulls().len(), f"{measured} sharpness measurements"
+    print(f"ok  spectra along training: top eigenvalue at steps {[s for s, _ in by_duckdb]}, {measured} sharpness measurements")
 # A query a user would run: the top eigenvalues.
 top = con.execute(
     f"select eigenvalue from read_parquet('{root}/quickstart/main/eigen/eigenvalues.parquet') order by rank limit 3"

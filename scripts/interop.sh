@@ -63,4 +63,8 @@ eigenvalues = "eigen.eigenvalues[*]"
 TOML
 cargo run --release --quiet -p hesslab-cli -- run "$OUT/seeds.toml" --out "$OUT"
 cargo run --release --quiet -p hesslab-cli -- run pipelines/s16_p4_init_sphere.toml --out "$OUT" --set ensemble.members=50
+# Spectra along training (#15): the long step × rank table, per-snapshot densities and a log
+# with the tracked sharpness, on a shortened E1 run.
+cargo run --release --quiet -p hesslab-cli -- run pipelines/s18_e1_spectrum_during_training.toml --out "$OUT" \
+  --set train.max_steps=300 --set train.target_loss=0 --set train.sharpness_every=50 --set spectra.k=5
 "$VENV/bin/python" scripts/interop.py "$OUT"
