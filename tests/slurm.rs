@@ -14,15 +14,24 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn cluster_up() -> bool {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| o.status.success() && ["idle", "mixed", "allocated"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s)));
+    // A node that schedules: idle, mixed, allocated, or "completing" while another test's
+    // cancelled jobs are cleaned up (the tests run concurrently; that state once made this
+    // check fail in CI). Polled for a while, since states pass.
+    let states = || Command::new("sinfo").args(["-h", "-o", "%T"]).output().ok().filter(|o| o.status.success());
+    let schedules =
+        |o: &Output| ["idle", "mixed", "allocated", "completing"].iter().any(|s| String::from_utf8_lossy(&o.stdout).contains(s));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let required = std::env::var_os("HESSLAB_REQUIRE_SLURM").is_some();
+    let mut answer = states();
+    // A controller that answers is waited for, and a silent one too when a cluster is required
+    // (slurmctld can be busy for a moment); otherwise silence means "no cluster" at once.
+    while Instant::now() < deadline && answer.as_ref().map_or(required, |o| !schedules(o)) {
+        std::thread::sleep(Duration::from_millis(500));
+        answer = states();
+    }
+    let up = answer.as_ref().is_some_and(schedules);
     if !up {
-        assert!(
-            std::env::var_os("HESSLAB_REQUIRE_SLURM").is_none(),
-            "HESSLAB_REQUIRE_SLURM is set but no Slurm node answers `sinfo` (scripts/slurm-local.sh up)"
-        );
+        assert!(!required, "HESSLAB_REQUIRE_SLURM is set but no Slurm node answers `sinfo` (scripts/slurm-local.sh up)");
         eprintln!("skipped: no Slurm cluster (scripts/slurm-local.sh up starts one)");
     }
     up

@@ -1,0 +1,30 @@
+"""S18 Table 1 over seeds from a (possibly partial) run of pipelines/s18_e2_outliers_vs_classes.toml:
+per configuration with all five seeds, each outlier count as mean ± std (min–max) and per seed,
+then how often each count lands within k ± 1. Usage: python scripts/e2_five_seeds.py OUT_DIR
+(the run's --out; members not finished yet are left out). Needs pyarrow (.venv-interop)."""
+import glob, collections, statistics as st, sys
+import pyarrow.parquet as pq
+OUT = sys.argv[1] if len(sys.argv) > 1 else 'out'
+rows = collections.defaultdict(list)
+for f in sorted(glob.glob(f'{OUT}/s18_e2_outliers_vs_classes/*/summary/summary.parquet')):
+    key = f.split('/')[-3]
+    kv = dict(p.split('=') for p in key.split('__'))
+    t = pq.read_table(open(f, 'rb')).to_pylist()[0]
+    rows[(int(kv['data.classes']), float(kv['data.cov_multiplier']), kv['train.activation'], 'GD' if kv['train.batch_size']=='0' else 'SGD')].append((int(kv['train.seed']), t))
+def cell(v):
+    m = st.mean(v); s = st.stdev(v) if len(v) > 1 else 0.0
+    return f"{m:.1f} ± {s:.1f} ({min(v)}–{max(v)})"
+print("| k | cov | nonlinearity | algorithm | seeds | gap | ratio | elbow (heuristic) | fixed 0.01 | per seed: elbow | per seed: fixed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+summary = collections.defaultdict(list)
+for key in sorted(rows):
+    v = sorted(rows[key]); k = key[0]
+    if len(v) < 5: continue
+    get = lambda c: [x[1][c] for x in v]
+    print(f"| {k} | {key[1]:g} | {key[2]} | {key[3]} | {len(v)} | {cell(get('outliers_gap'))} | {cell(get('outliers_ratio'))} | {cell(get('outliers_heuristic'))} | {cell(get('outliers_fixed'))} | {', '.join(map(str, get('outliers_heuristic')))} | {', '.join(map(str, get('outliers_fixed')))} |")
+    for c in ('outliers_gap','outliers_ratio','outliers_heuristic','outliers_fixed'):
+        for x in get(c):
+            summary[(key[2], key[1], c)].append(abs(x - k) <= 1)
+print()
+for (act, cov, c), hits in sorted(summary.items()):
+    print(f"{act} cov {cov:g} {c}: within k ± 1 in {sum(hits)}/{len(hits)} networks")
