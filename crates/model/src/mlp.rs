@@ -247,78 +247,95 @@ pub fn chunks(n: usize) -> Vec<(usize, usize)> {
 
 /// Loss value, its derivative and class probabilities of outputs `f`.
 pub fn eval_loss(kind: LossKind, f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
+    match kind {
+        LossKind::CrossEntropy => cross_entropy(f, y),
+        LossKind::Mse => mse(f, y),
+        LossKind::Logistic => logistic(f, y),
+    }
+}
+
+/// Softmax cross-entropy, class column by class column so that the exponentials run as
+/// vectorized kernels over the samples; every sum keeps its order (over classes per sample,
+/// then over samples).
+fn cross_entropy(f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
+    let (n, c) = (f.nrows(), f.ncols());
+    // Row maxima and the first class attaining them (the prediction).
+    let mut m = vec![f64::NEG_INFINITY; n];
+    let mut arg = vec![0usize; n];
+    for k in 0..c {
+        for (i, &v) in f.col(k).iter().enumerate() {
+            if v > m[i] {
+                m[i] = v;
+                arg[i] = k;
+            }
+        }
+    }
+    let mut sum = vec![0.0; n];
+    let mut col = vec![0.0; n];
+    for k in 0..c {
+        col.iter_mut().zip(f.col(k).iter()).for_each(|(d, &v)| *d = v);
+        crate::vmath::exp_shifted_in_place(&mut col, &m);
+        sum.iter_mut().zip(&col).for_each(|(s, e)| *s += e);
+    }
+    let lse: Vec<f64> = m.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
+    let (mut loss, mut correct) = (0.0, 0);
+    for i in 0..n {
+        loss += lse[i] - f[(i, y[i] as usize)];
+        correct += usize::from(arg[i] == y[i] as usize);
+    }
+    let mut dz = Mat::<f64>::zeros(n, c);
+    let mut probs = Mat::<f64>::zeros(n, c);
+    for k in 0..c {
+        let p = probs.col_as_slice_mut(k);
+        p.iter_mut().zip(f.col(k).iter()).for_each(|(d, &v)| *d = v);
+        crate::vmath::exp_shifted_in_place(p, &lse);
+        for ((d, &pi), &yi) in dz.col_as_slice_mut(k).iter_mut().zip(&*p).zip(y) {
+            *d = pi - if yi as usize == k { 1.0 } else { 0.0 };
+        }
+    }
+    LossEval { loss_sum: loss, dz, probs, correct }
+}
+
+/// ½‖f − onehot(y)‖² per sample.
+fn mse(f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
     let (n, c) = (f.nrows(), f.ncols());
     let mut dz = Mat::<f64>::zeros(n, c);
     let mut probs = Mat::<f64>::zeros(n, c);
-    let mut loss = 0.0;
-    let mut correct = 0;
-    if kind == LossKind::CrossEntropy {
-        // Column by column (the classes), so that the exponentials run as vectorized kernels
-        // over the samples; every sum keeps its order (over classes per sample, then samples).
-        let mut m = vec![f64::NEG_INFINITY; n];
-        let mut arg = vec![0usize; n];
-        for k in 0..c {
-            for i in 0..n {
-                if f[(i, k)] > m[i] {
-                    m[i] = f[(i, k)];
-                    arg[i] = k;
-                }
-            }
-        }
-        let mut sum = vec![0.0; n];
-        let mut col = vec![0.0; n];
-        for k in 0..c {
-            col.iter_mut().enumerate().for_each(|(i, v)| *v = f[(i, k)]);
-            crate::vmath::exp_shifted_in_place(&mut col, &m);
-            sum.iter_mut().zip(&col).for_each(|(s, e)| *s += e);
-        }
-        let lse: Vec<f64> = m.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
-        for i in 0..n {
-            loss += lse[i] - f[(i, y[i] as usize)];
-            correct += usize::from(arg[i] == y[i] as usize);
-        }
-        for k in 0..c {
-            let p = probs.col_as_slice_mut(k);
-            p.iter_mut().enumerate().for_each(|(i, v)| *v = f[(i, k)]);
-            crate::vmath::exp_shifted_in_place(p, &lse);
-            let d = dz.col_as_slice_mut(k);
-            for i in 0..n {
-                d[i] = p[i] - if y[i] as usize == k { 1.0 } else { 0.0 };
-            }
-        }
-        return LossEval { loss_sum: loss, dz, probs, correct };
-    }
+    let (mut loss, mut correct) = (0.0, 0);
     for i in 0..n {
         let yi = y[i] as usize;
-        match kind {
-            // Column by column above; this arm is never reached and adds nothing.
-            LossKind::CrossEntropy => {}
-            LossKind::Mse => {
-                let mut arg = 0;
-                for k in 0..c {
-                    let t = if k == yi { 1.0 } else { 0.0 };
-                    let d = f[(i, k)] - t;
-                    loss += 0.5 * d * d;
-                    dz[(i, k)] = d;
-                    probs[(i, k)] = f[(i, k)];
-                    if f[(i, k)] > f[(i, arg)] {
-                        arg = k;
-                    }
-                }
-                correct += usize::from(arg == yi);
-            }
-            LossKind::Logistic => {
-                let z = f[(i, 0)];
-                let t = yi as f64;
-                // softplus(z) - t z, stable for large |z|.
-                let sp = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
-                loss += sp - t * z;
-                let s = sigmoid(z);
-                probs[(i, 0)] = s;
-                dz[(i, 0)] = s - t;
-                correct += usize::from((s > 0.5) == (yi == 1));
+        let mut arg = 0;
+        for k in 0..c {
+            let t = if k == yi { 1.0 } else { 0.0 };
+            let d = f[(i, k)] - t;
+            loss += 0.5 * d * d;
+            dz[(i, k)] = d;
+            probs[(i, k)] = f[(i, k)];
+            if f[(i, k)] > f[(i, arg)] {
+                arg = k;
             }
         }
+        correct += usize::from(arg == yi);
+    }
+    LossEval { loss_sum: loss, dz, probs, correct }
+}
+
+/// Binary logistic loss on one output: softplus(z) − t z.
+fn logistic(f: MatRef<'_, f64>, y: &[u32]) -> LossEval {
+    let (n, c) = (f.nrows(), f.ncols());
+    let mut dz = Mat::<f64>::zeros(n, c);
+    let mut probs = Mat::<f64>::zeros(n, c);
+    let (mut loss, mut correct) = (0.0, 0);
+    for i in 0..n {
+        let z = f[(i, 0)];
+        let t = y[i] as f64;
+        // Stable for large |z|.
+        let sp = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
+        loss += sp - t * z;
+        let s = sigmoid(z);
+        probs[(i, 0)] = s;
+        dz[(i, 0)] = s - t;
+        correct += usize::from((s > 0.5) == (y[i] == 1));
     }
     LossEval { loss_sum: loss, dz, probs, correct }
 }
