@@ -18,5 +18,12 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "scripts/test.sh: not root, so no local Slurm cluster; tests/slurm.rs will skip" >&2
 fi
+# Build the test binaries first, once more if that fails: a CI run died with the linker killed by
+# SIGBUS (ld signal 7, a host resource fault, not our code). A real compile error fails the second
+# build the same way, so the retry hides nothing.
+if ! cargo test --workspace --release --no-run; then
+  echo "scripts/test.sh: building the tests failed; retrying once" >&2
+  cargo test --workspace --release --no-run
+fi
 cargo test --workspace --release
 bash scripts/interop.sh

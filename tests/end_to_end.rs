@@ -425,7 +425,7 @@ fn compare_groups_seed_replicates_into_mean_std_and_rank_bands() {
     std::fs::create_dir_all(&out).unwrap();
     let toml = |extra: &str| small_sweep("seeds", &out, "data.classes = [2, 3]\ntrain.seed = [1, 2, 3]", extra);
     let file = out.join("seeds.toml");
-    std::fs::write(&file, toml("")).unwrap();
+    std::fs::write(&file, toml("bulk_from_rank = 10")).unwrap();
     let plan = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).unwrap();
     Runner::run(&plan, &RunOptions::default()).unwrap();
     let dir = out.join("seeds/all/table");
@@ -470,7 +470,25 @@ fn compare_groups_seed_replicates_into_mean_std_and_rank_bands() {
             .map(|i| *eigenvalues(&out.join(format!("seeds/{}/eigen/eigenvalues.parquet", members[i]))).last().unwrap())
             .fold(f64::MAX, f64::min);
         assert_eq!(rmin[j], smallest);
+        // The bulk (ranks 10 onwards): its 99 % quantile per member by numpy's rule, written
+        // out here independently, averaged over the seeds.
+        let q99 = |desc: Vec<f64>| {
+            let mut b = desc[10..].to_vec();
+            b.sort_by(f64::total_cmp);
+            let pos = 0.99 * (b.len() - 1) as f64;
+            let i = pos as usize;
+            b[i] + (pos - i as f64) * (b[i + 1] - b[i])
+        };
+        let bulk: Vec<f64> = (0..members.len())
+            .filter(|&i| classes[i] == k)
+            .map(|i| q99(eigenvalues(&out.join(format!("seeds/{}/eigen/eigenvalues.parquet", members[i])))))
+            .collect();
+        let i = (0..sq.len()).find(|&i| sc[i] == k && sq[i] == "bulk_q99").unwrap();
+        let want = bulk.iter().sum::<f64>() / 3.0;
+        assert!((smean[i] - want).abs() <= 1e-14 * want.abs(), "bulk_q99 {} vs {want}", smean[i]);
+        assert!(smin[i] <= smean[i] && smean[i] <= smax[i] && smax[i] < mine.iter().copied().fold(f64::MAX, f64::min));
     }
+    assert!(dir.join("bulk_overlay.png").exists() && dir.join("bulk_overlay.svg").exists());
     let md = std::fs::read_to_string(dir.join("table.md")).unwrap();
     assert!(md.contains("| data.classes | seeds | params | λ₁ |") && md.contains("Per member:"), "{md}");
     assert!(dir.join("top_overlay.png").exists());

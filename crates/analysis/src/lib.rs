@@ -1,6 +1,7 @@
 //! Analysis of spectra and training runs: summaries and outlier counts, sweep comparisons,
 //! Gauss-Newton/residual decomposition, class structure, interpolation, plots and reports.
 #![warn(missing_docs)]
+pub mod bulk;
 pub mod outliers;
 pub mod plots;
 pub mod replicates;

@@ -1,5 +1,6 @@
 //! `compare`: spectrum summaries of every sweep member in one table (S18 Table 1), and, where
 //! sweep members are replicates (seeds), their mean, spread and range per group.
+use crate::bulk;
 use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys};
 use crate::small_multiples::Line;
 use hesslab_artifacts::{Eigenvalues, Nodes, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
@@ -38,6 +39,11 @@ pub struct CompareParams {
     /// spectrum with |λ| < this, the bulk measured on the bulk itself) and `slq_negative` (the
     /// share below −this), added to `spread` for every member and group.
     pub slq_zero_tol: f64,
+    /// With full spectra connected (dense solves): the bulk is every eigenvalue from this rank
+    /// on (0 = the largest; 120 past S18's top-120 window). Adds `bulk_q01`, `bulk_median`,
+    /// `bulk_q99` (quantiles) and `bulk_abs_mean` per member and group to `spread`, and draws
+    /// `bulk_overlay` (the bulk's density per group, min–max band over the seeds). Null: off.
+    pub bulk_from_rank: Option<usize>,
 }
 
 impl Default for CompareParams {
@@ -50,6 +56,7 @@ impl Default for CompareParams {
             panels: Vec::new(),
             y_scale: ScaleParam::Auto,
             slq_zero_tol: 1e-3,
+            bulk_from_rank: None,
         }
     }
 }
@@ -143,7 +150,7 @@ fn shown(p: &CompareParams, k: &str, v: Option<&String>) -> String {
 /// The grouped table: per group of replicates, each column as "mean ± std" over the seeds
 /// (λ₁ = the largest eigenvalue), with the min–max range of the outlier counts.
 fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread, partial: bool) -> String {
-    const SHOWN: [(&str, &str); 11] = [
+    const SHOWN: [(&str, &str); 14] = [
         ("dim", "params"),
         ("max", "λ₁"),
         ("mean", "mean"),
@@ -155,6 +162,9 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
         ("outliers_fixed", "fixed"),
         ("slq_near_zero", "SLQ share near 0"),
         ("slq_negative", "SLQ share < 0"),
+        ("bulk_q01", "bulk q01"),
+        ("bulk_median", "bulk median"),
+        ("bulk_q99", "bulk q99"),
     ];
     // Columns nobody asked for (all null, e.g. the fixed-threshold count) are left out.
     let asked = |q: &str| spread.quantity.iter().zip(&spread.stats).any(|(x, s)| x == q && !s.mean.is_nan());
@@ -264,7 +274,7 @@ impl Compare {
 impl StageKind for Compare {
     type Params = CompareParams;
     const KIND: &'static str = "compare";
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
     const DOC: &'static str = "One table of spectrum summaries across all sweep members (S18 Table 1 layout): member, its sweep labels as columns, then the summary columns; table.md with titled sweep columns. Members that differ only in a replicate key (a swept seed) are grouped: spread and rank_spread give mean, sample std, min and max over the seeds, table.md a mean ± std table, the overlay a mean line over a min–max band per group. Sweeps are drawn as small multiples (`panels`). With SLQ `nodes` connected, the negative part in % of P from the quadrature (negative_slq_overlay).";
     const INPUTS: &'static [PortSpec] = &[SUMMARIES, port::<Eigenvalues>().many().optional(), port::<Nodes>().many().optional()];
     const OUTPUTS: &'static [PortSpec] = &[port::<Table>(), port::<Spread>(), port::<RankSpread>()];
@@ -331,7 +341,14 @@ impl StageKind for Compare {
         let labels: Vec<BTreeMap<String, String>> = inputs.iter().map(|i| i.labels.clone()).collect();
         let groups = group(&labels, &keys, &reps);
         let nodes = ctx.inputs(Nodes::NAME).to_vec();
-        let extra = slq_measures(&inputs, &nodes, p.slq_zero_tol)?;
+        let ev_inputs = ctx.inputs(Eigenvalues::NAME).to_vec();
+        let evs: Vec<Eigenvalues> = ev_inputs.iter().map(|e| e.decode::<Eigenvalues>()).collect::<Result<_, _>>()?;
+        let mut extra = slq_measures(&inputs, &nodes, p.slq_zero_tol)?;
+        if let Some(from_rank) = p.bulk_from_rank {
+            let bulk = bulk_measures(&inputs, &ev_inputs, &evs, from_rank)?;
+            extra =
+                if extra.is_empty() { bulk } else { extra.into_iter().zip(bulk).map(|(a, b)| a.into_iter().chain(b).collect()).collect() };
+        }
         let spread = summary_spread(&groups, &rows, &extra, &reps);
         ctx.write::<Spread>(Spread::NAME, &spread)?;
         let mut md = String::new();
@@ -343,8 +360,6 @@ impl StageKind for Compare {
         md.push_str(&markdown_table(p, &keys, &inputs, &rows));
         ctx.write_file("table.md", md.as_bytes())?;
 
-        let ev_inputs = ctx.inputs(Eigenvalues::NAME).to_vec();
-        let evs: Vec<Eigenvalues> = ev_inputs.iter().map(|e| e.decode::<Eigenvalues>()).collect::<Result<_, _>>()?;
         let ev_groups = group(&ev_inputs.iter().map(|i| i.labels.clone()).collect::<Vec<_>>(), &keys, &reps);
         let (rank_spread, per_group) = eigen_spread(&ev_groups, &evs, &reps);
         ctx.write::<RankSpread>(RankSpread::NAME, &rank_spread)?;
@@ -360,6 +375,15 @@ impl StageKind for Compare {
         }
         if evs.is_empty() {
             return Ok(());
+        }
+        if let Some(from_rank) = p.bulk_from_rank {
+            let lines = bulk_lines(&ev_groups, &evs, from_rank, reps.is_empty());
+            let panel_keys = crate::small_multiples::panel_keys(&lines, &line_keys, &p.panels);
+            let title = format!("Bulk: eigenvalues from rank {from_rank} on (1–99 % range)");
+            let axes = ("eigenvalue", "density (share per unit eigenvalue)");
+            let scale = if p.y_scale == ScaleParam::Auto { ScaleParam::Log } else { p.y_scale };
+            crate::small_multiples::overlay(&title, axes, lines, &line_keys, &panel_keys, &naming, scale.scale())
+                .write(ctx, "bulk_overlay")?;
         }
         let (title, axes) = match p.plot {
             OverlayKind::Top => ("Top eigenvalues across members", ("rank", "eigenvalue")),
@@ -416,6 +440,62 @@ fn slq_measures(inputs: &[InputArtifact], nodes: &[InputArtifact], tol: f64) -> 
         out.push(vec![("slq_near_zero", share(&|v| v.abs() < tol)), ("slq_negative", share(&|v| v < -tol))]);
     }
     Ok(out)
+}
+
+/// Per summary member (in `inputs` order), the quantile measures of the bulk of its full
+/// spectrum: the eigenvalues from `from_rank` on.
+fn bulk_measures(
+    inputs: &[InputArtifact],
+    ev_inputs: &[InputArtifact],
+    evs: &[Eigenvalues],
+    from_rank: usize,
+) -> Result<Vec<Vec<(&'static str, f64)>>, StageError> {
+    let fail = |m: String| StageError::msg(format!("`bulk_from_rank`: {m}"));
+    let mut out = Vec::new();
+    for i in inputs {
+        let e = ev_inputs.iter().position(|e| e.member == i.member).map(|k| &evs[k]);
+        let Some(e) = e else { return Err(fail(format!("member {} has no eigenvalues connected", i.member))) };
+        if e.values.len() != e.info.dim {
+            let (n, dim) = (e.values.len(), e.info.dim);
+            return Err(fail(format!("needs full spectra (a dense solve); member {} has {n} of {dim} eigenvalues", i.member)));
+        }
+        let Some(m) = bulk::measures(&bulk::bulk_of(&e.values, from_rank)) else {
+            return Err(fail(format!("member {} has {} eigenvalues, none past rank {from_rank}", i.member, e.values.len())));
+        };
+        out.push(m.named().to_vec());
+    }
+    Ok(out)
+}
+
+/// The bulk's density per group: bins over the group's 1–99 % range (the lowest q01 and the
+/// highest q99 of its members), the mean over the replicates as the line and their min–max as
+/// the band; empty bins are left out (the axis is logarithmic).
+fn bulk_lines(groups: &Groups, evs: &[Eigenvalues], from_rank: usize, one_per_member: bool) -> Vec<Line> {
+    const BINS: usize = 60;
+    let mut lines = Vec::new();
+    for grp in &groups.groups {
+        let bulks: Vec<Vec<f64>> = grp.members.iter().map(|&m| bulk::bulk_of(&evs[m].values, from_rank)).collect();
+        let ms: Vec<bulk::BulkMeasures> = bulks.iter().filter_map(|b| bulk::measures(b)).collect();
+        let lo = ms.iter().map(|m| m.q01).fold(f64::INFINITY, f64::min);
+        let hi = ms.iter().map(|m| m.q99).fold(f64::NEG_INFINITY, f64::max);
+        let hists: Vec<Vec<(f64, f64)>> = bulks.iter().map(|b| bulk::density_histogram(b, lo, hi, BINS)).collect();
+        if hists.iter().any(|h| h.is_empty()) {
+            continue;
+        }
+        let (mut points, mut band) = (Vec::new(), Vec::new());
+        for b in 0..BINS {
+            let s = Stats::of(&hists.iter().map(|h| h[b].1).collect::<Vec<_>>());
+            if s.mean > 0.0 {
+                points.push((hists[0][b].0, s.mean));
+                band.push((hists[0][b].0, s.min, s.max));
+            }
+        }
+        let name = if one_per_member { String::new() } else { format!(" (mean, min–max of {} seeds)", grp.members.len()) };
+        let band = if one_per_member { Vec::new() } else { band };
+        let labels = groups.keys.iter().cloned().zip(grp.values.iter().cloned()).collect();
+        lines.push(Line { labels, series: Series { name, points, mark: Mark::Line, band } });
+    }
+    lines
 }
 
 /// The negative part against rank in % of P from SLQ nodes and weights (S18 Figs 5–6 where a
