@@ -1,12 +1,13 @@
 """S18 Table 1 over seeds from a (possibly partial) run of pipelines/s18_e2_outliers_vs_classes.toml:
 per configuration with all five seeds, each outlier count as mean ± std (min–max) and per seed,
-then how often each count lands within k ± 1. Usage: python scripts/e2_five_seeds.py OUT_DIR
-(the run's --out; members not finished yet are left out). Needs pyarrow (.venv-interop)."""
+then how often each count lands within k ± 1. Usage: python scripts/e2_five_seeds.py OUT_DIR [OUT_DIR ...]
+(runs' --out directories, e.g. partial runs with --set on the sweep; members not finished yet are left out). Needs pyarrow (.venv-interop)."""
 import glob, collections, statistics as st, sys
 import pyarrow.parquet as pq
-OUT = sys.argv[1] if len(sys.argv) > 1 else 'out'
+OUTS = sys.argv[1:] or ['out']
 rows = collections.defaultdict(list)
-for f in sorted(glob.glob(f'{OUT}/s18_e2_outliers_vs_classes/*/summary/summary.parquet')):
+files = sorted(f for out in OUTS for f in glob.glob(f'{out}/s18_e2_outliers_vs_classes/*/summary/summary.parquet'))
+for f in files:
     key = f.split('/')[-3]
     kv = dict(p.split('=') for p in key.split('__'))
     t = pq.read_table(open(f, 'rb')).to_pylist()[0]

@@ -193,9 +193,25 @@ fn e4_large_batch_has_larger_top_eigenvalues_and_e6_line_has_no_barrier() {
         "top_sb.tol=1e-4",
     ];
     run("pipelines/s18_e6_lb_then_sb_interpolation.toml", &out, &reduced, 0);
+    let e6 = out.join("s18_e6_lb_then_sb_interpolation");
+    let mut diffs = Vec::new();
     for seed in [1, 2] {
-        check_e6(&out.join(format!("s18_e6_lb_then_sb_interpolation/phase1.seed={seed}")));
+        let member = e6.join(format!("phase1.seed={seed}"));
+        check_e6(&member);
+        let c = read_artifact(&member.join("line/curve.parquet"), None).unwrap();
+        diffs.push(<hesslab_artifacts::Curve as hesslab_pipeline::Port>::decode(&c).unwrap().paired.unwrap().difference);
     }
+    // Over the seeds: the mean of the members' own paired differences, and no barrier.
+    let s = read_artifact(&e6.join("all/lines/spread.parquet"), None).unwrap();
+    let (q, mean, max) =
+        (utf8_values(&s.batch, "quantity").unwrap(), f64_values(&s.batch, "mean").unwrap(), f64_values(&s.batch, "max").unwrap());
+    let at = |name: &str| (0..q.len()).find(|&i| q[i] == name).unwrap();
+    assert_eq!(mean[at("test_accuracy_difference")], (diffs[0] + diffs[1]) / 2.0);
+    let ends = max[at("train_loss_a")].max(max[at("train_loss_b")]);
+    assert!(max[at("barrier")] <= 0.01 * ends, "a barrier between the two solutions: {} (endpoints up to {ends})", max[at("barrier")]);
+    let md = std::fs::read_to_string(e6.join("all/lines/line.md")).unwrap();
+    assert!(md.contains("| 2 |") && md.contains("95 %"), "{md}");
+    assert!(e6.join("all/lines/interpolation_loss_band.png").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
 

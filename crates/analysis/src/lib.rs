@@ -14,8 +14,8 @@ pub mod stages;
 pub use outliers::{OutlierCounts, count_outliers, elbow_cutoff};
 pub use spectrum::{SummaryParams, marchenko_pastur_density, subspace_overlap, summarize};
 pub use stages::{
-    ClassStructure, Compare, Decomposition, DensityPlot, Heatmap, InitEnsemble, Interpolate, MarchenkoPastur, SpectraAlongTraining,
-    SpectrumSummary, TrainingCurves,
+    ClassStructure, Compare, Decomposition, DensityPlot, Heatmap, InitEnsemble, Interpolate, LineSpread, MarchenkoPastur,
+    SpectraAlongTraining, SpectrumSummary, TrainingCurves,
 };
 
 /// Register every analysis stage kind.
@@ -25,6 +25,7 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<Decomposition>();
     r.add::<ClassStructure>();
     r.add::<Interpolate>();
+    r.add::<LineSpread>();
     r.add::<TrainingCurves>();
     r.add::<Heatmap>();
     r.add::<DensityPlot>();
