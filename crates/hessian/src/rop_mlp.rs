@@ -157,6 +157,23 @@ impl MlpChunks {
         m
     }
 
+    /// Per layer: whether any of the k vectors has a nonzero weight or bias entry there. The
+    /// unit vectors of a dense materialization touch one layer (rarely two), so the R-forward
+    /// below it is exactly zero and is skipped rather than computed.
+    fn touched(v: MatRef<'_, f64>, layers: &[LayerLayout]) -> Vec<bool> {
+        layers
+            .iter()
+            .map(|ly| {
+                let weights = ly.w..ly.w + ly.n_in * ly.n_out;
+                let bias = ly.b.map_or(0..0, |b| b..b + ly.n_out);
+                (0..v.ncols()).any(|j| {
+                    let col = v.col(j);
+                    weights.clone().chain(bias.clone()).any(|i| col[i] != 0.0)
+                })
+            })
+            .collect()
+    }
+
     fn rop_chunk(&self, data: &Split, kind: CurvatureKind, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
         let with_loss = kind != CurvatureKind::Residual;
         let with_second = kind != CurvatureKind::GaussNewton;
@@ -166,28 +183,42 @@ impl MlpChunks {
         let k = v.ncols();
         let inv_n = 1.0 / data.len() as f64;
         let nl = self.layers.len();
-        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors (nc × k·n_out).
-        let mut rz: Vec<Mat<f64>> = Vec::with_capacity(nl);
-        let mut ra: Vec<Mat<f64>> = Vec::with_capacity(nl);
+        let touched = Self::touched(v, &self.layers);
+        let Some(lowest) = touched.iter().position(|&t| t) else { return };
+        // R-forward: RZ_l and RA_l, horizontally stacked over the k vectors (nc × k·n_out);
+        // `None` below the lowest touched layer, where both are exactly zero.
+        let mut rz: Vec<Option<Mat<f64>>> = Vec::with_capacity(nl);
+        let mut ra: Vec<Option<Mat<f64>>> = Vec::with_capacity(nl);
         for (l, ly) in self.layers.iter().enumerate() {
+            if l < lowest {
+                rz.push(None);
+                ra.push(None);
+                continue;
+            }
             let no = ly.n_out;
             let mut rzl = scratch(nc, k * no);
-            let input = c.fwd.input(x, l);
-            let vt = Self::stack_wt(v, ly);
-            mm(rzl.as_mut(), Accum::Replace, input, vt.as_ref());
-            recycle(vt);
-            if l > 0 {
-                Self::blockwise_product(&mut rzl, Accum::Add, &ra[l - 1], weight_t(w, ly), k);
-            }
-            if let Some(b) = ly.b {
-                for j in 0..k {
-                    for o in 0..no {
-                        let vb = v[(b + o, j)];
-                        if vb != 0.0 {
-                            rzl.col_as_slice_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
+            let prev = if l > 0 { ra[l - 1].as_ref() } else { None };
+            if touched[l] {
+                let vt = Self::stack_wt(v, ly);
+                product(rzl.as_mut(), Accum::Replace, c.fwd.input(x, l), vt.as_ref());
+                recycle(vt);
+                if let Some(prev) = prev {
+                    Self::blockwise_product(&mut rzl, Accum::Add, prev, weight_t(w, ly), k);
+                }
+                if let Some(b) = ly.b {
+                    for j in 0..k {
+                        for o in 0..no {
+                            let vb = v[(b + o, j)];
+                            if vb != 0.0 {
+                                rzl.col_as_slice_mut(j * no + o).iter_mut().for_each(|x| *x += vb);
+                            }
                         }
                     }
                 }
+            } else {
+                // Above the lowest touched layer every RA is present.
+                let prev = prev.expect("RA below a layer above the lowest touched one");
+                Self::blockwise_product(&mut rzl, Accum::Replace, prev, weight_t(w, ly), k);
             }
             if l + 1 < nl {
                 let d1 = &c.d1[l];
@@ -198,19 +229,20 @@ impl MlpChunks {
                         *a = b * e;
                     }
                 }
-                ra.push(ral);
+                ra.push(Some(ral));
             }
-            rz.push(rzl);
+            rz.push(Some(rzl));
         }
         // R-backward.
         let cdim = self.layers[nl - 1].n_out;
         let mut rg = if with_loss { scratch(nc, k * cdim) } else { zeroed(nc, k * cdim) };
         if with_loss {
+            let rz_out = rz[nl - 1].as_ref().expect("the output layer is at or above the lowest touched layer");
             for j in 0..k {
                 loss_hess_apply(
                     self.model.arch.loss,
                     c.probs.as_ref(),
-                    rz[nl - 1].as_ref().subcols(j * cdim, cdim),
+                    rz_out.as_ref().subcols(j * cdim, cdim),
                     rg.as_mut().subcols_mut(j * cdim, cdim),
                 );
             }
@@ -226,10 +258,10 @@ impl MlpChunks {
             // Weights: A_{l-1}ᵀ RG_l (+ RA_{l-1}ᵀ G_l), scattered into column j of out.
             let mut gw = scratch(ni, k * no);
             mm(gw.as_mut(), Accum::Replace, input.transpose(), rg.as_ref());
-            let second = with_second && l > 0;
-            let mut t2 = scratch(if second { k * ni } else { 0 }, no);
-            if second {
-                mm(t2.as_mut(), Accum::Replace, ra[l - 1].as_ref().transpose(), c.sig[l].as_ref());
+            let ra_prev = if with_second && l > 0 { ra[l - 1].as_ref() } else { None };
+            let mut t2 = scratch(if ra_prev.is_some() { k * ni } else { 0 }, no);
+            if let Some(ra_prev) = ra_prev {
+                mm(t2.as_mut(), Accum::Replace, ra_prev.as_ref().transpose(), c.sig[l].as_ref());
             }
             for j in 0..k {
                 let oc = out.col_as_slice_mut(j);
@@ -238,7 +270,7 @@ impl MlpChunks {
                     for (d, s) in dst.iter_mut().zip(gw.col_as_slice(j * no + o)) {
                         *d += s;
                     }
-                    if second {
+                    if ra_prev.is_some() {
                         for (d, s) in dst.iter_mut().zip(&t2.col_as_slice(o)[j * ni..(j + 1) * ni]) {
                             *d += s;
                         }
@@ -258,14 +290,14 @@ impl MlpChunks {
             // RG_{l-1} = (RG_l W_l + G_l V_l) ⊙ σ' + (G_l W_l) ⊙ σ'' ⊙ RZ_{l-1}.
             let mut t = scratch(nc, k * ni);
             Self::blockwise_product(&mut t, Accum::Replace, &rg, weight_t(w, ly).transpose(), k);
-            if with_second {
+            if with_second && touched[l] {
                 let vs = Self::stack_w(v, ly);
-                mm(t.as_mut(), Accum::Add, c.sig[l].as_ref(), vs.as_ref());
+                product(t.as_mut(), Accum::Add, c.sig[l].as_ref(), vs.as_ref());
                 recycle(vs);
             }
             let d1 = &c.d1[l - 1];
             let gwd2 = if with_second { c.gw_d2[l - 1].as_ref() } else { None };
-            let rzp = &rz[l - 1];
+            let rzp = rz[l - 1].as_ref();
             for col in 0..k * ni {
                 let u = col % ni;
                 let dcol = d1.col_as_slice(u);
@@ -273,7 +305,7 @@ impl MlpChunks {
                 for (a, d) in tc.iter_mut().zip(dcol) {
                     *a *= d;
                 }
-                if let Some(g2) = gwd2 {
+                if let (Some(g2), Some(rzp)) = (gwd2, rzp) {
                     for ((a, g), r) in tc.iter_mut().zip(g2.col_as_slice(u)).zip(rzp.col_as_slice(col)) {
                         *a += g * r;
                     }
@@ -282,7 +314,7 @@ impl MlpChunks {
             recycle(std::mem::replace(&mut rg, t));
         }
         recycle(rg);
-        rz.into_iter().chain(ra).for_each(recycle);
+        rz.into_iter().chain(ra).flatten().for_each(recycle);
     }
 
     /// Empirical Fisher block product: (1/N) Σᵢ gᵢ (gᵢᵀ v).
@@ -341,6 +373,32 @@ impl ChunkedCurvature for MlpChunks {
         match kind {
             CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(data, c, v, out.as_mut()),
             _ => self.rop_chunk(data, kind, c, v, out),
+        }
+    }
+}
+
+/// dst (+)= lhs · rhs. When rhs is mostly zeros (the stacked unit vectors of a dense
+/// materialization: one nonzero among n_in·k·n_out entries), each column of dst is the sum of
+/// the few columns of lhs that rhs scales, in row order; otherwise the matrix product.
+fn product(mut dst: MatMut<'_, f64>, acc: Accum, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) {
+    // Sparse pays when it reads far fewer columns of lhs than the product would.
+    let limit = rhs.nrows() * rhs.ncols() / 32;
+    let mut nonzeros = 0;
+    for j in 0..rhs.ncols() {
+        nonzeros += rhs.col(j).iter().filter(|x| **x != 0.0).count();
+        if nonzeros > limit {
+            return mm(dst, acc, lhs, rhs);
+        }
+    }
+    for j in 0..rhs.ncols() {
+        let mut d = dst.as_mut().col_mut(j);
+        if matches!(acc, Accum::Replace) {
+            d.fill(0.0);
+        }
+        for (r, &s) in rhs.col(j).iter().enumerate() {
+            if s != 0.0 {
+                d.as_mut().iter_mut().zip(lhs.col(r).iter()).for_each(|(x, y)| *x += s * y);
+            }
         }
     }
 }
