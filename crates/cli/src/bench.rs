@@ -122,7 +122,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
                 );
                 // A one-off HVP pays for the cached forward/backward pass too (what an autodiff
                 // framework's jvp(grad) does every time).
-                let t_once = time(10, || ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian).apply_vec(&v));
+                let t_once = time(10, || hesslab_hessian::hessian_vector_product(&m, d.clone(), CurvatureKind::Hessian, &v));
                 println!("  one-off HVP (build + apply) / gradient time {:.2}  ({:.2} ms)", t_once / t_grad, t_once * 1e3);
             }
             if want("train") {

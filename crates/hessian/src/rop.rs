@@ -84,10 +84,15 @@ impl ModelCurvature {
     /// The operator, with the forward pass, loss derivatives and back-propagated signals
     /// cached per chunk of samples.
     pub fn new(model: Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind) -> Self {
-        let data = data.into();
+        Self::build(model, data.into(), kind, true)
+    }
+
+    /// With `with_gradient` false, an MLP's mean gradient is not computed (it stays empty):
+    /// only for operators that never hand it out (see [`hessian_vector_product`]).
+    fn build(model: Network, data: std::sync::Arc<Split>, kind: CurvatureKind, with_gradient: bool) -> Self {
         let (chunks, loss, mean_grad, accuracy): (Box<dyn ChunkedCurvature>, f64, Vec<f64>, f64) = match &model {
             Network::Mlp(m) => {
-                let (c, l, g, a) = crate::rop_mlp::MlpChunks::new(m.clone(), &data);
+                let (c, l, g, a) = crate::rop_mlp::MlpChunks::new(m.clone(), &data, with_gradient);
                 (Box::new(c), l, g, a)
             }
             Network::Sequential(s) => {
@@ -169,6 +174,16 @@ impl LinearOperator for ModelCurvature {
     fn describe(&self) -> String {
         format!("{} of {} over {} samples", self.kind.name(), self.model.describe(), self.data.len())
     }
+}
+
+/// One curvature-vector product without keeping an operator (what an autodiff framework's
+/// `jvp(grad)` computes): the cached passes are built for this product only, without the mean
+/// gradient and loss bookkeeping an operator keeps for solvers (for an MLP a third of the
+/// build). Equal to `ModelCurvature::new(..).apply_vec(v)` bit for bit.
+pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind, v: &[f64]) -> Vec<f64> {
+    // The gradient covariance subtracts ḡḡᵀv, so it needs the mean gradient.
+    let op = ModelCurvature::build(model.clone(), data.into(), kind, kind == CurvatureKind::GradientCovariance);
+    op.apply_vec(v)
 }
 
 /// Central finite-difference Hessian-vector product of the mean loss: an independent

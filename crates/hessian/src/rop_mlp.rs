@@ -30,7 +30,9 @@ pub(crate) struct MlpChunks {
 }
 
 impl MlpChunks {
-    pub(crate) fn new(model: Mlp, data: &Split) -> (Self, f64, Vec<f64>, f64) {
+    /// The cached passes; with `with_gradient` also the mean gradient (summed in chunk order),
+    /// else an empty one (a single product does not need it: a third of the build's FLOPs).
+    pub(crate) fn new(model: Mlp, data: &Split, with_gradient: bool) -> (Self, f64, Vec<f64>, f64) {
         let layers = model.arch.layers();
         let n = data.len();
         let act = model.arch.activation;
@@ -67,14 +69,16 @@ impl MlpChunks {
                     }
                 }
                 // The chunk's share of the mean gradient (the signals are already divided by N).
-                let mut part = vec![0.0; model.num_params()];
-                model.accumulate(x, &fwd, &sig, &mut part);
+                let mut part = vec![0.0; if with_gradient { model.num_params() } else { 0 }];
+                if with_gradient {
+                    model.accumulate(x, &fwd, &sig, &mut part);
+                }
                 (ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum, correct: le.correct }, part)
             })
             .collect();
         // Loss and mean gradient summed in chunk order like `Mlp::loss_grad_accuracy_at`, so
         // both are bit-identical to it.
-        let mut mean_grad = vec![0.0; model.num_params()];
+        let mut mean_grad = vec![0.0; if with_gradient { model.num_params() } else { 0 }];
         let mut loss = 0.0;
         let mut cache = Vec::with_capacity(parts.len());
         for (c, part) in parts {

@@ -342,3 +342,25 @@ fn unit_vector_blocks_and_dense_blocks_give_the_same_operator() {
         }
     }
 }
+
+/// A single product (no operator kept, no mean gradient built) is the operator's product bit
+/// for bit, for every curvature kind (the gradient covariance still builds the gradient).
+#[test]
+fn one_off_product_equals_the_operator_s_bit_for_bit() {
+    for act in [Activation::Tanh, Activation::Relu] {
+        let (m, d) = case(41, vec![6, 9, 7, 4], act, LossKind::CrossEntropy, true, 150);
+        let mut rng = Rng::new(9);
+        let v: Vec<f64> = (0..m.num_params()).map(|_| rng.normal()).collect();
+        for kind in [
+            CurvatureKind::Hessian,
+            CurvatureKind::GaussNewton,
+            CurvatureKind::Residual,
+            CurvatureKind::EmpiricalFisher,
+            CurvatureKind::GradientCovariance,
+        ] {
+            let once = hessian_vector_product(&m, d.clone(), kind, &v);
+            let kept = ModelCurvature::new(m.clone(), d.clone(), kind).apply_vec(&v);
+            assert!(once.iter().zip(&kept).all(|(a, b)| a.to_bits() == b.to_bits()), "{act:?} {kind:?}");
+        }
+    }
+}
