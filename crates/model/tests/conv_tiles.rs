@@ -1,0 +1,54 @@
+//! Convolutions run tile by tile over the samples (the unfolded input of a tile stays in
+//! cache); on a batch spanning several tiles, with stride and padding, each kernel must equal
+//! the same computation done by unfolding the whole batch at once.
+use faer::{Accum, Mat};
+use hesslab_data::rng::Rng;
+use hesslab_model::Window;
+use hesslab_model::kernels::{col2im_add, conv_forward, conv_input_signal, conv_weight_grad, im2col, weight_view};
+
+fn rel(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for j in 0..a.ncols() {
+        for i in 0..a.nrows() {
+            num = num.max((a[(i, j)] - b[(i, j)]).abs());
+            den = den.max(b[(i, j)].abs());
+        }
+    }
+    num / den
+}
+
+#[test]
+fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
+    // 28×28 images, 3 channels, 5×5 kernel: ~2 samples per 256 KB tile, so 9 samples are 5 tiles.
+    for (stride, padding) in [([1, 1], [0, 0]), ([2, 1], [2, 1])] {
+        let (c, c_out, n) = (3, 4, 9);
+        let (ih, iw) = (28, 28);
+        let oh = (ih + 2 * padding[0] - 5) / stride[0] + 1;
+        let ow = (iw + 2 * padding[1] - 5) / stride[1] + 1;
+        let win = Window { c, input: [ih, iw], output: [oh, ow], kernel: [5, 5], stride, padding };
+        let mut rng = Rng::new(5);
+        let input = Mat::from_fn(n * ih * iw, c, |_, _| rng.normal());
+        let w: Vec<f64> = (0..c_out * win.patch()).map(|_| rng.normal()).collect();
+        let g = Mat::from_fn(n * oh * ow, c_out, |_, _| rng.normal());
+        let whole = im2col(input.as_ref(), &win);
+        assert_eq!(whole.nrows(), n * oh * ow);
+
+        let mut z = Mat::<f64>::zeros(n * oh * ow, c_out);
+        conv_forward(input.as_ref(), &win, c_out, &w, 0, z.as_mut(), Accum::Replace);
+        let z_ref = &whole * weight_view(&w, 0, c_out, win.patch());
+        assert!(rel(&z, &z_ref) < 1e-14, "forward {stride:?} {padding:?}: {:e}", rel(&z, &z_ref));
+
+        let mut grad = vec![0.0; w.len()];
+        conv_weight_grad(input.as_ref(), g.as_ref(), &win, c_out, &mut grad, 0);
+        let grad_ref = whole.transpose() * &g;
+        let grad_mat = Mat::from_fn(win.patch(), c_out, |i, o| grad[o * win.patch() + i]);
+        assert!(rel(&grad_mat, &grad_ref) < 1e-13, "weight gradient: {:e}", rel(&grad_mat, &grad_ref));
+
+        let mut signal = Mat::<f64>::zeros(n * ih * iw, c);
+        conv_input_signal(g.as_ref(), &win, c_out, &w, 0, &mut signal);
+        let cols = &g * weight_view(&w, 0, c_out, win.patch()).transpose();
+        let mut signal_ref = Mat::<f64>::zeros(n * ih * iw, c);
+        col2im_add(cols.as_ref(), &win, &mut signal_ref);
+        assert!(rel(&signal, &signal_ref) < 1e-14, "input signal: {:e}", rel(&signal, &signal_ref));
+    }
+}
