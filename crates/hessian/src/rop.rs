@@ -177,13 +177,20 @@ impl LinearOperator for ModelCurvature {
 }
 
 /// One curvature-vector product without keeping an operator (what an autodiff framework's
-/// `jvp(grad)` computes): the cached passes are built for this product only, without the mean
-/// gradient and loss bookkeeping an operator keeps for solvers (for an MLP a third of the
-/// build). Equal to `ModelCurvature::new(..).apply_vec(v)` bit for bit.
+/// `jvp(grad)` computes): for an MLP each chunk's passes are built and used at once in one
+/// parallel pass, without the mean gradient an operator keeps for solvers (a third of the
+/// build) and without holding every chunk's cache. Equal to `ModelCurvature::new(..).apply_vec(v)`
+/// bit for bit.
 pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind, v: &[f64]) -> Vec<f64> {
-    // The gradient covariance subtracts ḡḡᵀv, so it needs the mean gradient.
-    let op = ModelCurvature::build(model.clone(), data.into(), kind, kind == CurvatureKind::GradientCovariance);
-    op.apply_vec(v)
+    let data = data.into();
+    match model {
+        // The gradient covariance subtracts ḡḡᵀv, so it needs the mean gradient.
+        Network::Mlp(m) if kind != CurvatureKind::GradientCovariance => {
+            let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
+            crate::rop_mlp::MlpChunks::one_product(m, &data, kind, v).col(0).iter().copied().collect()
+        }
+        _ => ModelCurvature::build(model.clone(), data, kind, kind == CurvatureKind::GradientCovariance).apply_vec(v),
+    }
 }
 
 /// Central finite-difference Hessian-vector product of the mean loss: an independent

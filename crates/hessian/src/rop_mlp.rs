@@ -29,53 +29,56 @@ pub(crate) struct MlpChunks {
     cache: Vec<ChunkCache>,
 }
 
+/// One chunk's cached passes (forward, loss derivatives, back-propagated signals, σ' and the
+/// σ''-term) and, with `with_gradient`, its share of the mean gradient.
+fn chunk_cache(model: &Mlp, layers: &[LayerLayout], data: &Split, r0: usize, r1: usize, with_gradient: bool) -> (ChunkCache, Vec<f64>) {
+    let n = data.len();
+    let act = model.arch.activation;
+    let second_order = !matches!(act, Activation::Relu | Activation::Identity);
+    let x = data.x.as_ref().subrows(r0, r1 - r0);
+    let fwd = model.forward(x);
+    let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
+    let mut g = le.dz;
+    g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
+    let sig = model.backprop(&model.params, &fwd, g);
+    let nl = layers.len();
+    let mut d1 = Vec::new();
+    let mut gw_d2 = Vec::new();
+    for l in 0..nl - 1 {
+        let (z, a) = (&fwd.z[l], &fwd.a[l]);
+        let mut d = Mat::<f64>::zeros(z.nrows(), z.ncols());
+        for j in 0..z.ncols() {
+            act.d1_slice(z.col_as_slice(j), a.col_as_slice(j), d.col_as_slice_mut(j));
+        }
+        d1.push(d);
+        if second_order {
+            // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
+            let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
+            mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
+            for j in 0..z.ncols() {
+                act.mul_d2_slice(gw.col_as_slice_mut(j), z.col_as_slice(j), a.col_as_slice(j));
+            }
+            gw_d2.push(Some(gw));
+        } else {
+            gw_d2.push(None);
+        }
+    }
+    // The chunk's share of the mean gradient (the signals are already divided by N).
+    let mut part = vec![0.0; if with_gradient { model.num_params() } else { 0 }];
+    if with_gradient {
+        model.accumulate(x, &fwd, &sig, &mut part);
+    }
+    (ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum, correct: le.correct }, part)
+}
+
 impl MlpChunks {
     /// The cached passes; with `with_gradient` also the mean gradient (summed in chunk order),
     /// else an empty one (a single product does not need it: a third of the build's FLOPs).
     pub(crate) fn new(model: Mlp, data: &Split, with_gradient: bool) -> (Self, f64, Vec<f64>, f64) {
         let layers = model.arch.layers();
         let n = data.len();
-        let act = model.arch.activation;
-        let second_order = !matches!(act, Activation::Relu | Activation::Identity);
-        let parts: Vec<(ChunkCache, Vec<f64>)> = chunks(n)
-            .into_par_iter()
-            .map(|(r0, r1)| {
-                let x = data.x.as_ref().subrows(r0, r1 - r0);
-                let fwd = model.forward(x);
-                let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);
-                let mut g = le.dz;
-                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
-                let sig = model.backprop(&model.params, &fwd, g);
-                let nl = layers.len();
-                let mut d1 = Vec::new();
-                let mut gw_d2 = Vec::new();
-                for l in 0..nl - 1 {
-                    let (z, a) = (&fwd.z[l], &fwd.a[l]);
-                    let mut d = Mat::<f64>::zeros(z.nrows(), z.ncols());
-                    for j in 0..z.ncols() {
-                        act.d1_slice(z.col_as_slice(j), a.col_as_slice(j), d.col_as_slice_mut(j));
-                    }
-                    d1.push(d);
-                    if second_order {
-                        // G_{l+1} W_{l+1} (before multiplying by σ'), times σ''.
-                        let mut gw = Mat::<f64>::zeros(z.nrows(), z.ncols());
-                        mm(gw.as_mut(), Accum::Replace, sig[l + 1].as_ref(), weight_t(&model.params, &layers[l + 1]).transpose());
-                        for j in 0..z.ncols() {
-                            act.mul_d2_slice(gw.col_as_slice_mut(j), z.col_as_slice(j), a.col_as_slice(j));
-                        }
-                        gw_d2.push(Some(gw));
-                    } else {
-                        gw_d2.push(None);
-                    }
-                }
-                // The chunk's share of the mean gradient (the signals are already divided by N).
-                let mut part = vec![0.0; if with_gradient { model.num_params() } else { 0 }];
-                if with_gradient {
-                    model.accumulate(x, &fwd, &sig, &mut part);
-                }
-                (ChunkCache { r0, r1, fwd, probs: le.probs, sig, d1, gw_d2, loss_sum: le.loss_sum, correct: le.correct }, part)
-            })
-            .collect();
+        let parts: Vec<(ChunkCache, Vec<f64>)> =
+            chunks(n).into_par_iter().map(|(r0, r1)| chunk_cache(&model, &layers, data, r0, r1, with_gradient)).collect();
         // Loss and mean gradient summed in chunk order like `Mlp::loss_grad_accuracy_at`, so
         // both are bit-identical to it.
         let mut mean_grad = vec![0.0; if with_gradient { model.num_params() } else { 0 }];
@@ -363,6 +366,38 @@ impl MlpChunks {
     }
 }
 
+impl MlpChunks {
+    /// One product A·v without keeping an operator: each chunk's passes are built and used at
+    /// once in a single parallel pass (no mean gradient, no caches held across chunks), and the
+    /// chunks' shares are summed in chunk order — the operator's product bit for bit.
+    pub(crate) fn one_product(model: &Mlp, data: &Split, kind: CurvatureKind, v: MatRef<'_, f64>) -> Mat<f64> {
+        let this = MlpChunks { model: model.clone(), layers: model.arch.layers(), cache: Vec::new() };
+        let p = model.num_params();
+        let parts: Vec<Mat<f64>> = chunks(data.len())
+            .into_par_iter()
+            .map(|(r0, r1)| {
+                let (c, _) = chunk_cache(&this.model, &this.layers, data, r0, r1, false);
+                let mut o = zeroed(p, v.ncols());
+                this.part_of(data, kind, &c, v, &mut o);
+                o
+            })
+            .collect();
+        let mut out = Mat::<f64>::zeros(p, v.ncols());
+        for pm in parts {
+            out += &pm;
+            recycle(pm);
+        }
+        out
+    }
+
+    fn part_of(&self, data: &Split, kind: CurvatureKind, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
+        match kind {
+            CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(data, c, v, out.as_mut()),
+            _ => self.rop_chunk(data, kind, c, v, out),
+        }
+    }
+}
+
 impl ChunkedCurvature for MlpChunks {
     fn num_chunks(&self) -> usize {
         self.cache.len()
@@ -373,11 +408,7 @@ impl ChunkedCurvature for MlpChunks {
         4 * acts + 2 * self.model.params.len()
     }
     fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
-        let c = &self.cache[i];
-        match kind {
-            CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(data, c, v, out.as_mut()),
-            _ => self.rop_chunk(data, kind, c, v, out),
-        }
+        self.part_of(data, kind, &self.cache[i], v, out)
     }
 }
 

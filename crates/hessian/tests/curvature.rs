@@ -348,7 +348,8 @@ fn unit_vector_blocks_and_dense_blocks_give_the_same_operator() {
 #[test]
 fn one_off_product_equals_the_operator_s_bit_for_bit() {
     for act in [Activation::Tanh, Activation::Relu] {
-        let (m, d) = case(41, vec![6, 9, 7, 4], act, LossKind::CrossEntropy, true, 150);
+        // 600 samples: three chunks of 256 rows, summed in chunk order by both paths.
+        let (m, d) = case(41, vec![6, 9, 7, 4], act, LossKind::CrossEntropy, true, 600);
         let mut rng = Rng::new(9);
         let v: Vec<f64> = (0..m.num_params()).map(|_| rng.normal()).collect();
         for kind in [
