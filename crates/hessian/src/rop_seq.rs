@@ -11,7 +11,7 @@
 use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
-use hesslab_model::kernels::{col2im_add, im2col, pooled, recycle_unfolded, weight_view, weight_view_mut};
+use hesslab_model::kernels::{col2im_add_at, im2col, pooled, recycle_unfolded, tiles, weight_view, weight_view_mut};
 use hesslab_model::{Layer, SeqForward, Sequential, chunks, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
@@ -77,7 +77,7 @@ fn col(v: MatRef<'_, f64>, j: usize) -> &[f64] {
 
 impl SeqChunks {
     /// R{·} of every layer's output for the k vectors of `v`; `None` where it is zero.
-    fn r_forward(&self, c: &ChunkCache, v: MatRef<'_, f64>, unfolded: &mut [Option<Mat<f64>>]) -> Vec<Option<Mat<f64>>> {
+    fn r_forward(&self, c: &ChunkCache, v: MatRef<'_, f64>) -> Vec<Option<Mat<f64>>> {
         let w = &self.model.params;
         let k = v.ncols();
         let layers = &self.model.arch.layers;
@@ -95,13 +95,26 @@ impl SeqChunks {
                 }
             };
             let t = next.get_or_insert_with(|| Mat::zeros(k * rows, n_out));
-            let cols: MatRef<'_, f64> = match *l {
-                Layer::Conv2d { win, .. } => unfolded[i].get_or_insert_with(|| im2col(input, &win)).as_ref(),
-                _ => input,
-            };
+            match *l {
+                // The unfolded input tile by tile (in cache), each tile used by all k vectors.
+                Layer::Conv2d { win, .. } => {
+                    for (s0, ns) in tiles(input.nrows() / win.in_hw(), &win) {
+                        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), &win);
+                        for j in 0..k {
+                            let dst = t.as_mut().subrows_mut(j * rows + s0 * win.out_hw(), ns * win.out_hw());
+                            mm(dst, Accum::Add, cols.as_ref(), weight_view(col(v, j), off, n_out, len_in));
+                        }
+                        recycle_unfolded(cols);
+                    }
+                }
+                _ => {
+                    for j in 0..k {
+                        mm(t.as_mut().subrows_mut(j * rows, rows), Accum::Add, input, weight_view(col(v, j), off, n_out, len_in));
+                    }
+                }
+            }
             for j in 0..k {
                 let vj = col(v, j);
-                mm(t.as_mut().subrows_mut(j * rows, rows), Accum::Add, cols, weight_view(vj, off, n_out, len_in));
                 if let Some(b) = b {
                     for o in 0..n_out {
                         let vb = vj[b + o];
@@ -117,16 +130,7 @@ impl SeqChunks {
     /// Back-propagate the stacked output tangent `rg` (k blocks), adding each block's
     /// parameter part to column j of `out`; `second` adds the second-order terms.
     #[allow(clippy::too_many_arguments)]
-    fn r_backward(
-        &self,
-        c: &ChunkCache,
-        v: MatRef<'_, f64>,
-        rt: &[Option<Mat<f64>>],
-        unfolded: &mut [Option<Mat<f64>>],
-        mut rg: Mat<f64>,
-        second: bool,
-        out: &mut Mat<f64>,
-    ) {
+    fn r_backward(&self, c: &ChunkCache, v: MatRef<'_, f64>, rt: &[Option<Mat<f64>>], mut rg: Mat<f64>, second: bool, out: &mut Mat<f64>) {
         let w = &self.model.params;
         let k = v.ncols();
         let layers = &self.model.arch.layers;
@@ -154,29 +158,33 @@ impl SeqChunks {
                     }
                 }
                 Layer::Conv2d { win, c_out, w: off, b } => {
-                    let rows = input.nrows() / win.in_hw() * win.out_hw();
-                    let cols = unfolded[i].get_or_insert_with(|| im2col(input, &win));
-                    let r_cols = r_in.map(|r| im2col(r.as_ref(), &win));
-                    for j in 0..k {
-                        let oc = out.col_as_slice_mut(j);
-                        let g_j = rg.as_ref().subrows(j * rows, rows);
-                        mm(weight_view_mut(oc, off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g_j);
-                        if let Some(rc) = &r_cols {
-                            mm(
-                                weight_view_mut(oc, off, c_out, win.patch()),
-                                Accum::Add,
-                                rc.as_ref().subrows(j * rows, rows).transpose(),
-                                sig,
-                            );
+                    let samples = input.nrows() / win.in_hw();
+                    let rows = samples * win.out_hw();
+                    // Tile by tile in sample order: Σ unfold(A)ᵀ RG_j (+ unfold(RA_j)ᵀ G).
+                    for (s0, ns) in tiles(samples, &win) {
+                        let (o0, on) = (s0 * win.out_hw(), ns * win.out_hw());
+                        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), &win);
+                        for j in 0..k {
+                            let oc = out.col_as_slice_mut(j);
+                            let g_j = rg.as_ref().subrows(j * rows + o0, on);
+                            mm(weight_view_mut(oc, off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g_j);
+                            if let Some(r) = r_in {
+                                let r_cols = im2col(r.as_ref().subrows((j * samples + s0) * win.in_hw(), ns * win.in_hw()), &win);
+                                let dst = weight_view_mut(oc, off, c_out, win.patch());
+                                mm(dst, Accum::Add, r_cols.as_ref().transpose(), sig.subrows(o0, on));
+                                recycle_unfolded(r_cols);
+                            }
                         }
-                        if let Some(b) = b {
+                        recycle_unfolded(cols);
+                    }
+                    if let Some(b) = b {
+                        for j in 0..k {
+                            let g_j = rg.as_ref().subrows(j * rows, rows);
+                            let oc = out.col_as_slice_mut(j);
                             for o in 0..c_out {
                                 oc[b + o] += g_j.col(o).iter().sum::<f64>();
                             }
                         }
-                    }
-                    if let Some(rc) = r_cols {
-                        recycle_unfolded(rc);
                     }
                 }
                 _ => {}
@@ -196,14 +204,16 @@ impl SeqChunks {
                         }
                     }
                     Layer::Conv2d { win, c_out, w: off, .. } => {
-                        let rows = sig.nrows();
-                        let mut stacked = pooled(k * rows, win.patch());
+                        let samples = sig.nrows() / win.out_hw();
                         for j in 0..k {
                             let vt = weight_view(col(v, j), off, c_out, win.patch());
-                            mm(stacked.as_mut().subrows_mut(j * rows, rows), Accum::Replace, sig, vt.transpose());
+                            for (s0, ns) in tiles(samples, &win) {
+                                let mut cols = pooled(ns * win.out_hw(), win.patch());
+                                mm(cols.as_mut(), Accum::Replace, sig.subrows(s0 * win.out_hw(), ns * win.out_hw()), vt.transpose());
+                                col2im_add_at(cols.as_ref(), &win, &mut g_in, j * samples + s0);
+                                recycle_unfolded(cols);
+                            }
                         }
-                        col2im_add(stacked.as_ref(), &win, &mut g_in);
-                        recycle_unfolded(stacked);
                     }
                     Layer::Activation(a) => {
                         if let Some(r) = &rt[i] {
@@ -246,8 +256,7 @@ impl ChunkedCurvature for SeqChunks {
         };
         let k = v.ncols();
         let nc = c.r1 - c.r0;
-        let mut unfolded: Vec<Option<Mat<f64>>> = vec![None; self.model.arch.layers.len()];
-        let rt = self.r_forward(c, v, &mut unfolded);
+        let rt = self.r_forward(c, v);
         let rf = rt.last().and_then(|r| r.as_ref()).expect("a network with parameters has an output tangent");
         let sig_out = c.sig.last().expect("layers");
         let cdim = rf.ncols();
@@ -282,7 +291,6 @@ impl ChunkedCurvature for SeqChunks {
                 (start, kind != CurvatureKind::GaussNewton)
             }
         };
-        self.r_backward(c, v, &rt, &mut unfolded, start, second, out);
-        unfolded.into_iter().flatten().for_each(recycle_unfolded);
+        self.r_backward(c, v, &rt, start, second, out);
     }
 }

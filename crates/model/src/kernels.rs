@@ -137,7 +137,7 @@ pub fn col2im_add(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>) {
 
 /// [`col2im_add`] for the samples from `first` on: row s of `cols`' samples is sample first + s
 /// of `out`.
-fn col2im_add_at(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>, first: usize) {
+pub fn col2im_add_at(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>, first: usize) {
     let (ih, iw) = (win.input[0], win.input[1]);
     let (oh, ow) = (win.output[0], win.output[1]);
     let n = samples(cols.nrows(), win.out_hw());
@@ -330,7 +330,7 @@ pub fn avg_pool_adjoint(g: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
 const TILE_BYTES: usize = 256 << 10;
 
 /// The tiles of samples of a convolution's batch: (first sample, samples).
-fn tiles(n: usize, win: &Window) -> impl Iterator<Item = (usize, usize)> {
+pub fn tiles(n: usize, win: &Window) -> impl Iterator<Item = (usize, usize)> {
     let per = (TILE_BYTES / (8 * win.out_hw() * win.patch()).max(1)).max(1);
     (0..n).step_by(per).map(move |s0| (s0, per.min(n - s0)))
 }
