@@ -78,6 +78,15 @@ pub fn recycle_unfolded(m: Mat<f64>) {
     });
 }
 
+/// `input` itself when every column is contiguous, else a contiguous copy held in `owned`.
+fn contiguous_columns<'a>(input: MatRef<'a, f64>, owned: &'a mut Option<Mat<f64>>) -> MatRef<'a, f64> {
+    if (0..input.ncols()).all(|c| input.col(c).try_as_col_major().is_some()) {
+        input
+    } else {
+        owned.insert(input.to_owned()).as_ref()
+    }
+}
+
 /// The unfolded input of a convolution: row (s, oh, ow), column (c, i, j) holds
 /// input(s, oh·sh + i − ph, ow·sw + j − pw, c), zero outside the image.
 pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
@@ -87,14 +96,8 @@ pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
     let (kh, kw) = (win.kernel[0], win.kernel[1]);
     let (sh, sw, ph, pw) = (win.stride[0], win.stride[1], win.padding[0] as isize, win.padding[1] as isize);
     let mut cols = pooled(n * win.out_hw(), win.patch());
-    let owned;
-    let input = match (0..win.c).all(|c| input.col(c).try_as_col_major().is_some()) {
-        true => input,
-        false => {
-            owned = input.to_owned();
-            owned.as_ref()
-        }
-    };
+    let mut owned = None;
+    let input = contiguous_columns(input, &mut owned);
     for c in 0..win.c {
         let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
         for i in 0..kh {
@@ -146,19 +149,33 @@ pub fn col2im_add_at(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>, fi
         let dst = out.col_as_slice_mut(c);
         for i in 0..kh {
             for j in 0..kw {
-                let src = cols.col((c * kh + i) * kw + j);
+                let col = cols.col((c * kh + i) * kw + j);
+                let owned;
+                let src = match col.try_as_col_major() {
+                    Some(s) => s.as_slice(),
+                    None => {
+                        owned = col.iter().copied().collect::<Vec<f64>>();
+                        &owned[..]
+                    }
+                };
+                // Output columns x whose input column x·sw + j − pw is inside the image (as im2col).
+                let (sw, pw) = (win.stride[1], win.padding[1] as isize);
+                let x0 = (0..ow).find(|&x| (x * sw + j) as isize - pw >= 0).unwrap_or(ow);
+                let x1 = (x0..ow).find(|&x| (x * sw + j) as isize - pw >= iw as isize).unwrap_or(ow);
+                let q0 = ((x0 * sw + j) as isize - pw).max(0) as usize;
                 for s in 0..n {
                     for y in 0..oh {
                         let r = (y * win.stride[0] + i) as isize - win.padding[0] as isize;
-                        if r < 0 || r >= ih as isize {
+                        if r < 0 || r >= ih as isize || x0 == x1 {
                             continue;
                         }
                         let row0 = (first + s) * ih * iw + r as usize * iw;
-                        let out0 = (s * oh + y) * ow;
-                        for x in 0..ow {
-                            let q = (x * win.stride[1] + j) as isize - win.padding[1] as isize;
-                            if q >= 0 && q < iw as isize {
-                                dst[row0 + q as usize] += src[out0 + x];
+                        let from = &src[(s * oh + y) * ow + x0..(s * oh + y) * ow + x1];
+                        if sw == 1 {
+                            dst[row0 + q0..row0 + q0 + (x1 - x0)].iter_mut().zip(from).for_each(|(d, v)| *d += v);
+                        } else {
+                            for (k, v) in from.iter().enumerate() {
+                                dst[row0 + q0 + k * sw] += v;
                             }
                         }
                     }
@@ -206,8 +223,10 @@ pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<usize>) 
     let rows = n * oh * ow;
     let mut out = Mat::<f64>::zeros(rows, win.c);
     let mut arg = vec![0usize; rows * win.c];
+    let mut owned = None;
+    let input = contiguous_columns(input, &mut owned);
     for c in 0..win.c {
-        let src = input.col(c);
+        let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
         let (dst, am) = (out.col_as_slice_mut(c), &mut arg[c * rows..(c + 1) * rows]);
         for s in 0..n {
             for y in 0..oh {

@@ -205,9 +205,19 @@ fn times_derivative(a: crate::Activation, z: MatRef<'_, f64>, y: MatRef<'_, f64>
     let n = z.nrows();
     let mut out = t.to_owned();
     for col in 0..out.ncols() {
-        let (z, y) = (z.col(col), y.col(col));
-        for (r, v) in out.col_as_slice_mut(col).iter_mut().enumerate() {
-            *v *= a.d1(z[r % n], y[r % n]);
+        let (zc, yc) = (z.col(col), y.col(col));
+        match (zc.try_as_col_major(), yc.try_as_col_major()) {
+            // Block by block over the column slices: one dispatch per block, not per element.
+            (Some(zs), Some(ys)) if n > 0 => {
+                for block in out.col_as_slice_mut(col).chunks_mut(n) {
+                    a.mul_d1_slice(block, zs.as_slice(), ys.as_slice());
+                }
+            }
+            _ => {
+                for (r, v) in out.col_as_slice_mut(col).iter_mut().enumerate() {
+                    *v *= a.d1(zc[r % n], yc[r % n]);
+                }
+            }
         }
     }
     out

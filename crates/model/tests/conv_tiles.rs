@@ -20,7 +20,7 @@ fn rel(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
 #[test]
 fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
     // 28×28 images, 3 channels, 5×5 kernel: ~2 samples per 256 KB tile, so 9 samples are 5 tiles.
-    for (stride, padding) in [([1, 1], [0, 0]), ([2, 1], [2, 1])] {
+    for (stride, padding) in [([1, 1], [0, 0]), ([2, 1], [2, 1]), ([1, 2], [1, 2]), ([2, 3], [0, 1])] {
         let (c, c_out, n) = (3, 4, 9);
         let (ih, iw) = (28, 28);
         let oh = (ih + 2 * padding[0] - 5) / stride[0] + 1;
@@ -50,5 +50,29 @@ fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
         let mut signal_ref = Mat::<f64>::zeros(n * ih * iw, c);
         col2im_add(cols.as_ref(), &win, &mut signal_ref);
         assert!(rel(&signal, &signal_ref) < 1e-14, "input signal: {:e}", rel(&signal, &signal_ref));
+    }
+}
+
+/// col2im is the adjoint of im2col: ⟨im2col(x), C⟩ = ⟨x, col2im(C)⟩ for random x and C, with
+/// strides and paddings in both directions (an independent check of the scatter's index ranges).
+#[test]
+fn col2im_is_the_adjoint_of_im2col() {
+    for (kernel, stride, padding) in
+        [([5, 5], [1, 1], [0, 0]), ([3, 4], [1, 2], [1, 2]), ([2, 3], [2, 3], [0, 1]), ([4, 2], [3, 1], [2, 0])]
+    {
+        let (c, n, ih, iw) = (2, 3, 11, 13);
+        let oh = (ih + 2 * padding[0] - kernel[0]) / stride[0] + 1;
+        let ow = (iw + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+        let win = Window { c, input: [ih, iw], output: [oh, ow], kernel, stride, padding };
+        let mut rng = Rng::new(11);
+        let x = Mat::from_fn(n * ih * iw, c, |_, _| rng.normal());
+        let cm = Mat::from_fn(n * oh * ow, win.patch(), |_, _| rng.normal());
+        let unfolded = im2col(x.as_ref(), &win);
+        let mut folded = Mat::<f64>::zeros(n * ih * iw, c);
+        col2im_add(cm.as_ref(), &win, &mut folded);
+        let dot =
+            |a: &Mat<f64>, b: &Mat<f64>| (0..a.ncols()).map(|j| (0..a.nrows()).map(|i| a[(i, j)] * b[(i, j)]).sum::<f64>()).sum::<f64>();
+        let (lhs, rhs) = (dot(&unfolded, &cm), dot(&x, &folded));
+        assert!((lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0), "{kernel:?} {stride:?} {padding:?}: {lhs} vs {rhs}");
     }
 }
