@@ -173,9 +173,13 @@ impl MlpChunks {
             .map(|ly| {
                 let weights = ly.w..ly.w + ly.n_in * ly.n_out;
                 let bias = ly.b.map_or(0..0, |b| b..b + ly.n_out);
-                (0..v.ncols()).any(|j| {
-                    let col = v.col(j);
-                    weights.clone().chain(bias.clone()).any(|i| col[i] != 0.0)
+                (0..v.ncols()).any(|j| match v.col(j).try_as_col_major() {
+                    // Contiguous ranges (the usual case): a scan the compiler vectorizes.
+                    Some(c) => {
+                        let c = c.as_slice();
+                        c[weights.clone()].iter().chain(&c[bias.clone()]).any(|x| *x != 0.0)
+                    }
+                    None => weights.clone().chain(bias.clone()).any(|i| v[(i, j)] != 0.0),
                 })
             })
             .collect()

@@ -80,11 +80,7 @@ pub fn recycle_unfolded(m: Mat<f64>) {
 
 /// `input` itself when every column is contiguous, else a contiguous copy held in `owned`.
 fn contiguous_columns<'a>(input: MatRef<'a, f64>, owned: &'a mut Option<Mat<f64>>) -> MatRef<'a, f64> {
-    if (0..input.ncols()).all(|c| input.col(c).try_as_col_major().is_some()) {
-        input
-    } else {
-        owned.insert(input.to_owned()).as_ref()
-    }
+    if (0..input.ncols()).all(|c| input.col(c).try_as_col_major().is_some()) { input } else { owned.insert(input.to_owned()).as_ref() }
 }
 
 /// The unfolded input of a convolution: row (s, oh, ow), column (c, i, j) holds
