@@ -6,12 +6,21 @@ import glob, collections, statistics as st, sys
 import pyarrow.parquet as pq
 OUTS = sys.argv[1:] or ['out']
 rows = collections.defaultdict(list)
-files = sorted(f for out in OUTS for f in glob.glob(f'{out}/s18_e2_outliers_vs_classes/*/summary/summary.parquet'))
+# pipelines/s18_bulk_vs_data.toml trains exactly E2's ReLU GD networks (same data, seeds and
+# parameters; their eigenvalues compared equal bit for bit), so its members count as those.
+files = sorted(f for out in OUTS for name in ('s18_e2_outliers_vs_classes', 's18_bulk_vs_data')
+               for f in glob.glob(f'{out}/{name}/*/summary/summary.parquet'))
+seen = set()
 for f in files:
     key = f.split('/')[-3]
-    kv = dict(p.split('=') for p in key.split('__'))
+    kv = {'train.activation': 'relu', 'train.batch_size': '0'}
+    kv.update(p.split('=') for p in key.split('__'))
+    config = (int(kv['data.classes']), float(kv['data.cov_multiplier']), kv['train.activation'], 'GD' if kv['train.batch_size']=='0' else 'SGD')
+    if (config, kv['train.seed']) in seen:
+        continue
+    seen.add((config, kv['train.seed']))
     t = pq.read_table(open(f, 'rb')).to_pylist()[0]
-    rows[(int(kv['data.classes']), float(kv['data.cov_multiplier']), kv['train.activation'], 'GD' if kv['train.batch_size']=='0' else 'SGD')].append((int(kv['train.seed']), t))
+    rows[config].append((int(kv['train.seed']), t))
 def cell(v):
     m = st.mean(v); s = st.stdev(v) if len(v) > 1 else 0.0
     return f"{m:.1f} ± {s:.1f} ({min(v)}–{max(v)})"
