@@ -382,8 +382,10 @@ impl StageKind for Compare {
             let title = format!("Bulk: eigenvalues from rank {from_rank} on (1–99 % range)");
             let axes = ("eigenvalue", "density (share per unit eigenvalue)");
             let scale = if p.y_scale == ScaleParam::Auto { ScaleParam::Log } else { p.y_scale };
-            crate::small_multiples::overlay(&title, axes, lines, &line_keys, &panel_keys, &naming, scale.scale())
-                .write(ctx, "bulk_overlay")?;
+            let mut figure = crate::small_multiples::overlay(&title, axes, lines, &line_keys, &panel_keys, &naming, scale.scale());
+            // Bulks of different data differ in scale by orders of magnitude: each panel its own x.
+            figure.share_x = false;
+            figure.write(ctx, "bulk_overlay")?;
         }
         let (title, axes) = match p.plot {
             OverlayKind::Top => ("Top eigenvalues across members", ("rank", "eigenvalue")),
