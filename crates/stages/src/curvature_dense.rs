@@ -42,9 +42,15 @@ impl StageKind for CurvatureDense {
         let p = inputs.get(Model::NAME).and_then(|m| m.params);
         Facts { rows: p, dim: p, ..Default::default() }
     }
-    fn estimate(_: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
+    fn estimate(params: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         // The matrix, plus one copy kept in memory for the stages that read it next.
         let (p, cache) = operator_estimate(inputs)?;
+        if !params.tensors.is_empty() {
+            // A block of some tensors: its side is not among the input facts (only P is), and
+            // P×P would refuse a 5 680-parameter block of a 60 630-parameter network. The block
+            // is left out (it is at most P×P and usually far smaller; see DEVELOPING, limits).
+            return Some(cache);
+        }
         Some(dense_estimate(p).plus(cache))
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
@@ -60,5 +66,25 @@ impl StageKind for CurvatureDense {
             architecture: Some(built.curvature.model.arch()),
         };
         ctx.write_shared::<Matrix>(Matrix::NAME, matrix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hesslab_pipeline::resources::Facts;
+
+    /// S16 P1's block of the last two layers of a 60 630-parameter network must not be refused
+    /// as if it were the whole 27 GiB Hessian; the whole Hessian still counts P×P.
+    #[test]
+    fn a_restricted_block_is_not_estimated_as_the_whole_matrix() {
+        let mut inputs = InputFacts::new();
+        inputs.insert(Model::NAME.into(), Facts { params: Some(60_630), units: Some(934), ..Default::default() });
+        inputs.insert(Dataset::NAME.into(), Facts { rows: Some(1_250), classes: Some(10), ..Default::default() });
+        let whole = CurvatureDense::estimate(&CurvatureDenseParams::default(), &inputs).unwrap();
+        let block = CurvatureDenseParams { tensors: vec!["layers.2.weight".into()], ..Default::default() };
+        let block = CurvatureDense::estimate(&block, &inputs).unwrap();
+        assert!(whole.bytes >= 8 * 60_630 * 60_630, "{whole:?}");
+        assert!(block.bytes < 1 << 30, "{block:?}");
     }
 }
