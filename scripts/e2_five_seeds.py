@@ -4,7 +4,18 @@ then how often each count lands within k ± 1. Usage: python scripts/e2_five_see
 (runs' --out directories, e.g. partial runs with --set on the sweep; members not finished yet are left out). Needs pyarrow (.venv-interop)."""
 import glob, collections, statistics as st, sys
 import pyarrow.parquet as pq
-OUTS = sys.argv[1:] or ['out']
+# --exclude FILE: leave out configurations that already have a row in FILE (an earlier table,
+# e.g. docs/s18_e2_five_seeds.md), so that a partial run's counts can be added to its counts.
+args = sys.argv[1:]
+known = set()
+if '--exclude' in args:
+    i = args.index('--exclude')
+    for line in open(args[i + 1]):
+        cells = [c.strip() for c in line.split('|')[1:5]]
+        if len(cells) == 4 and cells[0].isdigit():
+            known.add((int(cells[0]), float(cells[1]), cells[2], cells[3]))
+    del args[i:i + 2]
+OUTS = args or ['out']
 rows = collections.defaultdict(list)
 # pipelines/s18_bulk_vs_data.toml trains exactly E2's ReLU GD networks (same data, seeds and
 # parameters; their eigenvalues compared equal bit for bit), so its members count as those.
@@ -16,7 +27,7 @@ for f in files:
     kv = {'train.activation': 'relu', 'train.batch_size': '0'}
     kv.update(p.split('=') for p in key.split('__'))
     config = (int(kv['data.classes']), float(kv['data.cov_multiplier']), kv['train.activation'], 'GD' if kv['train.batch_size']=='0' else 'SGD')
-    if (config, kv['train.seed']) in seen:
+    if (config, kv['train.seed']) in seen or config in known:
         continue
     seen.add((config, kv['train.seed']))
     t = pq.read_table(open(f, 'rb')).to_pylist()[0]
