@@ -12,8 +12,8 @@ dest=docs/figures
 mkdir -p "$dest"
 # name | pipeline | path under the pipeline's output directory
 figures='
-s18_fig1_init|s18_e1_init_vs_end|train.max_steps=0/summary/spectrum.png
-s18_fig1_end|s18_e1_init_vs_end|train.max_steps=3000/summary/spectrum.png
+s18_fig1_init|s18_e1_init_vs_end|train.max_steps=0__train.seed=1/summary/spectrum.png
+s18_fig1_end|s18_e1_init_vs_end|train.max_steps=3000__train.seed=1/summary/spectrum.png
 s18_fig2|s18_e2_outliers_vs_classes|all/table/top_overlay.png
 s18_fig3|s18_e3_width_sweep|all/table/top_overlay.png
 s18_fig5_slq|s18_e3_width_sweep|all/negative/negative_slq_overlay.png
