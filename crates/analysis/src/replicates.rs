@@ -1,7 +1,7 @@
 //! Replicates: sweep members that differ only in a seed are one experiment repeated, so their
 //! numbers are summarized as mean, spread and range per group (the other sweep keys), and a claim
 //! is judged on that spread rather than on one seed.
-use hesslab_artifacts::Stats;
+use hesslab_artifacts::{Spread, Stats};
 use std::collections::BTreeMap;
 
 /// Members grouped by the values of the sweep keys that are not replicates.
@@ -49,6 +49,22 @@ pub fn group(labels: &[BTreeMap<String, String>], keys: &[String], replicates: &
         }
     }
     Groups { keys, groups }
+}
+
+/// Each named quantity's statistics over the replicates of each group: `values[m]` holds
+/// member m's quantities, the same names in the same order for every member.
+pub fn spread(g: &Groups, values: &[Vec<(&'static str, f64)>], reps: &[String]) -> Spread {
+    let (mut labels, mut quantity, mut stats) = (vec![Vec::new(); g.keys.len()], Vec::new(), Vec::new());
+    for grp in &g.groups {
+        for (c, (name, _)) in values[grp.members[0]].iter().enumerate() {
+            for (l, v) in labels.iter_mut().zip(&grp.values) {
+                l.push(v.clone());
+            }
+            quantity.push(name.to_string());
+            stats.push(Stats::of(&grp.members.iter().map(|&m| values[m][c].1).collect::<Vec<_>>()));
+        }
+    }
+    Spread { labels: g.keys.iter().cloned().zip(labels).collect(), quantity, stats, replicate_keys: reps.to_vec() }
 }
 
 /// Statistics at each rank over several sequences (one per replicate), up to the shortest.

@@ -182,6 +182,13 @@ impl LinearOperator for ModelCurvature {
 /// build) and without holding every chunk's cache. Equal to `ModelCurvature::new(..).apply_vec(v)`
 /// bit for bit.
 pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind, v: &[f64]) -> Vec<f64> {
+    assert_eq!(
+        v.len(),
+        model.num_params(),
+        "hessian_vector_product: v has {} entries, the model {} parameters",
+        v.len(),
+        model.num_params()
+    );
     let data = data.into();
     match model {
         // The gradient covariance subtracts ḡḡᵀv, so it needs the mean gradient.

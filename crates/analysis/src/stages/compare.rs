@@ -1,7 +1,7 @@
 //! `compare`: spectrum summaries of every sweep member in one table (S18 Table 1), and, where
 //! sweep members are replicates (seeds), their mean, spread and range per group.
 use crate::bulk;
-use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys};
+use crate::replicates::{Groups, format_mean_std, group, rank_stats, seed_keys, spread};
 use crate::small_multiples::Line;
 use hesslab_artifacts::{Eigenvalues, Nodes, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
 use hesslab_figures::{Mark, Series};
@@ -197,26 +197,6 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
     md
 }
 
-/// Each summary column's statistics over the replicates of each group.
-fn summary_spread(g: &Groups, rows: &[SummaryRow], extra: &[Vec<(&'static str, f64)>], reps: &[String]) -> Spread {
-    let (mut labels, mut quantity, mut stats) = (vec![Vec::new(); g.keys.len()], Vec::new(), Vec::new());
-    for grp in &g.groups {
-        let cols: Vec<Vec<(&'static str, f64)>> = grp
-            .members
-            .iter()
-            .map(|&m| rows[m].named_values().into_iter().chain(extra.get(m).into_iter().flatten().copied()).collect())
-            .collect();
-        for (c, (name, _)) in cols[0].iter().enumerate() {
-            for (l, v) in labels.iter_mut().zip(&grp.values) {
-                l.push(v.clone());
-            }
-            quantity.push(name.to_string());
-            stats.push(Stats::of(&cols.iter().map(|r| r[c].1).collect::<Vec<_>>()));
-        }
-    }
-    Spread { labels: g.keys.iter().cloned().zip(labels).collect(), quantity, stats, replicate_keys: reps.to_vec() }
-}
-
 /// The eigenvalue at each rank from either end, over the replicates of each group, as far as
 /// every replicate has it: "largest" from full spectra and top-k runs, "smallest" from full
 /// spectra and bottom-k runs (descending values reversed).
@@ -349,7 +329,13 @@ impl StageKind for Compare {
             extra =
                 if extra.is_empty() { bulk } else { extra.into_iter().zip(bulk).map(|(a, b)| a.into_iter().chain(b).collect()).collect() };
         }
-        let spread = summary_spread(&groups, &rows, &extra, &reps);
+        // Per member: the summary columns, then the SLQ and bulk measures when asked for.
+        let values: Vec<Vec<(&'static str, f64)>> = rows
+            .iter()
+            .enumerate()
+            .map(|(m, r)| r.named_values().into_iter().chain(extra.get(m).into_iter().flatten().copied()).collect())
+            .collect();
+        let spread = spread(&groups, &values, &reps);
         ctx.write::<Spread>(Spread::NAME, &spread)?;
         let mut md = String::new();
         if !reps.is_empty() {

@@ -2,7 +2,7 @@
 //! replicates of each sweep group: per seed the paired test-accuracy difference, the endpoints
 //! and the barrier on [0, 1]; over the seeds their mean, spread and a t interval, and the loss
 //! along the line as a mean with its min–max band (S18 Fig 8 with spread).
-use crate::replicates::{Groups, format_value, group, seed_keys};
+use crate::replicates::{Groups, format_value, group, seed_keys, spread};
 use hesslab_artifacts::{Curve, CurvePoint, Spread, Stats};
 use hesslab_figures::{Figure, Plot};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
@@ -103,13 +103,20 @@ impl StageKind for LineSpread {
         for i in &inputs {
             keys.extend(i.labels.keys().filter(|k| !keys.contains(k)).cloned().collect::<Vec<_>>());
         }
-        let reps = p.replicates.clone().unwrap_or_else(|| seed_keys(&keys));
-        if let Some(k) = reps.iter().find(|k| !keys.contains(k)) {
-            return Err(StageError::msg(format!("`replicates`: `{k}` is not a sweep key; the sweep keys are {keys:?}")));
+        // Validation already ran this against the plan's sweep keys; standalone runs get it here.
+        if let Some((key, m)) = Self::check_sweep(p, &keys).into_iter().next() {
+            return Err(StageError::msg(format!("`{key}`: {m}")));
         }
+        let reps = p.replicates.clone().unwrap_or_else(|| seed_keys(&keys));
         let curves: Vec<Curve> = inputs.iter().map(|i| i.decode::<Curve>()).collect::<Result<_, _>>()?;
         let mut measures = Vec::new();
         for (i, c) in inputs.iter().zip(&curves) {
+            if c.mode != "line" {
+                return Err(StageError::msg(format!(
+                    "member {}: a curve along {} (`interpolate` with eigenvectors); line_spread reads lines between two models",
+                    i.member, c.mode
+                )));
+            }
             let m = LineMeasures::of(c).ok_or_else(|| {
                 StageError::msg(format!(
                     "member {}: the curve's grid must contain α = 0 and α = 1 (`interpolate` from ≤ 0 to ≥ 1 with a point on each)",
@@ -119,27 +126,12 @@ impl StageKind for LineSpread {
             measures.push(m);
         }
         let groups = group(&inputs.iter().map(|i| i.labels.clone()).collect::<Vec<_>>(), &keys, &reps);
-        let spread = line_spread(&groups, &measures, &reps);
+        let spread = spread(&groups, &measures.iter().map(|m| m.named().to_vec()).collect::<Vec<_>>(), &reps);
         ctx.write::<Spread>(Spread::NAME, &spread)?;
         ctx.write_file("line.md", markdown(&groups, &inputs, &measures).as_bytes())?;
         band_figure(&groups, &curves).write(ctx, "interpolation_loss_band")?;
         Ok(())
     }
-}
-
-/// Each measure's statistics over the replicates of each group.
-fn line_spread(g: &Groups, measures: &[LineMeasures], reps: &[String]) -> Spread {
-    let (mut labels, mut quantity, mut stats) = (vec![Vec::new(); g.keys.len()], Vec::new(), Vec::new());
-    for grp in &g.groups {
-        for (q, (name, _)) in measures[grp.members[0]].named().iter().enumerate() {
-            for (l, v) in labels.iter_mut().zip(&grp.values) {
-                l.push(v.clone());
-            }
-            quantity.push(name.to_string());
-            stats.push(Stats::of(&grp.members.iter().map(|&m| measures[m].named()[q].1).collect::<Vec<_>>()));
-        }
-    }
-    Spread { labels: g.keys.iter().cloned().zip(labels).collect(), quantity, stats, replicate_keys: reps.to_vec() }
 }
 
 /// Per group: the seeds' differences, their mean with a t interval, and the barriers; then
