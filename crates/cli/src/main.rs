@@ -6,6 +6,12 @@ use hesslab_pipeline::{Plan, RunOptions, Runner, StageOutcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc keeps freed large buffers for reuse; glibc returns them to the kernel and every
+/// layer's next activation matrix faults its pages back in (measured on the E4 convnet's
+/// forward: 60 % of the time in the kernel, 50 → 33 ms per 500 samples with mimalloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hesslab", version, about = "Hessian spectra of over-parametrized networks, as declarative pipelines")]
 struct Cli {

@@ -12,7 +12,7 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
 use hesslab_model::kernels::{col2im_add_at, im2col, pooled, recycle_unfolded, tiles, weight_view, weight_view_mut};
-use hesslab_model::{Layer, SeqForward, Sequential, chunks, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
+use hesslab_model::{Activation, Layer, SeqForward, Sequential, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
 struct ChunkCache {
@@ -37,7 +37,9 @@ impl SeqChunks {
     pub(crate) fn new(model: Sequential, data: &Split) -> (Self, f64, Vec<f64>, f64) {
         let n = data.len();
         let p = model.params.len();
-        let parts: Vec<(ChunkCache, Vec<f64>, usize)> = chunks(n)
+        let parts: Vec<(ChunkCache, Vec<f64>, usize)> = model
+            .arch
+            .chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
                 let fwd = model.forward_with(&model.params, data.x.as_ref().subrows(r0, r1 - r0));
@@ -70,7 +72,7 @@ impl ChunkCache {
     }
 }
 
-/// Column j of `v` as a slice (v is contiguous by construction in `part`).
+/// Column j as a slice (`v` is contiguous by construction in `part`, the cached passes always).
 fn col(v: MatRef<'_, f64>, j: usize) -> &[f64] {
     v.col(j).try_as_col_major().expect("contiguous columns").as_slice()
 }
@@ -215,14 +217,16 @@ impl SeqChunks {
                             }
                         }
                     }
-                    Layer::Activation(a) => {
+                    // σ'' ≡ 0 for ReLU and the identity: no term to add.
+                    Layer::Activation(a) if !matches!(a, Activation::Relu | Activation::Identity) => {
                         if let Some(r) = &rt[i] {
                             let n = input.nrows();
                             for cc in 0..g_in.ncols() {
-                                let (z, y, s, rz) = (input.col(cc), output.col(cc), sig.col(cc), r.col(cc));
-                                for (row, gv) in g_in.col_as_slice_mut(cc).iter_mut().enumerate() {
-                                    let q = row % n;
-                                    *gv += a.d2(z[q], y[q]) * rz[row] * s[q];
+                                let (z, y, s, rz) = (col(input, cc), col(output, cc), col(sig, cc), col(r.as_ref(), cc));
+                                for (gj, rj) in g_in.col_as_slice_mut(cc).chunks_exact_mut(n).zip(rz.chunks_exact(n)) {
+                                    for q in 0..n {
+                                        gj[q] += a.d2(z[q], y[q]) * rj[q] * s[q];
+                                    }
                                 }
                             }
                         }

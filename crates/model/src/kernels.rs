@@ -213,39 +213,65 @@ pub fn bias_grad(g: MatRef<'_, f64>, grad: &mut [f64], b: usize) {
 /// Max pooling: the output and, per (channel, output row), the input row of the maximum (the
 /// first one on ties, as PyTorch).
 pub fn max_pool(input: MatRef<'_, f64>, win: &Window) -> (Mat<f64>, Vec<usize>) {
+    let rows = samples(input.nrows(), win.in_hw()) * win.out_hw();
+    let mut arg = vec![0usize; rows * win.c];
+    let out = pool_max::<true>(input, win, &mut arg);
+    (out, arg)
+}
+
+/// [`max_pool`]'s values alone (evaluation keeps no routing).
+pub fn max_pool_values(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
+    pool_max::<false>(input, win, &mut [])
+}
+
+/// Window maxima, and with `ARG` their input rows in `arg` (channel-major): the first of equal
+/// values wins, and a NaN only when it comes first (the comparison is `v > best`). Branch-free
+/// selects: the data-dependent branch of a running maximum mispredicts half the time.
+fn pool_max<const ARG: bool>(input: MatRef<'_, f64>, win: &Window, arg: &mut [usize]) -> Mat<f64> {
     let (ih, iw) = (win.input[0], win.input[1]);
     let (oh, ow) = (win.output[0], win.output[1]);
     let n = samples(input.nrows(), win.in_hw());
     let rows = n * oh * ow;
     let mut out = Mat::<f64>::zeros(rows, win.c);
-    let mut arg = vec![0usize; rows * win.c];
     let mut owned = None;
     let input = contiguous_columns(input, &mut owned);
+    let (kh, kw, sh, sw) = (win.kernel[0], win.kernel[1], win.stride[0], win.stride[1]);
     for c in 0..win.c {
         let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
-        let (dst, am) = (out.col_as_slice_mut(c), &mut arg[c * rows..(c + 1) * rows]);
+        let dst = out.col_as_slice_mut(c);
         for s in 0..n {
             for y in 0..oh {
-                for x in 0..ow {
-                    let (mut best, mut at) = (f64::NEG_INFINITY, usize::MAX);
-                    for i in 0..win.kernel[0] {
-                        let row0 = s * ih * iw + (y * win.stride[0] + i) * iw + x * win.stride[1];
-                        for j in 0..win.kernel[1] {
-                            let v = src[row0 + j];
-                            if v > best || at == usize::MAX {
-                                best = v;
-                                at = row0 + j;
+                let r = (s * oh + y) * ow;
+                let base = s * ih * iw + y * sh * iw;
+                let (best, at) = (&mut dst[r..r + ow], if ARG { &mut arg[c * rows + r..c * rows + r + ow] } else { &mut [][..] });
+                for (x, b) in best.iter_mut().enumerate() {
+                    *b = src[base + x * sw];
+                }
+                if ARG {
+                    for (x, a) in at.iter_mut().enumerate() {
+                        *a = base + x * sw;
+                    }
+                }
+                for i in 0..kh {
+                    for j in 0..kw {
+                        if i == 0 && j == 0 {
+                            continue;
+                        }
+                        let off = base + i * iw + j;
+                        for x in 0..ow {
+                            let v = src[off + x * sw];
+                            let take = v > best[x];
+                            best[x] = if take { v } else { best[x] };
+                            if ARG {
+                                at[x] = if take { off + x * sw } else { at[x] };
                             }
                         }
                     }
-                    let r = (s * oh + y) * ow + x;
-                    dst[r] = best;
-                    am[r] = at;
                 }
             }
         }
     }
-    (out, arg)
+    out
 }
 
 /// Route `k` stacked blocks through the argmax: out(j·R + r, c) = t(j·Rin + arg(c, r), c).

@@ -3,7 +3,7 @@
 //! bit-identical for any thread count.
 use crate::kernels::*;
 use crate::layers::{Layer, LayerSpec, MAX_PARAMS, Shape, resolve, torch_module};
-use crate::mlp::{chunks, eval_loss, mm, weight_t};
+use crate::mlp::{CHUNK_ROWS, eval_loss, mm, weight_t};
 use crate::{LayerLayout, LossKind, ModelError};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
@@ -48,6 +48,17 @@ impl SeqArch {
     /// Values per sample at the input and after every layer, added up.
     pub fn units(&self) -> u64 {
         self.shapes.iter().fold(self.input.size() as u64, |a, s| a.saturating_add(s.size() as u64))
+    }
+    /// Row ranges of the chunks that the gradient, evaluation and curvature passes split the
+    /// samples into (each chunk one task, results summed in chunk order): at most CHUNK_ROWS
+    /// rows, fewer when the widest layer's values would pass ~2 MB per chunk. Why: a chunk's
+    /// layer values are allocated per pass, and a convnet's at 256 samples (12 MB per layer for
+    /// S18 E4's) came back from the kernel as fresh zeroed pages every time — a fifth of the
+    /// time of a curvature product.
+    pub fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
+        let widest = (0..=self.layers.len()).map(|i| self.input_of(i).size()).max().unwrap_or(1);
+        let rows = (CHUNK_BYTES / (8 * widest).max(1)).clamp(1, CHUNK_ROWS);
+        (0..n.div_ceil(rows)).map(|c| (c * rows, ((c + 1) * rows).min(n))).collect()
     }
     /// Shape of the input of layer `i`.
     pub fn input_of(&self, i: usize) -> Shape {
@@ -272,6 +283,12 @@ pub fn layer_param_grad(l: &Layer, input: MatRef<'_, f64>, g: MatRef<'_, f64>, g
     }
 }
 
+/// Bytes of the widest layer's values in one chunk of samples (see [`SeqArch::chunks`]).
+const CHUNK_BYTES: usize = 2 << 20;
+
+/// Bytes of the widest layer's values in one evaluation tile (kept within a core's L2).
+const EVAL_TILE_BYTES: usize = 256 << 10;
+
 impl Sequential {
     /// A network with these parameters.
     pub fn new(arch: SeqArch, params: Vec<f64>) -> Self {
@@ -323,7 +340,9 @@ impl Sequential {
     /// chunks summed in chunk order.
     pub fn loss_grad_accuracy_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>, f64) {
         let n = x.nrows();
-        let parts: Vec<(f64, Vec<f64>, usize)> = chunks(n)
+        let parts: Vec<(f64, Vec<f64>, usize)> = self
+            .arch
+            .chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
                 let fwd = self.forward_with(w, x.subrows(r0, r1 - r0));
@@ -344,17 +363,52 @@ impl Sequential {
         (loss / n as f64, grad, correct as f64 / n as f64)
     }
 
+    /// The network's outputs on the rows of `x` at parameters `w`, keeping no intermediate
+    /// values: a few samples at a time through every layer, activations in place, so each
+    /// tile's values stay in cache (an evaluation pass streamed every layer's output of a whole
+    /// chunk through memory, and that was most of its time). Per sample the same operations as
+    /// [`Sequential::forward_with`].
+    pub fn outputs(&self, w: &[f64], x: MatRef<'_, f64>) -> Mat<f64> {
+        let n = x.nrows();
+        let widest = (0..=self.arch.layers.len()).map(|i| self.arch.input_of(i).size()).max().unwrap_or(1);
+        let per_tile = (EVAL_TILE_BYTES / (8 * widest).max(1)).clamp(1, n.max(1));
+        let mut out = Mat::<f64>::zeros(n, self.arch.output_dim());
+        for s0 in (0..n).step_by(per_tile) {
+            let ns = per_tile.min(n - s0);
+            let mut v = match self.arch.input {
+                Shape::Image { c, h, w } => unflatten(x.subrows(s0, ns), c, h * w),
+                Shape::Flat(_) => x.subrows(s0, ns).to_owned(),
+            };
+            for l in &self.arch.layers {
+                v = match *l {
+                    Layer::Activation(a) => {
+                        for c in 0..v.ncols() {
+                            a.f_in_place(v.col_as_slice_mut(c));
+                        }
+                        v
+                    }
+                    Layer::MaxPool2d(win) => max_pool_values(v.as_ref(), &win),
+                    _ => layer_forward(l, w, v.as_ref()).0,
+                };
+            }
+            out.as_mut().subrows_mut(s0, ns).copy_from(&v);
+        }
+        out
+    }
+
     /// Mean loss and accuracy (no gradient).
     pub fn evaluate(&self, x: MatRef<'_, f64>, y: &[u32]) -> (f64, f64) {
         let n = x.nrows();
         if n == 0 {
             return (f64::NAN, f64::NAN);
         }
-        let parts: Vec<(f64, usize)> = chunks(n)
+        let parts: Vec<(f64, usize)> = self
+            .arch
+            .chunks(n)
             .into_par_iter()
             .map(|(r0, r1)| {
-                let fwd = self.forward_with(&self.params, x.subrows(r0, r1 - r0));
-                let le = eval_loss(self.arch.loss, fwd.output(), &y[r0..r1]);
+                let out = self.outputs(&self.params, x.subrows(r0, r1 - r0));
+                let le = eval_loss(self.arch.loss, out.as_ref(), &y[r0..r1]);
                 (le.loss_sum, le.correct)
             })
             .collect();

@@ -9,8 +9,8 @@
 //! the whole trailing matrix (memory bound); here all O(n³) work is in GEMMs, and what remains
 //! (band → tridiagonal) is O(n²·b) on a band that fits in cache.
 //!
-//! Only the lower triangle is read and written (the upper triangle of the working copy is
-//! stale and never read).
+//! Only the lower triangle is read (the upper triangle of the working copy is stale: the
+//! update writes over the upper halves of its diagonal blocks, and nothing reads them).
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{
     self,
@@ -92,7 +92,7 @@ fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) -> Mat<f64>
 }
 
 /// A ← Qᵀ A Q on the lower triangle of the trailing matrix, Q = I − V T Vᵀ.
-fn update_trailing(mut a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, par: Par) {
+fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, par: Par) {
     let (m, k) = (v.nrows(), v.ncols());
     if k == 0 {
         return;
@@ -128,22 +128,36 @@ fn update_trailing(mut a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64
         v1.copy_from(v);
         z1.copy_from(zv.as_ref().get(.., ..k));
     }
-    triangular::matmul(a.rb_mut(), TriangularLower, Accum::Add, zv.as_ref(), Rectangular, vz.as_ref().transpose(), Rectangular, -1.0, par);
+    // A[J.., J] −= ZV[J..] · VZ[J]ᵀ per column block J: each block's diagonal block is updated
+    // whole (its upper part is stale and never read), the blocks in parallel.
+    let (zv, vz) = (zv.as_ref(), vz.as_ref());
+    for_each_block(column_blocks(a), par, |(j0, a_j)| {
+        let w = a_j.ncols();
+        matmul(a_j.subrows_mut(j0, m - j0), Accum::Add, zv.get(j0.., ..), vz.get(j0..j0 + w, ..).transpose(), -1.0, Par::Seq);
+    });
 }
 
-/// Vᵀ A for symmetric A of which only the lower triangle is valid, by block columns of A so
-/// that every product has the shape faer's GEMM runs fastest (a short-and-wide Vᵀ on the left;
-/// A·V with few columns runs at half the rate). The diagonal blocks are mirrored into a
-/// scratch matrix.
-fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par) {
-    const NB: usize = 256;
+/// Columns per block of the parallel products: the work is split into blocks of this many
+/// columns whatever the thread count.
+const NB: usize = 256;
+
+/// Vᵀ A for symmetric A of which only the lower triangle is valid, one block of NB columns J
+/// at a time and the blocks on `par`'s threads:
+///
+///   (Vᵀ A)[:, J] = V_Jᵀ A_JJ + V_belowᵀ A[below, J] + V_leftᵀ A[J, left]ᵀ,
+///
+/// every term read from the lower triangle (the diagonal block mirrored into a scratch matrix).
+/// Why blocks in parallel rather than faer's threads inside each product: the products are
+/// small (k = b rows) and many, and splitting each across threads cost a barrier per call —
+/// this product ran at ~0.3 of the GEMM rate that way. The blocks and each block's order of
+/// operations do not depend on the thread count, so neither do the results.
+fn transpose_times_symmetric(out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par) {
     let m = a.nrows();
-    out.fill(0.0);
-    let mut diag = Mat::<f64>::zeros(NB.min(m), NB.min(m));
-    for j0 in (0..m).step_by(NB) {
-        let j1 = (j0 + NB).min(m);
+    let blocks = column_blocks(out);
+    let one_block = |(j0, mut out_j): (usize, MatMut<'_, f64>)| {
+        let j1 = j0 + out_j.ncols();
         let w = j1 - j0;
-        let mut d = diag.as_mut().submatrix_mut(0, 0, w, w);
+        let mut d = Mat::<f64>::zeros(w, w);
         for c in 0..w {
             for r in c..w {
                 let x = a[(j0 + r, j0 + c)];
@@ -151,13 +165,38 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
                 d[(c, r)] = x;
             }
         }
-        let vj = v.get(j0..j1, ..).transpose();
-        matmul(out.rb_mut().get_mut(.., j0..j1), Accum::Add, vj, d.rb(), 1.0, par);
+        matmul(out_j.rb_mut(), Accum::Replace, v.get(j0..j1, ..).transpose(), d.as_ref(), 1.0, Par::Seq);
         if j1 < m {
-            let below = a.get(j1.., j0..j1);
-            matmul(out.rb_mut().get_mut(.., j0..j1), Accum::Add, v.get(j1.., ..).transpose(), below, 1.0, par);
-            matmul(out.rb_mut().get_mut(.., j1..), Accum::Add, vj, below.transpose(), 1.0, par);
+            matmul(out_j.rb_mut(), Accum::Add, v.get(j1.., ..).transpose(), a.get(j1.., j0..j1), 1.0, Par::Seq);
         }
+        if j0 > 0 {
+            matmul(out_j.rb_mut(), Accum::Add, v.get(..j0, ..).transpose(), a.get(j0..j1, ..j0).transpose(), 1.0, Par::Seq);
+        }
+    };
+    for_each_block(blocks, par, one_block);
+}
+
+/// Column blocks of NB columns of `out`, each with its first column's index.
+fn column_blocks(out: MatMut<'_, f64>) -> Vec<(usize, MatMut<'_, f64>)> {
+    let mut blocks = Vec::with_capacity(out.ncols().div_ceil(NB));
+    let mut rest = out;
+    let mut j0 = 0;
+    while rest.ncols() > 0 {
+        let w = NB.min(rest.ncols());
+        let (block, tail) = rest.split_at_col_mut(w);
+        j0 += block.ncols();
+        blocks.push((j0 - block.ncols(), block));
+        rest = tail;
+    }
+    blocks
+}
+
+/// `f` on every block: in order on one thread for `Par::Seq`, else on the current rayon pool.
+fn for_each_block<'a>(blocks: Vec<(usize, MatMut<'a, f64>)>, par: Par, f: impl Fn((usize, MatMut<'a, f64>)) + Sync + Send) {
+    use rayon::prelude::*;
+    match par {
+        Par::Seq => blocks.into_iter().for_each(f),
+        Par::Rayon(_) => blocks.into_par_iter().with_max_len(1).for_each(f),
     }
 }
 
