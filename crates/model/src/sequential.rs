@@ -56,9 +56,12 @@ impl SeqArch {
     /// S18 E4's) came back from the kernel as fresh zeroed pages every time — a fifth of the
     /// time of a curvature product.
     pub fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
-        let widest = (0..=self.layers.len()).map(|i| self.input_of(i).size()).max().unwrap_or(1);
-        let rows = (CHUNK_BYTES / (8 * widest).max(1)).clamp(1, CHUNK_ROWS);
+        let rows = (CHUNK_BYTES / (8 * self.widest()).max(1)).clamp(1, CHUNK_ROWS);
         (0..n.div_ceil(rows)).map(|c| (c * rows, ((c + 1) * rows).min(n))).collect()
+    }
+    /// The most values per sample at the input or after any layer.
+    pub fn widest(&self) -> usize {
+        (0..=self.layers.len()).map(|i| self.input_of(i).size()).max().unwrap_or(1)
     }
     /// Shape of the input of layer `i`.
     pub fn input_of(&self, i: usize) -> Shape {
@@ -370,8 +373,7 @@ impl Sequential {
     /// [`Sequential::forward_with`].
     pub fn outputs(&self, w: &[f64], x: MatRef<'_, f64>) -> Mat<f64> {
         let n = x.nrows();
-        let widest = (0..=self.arch.layers.len()).map(|i| self.arch.input_of(i).size()).max().unwrap_or(1);
-        let per_tile = (EVAL_TILE_BYTES / (8 * widest).max(1)).clamp(1, n.max(1));
+        let per_tile = (EVAL_TILE_BYTES / (8 * self.arch.widest()).max(1)).clamp(1, n.max(1));
         let mut out = Mat::<f64>::zeros(n, self.arch.output_dim());
         for s0 in (0..n).step_by(per_tile) {
             let ns = per_tile.min(n - s0);
