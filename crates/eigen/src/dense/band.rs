@@ -45,9 +45,9 @@ pub(crate) fn reduce_to_band(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_
     }
 }
 
-/// The panels' temporaries at their largest size, allocated once: fresh ones of a shrinking
-/// size every panel were kept by the allocator faster than it reused them (peak memory 1.4 ×
-/// 8n² above the input instead of 1.05 at n = 4270).
+/// The panels' temporaries at their largest size, allocated once and used as views (they were
+/// allocated afresh, at a shrinking size, for every panel: a few MB each time). This did not
+/// change the peak memory measured at n = 4270 (see the README's dense eigenvalues section).
 struct Scratch {
     /// Reflectors V (m × k of n × b).
     v: Mat<f64>,
