@@ -5,7 +5,7 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use crate::scratch::{recycle, scratch, zeroed};
 use faer::{Accum, Mat, MatMut, MatRef};
 use hesslab_data::Split;
-use hesslab_model::{Activation, Forward, LayerLayout, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t};
+use hesslab_model::{Forward, LayerLayout, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t};
 use rayon::prelude::*;
 
 struct ChunkCache {
@@ -34,7 +34,7 @@ pub(crate) struct MlpChunks {
 fn chunk_cache(model: &Mlp, layers: &[LayerLayout], data: &Split, r0: usize, r1: usize, with_gradient: bool) -> (ChunkCache, Vec<f64>) {
     let n = data.len();
     let act = model.arch.activation;
-    let second_order = !matches!(act, Activation::Relu | Activation::Identity);
+    let second_order = act.has_second_derivative();
     let x = data.x.as_ref().subrows(r0, r1 - r0);
     let fwd = model.forward(x);
     let le = eval_loss(model.arch.loss, fwd.output(), &data.y[r0..r1]);

@@ -12,7 +12,7 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
 use hesslab_model::kernels::{col2im_add_at, im2col, pooled, recycle_unfolded, tiles, weight_view, weight_view_mut};
-use hesslab_model::{Activation, Layer, SeqForward, Sequential, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
+use hesslab_model::{Layer, SeqForward, Sequential, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
 struct ChunkCache {
@@ -217,8 +217,7 @@ impl SeqChunks {
                             }
                         }
                     }
-                    // σ'' ≡ 0 for ReLU and the identity: no term to add.
-                    Layer::Activation(a) if !matches!(a, Activation::Relu | Activation::Identity) => {
+                    Layer::Activation(a) if a.has_second_derivative() => {
                         if let Some(r) = &rt[i] {
                             let n = input.nrows();
                             for cc in 0..g_in.ncols() {

@@ -44,6 +44,11 @@ impl Activation {
             Activation::Identity => 1.0,
         }
     }
+    /// Whether σ'' is not identically zero (ReLU and the identity are piecewise linear): the
+    /// R-operator's second-order activation terms exist only then.
+    pub fn has_second_derivative(self) -> bool {
+        !matches!(self, Activation::Relu | Activation::Identity)
+    }
     /// σ''(z), given z and a = σ(z). ReLU's is 0 almost everywhere.
     #[inline]
     pub fn d2(self, _z: f64, a: f64) -> f64 {

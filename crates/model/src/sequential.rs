@@ -59,6 +59,14 @@ impl SeqArch {
         let rows = (CHUNK_BYTES / (8 * self.widest()).max(1)).clamp(1, CHUNK_ROWS);
         (0..n.div_ceil(rows)).map(|c| (c * rows, ((c + 1) * rows).min(n))).collect()
     }
+    /// The rows of `x` (PyTorch's flat sample order) as the first layer reads them:
+    /// channels-last for images.
+    pub fn input_values(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        match self.input {
+            Shape::Image { c, h, w } => unflatten(x, c, h * w),
+            Shape::Flat(_) => x.to_owned(),
+        }
+    }
     /// The most values per sample at the input or after any layer.
     pub fn widest(&self) -> usize {
         (0..=self.layers.len()).map(|i| self.input_of(i).size()).max().unwrap_or(1)
@@ -301,10 +309,7 @@ impl Sequential {
 
     /// Forward pass of the rows of `x` (PyTorch's flat sample order) at parameters `w`.
     pub fn forward_with(&self, w: &[f64], x: MatRef<'_, f64>) -> SeqForward {
-        let input = match self.arch.input {
-            Shape::Image { c, h, w } => unflatten(x, c, h * w),
-            Shape::Flat(_) => x.to_owned(),
-        };
+        let input = self.arch.input_values(x);
         let mut vals = Vec::with_capacity(self.arch.layers.len() + 1);
         let mut argmax = Vec::with_capacity(self.arch.layers.len());
         vals.push(input);
@@ -377,10 +382,7 @@ impl Sequential {
         let mut out = Mat::<f64>::zeros(n, self.arch.output_dim());
         for s0 in (0..n).step_by(per_tile) {
             let ns = per_tile.min(n - s0);
-            let mut v = match self.arch.input {
-                Shape::Image { c, h, w } => unflatten(x.subrows(s0, ns), c, h * w),
-                Shape::Flat(_) => x.subrows(s0, ns).to_owned(),
-            };
+            let mut v = self.arch.input_values(x.subrows(s0, ns));
             for l in &self.arch.layers {
                 v = match *l {
                     Layer::Activation(a) => {

@@ -192,14 +192,7 @@ fn transpose_times_symmetric(out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef
     let one_block = |(j0, mut out_j): (usize, MatMut<'_, f64>)| {
         let j1 = j0 + out_j.ncols();
         let w = j1 - j0;
-        let mut d = Mat::<f64>::zeros(w, w);
-        for c in 0..w {
-            for r in c..w {
-                let x = a[(j0 + r, j0 + c)];
-                d[(r, c)] = x;
-                d[(c, r)] = x;
-            }
-        }
+        let d = Mat::from_fn(w, w, |r, c| a[(j0 + r.max(c), j0 + r.min(c))]);
         matmul(out_j.rb_mut(), Accum::Replace, v.get(j0..j1, ..).transpose(), d.as_ref(), 1.0, Par::Seq);
         if j1 < m {
             matmul(out_j.rb_mut(), Accum::Add, v.get(j1.., ..).transpose(), a.get(j1.., j0..j1), 1.0, Par::Seq);
