@@ -11,7 +11,7 @@
 use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
-use hesslab_model::kernels::{col2im_add_at, im2col, pooled, recycle_unfolded, tiles, weight_view, weight_view_mut};
+use hesslab_model::kernels::{conv_forward, conv_input_signal, conv_weight_grad, weight_view, weight_view_mut};
 use hesslab_model::{Layer, SeqForward, Sequential, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
@@ -98,15 +98,10 @@ impl SeqChunks {
             };
             let t = next.get_or_insert_with(|| Mat::zeros(k * rows, n_out));
             match *l {
-                // The unfolded input tile by tile (in cache), each tile used by all k vectors.
+                // The convolution of the input with each vector's weight part (its bias below).
                 Layer::Conv2d { win, .. } => {
-                    for (s0, ns) in tiles(input.nrows() / win.in_hw(), &win) {
-                        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), &win);
-                        for j in 0..k {
-                            let dst = t.as_mut().subrows_mut(j * rows + s0 * win.out_hw(), ns * win.out_hw());
-                            mm(dst, Accum::Add, cols.as_ref(), weight_view(col(v, j), off, n_out, len_in));
-                        }
-                        recycle_unfolded(cols);
+                    for j in 0..k {
+                        conv_forward(input, &win, n_out, col(v, j), off, None, t.as_mut().subrows_mut(j * rows, rows), Accum::Add);
                     }
                 }
                 _ => {
@@ -162,22 +157,20 @@ impl SeqChunks {
                 Layer::Conv2d { win, c_out, w: off, b } => {
                     let samples = input.nrows() / win.in_hw();
                     let rows = samples * win.out_hw();
-                    // Tile by tile in sample order: Σ unfold(A)ᵀ RG_j (+ unfold(RA_j)ᵀ G).
-                    for (s0, ns) in tiles(samples, &win) {
-                        let (o0, on) = (s0 * win.out_hw(), ns * win.out_hw());
-                        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), &win);
-                        for j in 0..k {
-                            let oc = out.col_as_slice_mut(j);
-                            let g_j = rg.as_ref().subrows(j * rows + o0, on);
-                            mm(weight_view_mut(oc, off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g_j);
-                            if let Some(r) = r_in {
-                                let r_cols = im2col(r.as_ref().subrows((j * samples + s0) * win.in_hw(), ns * win.in_hw()), &win);
-                                let dst = weight_view_mut(oc, off, c_out, win.patch());
-                                mm(dst, Accum::Add, r_cols.as_ref().transpose(), sig.subrows(o0, on));
-                                recycle_unfolded(r_cols);
-                            }
+                    // Σ unfold(A)ᵀ RG_j (+ unfold(RA_j)ᵀ G), by the convolution's weight gradient.
+                    for j in 0..k {
+                        let oc = out.col_as_slice_mut(j);
+                        conv_weight_grad(input, rg.as_ref().subrows(j * rows, rows), &win, c_out, oc, off);
+                        if let Some(r) = r_in {
+                            conv_weight_grad(
+                                r.as_ref().subrows(j * samples * win.in_hw(), samples * win.in_hw()),
+                                sig,
+                                &win,
+                                c_out,
+                                oc,
+                                off,
+                            );
                         }
-                        recycle_unfolded(cols);
                     }
                     if let Some(b) = b {
                         for j in 0..k {
@@ -206,15 +199,9 @@ impl SeqChunks {
                         }
                     }
                     Layer::Conv2d { win, c_out, w: off, .. } => {
-                        let samples = sig.nrows() / win.out_hw();
+                        let block = sig.nrows() / win.out_hw() * win.in_hw();
                         for j in 0..k {
-                            let vt = weight_view(col(v, j), off, c_out, win.patch());
-                            for (s0, ns) in tiles(samples, &win) {
-                                let mut cols = pooled(ns * win.out_hw(), win.patch());
-                                mm(cols.as_mut(), Accum::Replace, sig.subrows(s0 * win.out_hw(), ns * win.out_hw()), vt.transpose());
-                                col2im_add_at(cols.as_ref(), &win, &mut g_in, j * samples + s0);
-                                recycle_unfolded(cols);
-                            }
+                            conv_input_signal(sig, &win, c_out, col(v, j), off, g_in.as_mut().subrows_mut(j * block, block));
                         }
                     }
                     Layer::Activation(a) if a.has_second_derivative() => {

@@ -238,13 +238,19 @@ fn products_spanning_several_convolution_tiles_match_finite_differences() {
         let sum: Vec<f64> = g.iter().zip(&r).map(|(a, b)| a + b).collect();
         assert!(rel(&sum, &got) < 1e-12, "G + R vs H: {:e}", rel(&sum, &got));
     }
-    // The gradient, by central differences of the loss on a few coordinates of every tensor.
+    // The gradient, by fourth-order central differences of the loss (h = 1e-4: truncation
+    // ~h⁴, rounding ~1e-16/h = 1e-12, where the two-point stencil at h = 1e-6 was only good
+    // to ~2e-9, the size of the tolerance on small coordinates) on a few coordinates of every
+    // tensor.
     let (_, grad) = m.loss_grad(d.x.as_ref(), &d.y);
+    let loss_at = |i: usize, h: f64| {
+        let mut w = m.params().to_vec();
+        w[i] += h;
+        m.loss_grad_at(&w, d.x.as_ref(), &d.y).0
+    };
     for i in (0..p).step_by(37) {
-        let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
-        wp[i] += 1e-6;
-        wm[i] -= 1e-6;
-        let fd = (m.loss_grad_at(&wp, d.x.as_ref(), &d.y).0 - m.loss_grad_at(&wm, d.x.as_ref(), &d.y).0) / 2e-6;
+        let h = 1e-4;
+        let fd = (8.0 * (loss_at(i, h) - loss_at(i, -h)) - (loss_at(i, 2.0 * h) - loss_at(i, -2.0 * h))) / (12.0 * h);
         assert!((fd - grad[i]).abs() <= 1e-6 * grad[i].abs().max(1e-3), "gradient {i}: {} vs {fd}", grad[i]);
     }
 }

@@ -89,6 +89,18 @@ impl Activation {
             Activation::Identity => out.fill(1.0),
         }
     }
+    /// out[i] = t[i] · σ'(z[i]) over a column, given a = σ(z) (the products of
+    /// [`Activation::mul_d1_slice`], written to a new place).
+    pub fn mul_d1_into(self, out: &mut [f64], t: &[f64], z: &[f64], a: &[f64]) {
+        debug_assert!(z.len() == out.len() && a.len() == out.len() && t.len() == out.len());
+        let o = out.iter_mut().zip(t);
+        match self {
+            Activation::Relu => o.zip(z).for_each(|((o, &t), &z)| *o = t * if z > 0.0 { 1.0 } else { 0.0 }),
+            Activation::Tanh => o.zip(a).for_each(|((o, &t), &a)| *o = t * (1.0 - a * a)),
+            Activation::Sigmoid => o.zip(a).for_each(|((o, &t), &a)| *o = t * (a * (1.0 - a))),
+            Activation::Identity => o.for_each(|(o, &t)| *o = t * 1.0),
+        }
+    }
     /// g[i] *= σ'(z[i]) over a column, given a = σ(z) (the same products as with
     /// [`Activation::d1`]).
     pub fn mul_d1_slice(self, g: &mut [f64], z: &[f64], a: &[f64]) {

@@ -7,8 +7,10 @@
 //! with Wᵀ, which is PyTorch's [out, in, kh, kw] weight read column-major, in place.
 //! Several blocks of samples may be stacked vertically (the k tangents of the R-operator):
 //! every kernel works on any number of samples, read from the row count.
+use crate::direct_conv;
 use crate::layers::Window;
 use crate::mlp::mm;
+use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef};
 
 /// Samples in a batch of `rows` rows of `per` rows each.
@@ -131,18 +133,18 @@ pub fn im2col(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
 
 /// The adjoint of [`im2col`]: out(s, h, w, c) += Σ over the patches that read it.
 pub fn col2im_add(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>) {
-    col2im_add_at(cols, win, out, 0)
+    col2im_add_at(cols, win, out.as_mut(), 0)
 }
 
 /// [`col2im_add`] for the samples from `first` on: row s of `cols`' samples is sample first + s
 /// of `out`.
-pub fn col2im_add_at(cols: MatRef<'_, f64>, win: &Window, out: &mut Mat<f64>, first: usize) {
+pub fn col2im_add_at(cols: MatRef<'_, f64>, win: &Window, mut out: MatMut<'_, f64>, first: usize) {
     let (ih, iw) = (win.input[0], win.input[1]);
     let (oh, ow) = (win.output[0], win.output[1]);
     let n = samples(cols.nrows(), win.out_hw());
     let (kh, kw) = (win.kernel[0], win.kernel[1]);
     for c in 0..win.c {
-        let dst = out.col_as_slice_mut(c);
+        let dst = out.rb_mut().col_mut(c).try_as_col_major_mut().expect("contiguous columns").as_slice_mut();
         for i in 0..kh {
             for j in 0..kw {
                 let col = cols.col((c * kh + i) * kw + j);
@@ -228,42 +230,96 @@ pub fn max_pool_values(input: MatRef<'_, f64>, win: &Window) -> Mat<f64> {
 /// values wins, and a NaN only when it comes first (the comparison is `v > best`). Branch-free
 /// selects: the data-dependent branch of a running maximum mispredicts half the time.
 fn pool_max<const ARG: bool>(input: MatRef<'_, f64>, win: &Window, arg: &mut [usize]) -> Mat<f64> {
-    let (ih, iw) = (win.input[0], win.input[1]);
-    let (oh, ow) = (win.output[0], win.output[1]);
-    let n = samples(input.nrows(), win.in_hw());
-    let rows = n * oh * ow;
+    let rows = samples(input.nrows(), win.in_hw()) * win.out_hw();
     let mut out = Mat::<f64>::zeros(rows, win.c);
     let mut owned = None;
     let input = contiguous_columns(input, &mut owned);
-    let (kh, kw, sh, sw) = (win.kernel[0], win.kernel[1], win.stride[0], win.stride[1]);
-    for c in 0..win.c {
-        let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
-        let dst = out.col_as_slice_mut(c);
-        for s in 0..n {
-            for y in 0..oh {
-                let r = (s * oh + y) * ow;
-                let base = s * ih * iw + y * sh * iw;
-                let (best, at) = (&mut dst[r..r + ow], if ARG { &mut arg[c * rows + r..c * rows + r + ow] } else { &mut [][..] });
-                for (x, b) in best.iter_mut().enumerate() {
-                    *b = src[base + x * sw];
-                }
-                if ARG {
-                    for (x, a) in at.iter_mut().enumerate() {
-                        *a = base + x * sw;
-                    }
-                }
-                for i in 0..kh {
-                    for j in 0..kw {
-                        if i == 0 && j == 0 {
+    pulp::Arch::new().dispatch(PoolMax::<ARG> { input, win, out: out.as_mut(), arg });
+    out
+}
+
+/// [`pool_max`] as one unit of runtime dispatch, so its select loops vectorize with the
+/// machine's instruction set.
+struct PoolMax<'a, const ARG: bool> {
+    input: MatRef<'a, f64>,
+    win: &'a Window,
+    out: MatMut<'a, f64>,
+    arg: &'a mut [usize],
+}
+
+impl<const ARG: bool> pulp::WithSimd for PoolMax<'_, ARG> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let PoolMax { input, win, mut out, arg } = self;
+        let (ih, iw) = (win.input[0], win.input[1]);
+        let (oh, ow) = (win.output[0], win.output[1]);
+        let (kh, kw, sh, sw) = (win.kernel[0], win.kernel[1], win.stride[0], win.stride[1]);
+        let rows = out.nrows();
+        // One input row split by column phase (phase p holds columns p, p + sw, …), so the
+        // window column j of every output is the contiguous run phase[j % sw][j / sw..][..ow]:
+        // the strided reads were scalar gathers.
+        let per_phase = ow + (kw - 1) / sw;
+        let mut phases = vec![0.0; sw * per_phase];
+        for c in 0..win.c {
+            let src = input.col(c).try_as_col_major().expect("contiguous").as_slice();
+            let dst = out.rb_mut().col_mut(c).try_as_col_major_mut().expect("contiguous").as_slice_mut();
+            for s in 0..rows / win.out_hw().max(1) {
+                for y in 0..oh {
+                    let r = (s * oh + y) * ow;
+                    let best = &mut dst[r..r + ow];
+                    let at: &mut [usize] = if ARG { &mut arg[c * rows + r..c * rows + r + ow] } else { &mut [] };
+                    for i in 0..kh {
+                        let row = s * ih * iw + (y * sh + i) * iw;
+                        if kw == 2 && sw == 2 {
+                            // Side-by-side windows of two columns (the common 2×2/2 pooling):
+                            // pairs of a contiguous row, which vectorizes without the split.
+                            let pairs = src[row..row + 2 * ow].chunks_exact(2);
+                            let pick = |cand: f64, v: f64| if v > cand { v } else { cand };
+                            match (ARG, i) {
+                                (false, 0) => best.iter_mut().zip(pairs).for_each(|(b, p)| *b = pick(p[0], p[1])),
+                                (false, _) => best.iter_mut().zip(pairs).for_each(|(b, p)| *b = pick(pick(*b, p[0]), p[1])),
+                                (true, _) => {
+                                    for (x, ((b, a), p)) in best.iter_mut().zip(at.iter_mut()).zip(pairs).enumerate() {
+                                        let (mut cand, mut from) = if i == 0 { (p[0], row + 2 * x) } else { (*b, *a) };
+                                        for (j, &v) in p.iter().enumerate().skip(usize::from(i == 0)) {
+                                            let take = v > cand;
+                                            cand = if take { v } else { cand };
+                                            from = if take { row + 2 * x + j } else { from };
+                                        }
+                                        *b = cand;
+                                        *a = from;
+                                    }
+                                }
+                            }
                             continue;
                         }
-                        let off = base + i * iw + j;
-                        for x in 0..ow {
-                            let v = src[off + x * sw];
-                            let take = v > best[x];
-                            best[x] = if take { v } else { best[x] };
+                        for (p, phase) in phases.chunks_exact_mut(per_phase).enumerate() {
+                            for (x, v) in phase.iter_mut().enumerate() {
+                                // Columns past the last window's reach are never read.
+                                *v = src.get(row + x * sw + p).copied().unwrap_or(0.0);
+                            }
+                        }
+                        for j in 0..kw {
+                            let vals = &phases[(j % sw) * per_phase + j / sw..][..ow];
+                            let first = row + j; // input row of output 0's candidate
+                            if i == 0 && j == 0 {
+                                best.copy_from_slice(vals);
+                                for (x, a) in at.iter_mut().enumerate() {
+                                    *a = first + x * sw;
+                                }
+                                continue;
+                            }
                             if ARG {
-                                at[x] = if take { off + x * sw } else { at[x] };
+                                for (x, ((b, a), &v)) in best.iter_mut().zip(at.iter_mut()).zip(vals).enumerate() {
+                                    let take = v > *b;
+                                    *b = if take { v } else { *b };
+                                    *a = if take { first + x * sw } else { *a };
+                                }
+                            } else {
+                                for (b, &v) in best.iter_mut().zip(vals) {
+                                    *b = if v > *b { v } else { *b };
+                                }
                             }
                         }
                     }
@@ -271,7 +327,6 @@ fn pool_max<const ARG: bool>(input: MatRef<'_, f64>, win: &Window, arg: &mut [us
             }
         }
     }
-    out
 }
 
 /// Route `k` stacked blocks through the argmax: out(j·R + r, c) = t(j·Rin + arg(c, r), c).
@@ -376,31 +431,86 @@ pub fn tiles(n: usize, win: &Window) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(per).map(move |s0| (s0, per.min(n - s0)))
 }
 
-/// dst = input · Wᵀ (+ b) of a convolution (unfolding the input tile by tile) with weight at
-/// `w_off`.
-pub fn conv_forward(input: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, mut dst: MatMut<'_, f64>, acc: Accum) {
+/// dst = (or +=) the convolution of `input` with the weight at `w_off`, plus the bias at `b`
+/// when given: directly for unit column stride ([`direct_conv`]), else as input · Wᵀ unfolding
+/// the input tile by tile.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward(
+    input: MatRef<'_, f64>,
+    win: &Window,
+    c_out: usize,
+    w: &[f64],
+    w_off: usize,
+    b: Option<usize>,
+    mut dst: MatMut<'_, f64>,
+    acc: Accum,
+) {
+    let bias = b.map(|b| &w[b..b + c_out]);
+    if direct_conv::handles(win) && (0..dst.ncols()).all(|c| dst.rb().col(c).try_as_col_major().is_some()) {
+        let mut owned = None;
+        let input = contiguous_columns(input, &mut owned);
+        direct_conv::conv_direct(input, win, c_out, w, w_off, bias, dst, acc);
+        return;
+    }
     let wt = weight_view(w, w_off, c_out, win.patch());
     for (s0, ns) in tiles(samples(input.nrows(), win.in_hw()), win) {
         let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), win);
         mm(dst.as_mut().subrows_mut(s0 * win.out_hw(), ns * win.out_hw()), acc, cols.as_ref(), wt);
         recycle_unfolded(cols);
     }
+    if let Some(bias) = bias {
+        for (o, &bo) in bias.iter().enumerate() {
+            dst.as_mut().col_mut(o).iter_mut().for_each(|v| *v += bo);
+        }
+    }
 }
 
-/// The signal at a convolution's input: col2im(g · W), tile by tile.
-pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, out: &mut Mat<f64>) {
+/// The signal at a convolution's input, added to `out`: col2im(g · W) (tile by tile), at unit
+/// stride as a direct convolution.
+pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, mut out: MatMut<'_, f64>) {
+    let ([kh, kw], [ph, pw]) = (win.kernel, win.padding);
+    if win.stride == [1, 1] && ph < kh && pw < kw {
+        // At unit stride the adjoint is itself a convolution: of the signal, padded by the
+        // kernel size less the padding, with the kernel flipped and its channels swapped.
+        let back = Window {
+            c: c_out,
+            input: win.output,
+            output: win.input,
+            kernel: win.kernel,
+            stride: [1, 1],
+            padding: [kh - 1 - ph, kw - 1 - pw],
+        };
+        let mut flipped = vec![0.0; win.c * c_out * kh * kw];
+        for o in 0..c_out {
+            for c in 0..win.c {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        flipped[((c * c_out + o) * kh + kh - 1 - i) * kw + kw - 1 - j] = w[w_off + ((o * win.c + c) * kh + i) * kw + j];
+                    }
+                }
+            }
+        }
+        conv_forward(g, &back, win.c, &flipped, 0, None, out, Accum::Add);
+        return;
+    }
     let wt = weight_view(w, w_off, c_out, win.patch());
     for (s0, ns) in tiles(samples(g.nrows(), win.out_hw()), win) {
         let mut cols = pooled(ns * win.out_hw(), win.patch());
         mm(cols.as_mut(), Accum::Replace, g.subrows(s0 * win.out_hw(), ns * win.out_hw()), wt.transpose());
-        col2im_add_at(cols.as_ref(), win, out, s0);
+        col2im_add_at(cols.as_ref(), win, out.rb_mut(), s0);
         recycle_unfolded(cols);
     }
 }
 
-/// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g, summed tile by tile in
-/// sample order.
+/// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g — directly for unit column
+/// stride ([`direct_conv::weight_grad_direct`]), else summed tile by tile in sample order.
 pub fn conv_weight_grad(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, grad: &mut [f64], w_off: usize) {
+    if direct_conv::handles(win) {
+        let (mut own_in, mut own_g) = (None, None);
+        let (input, g) = (contiguous_columns(input, &mut own_in), contiguous_columns(g, &mut own_g));
+        direct_conv::weight_grad_direct(input, g, win, c_out, grad, w_off);
+        return;
+    }
     for (s0, ns) in tiles(samples(input.nrows(), win.in_hw()), win) {
         let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), win);
         let g_tile = g.subrows(s0 * win.out_hw(), ns * win.out_hw());

@@ -4,6 +4,7 @@
 //! the `model` artifact is `hesslab_artifacts::Model`.
 #![warn(missing_docs)]
 mod arch;
+mod direct_conv;
 mod error;
 mod init;
 pub mod kernels;

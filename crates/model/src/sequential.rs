@@ -172,8 +172,7 @@ pub fn layer_forward(l: &Layer, w: &[f64], input: MatRef<'_, f64>) -> (Mat<f64>,
         }
         Layer::Conv2d { win, c_out, w: wo, b } => {
             let mut z = Mat::<f64>::zeros(input.nrows() / win.in_hw() * win.out_hw(), c_out);
-            conv_forward(input, &win, c_out, w, wo, z.as_mut(), Accum::Replace);
-            add_bias(&mut z, w, b);
+            conv_forward(input, &win, c_out, w, wo, b, z.as_mut(), Accum::Replace);
             (z, None)
         }
         Layer::MaxPool2d(win) => {
@@ -211,7 +210,7 @@ pub fn layer_input_signal(
         }
         Layer::Conv2d { win, c_out, w: wo, .. } => {
             let mut out = Mat::<f64>::zeros(g.nrows() / win.out_hw() * win.in_hw(), win.c);
-            conv_input_signal(g, &win, c_out, w, wo, &mut out);
+            conv_input_signal(g, &win, c_out, w, wo, out.as_mut());
             out
         }
         Layer::MaxPool2d(win) => scatter_argmax(g, argmax.expect("argmax of a max pooling"), &win, k),
@@ -225,19 +224,21 @@ pub fn layer_input_signal(
 /// forward: the same diagonal Jacobian); z and σ(z) are the primal input and output.
 fn times_derivative(a: crate::Activation, z: MatRef<'_, f64>, y: MatRef<'_, f64>, t: MatRef<'_, f64>) -> Mat<f64> {
     let n = z.nrows();
-    let mut out = t.to_owned();
+    // Written straight into a zeroed matrix: a copy of `t` first (`to_owned`) ran element by
+    // element, at a third of the speed of this pass.
+    let mut out = Mat::<f64>::zeros(t.nrows(), t.ncols());
     for col in 0..out.ncols() {
-        let (zc, yc) = (z.col(col), y.col(col));
-        match (zc.try_as_col_major(), yc.try_as_col_major()) {
+        let (zc, yc, tc) = (z.col(col), y.col(col), t.col(col));
+        match (zc.try_as_col_major(), yc.try_as_col_major(), tc.try_as_col_major()) {
             // Block by block over the column slices: one dispatch per block, not per element.
-            (Some(zs), Some(ys)) if n > 0 => {
-                for block in out.col_as_slice_mut(col).chunks_mut(n) {
-                    a.mul_d1_slice(block, zs.as_slice(), ys.as_slice());
+            (Some(zs), Some(ys), Some(ts)) if n > 0 => {
+                for (block, tb) in out.col_as_slice_mut(col).chunks_mut(n).zip(ts.as_slice().chunks(n)) {
+                    a.mul_d1_into(block, tb, zs.as_slice(), ys.as_slice());
                 }
             }
             _ => {
                 for (r, v) in out.col_as_slice_mut(col).iter_mut().enumerate() {
-                    *v *= a.d1(zc[r % n], yc[r % n]);
+                    *v = tc[r] * a.d1(zc[r % n], yc[r % n]);
                 }
             }
         }
@@ -265,7 +266,7 @@ pub fn layer_forward_tangent(
         }
         Layer::Conv2d { win, c_out, w: wo, .. } => {
             let mut z = Mat::<f64>::zeros(t.nrows() / win.in_hw() * win.out_hw(), c_out);
-            conv_forward(t, &win, c_out, w, wo, z.as_mut(), Accum::Replace);
+            conv_forward(t, &win, c_out, w, wo, None, z.as_mut(), Accum::Replace);
             z
         }
         Layer::MaxPool2d(win) => gather_argmax(t, argmax.expect("argmax of a max pooling"), &win, k),

@@ -20,7 +20,7 @@ fn rel(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
 #[test]
 fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
     // 28×28 images, 3 channels, 5×5 kernel: ~2 samples per 256 KB tile, so 9 samples are 5 tiles.
-    for (stride, padding) in [([1, 1], [0, 0]), ([2, 1], [2, 1]), ([1, 2], [1, 2]), ([2, 3], [0, 1])] {
+    for (stride, padding) in [([1, 1], [0, 0]), ([1, 1], [2, 1]), ([2, 1], [2, 1]), ([1, 2], [1, 2]), ([2, 3], [0, 1])] {
         let (c, c_out, n) = (3, 4, 9);
         let (ih, iw) = (28, 28);
         let oh = (ih + 2 * padding[0] - 5) / stride[0] + 1;
@@ -34,7 +34,7 @@ fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
         assert_eq!(whole.nrows(), n * oh * ow);
 
         let mut z = Mat::<f64>::zeros(n * oh * ow, c_out);
-        conv_forward(input.as_ref(), &win, c_out, &w, 0, z.as_mut(), Accum::Replace);
+        conv_forward(input.as_ref(), &win, c_out, &w, 0, None, z.as_mut(), Accum::Replace);
         let z_ref = &whole * weight_view(&w, 0, c_out, win.patch());
         assert!(rel(&z, &z_ref) < 1e-14, "forward {stride:?} {padding:?}: {:e}", rel(&z, &z_ref));
 
@@ -45,7 +45,7 @@ fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
         assert!(rel(&grad_mat, &grad_ref) < 1e-13, "weight gradient: {:e}", rel(&grad_mat, &grad_ref));
 
         let mut signal = Mat::<f64>::zeros(n * ih * iw, c);
-        conv_input_signal(g.as_ref(), &win, c_out, &w, 0, &mut signal);
+        conv_input_signal(g.as_ref(), &win, c_out, &w, 0, signal.as_mut());
         let cols = &g * weight_view(&w, 0, c_out, win.patch()).transpose();
         let mut signal_ref = Mat::<f64>::zeros(n * ih * iw, c);
         col2im_add(cols.as_ref(), &win, &mut signal_ref);
@@ -115,5 +115,83 @@ fn tiled_evaluation_equals_the_stored_forward_pass() {
         let stored = stored.output().to_owned();
         assert_eq!((tiled.nrows(), tiled.ncols()), (23, 10));
         assert!(rel(&tiled, &stored) < 1e-14, "{act:?}: {:e}", rel(&tiled, &stored));
+    }
+}
+
+/// The direct convolution (unit column stride) against the unfolded product plus bias, on
+/// shapes that exercise its tiles: output rows that are not a multiple of the vector width
+/// (1, 5, 9, 13, 24 positions), more channels than one register tile holds (13, 25), row
+/// strides and padding, and accumulation into a destination.
+#[test]
+fn direct_convolution_equals_the_unfolded_product() {
+    let cases = [
+        // (c, ih, iw, kernel, stride, padding, c_out)
+        (1, 28, 28, [5, 5], [1, 1], [0, 0], 10),
+        (10, 12, 12, [5, 5], [1, 1], [0, 0], 20),
+        (3, 7, 5, [3, 5], [2, 1], [1, 0], 13),
+        (2, 9, 13, [1, 1], [1, 1], [0, 0], 25),
+        (4, 6, 9, [3, 1], [3, 1], [2, 2], 1),
+        (2, 5, 17, [2, 4], [1, 1], [0, 0], 7),
+    ];
+    for (c, ih, iw, kernel, stride, padding, c_out) in cases {
+        let oh = (ih + 2 * padding[0] - kernel[0]) / stride[0] + 1;
+        let ow = (iw + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+        let win = Window { c, input: [ih, iw], output: [oh, ow], kernel, stride, padding };
+        let n = 3;
+        let mut rng = Rng::new(17);
+        let input = Mat::from_fn(n * ih * iw, c, |_, _| rng.normal());
+        let w: Vec<f64> = (0..c_out * (win.patch() + 1)).map(|_| rng.normal()).collect();
+        let b = c_out * win.patch();
+        let mut z_ref = im2col(input.as_ref(), &win) * weight_view(&w, 0, c_out, win.patch());
+        for o in 0..c_out {
+            z_ref.col_mut(o).iter_mut().for_each(|v| *v += w[b + o]);
+        }
+        let mut z = Mat::<f64>::zeros(n * oh * ow, c_out);
+        conv_forward(input.as_ref(), &win, c_out, &w, 0, Some(b), z.as_mut(), Accum::Replace);
+        assert!(rel(&z, &z_ref) < 1e-14, "{win:?} → {c_out}: {:e}", rel(&z, &z_ref));
+        // Accumulating adds to what is there.
+        let start = Mat::from_fn(n * oh * ow, c_out, |_, _| rng.normal());
+        let mut acc = start.clone();
+        conv_forward(input.as_ref(), &win, c_out, &w, 0, None, acc.as_mut(), Accum::Add);
+        let mut acc_ref = im2col(input.as_ref(), &win) * weight_view(&w, 0, c_out, win.patch());
+        acc_ref += &start;
+        assert!(rel(&acc, &acc_ref) < 1e-14, "{win:?} accumulate: {:e}", rel(&acc, &acc_ref));
+    }
+}
+
+/// Max pooling against a plain loop over each window in row-major order, on values with many
+/// ties (a few levels): the maxima, and the argmax of the first maximum (PyTorch's choice),
+/// for side-by-side, overlapping and gapped windows.
+#[test]
+fn max_pooling_takes_the_first_maximum_of_each_window() {
+    use hesslab_model::kernels::max_pool;
+    for (kernel, stride) in [([2, 2], [2, 2]), ([3, 3], [2, 2]), ([2, 2], [1, 1]), ([3, 2], [1, 3]), ([1, 2], [2, 2])] {
+        let (c, n, ih, iw) = (3, 2, 9, 11);
+        let (oh, ow) = ((ih - kernel[0]) / stride[0] + 1, (iw - kernel[1]) / stride[1] + 1);
+        let win = Window { c, input: [ih, iw], output: [oh, ow], kernel, stride, padding: [0, 0] };
+        let mut rng = Rng::new(23);
+        let x = Mat::from_fn(n * ih * iw, c, |_, _| (rng.uniform_in(0.0, 4.0)).floor());
+        let (out, arg) = max_pool(x.as_ref(), &win);
+        let rows = n * oh * ow;
+        for ch in 0..c {
+            for s in 0..n {
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let r = (s * oh + y) * ow + xo;
+                        let mut best = (f64::NEG_INFINITY, usize::MAX);
+                        for i in 0..kernel[0] {
+                            for j in 0..kernel[1] {
+                                let at = s * ih * iw + (y * stride[0] + i) * iw + xo * stride[1] + j;
+                                if x[(at, ch)] > best.0 {
+                                    best = (x[(at, ch)], at);
+                                }
+                            }
+                        }
+                        assert_eq!(out[(r, ch)], best.0, "{kernel:?}/{stride:?} value at {r}, {ch}");
+                        assert_eq!(arg[ch * rows + r], best.1, "{kernel:?}/{stride:?} argmax at {r}, {ch}");
+                    }
+                }
+            }
+        }
     }
 }
