@@ -354,16 +354,17 @@ fn sharpness_bench(quick: bool) {
     // One measurement = an operator build in place of the log's gradient pass, plus one product.
     let v: Vec<f64> = (0..init.num_params()).map(|i| (i as f64).sin()).collect();
     let shared = std::sync::Arc::new(tr.clone());
-    let mut held: Option<ModelCurvature> = None;
+    let mut held: Option<ModelCurvature>;
     let (mut t_grad, mut t_build, mut t_apply) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for _ in 0..30 {
         let t0 = Instant::now();
         std::hint::black_box(init.loss_grad_accuracy_at(init.params(), tr.x.as_ref(), &tr.y));
         t_grad = t_grad.min(t0.elapsed().as_secs_f64());
+        held = None; // as the probe: the previous operator is freed before the next is built
         let t0 = Instant::now();
         let op = ModelCurvature::new(init.clone(), shared.clone(), CurvatureKind::Hessian);
         t_build = t_build.min(t0.elapsed().as_secs_f64());
-        let op = held.insert(op); // the probe, too, frees the previous operator after building the next
+        let op = held.insert(op);
         let t0 = Instant::now();
         std::hint::black_box(op.apply_vec(&v));
         t_apply = t_apply.min(t0.elapsed().as_secs_f64());
