@@ -37,6 +37,15 @@ impl SharpnessProbe for HessianProbe {
         self.seconds += t0.elapsed().as_secs_f64();
         Ok(out)
     }
+    fn prepare_with_product(&mut self, net: &Network, v: &[f64]) -> Result<((f64, Vec<f64>, f64), Vec<f64>)> {
+        let t0 = std::time::Instant::now();
+        // One pass, no operator kept: each chunk's cache is used while it is in cache, and no
+        // operator's worth of memory is allocated and zeroed per measurement.
+        self.op = None;
+        let (loss, grad, accuracy, hv) = crate::rop::gradient_and_product(net, self.data.clone(), CurvatureKind::Hessian, v);
+        self.seconds += t0.elapsed().as_secs_f64();
+        Ok(((loss, grad, accuracy), hv))
+    }
     fn hvp(&mut self, v: &[f64]) -> Result<Vec<f64>> {
         let t0 = std::time::Instant::now();
         let op = self.op.as_ref().ok_or_else(|| ModelError::Invalid("Hessian-vector product before prepare".into()))?;

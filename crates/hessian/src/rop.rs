@@ -209,3 +209,28 @@ pub fn finite_difference_hvp(model: &Network, data: &Split, v: &[f64], eps: f64)
     let (_, gm) = model.loss_grad_at(&wm, data.x.as_ref(), &data.y);
     gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * eps)).collect()
 }
+
+/// The mean loss, gradient and accuracy of `model` over `data` with one curvature-vector
+/// product, as `ModelCurvature::new` followed by `apply_vec` bit for bit; for an MLP (not the
+/// gradient covariance) in one parallel pass that keeps no operator.
+pub fn gradient_and_product(
+    model: &Network,
+    data: impl Into<std::sync::Arc<Split>>,
+    kind: CurvatureKind,
+    v: &[f64],
+) -> (f64, Vec<f64>, f64, Vec<f64>) {
+    assert_eq!(v.len(), model.num_params(), "gradient_and_product: v has {} entries, the model {} parameters", v.len(), model.num_params());
+    let data = data.into();
+    match model {
+        Network::Mlp(m) if kind != CurvatureKind::GradientCovariance => {
+            let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
+            let (loss, grad, accuracy, hv) = crate::rop_mlp::MlpChunks::gradient_and_product(m, &data, kind, v);
+            (loss, grad, accuracy, hv.col(0).iter().copied().collect())
+        }
+        _ => {
+            let op = ModelCurvature::new(model.clone(), data, kind);
+            let hv = op.apply_vec(v);
+            (op.loss, op.mean_grad, op.accuracy, hv)
+        }
+    }
+}

@@ -394,6 +394,45 @@ impl MlpChunks {
         out
     }
 
+    /// The mean loss, gradient and accuracy with one product A·v, in one parallel pass that
+    /// builds each chunk's passes, takes its share of the gradient and of the product, and
+    /// drops them: the results of [`MlpChunks::new`] followed by a product, bit for bit (the
+    /// same per-chunk work, summed in chunk order), without an operator's caches held between
+    /// the two (sharpness tracking takes one product per measurement).
+    pub(crate) fn gradient_and_product(
+        model: &Mlp,
+        data: &Split,
+        kind: CurvatureKind,
+        v: MatRef<'_, f64>,
+    ) -> (f64, Vec<f64>, f64, Mat<f64>) {
+        let this = MlpChunks { model: model.clone(), layers: model.arch.layers(), cache: Vec::new() };
+        let p = model.num_params();
+        let n = data.len();
+        let parts: Vec<(f64, usize, Vec<f64>, Mat<f64>)> = chunks(n)
+            .into_par_iter()
+            .map(|(r0, r1)| {
+                let (c, grad) = chunk_cache(&this.model, &this.layers, data, r0, r1, true);
+                let mut o = zeroed(p, v.ncols());
+                this.part_of(data, kind, &c, v, &mut o);
+                (c.loss_sum, c.correct, grad, o)
+            })
+            .collect();
+        let (mut loss, mut correct) = (0.0, 0);
+        let mut mean_grad = vec![0.0; p];
+        let mut out = Mat::<f64>::zeros(p, v.ncols());
+        for (l, c, g, pm) in parts {
+            mean_grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            loss += l;
+            correct += c;
+            out += &pm;
+            recycle(pm);
+        }
+        if n > 0 {
+            loss /= n as f64;
+        }
+        (loss, mean_grad, correct as f64 / n as f64, out)
+    }
+
     fn part_of(&self, data: &Split, kind: CurvatureKind, c: &ChunkCache, v: MatRef<'_, f64>, out: &mut Mat<f64>) {
         match kind {
             CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance => self.fisher_chunk(data, c, v, out.as_mut()),

@@ -187,8 +187,9 @@ fn convnet_products_are_bit_identical_on_one_and_two_threads() {
 }
 
 /// Sharpness tracking takes the log's full-batch loss, gradient and accuracy from the probe's
-/// operator: they must be bit-identical to the training pass (so tracking changes no log value),
-/// for the sequential and the fully connected kernels, on more samples than one chunk.
+/// operator (or its single pass): they must be bit-identical to the training pass (so tracking
+/// changes no log value), for the sequential and the fully connected kernels, on more samples
+/// than one chunk.
 #[test]
 fn sharpness_probe_gives_the_training_pass_bit_for_bit() {
     let spec =
@@ -208,6 +209,12 @@ fn sharpness_probe_gives_the_training_pass_bit_for_bit() {
         let hv = SharpnessProbe::hvp(&mut probe, &v).unwrap();
         let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
         assert_eq!(hv, op.apply_vec(&v));
+        // A measurement's single pass (prepare and one product together, no operator kept for
+        // the MLP) gives the same four results bit for bit.
+        let ((l1, g1, a1), hv1) = SharpnessProbe::prepare_with_product(&mut probe, &m, &v).unwrap();
+        assert_eq!((l1.to_bits(), a1.to_bits()), (l0.to_bits(), a0.to_bits()), "{}", m.describe());
+        assert!(g1.iter().zip(&g0).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: gradient differs", m.describe());
+        assert!(hv1.iter().zip(&hv).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: product differs", m.describe());
     }
 }
 

@@ -72,6 +72,15 @@ pub trait SharpnessProbe {
     fn prepare(&mut self, net: &Network) -> Result<(f64, Vec<f64>, f64), ModelError>;
     /// H v at the weights of the last `prepare`.
     fn hvp(&mut self, v: &[f64]) -> Result<Vec<f64>, ModelError>;
+    /// `prepare` at `net`'s weights followed by one `hvp(v)`, with the same results bit for
+    /// bit. A probe may do both in one pass over the data that keeps nothing afterwards (a
+    /// measurement of the tracked power iteration takes one product, so an operator held for
+    /// more would be built in vain); `hvp` after this needs a new `prepare`.
+    #[allow(clippy::type_complexity)]
+    fn prepare_with_product(&mut self, net: &Network, v: &[f64]) -> Result<((f64, Vec<f64>, f64), Vec<f64>), ModelError> {
+        let pass = self.prepare(net)?;
+        Ok((pass, self.hvp(v)?))
+    }
 }
 
 impl Default for TrainParams {
@@ -150,17 +159,28 @@ impl SharpnessTracker {
         let mut out = (f64::NAN, f64::NAN);
         for _ in 0..steps {
             let hv = probe.hvp(&self.v)?;
-            self.products += 1;
-            let lambda: f64 = hv.iter().zip(&self.v).map(|(a, b)| a * b).sum();
-            let res = hv.iter().zip(&self.v).map(|(a, b)| (a - lambda * b).powi(2)).sum::<f64>().sqrt();
-            out = (lambda, res / lambda.abs().max(f64::MIN_POSITIVE));
-            let norm = hv.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if !(norm.is_finite() && norm > 0.0) {
-                break; // H v = 0: keep v, the estimate is 0
+            let (estimate, moved) = self.power_step(hv);
+            out = estimate;
+            if !moved {
+                break;
             }
-            self.v = hv.into_iter().map(|x| x / norm).collect();
         }
         Ok(out)
+    }
+
+    /// A power step from H v of the carried v: the Rayleigh quotient and its relative
+    /// residual, and whether v moved to H v / ‖H v‖ (not when H v = 0: the estimate is 0).
+    fn power_step(&mut self, hv: Vec<f64>) -> ((f64, f64), bool) {
+        self.products += 1;
+        let lambda: f64 = hv.iter().zip(&self.v).map(|(a, b)| a * b).sum();
+        let res = hv.iter().zip(&self.v).map(|(a, b)| (a - lambda * b).powi(2)).sum::<f64>().sqrt();
+        let out = (lambda, res / lambda.abs().max(f64::MIN_POSITIVE));
+        let norm = hv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !(norm.is_finite() && norm > 0.0) {
+            return (out, false);
+        }
+        self.v = hv.into_iter().map(|x| x / norm).collect();
+        (out, true)
     }
 }
 
@@ -271,14 +291,21 @@ pub fn train_tracking_sharpness(
             log.snapshots.push((step0 + step as u64, model.params().to_vec()));
         }
         if step % log_every == 0 || step == p.max_steps {
-            let pass = full_batch(model, step, &mut probe)?;
+            // A measurement's one product comes with the log's full-batch pass.
+            let measured = match (tracker.as_mut(), probe.as_mut()) {
+                (Some(t), Some(pr)) if step % p.sharpness_every == 0 => {
+                    let (pass, hv) = pr.prepare_with_product(model, &t.v)?;
+                    let ((l, r), _) = t.power_step(hv);
+                    log.sharpness.push((step0 + step as u64, l, r));
+                    Some(pass)
+                }
+                _ => None,
+            };
+            let pass = match measured {
+                Some(pass) => pass,
+                None => full_batch(model, step, &mut probe)?,
+            };
             let (tl, g, gn) = record(model, step, epoch, pass, &mut log)?;
-            if let (Some(t), Some(pr)) = (tracker.as_mut(), probe.as_mut())
-                && step % p.sharpness_every == 0
-            {
-                let (l, r) = t.measure(&mut **pr, 1)?;
-                log.sharpness.push((step0 + step as u64, l, r));
-            }
             bar.set_message(format!("training loss {tl:.3e} |g| {gn:.2e}"));
             if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
