@@ -102,10 +102,16 @@ impl Planes {
     }
 }
 
-/// Where a tile's results go: `n` positions from destination row `row`, channels from `o0`.
+/// A tile's (up to two) vectors of positions: vector b reads the padded planes from
+/// `base + input[b]` and writes `count[b]` positions to destination rows from `row + output[b]`;
+/// channels from `o0`.
+#[derive(Clone, Copy)]
 struct Out {
+    base: usize,
     row: usize,
-    n: usize,
+    input: [usize; 2],
+    output: [usize; 2],
+    count: [usize; 2],
     o0: usize,
 }
 
@@ -120,34 +126,57 @@ impl pulp::WithSimd for Job<'_> {
         let mut padded = vec![0.0; win.c * g.plane];
         let max_block = ((S::REGISTER_COUNT.saturating_sub(4)) / 2).clamp(1, MAX_BLOCK);
         let cb = c_out.div_ceil(c_out.div_ceil(max_block));
+        // Rows of at most one vector go two at a time (the second vector is the next row): a
+        // tile of one vector loaded every weight once per input vector.
+        let tiles = tile_positions(oh, ow, lanes, g.sh * g.wp);
         for s in 0..input.nrows() / win.in_hw() {
             g.fill(input, win, s, &mut padded);
             let mut o0 = 0;
             while o0 < c_out {
                 let width = cb.min(c_out - o0);
-                for y in 0..oh {
-                    let mut x0 = 0;
-                    while x0 < ow {
-                        let two = ow - x0 > lanes;
-                        let out = Out { row: (s * oh + y) * ow + x0, n: (ow - x0).min(if two { 2 * lanes } else { lanes }), o0 };
-                        let base = y * g.sh * g.wp + x0;
-                        macro_rules! widths {
-                            ($($cb:literal)*) => {
-                                match (width, two) {
-                                    $(($cb, false) => tile::<S, $cb, 1>(simd, &padded, base, wt, bias, c_out, &g, &out, dst.rb_mut(), acc),
-                                      ($cb, true) => tile::<S, $cb, 2>(simd, &padded, base, wt, bias, c_out, &g, &out, dst.rb_mut(), acc),)*
-                                    _ => unreachable!("channel blocks hold 1 to MAX_BLOCK channels"),
-                                }
-                            };
-                        }
-                        widths!(1 2 3 4 5 6 7 8 9 10 11 12);
-                        x0 += out.n;
+                for &(y, x0, two, vectors) in &tiles {
+                    let out = Out { base: y * g.sh * g.wp + x0, row: (s * oh + y) * ow + x0, o0, ..vectors };
+                    macro_rules! widths {
+                        ($($cb:literal)*) => {
+                            match (width, two) {
+                                $(($cb, false) => tile::<S, $cb, 1>(simd, &padded, wt, bias, c_out, &g, &out, dst.rb_mut(), acc),
+                                  ($cb, true) => tile::<S, $cb, 2>(simd, &padded, wt, bias, c_out, &g, &out, dst.rb_mut(), acc),)*
+                                _ => unreachable!("channel blocks hold 1 to MAX_BLOCK channels"),
+                            }
+                        };
                     }
+                    widths!(1 2 3 4 5 6 7 8 9 10 11 12);
                 }
                 o0 += width;
             }
         }
     }
+}
+
+/// The tiles of one channel block over a sample's Ho × Wo outputs: (row, first column, two
+/// vectors?, their offsets and counts). Rows wider than a vector take two vectors of that row
+/// at a time; narrower rows go in pairs, the second vector being the next row (`row_step`
+/// apart in the padded planes).
+fn tile_positions(oh: usize, ow: usize, lanes: usize, row_step: usize) -> Vec<(usize, usize, bool, Out)> {
+    let blank = |input, output, count| Out { base: 0, row: 0, input, output, count, o0: 0 };
+    let mut tiles = Vec::new();
+    if ow <= lanes {
+        for y in (0..oh).step_by(2) {
+            let two = y + 1 < oh;
+            tiles.push((y, 0, two, blank([0, row_step], [0, ow], [ow, if two { ow } else { 0 }])));
+        }
+        return tiles;
+    }
+    for y in 0..oh {
+        let mut x0 = 0;
+        while x0 < ow {
+            let n = (ow - x0).min(2 * lanes);
+            let two = n > lanes;
+            tiles.push((y, x0, two, blank([0, lanes], [0, lanes], [n.min(lanes), n - n.min(lanes)])));
+            x0 += n;
+        }
+    }
+    tiles
 }
 
 /// One register tile: CB channels × XB vectors of positions, starting at `base` of each padded
@@ -157,7 +186,6 @@ impl pulp::WithSimd for Job<'_> {
 fn tile<S: pulp::Simd, const CB: usize, const XB: usize>(
     simd: S,
     padded: &[f64],
-    base: usize,
     wt: &[f64],
     bias: Option<&[f64]>,
     c_out: usize,
@@ -173,7 +201,7 @@ fn tile<S: pulp::Simd, const CB: usize, const XB: usize>(
             *s = [simd.splat_f64s(bias[out.o0 + k]); XB];
         }
     }
-    let part = |b: usize| (b * lanes).min(out.n)..((b + 1) * lanes).min(out.n);
+    let part = |b: usize| out.output[b]..out.output[b] + out.count[b];
     if acc == Accum::Add {
         for (k, s) in sum.iter_mut().enumerate() {
             let col = dst.rb().col(out.o0 + k).try_as_col_major().expect("contiguous output columns").as_slice();
@@ -186,12 +214,12 @@ fn tile<S: pulp::Simd, const CB: usize, const XB: usize>(
     let mut tap = 0;
     for c in 0..g.c {
         for i in 0..g.kh {
-            let row = c * g.plane + base + i * g.wp;
+            let row = c * g.plane + out.base + i * g.wp;
             for j in 0..g.kw {
                 let w = &wt[tap * c_out + out.o0..][..CB];
                 let mut v = [simd.splat_f64s(0.0); XB];
                 for (b, vb) in v.iter_mut().enumerate() {
-                    let at = row + j + b * lanes;
+                    let at = row + j + out.input[b];
                     *vb = pulp::bytemuck::pod_read_unaligned(pulp::bytemuck::cast_slice(&padded[at..at + lanes]));
                 }
                 for k in 0..CB {

@@ -120,8 +120,8 @@ fn tiled_evaluation_equals_the_stored_forward_pass() {
 
 /// The direct convolution (unit column stride) against the unfolded product plus bias, on
 /// shapes that exercise its tiles: output rows that are not a multiple of the vector width
-/// (1, 5, 9, 13, 24 positions), more channels than one register tile holds (13, 25), row
-/// strides and padding, and accumulation into a destination.
+/// (1, 3, 4, 5, 9, 13, 24 positions; narrow rows in pairs, odd row counts), more channels than
+/// one register tile holds (13, 25), row strides and padding, and accumulation into a destination.
 #[test]
 fn direct_convolution_equals_the_unfolded_product() {
     let cases = [
@@ -132,6 +132,9 @@ fn direct_convolution_equals_the_unfolded_product() {
         (2, 9, 13, [1, 1], [1, 1], [0, 0], 25),
         (4, 6, 9, [3, 1], [3, 1], [2, 2], 1),
         (2, 5, 17, [2, 4], [1, 1], [0, 0], 7),
+        // Rows narrower than a vector go in pairs; an odd row count leaves one alone.
+        (3, 9, 6, [3, 3], [1, 1], [0, 0], 5),
+        (2, 8, 3, [2, 3], [2, 1], [1, 1], 4),
     ];
     for (c, ih, iw, kernel, stride, padding, c_out) in cases {
         let oh = (ih + 2 * padding[0] - kernel[0]) / stride[0] + 1;
