@@ -176,6 +176,12 @@ fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, p
 /// columns whatever the thread count.
 const NB: usize = 256;
 
+thread_local! {
+    /// The mirrored diagonal block of [`transpose_times_symmetric`], one per thread: allocated
+    /// afresh it was 2 244 half-MB matrices per 4270² solve.
+    static DIAGONAL: std::cell::RefCell<Mat<f64>> = const { std::cell::RefCell::new(Mat::new()) };
+}
+
 /// Vᵀ A for symmetric A of which only the lower triangle is valid, one block of NB columns J
 /// at a time and the blocks on `par`'s threads:
 ///
@@ -192,8 +198,19 @@ fn transpose_times_symmetric(out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef
     let one_block = |(j0, mut out_j): (usize, MatMut<'_, f64>)| {
         let j1 = j0 + out_j.ncols();
         let w = j1 - j0;
-        let d = Mat::from_fn(w, w, |r, c| a[(j0 + r.max(c), j0 + r.min(c))]);
-        matmul(out_j.rb_mut(), Accum::Replace, v.get(j0..j1, ..).transpose(), d.as_ref(), 1.0, Par::Seq);
+        DIAGONAL.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.nrows() < w {
+                *d = Mat::zeros(NB, NB);
+            }
+            let mut d = d.as_mut().submatrix_mut(0, 0, w, w);
+            for c in 0..w {
+                for r in 0..w {
+                    d[(r, c)] = a[(j0 + r.max(c), j0 + r.min(c))];
+                }
+            }
+            matmul(out_j.rb_mut(), Accum::Replace, v.get(j0..j1, ..).transpose(), d.rb(), 1.0, Par::Seq);
+        });
         if j1 < m {
             matmul(out_j.rb_mut(), Accum::Add, v.get(j1.., ..).transpose(), a.get(j1.., j0..j1), 1.0, Par::Seq);
         }
