@@ -508,7 +508,9 @@ pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f6
 /// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g — directly for unit column
 /// stride ([`direct_conv::weight_grad_direct`]), else summed tile by tile in sample order.
 pub fn conv_weight_grad(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, grad: &mut [f64], w_off: usize) {
-    if direct_conv::handles(win) {
+    // The direct kernel keeps a vector of partial sums per weight (8 lanes with AVX-512): it
+    // is taken up to 256 Ki weights (16 MB of sums); wider layers accumulate into `grad`.
+    if direct_conv::handles(win) && c_out * win.patch() <= 1 << 18 {
         let (mut own_in, mut own_g) = (None, None);
         let (input, g) = (contiguous_columns(input, &mut own_in), contiguous_columns(g, &mut own_g));
         direct_conv::weight_grad_direct(input, g, win, c_out, grad, w_off);
