@@ -7,7 +7,7 @@
 //! with faer's dense self-adjoint eigensolver, and checks what it returns: explicit residuals
 //! ‖Av − λv‖ of every pair, orthogonality of the returned vectors, and restart/time caps that
 //! turn a stall into an error.
-use crate::{EigenError, Eigenpairs, PartialInfo, Result, norm, reorthogonalize};
+use crate::{EigenError, Eigenpairs, PartialInfo, Result, SmallEvd, norm, reorthogonalize, tall_times_small};
 use faer::{Mat, Side};
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
@@ -190,7 +190,7 @@ impl LanczosSolver {
                     // The leading size × size block is the Rayleigh quotient of the first
                     // `size` vectors, with residual β·|last component| per Ritz pair.
                     let lead = t.as_ref().submatrix(0, 0, size, size).to_owned();
-                    let evd = lead.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+                    let evd = SmallEvd::new(lead.as_ref())?;
                     let theta: Vec<f64> = (0..size).map(|i| evd.S()[i]).collect();
                     let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
                     let wanted = select(&theta, p.which, p.k);
@@ -200,7 +200,7 @@ impl LanczosSolver {
                     }
                 }
             }
-            let evd = t.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+            let evd = SmallEvd::new(t.as_ref())?;
             let theta: Vec<f64> = (0..m).map(|i| evd.S()[i]).collect();
             let s = evd.U();
             let scale = theta.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(f64::MIN_POSITIVE);
@@ -243,14 +243,7 @@ impl LanczosSolver {
             let kept = select(&theta, p.which, keep);
             let sk = Mat::from_fn(m, keep, |i, c| s[(i, kept[c])]);
             let mut vk = Mat::<f64>::zeros(n, keep);
-            faer::linalg::matmul::matmul(
-                vk.as_mut(),
-                faer::Accum::Replace,
-                v.as_ref().subcols(0, m),
-                sk.as_ref(),
-                1.0,
-                faer::get_global_parallelism(),
-            );
+            tall_times_small(vk.as_mut(), v.as_ref().subcols(0, m), sk.as_ref());
             let resid = v.col(m).to_owned();
             v.as_mut().subcols_mut(0, keep).copy_from(&vk);
             v.col_mut(keep).copy_from(&resid);
@@ -282,14 +275,7 @@ impl LanczosSolver {
         let k = wanted.len();
         let sk = Mat::from_fn(m, k, |i, c| s[(i, wanted[c])]);
         let mut x = Mat::<f64>::zeros(n, k);
-        faer::linalg::matmul::matmul(
-            x.as_mut(),
-            faer::Accum::Replace,
-            v.as_ref().subcols(0, m),
-            sk.as_ref(),
-            1.0,
-            faer::get_global_parallelism(),
-        );
+        tall_times_small(x.as_mut(), v.as_ref().subcols(0, m), sk.as_ref());
         let vals: Vec<f64> = wanted.iter().map(|&i| theta[i]).collect();
         Self::verify_and_pack(op, x, vals, p, restarts, t0, apps0, false)
     }

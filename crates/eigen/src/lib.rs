@@ -65,6 +65,61 @@ pub enum PartialInfo {
 /// `Result` with [`EigenError`].
 pub type Result<T, E = EigenError> = std::result::Result<T, E>;
 
+/// The eigendecomposition of a small symmetric matrix (lower triangle), on this thread: faer's
+/// `self_adjoint_eigen` takes the global parallelism, whose blocking follows the thread count,
+/// so the Ritz values of the same run differed in the last bits between 1 and 2 threads.
+pub(crate) struct SmallEvd {
+    values: Vec<f64>,
+    vectors: faer::Mat<f64>,
+}
+
+impl SmallEvd {
+    pub(crate) fn new(a: faer::MatRef<'_, f64>) -> Result<SmallEvd> {
+        use faer::dyn_stack::{MemBuffer, MemStack};
+        use faer::linalg::evd;
+        let n = a.nrows();
+        let mut vectors = faer::Mat::<f64>::zeros(n, n);
+        let mut s = faer::diag::Diag::<f64>::zeros(n);
+        let par = faer::Par::Seq;
+        let mut buf = MemBuffer::new(evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::Yes, par, Default::default()));
+        evd::self_adjoint_evd(a, s.as_mut(), Some(vectors.as_mut()), par, MemStack::new(&mut buf), Default::default())
+            .map_err(EigenError::Dense)?;
+        Ok(SmallEvd { values: (0..n).map(|i| s[i]).collect(), vectors })
+    }
+    /// Eigenvalues, ascending.
+    #[allow(non_snake_case)]
+    pub(crate) fn S(&self) -> &[f64] {
+        &self.values
+    }
+    /// Eigenvectors, column i for `S()[i]`.
+    #[allow(non_snake_case)]
+    pub(crate) fn U(&self) -> faer::MatRef<'_, f64> {
+        self.vectors.as_ref()
+    }
+}
+
+/// dst = lhs · rhs for a tall lhs (a Krylov basis times a small matrix), in fixed blocks of
+/// rows on the rayon pool, each block one sequential product: the blocks do not depend on the
+/// thread count, so neither do the results (faer's parallel product splits by thread count).
+pub(crate) fn tall_times_small(dst: faer::MatMut<'_, f64>, lhs: faer::MatRef<'_, f64>, rhs: faer::MatRef<'_, f64>) {
+    use rayon::prelude::*;
+    const ROWS: usize = 2048;
+    let mut blocks = Vec::new();
+    let mut rest = dst;
+    let mut r0 = 0;
+    while rest.nrows() > 0 {
+        let h = ROWS.min(rest.nrows());
+        let (block, tail) = rest.split_at_row_mut(h);
+        blocks.push((r0, block));
+        r0 += h;
+        rest = tail;
+    }
+    blocks.into_par_iter().for_each(|(r0, block)| {
+        let h = block.nrows();
+        faer::linalg::matmul::matmul(block, faer::Accum::Replace, lhs.subrows(r0, h), rhs, 1.0, faer::Par::Seq);
+    });
+}
+
 /// Orthonormalize `w` against the first `m` columns of `basis` (classical Gram–Schmidt, twice);
 /// returns the projection coefficients.
 pub(crate) fn reorthogonalize(basis: faer::MatRef<'_, f64>, m: usize, w: &mut [f64]) -> Vec<f64> {

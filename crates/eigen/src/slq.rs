@@ -1,7 +1,7 @@
 //! Stochastic Lanczos quadrature (Golub & Meurant; Ghorbani et al. 2019): a spectral density
 //! from m Lanczos steps on each of n random probes, with full reorthogonalization.
 use crate::{EigenError, Result, norm, reorthogonalize};
-use faer::{Mat, Side};
+use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_hessian::LinearOperator;
 use hesslab_progress::Progress;
@@ -77,7 +77,7 @@ impl StochasticLanczosQuadrature {
                     0.0
                 }
             });
-            let evd = t.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+            let evd = crate::SmallEvd::new(t.as_ref())?;
             out.push((0..steps).map(|i| (evd.S()[i], evd.U()[(0, i)].powi(2))).collect());
         }
         bar.finish_and_clear();

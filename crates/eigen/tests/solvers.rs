@@ -195,3 +195,57 @@ fn warm_started_lanczos_agrees_with_a_cold_start_and_needs_fewer_products() {
     let bad = LanczosSolver::solve_from(&op(&a), &p, Some(&[0.0; 500]), &Progress::hidden()).unwrap_err().to_string();
     assert!(bad.contains("norm 0"), "{bad}");
 }
+
+/// A dense operator applied on the calling thread (so that only the solvers' own arithmetic
+/// could depend on the thread count).
+struct SequentialDense(Mat<f64>);
+
+impl LinearOperator for SequentialDense {
+    fn dim(&self) -> usize {
+        self.0.nrows()
+    }
+    fn apply_block(&self, v: faer::MatRef<'_, f64>, out: faer::MatMut<'_, f64>) {
+        faer::linalg::matmul::matmul(out, faer::Accum::Replace, self.0.as_ref(), v, 1.0, faer::Par::Seq);
+    }
+    fn applications(&self) -> u64 {
+        0
+    }
+    fn describe(&self) -> String {
+        "sequential dense".into()
+    }
+}
+
+/// Lanczos with restarts and SLQ give bit-identical results on 1 and 2 threads: their small
+/// eigenproblems and basis products used faer's global parallelism, whose blocking follows the
+/// thread count (a pipeline's top-40 eigenvalues differed in the last bits between 1 and 2).
+#[test]
+fn lanczos_and_slq_are_bit_identical_on_one_and_two_threads() {
+    // Q diag(λ) Qᵀ by faer (the planted() helper's loops are O(n³) scalar): 12 outliers over
+    // a bulk, 40 wanted, so the solve reaches into the bulk and restarts.
+    let n = 2500;
+    let mut rng = Rng::new(9);
+    let q = Mat::from_fn(n, n, |_, _| rng.normal()).qr().compute_thin_Q();
+    let lam: Vec<f64> = (0..n).map(|i| if i < 12 { 1.0 + i as f64 / 12.0 } else { rng.uniform_in(-0.02, 0.05) }).collect();
+    let ql = Mat::from_fn(n, n, |i, j| q[(i, j)] * lam[j]);
+    let mut a = &ql * q.transpose();
+    hesslab_hessian::symmetrize(&mut a);
+    let o = SequentialDense(a);
+    let p = LanczosParams { k: 40, max_dim: 90, seed: 5, ..Default::default() };
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            let (pairs, info) = LanczosSolver::solve(&o, &p, &Progress::hidden()).unwrap();
+            let slq = StochasticLanczosQuadrature::run(&o, &SlqParams { steps: 150, probes: 2, seed: 3 }, &Progress::hidden()).unwrap();
+            (pairs, info.restarts, slq.nodes)
+        })
+    };
+    let ((p1, r1, s1), (p2, r2, s2)) = (run(1), run(2));
+    assert!(r1 >= 2, "the solve should restart (restarts = {r1})");
+    assert_eq!(r1, r2);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&p1.values), bits(&p2.values));
+    for ((_, x), (_, y)) in p1.vectors.iter().zip(&p2.vectors) {
+        assert_eq!(bits(x), bits(y));
+    }
+    let flat = |s: &Vec<Vec<(f64, f64)>>| s.iter().flatten().flat_map(|&(a, b)| [a.to_bits(), b.to_bits()]).collect::<Vec<_>>();
+    assert_eq!(flat(&s1), flat(&s2));
+}
