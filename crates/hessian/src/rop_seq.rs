@@ -11,7 +11,7 @@
 use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
-use hesslab_model::kernels::{conv_forward, conv_input_signal, conv_weight_grad, weight_view, weight_view_mut};
+use hesslab_model::kernels::{conv_forward_each, conv_input_signal, conv_weight_grad, conv_weight_grad_each, weight_view, weight_view_mut};
 use hesslab_model::{Layer, SeqForward, Sequential, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm};
 use rayon::prelude::*;
 
@@ -99,11 +99,7 @@ impl SeqChunks {
             let t = next.get_or_insert_with(|| Mat::zeros(k * rows, n_out));
             match *l {
                 // The convolution of the input with each vector's weight part (its bias below).
-                Layer::Conv2d { win, .. } => {
-                    for j in 0..k {
-                        conv_forward(input, &win, n_out, col(v, j), off, None, t.as_mut().subrows_mut(j * rows, rows), Accum::Add);
-                    }
-                }
+                Layer::Conv2d { win, .. } => conv_forward_each(input, &win, n_out, v, off, t.as_mut()),
                 _ => {
                     for j in 0..k {
                         mm(t.as_mut().subrows_mut(j * rows, rows), Accum::Add, input, weight_view(col(v, j), off, n_out, len_in));
@@ -158,18 +154,11 @@ impl SeqChunks {
                     let samples = input.nrows() / win.in_hw();
                     let rows = samples * win.out_hw();
                     // Σ unfold(A)ᵀ RG_j (+ unfold(RA_j)ᵀ G), by the convolution's weight gradient.
-                    for j in 0..k {
-                        let oc = out.col_as_slice_mut(j);
-                        conv_weight_grad(input, rg.as_ref().subrows(j * rows, rows), &win, c_out, oc, off);
-                        if let Some(r) = r_in {
-                            conv_weight_grad(
-                                r.as_ref().subrows(j * samples * win.in_hw(), samples * win.in_hw()),
-                                sig,
-                                &win,
-                                c_out,
-                                oc,
-                                off,
-                            );
+                    conv_weight_grad_each(input, rg.as_ref(), &win, c_out, out, off);
+                    if let Some(r) = r_in {
+                        for j in 0..k {
+                            let r_j = r.as_ref().subrows(j * samples * win.in_hw(), samples * win.in_hw());
+                            conv_weight_grad(r_j, sig, &win, c_out, out.col_as_slice_mut(j), off);
                         }
                     }
                     if let Some(b) = b {

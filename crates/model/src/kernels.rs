@@ -465,6 +465,55 @@ pub fn conv_forward(
     }
 }
 
+/// dst block j += the convolution of `input` with the weight in column j of `v` at `off`, for
+/// the k = v.ncols() blocks of `rows` rows stacked in `dst` (the R-operator's parameter term).
+/// Unfolding shares each tile's unfolded input among the k weights.
+pub fn conv_forward_each(input: MatRef<'_, f64>, win: &Window, c_out: usize, v: MatRef<'_, f64>, off: usize, mut dst: MatMut<'_, f64>) {
+    let (k, rows) = (v.ncols(), dst.nrows() / v.ncols().max(1));
+    let weight = |j: usize| v.col(j).try_as_col_major().expect("contiguous vector columns").as_slice();
+    if direct_conv::handles(win) {
+        for j in 0..k {
+            conv_forward(input, win, c_out, weight(j), off, None, dst.rb_mut().subrows_mut(j * rows, rows), Accum::Add);
+        }
+        return;
+    }
+    for (s0, ns) in tiles(samples(input.nrows(), win.in_hw()), win) {
+        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), win);
+        for j in 0..k {
+            let d = dst.rb_mut().subrows_mut(j * rows + s0 * win.out_hw(), ns * win.out_hw());
+            mm(d, Accum::Add, cols.as_ref(), weight_view(weight(j), off, c_out, win.patch()));
+        }
+        recycle_unfolded(cols);
+    }
+}
+
+/// Column j of `out` += the weight gradient of `input` with block j of the k stacked signals
+/// `g` (k = out.ncols()); unfolding shares each tile's unfolded input among the k signals.
+pub fn conv_weight_grad_each(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, out: &mut Mat<f64>, off: usize) {
+    let (k, rows) = (out.ncols(), g.nrows() / out.ncols().max(1));
+    if weight_grad_is_direct(win, c_out) {
+        for j in 0..k {
+            conv_weight_grad(input, g.subrows(j * rows, rows), win, c_out, out.col_as_slice_mut(j), off);
+        }
+        return;
+    }
+    for (s0, ns) in tiles(samples(input.nrows(), win.in_hw()), win) {
+        let cols = im2col(input.subrows(s0 * win.in_hw(), ns * win.in_hw()), win);
+        for j in 0..k {
+            let g_j = g.subrows(j * rows + s0 * win.out_hw(), ns * win.out_hw());
+            mm(weight_view_mut(out.col_as_slice_mut(j), off, c_out, win.patch()), Accum::Add, cols.as_ref().transpose(), g_j);
+        }
+        recycle_unfolded(cols);
+    }
+}
+
+/// Whether [`conv_weight_grad`] runs the direct kernel: it keeps a vector of partial sums per
+/// weight (8 lanes with AVX-512), so it is taken up to 256 Ki weights (16 MB of sums); wider
+/// layers accumulate into the gradient through the unfolding.
+fn weight_grad_is_direct(win: &Window, c_out: usize) -> bool {
+    direct_conv::handles(win) && c_out * win.patch() <= 1 << 18
+}
+
 /// The signal at a convolution's input, added to `out`: col2im(g · W) (tile by tile), at unit
 /// stride as a direct convolution.
 pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f64], w_off: usize, mut out: MatMut<'_, f64>) {
@@ -508,9 +557,7 @@ pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f6
 /// Weight gradient of a convolution: ∂Wᵀ += im2col(input)ᵀ · g — directly for unit column
 /// stride ([`direct_conv::weight_grad_direct`]), else summed tile by tile in sample order.
 pub fn conv_weight_grad(input: MatRef<'_, f64>, g: MatRef<'_, f64>, win: &Window, c_out: usize, grad: &mut [f64], w_off: usize) {
-    // The direct kernel keeps a vector of partial sums per weight (8 lanes with AVX-512): it
-    // is taken up to 256 Ki weights (16 MB of sums); wider layers accumulate into `grad`.
-    if direct_conv::handles(win) && c_out * win.patch() <= 1 << 18 {
+    if weight_grad_is_direct(win, c_out) {
         let (mut own_in, mut own_g) = (None, None);
         let (input, g) = (contiguous_columns(input, &mut own_in), contiguous_columns(g, &mut own_g));
         direct_conv::weight_grad_direct(input, g, win, c_out, grad, w_off);

@@ -4,7 +4,9 @@
 use faer::{Accum, Mat};
 use hesslab_data::rng::Rng;
 use hesslab_model::Window;
-use hesslab_model::kernels::{col2im_add, conv_forward, conv_input_signal, conv_weight_grad, im2col, weight_view};
+use hesslab_model::kernels::{
+    col2im_add, conv_forward, conv_forward_each, conv_input_signal, conv_weight_grad, conv_weight_grad_each, im2col, weight_view,
+};
 
 fn rel(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -196,5 +198,39 @@ fn max_pooling_takes_the_first_maximum_of_each_window() {
                 }
             }
         }
+    }
+}
+
+/// The R-operator's k-vector forms (one unfolding per tile shared by the k vectors on the
+/// unfolding path) equal k single calls, bit for bit, on a direct (unit column stride) and an
+/// unfolded (column stride 2) window, over several tiles.
+#[test]
+fn convolution_kernels_for_k_vectors_equal_k_single_calls() {
+    for stride in [[1, 1], [1, 2]] {
+        let (c, c_out, n, k, ih, iw) = (3, 4, 7, 3, 28, 28);
+        let (oh, ow) = ((ih - 5) / stride[0] + 1, (iw - 5) / stride[1] + 1);
+        let win = Window { c, input: [ih, iw], output: [oh, ow], kernel: [5, 5], stride, padding: [0, 0] };
+        let mut rng = Rng::new(31);
+        let input = Mat::from_fn(n * ih * iw, c, |_, _| rng.normal());
+        let p = c_out * win.patch() + 5;
+        let v = Mat::from_fn(p, k, |_, _| rng.normal());
+        let rows = n * oh * ow;
+        let g = Mat::from_fn(k * rows, c_out, |_, _| rng.normal());
+        let start = Mat::from_fn(k * rows, c_out, |_, _| rng.normal());
+        let mut each = start.clone();
+        conv_forward_each(input.as_ref(), &win, c_out, v.as_ref(), 5, each.as_mut());
+        let mut single = start.clone();
+        for j in 0..k {
+            let w: Vec<f64> = v.col(j).iter().copied().collect();
+            conv_forward(input.as_ref(), &win, c_out, &w, 5, None, single.as_mut().subrows_mut(j * rows, rows), Accum::Add);
+        }
+        assert_eq!(each, single, "forward, stride {stride:?}");
+        let mut each = Mat::from_fn(p, k, |_, _| rng.normal());
+        let mut single = each.clone();
+        conv_weight_grad_each(input.as_ref(), g.as_ref(), &win, c_out, &mut each, 5);
+        for j in 0..k {
+            conv_weight_grad(input.as_ref(), g.as_ref().subrows(j * rows, rows), &win, c_out, single.col_as_slice_mut(j), 5);
+        }
+        assert!(rel(&each, &single) < 1e-14, "weight gradient, stride {stride:?}: {:e}", rel(&each, &single));
     }
 }
