@@ -41,6 +41,8 @@ const CASES: &[&str] = &[
     r#"[{ conv2d = { out_channels = 2, kernel_size = 3, stride = 2, padding = 1 } }, "ACT", { avg_pool2d = 2 }, "flatten", { linear = 3 }]"#,
     r#"[{ conv2d = { out_channels = 2, kernel_size = [2, 3], stride = [1, 2], padding = [1, 0], bias = false } }, "ACT", { conv2d = { out_channels = 3, kernel_size = 2 } }, { max_pool2d = { kernel_size = 2, stride = 1 } }, "flatten", { linear = 3 }]"#,
     r#"[{ avg_pool2d = { kernel_size = 3, stride = 2 } }, { conv2d = { out_channels = 3, kernel_size = 2, padding = 1 } }, "ACT", "flatten", { linear = { out_features = 3, bias = false } }]"#,
+    // Activations straight before overlapping max poolings, the first on the input itself.
+    r#"["ACT", { max_pool2d = { kernel_size = 2, stride = 1 } }, { conv2d = { out_channels = 3, kernel_size = 2 } }, "ACT", { max_pool2d = { kernel_size = 3, stride = 2 } }, "flatten", { linear = 3 }]"#,
 ];
 
 #[test]
