@@ -12,7 +12,7 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
 use hesslab_model::kernels::{
-    conv_forward_each, conv_input_signal, conv_weight_grad, conv_weight_grad_each, gather_argmax, scatter_argmax, weight_view,
+    conv_forward_each, conv_input_signal_sum, conv_weight_grad, conv_weight_grad_each, gather_argmax, scatter_argmax, weight_view,
     weight_view_mut,
 };
 use hesslab_model::{
@@ -278,6 +278,17 @@ impl SeqChunks {
                 }
                 continue;
             }
+            if let (true, Layer::Conv2d { win, c_out, w: off, .. }) = (second, l) {
+                // J_xᵀ R{g} + (∂²y/∂x∂θ v)ᵀ g block by block, as one sum of two signals.
+                let (block, rows) = (sig.nrows() / win.out_hw() * win.in_hw(), sig.nrows());
+                let mut g_in = Mat::<f64>::zeros(k * block, win.c);
+                for j in 0..k {
+                    let terms = [(rg.as_ref().subrows(j * rows, rows), &w[..], *off), (sig, col(v, j), *off)];
+                    conv_input_signal_sum(&terms, win, *c_out, g_in.as_mut().subrows_mut(j * block, block));
+                }
+                rg = g_in;
+                continue;
+            }
             let output = c.fwd.vals[i + 1].as_ref();
             let mut g_in = layer_input_signal(l, w, input, output, c.fwd.argmax[i].as_deref(), rg.as_ref(), k);
             if second {
@@ -287,12 +298,6 @@ impl SeqChunks {
                         for j in 0..k {
                             let vt = weight_view(col(v, j), off, n_out, n_in);
                             mm(g_in.as_mut().subrows_mut(j * rows, rows), Accum::Add, sig, vt.transpose());
-                        }
-                    }
-                    Layer::Conv2d { win, c_out, w: off, .. } => {
-                        let block = sig.nrows() / win.out_hw() * win.in_hw();
-                        for j in 0..k {
-                            conv_input_signal(sig, &win, c_out, col(v, j), off, g_in.as_mut().subrows_mut(j * block, block));
                         }
                     }
                     Layer::Activation(a) if a.has_second_derivative() => {

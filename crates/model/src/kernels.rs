@@ -523,7 +523,7 @@ pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f6
     // every input position by every tap, also where the tap falls on that padding: (H·W)/(Ho·Wo)
     // times the product's work (2.25 for E4's second convolution, whose signal then ran at
     // half the product's speed), so it is taken only where that waste is small.
-    if win.stride == [1, 1] && ph < kh && pw < kw && 4 * win.in_hw() <= 5 * win.out_hw() {
+    if signal_is_direct(win) {
         let back = Window {
             c: c_out,
             input: win.output,
@@ -551,6 +551,42 @@ pub fn conv_input_signal(g: MatRef<'_, f64>, win: &Window, c_out: usize, w: &[f6
         mm(cols.as_mut(), Accum::Replace, g.subrows(s0 * win.out_hw(), ns * win.out_hw()), wt.transpose());
         col2im_add_at(cols.as_ref(), win, out.rb_mut(), s0);
         recycle_unfolded(cols);
+    }
+}
+
+/// Whether [`conv_input_signal`] runs as a direct convolution (see there).
+fn signal_is_direct(win: &Window) -> bool {
+    let ([kh, kw], [ph, pw]) = (win.kernel, win.padding);
+    win.stride == [1, 1] && ph < kh && pw < kw && 4 * win.in_hw() <= 5 * win.out_hw()
+}
+
+/// The sum of the input signals of several (signal, weight) pairs through one convolution
+/// window, added to `out` (the R-operator's J_xᵀ R{g} + (∂²y/∂x∂θ v)ᵀ g). On the unfolding
+/// path the pairs are one product, [g₁ g₂ …] · [W₁ W₂ …]ᵀ, per tile and one col2im: two
+/// products of C_out columns each and two col2im passes took twice the scatter's time.
+pub fn conv_input_signal_sum(terms: &[(MatRef<'_, f64>, &[f64], usize)], win: &Window, c_out: usize, mut out: MatMut<'_, f64>) {
+    if terms.len() < 2 || signal_is_direct(win) {
+        for &(g, w, off) in terms {
+            conv_input_signal(g, win, c_out, w, off, out.rb_mut());
+        }
+        return;
+    }
+    let m = terms.len();
+    let mut wt = Mat::<f64>::zeros(win.patch(), m * c_out);
+    for (t, &(_, w, off)) in terms.iter().enumerate() {
+        wt.as_mut().subcols_mut(t * c_out, c_out).copy_from(weight_view(w, off, c_out, win.patch()));
+    }
+    for (s0, ns) in tiles(samples(terms[0].0.nrows(), win.out_hw()), win) {
+        let rows = ns * win.out_hw();
+        let mut g = pooled(rows, m * c_out);
+        for (t, &(gt, _, _)) in terms.iter().enumerate() {
+            g.as_mut().subcols_mut(t * c_out, c_out).copy_from(gt.subrows(s0 * win.out_hw(), rows));
+        }
+        let mut cols = pooled(rows, win.patch());
+        mm(cols.as_mut(), Accum::Replace, g.as_ref(), wt.transpose());
+        col2im_add_at(cols.as_ref(), win, out.rb_mut(), s0);
+        recycle_unfolded(cols);
+        recycle_unfolded(g);
     }
 }
 

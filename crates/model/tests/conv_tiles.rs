@@ -5,7 +5,8 @@ use faer::{Accum, Mat};
 use hesslab_data::rng::Rng;
 use hesslab_model::Window;
 use hesslab_model::kernels::{
-    col2im_add, conv_forward, conv_forward_each, conv_input_signal, conv_weight_grad, conv_weight_grad_each, im2col, weight_view,
+    col2im_add, conv_forward, conv_forward_each, conv_input_signal, conv_input_signal_sum, conv_weight_grad, conv_weight_grad_each, im2col,
+    weight_view,
 };
 
 fn rel(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
@@ -52,6 +53,15 @@ fn tiled_convolution_kernels_equal_the_whole_batch_unfolding() {
         let mut signal_ref = Mat::<f64>::zeros(n * ih * iw, c);
         col2im_add(cols.as_ref(), &win, &mut signal_ref);
         assert!(rel(&signal, &signal_ref) < 1e-14, "input signal: {:e}", rel(&signal, &signal_ref));
+
+        // Two (signal, weight) pairs at once equal the two signals added.
+        let w2: Vec<f64> = (0..c_out * win.patch() + 3).map(|_| rng.normal()).collect();
+        let g2 = Mat::from_fn(n * oh * ow, c_out, |_, _| rng.normal());
+        let mut sum = Mat::<f64>::zeros(n * ih * iw, c);
+        conv_input_signal_sum(&[(g.as_ref(), &w, 0), (g2.as_ref(), &w2, 3)], &win, c_out, sum.as_mut());
+        let mut sum_ref = signal.clone();
+        conv_input_signal(g2.as_ref(), &win, c_out, &w2, 3, sum_ref.as_mut());
+        assert!(rel(&sum, &sum_ref) < 1e-14, "summed input signals {stride:?} {padding:?}: {:e}", rel(&sum, &sum_ref));
     }
 }
 
