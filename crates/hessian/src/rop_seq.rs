@@ -12,11 +12,11 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Accum, Mat, MatRef};
 use hesslab_data::Split;
 use hesslab_model::kernels::{
-    conv_forward_each, conv_input_signal_sum, conv_weight_grad, conv_weight_grad_each, gather_argmax, scatter_argmax, weight_view,
-    weight_view_mut,
+    conv_forward_each, conv_input_signal_sum, conv_weight_grad, conv_weight_grad_each, weight_view, weight_view_mut,
 };
 use hesslab_model::{
-    Activation, Layer, SeqForward, Sequential, Window, eval_loss, layer_forward_tangent, layer_input_signal, loss_hess_apply, mm,
+    Layer, PooledDerivatives, SeqForward, Sequential, eval_loss, fused_pairs, layer_forward_tangent, layer_input_signal, loss_hess_apply,
+    mm,
 };
 use rayon::prelude::*;
 
@@ -30,74 +30,6 @@ struct ChunkCache {
     /// At an activation that a max pooling follows: its derivatives at the pooling's argmax.
     pooled: Vec<Option<PooledDerivatives>>,
     loss_sum: f64,
-}
-
-/// σ'(z) (and σ''(z) where σ has one) at the argmax of the max pooling after an activation,
-/// in the pooling's output shape. Why: only those positions reach the rest of the network, so
-/// the R-operator routes tangents and signals through (activation, pooling) as one gather or
-/// scatter scaled by these, instead of two passes over the activation's full-size values
-/// (they were a tenth of a convnet HVP's time).
-struct PooledDerivatives {
-    win: Window,
-    d1: Mat<f64>,
-    d2: Option<Mat<f64>>,
-}
-
-impl PooledDerivatives {
-    fn new(act: Activation, win: Window, fwd: &SeqForward, i: usize) -> Self {
-        let arg = fwd.argmax[i + 1].as_deref().expect("argmax of a max pooling");
-        let z = gather_argmax(fwd.vals[i].as_ref(), arg, &win, 1);
-        let y = fwd.vals[i + 2].as_ref();
-        let d1 = Mat::from_fn(z.nrows(), z.ncols(), |r, c| act.d1(z[(r, c)], y[(r, c)]));
-        let d2 = act.has_second_derivative().then(|| Mat::from_fn(z.nrows(), z.ncols(), |r, c| act.d2(z[(r, c)], y[(r, c)])));
-        PooledDerivatives { win, d1, d2 }
-    }
-
-    /// The pooling's output tangent from the activation's input tangent `t` (k blocks).
-    fn forward(&self, t: MatRef<'_, f64>, arg: &[usize], k: usize) -> Mat<f64> {
-        let mut out = gather_argmax(t, arg, &self.win, k);
-        let rows = self.d1.nrows();
-        for c in 0..out.ncols() {
-            let d1 = self.d1.col_as_slice(c);
-            out.col_as_slice_mut(c).chunks_exact_mut(rows).for_each(|b| b.iter_mut().zip(d1).for_each(|(t, d)| *t *= d));
-        }
-        out
-    }
-
-    /// The signal at the activation's input from `g` at the pooling's output (k blocks); with
-    /// the activation's input tangent `r_act`, plus the second-order term σ''(z) R{z} ⊙ `sig`
-    /// (the signal at the pooling's output), each product in the order of the unfused pass.
-    fn backward(&self, mut g: Mat<f64>, arg: &[usize], r_act: Option<&Mat<f64>>, sig: MatRef<'_, f64>, k: usize) -> Mat<f64> {
-        let rows = self.d1.nrows();
-        let rz = match (&self.d2, r_act) {
-            (Some(_), Some(r)) => Some(gather_argmax(r.as_ref(), arg, &self.win, k)),
-            _ => None,
-        };
-        for c in 0..g.ncols() {
-            let d1 = self.d1.col_as_slice(c);
-            let gc = g.col_as_slice_mut(c);
-            gc.chunks_exact_mut(rows).for_each(|b| b.iter_mut().zip(d1).for_each(|(t, d)| *t *= d));
-            if let (Some(d2), Some(rz)) = (&self.d2, &rz) {
-                let (d2, s) = (d2.col_as_slice(c), col(sig, c));
-                for (b, rb) in gc.chunks_exact_mut(rows).zip(rz.col_as_slice(c).chunks_exact(rows)) {
-                    for q in 0..rows {
-                        b[q] += d2[q] * rb[q] * s[q];
-                    }
-                }
-            }
-        }
-        scatter_argmax(g.as_ref(), arg, &self.win, k)
-    }
-}
-
-/// The (activation, max pooling) pairs of `layers`: `Some` at the activation's index.
-fn fused_pairs(layers: &[Layer]) -> Vec<Option<(Activation, Window)>> {
-    (0..layers.len())
-        .map(|i| match (layers[i], layers.get(i + 1)) {
-            (Layer::Activation(a), Some(&Layer::MaxPool2d(win))) => Some((a, win)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Cached passes of a sequential network over every chunk of samples.
@@ -126,7 +58,7 @@ impl SeqChunks {
                 let pooled = fused_pairs(&model.arch.layers)
                     .into_iter()
                     .enumerate()
-                    .map(|(i, pair)| pair.map(|(act, win)| PooledDerivatives::new(act, win, &fwd, i)))
+                    .map(|(i, pair)| pair.map(|(act, win)| PooledDerivatives::new(act, win, &fwd, i, true)))
                     .collect();
                 (ChunkCache { r0, r1, fwd, probs: le.probs, sig, pooled, loss_sum: le.loss_sum }, grad, le.correct)
             })
@@ -271,7 +203,7 @@ impl SeqChunks {
                 // Through the pooling and the activation before it at once.
                 let arg = c.fwd.argmax[i].as_deref().expect("argmax of a max pooling");
                 let r_act = if second { rt[i - 1].as_ref() } else { None };
-                rg = pd.backward(rg, arg, r_act, sig, k);
+                rg = pd.backward(rg, arg, r_act.map(|r| (r, sig)), k);
                 i -= 1;
                 if i == 0 {
                     break;

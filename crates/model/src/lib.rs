@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod layers;
 mod mlp;
 mod network;
+mod pooled;
 mod sequential;
 mod train;
 pub mod vmath;
@@ -21,6 +22,7 @@ pub use init::{Init, initialize, initialize_network};
 pub use layers::{Layer, LayerSpec, Shape, Window};
 pub use mlp::{CHUNK_ROWS, Forward, LossEval, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t, weight_t_mut};
 pub use network::{NetArch, Network, Tensors};
+pub use pooled::{PooledDerivatives, fused_pairs};
 pub use sequential::{
     SeqArch, SeqForward, Sequential, layer_forward, layer_forward_tangent, layer_input_signal, layer_param_grad, linear_layout,
 };

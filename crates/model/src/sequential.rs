@@ -4,7 +4,7 @@
 use crate::kernels::*;
 use crate::layers::{Layer, LayerSpec, MAX_PARAMS, Shape, resolve, torch_module};
 use crate::mlp::{CHUNK_ROWS, eval_loss, mm, weight_t};
-use crate::{LayerLayout, LossKind, ModelError};
+use crate::{LayerLayout, LossKind, ModelError, PooledDerivatives, fused_pairs};
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
 
@@ -328,9 +328,22 @@ impl Sequential {
         let nl = self.arch.layers.len();
         let mut sig: Vec<Mat<f64>> = Vec::with_capacity(if keep { nl } else { 0 });
         let mut g = g_out;
-        for i in (0..nl).rev() {
+        // Without the signals kept, an activation and the max pooling after it are one step.
+        let fused = if keep { vec![None; nl] } else { fused_pairs(&self.arch.layers) };
+        let mut i = nl;
+        while i > 0 {
+            i -= 1;
             let l = &self.arch.layers[i];
             let input = fwd.vals[i].as_ref();
+            if let Some((act, win)) = i.checked_sub(1).and_then(|a| fused[a]) {
+                let arg = fwd.argmax[i].as_deref().expect("argmax of a max pooling");
+                g = PooledDerivatives::new(act, win, fwd, i - 1, false).backward(g, arg, None, 1);
+                i -= 1;
+                if i == 0 {
+                    break;
+                }
+                continue;
+            }
             layer_param_grad(l, input, g.as_ref(), grad);
             let next = (i > 0).then(|| layer_input_signal(l, w, input, fwd.vals[i + 1].as_ref(), fwd.argmax[i].as_deref(), g.as_ref(), 1));
             if keep {
