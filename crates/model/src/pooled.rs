@@ -28,7 +28,8 @@ impl PooledDerivatives {
     /// The pooling's output tangent from the activation's input tangent `t` (k blocks).
     pub fn forward(&self, t: MatRef<'_, f64>, arg: &[usize], k: usize) -> Mat<f64> {
         let mut out = gather_argmax(t, arg, &self.win, k);
-        let rows = self.d1.nrows();
+        // .max(1): an empty chunk (none is made today) must not reach chunks_exact_mut(0).
+        let rows = self.d1.nrows().max(1);
         for c in 0..out.ncols() {
             let d1 = self.d1.col_as_slice(c);
             out.col_as_slice_mut(c).chunks_exact_mut(rows).for_each(|b| b.iter_mut().zip(d1).for_each(|(t, d)| *t *= d));
@@ -41,7 +42,7 @@ impl PooledDerivatives {
     /// plus the second-order term σ''(z) R{z} ⊙ signal, each product in the order of the
     /// unfused pass.
     pub fn backward(&self, mut g: Mat<f64>, arg: &[usize], second: Option<(&Mat<f64>, MatRef<'_, f64>)>, k: usize) -> Mat<f64> {
-        let rows = self.d1.nrows();
+        let rows = self.d1.nrows().max(1);
         let rz = match (&self.d2, second) {
             (Some(_), Some((r, sig))) => Some((gather_argmax(r.as_ref(), arg, &self.win, k), sig)),
             _ => None,
