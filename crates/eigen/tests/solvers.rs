@@ -47,6 +47,30 @@ fn dense_solver_recovers_the_planted_spectrum() {
     }
 }
 
+/// Handing the matrix over (reduced in place) gives the borrowed solve's numbers bit for bit,
+/// on the two-stage path, the small-n path, with eigenvectors and with a selection.
+#[test]
+fn dense_solver_on_a_handed_over_matrix_equals_the_borrowing_solve() {
+    let (a, lam) = planted(300, 10, 4);
+    let params = [
+        DenseParams::default(),
+        DenseParams { two_stage_from: 1000, ..Default::default() },
+        DenseParams { top_vectors: 2, ..Default::default() },
+        DenseParams { select: Some((Which::Smallest, 5)), ..Default::default() },
+    ];
+    for p in &params {
+        let (borrowed, bi) = DenseSolver::solve(&a, p).unwrap();
+        let (owned, oi) = DenseSolver::solve_owned(a.clone(), p, &Progress::hidden()).unwrap();
+        assert_eq!(bi.method, oi.method);
+        assert_eq!(borrowed.ranks, owned.ranks);
+        assert_eq!(borrowed.values, owned.values, "{p:?}");
+        assert_eq!(borrowed.vectors, owned.vectors);
+        for (&r, &v) in owned.ranks.iter().zip(&owned.values) {
+            assert!((v - lam[r as usize]).abs() < 1e-12, "{p:?} rank {r}: {v} vs {}", lam[r as usize]);
+        }
+    }
+}
+
 #[test]
 fn lanczos_top20_matches_dense_with_small_residuals() {
     for seed in 0..3 {

@@ -124,7 +124,7 @@ impl StageKind for InitEnsemble {
                 }
                 let built = spec.build(net, &ds, seed).map_err(StageError::other)?;
                 let (a, _) = materialize(built.op.as_ref(), Some((&built.curvature, built.index.as_deref())), 8, &Progress::hidden());
-                let (pairs, _) = DenseSolver::solve(&a, &DenseParams::default()).map_err(StageError::other)?;
+                let (pairs, _) = DenseSolver::solve_owned(a, &DenseParams::default(), &Progress::hidden()).map_err(StageError::other)?;
                 bar.inc(1);
                 Ok(EnsembleMember { top: pairs.values.iter().take(p.top).copied().collect(), loss: built.curvature.loss })
             })

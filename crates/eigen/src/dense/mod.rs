@@ -71,18 +71,29 @@ impl DenseSolver {
 
     /// As [`DenseSolver::solve`], with a progress bar for the reduction.
     pub fn solve_with_progress(a: &Mat<f64>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
+        Self::solve_matrix(Matrix::Borrowed(a), p, progress)
+    }
+
+    /// As [`DenseSolver::solve_with_progress`], consuming `a`: the eigenvalues-only reduction
+    /// works in `a` itself instead of a copy (as LAPACK's `dsyevd` overwrites A), so a caller
+    /// that has no further use for the matrix — a stage that materialized it — saves 8n² bytes.
+    pub fn solve_owned(a: Mat<f64>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
+        Self::solve_matrix(Matrix::Owned(a), p, progress)
+    }
+
+    fn solve_matrix(a: Matrix<'_>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
         let t0 = std::time::Instant::now();
-        let n = a.nrows();
-        if a.ncols() != n {
-            return Err(EigenError::Invalid(format!("matrix is {}×{}, not square", n, a.ncols())));
+        let n = a.get().nrows();
+        if a.get().ncols() != n {
+            return Err(EigenError::Invalid(format!("matrix is {}×{}, not square", n, a.get().ncols())));
         }
-        if let Some((i, j)) = first_non_finite(a.as_ref()) {
-            return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a[(i, j)])));
+        if let Some((i, j)) = first_non_finite(a.get()) {
+            return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a.get()[(i, j)])));
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
         let mut info = DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3] };
         let (values, vectors) = if want_vectors {
-            let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+            let evd = a.get().self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let s = evd.S();
             let u = evd.U();
             let vals: Vec<f64> = (0..n).map(|i| s[i]).collect();
@@ -100,13 +111,13 @@ impl DenseSolver {
             }
             (vals, cols)
         } else if n < p.two_stage_from.max(3) {
-            (a.self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
+            (a.get().self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
         } else {
             let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
             info.method = DenseMethod::TwoStage;
             info.band_width = b;
             let par = faer::get_global_parallelism();
-            let (mut diag, mut sub) = two_stage_tridiagonal(a.as_ref(), b, par, progress, &mut info.stage_seconds);
+            let (mut diag, mut sub) = two_stage_tridiagonal(a.into_owned(), b, par, progress, &mut info.stage_seconds);
             let t = std::time::Instant::now();
             // Bisection for a few extreme values; a selection covering the whole spectrum is
             // cheaper by the QL/QR iteration (O(n²) in all, not O(n²) per 55 steps).
@@ -135,6 +146,27 @@ impl DenseSolver {
         };
         info.seconds = t0.elapsed().as_secs_f64();
         Ok((select(values, vectors, n, p.select), info))
+    }
+}
+
+/// The solver's input: a matrix to copy, or one it may overwrite.
+enum Matrix<'a> {
+    Borrowed(&'a Mat<f64>),
+    Owned(Mat<f64>),
+}
+
+impl Matrix<'_> {
+    fn get(&self) -> MatRef<'_, f64> {
+        match self {
+            Matrix::Borrowed(a) => a.as_ref(),
+            Matrix::Owned(a) => a.as_ref(),
+        }
+    }
+    fn into_owned(self) -> Mat<f64> {
+        match self {
+            Matrix::Borrowed(a) => a.clone(),
+            Matrix::Owned(a) => a,
+        }
     }
 }
 
@@ -188,19 +220,18 @@ fn default_band_width(n: usize) -> usize {
 }
 
 /// The symmetric tridiagonal matrix (diagonal, off-diagonal) orthogonally similar to the lower
-/// triangle of `a`, by the two-stage reduction with half-bandwidth `b`; `seconds[0..2]` get
-/// the stages' wall times.
+/// triangle of `work` (overwritten, then freed before the bulge chase), by the two-stage
+/// reduction with half-bandwidth `b`; `seconds[0..2]` get the stages' wall times.
 pub(crate) fn two_stage_tridiagonal(
-    a: MatRef<'_, f64>,
+    mut work: Mat<f64>,
     b: usize,
     par: Par,
     progress: &Progress,
     seconds: &mut [f64; 3],
 ) -> (Vec<f64>, Vec<f64>) {
-    let n = a.nrows();
+    let n = work.nrows();
     let b = b.clamp(1, n.max(1));
     let mut t = std::time::Instant::now();
-    let mut work = a.to_owned();
     let bar = progress.bar(100, &format!("dense eigenvalues {n}×{n}"));
     // Stage 1 is most of the work; the bar's first 85 steps follow its panels, each costing
     // ∝ (n − j)², so the done fraction is 1 − (panels left / panels)³.

@@ -20,7 +20,7 @@ fn ascending(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 fn two_stage(a: &Mat<f64>, b: usize, par: Par) -> Vec<f64> {
-    let (mut d, mut e) = two_stage_tridiagonal(a.as_ref(), b, par, &Progress::hidden(), &mut [0.0; 3]);
+    let (mut d, mut e) = two_stage_tridiagonal(a.to_owned(), b, par, &Progress::hidden(), &mut [0.0; 3]);
     tridiagonal::tridiagonal_eigenvalues(&mut d, &mut e).unwrap();
     ascending(d)
 }

@@ -59,13 +59,15 @@ fn side(inputs: &InputFacts) -> Option<u64> {
 }
 
 /// Peak memory of a solver: dense works on the matrix (a copy of the input and faer's
-/// working copy, plus the eigenvectors when asked); Lanczos and power keep a basis of P-vectors.
+/// working copy, plus the eigenvectors when asked; eigenvalues only, a matrix the stage
+/// materializes is reduced in place: itself plus ~0.2 of it in scratch, counted as 2);
+/// Lanczos and power keep a basis of P-vectors.
 fn solver_estimate(solver: Solver, k: usize, max_dim: usize, vectors: usize, inputs: &InputFacts) -> Option<Estimate> {
     let matrix_free = inputs.get(Matrix::NAME).is_none();
     let (p, cache) = if matrix_free { operator_estimate(inputs)? } else { (side(inputs)?, Estimate::f64s(0, "")) };
     let estimate = match solver {
         Solver::Dense => {
-            let copies = if vectors > 0 { 3 } else { 2 } + u64::from(matrix_free);
+            let copies = if vectors > 0 { 3 + u64::from(matrix_free) } else { 2 };
             let m = dense_estimate(p);
             Estimate { bytes: m.bytes.saturating_mul(copies), what: format!("{copies} × {}", m.what) }
         }
