@@ -14,7 +14,7 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{
     self,
-    BlockStructure::{Rectangular, TriangularLower, TriangularUpper},
+    BlockStructure::{Rectangular, StrictTriangularUpper, TriangularLower, TriangularUpper},
 };
 use faer::prelude::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -58,6 +58,8 @@ struct Scratch {
 struct UpdateScratch {
     /// (A V)ᵀ (k × m of b × n).
     avt: Mat<f64>,
+    /// The column blocks' W_J of [`transpose_times_symmetric`], one under the other.
+    below: Mat<f64>,
     /// [Z V] and [V Z] (m × 2k of n × 2b).
     zv: Mat<f64>,
     vz: Mat<f64>,
@@ -65,7 +67,12 @@ struct UpdateScratch {
 
 impl Scratch {
     fn new(n: usize, b: usize) -> Self {
-        let update = UpdateScratch { avt: Mat::zeros(b, n), zv: Mat::zeros(n, 2 * b), vz: Mat::zeros(n, 2 * b) };
+        let update = UpdateScratch {
+            avt: Mat::zeros(b, n),
+            below: Mat::zeros(below_rows(n), b),
+            zv: Mat::zeros(n, 2 * b),
+            vz: Mat::zeros(n, 2 * b),
+        };
         Scratch { v: Mat::zeros(n, b), update }
     }
 }
@@ -134,7 +141,7 @@ fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, p
     }
     // (A V)ᵀ from the lower triangle.
     let mut avt = scratch.avt.as_mut().submatrix_mut(0, 0, k, m);
-    transpose_times_symmetric(avt.rb_mut(), v, a.rb(), par);
+    transpose_times_symmetric(avt.rb_mut(), v, a.rb(), par, scratch.below.as_mut());
     let av = avt.rb().transpose();
     let mut zv = scratch.zv.as_mut().submatrix_mut(0, 0, m, 2 * k);
     let mut vz = scratch.vz.as_mut().submatrix_mut(0, 0, m, 2 * k);
@@ -176,49 +183,73 @@ fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, p
 /// columns whatever the thread count.
 const NB: usize = 256;
 
-thread_local! {
-    /// The mirrored diagonal block of [`transpose_times_symmetric`], one per thread: allocated
-    /// afresh it was 2 244 half-MB matrices per 4270² solve.
-    static DIAGONAL: std::cell::RefCell<Mat<f64>> = const { std::cell::RefCell::new(Mat::new()) };
-}
-
-/// Vᵀ A for symmetric A of which only the lower triangle is valid, one block of NB columns J
-/// at a time and the blocks on `par`'s threads:
+/// Vᵀ A for symmetric A of which only the lower triangle is valid, by column blocks J of NB
+/// columns, each block's two products on one of `par`'s threads:
 ///
-///   (Vᵀ A)[:, J] = V_Jᵀ A_JJ + V_belowᵀ A[below, J] + V_leftᵀ A[J, left]ᵀ,
+///   (Vᵀ A)[:, J] = V_Jᵀ A_JJ + V_belowᵀ A[below, J]   +   Σ_{I < J} W_Iᵀ (rows of J),
+///   W_J = A[below, J] V_J   (what block J's columns give the later blocks' columns),
 ///
-/// every term read from the lower triangle (the diagonal block mirrored into a scratch matrix).
-/// Why blocks in parallel rather than faer's threads inside each product: the products are
-/// small (k = b rows) and many, and splitting each across threads cost a barrier per call —
-/// this product ran at ~0.3 of the GEMM rate that way. The blocks and each block's order of
-/// operations do not depend on the thread count, so neither do the results.
-fn transpose_times_symmetric(out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par) {
-    let m = a.nrows();
-    let blocks = column_blocks(out);
-    let one_block = |(j0, mut out_j): (usize, MatMut<'_, f64>)| {
+/// so every product reads a block of whole lower-triangle columns. Why not the later blocks'
+/// part as V_leftᵀ A[J, left]ᵀ: that reads 256-value pieces of thousands of columns, a page
+/// apart, and ran at a quarter of the rate of the same flops read down the columns (11–12 s
+/// against 2.8 s at n = 8000 on one thread). The diagonal block's two triangles are two
+/// triangular products (no mirrored copy). Why blocks in parallel rather than faer's threads
+/// inside each product: the products are small (k = b rows) and many, and splitting each
+/// across threads cost a barrier per call. The blocks, each block's order of operations and
+/// the order of the W sums do not depend on the thread count, so neither do the results.
+fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par, mut below: MatMut<'_, f64>) {
+    use rayon::prelude::*;
+    let (m, k) = (a.nrows(), v.ncols());
+    // Block J's W_J: rows from `first[J]` of `below` (one buffer for the whole reduction: per-
+    // panel matrices of shrinking sizes made the allocator keep ~0.6 × 8n² more resident).
+    let blocks = column_blocks(out.rb_mut());
+    let mut tasks = Vec::with_capacity(blocks.len());
+    let mut rest = below.rb_mut().subcols_mut(0, k);
+    for (j0, out_j) in blocks {
+        let rows = m - (j0 + out_j.ncols());
+        let (w_j, tail) = rest.split_at_row_mut(rows);
+        rest = tail;
+        tasks.push((j0, out_j, w_j));
+    }
+    let one_block = |(j0, mut out_j, mut w_j): (usize, MatMut<'_, f64>, MatMut<'_, f64>)| {
         let j1 = j0 + out_j.ncols();
-        let w = j1 - j0;
-        DIAGONAL.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.nrows() < w {
-                *d = Mat::zeros(NB, NB);
-            }
-            let mut d = d.as_mut().submatrix_mut(0, 0, w, w);
-            for c in 0..w {
-                for r in 0..w {
-                    d[(r, c)] = a[(j0 + r.max(c), j0 + r.min(c))];
-                }
-            }
-            matmul(out_j.rb_mut(), Accum::Replace, v.get(j0..j1, ..).transpose(), d.rb(), 1.0, Par::Seq);
-        });
+        let (v_j, d) = (v.get(j0..j1, ..).transpose(), a.get(j0..j1, j0..j1));
+        triangular::matmul(out_j.rb_mut(), Rectangular, Accum::Replace, v_j, Rectangular, d, TriangularLower, 1.0, Par::Seq);
+        triangular::matmul(out_j.rb_mut(), Rectangular, Accum::Add, v_j, Rectangular, d.transpose(), StrictTriangularUpper, 1.0, Par::Seq);
         if j1 < m {
             matmul(out_j.rb_mut(), Accum::Add, v.get(j1.., ..).transpose(), a.get(j1.., j0..j1), 1.0, Par::Seq);
-        }
-        if j0 > 0 {
-            matmul(out_j.rb_mut(), Accum::Add, v.get(..j0, ..).transpose(), a.get(j0..j1, ..j0).transpose(), 1.0, Par::Seq);
+            matmul(w_j.rb_mut(), Accum::Replace, a.get(j1.., j0..j1), v.get(j0..j1, ..), 1.0, Par::Seq);
         }
     };
-    for_each_block(blocks, par, one_block);
+    match par {
+        Par::Seq => tasks.into_iter().for_each(one_block),
+        Par::Rayon(_) => tasks.into_par_iter().with_max_len(1).for_each(one_block),
+    }
+    // Each column block adds the earlier blocks' W rows for its columns, in block order.
+    let below = below.rb();
+    for_each_block(column_blocks(out), par, |(i0, mut out_i)| {
+        let w = out_i.ncols();
+        let mut first = 0;
+        for j0 in (0..i0).step_by(NB) {
+            let j1 = (j0 + NB).min(m);
+            let wj = below.subrows(first, m - j1);
+            first += m - j1;
+            let src: Vec<&[f64]> =
+                (0..k).map(|r| &wj.col(r).try_as_col_major().expect("column-major W").as_slice()[i0 - j1..i0 - j1 + w]).collect();
+            for c in 0..w {
+                let oc = out_i.rb_mut().col_mut(c).try_as_col_major_mut().expect("column-major output").as_slice_mut();
+                for (o, s) in oc.iter_mut().zip(&src) {
+                    *o += s[c];
+                }
+            }
+        }
+    });
+}
+
+/// Rows of the W_J of every column block of an n × n trailing matrix (the first panel's, the
+/// most).
+fn below_rows(n: usize) -> usize {
+    (0..n).step_by(NB).map(|j0| n - (j0 + NB).min(n)).sum()
 }
 
 /// Column blocks of NB columns of `out`, each with its first column's index.
