@@ -58,7 +58,7 @@ struct Scratch {
 struct UpdateScratch {
     /// (A V)ᵀ (k × m of b × n).
     avt: Mat<f64>,
-    /// The column blocks' W_J of [`transpose_times_symmetric`], one under the other.
+    /// The column blocks' Y_J of [`transpose_times_symmetric`], one under the other.
     below: Mat<f64>,
     /// [Z V] and [V Z] (m × 2k of n × 2b).
     zv: Mat<f64>,
@@ -186,8 +186,8 @@ const NB: usize = 256;
 /// Vᵀ A for symmetric A of which only the lower triangle is valid, by column blocks J of NB
 /// columns, each block's two products on one of `par`'s threads:
 ///
-///   (Vᵀ A)[:, J] = V_Jᵀ A_JJ + V_belowᵀ A[below, J]   +   Σ_{I < J} W_Iᵀ (rows of J),
-///   W_J = A[below, J] V_J   (what block J's columns give the later blocks' columns),
+///   (Vᵀ A)[:, J] = V_Jᵀ A_JJ + V_belowᵀ A[below, J]   +   Σ_{I < J} Y_Iᵀ (rows of J),
+///   Y_J = A[below, J] V_J   (what block J's columns give the later blocks' columns),
 ///
 /// so every product reads a block of whole lower-triangle columns. Why not the later blocks'
 /// part as V_leftᵀ A[J, left]ᵀ: that reads 256-value pieces of thousands of columns, a page
@@ -196,12 +196,12 @@ const NB: usize = 256;
 /// triangular products (no mirrored copy). Why blocks in parallel rather than faer's threads
 /// inside each product: the products are small (k = b rows) and many, and splitting each
 /// across threads cost a barrier per call. The blocks, each block's order of operations and
-/// the order of the W sums do not depend on the thread count, so neither do the results.
+/// the order of the Y sums do not depend on the thread count, so neither do the results.
 fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par, mut below: MatMut<'_, f64>) {
     use rayon::prelude::*;
     let (m, k) = (a.nrows(), v.ncols());
-    // Block J's W_J: rows from `first[J]` of `below` (one buffer for the whole reduction: per-
-    // panel matrices of shrinking sizes made the allocator keep ~0.6 × 8n² more resident).
+    // Block J's Y_J: the next m − j1 rows of `below` (one buffer for the whole reduction:
+    // per-panel matrices of shrinking sizes made the allocator keep ~0.6 × 8n² more resident).
     let blocks = column_blocks(out.rb_mut());
     let mut tasks = Vec::with_capacity(blocks.len());
     let mut rest = below.rb_mut().subcols_mut(0, k);
@@ -225,7 +225,7 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
         Par::Seq => tasks.into_iter().for_each(one_block),
         Par::Rayon(_) => tasks.into_par_iter().with_max_len(1).for_each(one_block),
     }
-    // Each column block adds the earlier blocks' W rows for its columns, in block order.
+    // Each column block adds the earlier blocks' Y rows for its columns, in block order.
     let below = below.rb();
     for_each_block(column_blocks(out), par, |(i0, mut out_i)| {
         let w = out_i.ncols();
@@ -235,7 +235,7 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
             let wj = below.subrows(first, m - j1);
             first += m - j1;
             let src: Vec<&[f64]> =
-                (0..k).map(|r| &wj.col(r).try_as_col_major().expect("column-major W").as_slice()[i0 - j1..i0 - j1 + w]).collect();
+                (0..k).map(|r| &wj.col(r).try_as_col_major().expect("column-major Y").as_slice()[i0 - j1..i0 - j1 + w]).collect();
             for c in 0..w {
                 let oc = out_i.rb_mut().col_mut(c).try_as_col_major_mut().expect("column-major output").as_slice_mut();
                 for (o, s) in oc.iter_mut().zip(&src) {
@@ -246,7 +246,7 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
     });
 }
 
-/// Rows of the W_J of every column block of an n × n trailing matrix (the first panel's, the
+/// Rows of the Y_J of every column block of an n × n trailing matrix (the first panel's, the
 /// most).
 fn below_rows(n: usize) -> usize {
     (0..n).step_by(NB).map(|j0| n - (j0 + NB).min(n)).sum()
