@@ -20,7 +20,10 @@ impl PooledDerivatives {
         let arg = fwd.argmax[i + 1].as_deref().expect("argmax of a max pooling");
         let z = gather_argmax(fwd.vals[i].as_ref(), arg, &win, 1);
         let y = fwd.vals[i + 2].as_ref();
-        let d1 = Mat::from_fn(z.nrows(), z.ncols(), |r, c| act.d1(z[(r, c)], y[(r, c)]));
+        let mut d1 = Mat::<f64>::zeros(z.nrows(), z.ncols());
+        for c in 0..z.ncols() {
+            act.d1_slice(col(z.as_ref(), c), col(y, c), d1.col_as_slice_mut(c));
+        }
         let d2 = (second && act.has_second_derivative()).then(|| Mat::from_fn(z.nrows(), z.ncols(), |r, c| act.d2(z[(r, c)], y[(r, c)])));
         PooledDerivatives { win, d1, d2 }
     }
@@ -52,7 +55,7 @@ impl PooledDerivatives {
             let gc = g.col_as_slice_mut(c);
             gc.chunks_exact_mut(rows).for_each(|b| b.iter_mut().zip(d1).for_each(|(t, d)| *t *= d));
             if let (Some(d2), Some((rz, sig))) = (&self.d2, &rz) {
-                let (d2, s) = (d2.col_as_slice(c), sig.col(c).try_as_col_major().expect("contiguous signal columns").as_slice());
+                let (d2, s) = (d2.col_as_slice(c), col(*sig, c));
                 for (b, rb) in gc.chunks_exact_mut(rows).zip(rz.col_as_slice(c).chunks_exact(rows)) {
                     for q in 0..rows {
                         b[q] += d2[q] * rb[q] * s[q];
@@ -72,4 +75,9 @@ pub fn fused_pairs(layers: &[Layer]) -> Vec<Option<(Activation, Window)>> {
             _ => None,
         })
         .collect()
+}
+
+/// Column c of a matrix whose columns are contiguous (layer values always are).
+fn col(m: MatRef<'_, f64>, c: usize) -> &[f64] {
+    m.col(c).try_as_col_major().expect("contiguous layer values").as_slice()
 }

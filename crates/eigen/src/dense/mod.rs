@@ -13,6 +13,7 @@ mod tridiagonal;
 use crate::{EigenError, Eigenpairs, Which};
 use faer::{Mat, MatRef, Par, Side};
 use hesslab_progress::Progress;
+use std::borrow::Cow;
 
 /// Parameters of the dense solver.
 #[derive(Debug, Clone)]
@@ -71,29 +72,30 @@ impl DenseSolver {
 
     /// As [`DenseSolver::solve`], with a progress bar for the reduction.
     pub fn solve_with_progress(a: &Mat<f64>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
-        Self::solve_matrix(Matrix::Borrowed(a), p, progress)
+        Self::solve_matrix(Cow::Borrowed(a), p, progress)
     }
 
     /// As [`DenseSolver::solve_with_progress`], consuming `a`: the eigenvalues-only reduction
     /// works in `a` itself instead of a copy (as LAPACK's `dsyevd` overwrites A), so a caller
     /// that has no further use for the matrix — a stage that materialized it — saves 8n² bytes.
     pub fn solve_owned(a: Mat<f64>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
-        Self::solve_matrix(Matrix::Owned(a), p, progress)
+        Self::solve_matrix(Cow::Owned(a), p, progress)
     }
 
-    fn solve_matrix(a: Matrix<'_>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
+    /// `a` borrowed is copied before the in-place reduction; owned, it is reduced itself.
+    fn solve_matrix(a: Cow<'_, Mat<f64>>, p: &DenseParams, progress: &Progress) -> Result<(Eigenpairs, DenseInfo), EigenError> {
         let t0 = std::time::Instant::now();
-        let n = a.get().nrows();
-        if a.get().ncols() != n {
-            return Err(EigenError::Invalid(format!("matrix is {}×{}, not square", n, a.get().ncols())));
+        let n = a.nrows();
+        if a.ncols() != n {
+            return Err(EigenError::Invalid(format!("matrix is {}×{}, not square", n, a.ncols())));
         }
-        if let Some((i, j)) = first_non_finite(a.get()) {
-            return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a.get()[(i, j)])));
+        if let Some((i, j)) = first_non_finite(Mat::as_ref(&a)) {
+            return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a[(i, j)])));
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
         let mut info = DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3] };
         let (values, vectors) = if want_vectors {
-            let evd = a.get().self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
+            let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let s = evd.S();
             let u = evd.U();
             let vals: Vec<f64> = (0..n).map(|i| s[i]).collect();
@@ -111,7 +113,7 @@ impl DenseSolver {
             }
             (vals, cols)
         } else if n < p.two_stage_from.max(3) {
-            (a.get().self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
+            (a.self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
         } else {
             let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
             info.method = DenseMethod::TwoStage;
@@ -146,27 +148,6 @@ impl DenseSolver {
         };
         info.seconds = t0.elapsed().as_secs_f64();
         Ok((select(values, vectors, n, p.select), info))
-    }
-}
-
-/// The solver's input: a matrix to copy, or one it may overwrite.
-enum Matrix<'a> {
-    Borrowed(&'a Mat<f64>),
-    Owned(Mat<f64>),
-}
-
-impl Matrix<'_> {
-    fn get(&self) -> MatRef<'_, f64> {
-        match self {
-            Matrix::Borrowed(a) => a.as_ref(),
-            Matrix::Owned(a) => a.as_ref(),
-        }
-    }
-    fn into_owned(self) -> Mat<f64> {
-        match self {
-            Matrix::Borrowed(a) => a.clone(),
-            Matrix::Owned(a) => a,
-        }
     }
 }
 
