@@ -11,6 +11,7 @@
 //!
 //! Only the lower triangle is read (the upper triangle of the working copy is stale: the
 //! update writes over the upper halves of its diagonal blocks, and nothing reads them).
+use super::vector::{axpy, dot};
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{
     self,
@@ -80,7 +81,28 @@ impl Scratch {
 /// Householder QR of the m × pb panel in place: R is left on and above the diagonal, zeros
 /// below it. Returns the scalars τᵢ and writes the reflectors into `v` (unit lower
 /// trapezoidal, m × k with k = min(m, pb)), Hᵢ = I − τᵢ vᵢ vᵢᵀ, H₁⋯H_k = Q.
-fn panel_qr(mut p: MatMut<'_, f64>, mut v: MatMut<'_, f64>) -> Vec<f64> {
+fn panel_qr(p: MatMut<'_, f64>, v: MatMut<'_, f64>) -> Vec<f64> {
+    pulp::Arch::new().dispatch(PanelQr { p, v })
+}
+
+/// [`panel_qr`] under pulp's runtime dispatch (its column loops are the vector kernels').
+struct PanelQr<'a> {
+    p: MatMut<'a, f64>,
+    v: MatMut<'a, f64>,
+}
+
+impl pulp::WithSimd for PanelQr<'_> {
+    type Output = Vec<f64>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> Vec<f64> {
+        let PanelQr { p, v } = self;
+        panel_qr_with(simd, p, v)
+    }
+}
+
+#[inline(always)]
+fn panel_qr_with<S: pulp::Simd>(simd: S, mut p: MatMut<'_, f64>, mut v: MatMut<'_, f64>) -> Vec<f64> {
     let (m, pb) = (p.nrows(), p.ncols());
     let k = m.min(pb);
     assert_eq!((v.nrows(), v.ncols()), (m, k));
@@ -103,10 +125,10 @@ fn panel_qr(mut p: MatMut<'_, f64>, mut v: MatMut<'_, f64>) -> Vec<f64> {
         let vtail = &vc[c + 1..];
         for k2 in 0..right.ncols() {
             let y = &mut right.rb_mut().col_mut(k2).try_as_col_major_mut().expect("column-major panel").as_slice_mut()[c..];
-            let s = y[0] + dot(vtail, &y[1..]);
+            let s = y[0] + dot(simd, vtail, &y[1..]);
             let ts = tau[c] * s;
             y[0] -= ts;
-            axpy(-ts, vtail, &mut y[1..]);
+            axpy(simd, -ts, vtail, &mut y[1..]);
         }
     }
     tau
@@ -312,32 +334,4 @@ fn norm(x: &[f64]) -> f64 {
     }
     let inv = 1.0 / amax;
     amax * x.iter().map(|e| (e * inv) * (e * inv)).sum::<f64>().sqrt()
-}
-
-/// Σ xᵢ yᵢ with four partial sums (a fixed order, so results do not depend on threads).
-#[inline]
-pub(crate) fn dot(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &y[..n]);
-    let mut s = [0.0f64; 4];
-    let mut xc = x.chunks_exact(4);
-    let mut yc = y.chunks_exact(4);
-    for (a, b) in (&mut xc).zip(&mut yc) {
-        for l in 0..4 {
-            s[l] += a[l] * b[l];
-        }
-    }
-    let mut tail = 0.0;
-    for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
-        tail += a * b;
-    }
-    (s[0] + s[1]) + (s[2] + s[3]) + tail
-}
-
-/// y += α x.
-#[inline]
-pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
 }

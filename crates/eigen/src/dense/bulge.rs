@@ -14,7 +14,8 @@
 //! for any number of threads. The band is split into tiles of b columns behind mutexes (a step
 //! locks the ≤ 3 tiles it touches, in order), which makes the sharing safe without `unsafe`;
 //! with the lag above two steps never want the same tile.
-use super::band::{axpy, dot};
+use super::vector::{axpy, dot};
+use pulp::Simd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -86,19 +87,8 @@ impl Band {
             let progress: Vec<AtomicUsize> = (0..sweeps).map(|_| AtomicUsize::new(0)).collect();
             let next = AtomicUsize::new(0);
             let report_every = (sweeps / 100).max(1);
-            let worker = || {
-                let mut scratch = vec![0.0; 3 * self.b];
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= sweeps {
-                        break;
-                    }
-                    self.sweep(k, &progress, &mut scratch);
-                    if (k + 1).is_multiple_of(report_every) {
-                        on_sweep(k + 1, sweeps);
-                    }
-                }
-            };
+            let sweeps_job = Sweeps { band: &self, progress: &progress, next: &next, report_every, on_sweep: &on_sweep };
+            let worker = || pulp::Arch::new().dispatch(sweeps_job);
             let threads = threads.clamp(1, sweeps);
             if threads == 1 {
                 worker();
@@ -117,7 +107,8 @@ impl Band {
     }
 
     /// Sweep k: annihilate column k below the subdiagonal and chase the bulge to the end.
-    fn sweep(&self, k: usize, progress: &[AtomicUsize], scratch: &mut [f64]) {
+    #[inline(always)]
+    fn sweep<S: Simd>(&self, simd: S, k: usize, progress: &[AtomicUsize], scratch: &mut [f64]) {
         let (n, b) = (self.n, self.b);
         let (v, rest) = scratch.split_at_mut(b);
         let (w, y) = rest.split_at_mut(b);
@@ -144,7 +135,7 @@ impl Band {
             let r2 = (r1 + b).min(n);
             let re = (r2 + b).min(n);
             let mut win = self.lock(col..r2);
-            chase_step(&mut win, col, r1, r2, re, v, w, y);
+            chase_step(simd, &mut win, col, r1, r2, re, v, w, y);
             drop(win);
             progress[k].store(step + 1, Ordering::Release);
             step += 1;
@@ -159,7 +150,18 @@ impl Band {
 /// to the rest of the old bulge (from the left), the diagonal block (both sides) and the block
 /// below (from the right: the new bulge, rows r2..re).
 #[allow(clippy::too_many_arguments)]
-fn chase_step(win: &mut Window<'_>, col: usize, r1: usize, r2: usize, re: usize, v: &mut [f64], w: &mut [f64], y: &mut [f64]) {
+#[inline(always)]
+fn chase_step<S: Simd>(
+    simd: S,
+    win: &mut Window<'_>,
+    col: usize,
+    r1: usize,
+    r2: usize,
+    re: usize,
+    v: &mut [f64],
+    w: &mut [f64],
+    y: &mut [f64],
+) {
     let len = r2 - r1;
     let tau = householder(win.col(col, r1..r2), &mut v[..len]);
     if tau == 0.0 {
@@ -168,39 +170,40 @@ fn chase_step(win: &mut Window<'_>, col: usize, r1: usize, r2: usize, re: usize,
     let v = &v[..len];
     for c in col + 1..r1 {
         let x = win.col(c, r1..r2);
-        let s = tau * dot(v, x);
-        axpy(-s, v, x);
+        let s = tau * dot(simd, v, x);
+        axpy(simd, -s, v, x);
     }
-    symmetric_update(win, r1, v, tau, &mut w[..len]);
+    symmetric_update(simd, win, r1, v, tau, &mut w[..len]);
     if re > r2 {
         let y = &mut y[..re - r2];
         y.fill(0.0);
         for (i, c) in (r1..r2).enumerate() {
-            axpy(v[i], win.col(c, r2..re), y);
+            axpy(simd, v[i], win.col(c, r2..re), y);
         }
         for (i, c) in (r1..r2).enumerate() {
-            axpy(-tau * v[i], y, win.col(c, r2..re));
+            axpy(simd, -tau * v[i], y, win.col(c, r2..re));
         }
     }
 }
 
 /// D ← H D H on the diagonal block D = A[r1.., r1..] of side v.len(), H = I − τ v vᵀ:
 /// w = τ D v, w ← w − ½ τ (wᵀv) v, D ← D − v wᵀ − w vᵀ (lower triangle).
-fn symmetric_update(win: &mut Window<'_>, r1: usize, v: &[f64], tau: f64, w: &mut [f64]) {
+#[inline(always)]
+fn symmetric_update<S: Simd>(simd: S, win: &mut Window<'_>, r1: usize, v: &[f64], tau: f64, w: &mut [f64]) {
     let len = v.len();
     w.fill(0.0);
     for c in 0..len {
         let d = win.col(r1 + c, r1 + c..r1 + len);
-        w[c] += dot(d, &v[c..]);
-        axpy(v[c], &d[1..], &mut w[c + 1..]);
+        w[c] += dot(simd, d, &v[c..]);
+        axpy(simd, v[c], &d[1..], &mut w[c + 1..]);
     }
     w.iter_mut().for_each(|e| *e *= tau);
-    let alpha = -0.5 * tau * dot(w, v);
-    axpy(alpha, v, w);
+    let alpha = -0.5 * tau * dot(simd, w, v);
+    axpy(simd, alpha, v, w);
     for c in 0..len {
         let d = win.col(r1 + c, r1 + c..r1 + len);
-        axpy(-w[c], &v[c..], d);
-        axpy(-v[c], &w[c..], d);
+        axpy(simd, -w[c], &v[c..], d);
+        axpy(simd, -v[c], &w[c..], d);
     }
 }
 
@@ -214,4 +217,42 @@ fn householder(x: &mut [f64], v: &mut [f64]) -> f64 {
         x[1..].fill(0.0);
     }
     tau
+}
+
+/// The sweeps' worker loop under pulp's runtime dispatch: the chase's short vector loops (length
+/// ≤ b) run on the widest vector unit the CPU has (they compiled to 2-lane SSE2 in a portable
+/// build). Sweeps are taken from `next` in order; the sweep ahead of each is tracked in `progress`.
+struct Sweeps<'a, F> {
+    band: &'a Band,
+    progress: &'a [AtomicUsize],
+    next: &'a AtomicUsize,
+    report_every: usize,
+    on_sweep: &'a F,
+}
+
+impl<F> Clone for Sweeps<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for Sweeps<'_, F> {}
+
+impl<F: Fn(usize, usize) + Sync> pulp::WithSimd for Sweeps<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let sweeps = self.progress.len();
+        let mut scratch = vec![0.0; 3 * self.band.b];
+        loop {
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            if k >= sweeps {
+                break;
+            }
+            self.band.sweep(simd, k, self.progress, &mut scratch);
+            if (k + 1).is_multiple_of(self.report_every) {
+                (self.on_sweep)(k + 1, sweeps);
+            }
+        }
+    }
 }

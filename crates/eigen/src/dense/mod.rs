@@ -9,6 +9,7 @@
 mod band;
 mod bulge;
 mod tridiagonal;
+mod vector;
 
 use crate::{EigenError, Eigenpairs, Which};
 use faer::{Mat, MatRef, Par, Side};
