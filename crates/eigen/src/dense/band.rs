@@ -22,27 +22,63 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 /// Reduces the lower triangle of `a` in place so that `a[i, j] = 0` for `i − j > b` (the band
 /// is what stage 2 reads); `on_panel(done, total)` is called after every panel.
+///
+/// Each panel's trailing update A −= Z Vᵀ + V Zᵀ is applied lazily, in the same pass through
+/// memory as the next panel's Vᵀ A: a tile is updated and then read by the products while it
+/// is in cache (they were two passes, each reading the whole trailing matrix from memory). Only
+/// the next panel's own columns are updated before its QR.
 pub(crate) fn reduce_to_band(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_panel: impl FnMut(usize, usize)) {
     let n = a.nrows();
     assert!(b >= 1 && a.ncols() == n);
-    let panels = if n > b + 1 { (n - b - 1).div_ceil(b) } else { 0 };
+    let starts: Vec<usize> = (0..n.saturating_sub(b + 1)).step_by(b).collect();
     let mut scratch = Scratch::new(n, b);
-    for (done, j) in (0..n.saturating_sub(b + 1)).step_by(b).enumerate() {
+    // Columns of the pending update [Z V] / [V Z] in `scratch.zv` / `scratch.vz` (2k of the
+    // previous panel; 0 = none), rows in the coordinates of that panel's trailing matrix.
+    let mut pending = 0;
+    for (done, &j) in starts.iter().enumerate() {
+        // j < n − b − 1, so the panel is b wide and its trailing matrix starts b rows below
+        // the previous panel's.
         let r0 = j + b;
         let m = n - r0;
-        let pb = b.min(n - j);
-        let k = m.min(pb);
+        let k = m.min(b);
+        if pending > 0 {
+            matmul(
+                a.rb_mut().submatrix_mut(j, j, n - j, b),
+                Accum::Add,
+                scratch.zv.as_ref().submatrix(0, 0, n - j, pending),
+                scratch.vz.as_ref().submatrix(0, 0, b, pending).transpose(),
+                -1.0,
+                par,
+            );
+        }
         let mut v = scratch.v.as_mut().submatrix_mut(0, 0, m, k);
-        let tau = panel_qr(a.rb_mut().submatrix_mut(r0, j, m, pb), v.rb_mut());
+        let tau = panel_qr(a.rb_mut().submatrix_mut(r0, j, m, b), v.rb_mut());
         let t = block_reflector_factor(v.rb(), &tau, par);
-        update_trailing(
-            a.rb_mut().submatrix_mut(r0, r0, m, m),
-            scratch.v.as_ref().submatrix(0, 0, m, k),
+        let v = scratch.v.as_ref().submatrix(0, 0, m, k);
+        let mut avt = scratch.update.avt.as_mut().submatrix_mut(0, 0, k, m);
+        let update =
+            (pending > 0).then(|| (scratch.zv.as_ref().submatrix(b, 0, m, pending), scratch.vz.as_ref().submatrix(b, 0, m, pending)));
+        transpose_times_symmetric(avt.rb_mut(), v, a.rb_mut().submatrix_mut(r0, r0, m, m), update, par, scratch.update.below.as_mut());
+        reflector_update(
+            avt.rb(),
+            v,
             t.as_ref(),
             par,
-            &mut scratch.update,
+            scratch.zv.as_mut().submatrix_mut(0, 0, m, 2 * k),
+            scratch.vz.as_mut().submatrix_mut(0, 0, m, 2 * k),
         );
-        on_panel(done + 1, panels);
+        pending = 2 * k;
+        on_panel(done + 1, starts.len());
+    }
+    if let Some(&j) = starts.last() {
+        // The last panel's update, on the whole of its trailing matrix.
+        let (r0, m) = (j + b, n - j - b);
+        apply_update(
+            a.submatrix_mut(r0, r0, m, m),
+            scratch.zv.as_ref().submatrix(0, 0, m, pending),
+            scratch.vz.as_ref().submatrix(0, 0, m, pending),
+            par,
+        );
     }
 }
 
@@ -53,28 +89,23 @@ struct Scratch {
     /// Reflectors V (m × k of n × b).
     v: Mat<f64>,
     update: UpdateScratch,
+    /// The pending update's [Z V] and [V Z] (m × 2k of n × 2b).
+    zv: Mat<f64>,
+    vz: Mat<f64>,
 }
 
-/// [`update_trailing`]'s temporaries.
+/// The products' temporaries.
 struct UpdateScratch {
     /// (A V)ᵀ (k × m of b × n).
     avt: Mat<f64>,
     /// The column blocks' Y_J of [`transpose_times_symmetric`], one under the other.
     below: Mat<f64>,
-    /// [Z V] and [V Z] (m × 2k of n × 2b).
-    zv: Mat<f64>,
-    vz: Mat<f64>,
 }
 
 impl Scratch {
     fn new(n: usize, b: usize) -> Self {
-        let update = UpdateScratch {
-            avt: Mat::zeros(b, n),
-            below: Mat::zeros(below_rows(n), b),
-            zv: Mat::zeros(n, 2 * b),
-            vz: Mat::zeros(n, 2 * b),
-        };
-        Scratch { v: Mat::zeros(n, b), update }
+        let update = UpdateScratch { avt: Mat::zeros(b, n), below: Mat::zeros(below_rows(n), b) };
+        Scratch { v: Mat::zeros(n, b), update, zv: Mat::zeros(n, 2 * b), vz: Mat::zeros(n, 2 * b) }
     }
 }
 
@@ -155,18 +186,18 @@ fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) -> Mat<f64>
     t
 }
 
-/// A ← Qᵀ A Q on the lower triangle of the trailing matrix, Q = I − V T Vᵀ.
-fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, par: Par, scratch: &mut UpdateScratch) {
-    let (m, k) = (v.nrows(), v.ncols());
-    if k == 0 {
-        return;
-    }
-    // (A V)ᵀ from the lower triangle.
-    let mut avt = scratch.avt.as_mut().submatrix_mut(0, 0, k, m);
-    transpose_times_symmetric(avt.rb_mut(), v, a.rb(), par, scratch.below.as_mut());
-    let av = avt.rb().transpose();
-    let mut zv = scratch.zv.as_mut().submatrix_mut(0, 0, m, 2 * k);
-    let mut vz = scratch.vz.as_mut().submatrix_mut(0, 0, m, 2 * k);
+/// The update of Q = I − V T Vᵀ as A ← Qᵀ A Q = A − Z Vᵀ − V Zᵀ, from W = A V (given
+/// transposed): Z = W T − ½ V (Tᵀ Vᵀ W T). Writes [Z V] to `zv` and [V Z] to `vz` (m × 2k).
+fn reflector_update(
+    avt: MatRef<'_, f64>,
+    v: MatRef<'_, f64>,
+    t: MatRef<'_, f64>,
+    par: Par,
+    mut zv: MatMut<'_, f64>,
+    mut vz: MatMut<'_, f64>,
+) {
+    let k = v.ncols();
+    let av = avt.transpose();
     {
         let (mut z, mut v2) = zv.rb_mut().split_at_col_mut(k);
         triangular::matmul(z.rb_mut(), Rectangular, Accum::Replace, av, Rectangular, t, TriangularUpper, 1.0, par);
@@ -187,14 +218,16 @@ fn update_trailing(a: MatMut<'_, f64>, v: MatRef<'_, f64>, t: MatRef<'_, f64>, p
         );
         matmul(z.rb_mut(), Accum::Add, v, half_m.as_ref(), -1.0, par);
     }
-    {
-        let (mut v1, mut z1) = vz.rb_mut().split_at_col_mut(k);
-        v1.copy_from(v);
-        z1.copy_from(zv.rb().get(.., ..k));
-    }
-    // A[J.., J] −= ZV[J..] · VZ[J]ᵀ per column block J: each block's diagonal block is updated
-    // whole (its upper part is stale and never read), the blocks in parallel.
-    let (zv, vz) = (zv.rb(), vz.rb());
+    let (mut v1, mut z1) = vz.rb_mut().split_at_col_mut(k);
+    v1.copy_from(v);
+    z1.copy_from(zv.rb().get(.., ..k));
+}
+
+/// A −= ZV · VZᵀ on the lower triangle, per column block J: A[J.., J] −= ZV[J..] · VZ[J]ᵀ.
+/// Each block's diagonal block is updated whole (its upper part is stale and never read), the
+/// blocks in parallel.
+fn apply_update(a: MatMut<'_, f64>, zv: MatRef<'_, f64>, vz: MatRef<'_, f64>, par: Par) {
+    let m = a.nrows();
     for_each_block(column_blocks(a), par, |(j0, a_j)| {
         let w = a_j.ncols();
         matmul(a_j.subrows_mut(j0, m - j0), Accum::Add, zv.get(j0.., ..), vz.get(j0..j0 + w, ..).transpose(), -1.0, Par::Seq);
@@ -223,7 +256,18 @@ const ROWS: usize = 256;
 /// inside each product: the products are small (k = b rows) and many, and splitting each
 /// across threads cost a barrier per call. The blocks, each block's order of operations and
 /// the order of the Y sums do not depend on the thread count, so neither do the results.
-fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: MatRef<'_, f64>, par: Par, mut below: MatMut<'_, f64>) {
+///
+/// With `update = Some((ZV, VZ))` the previous panel's pending update A −= ZV · VZᵀ is applied
+/// to each piece of A (lower triangle, diagonal blocks whole) just before the products read it.
+#[allow(clippy::type_complexity)]
+fn transpose_times_symmetric(
+    mut out: MatMut<'_, f64>,
+    v: MatRef<'_, f64>,
+    a: MatMut<'_, f64>,
+    update: Option<(MatRef<'_, f64>, MatRef<'_, f64>)>,
+    par: Par,
+    mut below: MatMut<'_, f64>,
+) {
     use rayon::prelude::*;
     let (m, k) = (a.nrows(), v.ncols());
     // Block J's Y_J: the next m − j1 rows of `below` (one buffer for the whole reduction:
@@ -231,15 +275,23 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
     let blocks = column_blocks(out.rb_mut());
     let mut tasks = Vec::with_capacity(blocks.len());
     let mut rest = below.rb_mut().subcols_mut(0, k);
-    for (j0, out_j) in blocks {
+    for ((j0, out_j), (_, a_j)) in blocks.into_iter().zip(column_blocks(a)) {
         let rows = m - (j0 + out_j.ncols());
         let (w_j, tail) = rest.split_at_row_mut(rows);
         rest = tail;
-        tasks.push((j0, out_j, w_j));
+        tasks.push((j0, out_j, w_j, a_j));
     }
-    let one_block = |(j0, mut out_j, mut w_j): (usize, MatMut<'_, f64>, MatMut<'_, f64>)| {
+    // The pending update of rows i0..i0 + h of block J, just before the products read them.
+    let update_rows = |mut a_j: MatMut<'_, f64>, j0: usize, i0: usize, h: usize| {
+        if let Some((zv, vz)) = update {
+            let w = a_j.ncols();
+            matmul(a_j.rb_mut().subrows_mut(i0, h), Accum::Add, zv.subrows(i0, h), vz.subrows(j0, w).transpose(), -1.0, Par::Seq);
+        }
+    };
+    let one_block = |(j0, mut out_j, mut w_j, mut a_j): (usize, MatMut<'_, f64>, MatMut<'_, f64>, MatMut<'_, f64>)| {
         let j1 = j0 + out_j.ncols();
-        let (v_j, d) = (v.get(j0..j1, ..).transpose(), a.get(j0..j1, j0..j1));
+        update_rows(a_j.rb_mut(), j0, j0, j1 - j0);
+        let (v_j, d) = (v.get(j0..j1, ..).transpose(), a_j.rb().get(j0..j1, ..));
         triangular::matmul(out_j.rb_mut(), Rectangular, Accum::Replace, v_j, Rectangular, d, TriangularLower, 1.0, Par::Seq);
         triangular::matmul(out_j.rb_mut(), Rectangular, Accum::Add, v_j, Rectangular, d.transpose(), StrictTriangularUpper, 1.0, Par::Seq);
         // Both products a chunk of ROWS rows at a time, while it is in cache: as two products
@@ -247,7 +299,8 @@ fn transpose_times_symmetric(mut out: MatMut<'_, f64>, v: MatRef<'_, f64>, a: Ma
         // ran at half the rate of V_belowᵀ A[below, J]).
         for i0 in (j1..m).step_by(ROWS) {
             let h = ROWS.min(m - i0);
-            let a_c = a.get(i0..i0 + h, j0..j1);
+            update_rows(a_j.rb_mut(), j0, i0, h);
+            let a_c = a_j.rb().get(i0..i0 + h, ..);
             matmul(out_j.rb_mut(), Accum::Add, v.get(i0..i0 + h, ..).transpose(), a_c, 1.0, Par::Seq);
             matmul(w_j.rb_mut().subrows_mut(i0 - j1, h), Accum::Replace, a_c, v.get(j0..j1, ..), 1.0, Par::Seq);
         }
