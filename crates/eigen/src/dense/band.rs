@@ -27,7 +27,32 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 /// memory as the next panel's Vᵀ A: a tile is updated and then read by the products while it
 /// is in cache (they were two passes, each reading the whole trailing matrix from memory). Only
 /// the next panel's own columns are updated before its QR.
-pub(crate) fn reduce_to_band(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_panel: impl FnMut(usize, usize)) {
+pub(crate) fn reduce_to_band(a: MatMut<'_, f64>, b: usize, par: Par, on_panel: impl FnMut(usize, usize)) {
+    reduce(a, b, par, on_panel, None);
+}
+
+/// One panel's Q = H₁⋯H_k = I − V T Vᵀ acting on rows `first_row..` (V is m × k, unit lower
+/// trapezoidal, explicit).
+pub(crate) struct PanelReflectors {
+    pub(crate) first_row: usize,
+    pub(crate) v: Mat<f64>,
+    pub(crate) tau: Vec<f64>,
+}
+
+/// As [`reduce_to_band`], also returning the panels' reflectors in order: A = Q₁ B Q₁ᵀ with
+/// Q₁ = Q_panel₀ Q_panel₁ ⋯ (n²/2 values).
+pub(crate) fn reduce_to_band_with_reflectors(
+    a: MatMut<'_, f64>,
+    b: usize,
+    par: Par,
+    on_panel: impl FnMut(usize, usize),
+) -> Vec<PanelReflectors> {
+    let mut kept = Vec::new();
+    reduce(a, b, par, on_panel, Some(&mut kept));
+    kept
+}
+
+fn reduce(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_panel: impl FnMut(usize, usize), mut keep: Option<&mut Vec<PanelReflectors>>) {
     let n = a.nrows();
     assert!(b >= 1 && a.ncols() == n);
     let starts: Vec<usize> = (0..n.saturating_sub(b + 1)).step_by(b).collect();
@@ -54,6 +79,9 @@ pub(crate) fn reduce_to_band(mut a: MatMut<'_, f64>, b: usize, par: Par, mut on_
         let mut v = scratch.v.as_mut().submatrix_mut(0, 0, m, k);
         let tau = panel_qr(a.rb_mut().submatrix_mut(r0, j, m, b), v.rb_mut());
         let t = block_reflector_factor(v.rb(), &tau, par);
+        if let Some(kept) = keep.as_deref_mut() {
+            kept.push(PanelReflectors { first_row: r0, v: v.rb().to_owned(), tau: tau.clone() });
+        }
         let v = scratch.v.as_ref().submatrix(0, 0, m, k);
         let mut avt = scratch.update.avt.as_mut().submatrix_mut(0, 0, k, m);
         let update =
@@ -167,21 +195,23 @@ fn panel_qr_with<S: pulp::Simd>(simd: S, mut p: MatMut<'_, f64>, mut v: MatMut<'
 
 /// The upper triangular T with H₁⋯H_k = I − V T Vᵀ (LAPACK's `dlarft`, forward, columnwise),
 /// from the Gram matrix VᵀV computed as one matrix product.
-fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) -> Mat<f64> {
+pub(crate) fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) -> Mat<f64> {
     let k = tau.len();
     let mut gram = Mat::<f64>::zeros(k, k);
     matmul(gram.as_mut(), Accum::Replace, v.transpose(), v, 1.0, par);
     let mut t = Mat::<f64>::zeros(k, k);
+    let mut acc = vec![0.0; k];
     for i in 0..k {
-        t[(i, i)] = tau[i];
-        // T[0..i, i] = −τᵢ T[0..i, 0..i] Vᵀ[0..i] vᵢ
-        for r in 0..i {
-            let mut s = 0.0;
-            for c in r..i {
-                s += t[(r, c)] * gram[(c, i)];
-            }
-            t[(r, i)] = -tau[i] * s;
+        // T[0..i, i] = −τᵢ T[0..i, 0..i] (VᵀV)[0..i, i], by columns of T (contiguous).
+        acc[..i].fill(0.0);
+        for c in 0..i {
+            let g = gram[(c, i)];
+            let t_c = &t.col(c).try_as_col_major().expect("column-major T").as_slice()[..=c];
+            acc[..=c].iter_mut().zip(t_c).for_each(|(a, x)| *a += x * g);
         }
+        let t_i = t.as_mut().col_mut(i).try_as_col_major_mut().expect("column-major T").as_slice_mut();
+        t_i[..i].iter_mut().zip(&acc).for_each(|(x, a)| *x = -tau[i] * a);
+        t_i[i] = tau[i];
     }
     t
 }
@@ -228,7 +258,7 @@ fn reflector_update(
 /// blocks in parallel.
 fn apply_update(a: MatMut<'_, f64>, zv: MatRef<'_, f64>, vz: MatRef<'_, f64>, par: Par) {
     let m = a.nrows();
-    for_each_block(column_blocks(a), par, |(j0, a_j)| {
+    for_each_block(column_blocks(a, NB), par, |(j0, a_j)| {
         let w = a_j.ncols();
         matmul(a_j.subrows_mut(j0, m - j0), Accum::Add, zv.get(j0.., ..), vz.get(j0..j0 + w, ..).transpose(), -1.0, Par::Seq);
     });
@@ -272,10 +302,10 @@ fn transpose_times_symmetric(
     let (m, k) = (a.nrows(), v.ncols());
     // Block J's Y_J: the next m − j1 rows of `below` (one buffer for the whole reduction:
     // per-panel matrices of shrinking sizes made the allocator keep ~0.6 × 8n² more resident).
-    let blocks = column_blocks(out.rb_mut());
+    let blocks = column_blocks(out.rb_mut(), NB);
     let mut tasks = Vec::with_capacity(blocks.len());
     let mut rest = below.rb_mut().subcols_mut(0, k);
-    for ((j0, out_j), (_, a_j)) in blocks.into_iter().zip(column_blocks(a)) {
+    for ((j0, out_j), (_, a_j)) in blocks.into_iter().zip(column_blocks(a, NB)) {
         let rows = m - (j0 + out_j.ncols());
         let (w_j, tail) = rest.split_at_row_mut(rows);
         rest = tail;
@@ -311,7 +341,7 @@ fn transpose_times_symmetric(
     }
     // Each column block adds the earlier blocks' Y rows for its columns, in block order.
     let below = below.rb();
-    for_each_block(column_blocks(out), par, |(i0, mut out_i)| {
+    for_each_block(column_blocks(out, NB), par, |(i0, mut out_i)| {
         let w = out_i.ncols();
         let mut first = 0;
         for j0 in (0..i0).step_by(NB) {
@@ -336,13 +366,13 @@ fn below_rows(n: usize) -> usize {
     (0..n).step_by(NB).map(|j0| n - (j0 + NB).min(n)).sum()
 }
 
-/// Column blocks of NB columns of `out`, each with its first column's index.
-fn column_blocks(out: MatMut<'_, f64>) -> Vec<(usize, MatMut<'_, f64>)> {
+/// Column blocks of `width` columns of `out`, each with its first column's index.
+pub(crate) fn column_blocks(out: MatMut<'_, f64>, width: usize) -> Vec<(usize, MatMut<'_, f64>)> {
     let mut blocks = Vec::with_capacity(out.ncols().div_ceil(NB));
     let mut rest = out;
     let mut j0 = 0;
     while rest.ncols() > 0 {
-        let w = NB.min(rest.ncols());
+        let w = width.min(rest.ncols());
         let (block, tail) = rest.split_at_col_mut(w);
         j0 += block.ncols();
         blocks.push((j0 - block.ncols(), block));
@@ -352,7 +382,7 @@ fn column_blocks(out: MatMut<'_, f64>) -> Vec<(usize, MatMut<'_, f64>)> {
 }
 
 /// `f` on every block: in order on one thread for `Par::Seq`, else on the current rayon pool.
-fn for_each_block<'a>(blocks: Vec<(usize, MatMut<'a, f64>)>, par: Par, f: impl Fn((usize, MatMut<'a, f64>)) + Sync + Send) {
+pub(crate) fn for_each_block<'a>(blocks: Vec<(usize, MatMut<'a, f64>)>, par: Par, f: impl Fn((usize, MatMut<'a, f64>)) + Sync + Send) {
     use rayon::prelude::*;
     match par {
         Par::Seq => blocks.into_iter().for_each(f),

@@ -31,6 +31,24 @@ pub(crate) struct Band {
     b: usize,
     ld: usize,
     tiles: Vec<Mutex<Vec<f64>>>,
+    /// When eigenvectors are wanted: each sweep's reflectors, stored when the sweep ends.
+    reflectors: Option<Vec<Mutex<SweepReflectors>>>,
+}
+
+/// The reflectors of one sweep: step s is H = I − τₛ vₛ vₛᵀ on rows k + 1 + s·b .. (≤ b of
+/// them), vₛ = `v[s·b..(s + 1)·b]` (v₀ = 1, zero-padded), τₛ = `tau[s]` (0: identity).
+#[derive(Default)]
+pub(crate) struct SweepReflectors {
+    pub(crate) v: Vec<f64>,
+    pub(crate) tau: Vec<f64>,
+}
+
+/// Every reflector of the chase, Q₂ = Π over sweeps k = 0, 1, … of Π over steps s of H(k, s):
+/// the band matrix is Q₂ T Q₂ᵀ.
+pub(crate) struct ChaseReflectors {
+    pub(crate) n: usize,
+    pub(crate) b: usize,
+    pub(crate) sweeps: Vec<SweepReflectors>,
 }
 
 /// The (≤ 3) locked tiles one step works on.
@@ -68,7 +86,13 @@ impl Band {
                 Mutex::new(data)
             })
             .collect();
-        Band { n, b, ld, tiles }
+        Band { n, b, ld, tiles, reflectors: None }
+    }
+
+    /// Keep every reflector of the chase (for eigenvectors): n²/2 values.
+    pub(crate) fn recording_reflectors(mut self) -> Band {
+        self.reflectors = Some((0..self.n.saturating_sub(2)).map(|_| Mutex::new(SweepReflectors::default())).collect());
+        self
     }
 
     fn lock(&self, cols: std::ops::Range<usize>) -> Window<'_> {
@@ -78,9 +102,14 @@ impl Band {
         Window { b: self.b, ld: self.ld, first_tile, guards }
     }
 
-    /// Reduces to tridiagonal on `threads` threads; returns (diagonal, subdiagonal).
-    /// `on_sweep(done, total)` is called about a hundred times.
-    pub(crate) fn into_tridiagonal(self, threads: usize, on_sweep: impl Fn(usize, usize) + Sync) -> (Vec<f64>, Vec<f64>) {
+    /// Reduces to tridiagonal on `threads` threads; returns (diagonal, subdiagonal) and the
+    /// chase's reflectors if they were recorded. `on_sweep(done, total)` is called about a
+    /// hundred times.
+    pub(crate) fn into_tridiagonal_and_reflectors(
+        self,
+        threads: usize,
+        on_sweep: impl Fn(usize, usize) + Sync,
+    ) -> ((Vec<f64>, Vec<f64>), Option<ChaseReflectors>) {
         let n = self.n;
         if self.b > 1 && n > 2 {
             let sweeps = n - 2;
@@ -103,7 +132,12 @@ impl Band {
         let value = |j: usize, d: usize| self.tiles[j / self.b].lock().unwrap_or_else(|p| p.into_inner())[(j % self.b) * self.ld + d];
         let diag = (0..n).map(|j| value(j, 0)).collect();
         let sub = (0..n.saturating_sub(1)).map(|j| value(j, 1)).collect();
-        (diag, sub)
+        let reflectors = self.reflectors.as_ref().map(|sweeps| ChaseReflectors {
+            n,
+            b: self.b,
+            sweeps: sweeps.iter().map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner()))).collect(),
+        });
+        ((diag, sub), reflectors)
     }
 
     /// Sweep k: annihilate column k below the subdiagonal and chase the bulge to the end.
@@ -115,6 +149,7 @@ impl Band {
         let mut col = k; // the column whose entries rows r1..r2 are annihilated
         let mut r1 = k + 1;
         let mut step = 0;
+        let mut kept = self.reflectors.as_ref().map(|_| SweepReflectors::default());
         while r1 < n {
             if k > 0 {
                 // Wait for sweep k − 1 to be LAG steps ahead (or done).
@@ -135,12 +170,19 @@ impl Band {
             let r2 = (r1 + b).min(n);
             let re = (r2 + b).min(n);
             let mut win = self.lock(col..r2);
-            chase_step(simd, &mut win, col, r1, r2, re, v, w, y);
+            let tau = chase_step(simd, &mut win, col, r1, r2, re, v, w, y);
             drop(win);
+            if let Some(kept) = kept.as_mut() {
+                kept.v.extend_from_slice(&v[..b]);
+                kept.tau.push(tau);
+            }
             progress[k].store(step + 1, Ordering::Release);
             step += 1;
             col = r1;
             r1 = r2;
+        }
+        if let (Some(kept), Some(all)) = (kept, self.reflectors.as_ref()) {
+            *all[k].lock().unwrap_or_else(|p| p.into_inner()) = kept;
         }
         progress[k].store(FINISHED, Ordering::Release);
     }
@@ -148,7 +190,8 @@ impl Band {
 
 /// One step: annihilate A[r1..r2, col] below its first entry with H = I − τ v vᵀ, then apply H
 /// to the rest of the old bulge (from the left), the diagonal block (both sides) and the block
-/// below (from the right: the new bulge, rows r2..re).
+/// below (from the right: the new bulge, rows r2..re). Returns τ; v[..r2 − r1] holds v (all
+/// of v[..b] zero when τ = 0, beyond r2 − r1 as the caller left it).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn chase_step<S: Simd>(
@@ -161,11 +204,12 @@ fn chase_step<S: Simd>(
     v: &mut [f64],
     w: &mut [f64],
     y: &mut [f64],
-) {
+) -> f64 {
     let len = r2 - r1;
+    v[len..].fill(0.0);
     let tau = householder(win.col(col, r1..r2), &mut v[..len]);
     if tau == 0.0 {
-        return;
+        return 0.0;
     }
     let v = &v[..len];
     for c in col + 1..r1 {
@@ -184,6 +228,7 @@ fn chase_step<S: Simd>(
             axpy(simd, -tau * v[i], y, win.col(c, r2..re));
         }
     }
+    tau
 }
 
 /// D ← H D H on the diagonal block D = A[r1.., r1..] of side v.len(), H = I − τ v vᵀ:

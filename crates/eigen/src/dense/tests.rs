@@ -3,7 +3,7 @@ use super::*;
 use hesslab_data::rng::Rng;
 
 /// Q diag(λ) Qᵀ with Q a seeded random orthogonal matrix.
-fn planted(lam: &[f64], seed: u64) -> Mat<f64> {
+pub(super) fn planted(lam: &[f64], seed: u64) -> Mat<f64> {
     let n = lam.len();
     let mut rng = Rng::new(seed);
     let g = Mat::from_fn(n, n, |_, _| rng.normal());
@@ -130,7 +130,7 @@ fn pipelined_bulge_chase_is_bit_identical_to_the_sequential_one() {
     let a = planted(&mixed_spectrum(400, 5), 6);
     let mut work = a.clone();
     band::reduce_to_band(work.as_mut(), 8, Par::Seq, |_, _| {});
-    let run = |threads| bulge::Band::from_lower(work.as_ref(), 8).into_tridiagonal(threads, |_, _| {});
+    let run = |threads| bulge::Band::from_lower(work.as_ref(), 8).into_tridiagonal_and_reflectors(threads, |_, _| {}).0;
     let (d1, e1) = run(1);
     for threads in [2, 3, 5] {
         let (d, e) = run(threads);
@@ -148,10 +148,13 @@ fn solver_uses_two_stage_and_sorts_descending() {
     let mut expected = lam.clone();
     expected.sort_by(|x, y| y.total_cmp(x));
     assert!(max_abs_diff(&pairs.values, &expected) < 1e-11 * norm2(&lam));
-    // With vectors: faer's path; the same values.
+    // With vectors: two-stage too (divide and conquer on the tridiagonal); the same values.
     let (with_vectors, info) = DenseSolver::solve(&a, &DenseParams { top_vectors: 2, ..Default::default() }).unwrap();
-    assert_eq!(info.method, DenseMethod::Faer);
+    assert_eq!(info.method, DenseMethod::TwoStage);
     assert!(max_abs_diff(&pairs.values, &with_vectors.values) < 1e-12 * norm2(&lam));
+    // Below `two_stage_from`, faer's path.
+    let small = DenseParams { top_vectors: 2, two_stage_from: 301, ..Default::default() };
+    assert_eq!(DenseSolver::solve(&a, &small).unwrap().1.method, DenseMethod::Faer);
 }
 
 #[test]

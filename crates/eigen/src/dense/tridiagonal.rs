@@ -280,23 +280,27 @@ fn eigenvalues_2x2(a: f64, b: f64, c: f64) -> (f64, f64) {
     }
 }
 
+/// The symmetric tridiagonal matrix with diagonal `d` and off-diagonal `e`, dense.
+pub(crate) fn tridiagonal_matrix(d: &[f64], e: &[f64]) -> faer::Mat<f64> {
+    faer::Mat::from_fn(d.len(), d.len(), |i, j| {
+        if i == j {
+            d[i]
+        } else if i == j + 1 {
+            e[j]
+        } else if j == i + 1 {
+            e[i]
+        } else {
+            0.0
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn via_faer(d: &[f64], e: &[f64]) -> Vec<f64> {
-        let n = d.len();
-        let m = faer::Mat::from_fn(n, n, |i, j| {
-            if i == j {
-                d[i]
-            } else if i == j + 1 {
-                e[j]
-            } else if j == i + 1 {
-                e[i]
-            } else {
-                0.0
-            }
-        });
+        let m = tridiagonal_matrix(d, e);
         let mut v = m.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
         v.sort_by(f64::total_cmp);
         v
