@@ -238,10 +238,12 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
                 let p = DenseParams { top_vectors: n, ..Default::default() };
                 let (_, info) = std::hint::black_box(DenseSolver::solve(&a, &p)?);
                 let [reduce, divide, back] = info.stage_seconds;
-                println!(
-                    "dense eigenvalues and every eigenvector {n}×{n}: {:.2} s on a copy (two-stage reduction {reduce:.2}, tridiagonal divide and conquer {divide:.2}, back-transformation {back:.2})",
-                    t0.elapsed().as_secs_f64()
-                );
+                let path = if info.method == DenseMethod::TwoStage {
+                    format!("two-stage reduction {reduce:.2}, tridiagonal divide and conquer {divide:.2}, back-transformation {back:.2}")
+                } else {
+                    format!("faer's one-stage path, below n = {}", p.vectors_two_stage_from)
+                };
+                println!("dense eigenvalues and every eigenvector {n}×{n}: {:.2} s on a copy ({path})", t0.elapsed().as_secs_f64());
             }
         }
     }

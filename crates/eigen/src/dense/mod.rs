@@ -6,8 +6,8 @@
 //! tridiagonal ([`tridiagonal`]); Q is never formed. With eigenvectors, the same reduction
 //! keeps its reflectors, the tridiagonal matrix's eigenpairs come from divide and conquer
 //! ([`divide`]), and only the requested eigenvectors are carried back through both stages
-//! ([`back`]). Below `two_stage_from`, faer's one-stage solver, which also remains the
-//! reference the tests hold the two-stage path to.
+//! ([`back`]). Below `two_stage_from` (with eigenvectors `vectors_two_stage_from`), faer's
+//! one-stage solver, which also remains the reference the tests hold the two-stage path to.
 mod back;
 mod band;
 mod bulge;
@@ -32,6 +32,11 @@ pub struct DenseParams {
     pub band_width: usize,
     /// Below this side, faer's one-stage solver (faster there: no GEMM to gain).
     pub two_stage_from: usize,
+    /// With eigenvectors, the two-stage path from this side on (below it faer's one-stage
+    /// path is faster: one thread, every vector, 12.9 vs 14.2 s at n = 4270 but 59.5 vs
+    /// 45.7 s at 6500 — the back-transformation through the chase costs more than faer's
+    /// memory-bound tridiagonalization saves until the matrix is well beyond the caches).
+    pub vectors_two_stage_from: usize,
     /// Only the k eigenvalues `which` selects (by bisection on the tridiagonal matrix, when
     /// no eigenvectors are asked); None = every eigenvalue.
     pub select: Option<(Which, usize)>,
@@ -39,7 +44,7 @@ pub struct DenseParams {
 
 impl Default for DenseParams {
     fn default() -> Self {
-        DenseParams { top_vectors: 0, bottom_vectors: 0, band_width: 0, two_stage_from: 256, select: None }
+        DenseParams { top_vectors: 0, bottom_vectors: 0, band_width: 0, two_stage_from: 256, vectors_two_stage_from: 5000, select: None }
     }
 }
 
@@ -102,7 +107,7 @@ impl DenseSolver {
         let mut info = DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3] };
         let two_stage = n >= p.two_stage_from.max(3);
         let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
-        let (values, vectors) = if want_vectors && two_stage {
+        let (values, vectors) = if want_vectors && two_stage && n >= p.vectors_two_stage_from {
             info.method = DenseMethod::TwoStage;
             info.band_width = b;
             two_stage_eigenpairs(a.into_owned(), b, p, progress, &mut info.stage_seconds)?

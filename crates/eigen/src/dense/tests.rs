@@ -148,13 +148,14 @@ fn solver_uses_two_stage_and_sorts_descending() {
     let mut expected = lam.clone();
     expected.sort_by(|x, y| y.total_cmp(x));
     assert!(max_abs_diff(&pairs.values, &expected) < 1e-11 * norm2(&lam));
-    // With vectors: two-stage too (divide and conquer on the tridiagonal); the same values.
-    let (with_vectors, info) = DenseSolver::solve(&a, &DenseParams { top_vectors: 2, ..Default::default() }).unwrap();
-    assert_eq!(info.method, DenseMethod::TwoStage);
-    assert!(max_abs_diff(&pairs.values, &with_vectors.values) < 1e-12 * norm2(&lam));
-    // Below `two_stage_from`, faer's path.
-    let small = DenseParams { top_vectors: 2, two_stage_from: 301, ..Default::default() };
-    assert_eq!(DenseSolver::solve(&a, &small).unwrap().1.method, DenseMethod::Faer);
+    // With vectors: two-stage too (divide and conquer on the tridiagonal) from
+    // `vectors_two_stage_from` on, faer's path below; the same values.
+    for (from, method) in [(0, DenseMethod::TwoStage), (301, DenseMethod::Faer)] {
+        let p = DenseParams { top_vectors: 2, vectors_two_stage_from: from, ..Default::default() };
+        let (with_vectors, info) = DenseSolver::solve(&a, &p).unwrap();
+        assert_eq!(info.method, method);
+        assert!(max_abs_diff(&pairs.values, &with_vectors.values) < 1e-12 * norm2(&lam));
+    }
 }
 
 #[test]

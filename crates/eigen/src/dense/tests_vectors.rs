@@ -78,7 +78,7 @@ fn divide_and_conquer_on_hard_tridiagonals() {
 /// within 1e-12·‖A‖ of faer's.
 fn check_dense(a: &Mat<f64>, b: usize, name: &str) {
     let n = a.nrows();
-    let p = DenseParams { top_vectors: n, band_width: b, two_stage_from: 0, ..Default::default() };
+    let p = DenseParams { top_vectors: n, band_width: b, two_stage_from: 0, vectors_two_stage_from: 0, ..Default::default() };
     let (pairs, info) = DenseSolver::solve(a, &p).unwrap();
     assert_eq!(info.method, DenseMethod::TwoStage);
     let x = Mat::<f64>::from_fn(n, n, |i, c| pairs.vectors[c].1[i]);
@@ -134,7 +134,7 @@ fn two_stage_eigenvectors_are_bit_identical_across_thread_counts() {
     let n = 700;
     let lam: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
     let a = planted(&lam, 9);
-    let p = DenseParams { top_vectors: 5, bottom_vectors: 5, ..Default::default() };
+    let p = DenseParams { top_vectors: 5, bottom_vectors: 5, vectors_two_stage_from: 0, ..Default::default() };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let par = if threads == 1 { Par::Seq } else { Par::rayon(threads) };
