@@ -233,8 +233,9 @@ pub(crate) fn two_stage_tridiagonal(
     tridiagonal
 }
 
-/// The reflectors of both stages: A = Q₁ Q₂ T Q₂ᵀ Q₁ᵀ.
-type Reflectors = (Vec<band::PanelReflectors>, bulge::ChaseReflectors);
+/// The reflectors of both stages, A = Q₁ Q₂ T Q₂ᵀ Q₁ᵀ, and the finished working copy (for the
+/// next step's scratch).
+type Reflectors = (Vec<band::PanelReflectors>, bulge::ChaseReflectors, Mat<f64>);
 
 /// The two-stage reduction, keeping its reflectors when `keep`; `done(fraction)` reports
 /// progress.
@@ -267,12 +268,12 @@ fn reduce(
     if keep {
         band = band.recording_reflectors();
     }
-    drop(work);
+    let work = keep.then_some(work);
     let threads = if n >= PARALLEL_CHASE_FROM { par.degree() } else { 1 };
     let (tridiagonal, chase) =
         band.into_tridiagonal_and_reflectors(threads, |finished, total| done(0.85 + 0.15 * finished as f64 / total.max(1) as f64));
     seconds[1] = t.elapsed().as_secs_f64();
-    (tridiagonal, chase.map(|chase| (panels, chase)))
+    (tridiagonal, chase.zip(work).map(|(chase, work)| (panels, chase, work)))
 }
 
 /// Every eigenvalue and the requested eigenvectors by the two-stage reduction, divide and
@@ -293,10 +294,10 @@ fn two_stage_eigenpairs(
     // divide and conquer 16 %, Q₂ 42 %, Q₁ 20 %.
     let mut stage = [0.0; 3];
     let ((diag, sub), reflectors) = reduce(work, b, par, true, &|x| bar.set_position((22.0 * x) as u64), &mut stage);
-    let Some((panels, chase)) = reflectors else { unreachable!("reduce keeps the reflectors when asked") };
+    let Some((panels, chase, scratch)) = reflectors else { unreachable!("reduce keeps the reflectors when asked") };
     seconds[0] = stage[0] + stage[1];
     let t = std::time::Instant::now();
-    let (values, xt) = divide::tridiagonal_eigenpairs(&diag, &sub, par).map_err(|detail| EigenError::NoConvergence {
+    let (values, xt) = divide::tridiagonal_eigenpairs(&diag, &sub, par, Some(scratch)).map_err(|detail| EigenError::NoConvergence {
         solver: "tridiagonal divide and conquer",
         detail,
         info: crate::PartialInfo::Dense,

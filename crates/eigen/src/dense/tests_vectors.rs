@@ -7,7 +7,7 @@ use hesslab_data::rng::Rng;
 /// max |T q − λ q| over all pairs, ‖QᵀQ − I‖_max, and the eigenvalues' distance to faer's.
 fn tridiagonal_errors(diag: &[f64], sub: &[f64], par: Par) -> (f64, f64, f64) {
     let n = diag.len();
-    let (values, q) = divide::tridiagonal_eigenpairs(diag, sub, par).unwrap();
+    let (values, q) = divide::tridiagonal_eigenpairs(diag, sub, par, None).unwrap();
     assert!(values.windows(2).all(|w| w[0] <= w[1]), "eigenvalues not ascending");
     let t = tridiagonal::tridiagonal_matrix(diag, sub);
     let residual = {
