@@ -27,13 +27,14 @@ const COLUMNS: usize = 512;
 /// Panels of stage 1 per block reflector (b = 32: 128 columns, the GEMMs' inner size).
 const PANELS_PER_GROUP: usize = 4;
 
-/// X ← Q₂ X, the reflectors of `group` sweeps at a time; `done(fraction)` after each block
-/// of columns.
-pub(crate) fn apply_chase_reflectors(r: &ChaseReflectors, x: MatMut<'_, f64>, group: usize, par: Par, done: &(dyn Fn(f64) + Sync)) {
+/// X ← Q₂ X, the reflectors of b/2 sweeps at a time (at 4270, one thread: 6.0 s against
+/// 7.3 s for b sweeps — b + g − 1 rows per group, so smaller groups pad less); `done(fraction)`
+/// after each block of columns.
+pub(crate) fn apply_chase_reflectors(r: &ChaseReflectors, x: MatMut<'_, f64>, par: Par, done: &(dyn Fn(f64) + Sync)) {
     let (n, b) = (r.n, r.b);
     let blocks = x.ncols().div_ceil(COLUMNS).max(1);
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    let g = group.max(1);
+    let g = (b / 2).max(1);
     let sweeps = r.sweeps.len();
     let steps = |i: usize| r.sweeps[i].tau.len();
     for_each_column_block(x, par, |mut x| {

@@ -116,18 +116,7 @@ impl DenseSolver {
             let s = evd.S();
             let u = evd.U();
             let vals: Vec<f64> = (0..n).map(|i| s[i]).collect();
-            // Ascending from faer; keep requested columns, in descending order of eigenvalue.
-            let mut cols: Vec<(u32, Vec<f64>)> = Vec::new();
-            for r in 0..p.top_vectors.min(n) {
-                let c = n - 1 - r;
-                cols.push((r as u32, u.col(c).iter().copied().collect()));
-            }
-            for r in 0..p.bottom_vectors.min(n) {
-                let rank = n - 1 - r;
-                if rank >= p.top_vectors {
-                    cols.push((rank as u32, u.col(r).iter().copied().collect()));
-                }
-            }
+            let cols = wanted_columns(p, n).into_iter().map(|(rank, c)| (rank, u.col(c).iter().copied().collect())).collect();
             (vals, cols)
         } else if !two_stage {
             (a.self_adjoint_eigenvalues(Side::Lower).map_err(EigenError::Dense)?, vec![])
@@ -305,19 +294,12 @@ fn two_stage_eigenpairs(
     bar.set_position(38);
     seconds[1] = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    // The requested columns only (ascending eigenvalues: the top ones are the last).
-    let mut wanted: Vec<(u32, usize)> = (0..p.top_vectors.min(n)).map(|r| (r as u32, n - 1 - r)).collect();
-    for r in 0..p.bottom_vectors.min(n) {
-        let rank = n - 1 - r;
-        if rank >= p.top_vectors {
-            wanted.push((rank as u32, r));
-        }
-    }
-    // Carry back only those columns, in ascending order (all of them: X_T itself, no copy).
+    let wanted = wanted_columns(p, n);
+    // Carry back only the requested columns, in ascending order (all of them: X_T itself, no copy).
     let mut columns: Vec<usize> = wanted.iter().map(|w| w.1).collect();
     columns.sort_unstable();
     let mut x = if columns.len() == n { xt } else { Mat::<f64>::from_fn(n, columns.len(), |i, c| xt[(i, columns[c])]) };
-    back::apply_chase_reflectors(&chase, x.as_mut(), (b / 2).max(1), par, &|f| bar.set_position(38 + (42.0 * f) as u64));
+    back::apply_chase_reflectors(&chase, x.as_mut(), par, &|f| bar.set_position(38 + (42.0 * f) as u64));
     drop(chase);
     back::apply_band_reflectors(&panels, x.as_mut(), par, &|f| bar.set_position(80 + (20.0 * f) as u64));
     seconds[2] = t.elapsed().as_secs_f64();
@@ -330,6 +312,19 @@ fn two_stage_eigenpairs(
         })
         .collect();
     Ok((values, vectors))
+}
+
+/// The requested eigenvectors as (rank, column): rank 0 = largest of all n, column in the
+/// ascending order both solvers return (the top ones are the last).
+fn wanted_columns(p: &DenseParams, n: usize) -> Vec<(u32, usize)> {
+    let mut wanted: Vec<(u32, usize)> = (0..p.top_vectors.min(n)).map(|r| (r as u32, n - 1 - r)).collect();
+    for r in 0..p.bottom_vectors.min(n) {
+        let rank = n - 1 - r;
+        if rank >= p.top_vectors {
+            wanted.push((rank as u32, r));
+        }
+    }
+    wanted
 }
 
 fn first_non_finite(a: MatRef<'_, f64>) -> Option<(usize, usize)> {
