@@ -149,7 +149,9 @@ impl Band {
         let mut col = k; // the column whose entries rows r1..r2 are annihilated
         let mut r1 = k + 1;
         let mut step = 0;
-        let mut kept = self.reflectors.as_ref().map(|_| SweepReflectors::default());
+        let steps = (n - k - 1).div_ceil(b);
+        let mut kept =
+            self.reflectors.as_ref().map(|_| SweepReflectors { v: Vec::with_capacity(steps * b), tau: Vec::with_capacity(steps) });
         while r1 < n {
             if k > 0 {
                 // Wait for sweep k − 1 to be LAG steps ahead (or done).
@@ -190,8 +192,8 @@ impl Band {
 
 /// One step: annihilate A[r1..r2, col] below its first entry with H = I − τ v vᵀ, then apply H
 /// to the rest of the old bulge (from the left), the diagonal block (both sides) and the block
-/// below (from the right: the new bulge, rows r2..re). Returns τ; v[..r2 − r1] holds v (all
-/// of v[..b] zero when τ = 0, beyond r2 − r1 as the caller left it).
+/// below (from the right: the new bulge, rows r2..re). Returns τ; v holds the reflector,
+/// zero-padded to its full length (all zero when τ = 0).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn chase_step<S: Simd>(
