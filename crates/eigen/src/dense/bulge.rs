@@ -37,7 +37,7 @@ pub(crate) struct Band {
 
 /// The reflectors of one sweep: step s is H = I − τₛ vₛ vₛᵀ on rows k + 1 + s·b .. (≤ b of
 /// them), vₛ = `v[s·b..(s + 1)·b]` (v₀ = 1, zero-padded), τₛ = `tau[s]` (0: identity).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct SweepReflectors {
     pub(crate) v: Vec<f64>,
     pub(crate) tau: Vec<f64>,
@@ -45,6 +45,7 @@ pub(crate) struct SweepReflectors {
 
 /// Every reflector of the chase, Q₂ = Π over sweeps k = 0, 1, … of Π over steps s of H(k, s):
 /// the band matrix is Q₂ T Q₂ᵀ.
+#[derive(Clone)]
 pub(crate) struct ChaseReflectors {
     pub(crate) n: usize,
     pub(crate) b: usize,

@@ -105,7 +105,7 @@ fn check_dense(a: &Mat<f64>, b: usize, name: &str) {
 #[test]
 fn two_stage_eigenvectors_residuals_and_orthogonality() {
     let mut rng = Rng::new(11);
-    for (n, b) in [(3usize, 2usize), (9, 8), (40, 8), (41, 16), (130, 32), (257, 16), (300, 32)] {
+    for (n, b) in [(3usize, 2usize), (40, 2), (61, 3), (50, 4), (70, 5), (9, 8), (40, 8), (41, 16), (130, 32), (257, 16), (300, 32)] {
         let lam: Vec<f64> = (0..n).map(|_| 3.0 * rng.normal()).collect();
         check_dense(&planted(&lam, n as u64), b, &format!("n = {n}, b = {b}"));
     }
