@@ -253,7 +253,7 @@ fn reflector_update(
     z1.copy_from(zv.rb().get(.., ..k));
 }
 
-/// A −= ZV · VZᵀ on the lower triangle, per column block J: A[J.., J] −= ZV[J..] · VZ[J]ᵀ.
+/// A −= ZV · VZᵀ on the lower triangle, per column block J: `A[J.., J] −= ZV[J..] · VZ[J]ᵀ`.
 /// Each block's diagonal block is updated whole (its upper part is stale and never read), the
 /// blocks in parallel.
 fn apply_update(a: MatMut<'_, f64>, zv: MatRef<'_, f64>, vz: MatRef<'_, f64>, par: Par) {

@@ -6,8 +6,9 @@
 //! tridiagonal ([`tridiagonal`]); Q is never formed. With eigenvectors, the same reduction
 //! keeps its reflectors, the tridiagonal matrix's eigenpairs come from divide and conquer
 //! ([`divide`]), and only the requested eigenvectors are carried back through both stages
-//! ([`back`]). Below `two_stage_from` (with eigenvectors `vectors_two_stage_from`), faer's
-//! one-stage solver, which also remains the reference the tests hold the two-stage path to.
+//! ([`back_chase`] for the chase's reflectors, [`back`] for the band stage's). Below
+//! `two_stage_from` (with eigenvectors `vectors_two_stage_from`), faer's one-stage solver,
+//! which also remains the reference the tests hold the two-stage path to.
 mod back;
 mod back_chase;
 mod band;

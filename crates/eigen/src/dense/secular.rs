@@ -18,7 +18,7 @@
 /// from the widest bracket to adjacent floats; the model converges in a handful).
 const MAX_ITERATIONS: usize = 1200;
 
-/// The j-th root (ascending) as (o, τ) with λⱼ = d[o] + τ, and `delta[i] = dᵢ − λⱼ`.
+/// The j-th root (ascending) as (o, τ) with λⱼ = `d[o]` + τ, and `delta[i] = dᵢ − λⱼ`.
 /// `z2` holds zᵢ².
 pub(crate) fn secular_root(d: &[f64], z2: &[f64], rho: f64, j: usize, delta: &mut [f64]) -> (usize, f64) {
     let k = d.len();
