@@ -12,7 +12,8 @@
 //! follows groups of the later band it must follow, and the rows the wave works on stay in
 //! cache instead of streaming all of X once per band.
 //!
-//! The groups are packed once (V row by row, T) and applied on transposed blocks of columns by
+//! The groups are packed (V row by row, T) — once for all blocks of columns, or each just
+//! before use when there is one block — and applied on transposed blocks of columns by
 //! a register kernel: for a tile of columns, G accumulators per vector of columns hold Xᵀ V,
 //! are multiplied by Tᵀ in place, and one more pass adds them times Vᵀ. As two GEMMs per group
 //! (products of inner size G on a zero-padded V) the same work ran at ~60 % of faer's rate for
@@ -38,61 +39,86 @@ const COLUMNS: usize = 480;
 const LANE_MULTIPLE: usize = 8;
 
 /// One group: step `step` of the `count` sweeps from `first`, on rows `row0..row0 + rows` of
-/// X; its packed V and T at `at` in [`Packed::data`].
+/// X.
 struct Group {
     first: usize,
     step: usize,
     count: usize,
     row0: usize,
     rows: usize,
-    at: usize,
 }
 
-/// Every group in the order of application. A group's data: `v[i·G + k]` = V[i, k] for its
-/// rows (zero outside the parallelogram and in columns past the group's reflectors), then
-/// `t[k·G + l]` = T[k, l] (upper triangular; zero past the group's reflectors).
-struct Packed {
-    groups: Vec<Group>,
-    data: Vec<f64>,
-    /// V's rows of a full group (b + G − 1).
-    max_rows: usize,
+/// Values per packed group: `v[i·G + k]` = V[i, k] for its rows (zero outside the
+/// parallelogram and in columns past the group's reflectors), then `t[k·G + l]` = T[k, l]
+/// (upper triangular; zero past the group's reflectors).
+fn stride(b: usize) -> usize {
+    (b + G - 1) * G + G * G
 }
 
-/// X ← Q₂ X; `done(fraction)` after each block of columns. The reflectors are dropped once
-/// packed (n²/2 values; the packed groups are ~0.6 n²).
+/// X ← Q₂ X; `done(fraction)` after each block of columns. With more than one block of
+/// columns the groups are packed once (~0.6 n² values) for all blocks and the reflectors
+/// dropped (n²/2); with one block (a few vectors wanted) each group is prepared just before
+/// it is applied.
 pub(crate) fn apply_chase_reflectors(r: ChaseReflectors, x: MatMut<'_, f64>, par: Par, done: &(dyn Fn(f64) + Sync)) {
-    let packed = pack(&r, par);
-    let n = r.n;
+    let (n, b) = (r.n, r.b);
+    let groups = schedule(&r);
+    let stride = stride(b);
+    if x.ncols() <= COLUMNS {
+        let mut chunk = vec![0.0; stride];
+        with_transposed(x, n, |xt, ld| {
+            for group in &groups {
+                chunk.fill(0.0);
+                fill(&r, group, &mut chunk);
+                apply_group(&chunk, group, b, xt, ld);
+            }
+        });
+        done(1.0);
+        return;
+    }
+    let mut packed = vec![0.0; groups.len() * stride];
+    use rayon::prelude::*;
+    match par {
+        Par::Seq => packed.chunks_mut(stride).zip(&groups).for_each(|(chunk, group)| fill(&r, group, chunk)),
+        Par::Rayon(_) => packed.par_chunks_mut(stride).zip(&groups).for_each(|(chunk, group)| fill(&r, group, chunk)),
+    }
     drop(r);
-    let blocks = x.ncols().div_ceil(COLUMNS).max(1);
+    let blocks = x.ncols().div_ceil(COLUMNS);
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    for_each_block(column_blocks(x, COLUMNS), par, |(_, mut x)| {
-        let w = x.ncols();
-        // Xᵀ of the block: the rows a group touches are then one contiguous piece (in X they
-        // are short pieces of w columns a whole column apart, one TLB entry each).
-        let ld = w.next_multiple_of(LANE_MULTIPLE);
-        let mut xt = vec![0.0; n * ld];
-        MatMut::from_column_major_slice_with_stride_mut(&mut xt, w, n, ld).copy_from(x.rb().transpose());
-        let stride = packed.max_rows * G + G * G;
-        for group in &packed.groups {
-            let data = &packed.data[group.at..group.at + stride];
-            let (v, t) = data.split_at(packed.max_rows * G);
-            let t: &[f64; G * G] = t.try_into().expect("G × G entries of T");
-            let rows = &mut xt[group.row0 * ld..(group.row0 + group.rows) * ld];
-            pulp::Arch::new().dispatch(Job { v: &v[..group.rows * G], t, rows, ld });
-        }
-        x.copy_from(MatRef::from_column_major_slice_with_stride(&xt, w, n, ld).transpose());
+    for_each_block(column_blocks(x, COLUMNS), par, |(_, x)| {
+        with_transposed(x, n, |xt, ld| {
+            for (group, chunk) in groups.iter().zip(packed.chunks(stride)) {
+                apply_group(chunk, group, b, xt, ld);
+            }
+        });
         done((finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1) as f64 / blocks as f64);
     });
 }
 
-/// The groups in a legal order (module doc), packed in parallel.
-fn pack(r: &ChaseReflectors, par: Par) -> Packed {
+/// `f(xt, ld)` on Xᵀ of the block, row r of X at `xt[r·ld..]`: the rows a group touches are
+/// then one contiguous piece (in X they are short pieces of w columns a whole column apart,
+/// one TLB entry each).
+fn with_transposed(mut x: MatMut<'_, f64>, n: usize, f: impl FnOnce(&mut [f64], usize)) {
+    let w = x.ncols();
+    let ld = w.next_multiple_of(LANE_MULTIPLE);
+    let mut xt = vec![0.0; n * ld];
+    MatMut::from_column_major_slice_with_stride_mut(&mut xt, w, n, ld).copy_from(x.rb().transpose());
+    f(&mut xt, ld);
+    x.copy_from(MatRef::from_column_major_slice_with_stride(&xt, w, n, ld).transpose());
+}
+
+/// One packed group (`chunk`, see [`stride`]) on the transposed block.
+fn apply_group(chunk: &[f64], group: &Group, b: usize, xt: &mut [f64], ld: usize) {
+    let (v, t) = chunk.split_at((b + G - 1) * G);
+    let t: &[f64; G * G] = t.try_into().expect("G × G entries of T");
+    let rows = &mut xt[group.row0 * ld..(group.row0 + group.rows) * ld];
+    pulp::Arch::new().dispatch(Job { v: &v[..group.rows * G], t, rows, ld });
+}
+
+/// The groups in a legal order (module doc).
+fn schedule(r: &ChaseReflectors) -> Vec<Group> {
     let (n, b) = (r.n, r.b);
     let sweeps = r.sweeps.len();
     let steps = |i: usize| r.sweeps[i].tau.len();
-    let max_rows = b + G - 1;
-    let stride = max_rows * G + G * G;
     let mut groups = Vec::new();
     let bands: Vec<usize> = (0..sweeps).step_by(G).rev().collect();
     for wave in bands.chunks(BANDS_IN_FLIGHT) {
@@ -105,35 +131,32 @@ fn pack(r: &ChaseReflectors, par: Par) -> Packed {
                 let count = (first..(first + G).min(sweeps)).take_while(|&i| step < steps(i)).count();
                 let row0 = first + 1 + step * b;
                 let rows = (first + count + step * b + b).min(n) - row0;
-                groups.push(Group { first, step, count, row0, rows, at: groups.len() * stride });
+                groups.push(Group { first, step, count, row0, rows });
             }
         }
     }
-    let mut data = vec![0.0; groups.len() * stride];
-    let fill = |(chunk, group): (&mut [f64], &Group)| {
-        let (v, t) = chunk.split_at_mut(max_rows * G);
-        let s = group.step;
-        let mut tau = [0.0; G];
-        for c in 0..group.count {
-            let sweep = &r.sweeps[group.first + c];
-            let len = b.min(group.rows - c);
-            for (i, &x) in sweep.v[s * b..s * b + len].iter().enumerate() {
-                v[(c + i) * G + c] = x;
-            }
-            tau[c] = sweep.tau[s];
+    groups
+}
+
+/// Packs a group into a zeroed `chunk` (see [`stride`]).
+fn fill(r: &ChaseReflectors, group: &Group, chunk: &mut [f64]) {
+    let b = r.b;
+    let (v, t) = chunk.split_at_mut((b + G - 1) * G);
+    let s = group.step;
+    let mut tau = [0.0; G];
+    for c in 0..group.count {
+        let sweep = &r.sweeps[group.first + c];
+        let len = b.min(group.rows - c);
+        for (i, &x) in sweep.v[s * b..s * b + len].iter().enumerate() {
+            v[(c + i) * G + c] = x;
         }
-        triangular_factor(v, &tau[..group.count], t);
-    };
-    use rayon::prelude::*;
-    match par {
-        Par::Seq => data.chunks_mut(stride).zip(&groups).for_each(fill),
-        Par::Rayon(_) => data.par_chunks_mut(stride).zip(&groups).for_each(fill),
+        tau[c] = sweep.tau[s];
     }
-    Packed { groups, data, max_rows }
+    triangular_factor(v, &tau[..group.count], t);
 }
 
 /// T with H₁⋯H_g = I − V T Vᵀ (LAPACK's `dlarft`, forward, columnwise) for V packed row by
-/// row as in [`Packed`]: T[0..l, l] = −τ_l T[0..l, 0..l] (V[:, 0..l]ᵀ V[:, l]).
+/// row as in [`stride`]: T[0..l, l] = −τ_l T[0..l, 0..l] (V[:, 0..l]ᵀ V[:, l]).
 fn triangular_factor(v: &[f64], tau: &[f64], t: &mut [f64]) {
     for l in 0..tau.len() {
         let mut gram = [0.0; G];
@@ -290,14 +313,21 @@ mod tests {
         let mut rng = Rng::new(8);
         let (n, b, w) = (90, 8, 37usize);
         let r = chase(n, b, &mut rng);
-        let packed = pack(&r, Par::Seq);
+        let groups = schedule(&r);
+        let chunks: Vec<Vec<f64>> = groups
+            .iter()
+            .map(|group| {
+                let mut chunk = vec![0.0; stride(b)];
+                fill(&r, group, &mut chunk);
+                chunk
+            })
+            .collect();
         let ld = w.next_multiple_of(LANE_MULTIPLE);
         let x0: Vec<f64> = (0..n * ld).map(|_| rng.normal()).collect();
         let run = |simd: &dyn Fn(Job<'_>)| {
             let mut xt = x0.clone();
-            let stride = packed.max_rows * G + G * G;
-            for group in &packed.groups {
-                let (v, t) = packed.data[group.at..group.at + stride].split_at(packed.max_rows * G);
+            for (group, chunk) in groups.iter().zip(&chunks) {
+                let (v, t) = chunk.split_at((b + G - 1) * G);
                 let rows = &mut xt[group.row0 * ld..(group.row0 + group.rows) * ld];
                 simd(Job { v: &v[..group.rows * G], t: t.try_into().unwrap(), rows, ld });
             }

@@ -14,6 +14,7 @@ mod back_chase;
 mod band;
 mod bulge;
 mod divide;
+mod inverse;
 mod secular;
 mod tridiagonal;
 mod vector;
@@ -34,11 +35,12 @@ pub struct DenseParams {
     pub band_width: usize,
     /// Below this side, faer's one-stage solver (faster there: no GEMM to gain).
     pub two_stage_from: usize,
-    /// With eigenvectors, the two-stage path from this side on (below it faer's one-stage
-    /// path is as fast or faster: one thread, every vector, 4.4 s both at n = 3000, 1.61 vs
-    /// 1.46 s at 2000, 12.0 vs 12.3–13.7 s at 4270 — the back-transformation through the
-    /// chase costs about what faer's memory-bound tridiagonalization loses until the matrix
-    /// is beyond the caches).
+    /// With more than n/8 eigenvectors, the two-stage path from this side on; below it faer's
+    /// one-stage path is as fast or faster (one thread, every vector: 4.4 s both at n = 3000,
+    /// 1.61 vs 1.46 s at 2000, 12.0 vs 12.3–13.7 s at 4270 — the back-transformation through
+    /// the chase costs about what faer's memory-bound tridiagonalization loses until the
+    /// matrix is beyond the caches). Fewer vectors always take the two-stage path (inverse
+    /// iteration on the tridiagonal matrix: about the eigenvalues-only time).
     pub vectors_two_stage_from: usize,
     /// Only the k eigenvalues `which` selects (by bisection on the tridiagonal matrix, when
     /// no eigenvectors are asked); None = every eigenvalue.
@@ -73,6 +75,9 @@ pub struct DenseInfo {
     pub band_width: usize,
     /// Two-stage: seconds in dense → band, band → tridiagonal, tridiagonal eigenvalues.
     pub stage_seconds: [f64; 3],
+    /// Two-stage with eigenvectors: the tridiagonal matrix's came from inverse iteration (few
+    /// wanted) rather than divide and conquer.
+    pub inverse_iteration: bool,
 }
 
 /// Dense symmetric eigensolver: every eigenvalue, and the extreme eigenvectors on request.
@@ -107,13 +112,17 @@ impl DenseSolver {
             return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a[(i, j)])));
         }
         let want_vectors = p.top_vectors + p.bottom_vectors > 0;
-        let mut info = DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3] };
+        let mut info =
+            DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3], inverse_iteration: false };
         let two_stage = n >= p.two_stage_from.max(3);
         let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
-        let (values, vectors) = if want_vectors && two_stage && n >= p.vectors_two_stage_from {
+        // A few vectors (inverse iteration) cost about the eigenvalues-only time plus their
+        // back-transformation, at any size; many follow `vectors_two_stage_from`.
+        let few_vectors = p.top_vectors.min(n) + p.bottom_vectors.min(n) <= n / INVERSE_ITERATION_SHARE;
+        let (values, vectors) = if want_vectors && two_stage && (few_vectors || n >= p.vectors_two_stage_from) {
             info.method = DenseMethod::TwoStage;
             info.band_width = b;
-            two_stage_eigenpairs(a.into_owned(), b, p, progress, &mut info.stage_seconds)?
+            two_stage_eigenpairs(a.into_owned(), b, p, progress, &mut info)?
         } else if want_vectors {
             let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
             let s = evd.S();
@@ -268,16 +277,17 @@ fn reduce(
     (tridiagonal, chase.zip(work).map(|(chase, work)| (panels, chase, work)))
 }
 
-/// Every eigenvalue and the requested eigenvectors by the two-stage reduction, divide and
-/// conquer on the tridiagonal matrix, and the back-transformation of only the requested
-/// columns. `seconds`: reduction (both stages), tridiagonal eigenpairs, back-transformation.
+/// Every eigenvalue and the requested eigenvectors by the two-stage reduction, the tridiagonal
+/// matrix's eigenvectors (inverse iteration for few, else divide and conquer), and the
+/// back-transformation of only the requested columns. `info.stage_seconds`: reduction (both
+/// stages), tridiagonal eigenpairs, back-transformation.
 #[allow(clippy::type_complexity)]
 fn two_stage_eigenpairs(
     work: Mat<f64>,
     b: usize,
     p: &DenseParams,
     progress: &Progress,
-    seconds: &mut [f64; 3],
+    info: &mut DenseInfo,
 ) -> Result<(Vec<f64>, Vec<(u32, Vec<f64>)>), EigenError> {
     let n = work.nrows();
     let par = faer::get_global_parallelism();
@@ -287,24 +297,32 @@ fn two_stage_eigenpairs(
     let mut stage = [0.0; 3];
     let ((diag, sub), reflectors) = reduce(work, b, par, true, &|x| bar.set_position((22.0 * x) as u64), &mut stage);
     let Some((panels, chase, scratch)) = reflectors else { unreachable!("reduce keeps the reflectors when asked") };
-    seconds[0] = stage[0] + stage[1];
-    let t = std::time::Instant::now();
-    let (values, xt) = divide::tridiagonal_eigenpairs(&diag, &sub, par, Some(scratch)).map_err(|detail| EigenError::NoConvergence {
-        solver: "tridiagonal divide and conquer",
-        detail,
-        info: crate::PartialInfo::Dense,
-    })?;
-    bar.set_position(38);
-    seconds[1] = t.elapsed().as_secs_f64();
+    info.stage_seconds[0] = stage[0] + stage[1];
     let t = std::time::Instant::now();
     let wanted = wanted_columns(p, n);
-    // Carry back only the requested columns, in ascending order (all of them: X_T itself, no copy).
+    // The requested columns in ascending order.
     let mut columns: Vec<usize> = wanted.iter().map(|w| w.1).collect();
     columns.sort_unstable();
-    let mut x = if columns.len() == n { xt } else { Mat::<f64>::from_fn(n, columns.len(), |i, c| xt[(i, columns[c])]) };
+    let few = columns.len() <= n / INVERSE_ITERATION_SHARE;
+    let by_inverse_iteration = few.then(|| few_tridiagonal_eigenpairs(&diag, &sub, &columns)).flatten();
+    info.inverse_iteration = by_inverse_iteration.is_some();
+    let (values, mut x) = match by_inverse_iteration {
+        Some(pairs) => pairs,
+        None => {
+            let (values, xt) = divide::tridiagonal_eigenpairs(&diag, &sub, par, Some(scratch)).map_err(|detail| {
+                EigenError::NoConvergence { solver: "tridiagonal divide and conquer", detail, info: crate::PartialInfo::Dense }
+            })?;
+            // All of them: X_T itself, no copy.
+            let x = if columns.len() == n { xt } else { Mat::<f64>::from_fn(n, columns.len(), |i, c| xt[(i, columns[c])]) };
+            (values, x)
+        }
+    };
+    bar.set_position(38);
+    info.stage_seconds[1] = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     back_chase::apply_chase_reflectors(chase, x.as_mut(), par, &|f| bar.set_position(38 + (42.0 * f) as u64));
     back::apply_band_reflectors(&panels, x.as_mut(), par, &|f| bar.set_position(80 + (20.0 * f) as u64));
-    seconds[2] = t.elapsed().as_secs_f64();
+    info.stage_seconds[2] = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let vectors = wanted
         .iter()
@@ -314,6 +332,22 @@ fn two_stage_eigenpairs(
         })
         .collect();
     Ok((values, vectors))
+}
+
+/// Inverse iteration when at most n / INVERSE_ITERATION_SHARE vectors are wanted (divide and
+/// conquer computes all n at once; inverse iteration costs O(n) per vector plus
+/// reorthogonalization within clusters).
+const INVERSE_ITERATION_SHARE: usize = 8;
+
+/// Every eigenvalue (the QL/QR iteration, as without vectors: the same values) and the
+/// eigenvectors at the ascending positions `columns` by inverse iteration; None when it cannot
+/// vouch for them (see [`inverse`]).
+fn few_tridiagonal_eigenpairs(diag: &[f64], sub: &[f64], columns: &[usize]) -> Option<(Vec<f64>, Mat<f64>)> {
+    let (mut values, mut e) = (diag.to_vec(), sub.to_vec());
+    tridiagonal::tridiagonal_eigenvalues(&mut values, &mut e).ok()?;
+    values.sort_by(f64::total_cmp);
+    let x = inverse::tridiagonal_eigenvectors(diag, sub, &values, columns)?;
+    Some((values, x))
 }
 
 /// The requested eigenvectors as (rank, column): rank 0 = largest of all n, column in the

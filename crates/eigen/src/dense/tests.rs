@@ -148,10 +148,11 @@ fn solver_uses_two_stage_and_sorts_descending() {
     let mut expected = lam.clone();
     expected.sort_by(|x, y| y.total_cmp(x));
     assert!(max_abs_diff(&pairs.values, &expected) < 1e-11 * norm2(&lam));
-    // With vectors: two-stage too (divide and conquer on the tridiagonal) from
-    // `vectors_two_stage_from` on, faer's path below; the same values.
-    for (from, method) in [(0, DenseMethod::TwoStage), (301, DenseMethod::Faer)] {
-        let p = DenseParams { top_vectors: 2, vectors_two_stage_from: from, ..Default::default() };
+    // With many vectors: two-stage too (divide and conquer on the tridiagonal) from
+    // `vectors_two_stage_from` on, faer's path below; with a few (inverse iteration) always
+    // two-stage; the same values.
+    for (top, from, method) in [(100, 0, DenseMethod::TwoStage), (100, 301, DenseMethod::Faer), (2, 301, DenseMethod::TwoStage)] {
+        let p = DenseParams { top_vectors: top, vectors_two_stage_from: from, ..Default::default() };
         let (with_vectors, info) = DenseSolver::solve(&a, &p).unwrap();
         assert_eq!(info.method, method);
         assert!(max_abs_diff(&pairs.values, &with_vectors.values) < 1e-12 * norm2(&lam));

@@ -150,3 +150,75 @@ fn two_stage_eigenvectors_are_bit_identical_across_thread_counts() {
         assert_eq!(one.vectors, other.vectors, "vectors differ at {threads} threads");
     }
 }
+
+/// `top` + `bottom` eigenvectors through the two-stage path: residuals < 1e-10·‖A‖, orthonormal
+/// to 1e-12, and the eigenvalues bit-identical to the eigenvalues-only solve. Returns whether
+/// inverse iteration produced them.
+fn check_few(a: &Mat<f64>, b: usize, top: usize, bottom: usize, name: &str) -> bool {
+    let n = a.nrows();
+    let p = DenseParams {
+        top_vectors: top,
+        bottom_vectors: bottom,
+        band_width: b,
+        two_stage_from: 0,
+        vectors_two_stage_from: 0,
+        ..Default::default()
+    };
+    let (pairs, info) = DenseSolver::solve(a, &p).unwrap();
+    assert_eq!(info.method, DenseMethod::TwoStage);
+    assert_eq!(pairs.vectors.len(), top + bottom);
+    let norm = a.norm_l2().max(f64::MIN_POSITIVE);
+    let x = Mat::<f64>::from_fn(n, pairs.vectors.len(), |i, c| pairs.vectors[c].1[i]);
+    let ax = a * &x;
+    for (c, (rank, _)) in pairs.vectors.iter().enumerate() {
+        let lambda = pairs.values[*rank as usize];
+        let r = (0..n).map(|i| (ax[(i, c)] - lambda * x[(i, c)]).powi(2)).sum::<f64>().sqrt();
+        assert!(r <= 1e-10 * norm, "{name}: rank {rank}: residual {r:e} > 1e-10·‖A‖ ({norm:e})");
+    }
+    let gram = x.transpose() * &x;
+    for j in 0..x.ncols() {
+        for i in 0..x.ncols() {
+            let err = (gram[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs();
+            assert!(err <= 1e-12, "{name}: (XᵀX − I)[{i}, {j}] = {err:e}");
+        }
+    }
+    let only_values = DenseParams { band_width: b, two_stage_from: 0, ..Default::default() };
+    let (values, _) = DenseSolver::solve(a, &only_values).unwrap();
+    if info.inverse_iteration {
+        assert!(
+            values.values.iter().zip(&pairs.values).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name}: values differ from the values-only solve"
+        );
+    }
+    info.inverse_iteration
+}
+
+#[test]
+fn few_eigenvectors_by_inverse_iteration() {
+    let mut rng = Rng::new(17);
+    for (n, b) in [(64usize, 4usize), (300, 16), (517, 32)] {
+        let lam: Vec<f64> = (0..n).map(|_| 3.0 * rng.normal()).collect();
+        assert!(check_few(&planted(&lam, n as u64 + 1), b, 5, 3, &format!("random n = {n}")), "n = {n}: inverse iteration was not taken");
+    }
+    // The Hessian's case: ten outliers, the rest at or within 1e-10 of zero. The outliers are
+    // separated; the bottom is one tight cluster, taken by inverse iteration or, where it
+    // cannot vouch for the vectors, by divide and conquer — correct either way.
+    let n = 400;
+    let lam: Vec<f64> = (0..n)
+        .map(|i| {
+            if i < 10 {
+                100.0 + i as f64
+            } else if i % 2 == 0 {
+                0.0
+            } else {
+                1e-10 * rng.normal()
+            }
+        })
+        .collect();
+    let a = planted(&lam, 8);
+    assert!(check_few(&a, 32, 10, 0, "outliers"), "outliers: inverse iteration was not taken");
+    check_few(&a, 32, 0, 20, "bulk");
+    // Exactly repeated eigenvalues in the wanted range.
+    let lam: Vec<f64> = (0..n).map(|i| (i % 4) as f64).collect();
+    check_few(&planted(&lam, 9), 32, 12, 12, "repeated");
+}
