@@ -102,16 +102,10 @@ fn check_dense(a: &Mat<f64>, b: usize, name: &str) {
     assert!(value_err <= 1e-12 * norm, "{name}: eigenvalues {value_err:e} from faer's");
 }
 
-#[test]
-fn two_stage_eigenvectors_residuals_and_orthogonality() {
-    let mut rng = Rng::new(11);
-    for (n, b) in [(3usize, 2usize), (40, 2), (61, 3), (50, 4), (70, 5), (9, 8), (40, 8), (41, 16), (130, 32), (257, 16), (300, 32)] {
-        let lam: Vec<f64> = (0..n).map(|_| 3.0 * rng.normal()).collect();
-        check_dense(&planted(&lam, n as u64), b, &format!("n = {n}, b = {b}"));
-    }
-    // The Hessian's hard case: most eigenvalues at (or within 1e-10 of) zero, a few outliers.
-    let n = 400;
-    let lam: Vec<f64> = (0..n)
+/// The Hessian's hard case: ten outliers, the rest of the n eigenvalues at (or within 1e-10
+/// of) zero.
+fn hessian_like_spectrum(n: usize, rng: &mut Rng) -> Vec<f64> {
+    (0..n)
         .map(|i| {
             if i < 10 {
                 100.0 + i as f64
@@ -121,7 +115,19 @@ fn two_stage_eigenvectors_residuals_and_orthogonality() {
                 1e-10 * rng.normal()
             }
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn two_stage_eigenvectors_residuals_and_orthogonality() {
+    let mut rng = Rng::new(11);
+    for (n, b) in [(3usize, 2usize), (40, 2), (61, 3), (50, 4), (70, 5), (9, 8), (40, 8), (41, 16), (130, 32), (257, 16), (300, 32)] {
+        let lam: Vec<f64> = (0..n).map(|_| 3.0 * rng.normal()).collect();
+        check_dense(&planted(&lam, n as u64), b, &format!("n = {n}, b = {b}"));
+    }
+    // The Hessian's hard case: most eigenvalues at (or within 1e-10 of) zero, a few outliers.
+    let n = 400;
+    let lam = hessian_like_spectrum(n, &mut rng);
     check_dense(&planted(&lam, 5), 32, "hessian-like");
     // Exactly repeated eigenvalues.
     let lam: Vec<f64> = (0..n).map(|i| (i % 4) as f64).collect();
@@ -204,17 +210,7 @@ fn few_eigenvectors_by_inverse_iteration() {
     // separated; the bottom is one tight cluster, taken by inverse iteration or, where it
     // cannot vouch for the vectors, by divide and conquer — correct either way.
     let n = 400;
-    let lam: Vec<f64> = (0..n)
-        .map(|i| {
-            if i < 10 {
-                100.0 + i as f64
-            } else if i % 2 == 0 {
-                0.0
-            } else {
-                1e-10 * rng.normal()
-            }
-        })
-        .collect();
+    let lam = hessian_like_spectrum(n, &mut rng);
     let a = planted(&lam, 8);
     assert!(check_few(&a, 32, 10, 0, "outliers"), "outliers: inverse iteration was not taken");
     check_few(&a, 32, 0, 20, "bulk");
