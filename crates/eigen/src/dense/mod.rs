@@ -118,8 +118,8 @@ impl DenseSolver {
         let b = if p.band_width == 0 { default_band_width(n) } else { p.band_width };
         // A few vectors (inverse iteration) cost about the eigenvalues-only time plus their
         // back-transformation, at any size; many follow `vectors_two_stage_from`.
-        let few_vectors = p.top_vectors.min(n) + p.bottom_vectors.min(n) <= n / INVERSE_ITERATION_SHARE;
-        let (values, vectors) = if want_vectors && two_stage && (few_vectors || n >= p.vectors_two_stage_from) {
+        let few = few_vectors(wanted_columns(p, n).len(), n);
+        let (values, vectors) = if want_vectors && two_stage && (few || n >= p.vectors_two_stage_from) {
             info.method = DenseMethod::TwoStage;
             info.band_width = b;
             two_stage_eigenpairs(a.into_owned(), b, p, progress, &mut info)?
@@ -303,11 +303,14 @@ fn two_stage_eigenpairs(
     // The requested columns in ascending order.
     let mut columns: Vec<usize> = wanted.iter().map(|w| w.1).collect();
     columns.sort_unstable();
-    let few = columns.len() <= n / INVERSE_ITERATION_SHARE;
-    let by_inverse_iteration = few.then(|| few_tridiagonal_eigenpairs(&diag, &sub, &columns)).flatten();
+    let by_inverse_iteration = few_vectors(columns.len(), n).then(|| few_tridiagonal_eigenpairs(&diag, &sub, &columns)).flatten();
     info.inverse_iteration = by_inverse_iteration.is_some();
     let (values, mut x) = match by_inverse_iteration {
-        Some(pairs) => pairs,
+        Some(pairs) => {
+            // Divide and conquer's scratch (the reduction's working copy, n²) is not needed.
+            drop(scratch);
+            pairs
+        }
         None => {
             let (values, xt) = divide::tridiagonal_eigenpairs(&diag, &sub, par, Some(scratch)).map_err(|detail| {
                 EigenError::NoConvergence { solver: "tridiagonal divide and conquer", detail, info: crate::PartialInfo::Dense }
@@ -334,10 +337,12 @@ fn two_stage_eigenpairs(
     Ok((values, vectors))
 }
 
-/// Inverse iteration when at most n / INVERSE_ITERATION_SHARE vectors are wanted (divide and
-/// conquer computes all n at once; inverse iteration costs O(n) per vector plus
-/// reorthogonalization within clusters).
-const INVERSE_ITERATION_SHARE: usize = 8;
+/// Inverse iteration when at most n/8 of the n vectors are wanted (divide and conquer computes
+/// all n at once; inverse iteration costs O(n) per vector plus reorthogonalization within
+/// clusters).
+fn few_vectors(wanted: usize, n: usize) -> bool {
+    wanted <= n / 8
+}
 
 /// Every eigenvalue (the QL/QR iteration, as without vectors: the same values) and the
 /// eigenvectors at the ascending positions `columns` by inverse iteration; None when it cannot
