@@ -19,7 +19,7 @@
 //! (products of inner size G on a zero-padded V) the same work ran at ~60 % of faer's rate for
 //! a large product. Each column's arithmetic is the same fused multiply-adds in the same order
 //! on every vector width and tile, so the bits depend neither on the CPU nor the thread count.
-use super::band::{column_blocks, for_each_block};
+use super::band::{column_blocks, for_each_block, triangular_factor_from_gram};
 use super::bulge::ChaseReflectors;
 use faer::prelude::Reborrow;
 use faer::{MatMut, MatRef, Par};
@@ -52,7 +52,12 @@ struct Group {
 /// parallelogram and in columns past the group's reflectors), then `t[k·G + l]` = T[k, l]
 /// (upper triangular; zero past the group's reflectors).
 fn stride(b: usize) -> usize {
-    (b + G - 1) * G + G * G
+    v_values(b) + G * G
+}
+
+/// Values of a packed group's V: b + G − 1 rows of G.
+fn v_values(b: usize) -> usize {
+    (b + G - 1) * G
 }
 
 /// X ← Q₂ X; `done(fraction)` after each block of columns. With more than one block of
@@ -108,7 +113,7 @@ fn with_transposed(mut x: MatMut<'_, f64>, n: usize, f: impl FnOnce(&mut [f64], 
 
 /// One packed group (`chunk`, see [`stride`]) on the transposed block.
 fn apply_group(chunk: &[f64], group: &Group, b: usize, xt: &mut [f64], ld: usize) {
-    let (v, t) = chunk.split_at((b + G - 1) * G);
+    let (v, t) = chunk.split_at(v_values(b));
     let t: &[f64; G * G] = t.try_into().expect("G × G entries of T");
     let rows = &mut xt[group.row0 * ld..(group.row0 + group.rows) * ld];
     pulp::Arch::new().dispatch(Job { v: &v[..group.rows * G], t, rows, ld });
@@ -141,7 +146,7 @@ fn schedule(r: &ChaseReflectors) -> Vec<Group> {
 /// Packs a group into a zeroed `chunk` (see [`stride`]).
 fn fill(r: &ChaseReflectors, group: &Group, chunk: &mut [f64]) {
     let b = r.b;
-    let (v, t) = chunk.split_at_mut((b + G - 1) * G);
+    let (v, t) = chunk.split_at_mut(v_values(b));
     let s = group.step;
     let mut tau = [0.0; G];
     for c in 0..group.count {
@@ -155,22 +160,19 @@ fn fill(r: &ChaseReflectors, group: &Group, chunk: &mut [f64]) {
     triangular_factor(v, &tau[..group.count], t);
 }
 
-/// T with H₁⋯H_g = I − V T Vᵀ (LAPACK's `dlarft`, forward, columnwise) for V packed row by
-/// row as in [`stride`]: T[0..l, l] = −τ_l T[0..l, 0..l] (V[:, 0..l]ᵀ V[:, l]).
+/// T (row by row into `t`, see [`stride`]) for V packed row by row: the Gram matrix of the
+/// parallelogram, then the band stage's recurrence.
 fn triangular_factor(v: &[f64], tau: &[f64], t: &mut [f64]) {
-    for l in 0..tau.len() {
-        let mut gram = [0.0; G];
-        for row in v.chunks_exact(G) {
-            for k in 0..l {
-                gram[k] += row[k] * row[l];
+    let mut gram = [0.0; G * G];
+    for row in v.chunks_exact(G) {
+        for i in 0..G {
+            for k in 0..=i {
+                gram[k * G + i] += row[k] * row[i];
             }
         }
-        for k in 0..l {
-            let s: f64 = (k..l).map(|j| t[k * G + j] * gram[j]).sum();
-            t[k * G + l] = -tau[l] * s;
-        }
-        t[l * G + l] = tau[l];
     }
+    let gram = MatRef::from_row_major_slice(&gram, G, G);
+    triangular_factor_from_gram(gram, tau, MatMut::from_row_major_slice_mut(t, G, G));
 }
 
 /// One group on the rows it touches of a transposed block (row r of X at `rows[r·ld..]`).
@@ -327,7 +329,7 @@ mod tests {
         let run = |simd: &dyn Fn(Job<'_>)| {
             let mut xt = x0.clone();
             for (group, chunk) in groups.iter().zip(&chunks) {
-                let (v, t) = chunk.split_at((b + G - 1) * G);
+                let (v, t) = chunk.split_at(v_values(b));
                 let rows = &mut xt[group.row0 * ld..(group.row0 + group.rows) * ld];
                 simd(Job { v: &v[..group.rows * G], t: t.try_into().unwrap(), rows, ld });
             }

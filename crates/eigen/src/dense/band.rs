@@ -200,20 +200,21 @@ pub(crate) fn block_reflector_factor(v: MatRef<'_, f64>, tau: &[f64], par: Par) 
     let mut gram = Mat::<f64>::zeros(k, k);
     matmul(gram.as_mut(), Accum::Replace, v.transpose(), v, 1.0, par);
     let mut t = Mat::<f64>::zeros(k, k);
-    let mut acc = vec![0.0; k];
-    for i in 0..k {
-        // T[0..i, i] = −τᵢ T[0..i, 0..i] (VᵀV)[0..i, i], by columns of T (contiguous).
-        acc[..i].fill(0.0);
-        for c in 0..i {
-            let g = gram[(c, i)];
-            let t_c = &t.col(c).try_as_col_major().expect("column-major T").as_slice()[..=c];
-            acc[..=c].iter_mut().zip(t_c).for_each(|(a, x)| *a += x * g);
-        }
-        let t_i = t.as_mut().col_mut(i).try_as_col_major_mut().expect("column-major T").as_slice_mut();
-        t_i[..i].iter_mut().zip(&acc).for_each(|(x, a)| *x = -tau[i] * a);
-        t_i[i] = tau[i];
-    }
+    triangular_factor_from_gram(gram.as_ref(), tau, t.as_mut());
     t
+}
+
+/// The upper triangle of T (k × k, k = τ's length) from the Gram matrix VᵀV (its upper
+/// triangle is read): T[0..i, i] = −τᵢ T[0..i, 0..i] (VᵀV)[0..i, i], each entry summed in
+/// ascending order.
+pub(crate) fn triangular_factor_from_gram(gram: MatRef<'_, f64>, tau: &[f64], mut t: MatMut<'_, f64>) {
+    for i in 0..tau.len() {
+        for r in 0..i {
+            let s: f64 = (r..i).map(|c| t[(r, c)] * gram[(c, i)]).sum();
+            t[(r, i)] = -tau[i] * s;
+        }
+        t[(i, i)] = tau[i];
+    }
 }
 
 /// The update of Q = I − V T Vᵀ as A ← Qᵀ A Q = A − Z Vᵀ − V Zᵀ, from W = A V (given
