@@ -111,7 +111,7 @@ impl DenseSolver {
         if let Some((i, j)) = first_non_finite(Mat::as_ref(&a)) {
             return Err(EigenError::Invalid(format!("matrix entry ({i}, {j}) is {} (not finite)", a[(i, j)])));
         }
-        let want_vectors = p.top_vectors + p.bottom_vectors > 0;
+        let want_vectors = p.top_vectors > 0 || p.bottom_vectors > 0;
         let mut info =
             DenseInfo { dim: n, seconds: 0.0, method: DenseMethod::Faer, band_width: 0, stage_seconds: [0.0; 3], inverse_iteration: false };
         let two_stage = n >= p.two_stage_from.max(3);
