@@ -14,7 +14,7 @@
 //! for any number of threads. The band is split into tiles of b columns behind mutexes (a step
 //! locks the ≤ 3 tiles it touches, in order), which makes the sharing safe without `unsafe`;
 //! with the lag above two steps never want the same tile.
-use super::vector::{axpy, dot};
+use super::vector::{axpy, axpy2, dot};
 use pulp::Simd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -249,9 +249,7 @@ fn symmetric_update<S: Simd>(simd: S, win: &mut Window<'_>, r1: usize, v: &[f64]
     let alpha = -0.5 * tau * dot(simd, w, v);
     axpy(simd, alpha, v, w);
     for c in 0..len {
-        let d = win.col(r1 + c, r1 + c..r1 + len);
-        axpy(simd, -w[c], &v[c..], d);
-        axpy(simd, -v[c], &w[c..], d);
+        axpy2(simd, -w[c], &v[c..], -v[c], &w[c..], win.col(r1 + c, r1 + c..r1 + len));
     }
 }
 

@@ -47,6 +47,23 @@ pub(super) fn axpy<S: Simd>(simd: S, alpha: f64, x: &[f64], y: &mut [f64]) {
     }
 }
 
+/// y ← (y + α x) + β z in one pass over y: the same operations, so the same bits, as
+/// `axpy(α, x, y)` then `axpy(β, z, y)` (a rank-2 update's column reads and writes y once).
+#[inline(always)]
+pub(super) fn axpy2<S: Simd>(simd: S, alpha: f64, x: &[f64], beta: f64, z: &[f64], y: &mut [f64]) {
+    let n = x.len().min(z.len()).min(y.len());
+    let (xv, xt) = S::as_simd_f64s(&x[..n]);
+    let (zv, zt) = S::as_simd_f64s(&z[..n]);
+    let (yv, yt) = S::as_mut_simd_f64s(&mut y[..n]);
+    let (a, b) = (simd.splat_f64s(alpha), simd.splat_f64s(beta));
+    for ((yi, xi), zi) in yv.iter_mut().zip(xv).zip(zv) {
+        *yi = simd.add_f64s(simd.add_f64s(*yi, simd.mul_f64s(a, *xi)), simd.mul_f64s(b, *zi));
+    }
+    for ((yi, xi), zi) in yt.iter_mut().zip(xt).zip(zt) {
+        *yi = (*yi + alpha * xi) + beta * zi;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +81,12 @@ mod tests {
                 let mut y = b.to_vec();
                 axpy(simd, -0.37, a, &mut y);
                 bits.extend(y.iter().map(|v| v.to_bits()));
+                // axpy2 is the two axpys it replaces, bit for bit.
+                let z = &x[..n];
+                let mut fused = b.to_vec();
+                axpy2(simd, -0.37, a, 1.9, z, &mut fused);
+                axpy(simd, 1.9, z, &mut y);
+                assert_eq!(fused.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), y.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
             }
         }
         bits
