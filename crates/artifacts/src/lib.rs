@@ -8,6 +8,7 @@
 mod analysis;
 mod dataset;
 mod ensemble;
+mod matrix;
 mod model;
 mod spectra;
 mod spread;
@@ -18,7 +19,8 @@ pub use analysis::{
 };
 pub use dataset::Dataset;
 pub use ensemble::{Ensemble, EnsembleMember};
-pub use model::{Log, Matrix, Model, Trajectory};
+pub use matrix::Matrix;
+pub use model::{Log, Model, Trajectory};
 pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
 pub use spread::{RankSpread, Spread, Stats};
 pub use training::{TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps};

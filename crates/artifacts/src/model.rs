@@ -1,16 +1,14 @@
-//! `model`, `log`, `trajectory` (what training writes) and `matrix` (a dense curvature matrix).
+//! `model`, `log` and `trajectory`: what training writes.
 use crate::{Meta, parsed};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
-use faer::Mat;
-use hesslab_hessian::{DenseMatrix, symmetrize};
 use hesslab_model::{NetArch, Network, TrainLog};
 use hesslab_pipeline::columns::*;
 use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const ARCHITECTURE: MetaKey = MetaKey {
+pub(crate) const ARCHITECTURE: MetaKey = MetaKey {
     key: "architecture",
     doc: "JSON {modules, input_shape, loss}: the torch.nn.Sequential modules in order with their constructor arguments (see README, \"Model architecture\")",
 };
@@ -24,7 +22,7 @@ fn put_network(m: &mut Meta, arch: &NetArch) {
 }
 
 /// Parameters and units (widths added up) of the network in `architecture` metadata.
-fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
+pub(crate) fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
     let arch = meta.get(ARCHITECTURE.key).and_then(|a| serde_json::from_str(a).ok()).and_then(|v| NetArch::from_json(&v).ok());
     Facts {
         rows: Some(rows),
@@ -34,7 +32,7 @@ fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
     }
 }
 
-fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
+pub(crate) fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
     let v = a.meta_json(ARCHITECTURE.key)?;
     Ok(NetArch::from_json(&v).map_err(|e| a.column_error(format!("metadata `{}` does not describe a network: {e}", ARCHITECTURE.key)))?)
 }
@@ -250,103 +248,5 @@ impl Port for Trajectory {
         let steps = u64_values(&a.batch, STEP).map_err(err)?;
         let values = list_f64_values(&a.batch, VALUES).map_err(err)?;
         Ok(Trajectory { snapshots: steps.into_iter().zip(values).collect(), architecture: read_architecture(a).ok() })
-    }
-}
-
-/// A dense symmetric curvature matrix: the `matrix` port.
-#[derive(Debug, Clone)]
-pub struct Matrix {
-    /// The matrix, the operator it is, and its symmetry error before symmetrization.
-    pub dense: DenseMatrix,
-    /// Samples the loss averaged over.
-    pub num_samples: Option<usize>,
-    /// The loss at the parameters.
-    pub loss: Option<f64>,
-    /// The tensors it is restricted to (empty = all parameters).
-    pub tensors: Vec<String>,
-    /// The network it belongs to.
-    pub architecture: Option<NetArch>,
-}
-
-const ROW: &str = "row";
-const OPERATOR: MetaKey = MetaKey { key: "operator", doc: "hessian, gauss_newton, residual, empirical_fisher or gradient_covariance" };
-const DIM: MetaKey = MetaKey { key: "dim", doc: "side P of the matrix" };
-const SYMMETRY_ERROR: MetaKey = MetaKey { key: "symmetry_error", doc: "max|A − Aᵀ| / max|A| before symmetrizing" };
-const NUM_SAMPLES: MetaKey = MetaKey { key: "num_samples", doc: "samples the loss averages over" };
-const LOSS: MetaKey = MetaKey { key: "loss", doc: "the loss at these parameters" };
-const TENSORS: MetaKey = MetaKey { key: "tensors", doc: "JSON list of the tensors it is restricted to ([] = all)" };
-
-impl Port for Matrix {
-    type Value = Self;
-    const NAME: &'static str = "matrix";
-    const DOC: &'static str = "dense symmetric matrix: row UInt32, values FixedSizeList<Float64>(P) (row i of the P×P matrix)";
-    const METADATA: &'static [MetaKey] = &[OPERATOR, DIM, SYMMETRY_ERROR, NUM_SAMPLES, LOSS, TENSORS, ARCHITECTURE];
-    fn schema() -> Schema {
-        Schema::new(vec![u32_field(ROW), fixed_f64_field(VALUES, 0)])
-    }
-    /// Streams a few rows per batch, so writing never holds a second copy of the matrix.
-    fn encode(m: &Self) -> Result<Encoded<'_>, StageError> {
-        let a: &Mat<f64> = &m.dense.matrix;
-        let p = a.nrows();
-        let schema = Arc::new(Schema::new(vec![u32_field(ROW), fixed_f64_field(VALUES, p as i32)]));
-        let mut meta = Meta::new();
-        meta.put(OPERATOR, &m.dense.operator);
-        meta.put(DIM, p);
-        meta.put_f64(SYMMETRY_ERROR, m.dense.symmetry_error);
-        meta.put_opt(NUM_SAMPLES, m.num_samples);
-        if let Some(loss) = m.loss {
-            meta.put_f64(LOSS, loss);
-        }
-        meta.put(TENSORS, serde_json::to_string(&m.tensors).unwrap_or_default());
-        if let Some(arch) = &m.architecture {
-            meta.put(ARCHITECTURE, arch.to_json().to_string());
-        }
-        let rows_per_batch = (1 << 20) / p.max(1) + 1;
-        let batch_schema = schema.clone();
-        let batches = (0..p).step_by(rows_per_batch).map(move |r0| {
-            let r1 = (r0 + rows_per_batch).min(p);
-            let mut flat = Vec::with_capacity((r1 - r0) * p);
-            for r in r0..r1 {
-                // Symmetric: row r is column r, which is contiguous.
-                flat.extend(a.col(r).iter().copied());
-            }
-            RecordBatch::try_new(batch_schema.clone(), vec![u32_array((r0..r1).map(|r| r as u32)), fixed_f64_array(&flat, p)])
-                .map_err(StageError::other)
-        });
-        Ok(Encoded { schema, metadata: meta.0, batches: Box::new(batches) })
-    }
-    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        Facts { dim: meta.get(DIM.key).and_then(|v| v.parse().ok()), ..network_facts(rows, meta) }
-    }
-    /// Rows may come in any order; all must be present. The matrix is symmetrized and its
-    /// symmetry error measured again.
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let rows = u32_values(&a.batch, ROW).map_err(err)?;
-        let (vals, p) = fixed_f64_values(&a.batch, VALUES).map_err(err)?;
-        if rows.len() != p {
-            return Err(err(format!("{} rows for a {p}×{p} matrix", rows.len())));
-        }
-        let mut m = Mat::<f64>::zeros(p, p);
-        let mut seen = vec![false; p];
-        for (k, &r) in rows.iter().enumerate() {
-            let r = r as usize;
-            if r >= p || seen[r] {
-                return Err(err(format!("column `{ROW}`: row index {r} is out of range or repeated")));
-            }
-            seen[r] = true;
-            for c in 0..p {
-                m[(r, c)] = vals[k * p + c];
-            }
-        }
-        let symmetry_error = symmetrize(&mut m);
-        let operator = a.meta(OPERATOR.key).unwrap_or("unknown").to_string();
-        Ok(Matrix {
-            dense: DenseMatrix { matrix: Arc::new(m), operator, symmetry_error },
-            num_samples: parsed(a, NUM_SAMPLES),
-            loss: parsed(a, LOSS),
-            tensors: a.meta(TENSORS.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
-            architecture: read_architecture(a).ok(),
-        })
     }
 }

@@ -1,7 +1,7 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field};
+use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
 /// A non-null Float64 column.
@@ -155,11 +155,23 @@ pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, Strin
 }
 /// Flat row-major values and the row width of a `FixedSizeList<Float64>` column.
 pub fn fixed_f64_values(batch: &RecordBatch, name: &str) -> Result<(Vec<f64>, usize), String> {
+    fixed_f64_slice(batch, name).map(|(v, n)| (v.to_vec(), n))
+}
+/// The list size of a `FixedSizeList` column in a schema.
+pub fn fixed_list_len(schema: &Schema, name: &str) -> Result<usize, String> {
+    let f = schema.field_with_name(name).map_err(|_| format!("column `{name}` is missing"))?;
+    match f.data_type() {
+        DataType::FixedSizeList(_, n) => usize::try_from(*n).map_err(|_| format!("column `{name}` has list size {n}")),
+        other => Err(format!("column `{name}` has type {other:?}, expected a FixedSizeList")),
+    }
+}
+/// As [`fixed_f64_values`], borrowed from the batch (row-major, list size n).
+pub fn fixed_f64_slice<'a>(batch: &'a RecordBatch, name: &str) -> Result<(&'a [f64], usize), String> {
     let a: &FixedSizeListArray = col(batch, name)?;
     let n = a.value_length() as usize;
     let vals = a.values().as_any().downcast_ref::<Float64Array>().ok_or_else(|| format!("column `{name}` items are not Float64"))?;
     let off = a.offset() * n;
-    Ok((vals.values()[off..off + a.len() * n].to_vec(), n))
+    Ok((&vals.values()[off..off + a.len() * n], n))
 }
 /// A `List<Float64>` column's rows.
 pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>, String> {

@@ -38,7 +38,7 @@ impl InputArtifact {
         if let Some(v) = self.shared::<P::Value>() {
             return Ok((*v).clone());
         }
-        P::decode(&self.read()?)
+        P::read(crate::ArtifactReader::open(&self.path, Some(&self.declared))?)
     }
 }
 

@@ -21,7 +21,7 @@ mod registry;
 pub mod resources;
 mod runner;
 
-pub use artifact::{Artifact, ArtifactWriter, read_artifact, write_batches_atomic, write_file_atomic};
+pub use artifact::{Artifact, ArtifactReader, ArtifactWriter, read_artifact, write_batches_atomic, write_file_atomic};
 pub use cache::{LockEntry, LockFile};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};

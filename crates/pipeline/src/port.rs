@@ -1,5 +1,5 @@
 //! Ports: the typed artifacts stages exchange, and their declared Arrow schemas.
-use crate::{Artifact, Facts, StageError};
+use crate::{Artifact, ArtifactReader, Facts, StageError};
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use std::collections::BTreeMap;
@@ -35,6 +35,12 @@ pub trait Port: 'static {
     fn encode(value: &Self::Value) -> Result<Encoded<'_>, StageError>;
     /// The value from an artifact whose schema has already been checked against `schema()`.
     fn decode(artifact: &Artifact) -> Result<Self::Value, StageError>;
+    /// The value from a file opened with its schema checked. The default reads every row
+    /// into one batch and calls [`Port::decode`]; a type too large to hold twice (a dense
+    /// matrix) decodes batch by batch instead.
+    fn read(reader: ArtifactReader) -> Result<Self::Value, StageError> {
+        Self::decode(&reader.into_artifact()?)
+    }
     /// What an artifact of this type holds (sizes for memory estimates), from its row count
     /// and metadata alone, without reading its rows.
     fn facts(rows: u64, _metadata: &BTreeMap<String, String>) -> Facts {
