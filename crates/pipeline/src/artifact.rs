@@ -54,7 +54,6 @@ pub fn read_artifact(path: &Path, declared: Option<&Schema>) -> Result<Artifact>
 /// ([`crate::Port::read`]).
 pub struct ArtifactReader {
     path: PathBuf,
-    schema: SchemaRef,
     metadata: BTreeMap<String, String>,
     builder: ParquetRecordBatchReaderBuilder<File>,
 }
@@ -64,9 +63,8 @@ impl ArtifactReader {
     pub fn open(path: &Path, declared: Option<&Schema>) -> Result<Self> {
         let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| Error::Parquet { path: path.into(), source })?;
-        let schema = builder.schema().clone();
         if let Some(d) = declared {
-            crate::check_schema(d, &schema).map_err(|message| Error::Schema { path: path.into(), message })?;
+            crate::check_schema(d, builder.schema()).map_err(|message| Error::Schema { path: path.into(), message })?;
         }
         let mut metadata = BTreeMap::new();
         if let Some(kv) = builder.metadata().file_metadata().key_value_metadata() {
@@ -76,12 +74,12 @@ impl ArtifactReader {
                 }
             }
         }
-        Ok(ArtifactReader { path: path.into(), schema, metadata, builder })
+        Ok(ArtifactReader { path: path.into(), metadata, builder })
     }
 
     /// The file's schema.
     pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+        self.builder.schema()
     }
 
     /// Its row count (from the footer).
@@ -92,7 +90,7 @@ impl ArtifactReader {
     /// The artifact without its rows (an empty batch): its path and metadata, for the
     /// metadata helpers that take an [`Artifact`].
     pub fn header(&self) -> Artifact {
-        Artifact { path: self.path.clone(), batch: RecordBatch::new_empty(self.schema.clone()), metadata: self.metadata.clone() }
+        Artifact { path: self.path.clone(), batch: RecordBatch::new_empty(self.schema().clone()), metadata: self.metadata.clone() }
     }
 
     /// The rows in batches of at most `rows_per_batch` rows, in file order.
@@ -105,7 +103,7 @@ impl ArtifactReader {
 
     /// Every row as one batch.
     pub fn into_artifact(self) -> Result<Artifact> {
-        let (path, schema, metadata) = (self.path.clone(), self.schema.clone(), self.metadata.clone());
+        let (path, schema, metadata) = (self.path.clone(), self.schema().clone(), self.metadata.clone());
         let batches = self.batches(8192)?.collect::<Result<Vec<_>>>()?;
         let batch =
             arrow_select::concat::concat_batches(&schema, &batches).map_err(|source| Error::Arrow { path: path.clone(), source })?;
