@@ -1,5 +1,6 @@
 //! `dataset`: one row per example.
 use crate::Meta;
+use crate::batched::{Batched, decode_whole, read_in_batches, rows_per_batch};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use hesslab_data::{MAX_CLASSES, TEST, TRAIN};
@@ -23,13 +24,6 @@ const SHAPE: MetaKey = MetaKey {
 };
 const FEATURE_NAMES: MetaKey = MetaKey { key: "feature_names", doc: "JSON list of feature names" };
 const GENERATOR: MetaKey = MetaKey { key: "generator", doc: "JSON: the generator or loader, its parameters, seed and source" };
-
-/// Examples per batch, written and read: about 1 Mi feature values (8 MB). Why batches: read
-/// as one batch of every row, the Parquet reader's buffers are several times the features
-/// (a 60 000 × 784 dataset, 376 MB, would peak near 2 GB in every stage that reads it).
-fn rows_per_batch(dim: usize) -> usize {
-    (1 << 20) / dim.max(1) + 1
-}
 
 impl Port for Dataset {
     type Value = hesslab_data::Dataset;
@@ -71,21 +65,12 @@ impl Port for Dataset {
     }
     /// Checks labels against `num_classes` and that every feature is finite.
     fn decode(a: &Artifact) -> Result<Self::Value, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let mut examples = Examples::new(fixed_list_len(&a.batch.schema(), X).map_err(err)?, a.batch.num_rows() as u64).map_err(err)?;
-        examples.add(&a.batch).map_err(err)?;
-        examples.finish(a)
+        decode_whole::<Examples>(a)
     }
-    /// As [`Dataset::decode`], ~8 MB of examples at a time.
+    /// As [`Dataset::decode`], ~8 MB of examples at a time (a 60 000 × 784 dataset, 376 MB,
+    /// read whole peaked near 2 GB in every stage that read it).
     fn read(reader: ArtifactReader) -> Result<Self::Value, StageError> {
-        let header = reader.header();
-        let err = |m: String| StageError::from(header.column_error(m));
-        let dim = fixed_list_len(reader.schema(), X).map_err(err)?;
-        let mut examples = Examples::new(dim, reader.rows()).map_err(err)?;
-        for batch in reader.batches(rows_per_batch(dim))? {
-            examples.add(&batch?).map_err(err)?;
-        }
-        examples.finish(&header)
+        read_in_batches::<Examples>(reader)
     }
 }
 
@@ -97,7 +82,10 @@ struct Examples {
     split: Vec<bool>,
 }
 
-impl Examples {
+impl Batched for Examples {
+    const LIST_COLUMN: &'static str = X;
+    type Value = hesslab_data::Dataset;
+
     /// Reserves the features of `rows` examples up front (one allocation; a footer claiming
     /// more than memory holds is an error, not an abort).
     fn new(dim: usize, rows: u64) -> Result<Self, String> {
@@ -129,32 +117,31 @@ impl Examples {
         Ok(())
     }
 
-    fn finish(self, a: &Artifact) -> Result<hesslab_data::Dataset, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
+    fn finish(self, a: &Artifact) -> Result<hesslab_data::Dataset, String> {
         let Examples { dim, x, y, split } = self;
         let max_label = y.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
         let num_classes = match a.meta(NUM_CLASSES.key) {
-            Some(s) => s.parse::<usize>().map_err(|_| err(format!("metadata `{}` = `{s}` is not an integer", NUM_CLASSES.key)))?,
+            Some(s) => s.parse::<usize>().map_err(|_| format!("metadata `{}` = `{s}` is not an integer", NUM_CLASSES.key))?,
             None => max_label,
         };
         if num_classes > MAX_CLASSES {
-            return Err(err(format!("metadata `{}` = {num_classes}; at most {MAX_CLASSES} classes are supported", NUM_CLASSES.key)));
+            return Err(format!("metadata `{}` = {num_classes}; at most {MAX_CLASSES} classes are supported", NUM_CLASSES.key));
         }
         if let Some(i) = y.iter().position(|&l| l as usize >= num_classes) {
-            return Err(err(format!("column `{Y}` row {i}: label {} ≥ num_classes {num_classes}", y[i])));
+            return Err(format!("column `{Y}` row {i}: label {} ≥ num_classes {num_classes}", y[i]));
         }
         if x.iter().any(|v| !v.is_finite()) {
-            return Err(err(format!("column `{X}` holds NaN or infinite values")));
+            return Err(format!("column `{X}` holds NaN or infinite values"));
         }
         let feature_names = a.meta(FEATURE_NAMES.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let info = a.meta(GENERATOR.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
         // Files written before the `shape` key hold flat examples.
         let shape: Vec<usize> = match a.meta(SHAPE.key) {
-            Some(s) => serde_json::from_str(s).map_err(|e| err(format!("metadata `{}` = `{s}` is not a list of sizes: {e}", SHAPE.key)))?,
+            Some(s) => serde_json::from_str(s).map_err(|e| format!("metadata `{}` = `{s}` is not a list of sizes: {e}", SHAPE.key))?,
             None => vec![dim],
         };
         if shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) != Some(dim) || !(shape.len() == 1 || shape.len() == 3) {
-            return Err(err(format!("metadata `{}` = {shape:?} does not describe {dim} features as [d] or [C, H, W]", SHAPE.key)));
+            return Err(format!("metadata `{}` = {shape:?} does not describe {dim} features as [d] or [C, H, W]", SHAPE.key));
         }
         Ok(hesslab_data::Dataset { dim, shape, num_classes, x, y, split, feature_names, info })
     }

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod analysis;
+mod batched;
 mod dataset;
 mod ensemble;
 mod matrix;

@@ -2,6 +2,7 @@
 //! few rows per batch and read back batch by batch, so neither direction holds a second copy
 //! of the matrix (or the Parquet reader's buffers for all of it).
 use crate::Meta;
+use crate::batched::{Batched, decode_whole, read_in_batches, rows_per_batch};
 use crate::model::{ARCHITECTURE, network_facts, read_architecture};
 use crate::parsed;
 use arrow_array::RecordBatch;
@@ -37,11 +38,6 @@ const SYMMETRY_ERROR: MetaKey = MetaKey { key: "symmetry_error", doc: "max|A −
 const NUM_SAMPLES: MetaKey = MetaKey { key: "num_samples", doc: "samples the loss averages over" };
 const LOSS: MetaKey = MetaKey { key: "loss", doc: "the loss at these parameters" };
 const TENSORS: MetaKey = MetaKey { key: "tensors", doc: "JSON list of the tensors it is restricted to ([] = all)" };
-
-/// Rows per batch, written and read: about 1 Mi values (8 MB).
-fn rows_per_batch(p: usize) -> usize {
-    (1 << 20) / p.max(1) + 1
-}
 
 impl Port for Matrix {
     type Value = Self;
@@ -88,23 +84,13 @@ impl Port for Matrix {
     /// Rows may come in any order; all must be present. The matrix is symmetrized and its
     /// symmetry error measured again.
     fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let mut rows = RowsRead::new(fixed_list_len(&a.batch.schema(), VALUES).map_err(err)?, a.batch.num_rows() as u64).map_err(err)?;
-        rows.add(&a.batch).map_err(err)?;
-        rows.finish(a).map_err(err)
+        decode_whole::<RowsRead>(a)
     }
-    /// As [`Matrix::decode`], a batch of ~8 MB at a time: the matrix plus ~100 MB of reader
+    /// As [`Matrix::decode`], ~8 MB of rows at a time: the matrix plus ~100 MB of reader
     /// buffers, where reading every row into one batch first peaked at 4.6 × 8P² (670 MB at
     /// P = 4270).
     fn read(reader: ArtifactReader) -> Result<Self, StageError> {
-        let header = reader.header();
-        let err = |m: String| StageError::from(header.column_error(m));
-        let p = fixed_list_len(reader.schema(), VALUES).map_err(err)?;
-        let mut rows = RowsRead::new(p, reader.rows()).map_err(err)?;
-        for batch in reader.batches(rows_per_batch(p))? {
-            rows.add(&batch?).map_err(err)?;
-        }
-        rows.finish(&header).map_err(err)
+        read_in_batches::<RowsRead>(reader)
     }
 }
 
@@ -114,7 +100,10 @@ struct RowsRead {
     seen: Vec<bool>,
 }
 
-impl RowsRead {
+impl Batched for RowsRead {
+    const LIST_COLUMN: &'static str = VALUES;
+    type Value = Matrix;
+
     /// Checks the row count before allocating P² values (a file whose schema claims a huge P
     /// gets an error, not an allocation failure).
     fn new(p: usize, rows: u64) -> Result<Self, String> {
