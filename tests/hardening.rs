@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::full_error;
+use common::{SMALL, full_error};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hesslab-hard-{name}-{}", std::process::id()));
@@ -53,32 +53,6 @@ fn tree(root: &Path) -> Vec<PathBuf> {
 fn leftovers(root: &Path) -> Vec<PathBuf> {
     tree(root).into_iter().filter(|p| p.file_name().is_some_and(|n| hesslab_pipeline::cleanup::is_leftover(&n.to_string_lossy()))).collect()
 }
-
-const SMALL: &str = r#"
-[pipeline]
-name = "small"
-seed = 1
-[stages.data]
-kind = "gaussian_mixture"
-classes = 3
-dim = 4
-samples = 60
-[stages.train]
-kind = "train"
-dataset = "data.dataset"
-hidden = [5]
-max_steps = 20
-[stages.hessian]
-kind = "curvature_dense"
-model = "train.model"
-dataset = "data.dataset"
-[stages.eigen]
-kind = "eigenvalues"
-matrix = "hessian.matrix"
-[stages.summary]
-kind = "spectrum_summary"
-eigenvalues = "eigen.eigenvalues"
-"#;
 
 // 1 ------------------------------------------------------------------ plan panics
 #[test]
@@ -441,7 +415,8 @@ fn f9_a_same_size_corruption_with_the_mtime_restored_is_detected() {
 }
 
 /// `validate` reads IDX headers to check layer shapes; a FIFO named as the images file must not
-/// block it (nothing ever writes to it here).
+/// block it (nothing ever writes to it here), and is refused as an input (issue #35: it would
+/// block the run).
 #[test]
 fn validate_does_not_block_on_a_fifo_named_as_an_idx_file() {
     let t = tmp("fifo");
@@ -454,9 +429,9 @@ fn validate_does_not_block_on_a_fifo_named_as_an_idx_file() {
     );
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(build(&text, &[]).is_ok());
+        let _ = tx.send(build(&text, &[]).err().map(|e| full_error(&e)));
     });
-    let ok = rx.recv_timeout(Duration::from_secs(20)).expect("validate blocked on a FIFO");
-    assert!(ok, "validate failed");
+    let e = rx.recv_timeout(Duration::from_secs(20)).expect("validate blocked on a FIFO").expect("a FIFO validated as an input");
+    assert!(e.contains("key `stages.data.images`") && e.contains("is a FIFO (named pipe); inputs must be regular files"), "{e}");
     let _ = std::fs::remove_dir_all(&t);
 }

@@ -186,5 +186,21 @@ pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, 
             return Err(format!("{}: no figure `{k}`; this artifact gives {}", path.display(), names.join(", ")));
         }
     }
+    // Blank axes are not a figure: say that there is nothing to draw.
+    let drawable = |f: &Figure| {
+        f.panels.iter().any(|p| {
+            p.series.iter().any(|s| s.points.iter().any(|(x, y)| x.is_finite() && y.is_finite()))
+                || p.cells.iter().any(|c| c.0.is_finite() && c.1.is_finite() && c.2.is_finite())
+        })
+    };
+    let blank: Vec<&str> = figs.iter().filter(|(_, f)| !drawable(f)).map(|f| f.0).collect();
+    if !blank.is_empty() && blank.len() == figs.len() {
+        return Err(format!(
+            "{}: nothing to draw in {}: the artifact holds no finite values to plot (NaN, infinite or empty)",
+            path.display(),
+            blank.join(", ")
+        ));
+    }
+    figs.retain(|(_, f)| drawable(f));
     Ok(figs.into_iter().map(|(n, f)| (n.to_string(), f)).collect())
 }

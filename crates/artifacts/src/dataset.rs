@@ -103,6 +103,9 @@ impl Batched for Examples {
             return Err(format!("column `{X}` holds {dim} features where the schema says {}", self.dim));
         }
         let first = self.y.len();
+        if let Some((i, v)) = first_non_finite(x) {
+            return Err(format!("column `{X}` row {} holds {v}: examples are finite", first + i / dim.max(1)));
+        }
         for (i, s) in utf8_values(batch, SPLIT)?.iter().enumerate() {
             match s.as_str() {
                 TRAIN => self.split.push(true),

@@ -94,6 +94,11 @@ impl Port for Matrix {
     }
 }
 
+/// The largest relative asymmetry max|A − Aᵀ| / max|A| a `matrix` read accepts (it is then
+/// symmetrized); hesslab writes exactly symmetric matrices, so anything above this is a matrix
+/// that is not a curvature matrix at all.
+pub const SYMMETRY_TOLERANCE: f64 = 1e-8;
+
 /// The rows of a P × P matrix read so far.
 struct RowsRead {
     m: Mat<f64>,
@@ -122,6 +127,12 @@ impl Batched for RowsRead {
         if width != p {
             return Err(format!("column `{VALUES}` holds rows of {width} values in a {p}×{p} matrix"));
         }
+        if let Some((i, v)) = first_non_finite(vals) {
+            return Err(format!(
+                "column `{VALUES}` row {} holds {v}: a matrix of curvature is finite",
+                rows.get(i / p).copied().unwrap_or(0)
+            ));
+        }
         for (k, &r) in rows.iter().enumerate() {
             let r = r as usize;
             if r >= p || self.seen[r] {
@@ -142,6 +153,11 @@ impl Batched for RowsRead {
         }
         let mut m = self.m;
         let symmetry_error = symmetrize(&mut m);
+        if symmetry_error > SYMMETRY_TOLERANCE {
+            return Err(format!(
+                "the matrix is not symmetric: max|A − Aᵀ| / max|A| = {symmetry_error:.3e} > {SYMMETRY_TOLERANCE:e} (curvature matrices are symmetric; hesslab writes them symmetrized)"
+            ));
+        }
         let operator = a.meta(OPERATOR.key).unwrap_or("unknown").to_string();
         Ok(Matrix {
             dense: DenseMatrix { matrix: Arc::new(m), operator, symmetry_error },

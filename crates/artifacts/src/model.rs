@@ -24,12 +24,9 @@ fn put_network(m: &mut Meta, arch: &NetArch) {
 /// Parameters and units (widths added up) of the network in `architecture` metadata.
 pub(crate) fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
     let arch = meta.get(ARCHITECTURE.key).and_then(|a| serde_json::from_str(a).ok()).and_then(|v| NetArch::from_json(&v).ok());
-    Facts {
-        rows: Some(rows),
-        params: meta.get(NUM_PARAMS.key).and_then(|v| v.parse().ok()),
-        units: arch.map(|a| a.units()),
-        ..Facts::default()
-    }
+    // P comes from the architecture, which decoding allocates and checks the rows against,
+    // not from the `num_params` entry, which a planted file could set to anything.
+    Facts { rows: Some(rows), params: arch.as_ref().map(|a| a.num_params() as u64), units: arch.map(|a| a.units()), ..Facts::default() }
 }
 
 pub(crate) fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
@@ -89,6 +86,15 @@ impl Port for Model {
         let expect = arch.tensors();
         if names.len() != expect.len() {
             return Err(err(format!("{} tensors, the architecture has {}", names.len(), expect.len())));
+        }
+        let total: usize = values.iter().map(Vec::len).sum();
+        if total != arch.num_params() {
+            return Err(err(format!("{total} parameter values, the architecture has {}", arch.num_params())));
+        }
+        if let Some(claimed) = a.meta(NUM_PARAMS.key).and_then(|v| v.parse::<usize>().ok())
+            && claimed != total
+        {
+            return Err(err(format!("metadata `{}` says {claimed} parameters, the file holds {total}", NUM_PARAMS.key)));
         }
         let mut params = vec![0.0; arch.num_params()];
         for ((name, vals), (ename, _, range)) in names.iter().zip(&values).zip(&expect) {
@@ -247,6 +253,11 @@ impl Port for Trajectory {
         let err = |m: String| StageError::from(a.column_error(m));
         let steps = u64_values(&a.batch, STEP).map_err(err)?;
         let values = list_f64_values(&a.batch, VALUES).map_err(err)?;
+        for (step, v) in steps.iter().zip(&values) {
+            if let Some((i, x)) = first_non_finite(v) {
+                return Err(err(format!("the snapshot of step {step} holds {x} at parameter {i}: snapshots are finite")));
+            }
+        }
         Ok(Trajectory { snapshots: steps.into_iter().zip(values).collect(), architecture: read_architecture(a).ok() })
     }
 }

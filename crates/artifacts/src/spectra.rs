@@ -114,7 +114,13 @@ impl Port for Eigenvalues {
     fn schema() -> Schema {
         Schema::new(vec![u32_field(RANK), f64_field(EIGENVALUE), f64_null_field(RESIDUAL)])
     }
+    /// Non-finite eigenvalues are refused here too: a stage that computed them has failed.
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
+        if let Some((i, x)) = first_non_finite(&v.values) {
+            return Err(StageError::msg(format!(
+                "eigenvalue {i} is {x}: the solver's input was not finite (check the matrix, model or trajectory it came from)"
+            )));
+        }
         let batch = RecordBatch::try_new(
             Arc::new(Self::schema()),
             vec![u32_array(v.ranks.iter().copied()), f64_array(v.values.iter().copied()), f64_opt_array(v.residuals.iter().copied())],
@@ -128,15 +134,31 @@ impl Port for Eigenvalues {
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         let ranks = u32_values(&a.batch, RANK).map_err(err)?;
-        let values = f64_values(&a.batch, EIGENVALUE).map_err(err)?;
+        let values = finite_f64_values(&a.batch, EIGENVALUE).map_err(err)?;
         let residuals = f64_opt_values(&a.batch, RESIDUAL).map_err(err)?;
         let mut rows: Vec<(u32, f64, Option<f64>)> = ranks.into_iter().zip(values).zip(residuals).map(|((r, v), e)| (r, v, e)).collect();
         rows.sort_by_key(|r| r.0);
+        // Rank 0 is the largest: by rank the values never increase (in magnitude, for a
+        // largest-magnitude solve such as deflated power iteration), and no rank repeats.
+        if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(err(format!("rank {} appears twice", w[0].0)));
+        }
+        let info = OperatorInfo::read(a);
+        let by_value = rows.windows(2).find(|w| w[1].1 > w[0].1);
+        let by_magnitude = rows.windows(2).any(|w| w[1].1.abs() > w[0].1.abs());
+        if let Some(w) = by_value
+            && (info.which.as_deref() != Some("magnitude") || by_magnitude)
+        {
+            return Err(err(format!(
+                "eigenvalues are not sorted: rank {} is {} but rank {} is {} (rank 0 is the largest)",
+                w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
         Ok(Eigenvalues {
             ranks: rows.iter().map(|r| r.0).collect(),
             values: rows.iter().map(|r| r.1).collect(),
             residuals: rows.iter().map(|r| r.2).collect(),
-            info: OperatorInfo::read(a),
+            info,
         })
     }
 }
@@ -214,8 +236,8 @@ impl Port for Density {
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         Ok(Density {
-            x: f64_values(&a.batch, X).map_err(err)?,
-            density: f64_values(&a.batch, DENSITY).map_err(err)?,
+            x: finite_f64_values(&a.batch, X).map_err(err)?,
+            density: finite_f64_values(&a.batch, DENSITY).map_err(err)?,
             info: OperatorInfo::read(a),
         })
     }

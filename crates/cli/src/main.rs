@@ -99,7 +99,8 @@ enum Cmd {
         /// Only this figure (e.g. histogram, top, negative, density).
         #[arg(long)]
         kind: Option<String>,
-        /// Directory for <figure>.png and .svg (default: beside the artifact).
+        /// Directory for <figure>.png and .svg (default: plots/<member>/<stage>/ in the
+        /// current directory; never the cached stage directory, which a rerun replaces).
         #[arg(long)]
         out: Option<PathBuf>,
         /// PNG resolution: 96 (default) or 192 for 2× pixel density.
@@ -115,6 +116,9 @@ enum Cmd {
         /// negative, `negative_overlay`), lines labelled by their member directories.
         #[arg(long)]
         overlay: bool,
+        /// Memory reading may use, e.g. 1G (default: what the machine has available).
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
     /// Check a pipeline without running it; reports every problem at once.
     Validate {
@@ -132,6 +136,9 @@ enum Cmd {
         file: PathBuf,
         #[arg(long, default_value_t = 10)]
         rows: usize,
+        /// Memory reading may use, e.g. 1G (default: what the machine has available).
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
     /// Print the expanded stage graph of a pipeline.
     Dag {
@@ -231,6 +238,20 @@ fn pixel_scale(dpi: u32) -> Result<u32> {
     Ok(dpi / 96)
 }
 
+/// `--max-memory SIZE`: bytes (`unlimited` is no limit); also the budget every reader of this
+/// process checks before allocating.
+fn memory_limit(arg: Option<&str>) -> Result<Option<u64>> {
+    let limit = match arg {
+        None => None,
+        Some("unlimited") => Some(u64::MAX),
+        Some(s) => Some(parse_bytes(s).map_err(|m| anyhow::anyhow!("--max-memory {m}"))?),
+    };
+    if let Some(b) = limit {
+        hesslab_limits::set_memory_budget(b);
+    }
+    Ok(limit)
+}
+
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -259,11 +280,7 @@ fn real_main() -> Result<()> {
                 }
                 other => anyhow::bail!("--executor {other}: expected local or slurm"),
             }
-            let max_memory = match max_memory.as_deref() {
-                None => None,
-                Some("unlimited") => Some(u64::MAX),
-                Some(s) => Some(parse_bytes(s).map_err(|m| anyhow::anyhow!("--max-memory {m}"))?),
-            };
+            let max_memory = memory_limit(max_memory.as_deref())?;
             let plan = load(&file, &set, out.as_ref())?;
             let t0 = std::time::Instant::now();
             let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose, max_memory })?;
@@ -289,7 +306,8 @@ fn real_main() -> Result<()> {
                 out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
             }
         }
-        Cmd::Plot { files, kind, out, dpi, y_scale, panels, overlay } => {
+        Cmd::Plot { files, kind, out, dpi, y_scale, panels, overlay, max_memory } => {
+            memory_limit(max_memory.as_deref())?;
             hesslab_figures::set_pixel_scale(pixel_scale(dpi)?);
             let y_scale = match y_scale.as_str() {
                 "auto" => hesslab_figures::YScale::Auto,
@@ -328,7 +346,8 @@ fn real_main() -> Result<()> {
             out!("{}", s.trim_end());
         }
         Cmd::Artifacts => out!("{}", hesslab::artifact_table(&hesslab::registry()).trim_end()),
-        Cmd::Show { file, rows } => {
+        Cmd::Show { file, rows, max_memory } => {
+            memory_limit(max_memory.as_deref())?;
             out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
         }
         Cmd::Dag { file, set } => out!("{}", load(&file, &set, None)?.describe().trim_end()),

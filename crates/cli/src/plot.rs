@@ -11,14 +11,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
-/// Draw `file`'s figures into `out` (default: the artifact's directory); returns the files written.
+/// Draw `file`'s figures into `out`; returns the files written. The default is
+/// `plots/<member>/<stage>/` under the current directory, named after the artifact's two
+/// parent directories: never the stage directory itself, which the cache owns (a rerun
+/// replaces it whole, restyled figures included).
 pub fn plot(file: &Path, out: Option<&Path>, options: &ReplotOptions) -> Result<Vec<PathBuf>> {
     let figs = figures(file, options).map_err(anyhow::Error::msg)?;
     let dir = match out {
         Some(d) => d.to_path_buf(),
-        None => file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => default_dir(file),
     };
     write_figures(figs, &dir)
+}
+
+/// `plots/<member>/<stage>` for `.../<member>/<stage>/<port>.parquet`.
+pub fn default_dir(file: &Path) -> PathBuf {
+    let parents: Vec<&std::ffi::OsStr> = file.parent().into_iter().flat_map(|p| p.iter().rev().take(2)).collect();
+    parents.into_iter().rev().fold(PathBuf::from("plots"), |d, c| if c == ".." || c == "." || c == "/" { d } else { d.join(c) })
 }
 
 /// Draw several `eigenvalues` files in one overlay into `out` (default: the current directory).

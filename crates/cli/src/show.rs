@@ -1,22 +1,26 @@
 //! `hesslab show FILE.parquet`: schema, metadata and the first rows.
 use arrow_array::Array;
-use hesslab_pipeline::read_artifact;
+use hesslab_pipeline::ArtifactReader;
 use std::path::Path;
 
 /// The text `hesslab show` prints.
 pub fn show(path: &Path, rows: usize) -> Result<String, hesslab_pipeline::Error> {
-    let a = read_artifact(path, None)?;
-    let mut s = format!("{}\n{} rows\nschema:\n", path.display(), a.batch.num_rows());
-    for f in a.batch.schema().fields() {
+    // Only the rows shown are decoded: the count comes from the footer.
+    let reader = ArtifactReader::open(path, None)?;
+    let total = reader.rows();
+    let header = reader.header();
+    let mut s = format!("{}\n{total} rows\nschema:\n", path.display());
+    for f in header.batch.schema().fields() {
         s.push_str(&format!("  {}: {}\n", f.name(), hesslab_pipeline::port_type_name(f.data_type())));
     }
     s.push_str("metadata:\n");
-    for (k, v) in &a.metadata {
+    for (k, v) in &header.metadata {
         let v = if v.len() > 200 { format!("{}…", &v[..v.char_indices().nth(200).map(|c| c.0).unwrap_or(v.len())]) } else { v.clone() };
         s.push_str(&format!("  {k} = {v}\n"));
     }
     s.push_str("rows:\n");
-    let b = &a.batch;
+    let first = if rows == 0 || total == 0 { None } else { reader.batches(rows)?.next().transpose()? };
+    let Some(b) = first else { return Ok(s) };
     for r in 0..rows.min(b.num_rows()) {
         let cells: Vec<String> = (0..b.num_columns()).map(|c| cell(b.column(c).as_ref(), r)).collect();
         s.push_str(&format!("  {}\n", cells.join(" | ")));

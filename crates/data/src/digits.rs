@@ -3,7 +3,6 @@
 use crate::{DataError, Dataset, Result, rng::Rng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 
 static DIGITS_GZ: &[u8] = include_bytes!("../../../data/optdigits/digits.csv.gz");
 
@@ -58,15 +57,19 @@ pub fn parse_digits_csv(text: &str) -> Result<(Vec<f64>, Vec<u32>), String> {
     Ok((x, y))
 }
 
-/// The text of `bytes`, gunzipped when they start with the gzip magic.
-pub fn gunzip(bytes: &[u8]) -> Result<String, String> {
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| format!("gzip: {e}"))?;
-        Ok(s)
+/// Bytes parsing holds per byte of digits text: the text, 65 numbers of ~2.5 characters each
+/// as f64, and the subsample's copy.
+const DIGITS_BYTES_PER_BYTE: u64 = 8;
+
+/// The text of `bytes`, gunzipped when they start with the gzip magic; decompression stops
+/// with an error past `cap` bytes (a gzip bomb ends there, not in an exhausted memory).
+pub fn gunzip(bytes: &[u8], cap: u64) -> Result<String, String> {
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        hesslab_limits::read_capped(flate2::read::GzDecoder::new(bytes), cap, "the decompressed text").map_err(|e| format!("gzip: {e}"))?
     } else {
-        String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
-    }
+        bytes.to_vec()
+    };
+    String::from_utf8(text).map_err(|e| e.to_string())
 }
 
 /// Keep `n` examples stratified by class (0 = all) and mark a per-class test fraction.
@@ -111,10 +114,19 @@ pub fn stratified_split(y: &[u32], num_classes: usize, n: usize, test_fraction: 
 /// `p.n` examples with a per-class test fraction, pixels scaled.
 pub fn load_digits(p: &DigitsParams, seed: u64) -> Result<Dataset> {
     let bytes = match &p.path {
-        Some(path) => std::fs::read(path).map_err(|e| DataError::Invalid(format!("cannot read digits file `{path}`: {e}")))?,
+        Some(path) => crate::error::read_file(path, "digits file", DIGITS_BYTES_PER_BYTE)?,
         None => DIGITS_GZ.to_vec(),
     };
-    let text = gunzip(&bytes).map_err(|e| DataError::Invalid(format!("digits data: {e}")))?;
+    // What parsing may hold: the memory budget, less the compressed bytes.
+    let (budget, source) = hesslab_limits::memory_budget();
+    let cap = budget / DIGITS_BYTES_PER_BYTE;
+    let where_ = p.path.as_deref().map(|f| format!(" `{f}`")).unwrap_or_default();
+    let text = gunzip(&bytes, cap).map_err(|e| {
+        DataError::Invalid(format!(
+            "digits data{where_}: {e} (1/{DIGITS_BYTES_PER_BYTE} of the {} that {source})",
+            hesslab_limits::human_bytes(budget)
+        ))
+    })?;
     let (x, y) = parse_digits_csv(&text).map_err(|e| DataError::Invalid(format!("digits data: {e}")))?;
     let mut rng = Rng::new(seed);
     let keep = stratified_split(&y, 10, p.n, p.test_fraction, &mut rng);

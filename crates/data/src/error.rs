@@ -32,7 +32,13 @@ pub enum DataError {
 /// `Result` with [`DataError`].
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-/// Read a whole file, naming what it should be on failure.
-pub(crate) fn read_file(path: &str, what: &'static str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| DataError::Read { what, path: path.to_string(), source })
+/// Read a whole regular file, naming what it should be on failure; refused before reading
+/// when `per_byte` times its size (what loading it holds) exceeds the memory budget.
+pub(crate) fn read_file(path: &str, what: &'static str, per_byte: u64) -> Result<Vec<u8>> {
+    let read_err = |source| DataError::Read { what, path: path.to_string(), source };
+    let p = std::path::Path::new(path);
+    let size = hesslab_limits::regular_file(p).map_err(read_err)?.len();
+    hesslab_limits::check_memory(size.saturating_mul(per_byte), format!("{what} of {} bytes, loaded", size))
+        .map_err(|e| DataError::Invalid(format!("{what} `{path}`: loading it {e}")))?;
+    hesslab_limits::read_regular(p, size).map_err(read_err)
 }

@@ -13,7 +13,6 @@ pub use dataset::{Dataset, MAX_CLASSES, Split, TEST, TRAIN};
 pub use digits::{DigitsParams, PixelScaling, gunzip, load_digits, parse_digits_csv, stratified_split};
 pub use error::{DataError, Result};
 pub use loaders::{
-    CIFAR_RECORD, CifarParams, IdxParams, MAX_IDX_BYTES, balanced_split, idx_dims, load_cifar10, load_idx, parse_idx, read_idx_file,
-    subsample,
+    CIFAR_RECORD, CifarParams, IDX_BYTES_PER_VALUE, IdxParams, balanced_split, idx_dims, load_cifar10, load_idx, read_idx, subsample,
 };
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};

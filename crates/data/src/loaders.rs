@@ -60,54 +60,69 @@ impl Default for IdxParams {
     }
 }
 
-/// The largest file an IDX loader decompresses (60 000 MNIST images are 47 MB).
-pub const MAX_IDX_BYTES: u64 = 1 << 33;
+/// How many bytes loading an IDX payload of `n` bytes holds at its peak: the bytes, the pixels
+/// as f64 and the subsample's copy of them.
+pub const IDX_BYTES_PER_VALUE: u64 = 1 + 8 + 8;
 
-/// The bytes of an IDX file, gunzipped when it is gzip-compressed (`*-ubyte.gz`, recognised by
-/// its magic bytes, not its name).
-pub fn read_idx_file(path: &str, what: &'static str) -> Result<Vec<u8>> {
-    let raw = read_file(path, what)?;
-    if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
-        return Ok(raw);
-    }
+/// The file's bytes as a stream, gunzipped when it is gzip-compressed (`*-ubyte.gz`,
+/// recognised by its magic bytes, not its name). Only regular files are opened: reading a FIFO
+/// or a device could block or never end.
+fn idx_stream(path: &str, what: &'static str) -> Result<(Box<dyn std::io::Read>, &'static str)> {
     use std::io::Read;
-    let mut out = Vec::new();
-    let bad = |message: String| DataError::Malformed { format: "gzip IDX file", path: path.to_string(), message };
-    flate2::read::GzDecoder::new(raw.as_slice())
-        .take(MAX_IDX_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| bad(format!("cannot decompress: {e}")))?;
-    if out.len() as u64 > MAX_IDX_BYTES {
-        return Err(bad(format!("decompresses to more than {MAX_IDX_BYTES} bytes")));
+    let read_err = |source| DataError::Read { what, path: path.to_string(), source };
+    let f = hesslab_limits::open_regular(std::path::Path::new(path)).map_err(read_err)?;
+    let mut r = std::io::BufReader::new(f);
+    let mut head = Vec::with_capacity(2);
+    (&mut r).take(2).read_to_end(&mut head).map_err(read_err)?;
+    let gz = head == [0x1f, 0x8b];
+    let rest = std::io::Cursor::new(head).chain(r);
+    Ok(if gz { (Box::new(flate2::read::GzDecoder::new(rest)), "gzip IDX file") } else { (Box::new(rest), "IDX file") })
+}
+
+/// The dimensions of an IDX header read from `r`, or what is wrong with it.
+fn idx_header(r: &mut dyn std::io::Read) -> std::result::Result<Vec<usize>, String> {
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic).map_err(|e| format!("too short for a header ({e})"))?;
+    if magic[..3] != [0, 0, 8] {
+        return Err(format!("magic {:02x}{:02x}{:02x}{:02x} is not an unsigned-byte IDX file", magic[0], magic[1], magic[2], magic[3]));
     }
-    Ok(out)
+    (0..magic[3])
+        .map(|_| {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b).map_err(|_| "truncated header".to_string()).map(|_| u32::from_be_bytes(b) as usize)
+        })
+        .collect()
+}
+
+/// Read an IDX file (gzip-compressed or not): (dimensions, u8 payload). The header is read
+/// first and what the payload will take is checked against the memory budget before anything
+/// is allocated; the payload is then read up to the size the header states and no further, so
+/// a gzip bomb stops there.
+pub fn read_idx(path: &str, what: &'static str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (mut r, format) = idx_stream(path, what)?;
+    let bad = |message: String| DataError::Malformed { format, path: path.to_string(), message };
+    let dims = idx_header(&mut r).map_err(bad)?;
+    let Some(want) = dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
+        return Err(bad(format!("header dimensions {dims:?} overflow")));
+    };
+    hesslab_limits::check_memory((want as u64).saturating_mul(IDX_BYTES_PER_VALUE), format!("{what} of {dims:?} bytes, as f64"))
+        .map_err(|e| bad(format!("the header's size {e}")))?;
+    let payload = hesslab_limits::read_capped(&mut r, want as u64, "the data").map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData if e.to_string().contains("larger than") => {
+            bad(format!("the file has more data than its header's {dims:?} = {want} bytes"))
+        }
+        _ => bad(format!("cannot read: {e}")),
+    })?;
+    if payload.len() != want {
+        return Err(bad(format!("header says {dims:?} = {want} bytes of data, file has {}", payload.len())));
+    }
+    Ok((dims, payload))
 }
 
 /// The dimensions in the header of an IDX file (gzip-compressed or not), reading only the
 /// header: what a pipeline can know about the file before running.
 pub fn idx_dims(path: &str) -> Option<Vec<usize>> {
-    use std::io::Read;
-    // Only regular files: reading a FIFO or a device at validation time could block forever.
-    if !std::fs::metadata(path).ok()?.is_file() {
-        return None;
-    }
-    let f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 2];
-    let mut r: Box<dyn Read> = Box::new(std::io::BufReader::new(f));
-    r.read_exact(&mut head).ok()?;
-    let rest = std::io::Cursor::new(head.to_vec()).chain(r);
-    let mut r: Box<dyn Read> = if head == [0x1f, 0x8b] { Box::new(flate2::read::GzDecoder::new(rest)) } else { Box::new(rest) };
-    let mut magic = [0u8; 4];
-    r.read_exact(&mut magic).ok()?;
-    if magic[..3] != [0, 0, 8] {
-        return None;
-    }
-    (0..magic[3])
-        .map(|_| {
-            let mut b = [0u8; 4];
-            r.read_exact(&mut b).ok().map(|_| u32::from_be_bytes(b) as usize)
-        })
-        .collect()
+    idx_header(&mut idx_stream(path, "IDX file").ok()?.0).ok()
 }
 
 /// Exactly `per_class` examples of every class (seeded), a per-class test fraction:
@@ -131,38 +146,10 @@ pub fn balanced_split(y: &[u32], num_classes: usize, per_class: usize, test_frac
     Ok(out)
 }
 
-/// Parse an IDX file: (dimensions, u8 payload).
-pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bad = |message: String| DataError::Malformed { format: "IDX file", path: path.to_string(), message };
-    if bytes.len() < 4 {
-        return Err(bad(format!("{} bytes, too short for a header", bytes.len())));
-    }
-    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
-        return Err(bad(format!(
-            "magic {:02x}{:02x}{:02x}{:02x} is not an unsigned-byte IDX file",
-            bytes[0], bytes[1], bytes[2], bytes[3]
-        )));
-    }
-    let nd = bytes[3] as usize;
-    if bytes.len() < 4 + 4 * nd {
-        return Err(bad("truncated header".into()));
-    }
-    let dims: Vec<usize> =
-        (0..nd).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
-    let Some(want) = dims.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
-        return Err(bad(format!("header dimensions {dims:?} overflow")));
-    };
-    let payload = &bytes[4 + 4 * nd..];
-    if payload.len() != want {
-        return Err(bad(format!("header says {dims:?} = {want} bytes of data, file has {}", payload.len())));
-    }
-    Ok((dims, payload.to_vec()))
-}
-
 /// An images file and its labels: (dimensions, pixels, labels).
 fn read_idx_pair(images: &str, labels: &str, unit_scale: bool) -> Result<(Vec<usize>, Vec<f64>, Vec<u32>)> {
-    let (dims, pix) = parse_idx(&read_idx_file(images, "IDX images file")?, images)?;
-    let (ldims, lab) = parse_idx(&read_idx_file(labels, "IDX labels file")?, labels)?;
+    let (dims, pix) = read_idx(images, "IDX images file")?;
+    let (ldims, lab) = read_idx(labels, "IDX labels file")?;
     if dims.is_empty() || ldims.len() != 1 || ldims[0] != dims[0] {
         return Err(DataError::Invalid(format!("IDX images {dims:?} and labels {ldims:?} do not match")));
     }
@@ -241,12 +228,14 @@ impl Default for CifarParams {
 
 /// Bytes per CIFAR-10 record: a label and 3×32×32 pixels.
 pub const CIFAR_RECORD: usize = 1 + 3072;
+/// Bytes loading holds per byte of a CIFAR-10 batch: the file, the pixels as f64, the copy.
+const CIFAR_BYTES_PER_BYTE: u64 = 1 + 8 + 8;
 
 /// The CIFAR-10 batches `p` names, subsampled with `seed`.
 pub fn load_cifar10(p: &CifarParams, seed: u64) -> Result<Dataset> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for f in &p.files {
-        let b = read_file(f, "CIFAR-10 batch")?;
+        let b = read_file(f, "CIFAR-10 batch", CIFAR_BYTES_PER_BYTE)?;
         if b.is_empty() || b.len() % CIFAR_RECORD != 0 {
             let message = format!("{} bytes is not a multiple of the {CIFAR_RECORD}-byte record", b.len());
             return Err(DataError::Malformed { format: "CIFAR-10 batch", path: f.clone(), message });

@@ -23,6 +23,10 @@ pub enum HessianError {
         /// The data's features.
         data: usize,
     },
+    /// Labels the model's loss cannot score (a logistic model on 3 classes, a label past the
+    /// model's outputs): the Hessian of such a loss means nothing.
+    #[error("{0}")]
+    LabelMismatch(String),
 }
 
 /// `Result` with [`HessianError`].

@@ -123,6 +123,8 @@ impl OperatorSpec {
     }
 
     /// The operator on `model`'s loss over `ds`, ready to apply.
+    /// Build the operator of `model` on the samples of `ds` this spec selects; errors when the
+    /// model cannot take the data or score its labels.
     pub fn build(&self, model: Network, ds: &Dataset, seed: u64) -> Result<BuiltOperator> {
         let index = self.index(&model)?;
         let split = self.select(ds, seed);
@@ -132,6 +134,7 @@ impl OperatorSpec {
         if split.x.ncols() != model.input_dim() {
             return Err(HessianError::InputMismatch { model: model.input_dim(), data: split.x.ncols() });
         }
+        check_labels(&model, ds)?;
         let curvature = Arc::new(ModelCurvature::new(model, split, self.operator));
         let op: Arc<dyn LinearOperator> = match &index {
             None => curvature.clone(),
@@ -139,4 +142,24 @@ impl OperatorSpec {
         };
         Ok(BuiltOperator { op, curvature, index })
     }
+}
+
+/// The labels of `ds` are ones `model`'s loss can score: 0/1 for one logistic output, else
+/// fewer classes than outputs.
+pub fn check_labels(model: &Network, ds: &Dataset) -> Result<()> {
+    let outputs = model.output_dim();
+    let top = ds.y.iter().copied().max().unwrap_or(0) as usize;
+    let logistic = model.loss() == hesslab_model::LossKind::Logistic;
+    if logistic && (outputs != 1 || top > 1 || ds.num_classes > 2) {
+        return Err(HessianError::LabelMismatch(format!(
+            "the model's loss is \"logistic\" (one output, labels 0 and 1), but the dataset has {} classes",
+            ds.num_classes.max(top + 1)
+        )));
+    }
+    if !logistic && top >= outputs {
+        return Err(HessianError::LabelMismatch(format!(
+            "the dataset has label {top}, but the model has only {outputs} outputs (classes)"
+        )));
+    }
+    Ok(())
 }

@@ -6,9 +6,10 @@ pub enum ModelError {
     /// An architecture that cannot be built (no layers, a zero width, too many parameters).
     #[error("{0}")]
     Invalid(String),
-    /// Training produced a non-finite loss, gradient or parameter.
+    /// Training produced a non-finite loss, gradient or parameter, or a loss past
+    /// `divergence_factor` times the initial one.
     #[error(
-        "training diverged at step {step} (lr = {}): loss = {}, parameters or gradient are not finite; lower the learning rate",
+        "training diverged at step {step} (lr = {}): loss = {}, {why}",
         short_f64(*.lr),
         short_f64(*.loss)
     )]
@@ -19,6 +20,20 @@ pub enum ModelError {
         lr: f64,
         /// The loss at that step (NaN when not computed).
         loss: f64,
+        /// What was seen and what to do ("the loss is not finite; lower the learning rate").
+        why: String,
+    },
+    /// The loss at the initial parameters is not finite: no learning rate is to blame.
+    #[error(
+        "the training loss at the initial parameters is {} (largest |input| = {}): the data or the initialization are out of range for this network; rescale the inputs (e.g. `scale`/`unit_scale`) or lower `init_std`",
+        short_f64(*.loss),
+        short_f64(*.largest_input)
+    )]
+    NonFiniteStart {
+        /// The initial loss.
+        loss: f64,
+        /// The largest absolute input value.
+        largest_input: f64,
     },
 }
 

@@ -50,6 +50,19 @@ pub struct TrainParams {
     /// to `log` as `sharpness` with its relative residual ‖Hv − λv‖/|λ|.
     #[serde(skip_serializing_if = "is_zero")]
     pub sharpness_every: usize,
+    /// Training fails as diverged once a training loss (full-batch or mini-batch) exceeds
+    /// this multiple of max(initial loss, 1); non-finite losses, gradients or parameters
+    /// always fail. 0 turns the multiple off (to study a blow-up).
+    #[serde(skip_serializing_if = "is_default_divergence")]
+    pub divergence_factor: f64,
+}
+
+/// The default `divergence_factor`: far above any edge-of-stability spike seen here (loss
+/// rises of 10–100× that recover), far below a run that has left for good.
+pub const DIVERGENCE_FACTOR: f64 = 1e4;
+
+fn is_default_divergence(v: &f64) -> bool {
+    *v == DIVERGENCE_FACTOR
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -103,6 +116,7 @@ impl Default for TrainParams {
             log_every: 10,
             snapshot_every: 0,
             sharpness_every: 0,
+            divergence_factor: DIVERGENCE_FACTOR,
         }
     }
 }
@@ -239,8 +253,13 @@ pub fn train_tracking_sharpness(
      -> Result<(f64, Vec<f64>, f64), ModelError> {
         let (vl, va) = if test.is_empty() { (f64::NAN, f64::NAN) } else { model.evaluate(test.x.as_ref(), &test.y) };
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if step == 0 && !tl.is_finite() {
+            let x = train.x.as_ref();
+            let largest_input = x.col_iter().flat_map(|c| c.iter().copied()).fold(0.0f64, |m, v| m.max(v.abs()));
+            return Err(ModelError::NonFiniteStart { loss: tl, largest_input });
+        }
         if !tl.is_finite() {
-            return Err(diverged(step0 + step as u64, p.lr, tl));
+            return Err(diverged(step0 + step as u64, p.lr, tl, "the loss is not finite; lower the learning rate".into()));
         }
         log.step.push(step0 + step as u64);
         log.epoch.push(epoch);
@@ -253,6 +272,20 @@ pub fn train_tracking_sharpness(
     };
     let first = full_batch(model, 0, &mut probe)?;
     let (tl0, g0, _) = record(model, 0, 0.0, first, &mut log)?;
+    // Past this loss the run has left for good (see `divergence_factor`).
+    let blown = |loss: f64| p.divergence_factor > 0.0 && loss > p.divergence_factor * tl0.max(1.0);
+    let too_high = |loss: f64, step: usize| {
+        diverged(
+            step0 + step as u64,
+            p.lr,
+            loss,
+            format!(
+                "more than divergence_factor = {} × max(initial loss {}, 1); lower the learning rate, or set `divergence_factor` (0 = off) to study the blow-up",
+                short(p.divergence_factor),
+                short(tl0)
+            ),
+        )
+    };
     let mut carried = full.then_some((tl0, g0));
     if let (Some(t), Some(pr)) = (tracker.as_mut(), probe.as_mut()) {
         let (l, r) = t.measure(&mut **pr, SHARPNESS_WARMUP)?;
@@ -275,14 +308,22 @@ pub fn train_tracking_sharpness(
             model.loss_grad(batch.x.as_ref(), &batch.y)
         };
         if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            return Err(diverged(step0 + step as u64, p.lr, loss));
+            return Err(diverged(
+                step0 + step as u64,
+                p.lr,
+                loss,
+                "the loss or the gradient is not finite; lower the learning rate".into(),
+            ));
+        }
+        if blown(loss) {
+            return Err(too_high(loss, step));
         }
         for ((w, v), g) in model.params_mut().iter_mut().zip(velocity.iter_mut()).zip(&grad) {
             *v = p.momentum * *v + g;
             *w -= p.lr * *v;
         }
         if model.params().iter().any(|w| !w.is_finite()) {
-            return Err(diverged(step0 + step as u64, p.lr, f64::NAN));
+            return Err(diverged(step0 + step as u64, p.lr, f64::NAN, "the parameters are not finite; lower the learning rate".into()));
         }
         bar.inc(1);
         let epoch = if full { step as f64 } else { (step * bs) as f64 / n as f64 };
@@ -306,6 +347,9 @@ pub fn train_tracking_sharpness(
                 None => full_batch(model, step, &mut probe)?,
             };
             let (tl, g, gn) = record(model, step, epoch, pass, &mut log)?;
+            if blown(tl) {
+                return Err(too_high(tl, step));
+            }
             bar.set_message(format!("training loss {tl:.3e} |g| {gn:.2e}"));
             if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
@@ -320,8 +364,12 @@ pub fn train_tracking_sharpness(
     Ok(log)
 }
 
-fn diverged(step: u64, lr: f64, loss: f64) -> ModelError {
-    ModelError::Diverged { step, lr, loss }
+fn diverged(step: u64, lr: f64, loss: f64, why: String) -> ModelError {
+    ModelError::Diverged { step, lr, loss, why }
+}
+
+fn short(x: f64) -> String {
+    crate::error::short_f64(x)
 }
 
 /// The widest hidden layer accepted (wider ones are typos, and their weights would not fit).

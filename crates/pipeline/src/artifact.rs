@@ -1,4 +1,5 @@
 //! Parquet artifacts: written to a temporary file and renamed, read back with a schema check.
+use crate::footprint::Footprint;
 use crate::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -56,13 +57,20 @@ pub struct ArtifactReader {
     path: PathBuf,
     metadata: BTreeMap<String, String>,
     builder: ParquetRecordBatchReaderBuilder<File>,
+    footprint: Footprint,
 }
 
 impl ArtifactReader {
     /// Open `path`; with `declared`, check the schema (naming the offending column).
+    /// The file must be a regular file, and one decompressed page per column (what its page
+    /// headers claim) must fit the memory budget.
     pub fn open(path: &Path, declared: Option<&Schema>) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let file = hesslab_limits::open_regular(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let probe = file.try_clone().map_err(|source| Error::Io { path: path.into(), source })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| Error::Parquet { path: path.into(), source })?;
+        let footprint = crate::footprint::footprint(&probe, builder.metadata())
+            .map_err(|message| Error::Schema { path: path.into(), message: format!("not a readable Parquet file: {message}") })?;
+        too_large(path, footprint.pages, "one decompressed page per column, as the page headers claim")?;
         if let Some(d) = declared {
             crate::check_schema(d, builder.schema()).map_err(|message| Error::Schema { path: path.into(), message })?;
         }
@@ -74,7 +82,7 @@ impl ArtifactReader {
                 }
             }
         }
-        Ok(ArtifactReader { path: path.into(), metadata, builder })
+        Ok(ArtifactReader { path: path.into(), metadata, builder, footprint })
     }
 
     /// The file's schema.
@@ -94,7 +102,15 @@ impl ArtifactReader {
     }
 
     /// The rows in batches of at most `rows_per_batch` rows, in file order.
+    /// What one batch decodes to (from the footer and page headers) is checked against the
+    /// memory budget first.
     pub fn batches(self, rows_per_batch: usize) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+        let rows = rows_per_batch.max(1) as u64;
+        too_large(
+            &self.path,
+            self.footprint.for_batch(rows),
+            &format!("batches of {} rows of the decoded columns", rows.min(self.rows())),
+        )?;
         let path = self.path;
         let reader =
             self.builder.with_batch_size(rows_per_batch.max(1)).build().map_err(|source| Error::Parquet { path: path.clone(), source })?;
@@ -102,13 +118,20 @@ impl ArtifactReader {
     }
 
     /// Every row as one batch.
+    /// Every row as one batch (checked first: the decoded columns, twice while they are
+    /// joined, must fit the memory budget).
     pub fn into_artifact(self) -> Result<Artifact> {
+        too_large(&self.path, self.footprint.whole(), &format!("{} rows of decoded columns, held twice while joined", self.rows()))?;
         let (path, schema, metadata) = (self.path.clone(), self.schema().clone(), self.metadata.clone());
         let batches = self.batches(8192)?.collect::<Result<Vec<_>>>()?;
         let batch =
             arrow_select::concat::concat_batches(&schema, &batches).map_err(|source| Error::Arrow { path: path.clone(), source })?;
         Ok(Artifact { path, batch, metadata })
     }
+}
+
+fn too_large(path: &Path, needed: u64, what: &str) -> Result<()> {
+    hesslab_limits::check_memory(needed, what).map_err(|over| Error::TooLarge { path: path.into(), over })
 }
 
 /// Writes one Parquet file through a temporary name; the final name appears only on `finish`.
@@ -219,7 +242,7 @@ pub fn write_file_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Row count and size metadata of an artifact of port `spec`, from its footer alone.
 pub fn read_facts(path: &Path, spec: &crate::PortSpec) -> Result<crate::Facts> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let file = hesslab_limits::open_regular(path).map_err(|source| Error::Io { path: path.into(), source })?;
     let reader =
         parquet::file::serialized_reader::SerializedFileReader::new(file).map_err(|source| Error::Parquet { path: path.into(), source })?;
     use parquet::file::reader::FileReader;

@@ -45,6 +45,9 @@ pub struct LockEntry {
     /// Wall time of the run that produced the outputs (kept here, not in the Parquet files,
     /// so that artifacts stay bit-identical between runs).
     pub seconds: f64,
+    /// The hesslab version that ran it (part of the key; kept to say why a stage reruns).
+    #[serde(default)]
+    pub hesslab_version: String,
 }
 
 /// `hesslab.lock`: what ran, with which key, producing which files (DVC-style).
@@ -61,20 +64,58 @@ pub struct LockFile {
 }
 
 impl LockFile {
-    /// The lock file of an output directory (empty when missing or unreadable).
+    /// The lock file of an output directory: empty when missing, or when it is not a regular
+    /// file of valid JSON (then every stage reruns; [`LockFile::update`] keeps such a file
+    /// aside and says so).
     pub fn load(dir: &Path) -> LockFile {
+        Self::read(&dir.join(LOCK_NAME)).ok().flatten().unwrap_or_default()
+    }
+
+    /// `Ok(None)` when missing, `Err` with the reason when unusable.
+    fn read(p: &Path) -> std::result::Result<Option<LockFile>, String> {
+        match std::fs::symlink_metadata(p) {
+            Err(_) => return Ok(None),
+            Ok(m) if m.file_type().is_symlink() => return Err("it is a symbolic link, which hesslab does not follow".into()),
+            Ok(m) if !m.is_file() => return Err(format!("it is {}", hesslab_limits::file_kind(&m))),
+            Ok(_) => {}
+        }
+        // A lock of 10 000 members is a few MB; a quarter of the memory budget is plenty.
+        let cap = hesslab_limits::memory_budget().0 / 4;
+        let bytes = hesslab_limits::read_regular(p, cap).map_err(|e| e.to_string())?;
+        let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+        serde_json::from_str(&text).map(Some).map_err(|e| format!("it is not a valid lock file ({e})"))
+    }
+
+    /// Like `load`, but an unusable lock file is moved aside to `hesslab.lock.invalid` (a
+    /// link is only removed) with a warning, so that the new one does not overwrite it unseen.
+    fn load_for_update(dir: &Path) -> Result<LockFile> {
         let p = dir.join(LOCK_NAME);
-        std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+        match Self::read(&p) {
+            Ok(l) => Ok(l.unwrap_or_default()),
+            Err(why) => {
+                let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+                let kept = dir.join(format!("{LOCK_NAME}.invalid"));
+                if is_link {
+                    std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                    eprintln!("warning: {}: {why}; removed the link and rebuilt the lock file: stages rerun", p.display());
+                } else if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    std::fs::rename(&p, &kept).map_err(|e| io_err(&p, e))?;
+                    eprintln!("warning: {}: {why}; kept as {} and rebuilt: stages rerun", p.display(), kept.display());
+                } else {
+                    return Err(Error::Lock { path: p.clone(), message: format!("{why}; remove it (hesslab keeps its lock file there)") });
+                }
+                Ok(LockFile::default())
+            }
+        }
     }
     /// Read, change and write the lock file of `dir` while holding its exclusive update lock,
     /// so that processes recording different instances at the same time never lose each
     /// other's entries. Returns the lock file as written.
     pub fn update(dir: &Path, change: impl FnOnce(&mut LockFile)) -> Result<LockFile> {
         let guard_path = dir.join(LOCK_GUARD_NAME);
-        let guard =
-            std::fs::File::options().create(true).truncate(false).write(true).open(&guard_path).map_err(|e| io_err(&guard_path, e))?;
+        let guard = crate::cleanup::open_engine_file(&guard_path)?;
         guard.lock().map_err(|e| Error::Lock { path: guard_path.clone(), message: format!("cannot take the update lock: {e}") })?;
-        let mut l = LockFile::load(dir);
+        let mut l = LockFile::load_for_update(dir)?;
         change(&mut l);
         l.save(dir)?;
         Ok(l) // the kernel releases the lock when `guard` closes
@@ -127,7 +168,7 @@ pub fn same_files(a: &Path, b: &Path) -> bool {
 }
 
 pub fn hash_file(path: &Path) -> Result<FileHash> {
-    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    let meta = hesslab_limits::regular_file(path).map_err(|e| io_err(path, e))?;
     let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -147,7 +188,8 @@ pub fn hash_dir(dir: &Path) -> Result<BTreeMap<String, FileHash>> {
     for e in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let e = e.map_err(|e| io_err(dir, e))?;
         let p = e.path();
-        if p.is_file() {
+        // The entry's own type: links (which could point anywhere) are not outputs.
+        if e.file_type().is_ok_and(|t| t.is_file()) {
             out.insert(e.file_name().to_string_lossy().into_owned(), hash_file(&p)?);
         }
     }
@@ -160,9 +202,14 @@ pub fn hash_dir(dir: &Path) -> Result<BTreeMap<String, FileHash>> {
 pub fn outputs_intact(dir: &Path, outputs: &BTreeMap<String, FileHash>) -> Option<BTreeMap<String, FileHash>> {
     let mut fresh = BTreeMap::new();
     for (name, h) in outputs {
+        // A lock entry names files of the stage directory only: a path (`/dev/zero`,
+        // `../x`) or anything but a regular file there is not an intact output.
+        if !crate::names::is_plain_component(name) {
+            return None;
+        }
         let p: PathBuf = dir.join(name);
-        let m = std::fs::metadata(&p).ok()?;
-        if m.len() != h.size {
+        let m = std::fs::symlink_metadata(&p).ok()?;
+        if !m.is_file() || m.len() != h.size {
             return None;
         }
         if mtime_ns(&m) == h.mtime_ns && ctime_ns(&m) == h.ctime_ns && h.ctime_ns != 0 {
@@ -197,6 +244,7 @@ mod tests {
             params: serde_json::Value::Null,
             outputs: BTreeMap::new(),
             seconds: 0.0,
+            hesslab_version: String::new(),
         };
         std::thread::scope(|s| {
             for t in 0..8 {

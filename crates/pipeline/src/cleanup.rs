@@ -9,9 +9,54 @@ pub const RUN_LOCK_NAME: &str = ".hesslab-run.lock";
 
 fn run_lock_file(dir: &Path) -> Result<(File, PathBuf)> {
     let path = dir.join(RUN_LOCK_NAME);
-    let file =
-        File::options().create(true).truncate(false).write(true).open(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let file = open_engine_file(&path)?;
     Ok((file, path))
+}
+
+/// Refuse a symbolic link at `path` or at any directory between `root` (the pipeline's output
+/// directory, which the user named) and `path`: the engine writes, renames and deletes below
+/// `root` only, never through a link out of it.
+pub fn refuse_links(root: &Path, path: &Path) -> Result<()> {
+    let mut at = root.to_path_buf();
+    for c in path.strip_prefix(root).unwrap_or(Path::new("")).components() {
+        at.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(&at)
+            && m.file_type().is_symlink()
+        {
+            let target = std::fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+            return Err(Error::Link { path: at, target });
+        }
+    }
+    Ok(())
+}
+
+/// Open (creating) one of the engine's own bookkeeping files for writing. A symbolic link in
+/// its place is removed first — the link itself, never its target — so that no file is
+/// created or truncated where the link points; any other non-regular file is an error.
+pub fn open_engine_file(path: &Path) -> Result<File> {
+    replace_link(path)?;
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        let message =
+            format!("{} is {}, not the regular file hesslab keeps there; remove it", path.display(), hesslab_limits::file_kind(&m));
+        return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message) });
+    }
+    File::options().create(true).truncate(false).write(true).open(path).map_err(|source| Error::Io { path: path.into(), source })
+}
+
+/// Remove `path` if it is a symbolic link (the link, not its target), saying so.
+pub(crate) fn replace_link(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        eprintln!("warning: {} was a symbolic link; replaced by a file of its own (the link's target is untouched)", path.display());
+        std::fs::remove_file(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    }
+    Ok(())
+}
+
+/// Is `path` a real directory (not a link to one)?
+fn real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
 /// Hold the run lock of `dir` (exclusive, or `shared` for single-instance executions); waits
@@ -65,13 +110,19 @@ pub fn remove_instance_leftovers(member_dir: &Path, stage: &str) -> Vec<PathBuf>
             .any(|p| name.strip_prefix(p).and_then(|rest| rest.rsplit_once('-')).is_some_and(|(s, _)| s == stage) && is_leftover(name))
     };
     for (dir, pick) in [(member_dir.to_path_buf(), true), (member_dir.join(stage), false)] {
+        // Never read or delete through a link (a planted one would point out of --out).
+        if !real_dir(&dir) {
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let hit = if pick { ours(&name) } else { is_leftover(&name) };
             if hit {
                 let path = e.path();
-                let ok = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                // The entry's own type: a link named like a leftover is removed as a link.
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                let ok = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
                 if ok.is_ok() {
                     removed.push(path);
                 }
@@ -94,6 +145,9 @@ pub fn is_leftover(name: &str) -> bool {
 /// Returns what was removed.
 pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
+    if !real_dir(dir) {
+        return removed;
+    }
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };

@@ -128,6 +128,23 @@ pub fn f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, String> {
     let a: &Float64Array = col(batch, name)?;
     Ok(a.iter().map(|x| x.unwrap_or(f64::NAN)).collect())
 }
+/// A Float64 column's values, every one finite: a null, NaN or infinity is an error naming the
+/// column and the row (a reader of numbers checks them).
+pub fn finite_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<f64>, String> {
+    let a: &Float64Array = col(batch, name)?;
+    a.iter()
+        .enumerate()
+        .map(|(r, x)| match x {
+            Some(v) if v.is_finite() => Ok(v),
+            Some(v) => Err(format!("column `{name}` row {r} is {v}, not a finite number")),
+            None => Err(format!("column `{name}` row {r} is null")),
+        })
+        .collect()
+}
+/// The first row of `values` that is not finite, with its value.
+pub fn first_non_finite(values: &[f64]) -> Option<(usize, f64)> {
+    values.iter().position(|v| !v.is_finite()).map(|i| (i, values[i]))
+}
 /// A nullable Float64 column's values.
 pub fn f64_opt_values(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, String> {
     let a: &Float64Array = col(batch, name)?;

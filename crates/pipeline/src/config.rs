@@ -64,10 +64,19 @@ pub struct PipelineFile {
     key_index: std::sync::OnceLock<KeyIndex>,
 }
 
+/// The largest pipeline file read (a generated sweep of 10 000 members is well below it).
+pub const MAX_PIPELINE_BYTES: u64 = 64 << 20;
+
 impl PipelineFile {
     /// Read and parse `path`, applying `--set` overrides; every problem is reported at once.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let source = std::fs::read_to_string(path).map_err(|source| Error::ReadFile { path: path.into(), source })?;
+        // A pipeline is text of a few KB; a device, a FIFO or a huge file is not one.
+        let bytes =
+            hesslab_limits::read_regular(path, MAX_PIPELINE_BYTES).map_err(|source| Error::ReadFile { path: path.into(), source })?;
+        let source = String::from_utf8(bytes).map_err(|e| Error::ReadFile {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())),
+        })?;
         Self::parse(path, source, overrides)
     }
 
@@ -223,6 +232,16 @@ impl PipelineFile {
             return;
         };
         let path = path.trim();
+        if raw.contains(['\n', '\r']) {
+            // `v = 0.1\nlr = 5` would parse as two keys, the second silently dropped.
+            self.diag_at(
+                1,
+                1,
+                Some(path.into()),
+                format!("--set `{}`: the value contains a line break; give one TOML value", o.escape_debug()),
+            );
+            return;
+        }
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()
             .and_then(|mut t| t.remove("v"))

@@ -59,6 +59,16 @@ pub enum Error {
     /// A stage's memory estimate exceeds what the run may use.
     #[error("{0}")]
     Memory(Box<MemoryShortfall>),
+    /// A symbolic link inside the output directory, where the engine would write, rename or
+    /// delete through it.
+    #[error(
+        "{path} is a symbolic link (to {target}); hesslab writes, renames and deletes only inside the output directory and never through a link out of it: remove the link, or choose another --out"
+    )]
+    Link { path: PathBuf, target: String },
+    /// Reading a file would allocate more than the memory budget (what its footer or headers
+    /// say it decodes to), checked before allocating.
+    #[error("reading {path} {over}")]
+    TooLarge { path: PathBuf, over: hesslab_limits::OverBudget },
 }
 
 /// A stage whose memory estimate exceeds what the run may use (boxed in `Error` to keep the

@@ -23,6 +23,7 @@ struct Job<'a> {
     key: String,
     lock_id: String,
     label: String,
+    show: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -36,7 +37,8 @@ pub(crate) fn execute(
     show: bool,
     reserve: &mut dyn FnMut(&crate::Estimate) -> Result<()>,
 ) -> Result<Executed> {
-    let job = Job::new(plan, id, input_hashes);
+    let job = Job::new(plan, id, input_hashes, show);
+    crate::cleanup::refuse_links(&plan.file.out, &job.dir)?;
     if !forced && let Some(outputs) = job.up_to_date(lock)? {
         if show {
             eprintln!("  skipped  {} (up to date)", job.label);
@@ -71,7 +73,7 @@ pub(crate) fn execute(
 }
 
 impl<'a> Job<'a> {
-    fn new(plan: &'a Plan, id: usize, input_hashes: &[String]) -> Self {
+    fn new(plan: &'a Plan, id: usize, input_hashes: &[String], show: bool) -> Self {
         let inst = &plan.instances[id];
         let member0 = &inst.members[0];
         let label = if inst.members.len() > 1 {
@@ -87,6 +89,7 @@ impl<'a> Job<'a> {
             key: cache_key(inst, input_hashes),
             lock_id: inst.lock_id(),
             label,
+            show,
         }
     }
 
@@ -94,6 +97,19 @@ impl<'a> Job<'a> {
     /// stats refreshed in the lock when a file had to be re-hashed).
     fn up_to_date(&self, lock: &Mutex<LockFile>) -> Result<Option<BTreeMap<String, FileHash>>> {
         let entry = lock_ok(lock).stages.get(&self.lock_id).cloned();
+        if let Some(e) = entry.as_ref().filter(|e| e.key != self.key)
+            && self.show
+        {
+            let why = if e.hesslab_version != crate::HESSLAB_VERSION {
+                let was = if e.hesslab_version.is_empty() { "an earlier version" } else { e.hesslab_version.as_str() };
+                format!("its outputs were made by hesslab {was}; this is {}", crate::HESSLAB_VERSION)
+            } else if e.kind_version != self.inst.kind.version() {
+                format!("kind {} is now version {} (was {})", e.kind, self.inst.kind.version(), e.kind_version)
+            } else {
+                "its parameters or inputs changed".into()
+            };
+            eprintln!("  rerun    {} ({why})", self.label);
+        }
         let Some(e) = entry.filter(|e| e.key == self.key) else {
             return Ok(None);
         };
@@ -199,6 +215,7 @@ impl<'a> Job<'a> {
             params: inst.params.clone(),
             outputs: outputs.clone(),
             seconds,
+            hesslab_version: crate::HESSLAB_VERSION.to_string(),
         };
         // The in-memory copy answers this run's lookups; the file may also be written by other
         // processes (Slurm jobs), so it is updated under its lock rather than overwritten.
@@ -213,10 +230,12 @@ impl<'a> Job<'a> {
     }
 }
 
-/// The key an instance's lock entry must carry to be up to date: its definition and the
-/// content of its inputs.
+/// The key an instance's lock entry must carry to be up to date: the hesslab version, its
+/// definition (kind, the kind's implementation `VERSION`, parameters, seed, upstream
+/// definitions) and the content of its inputs. So an upgrade of hesslab, or a change of a
+/// kind's `VERSION`, reruns the stage instead of reusing what older code computed.
 pub(crate) fn cache_key(inst: &crate::PlannedInstance, input_hashes: &[String]) -> String {
-    crate::sha256_hex(format!("{}\n{}", inst.def_key, input_hashes.join("\n")).as_bytes())
+    crate::sha256_hex(format!("hesslab {}\n{}\n{}", crate::HESSLAB_VERSION, inst.def_key, input_hashes.join("\n")).as_bytes())
 }
 
 /// Swap the staging directory in: the old artifacts disappear only now.
@@ -260,6 +279,7 @@ fn link_members(plan: &Plan, id: usize, dir: &Path) -> Result<()> {
     let inst = &plan.instances[id];
     for m in &inst.members[1..] {
         let target = plan.stage_dir(m, &inst.stage);
+        crate::cleanup::refuse_links(&plan.file.out, &target)?;
         if crate::cache::same_files(dir, &target) {
             continue;
         }

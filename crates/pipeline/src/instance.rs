@@ -74,6 +74,7 @@ fn current_outputs(plan: &Plan, lock: &LockFile, id: usize) -> Option<BTreeMap<S
 /// `opts.force`). The memory check uses `opts.max_memory` (a job's allocation) or what is
 /// available, and fails rather than waits.
 pub fn run_instance(plan: &Plan, lock_id: &str, opts: &RunOptions) -> Result<InstanceReport> {
+    crate::cleanup::refuse_links(&plan.file.out, &plan.out_dir)?;
     std::fs::create_dir_all(&plan.out_dir).map_err(|e| crate::context::io_err(&plan.out_dir, e))?;
     let id = plan.instance_by_lock_id(lock_id).ok_or_else(|| {
         let known: Vec<String> = plan.instances.iter().take(8).map(|i| i.lock_id()).collect();
@@ -86,6 +87,7 @@ pub fn run_instance(plan: &Plan, lock_id: &str, opts: &RunOptions) -> Result<Ins
     })?;
     let inst = &plan.instances[id];
     let _run_lock = crate::cleanup::lock_run_shared(&plan.out_dir)?;
+    crate::cleanup::refuse_links(&plan.file.out, &plan.stage_dir(&inst.members[0], &inst.stage))?;
     crate::cleanup::remove_instance_leftovers(&plan.out_dir.join(&inst.members[0]), &inst.stage);
     let lock = record_members(plan)?;
     let mut outputs: Vec<Option<BTreeMap<String, FileHash>>> = vec![None; plan.instances.len()];
@@ -103,6 +105,9 @@ pub fn run_instance(plan: &Plan, lock_id: &str, opts: &RunOptions) -> Result<Ins
     let hashes = input_hashes(plan, id, &outputs)?;
     let show = opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr());
     let budget = opts.max_memory.or_else(crate::resources::available_memory);
+    if let Some(b) = opts.max_memory {
+        hesslab_limits::set_memory_budget(b);
+    }
     let (note, remedy) = if opts.max_memory.is_some() {
         (
             "is allocated to this job",

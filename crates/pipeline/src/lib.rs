@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod error;
 mod execute;
+mod footprint;
 mod instance;
 pub mod names;
 mod panic;
@@ -21,7 +22,7 @@ mod registry;
 pub mod resources;
 mod runner;
 
-pub use artifact::{Artifact, ArtifactReader, ArtifactWriter, read_artifact, write_batches_atomic, write_file_atomic};
+pub use artifact::{Artifact, ArtifactReader, ArtifactWriter, read_artifact, read_facts, write_batches_atomic, write_file_atomic};
 pub use cache::{LockEntry, LockFile};
 pub use config::{Diagnostic, PipelineFile};
 pub use context::{InputArtifact, StageContext};

@@ -184,7 +184,32 @@ fn first_non_finite(v: &toml::Value) -> Option<f64> {
 }
 
 fn clean_serde_message(s: &str) -> String {
-    s.trim().replace('\n', " ")
+    let s = s.trim().replace('\n', " ");
+    // serde's "invalid value: integer `5000000000`, expected u32" says neither what is wrong
+    // nor what would do: name the range.
+    let range = |ty: &str| -> Option<u128> {
+        Some(match ty {
+            "u8" => u8::MAX as u128,
+            "u16" => u16::MAX as u128,
+            "u32" => u32::MAX as u128,
+            "u64" | "usize" => u64::MAX as u128,
+            _ => return None,
+        })
+    };
+    if let Some(rest) = s.strip_prefix("invalid value: integer `")
+        && let Some((value, rest)) = rest.split_once("`, expected ")
+        && let Some(ty) = rest.split_whitespace().next()
+        && let Some(max) = range(ty)
+    {
+        let tail = rest[ty.len()..].trim();
+        let what = if value.starts_with('-') {
+            format!("{value} is negative; expected an integer from 0 to {max}")
+        } else {
+            format!("{value} is too large; expected an integer from 0 to {max}")
+        };
+        return if tail.is_empty() { what } else { format!("{what} {tail}") };
+    }
+    s
 }
 
 /// The nearest candidate within a distance of max(2, len/3).

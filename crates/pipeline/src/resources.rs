@@ -65,20 +65,7 @@ pub fn prod(xs: &[u64]) -> u64 {
     xs.iter().fold(1u64, |a, &b| a.saturating_mul(b))
 }
 
-/// Bytes in binary units: "1.5 GiB"; the saturated maximum reads "more than 16 EiB".
-pub fn human_bytes(b: u64) -> String {
-    if b == u64::MAX {
-        return "more than 16 EiB".into();
-    }
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", units[u]) }
-}
+pub use hesslab_limits::{available_memory, human_bytes};
 
 /// Parse "512M", "24G", "1.5GiB", "1000000" (bytes).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -99,14 +86,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(format!("`{s}` is not a usable size"));
     }
     Ok(bytes as u64)
-}
-
-/// Memory the kernel says can be allocated without swapping (`MemAvailable`), if known.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
 }
 
 #[cfg(test)]

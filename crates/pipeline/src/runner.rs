@@ -100,6 +100,11 @@ struct Run<'a> {
 impl Runner {
     /// Run `plan`, skipping what is up to date.
     pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunReport> {
+        if let Some(b) = opts.max_memory {
+            // Every reader of this process checks what it will allocate against it.
+            hesslab_limits::set_memory_budget(b);
+        }
+        crate::cleanup::refuse_links(&plan.file.out, &plan.out_dir)?;
         std::fs::create_dir_all(&plan.out_dir).map_err(|e| io_err(&plan.out_dir, e))?;
         // One run at a time per output directory; then whatever a killed run left in staging
         // or half-written is nobody's and goes.

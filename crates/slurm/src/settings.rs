@@ -104,7 +104,9 @@ impl SlurmOptions {
         let mut o = SlurmOptions::default();
         let Some(path) = path else { return Ok(o) };
         let err = |message: String| Error::Settings { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        // A settings file is a few lines of TOML; a device or FIFO is not one.
+        let bytes = hesslab_limits::read_regular(path, 16 << 20).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("is not UTF-8 text".into()))?;
         let file: SettingsFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         let mut problems = Vec::new();
         if let Some(ex) = file.executor {

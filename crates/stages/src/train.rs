@@ -51,6 +51,12 @@ impl StageKind for Train {
                 format!("sharpness_every = {} must be a multiple of log_every = {}", p.sharpness_every, p.log_every),
             ));
         }
+        if !(p.divergence_factor == 0.0 || (p.divergence_factor >= 1.0 && p.divergence_factor.is_finite())) {
+            e.push((
+                "divergence_factor".into(),
+                format!("divergence_factor must be 0 (off) or a finite number ≥ 1, got {}", short_f64(p.divergence_factor)),
+            ));
+        }
         for (key, v) in [("target_loss", p.target_loss), ("grad_tol", p.grad_tol)] {
             if !(v >= 0.0 && v.is_finite()) {
                 e.push((key.into(), format!("{key} must be a finite number ≥ 0 (0 = off), got {}", short_f64(v))));
@@ -59,10 +65,30 @@ impl StageKind for Train {
         e
     }
     fn check_inputs(p: &TrainParams, inputs: &InputFacts) -> Vec<(String, String)> {
-        match planned_network(p, inputs) {
-            Some(Err(m)) => vec![(if p.layers.is_empty() { "hidden" } else { "layers" }.into(), m)],
-            _ => Vec::new(),
+        let mut e = Vec::new();
+        let data = inputs.get(Dataset::NAME).copied().unwrap_or_default();
+        if let Some(k) = data.classes {
+            if k < 2 {
+                e.push((
+                    "dataset".into(),
+                    format!("the dataset has {k} class(es); a classifier needs at least 2 (with one class every loss is constant)"),
+                ));
+            } else if p.loss == LossKind::Logistic && k > 2 {
+                e.push(("loss".into(), format!("loss = \"logistic\" needs 2 classes, the dataset has {k}")));
+            }
         }
+        // A sample shape that no network takes (as a file header may claim) is the dataset's
+        // problem, not the layers'.
+        if let Some(s) = data.shape
+            && let Err(m) = Shape::from_dims(&s.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect::<Vec<_>>())
+        {
+            e.push(("dataset".into(), format!("the dataset's sample shape {s:?} (from its source) is unusable: {m}")));
+            return e;
+        }
+        if let Some(Err(m)) = planned_network(p, inputs) {
+            e.push((if p.layers.is_empty() { "hidden" } else { "layers" }.into(), m));
+        }
+        e
     }
     fn facts(p: &TrainParams, inputs: &InputFacts) -> Facts {
         let data = inputs.get(Dataset::NAME).copied().unwrap_or_default();
@@ -96,6 +122,12 @@ impl StageKind for Train {
         }
         if p.batch_size > tr.len() {
             return Err(StageError::msg(format!("batch_size {} exceeds the {} training examples", p.batch_size, tr.len())));
+        }
+        if ds.num_classes < 2 {
+            return Err(StageError::msg(format!(
+                "the dataset has {} class(es); a classifier needs at least 2 (with one class every loss is constant)",
+                ds.num_classes
+            )));
         }
         let out_dim = if p.loss == LossKind::Logistic {
             if ds.num_classes > 2 {

@@ -11,9 +11,21 @@ fn tmp(name: &str) -> PathBuf {
     d.join("matrix.parquet")
 }
 
-/// A p × p matrix that is not quite symmetric (so symmetrizing has work to do).
+/// A p × p matrix that is not quite symmetric (so symmetrizing has work to do), within the
+/// tolerance a read accepts (an asymmetric one is refused: `a_matrix_that_is_not_symmetric_is_refused`).
 fn unsymmetric(p: usize) -> Mat<f64> {
-    Mat::from_fn(p, p, |i, j| ((i * 7 + j * 3) as f64).sin() + if i > j { 1e-9 * (i as f64).cos() } else { 0.0 })
+    Mat::from_fn(p, p, |i, j| (((i + j) * 5 + i * j % 7 + j * i % 7) as f64).sin() + if i > j { 1e-9 * (i as f64).cos() } else { 0.0 })
+}
+
+#[test]
+fn a_matrix_that_is_not_symmetric_is_refused() {
+    let a = Mat::from_fn(6, 6, |i, j| ((i * 7 + j * 3) as f64).sin());
+    let path = tmp("asymmetric");
+    write(&path, &a, &(0..6).collect::<Vec<u32>>(), 2, 6);
+    for result in [streamed(&path), whole(&path)] {
+        let e = result.unwrap_err();
+        assert!(e.contains("the matrix is not symmetric") && e.contains("matrix.parquet"), "{e}");
+    }
 }
 
 /// Writes row r of `a` for each r of `rows`, in that order, `per_batch` rows a batch, with a

@@ -10,6 +10,16 @@ use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, StageContext, Stag
 
 const DATASET: PortSpec = port::<Dataset>();
 
+/// A named input path that exists but is not a regular file (a FIFO would block the run, a
+/// device never end): said at validate time with its key. A missing file is reported when the
+/// stage runs.
+pub(crate) fn not_a_regular_file(key: &str, path: &str) -> Option<(String, String)> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Some((key.into(), format!("`{path}` is {}; inputs must be regular files", hesslab_limits::file_kind(&m)))),
+        _ => None,
+    }
+}
+
 /// `gaussian_mixture`: k Gaussian clusters in d dimensions (S18 E2, S16 P3).
 pub struct GaussianMixtureStage;
 
@@ -80,6 +90,7 @@ impl StageKind for DigitsStage {
         if p.n > 1797 && p.path.is_none() {
             e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
         }
+        e.extend(p.path.as_deref().and_then(|f| not_a_regular_file("path", f)));
         e
     }
     fn facts(p: &DigitsParams, _: &InputFacts) -> Facts {
@@ -112,6 +123,17 @@ impl StageKind for IdxStage {
         }
         if p.test_images.is_empty() != p.test_labels.is_empty() {
             e.push(("test_labels".into(), "test_images and test_labels go together".into()));
+        }
+        for (key, path) in [("images", &p.images), ("labels", &p.labels), ("test_images", &p.test_images), ("test_labels", &p.test_labels)]
+        {
+            if let Some(problem) = not_a_regular_file(key, path) {
+                e.push(problem);
+            } else if key.ends_with("images")
+                && let Some(dims) = hesslab_data::idx_dims(path)
+                && (dims.len() < 2 || dims.contains(&0))
+            {
+                e.push((key.into(), format!("`{path}`: the IDX header's dimensions {dims:?} are not [count, height, width] images")));
+            }
         }
         e
     }
@@ -160,7 +182,10 @@ impl StageKind for Cifar10Stage {
         "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
     fn check(p: &CifarParams) -> Vec<(String, String)> {
-        if p.files.is_empty() { vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())] } else { vec![] }
+        if p.files.is_empty() {
+            return vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())];
+        }
+        p.files.iter().filter_map(|f| not_a_regular_file("files", f)).collect()
     }
     fn facts(p: &CifarParams, _: &InputFacts) -> Facts {
         Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), shape: Some([3, 32, 32]), ..Default::default() }
