@@ -435,3 +435,18 @@ fn validate_does_not_block_on_a_fifo_named_as_an_idx_file() {
     assert!(e.contains("key `stages.data.images`") && e.contains("is a FIFO (named pipe); inputs must be regular files"), "{e}");
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// Problems in `--set` overrides are located "in --set", not at a line of the file they never
+/// were in, and a misspelt stage gets a suggestion (issue #44, messages).
+#[test]
+fn set_overrides_are_located_in_set_and_suggest_near_names() {
+    let e = validate_err(SMALL, &["trian.lr=0.1"]);
+    assert!(e.contains("p.toml: in --set: key `trian.lr`") && e.contains("no stage named `trian` (did you mean `train`?)"), "{e}");
+    let e = validate_err(SMALL, &["train.lrr=0.1"]);
+    assert!(e.contains("p.toml: in --set: key `stages.train.lrr`") && e.contains("(did you mean `lr`?)"), "{e}");
+    let e = validate_err(SMALL, &["train.lr=-1"]);
+    assert!(e.contains("p.toml: in --set: key `stages.train.lr`: lr must be > 0"), "{e}");
+    // A problem in the file is still located at its line.
+    let e = validate_err(&SMALL.replace("max_steps = 20", "max_steps = 20\nlr = -1"), &[]);
+    assert!(e.contains("p.toml:15:1: key `stages.train.lr`") && !e.contains("in --set"), "{e}");
+}

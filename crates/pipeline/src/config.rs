@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub struct Diagnostic {
     /// The pipeline file.
     pub file: PathBuf,
-    /// Line, from 1.
+    /// Line, from 1; 0 when the problem is in a `--set` override, not in the file.
     pub line: usize,
     /// Column, from 1.
     pub column: usize,
@@ -22,7 +22,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if self.line == 0 {
+            write!(f, "{}: in --set: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        }
         if let Some(k) = &self.key {
             write!(f, "key `{k}`: ")?;
         }
@@ -59,6 +63,9 @@ pub struct PipelineFile {
     pub stages: Vec<StageDecl>,
     /// Problems found while parsing; validation adds to them.
     pub diagnostics: Vec<Diagnostic>,
+    /// Key paths (`["stages", "train", "lr"]`) a `--set` override gave: problems with them are
+    /// located "in --set", not at a line of the file.
+    pub overridden: std::collections::BTreeSet<Vec<String>>,
     /// Byte offset of every key path in `source`, built once on the first diagnostic so that
     /// locating many problems stays linear in their number.
     key_index: std::sync::OnceLock<KeyIndex>,
@@ -125,6 +132,7 @@ impl PipelineFile {
             sweep: Vec::new(),
             stages: Vec::new(),
             diagnostics: Vec::new(),
+            overridden: Default::default(),
             key_index: Default::default(),
         };
         for o in overrides {
@@ -228,7 +236,7 @@ impl PipelineFile {
     /// `--set stage.param=value` (value parsed as TOML, else taken as a string).
     fn apply_override(&mut self, doc: &mut toml::Table, o: &str) {
         let Some((path, raw)) = o.split_once('=') else {
-            self.diag_at(1, 1, Some(o.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
+            self.diag_at(0, 0, Some(o.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
             return;
         };
         let path = path.trim();
@@ -247,7 +255,7 @@ impl PipelineFile {
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.to_string()));
         let Some((head, param)) = path.split_once('.') else {
-            self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
+            self.diag_at(0, 0, Some(path.into()), format!("--set `{o}`: expected STAGE.PARAM=VALUE"));
             return;
         };
         let table = if head == "pipeline" {
@@ -255,7 +263,7 @@ impl PipelineFile {
         } else if head == "sweep" {
             // `sweep.STAGE.PARAM=[...]`: replace (or add) one sweep key, e.g. fewer seeds.
             let Some((stage, key)) = param.split_once('.') else {
-                self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: expected sweep.STAGE.PARAM=[VALUES]"));
+                self.diag_at(0, 0, Some(path.into()), format!("--set `{o}`: expected sweep.STAGE.PARAM=[VALUES]"));
                 return;
             };
             let sweep = doc.entry("sweep").or_insert_with(|| toml::Value::Table(Default::default()));
@@ -267,7 +275,7 @@ impl PipelineFile {
                 Some(st) => {
                     st.insert(key.to_string(), value);
                 }
-                None => self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: [sweep] or its `{stage}` entry is not a table")),
+                None => self.diag_at(0, 0, Some(path.into()), format!("--set `{o}`: [sweep] or its `{stage}` entry is not a table")),
             }
             return;
         } else {
@@ -275,13 +283,24 @@ impl PipelineFile {
             match stages.as_table_mut().and_then(|s| s.get_mut(head)) {
                 Some(t) => t,
                 None => {
-                    self.diag_at(1, 1, Some(path.into()), format!("--set `{o}`: no stage named `{head}`"));
+                    let names: Vec<String> = stages.as_table().map(|s| s.keys().cloned().collect()).unwrap_or_default();
+                    let hint = crate::nearest(head, names.iter().map(String::as_str))
+                        .map(|n| format!(" (did you mean `{n}`?)"))
+                        .unwrap_or_else(|| format!("; stages: {}", names.join(", ")));
+                    self.diag_at(0, 0, Some(path.into()), format!("--set `{o}`: no stage named `{head}`{hint}"));
                     return;
                 }
             }
         };
         if let Some(t) = table.as_table_mut() {
             t.insert(param.to_string(), value);
+            let section = if head == "pipeline" { "pipeline" } else { "stages" };
+            let mut key = vec![section.to_string()];
+            if section == "stages" {
+                key.push(head.to_string());
+            }
+            key.push(param.to_string());
+            self.overridden.insert(key);
         }
     }
 
@@ -297,6 +316,9 @@ impl PipelineFile {
 
     /// Line and column of the deepest existing key along `path` (1-based).
     pub fn locate(&self, path: &[&str]) -> (usize, usize) {
+        if self.overridden.iter().any(|k| k.len() <= path.len() && k.iter().zip(path).all(|(a, b)| a == b)) {
+            return (0, 0); // given by --set
+        }
         let index = self.key_index.get_or_init(|| KeyIndex::new(&self.source));
         let mut key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         while !key.is_empty() {
