@@ -450,3 +450,22 @@ fn set_overrides_are_located_in_set_and_suggest_near_names() {
     let e = validate_err(&SMALL.replace("max_steps = 20", "max_steps = 20\nlr = -1"), &[]);
     assert!(e.contains("p.toml:15:1: key `stages.train.lr`") && !e.contains("in --set"), "{e}");
 }
+
+/// `hesslab show` names its columns: a one-row artifact (a summary) as name/value lines, a
+/// table under a header of its column names (issue #44).
+#[test]
+fn show_names_the_columns() {
+    let t = tmp("show");
+    run_text(SMALL, &t.join("out"), RunOptions::default()).unwrap();
+    let member = t.join("out/small/main");
+    let s = hesslab::show::show(&member.join("summary/summary.parquet"), 10).unwrap();
+    let rows = &s[s.find("rows:\n").unwrap()..];
+    assert!(rows.lines().any(|l| l.trim_start().starts_with("outliers_gap ") && l.split_whitespace().nth(1).is_some()), "{s}");
+    assert!(rows.lines().any(|l| l.trim_start().starts_with("num_eigenvalues ")), "{s}");
+    let s = hesslab::show::show(&member.join("eigen/eigenvalues.parquet"), 3).unwrap();
+    let rows: Vec<&str> = s[s.find("rows:\n").unwrap()..].lines().skip(1).collect();
+    assert!(rows[0].split('|').map(str::trim).eq(["rank", "eigenvalue", "residual"]), "{s}");
+    assert_eq!(rows.len(), 5, "header, 3 rows, the rest counted: {s}");
+    assert!(rows[4].contains("more rows"), "{s}");
+    let _ = std::fs::remove_dir_all(&t);
+}

@@ -21,9 +21,32 @@ pub fn show(path: &Path, rows: usize) -> Result<String, hesslab_pipeline::Error>
     s.push_str("rows:\n");
     let first = if rows == 0 || total == 0 { None } else { reader.batches(rows)?.next().transpose()? };
     let Some(b) = first else { return Ok(s) };
-    for r in 0..rows.min(b.num_rows()) {
-        let cells: Vec<String> = (0..b.num_columns()).map(|c| cell(b.column(c).as_ref(), r)).collect();
-        s.push_str(&format!("  {}\n", cells.join(" | ")));
+    let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+    if total == 1 {
+        // One row (a summary): one line per column, name then value.
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        for (c, name) in names.iter().enumerate() {
+            s.push_str(&format!("  {name:<width$}  {}\n", cell(b.column(c).as_ref(), 0)));
+        }
+        return Ok(s);
+    }
+    // A table: the column names above the cells, each column as wide as its widest entry.
+    let shown = rows.min(b.num_rows());
+    let cells: Vec<Vec<String>> = (0..b.num_columns()).map(|c| (0..shown).map(|r| cell(b.column(c).as_ref(), r)).collect()).collect();
+    let widths: Vec<usize> = names
+        .iter()
+        .zip(&cells)
+        .map(|(n, col)| col.iter().map(|x| x.chars().count()).chain([n.chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |items: &mut dyn Iterator<Item = (usize, String)>| -> String {
+        items.map(|(w, x)| format!("{x:<w$}")).collect::<Vec<_>>().join(" | ").trim_end().to_string()
+    };
+    s.push_str(&format!("  {}\n", line(&mut widths.iter().copied().zip(names.iter().cloned()))));
+    for r in 0..shown {
+        s.push_str(&format!("  {}\n", line(&mut widths.iter().copied().zip(cells.iter().map(|c| c[r].clone())))));
+    }
+    if (shown as u64) < total {
+        s.push_str(&format!("  … {} more rows\n", total - shown as u64));
     }
     Ok(s)
 }
