@@ -469,3 +469,21 @@ fn show_names_the_columns() {
     assert!(rows[4].contains("more rows"), "{s}");
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// One missing bracket is one problem, not the parser's fifty follow-on complaints; a missing
+/// file is said once, not once per error in the chain (issue #44).
+#[test]
+fn a_syntax_error_is_one_message_and_a_cause_is_said_once() {
+    let broken = SMALL.replace("hidden = [5]", "hidden = [5, 6\nmax_steps = [1");
+    let e = validate_err(&broken, &[]);
+    assert!(e.starts_with("1 problem(s) found:") && e.contains("TOML syntax error") && e.contains("fix it first"), "{e}");
+    let t = tmp("cause");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hesslab"))
+        .args(["validate", "no-such-pipeline.toml"])
+        .current_dir(&t)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.matches("No such file or directory").count() == 1, "{err}");
+    let _ = std::fs::remove_dir_all(&t);
+}

@@ -374,9 +374,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            // A cause whose text the lines above already hold says nothing new.
+            let mut said = e.to_string();
             let mut src = e.source();
             while let Some(s) = src {
-                eprintln!("  caused by: {s}");
+                let text = s.to_string();
+                if !said.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    said.push_str(&text);
+                }
                 src = s.source();
             }
             ExitCode::FAILURE

@@ -87,24 +87,16 @@ impl PipelineFile {
         Self::parse(path, source, overrides)
     }
 
-    /// Parse `source`; syntax errors (all of them) become an `Error::Invalid`.
+    /// Parse `source`; a syntax error becomes an `Error::Invalid` with that one problem: what
+    /// the parser reports after it (a missing `]` gave 51 "problems") mostly follows from it.
     pub fn parse(path: &Path, source: String, overrides: &[String]) -> Result<Self> {
         let (_, errors) = toml::de::DeTable::parse_recoverable(&source);
-        if !errors.is_empty() {
+        if let Some(e) = errors.first() {
             let lines = LineIndex::new(&source);
-            let mut diags: Vec<Diagnostic> = errors
-                .iter()
-                .take(MAX_SYNTAX_ERRORS)
-                .map(|e| {
-                    let (line, column) = e.span().map(|s| lines.line_col(&source, s.start)).unwrap_or((1, 1));
-                    Diagnostic { file: path.into(), line, column, key: None, message: format!("TOML syntax error: {}", e.message().trim()) }
-                })
-                .collect();
-            if errors.len() > MAX_SYNTAX_ERRORS {
-                let (line, column) = diags.last().map(|d| (d.line, d.column)).unwrap_or((1, 1));
-                let message = format!("… and {} more syntax errors after these", errors.len() - MAX_SYNTAX_ERRORS);
-                diags.push(Diagnostic { file: path.into(), line, column, key: None, message });
-            }
+            let (line, column) = e.span().map(|s| lines.line_col(&source, s.start)).unwrap_or((1, 1));
+            let more = if errors.len() > 1 { " (fix it first: the parser's later complaints follow from it)" } else { "" };
+            let message = format!("TOML syntax error: {}{more}", e.message().trim());
+            let diags = vec![Diagnostic { file: path.into(), line, column, key: None, message }];
             return Err(Error::Invalid(diags));
         }
         let mut doc: toml::Table = match toml::from_str(&source) {
@@ -330,10 +322,6 @@ impl PipelineFile {
         (1, 1)
     }
 }
-
-/// The most TOML syntax errors reported one by one (recovery after a broken line can produce
-/// one per token; the first ones are what the user needs).
-const MAX_SYNTAX_ERRORS: usize = 50;
 
 /// Where every key of a pipeline file is, and where its lines start: each diagnostic is
 /// located in O(log n) instead of re-parsing or re-scanning the file.
