@@ -487,3 +487,19 @@ fn a_syntax_error_is_one_message_and_a_cause_is_said_once() {
     assert!(!out.status.success() && err.matches("No such file or directory").count() == 1, "{err}");
     let _ = std::fs::remove_dir_all(&t);
 }
+
+/// `hesslab stages` gives the real default of parameters a pipeline's serialized form omits,
+/// and `dag` counts a trajectory's snapshots, not its dataset's samples (issue #44).
+#[test]
+fn stages_show_real_defaults_and_dag_counts_snapshots() {
+    let s = hesslab::describe_stages(&hesslab::registry(), None).unwrap();
+    for want in ["partial: boolean = false", "plot: boolean = true", "sharpness_every: integer = 0", "divergence_factor: number = 10000.0"]
+    {
+        assert!(s.contains(want), "no `{want}` in `hesslab stages`");
+    }
+    assert!(!s.contains(" = -\n"), "a parameter without its default:\n{s}");
+    let text = SMALL.replace("max_steps = 20", "max_steps = 30\nsnapshot_every = 10")
+        + "[stages.along]\nkind = \"spectra_along_training\"\ntrajectory = \"train.trajectory\"\ndataset = \"data.dataset\"\nk = 3\n";
+    let d = build(&text, &[]).unwrap().describe();
+    assert!(d.contains("(4 snapshots +"), "{d}");
+}

@@ -247,7 +247,7 @@ impl Port for Trajectory {
         Ok(Encoded::one(batch, meta.0))
     }
     fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        network_facts(rows, meta)
+        Facts { snapshots: Some(rows), ..network_facts(rows, meta) }
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));

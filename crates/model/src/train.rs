@@ -13,6 +13,7 @@ pub struct TrainParams {
     /// activations); the last linear layer's width is the number of outputs. Empty: the MLP
     /// that `hidden`, `activation` and `bias` describe.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("default" = []))]
     pub layers: Vec<LayerSpec>,
     /// Hidden layer widths of the MLP shorthand; [] is softmax/logistic regression.
     pub hidden: Vec<usize>,
@@ -49,11 +50,13 @@ pub struct TrainParams {
     /// power step (one Hessian-vector product) per measurement after 20 at the start, written
     /// to `log` as `sharpness` with its relative residual ‖Hv − λv‖/|λ|.
     #[serde(skip_serializing_if = "is_zero")]
+    #[schemars(extend("default" = 0))]
     pub sharpness_every: usize,
     /// Training fails as diverged once a training loss (full-batch or mini-batch) exceeds
     /// this multiple of max(initial loss, 1); non-finite losses, gradients or parameters
     /// always fail. 0 turns the multiple off (to study a blow-up).
     #[serde(skip_serializing_if = "is_default_divergence")]
+    #[schemars(extend("default" = 10000.0))]
     pub divergence_factor: f64,
 }
 

@@ -20,6 +20,8 @@ pub struct Facts {
     pub units: Option<u64>,
     /// Shape [C, H, W] of one example of an image dataset.
     pub shape: Option<[u64; 3]>,
+    /// Parameter snapshots a trajectory holds (not its dataset's rows).
+    pub snapshots: Option<u64>,
 }
 
 /// The facts of every input port of a stage (for a gathering input, of its first artifact).

@@ -93,7 +93,10 @@ impl StageKind for Train {
     fn facts(p: &TrainParams, inputs: &InputFacts) -> Facts {
         let data = inputs.get(Dataset::NAME).copied().unwrap_or_default();
         let arch = planned_network(p, inputs).and_then(Result::ok);
-        Facts { params: arch.as_ref().map(|a| a.num_params() as u64), units: arch.map(|a| a.units()), ..data }
+        // Snapshots at step 0, every `snapshot_every` steps and at most `max_steps` (a stop on
+        // `target_loss` records fewer).
+        let snapshots = (p.snapshot_every > 0).then(|| (p.max_steps / p.snapshot_every) as u64 + 1);
+        Facts { params: arch.as_ref().map(|a| a.num_params() as u64), units: arch.map(|a| a.units()), snapshots, ..data }
     }
     fn estimate(p: &TrainParams, inputs: &InputFacts) -> Option<Estimate> {
         let data = inputs.get(Dataset::NAME)?;

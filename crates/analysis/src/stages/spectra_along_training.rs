@@ -115,7 +115,9 @@ impl StageKind for SpectraAlongTraining {
         let m = if p.max_dim == 0 { (2 * p.k + 20).max(40) } else { p.max_dim.max(p.k + 2) } as u64;
         // The trajectory itself, the Krylov basis, the previous snapshot's vectors and the
         // operator's per-sample cache.
-        let snapshots = traj.rows.unwrap_or(1);
+        // The trajectory's rows are its snapshots once it is written; before a run the train
+        // stage's facts say how many it will record.
+        let snapshots = traj.snapshots.unwrap_or(1);
         Some(
             Estimate::f64s(prod(&[snapshots, dim]), format!("{snapshots} snapshots"))
                 .plus(Estimate::f64s(dim.saturating_mul(m + 2 * p.k as u64 + 4), format!("Krylov basis of {m} vectors of length {dim}")))

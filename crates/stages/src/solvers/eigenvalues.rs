@@ -46,10 +46,12 @@ pub struct EigenParams {
     /// dense: only the k eigenvalues `which` selects, by bisection on the tridiagonal matrix
     /// (the reduction to it is the same; what is saved is the tridiagonal solve).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub partial: bool,
     /// Draw the default figures: top eigenvalues, the negative part in % of P, and for a full
     /// spectrum the ordered values and the histogram (bars on a log count axis).
     #[serde(skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub plot: bool,
 }
 }

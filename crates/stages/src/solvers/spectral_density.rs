@@ -29,6 +29,7 @@ pub struct SlqStageParams {
     /// Draw the default figures: the density on a log axis, and the negative part against rank
     /// in % of P from the quadrature nodes and weights.
     #[serde(skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub plot: bool,
 }
 }
