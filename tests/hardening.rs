@@ -503,3 +503,20 @@ fn stages_show_real_defaults_and_dag_counts_snapshots() {
     let d = build(&text, &[]).unwrap().describe();
     assert!(d.contains("(4 snapshots +"), "{d}");
 }
+
+/// Names a PyTorch user would write that hesslab does not have yet are "not supported yet",
+/// with what is, rather than "unknown" (issue #44).
+#[test]
+fn pytorch_names_not_supported_yet_are_said_so() {
+    let e = validate_err(&SMALL.replace("hidden = [5]", "hidden = [5]\noptimizer = \"adam\"\nweight_decay = 0.1"), &[]);
+    assert!(
+        e.contains("parameter `optimizer` is not supported yet by kind `train`")
+            && e.contains("parameter `weight_decay` is not supported yet"),
+        "{e}"
+    );
+    assert!(!e.contains("unknown parameter"), "{e}");
+    let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"batch_norm1d\", { linear = 3 }]"), &[]);
+    assert!(e.contains("layer `batch_norm1d` (BatchNorm1d in PyTorch) is not supported yet; supported: relu"), "{e}");
+    let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"relux\", { linear = 3 }]"), &[]);
+    assert!(e.contains("unknown layer `relux`"), "{e}");
+}

@@ -123,7 +123,7 @@ impl TryFrom<Value> for LayerSpec {
                 "identity" => Ok(LayerSpec::Activation(Activation::Identity)),
                 "flatten" => Ok(LayerSpec::Flatten),
                 "linear" | "conv2d" | "max_pool2d" | "avg_pool2d" => Err(format!("layer `{s}` needs arguments, e.g. {{ {s} = … }}")),
-                _ => Err(format!("unknown layer `{s}`; known: {LAYER_NAMES}")),
+                _ => Err(unknown_layer(s)),
             };
         }
         let t = v
@@ -163,8 +163,38 @@ impl TryFrom<Value> for LayerSpec {
             "max_pool2d" => pool(name, arg).map(|(kernel_size, stride)| LayerSpec::MaxPool2d { kernel_size, stride }),
             "avg_pool2d" => pool(name, arg).map(|(kernel_size, stride)| LayerSpec::AvgPool2d { kernel_size, stride }),
             "relu" | "tanh" | "sigmoid" | "identity" | "flatten" => Err(format!("layer `{name}` takes no arguments: write \"{name}\"")),
-            _ => Err(format!("unknown layer `{name}`; known: {LAYER_NAMES}")),
+            _ => Err(unknown_layer(name)),
         }
+    }
+}
+
+/// PyTorch modules (snake_case, as a pipeline would name them) that hesslab does not have yet,
+/// with their PyTorch name: said as "not supported yet" rather than "unknown".
+const NOT_YET: &[(&str, &str)] = &[
+    ("batch_norm", "BatchNorm1d/2d"),
+    ("batch_norm1d", "BatchNorm1d"),
+    ("batch_norm2d", "BatchNorm2d"),
+    ("layer_norm", "LayerNorm"),
+    ("group_norm", "GroupNorm"),
+    ("dropout", "Dropout"),
+    ("gelu", "GELU"),
+    ("silu", "SiLU"),
+    ("softplus", "Softplus"),
+    ("elu", "ELU"),
+    ("leaky_relu", "LeakyReLU"),
+    ("global_avg_pool", "AdaptiveAvgPool2d(1)"),
+    ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
+    ("embedding", "Embedding"),
+    ("multihead_attention", "MultiheadAttention"),
+    ("causal_self_attention", "nanoGPT's CausalSelfAttention"),
+    ("residual", "a residual block"),
+    ("softmax", "Softmax (the cross-entropy loss applies it)"),
+];
+
+fn unknown_layer(name: &str) -> String {
+    match NOT_YET.iter().find(|(n, _)| *n == name) {
+        Some((_, torch)) => format!("layer `{name}` ({torch} in PyTorch) is not supported yet; supported: {LAYER_NAMES}"),
+        None => format!("unknown layer `{name}`; known: {LAYER_NAMES}"),
     }
 }
 

@@ -21,6 +21,11 @@ pub trait StageKind: Send + Sync + 'static {
     const INPUTS: &'static [PortSpec] = &[];
     /// The outputs.
     const OUTPUTS: &'static [PortSpec];
+    /// For a parameter name this kind does not have but a user may expect (PyTorch's name for
+    /// something not supported yet): what to say instead of "unknown parameter".
+    fn not_supported(_key: &str) -> Option<&'static str> {
+        None
+    }
     /// Semantic checks on parameters, as (key, message) pairs; all are reported at once.
     fn check(_params: &Self::Params) -> Vec<(String, String)> {
         Vec::new()
@@ -128,8 +133,11 @@ impl<S: StageKind> DynStage for Adapter<S> {
                     if let Err(e1) = toml::Value::Table(one).try_into::<S::Params>() {
                         let mut msg = clean_serde_message(&e1.to_string());
                         if !known.contains(k) {
-                            msg = format!("unknown parameter `{k}` for kind `{}`", S::KIND);
-                            if let Some(s) = nearest(k, known.iter().map(|s| s.as_str())) {
+                            msg = match S::not_supported(k) {
+                                Some(why) => format!("parameter `{k}` is not supported yet by kind `{}`: {why}", S::KIND),
+                                None => format!("unknown parameter `{k}` for kind `{}`", S::KIND),
+                            };
+                            if let Some(s) = nearest(k, known.iter().map(|s| s.as_str())).filter(|_| S::not_supported(k).is_none()) {
                                 msg.push_str(&format!(" (did you mean `{s}`?)"));
                             }
                             msg.push_str(&format!("; known parameters: {}", known.join(", ")));

@@ -17,6 +17,17 @@ impl StageKind for Train {
     const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
     const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
     const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];
+    fn not_supported(key: &str) -> Option<&'static str> {
+        match key {
+            "optimizer" | "betas" | "eps" | "weight_decay" | "nesterov" | "dampening" | "alpha" | "amsgrad" => Some(
+                "training is full-batch GD or mini-batch SGD with `lr` and heavy-ball `momentum` (torch.optim.SGD without weight decay)",
+            ),
+            "schedule" | "scheduler" | "lr_schedule" | "warmup" => Some("the learning rate is constant"),
+            "grad_clip" | "clip_grad_norm" => Some("gradients are not clipped"),
+            "dropout" => Some("there is no dropout"),
+            _ => None,
+        }
+    }
     fn check(p: &TrainParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if !(p.lr > 0.0 && p.lr.is_finite()) {
