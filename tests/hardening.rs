@@ -258,7 +258,23 @@ fn f4_a_stage_that_does_not_fit_fails_before_allocating_with_the_number() {
             && e.contains("--max-memory"),
         "{e}"
     );
-    assert!(t.join("out/small/main/train/model.parquet").exists(), "the stages before it ran and are kept");
+    // Known from the plan (issue #44): refused before training spent its time.
+    assert!(e.contains("checked before any stage ran"), "{e}");
+    assert!(!t.join("out/small/main/train").exists(), "no stage ran");
+    // `validate` says the same, at the stage's table.
+    std::fs::write(t.join("big.toml"), &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hesslab"))
+        .args(["validate", "big.toml", "--max-memory", "1G"])
+        .current_dir(&t)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("big.toml:15:9: key `stages.hessian`: needs about 13.0 GiB")
+            && err.contains("1.0 GiB is allowed by --max-memory"),
+        "{err}"
+    );
     // Absurd data sizes: the generator never starts.
     let e = run_text(
         "[stages.d]\nkind = \"gaussian_mixture\"\nsamples = 4000000000000\ndim = 1000000\n",

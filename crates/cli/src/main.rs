@@ -125,6 +125,10 @@ enum Cmd {
         file: PathBuf,
         #[arg(long = "set")]
         set: Vec<String>,
+        /// Memory the run will have, e.g. 16G (default: what this machine has available):
+        /// every stage whose estimate (`hesslab dag`) exceeds it is a problem.
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
     /// List stage kinds with their ports and parameters.
     Stages { kind: Option<String> },
@@ -337,8 +341,18 @@ fn real_main() -> Result<()> {
             let plan = load(&file, &set, out.as_ref())?;
             out!("{}", hesslab::cluster::status(&plan)?.trim_end());
         }
-        Cmd::Validate { file, set } => {
+        Cmd::Validate { file, set, max_memory } => {
             let plan = load(&file, &set, None)?;
+            let limit = match memory_limit(max_memory.as_deref())? {
+                Some(b) => Some((b, "is allowed by --max-memory")),
+                None => hesslab_pipeline::resources::available_memory().map(|b| (b, "is available on this machine (MemAvailable)")),
+            };
+            if let Some((limit, why)) = limit {
+                let problems = plan.memory_problems(limit, why);
+                if !problems.is_empty() {
+                    return Err(hesslab_pipeline::Error::Invalid(problems).into());
+                }
+            }
             out!("{}: valid ({} member(s), {} stage instance(s))", file.display(), plan.members.len(), plan.instances.len());
         }
         Cmd::Stages { kind } => {

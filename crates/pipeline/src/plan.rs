@@ -131,6 +131,31 @@ impl Plan {
         self.instances.iter().position(|i| i.lock_id() == lock_id)
     }
 
+    /// The stages whose planned memory estimate (what `hesslab dag` shows) exceeds `limit`
+    /// bytes, as diagnostics at their stage tables; `why` says where the limit comes from.
+    pub fn memory_problems(&self, limit: u64, why: &str) -> Vec<crate::Diagnostic> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for inst in &self.instances {
+            let Some(est) = inst.estimate.as_ref().filter(|e| e.bytes > limit) else { continue };
+            if seen.insert(inst.stage.clone()) {
+                let (line, column) = self.file.locate(&["stages", &inst.stage]);
+                out.push(crate::Diagnostic {
+                    file: self.file.path.clone(),
+                    line,
+                    column,
+                    key: Some(format!("stages.{}", inst.stage)),
+                    message: format!(
+                        "needs about {est} (member `{}`), but {} {why}; make the problem smaller or allow more with --max-memory",
+                        inst.members[0],
+                        crate::resources::human_bytes(limit)
+                    ),
+                });
+            }
+        }
+        out
+    }
+
     /// A human-readable listing of the expanded graph (`hesslab dag`).
     pub fn describe(&self) -> String {
         let mut s = format!(

@@ -114,6 +114,7 @@ impl Runner {
         let lock_file = record_members(plan)?;
         let (selected, forced) = selection(plan, opts)?;
         let run = Run::new(plan, opts, selected, forced, lock_file);
+        run.check_estimates_first()?;
         let n = plan.instances.len();
         let jobs = if opts.jobs == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { opts.jobs };
         std::thread::scope(|scope| {
@@ -283,7 +284,29 @@ impl<'a> Run<'a> {
 
     /// Reserve a stage's estimated memory: fail if it can never fit, wait while stages that are
     /// running hold what it needs.
-    fn reserve(&self, estimate: &crate::Estimate, reserved: &mut u64, id: usize) -> Result<()> {
+    /// Before any stage runs: every selected instance that will run (forced, or never run
+    /// before here) and whose planned estimate already exceeds the budget fails the run now,
+    /// not after the stages before it have spent their time. Instances with a lock entry may be
+    /// up to date (then they allocate nothing) and are checked when they start.
+    fn check_estimates_first(&self) -> Result<()> {
+        let lock = lock_ok(&self.lock);
+        for inst in &self.plan.instances {
+            let will_run = self.forced.contains(&inst.stage) || !lock.stages.contains_key(&inst.lock_id());
+            if let Some(est) = inst.estimate.as_ref().filter(|_| will_run && self.selected.contains(&inst.stage)) {
+                self.over_budget(est, inst.id).map_err(|e| match e {
+                    Error::Memory(mut m) => {
+                        m.remedy = format!("{} (checked before any stage ran)", m.remedy);
+                        Error::Memory(m)
+                    }
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An error when `estimate` alone exceeds the budget.
+    fn over_budget(&self, estimate: &crate::Estimate, id: usize) -> Result<()> {
         let Some((limit, source)) = self.budget else {
             return Ok(());
         };
@@ -299,6 +322,14 @@ impl<'a> Run<'a> {
                 remedy: "pass --max-memory to allow more".into(),
             })));
         }
+        Ok(())
+    }
+
+    fn reserve(&self, estimate: &crate::Estimate, reserved: &mut u64, id: usize) -> Result<()> {
+        let Some((limit, _)) = self.budget else {
+            return Ok(());
+        };
+        self.over_budget(estimate, id)?;
         let mut st = lock_ok(&self.state);
         while st.reserved > 0 && st.reserved.saturating_add(estimate.bytes) > limit && st.failed.is_none() {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
