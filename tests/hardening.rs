@@ -170,12 +170,10 @@ fn f2_the_reported_panic_triggers_are_errors() {
         modules(r#""x""#, "[2]"),
     ];
     for sizes in &hostile {
-        let enc = hesslab_artifacts::Model::encode(&m).unwrap();
-        let mut meta = enc.metadata.clone();
-        meta.insert("architecture".into(), sizes.clone());
-        let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
         let p = t.join("model.parquet");
-        hesslab_pipeline::write_batches_atomic(&p, enc.schema, &batches, &meta).unwrap();
+        common::write_port::<hesslab_artifacts::Model>(&p, &m, |meta| {
+            meta.insert("architecture".into(), sizes.clone());
+        });
         let a = read_artifact(&p, None).unwrap();
         let e = hesslab_artifacts::Model::decode(&a).err().unwrap_or_else(|| panic!("sizes {sizes} accepted")).to_string();
         assert!(e.contains("architecture"), "{sizes}: {e}");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{SMALL, parquet_page_bomb, run_measured, snapshot};
+use common::{SMALL, parquet_page_bomb, run_measured, snapshot, write_port};
 
 const GIB: u64 = 1 << 30;
 const T: Duration = Duration::from_secs(120);
@@ -258,12 +258,10 @@ fn c4_a_model_whose_metadata_lies_is_estimated_from_its_architecture() {
     let p = arch.num_params();
     let net = hesslab_model::Network::Mlp(hesslab_model::Mlp::new(arch, vec![0.01; p]));
     let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0 };
-    let enc = hesslab_artifacts::Model::encode(&m).unwrap();
-    let mut meta = enc.metadata.clone();
-    meta.insert("num_params".into(), "10".into());
-    let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
     let path = d.join("model.parquet");
-    hesslab_pipeline::write_batches_atomic(&path, enc.schema, &batches, &meta).unwrap();
+    write_port::<hesslab_artifacts::Model>(&path, &m, |meta| {
+        meta.insert("num_params".into(), "10".into());
+    });
     let facts = hesslab_pipeline::read_facts(&path, &hesslab_pipeline::port::<hesslab_artifacts::Model>()).unwrap();
     assert_eq!(facts.params, Some(p as u64), "P from what will be allocated, not from `num_params`");
     let a = hesslab_pipeline::read_artifact(&path, None).unwrap();
@@ -358,19 +356,14 @@ fn c6_garbage_numbers_are_refused_where_they_are_read() {
             "the matrix is not symmetric: max|A − Aᵀ| / max|A| = 5.000e-1",
         ),
     ] {
-        let matrix = dense(m);
-        let enc = Matrix::encode(&matrix).unwrap();
-        let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
-        hesslab_pipeline::write_batches_atomic(&mp, enc.schema, &batches, &enc.metadata).unwrap();
+        write_port::<Matrix>(&mp, &dense(m), |_| {});
         let e = Matrix::read(hesslab_pipeline::ArtifactReader::open(&mp, None).unwrap()).unwrap_err().to_string();
         assert!(e.contains(expect), "{e}");
     }
     // A NaN trajectory snapshot.
     let t = Trajectory { snapshots: vec![(0, vec![0.5, 0.5]), (10, vec![0.5, f64::NAN])], architecture: Some(common::tiny_model().arch()) };
-    let enc = Trajectory::encode(&t).unwrap();
-    let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
     let tp = d.join("trajectory.parquet");
-    hesslab_pipeline::write_batches_atomic(&tp, enc.schema, &batches, &enc.metadata).unwrap();
+    write_port::<Trajectory>(&tp, &t, |_| {});
     let e = Trajectory::decode(&read_artifact(&tp, None).unwrap()).unwrap_err().to_string();
     assert!(e.contains("the snapshot of step 10 holds NaN at parameter 1"), "{e}");
     // Parameters that make a result meaningless, at validate time.
@@ -405,10 +398,8 @@ fn c6_garbage_numbers_are_refused_where_they_are_read() {
         architecture: None,
         lr: None,
     };
-    let enc = hesslab_artifacts::Log::encode(&log).unwrap();
-    let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
     let lp = d.join("log.parquet");
-    hesslab_pipeline::write_batches_atomic(&lp, enc.schema, &batches, &enc.metadata).unwrap();
+    write_port::<hesslab_artifacts::Log>(&lp, &log, |_| {});
     let r = hesslab(&d, &["plot", s(&lp), "--out", "figs"]);
     assert_fails("all-NaN log", &r, &["nothing to draw", "no finite values"]);
     untouched(&d);

@@ -42,6 +42,20 @@ kind = "spectrum_summary"
 eigenvalues = "eigen.eigenvalues"
 "#;
 
+/// Write `value` as port `P`'s artifact at `path`, after `edit` changes its metadata (to plant
+/// a lying entry).
+pub fn write_port<P: hesslab_pipeline::Port>(
+    path: &std::path::Path,
+    value: &P::Value,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+) {
+    let enc = P::encode(value).unwrap();
+    let mut meta = enc.metadata.clone();
+    edit(&mut meta);
+    let batches: Vec<_> = enc.batches.map(|b| b.unwrap()).collect();
+    hesslab_pipeline::write_batches_atomic(path, enc.schema, &batches, &meta).unwrap();
+}
+
 /// A 2→1 linear model with two parameters, for tests that need any valid model artifact.
 pub fn tiny_model() -> hesslab_model::Network {
     use hesslab_model::{Activation, Architecture, LossKind, Mlp, Network};

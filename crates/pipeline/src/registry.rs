@@ -135,11 +135,11 @@ impl<S: StageKind> DynStage for Adapter<S> {
                         if !known.contains(k) {
                             msg = match S::not_supported(k) {
                                 Some(why) => format!("parameter `{k}` is not supported yet by kind `{}`: {why}", S::KIND),
-                                None => format!("unknown parameter `{k}` for kind `{}`", S::KIND),
+                                None => match nearest(k, known.iter().map(|s| s.as_str())) {
+                                    Some(s) => format!("unknown parameter `{k}` for kind `{}` (did you mean `{s}`?)", S::KIND),
+                                    None => format!("unknown parameter `{k}` for kind `{}`", S::KIND),
+                                },
                             };
-                            if let Some(s) = nearest(k, known.iter().map(|s| s.as_str())).filter(|_| S::not_supported(k).is_none()) {
-                                msg.push_str(&format!(" (did you mean `{s}`?)"));
-                            }
                             msg.push_str(&format!("; known parameters: {}", known.join(", ")));
                         }
                         errs.push((Some(k.clone()), msg));
@@ -208,8 +208,9 @@ fn clean_serde_message(s: &str) -> String {
         && let Some((value, rest)) = rest.split_once("`, expected ")
         && let Some(ty) = rest.split_whitespace().next()
         && let Some(max) = range(ty)
+        && let Some(tail) = rest.strip_prefix(ty)
     {
-        let tail = rest[ty.len()..].trim();
+        let tail = tail.trim();
         let what = if value.starts_with('-') {
             format!("{value} is negative; expected an integer from 0 to {max}")
         } else {

@@ -14,8 +14,8 @@ const DATASET: PortSpec = port::<Dataset>();
 /// device never end): said at validate time with its key. A missing file is reported when the
 /// stage runs.
 pub(crate) fn not_a_regular_file(key: &str, path: &str) -> Option<(String, String)> {
-    match std::fs::metadata(path) {
-        Ok(m) if !m.is_file() => Some((key.into(), format!("`{path}` is {}; inputs must be regular files", hesslab_limits::file_kind(&m)))),
+    match hesslab_limits::regular_file(std::path::Path::new(path)) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Some((key.into(), e.to_string())),
         _ => None,
     }
 }
