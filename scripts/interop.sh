@@ -31,6 +31,38 @@ lr = 0.1
 max_steps = 30
 TOML
 cargo run --release --quiet -p hesslab-cli -- run "$OUT/convnet_digits.toml" --out "$OUT"
+# A residual convnet (projection shortcut) with a named-node graph (SiLU, concat, add): the
+# `architecture` JSON's Residual and Graph containers rebuilt in NumPy below.
+cat > "$OUT/resnet_digits.toml" <<'TOML'
+[pipeline]
+name = "resnet_digits"
+seed = 5
+[stages.data]
+kind = "digits"
+n = 300
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+layers = [
+  { conv2d = { out_channels = 4, kernel_size = 3, padding = 1 } }, "relu",
+  { residual = { body = [{ conv2d = { out_channels = 6, kernel_size = 3, stride = 2, padding = 1 } }, "relu",
+                         { conv2d = { out_channels = 6, kernel_size = 3, padding = 1 } }],
+                 shortcut = [{ conv2d = { out_channels = 6, kernel_size = 1, stride = 2, bias = false } }] } },
+  "relu", { avg_pool2d = 2 }, "flatten",
+  { graph = [
+      { name = "h", layer = { linear = 12 } },
+      { name = "a", layer = "silu" },
+      { name = "g", layer = { linear = 12 }, inputs = ["input"] },
+      { name = "cat", layer = "concat", inputs = ["a", "g"] },
+      { name = "p", layer = { linear = 24 } },
+      { name = "sum", layer = "add", inputs = ["p", "cat"] },
+  ] },
+  "tanh", { linear = 10 },
+]
+lr = 0.1
+max_steps = 30
+TOML
+cargo run --release --quiet -p hesslab-cli -- run "$OUT/resnet_digits.toml" --out "$OUT"
 # Replicates (spread, rank_spread) and an ensemble of initializations.
 cat > "$OUT/seeds.toml" <<'TOML'
 [pipeline]

@@ -256,7 +256,7 @@ fn c4_a_model_whose_metadata_lies_is_estimated_from_its_architecture() {
         loss: hesslab_model::LossKind::CrossEntropy,
     };
     let p = arch.num_params();
-    let net = hesslab_model::Network::Mlp(hesslab_model::Mlp::new(arch, vec![0.01; p]));
+    let net = hesslab_model::Network::from(hesslab_model::Mlp::new(arch, vec![0.01; p]));
     let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0 };
     let path = d.join("model.parquet");
     write_port::<hesslab_artifacts::Model>(&path, &m, |meta| {

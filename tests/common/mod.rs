@@ -59,7 +59,7 @@ pub fn write_port<P: hesslab_pipeline::Port>(
 /// A 2→1 linear model with two parameters, for tests that need any valid model artifact.
 pub fn tiny_model() -> hesslab_model::Network {
     use hesslab_model::{Activation, Architecture, LossKind, Mlp, Network};
-    Network::Mlp(Mlp::new(
+    Network::from(Mlp::new(
         Architecture { sizes: vec![2, 1], activation: Activation::Relu, bias: false, loss: LossKind::Mse },
         vec![0.5, 0.5],
     ))

@@ -15,7 +15,7 @@ fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
     std::fs::create_dir_all(&d).unwrap();
     let ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 5, samples: 120, ..Default::default() }, 2);
     let arch = Architecture { sizes: vec![5, 6, 3], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
-    let mut m = hesslab_model::Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 3));
+    let mut m = hesslab_model::Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 3));
     train(&mut m, &TrainParams { lr: 0.2, max_steps: 400, ..Default::default() }, &ds.train(), &ds.test(), 1, 0, &Progress::hidden())
         .unwrap();
     let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![port::<DatasetPort>(), port::<ModelPort>()]);

@@ -57,14 +57,11 @@ fn net(sizes: Vec<usize>, n: usize, seed: u64, activation: Activation) -> (Netwo
     let ds =
         GaussianMixture::generate(&MixtureParams { classes: k, dim: sizes[0], samples: n, test_fraction: 0.0, ..Default::default() }, seed);
     let arch = Architecture { sizes, activation, bias: true, loss: LossKind::CrossEntropy };
-    (Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed)), ds.train())
+    (Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed)), ds.train())
 }
 
 fn mlp_arch(m: &Network) -> Architecture {
-    match m {
-        Network::Mlp(m) => m.arch.clone(),
-        Network::Sequential(_) => unreachable!("the MLP benchmarks build MLPs"),
-    }
+    m.as_mlp().expect("the MLP benchmarks build MLPs").arch.clone()
 }
 
 /// FLOPs of one exact HVP by the batched R-operator (matrix-product terms only).
@@ -257,7 +254,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
         let ds = GaussianMixture::generate(&MixtureParams::default(), 7);
         let (tr, te) = (ds.train(), ds.test());
         let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
-        let mut m = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
+        let mut m = Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
         train(
             &mut m,
             &TrainParams { lr: 0.1, max_steps: if quick { 200 } else { 3000 }, target_loss: 1e-3, ..Default::default() },
@@ -371,7 +368,7 @@ fn sharpness_bench(quick: bool) {
         GaussianMixture::generate(&MixtureParams { classes: 10, dim: 100, samples: 5000, test_fraction: 0.2, ..Default::default() }, 1);
     let (tr, te) = (ds.train(), ds.test());
     let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
-    let init = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
+    let init = Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
     println!("E2 100→30→30→10 ReLU, N = 4000 (+1000 test), full-batch GD, log every 10");
     // One measurement = the log's full-batch pass and one product in a single pass (in place of
     // the log's gradient pass); the 20-product start builds an operator and applies it.
@@ -436,36 +433,16 @@ fn sharpness_bench(quick: bool) {
 
 /// S18 E4's convnet on 1×28×28 inputs: 2×(conv 5×5, ReLU, max-pool 2) + 2 linear layers.
 pub fn e4_convnet() -> NetArch {
-    let conv =
-        |c| LayerSpec::Conv2d { in_channels: None, out_channels: c, kernel_size: [5, 5], stride: [1, 1], padding: [0, 0], bias: true };
-    let pool = LayerSpec::MaxPool2d { kernel_size: [2, 2], stride: [2, 2] };
-    let relu = LayerSpec::Activation(Activation::Relu);
-    let layers = vec![
-        conv(10),
-        relu.clone(),
-        pool.clone(),
-        conv(20),
-        relu.clone(),
-        pool,
-        LayerSpec::Flatten,
-        LayerSpec::Linear { in_features: None, out_features: 50, bias: true },
-        relu,
-        LayerSpec::Linear { in_features: None, out_features: 10, bias: true },
-    ];
+    let conv = |c: usize| serde_json::json!({"conv2d": {"out_channels": c, "kernel_size": 5}});
+    let pool = serde_json::json!({"max_pool2d": 2});
+    let layers = serde_json::json!([conv(10), "relu", pool, conv(20), "relu", pool, "flatten", {"linear": 50}, "relu", {"linear": 10}]);
+    let layers: Vec<LayerSpec> = serde_json::from_value(layers).expect("the E4 layers parse");
     NetArch::new(Shape::Image { c: 1, h: 28, w: 28 }, layers, LossKind::CrossEntropy).expect("the E4 network resolves")
 }
 
 /// Multiply-adds ×2 of a forward pass of `n` samples through the convolutions and linear layers.
 fn forward_flops(arch: &NetArch, n: usize) -> f64 {
-    let NetArch::Sequential(s) = arch else { return 0.0 };
-    s.layers
-        .iter()
-        .map(|l| match *l {
-            Layer::Conv2d { win, c_out, .. } => 2.0 * (n * win.out_hw() * win.patch() * c_out) as f64,
-            Layer::Linear { n_in, n_out, .. } => 2.0 * (n * n_in * n_out) as f64,
-            _ => 0.0,
-        })
-        .sum()
+    n as f64 * arch.flops_per_sample()
 }
 
 fn conv_bench(quick: bool) {

@@ -15,7 +15,7 @@ fn e2() -> (Mlp, hesslab_data::Split) {
 fn bench(c: &mut Criterion) {
     let (m, d) = e2();
     let p = m.num_params();
-    let op = ModelCurvature::new(Network::Mlp(m.clone()), d.clone(), CurvatureKind::Hessian);
+    let op = ModelCurvature::new(Network::from(m.clone()), d.clone(), CurvatureKind::Hessian);
     let v: Vec<f64> = (0..p).map(|i| (i as f64 * 0.37).sin()).collect();
     let block = Mat::from_fn(p, 32, |i, j| ((i * 31 + j) as f64).cos());
     let mut out = Mat::<f64>::zeros(p, 32);
@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("forward", |b| b.iter(|| m.forward(d.x.as_ref())));
     g.bench_function("hvp", |b| b.iter(|| op.apply_vec(&v)));
     g.bench_function("hvp_block_32", |b| b.iter(|| op.apply_block(block.as_ref(), out.as_mut())));
-    g.bench_function("operator_setup", |b| b.iter(|| ModelCurvature::new(Network::Mlp(m.clone()), d.clone(), CurvatureKind::Hessian)));
+    g.bench_function("operator_setup", |b| b.iter(|| ModelCurvature::new(Network::from(m.clone()), d.clone(), CurvatureKind::Hessian)));
     g.finish();
 }
 

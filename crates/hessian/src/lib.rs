@@ -7,8 +7,8 @@ mod error;
 mod operator;
 mod probe;
 mod rop;
+mod rop_graph;
 mod rop_mlp;
-mod rop_seq;
 mod scratch;
 mod spec;
 

@@ -5,8 +5,8 @@
 //! Per chunk of samples the forward pass, the loss derivatives and the back-propagated signals
 //! are computed once when the operator is built; an application then costs one R-forward and
 //! one R-backward pass, expressed as matrix products over the k vectors of the block. The
-//! kernels are per network family: `rop_mlp` (fused fully connected layers) and `rop_seq`
-//! (convolution, pooling and linear layers).
+//! kernels are the fused MLP's (`rop_mlp`) for networks that are MLPs, else each layer's own
+//! R-operator composed over the graph (`rop_graph`).
 use crate::operator::{Counter, LinearOperator};
 use crate::scratch::{recycle, zeroed};
 use faer::prelude::ReborrowMut;
@@ -90,15 +90,17 @@ impl ModelCurvature {
     /// With `with_gradient` false, an MLP's mean gradient is not computed (it stays empty):
     /// only for operators that never hand it out (see [`hessian_vector_product`]).
     fn build(model: Network, data: std::sync::Arc<Split>, kind: CurvatureKind, with_gradient: bool) -> Self {
-        let (chunks, loss, mean_grad, accuracy): (Box<dyn ChunkedCurvature>, f64, Vec<f64>, f64) = match &model {
-            Network::Mlp(m) => {
+        let (chunks, loss, mean_grad, accuracy): (Box<dyn ChunkedCurvature>, f64, Vec<f64>, f64) = match (model.as_mlp(), model.as_graph())
+        {
+            (Some(m), _) => {
                 let (c, l, g, a) = crate::rop_mlp::MlpChunks::new(m.clone(), &data, with_gradient);
                 (Box::new(c), l, g, a)
             }
-            Network::Sequential(s) => {
-                let (c, l, g, a) = crate::rop_seq::SeqChunks::new(s.clone(), &data);
-                (Box::new(c), l, g, a)
+            (None, Some(g)) => {
+                let (c, l, gr, a) = crate::rop_graph::GraphChunks::new(g.clone(), &data);
+                (Box::new(c), l, gr, a)
             }
+            (None, None) => unreachable!("a network is an MLP or a graph"),
         };
         ModelCurvature { model, data, kind, chunks, mean_grad, loss, accuracy, count: Counter::default() }
     }
@@ -190,9 +192,9 @@ pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Sp
         model.num_params()
     );
     let data = data.into();
-    match model {
+    match model.as_mlp() {
         // The gradient covariance subtracts ḡḡᵀv, so it needs the mean gradient.
-        Network::Mlp(m) if kind != CurvatureKind::GradientCovariance => {
+        Some(m) if kind != CurvatureKind::GradientCovariance => {
             let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
             crate::rop_mlp::MlpChunks::one_product(m, &data, kind, v).col(0).iter().copied().collect()
         }
@@ -221,8 +223,8 @@ pub fn gradient_and_product(
 ) -> (f64, Vec<f64>, f64, Vec<f64>) {
     assert_eq!(v.len(), model.num_params(), "gradient_and_product: v has {} entries, the model {} parameters", v.len(), model.num_params());
     let data = data.into();
-    match model {
-        Network::Mlp(m) if kind != CurvatureKind::GradientCovariance => {
+    match model.as_mlp() {
+        Some(m) if kind != CurvatureKind::GradientCovariance => {
             let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
             let (loss, grad, accuracy, hv) = crate::rop_mlp::MlpChunks::gradient_and_product(m, &data, kind, v);
             (loss, grad, accuracy, hv.col(0).iter().copied().collect())

@@ -133,8 +133,8 @@ fn one_by_one_convolutions_on_one_pixel_are_the_mlp() {
         r#"[{ conv2d = { out_channels = 5, kernel_size = 1 } }, "tanh", { conv2d = { out_channels = 3, kernel_size = 1 } }, "flatten"]"#;
     let (conv, d) = net([4, 1, 1], spec, LossKind::CrossEntropy, 3, 13);
     let arch = Architecture { sizes: vec![4, 5, 3], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
-    let mlp = Network::Mlp(Mlp::new(arch, conv.params().to_vec()));
-    assert!(matches!(conv, Network::Sequential(_)));
+    let mlp = Network::from(Mlp::new(arch, conv.params().to_vec()));
+    assert!(conv.as_graph().is_some());
     let (lc, gc) = conv.loss_grad(d.x.as_ref(), &d.y);
     let (lm, gm) = mlp.loss_grad(d.x.as_ref(), &d.y);
     assert!((lc - lm).abs() <= 1e-14 * lm.abs(), "loss {lc} vs {lm}");
@@ -150,10 +150,13 @@ fn one_by_one_convolutions_on_one_pixel_are_the_mlp() {
 
 #[test]
 fn average_pooling_over_the_whole_image_is_the_channel_mean() {
-    let seq =
-        SeqArch::new(Shape::Image { c: 3, h: 4, w: 5 }, layers(r#"[{ avg_pool2d = { kernel_size = [4, 5] } }, "flatten"]"#), LossKind::Mse)
-            .unwrap();
-    let s = Sequential::new(seq, vec![]);
+    let seq = GraphArch::new(
+        Shape::Image { c: 3, h: 4, w: 5 },
+        layers(r#"[{ avg_pool2d = { kernel_size = [4, 5] } }, "flatten"]"#),
+        LossKind::Mse,
+    )
+    .unwrap();
+    let s = GraphNet::new(std::sync::Arc::new(seq), vec![]);
     let mut rng = Rng::new(5);
     let x = Mat::from_fn(7, 60, |_, _| rng.normal());
     let out = s.forward_with(&[], x.as_ref());
@@ -198,7 +201,7 @@ fn sharpness_probe_gives_the_training_pass_bit_for_bit() {
         r#"[{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "tanh", { max_pool2d = 2 }, "flatten", { linear = 4 }]"#;
     let (conv, d) = net([2, 6, 6], spec, LossKind::CrossEntropy, 5, 700);
     let arch = Architecture { sizes: vec![72, 9, 4], activation: Activation::Sigmoid, bias: true, loss: LossKind::Mse };
-    let mlp = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 6));
+    let mlp = Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 6));
     for m in [conv, mlp] {
         let mut probe = HessianProbe::new(d.clone());
         let (l, g, a) = SharpnessProbe::prepare(&mut probe, &m).unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 fn case(seed: u64, sizes: Vec<usize>, act: Activation, loss: LossKind, bias: bool, n: usize) -> (Network, Split) {
     let arch = Architecture { sizes: sizes.clone(), activation: act, bias, loss };
-    let m = Network::Mlp(initialize(&arch, Init::Normal, 0.6, 1.0, seed));
+    let m = Network::from(initialize(&arch, Init::Normal, 0.6, 1.0, seed));
     let mut rng = Rng::new(seed + 7);
     let x = Mat::from_fn(n, sizes[0], |_, _| rng.normal());
     let classes = if loss == LossKind::Logistic { 2 } else { *sizes.last().unwrap() };

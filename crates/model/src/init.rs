@@ -1,4 +1,5 @@
 //! Parameter initialization.
+use crate::layer::DefaultInit;
 use crate::{Architecture, Mlp, NetArch, Network};
 use hesslab_data::rng::Rng;
 use schemars::JsonSchema;
@@ -8,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
-    /// PyTorch's nn.Linear default: W, b ~ U(−1/√fan_in, 1/√fan_in).
+    /// PyTorch's default of each module: Linear and Conv2d W, b ~ U(−1/√fan_in, 1/√fan_in)
+    /// (each layer's [`crate::Tensor::default_init`]).
     KaimingUniform,
     /// Every parameter ~ N(0, init_std²).
     Normal,
@@ -18,10 +20,8 @@ pub enum Init {
 
 /// Parameters for the MLP `arch` drawn by `init` with `seed`.
 pub fn initialize(arch: &Architecture, init: Init, std: f64, radius: f64, seed: u64) -> Mlp {
-    match initialize_network(&NetArch::Mlp(arch.clone()), init, std, radius, seed) {
-        Network::Mlp(m) => m,
-        Network::Sequential(_) => unreachable!("an MLP architecture builds an MLP"),
-    }
+    let net = initialize_network(&NetArch::mlp(arch.clone()), init, std, radius, seed);
+    net.as_mlp().expect("an MLP architecture builds an MLP").clone()
 }
 
 /// Parameters for `arch` drawn by `init` with `seed`.
@@ -30,16 +30,15 @@ pub fn initialize_network(arch: &NetArch, init: Init, std: f64, radius: f64, see
     let mut p = vec![0.0; arch.num_params()];
     match init {
         Init::KaimingUniform => {
-            // Tensor by tensor in `parameters()` order; a bias uses its weight's fan-in
-            // (in_features, or in_channels·kh·kw), as PyTorch's Linear and Conv2d.
-            let mut fan_in = 1;
-            for (name, shape, range) in arch.tensors() {
-                if name.ends_with(".weight") {
-                    fan_in = shape[1..].iter().product::<usize>();
-                }
-                let bound = 1.0 / (fan_in as f64).sqrt();
-                for v in &mut p[range] {
-                    *v = rng.uniform_in(-bound, bound);
+            // Tensor by tensor in `parameters()` order, as each layer's PyTorch module does (a
+            // bias uses its weight's fan-in).
+            for t in arch.graph().nodes.iter().flat_map(|n| n.layer.tensors()) {
+                match t.default_init {
+                    DefaultInit::FanInUniform { fan_in } => {
+                        let bound = 1.0 / (fan_in as f64).sqrt();
+                        p[t.range].iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
+                    }
+                    DefaultInit::Constant(c) => p[t.range].iter_mut().for_each(|v| *v = c),
                 }
             }
         }

@@ -1,77 +1,95 @@
-//! Any network hesslab trains: a fully connected [`Mlp`] (its own fused kernels) or a
-//! [`Sequential`] of convolution, pooling and linear layers. A layer list that is an MLP
-//! (linear layers with one activation between them, on vectors) is always built as an
-//! `Mlp`, so one architecture has one implementation and one description.
-use crate::layers::{LayerSpec, Shape, from_torch_module};
-use crate::sequential::{SeqArch, Sequential};
+//! Any network hesslab trains: one graph of layers ([`GraphArch`]). A graph that is an MLP
+//! (linear layers with one activation between them, on vectors) is evaluated by the fused MLP
+//! kernels ([`Mlp`]) — the same network, a faster implementation of what it covers, chosen
+//! here and nowhere else.
+use crate::graph::{GraphArch, GraphNet};
+use crate::layers::{LayerSpec, Shape, torch_entry};
 use crate::{Activation, Architecture, LossKind, Mlp, ModelError};
 use faer::MatRef;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The architecture of a network, without parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NetArch {
-    /// Fully connected.
-    Mlp(Architecture),
-    /// Any layer list.
-    Sequential(SeqArch),
+#[derive(Debug, Clone)]
+pub struct NetArch {
+    graph: Arc<GraphArch>,
+    /// The MLP the graph is, when it is one (evaluated by the fused kernels).
+    mlp: Option<Architecture>,
+}
+
+impl PartialEq for NetArch {
+    fn eq(&self, o: &Self) -> bool {
+        self.graph.input == o.graph.input && self.graph.specs == o.graph.specs && self.graph.loss == o.graph.loss && self.mlp == o.mlp
+    }
 }
 
 /// A network with its parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Network {
-    /// Fully connected.
-    Mlp(Mlp),
-    /// Any layer list.
-    Sequential(Sequential),
+#[derive(Debug, Clone)]
+pub struct Network {
+    arch: NetArch,
+    imp: Imp,
+}
+
+#[derive(Debug, Clone)]
+enum Imp {
+    Fused(Mlp),
+    Graph(GraphNet),
+}
+
+impl PartialEq for Network {
+    fn eq(&self, o: &Self) -> bool {
+        self.arch == o.arch && self.params() == o.params()
+    }
 }
 
 /// Tensor names, PyTorch shapes and ranges in the flat parameters.
 pub type Tensors = Vec<(String, Vec<usize>, std::ops::Range<usize>)>;
 
 impl NetArch {
-    /// The network `layers` declare on samples of shape `input` (an MLP when it is one).
+    /// The network `layers` declare on samples of shape `input`.
     pub fn new(input: Shape, layers: Vec<LayerSpec>, loss: LossKind) -> Result<NetArch, ModelError> {
-        let seq = SeqArch::new(input, layers, loss)?;
-        if seq.num_params == 0 {
+        let graph = GraphArch::new(input, layers, loss)?;
+        if graph.num_params == 0 {
             return Err(ModelError::Invalid("the network has no parameters; add a linear or conv2d layer".into()));
         }
-        Ok(match mlp_of(&seq) {
-            Some(a) => NetArch::Mlp(a),
-            None => NetArch::Sequential(seq),
-        })
+        let mlp = mlp_of(&graph);
+        Ok(NetArch { graph: Arc::new(graph), mlp })
+    }
+    /// The fully connected network `a`.
+    pub fn mlp(a: Architecture) -> NetArch {
+        let graph = GraphArch::new(Shape::Flat(a.input_dim()), Self::mlp_layers(&a), a.loss).expect("a checked MLP resolves");
+        NetArch { graph: Arc::new(graph), mlp: Some(a) }
     }
     /// The layer list of an MLP.
     pub fn mlp_layers(a: &Architecture) -> Vec<LayerSpec> {
         let mut v = Vec::new();
         for (i, s) in a.sizes[1..].iter().enumerate() {
             if i > 0 {
-                v.push(LayerSpec::Activation(a.activation));
+                v.push(LayerSpec::layer(a.activation.name(), None).expect("a registry activation"));
             }
-            v.push(LayerSpec::Linear { in_features: None, out_features: *s, bias: a.bias });
+            v.push(LayerSpec::layer("linear", Some(json!({"out_features": s, "bias": a.bias}))).expect("a linear layer"));
         }
         v
     }
+    /// The graph of layers.
+    pub fn graph(&self) -> &Arc<GraphArch> {
+        &self.graph
+    }
+    /// The MLP this network is, if it is one.
+    pub fn as_mlp(&self) -> Option<&Architecture> {
+        self.mlp.as_ref()
+    }
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        match self {
-            NetArch::Mlp(a) => a.num_params(),
-            NetArch::Sequential(s) => s.num_params,
-        }
+        self.graph.num_params
     }
     /// The loss.
     pub fn loss(&self) -> LossKind {
-        match self {
-            NetArch::Mlp(a) => a.loss,
-            NetArch::Sequential(s) => s.loss,
-        }
+        self.graph.loss
     }
     /// Shape of one input sample.
     pub fn input_shape(&self) -> Shape {
-        match self {
-            NetArch::Mlp(a) => Shape::Flat(a.input_dim()),
-            NetArch::Sequential(s) => s.input,
-        }
+        self.graph.input
     }
     /// Numbers per input sample.
     pub fn input_dim(&self) -> usize {
@@ -79,44 +97,36 @@ impl NetArch {
     }
     /// Outputs.
     pub fn output_dim(&self) -> usize {
-        match self {
-            NetArch::Mlp(a) => a.output_dim(),
-            NetArch::Sequential(s) => s.output_dim(),
-        }
+        self.graph.output_dim()
     }
     /// Values a forward pass keeps per sample (input and every layer's output).
     pub fn units(&self) -> u64 {
-        match self {
-            NetArch::Mlp(a) => a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64)),
-            NetArch::Sequential(s) => s.units(),
+        match &self.mlp {
+            Some(a) => a.sizes.iter().fold(0u64, |s, &x| s.saturating_add(x as u64)),
+            None => self.graph.units(),
         }
     }
     /// Tensor names, shapes and ranges in `parameters()` order.
     pub fn tensors(&self) -> Tensors {
-        match self {
-            NetArch::Mlp(a) => a.tensors(),
-            NetArch::Sequential(s) => s.tensors(),
-        }
+        self.graph.tensors()
+    }
+    /// FLOP of one sample's forward pass.
+    pub fn flops_per_sample(&self) -> f64 {
+        self.graph.flops_per_sample()
     }
     /// Short description.
     pub fn describe(&self) -> String {
-        match self {
-            NetArch::Mlp(a) => a.describe(),
-            NetArch::Sequential(s) => s.describe(),
+        match &self.mlp {
+            Some(a) => a.describe(),
+            None => self.graph.describe(),
         }
     }
-    /// The `architecture` JSON: PyTorch modules in order (constructor argument names),
-    /// `input_shape` and `loss`.
+    /// The `architecture` JSON: PyTorch modules in order (constructor argument names; a
+    /// residual block is `{"module": "Residual", "body": [...], "shortcut": [...]}`, a graph
+    /// `{"module": "Graph", "nodes": [{name, inputs, module}]}`), `input_shape` and `loss`.
     pub fn to_json(&self) -> Value {
-        let (input, modules) = match self {
-            NetArch::Mlp(a) => {
-                let s = SeqArch::new(Shape::Flat(a.input_dim()), Self::mlp_layers(a), a.loss).expect("a checked MLP resolves");
-                (s.input, s.torch_modules())
-            }
-            NetArch::Sequential(s) => (s.input, s.torch_modules()),
-        };
-        let mut v = json!({"modules": modules, "input_shape": input.dims(), "loss": self.loss()});
-        if let NetArch::Mlp(a) = self {
+        let mut v = json!({"modules": self.graph.modules, "input_shape": self.graph.input.dims(), "loss": self.loss()});
+        if let Some(a) = &self.mlp {
             // The one thing the module list cannot say: the activation of an MLP without
             // hidden layers (kept so that a decoded model describes itself as it was trained).
             if a.sizes.len() == 2 {
@@ -130,81 +140,160 @@ impl NetArch {
         if v.get("sizes").is_some() {
             let a: Architecture = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
             a.check().map_err(|e| e.to_string())?;
-            return Ok(NetArch::Mlp(a));
+            return Ok(NetArch::mlp(a));
         }
         let dims: Vec<usize> =
             serde_json::from_value(v.get("input_shape").cloned().ok_or("no `input_shape`")?).map_err(|e| format!("input_shape: {e}"))?;
-        let mut shape = Shape::from_dims(&dims)?;
+        let input = Shape::from_dims(&dims)?;
         let loss: LossKind = serde_json::from_value(v.get("loss").cloned().ok_or("no `loss`")?).map_err(|e| format!("loss: {e}"))?;
         let modules = v.get("modules").and_then(Value::as_array).ok_or("no `modules` list")?;
-        let mut specs = Vec::with_capacity(modules.len());
-        for (i, m) in modules.iter().enumerate() {
-            let spec = from_torch_module(m, shape).map_err(|e| format!("modules[{i}]: {e}"))?;
-            shape = crate::layers::resolve(shape, std::slice::from_ref(&spec)).map_err(|e| format!("modules[{i}]: {e}"))?.1[0];
-            specs.push(spec);
-        }
-        let mut arch = NetArch::new(Shape::from_dims(&dims)?, specs, loss).map_err(|e| e.to_string())?;
-        if let (NetArch::Mlp(a), Some(act)) = (&mut arch, v.get("activation")) {
+        let (specs, _) = specs_of_modules(modules, input, "modules")?;
+        let mut arch = NetArch::new(input, specs, loss).map_err(|e| e.to_string())?;
+        if let (Some(a), Some(act)) = (&mut arch.mlp, v.get("activation")) {
             a.activation = serde_json::from_value(act.clone()).map_err(|e| format!("activation: {e}"))?;
         }
         Ok(arch)
     }
 }
 
-/// The MLP a resolved layer list is, if it is one.
-fn mlp_of(s: &SeqArch) -> Option<Architecture> {
-    let Shape::Flat(d) = s.input else { return None };
+/// The layers a list of PyTorch module entries describes, on inputs of shape `input`, and the
+/// shape after them (the inverse of the `modules` that [`NetArch::to_json`] writes).
+fn specs_of_modules(modules: &[Value], mut shape: Shape, place: &str) -> Result<(Vec<LayerSpec>, Shape), String> {
+    let mut specs = Vec::with_capacity(modules.len());
+    for (i, m) in modules.iter().enumerate() {
+        let here = format!("{place}[{i}]");
+        let name = m.get("module").and_then(Value::as_str).ok_or_else(|| format!("{here}: module entry without a \"module\" name: {m}"))?;
+        let spec = match name {
+            "Residual" => {
+                let list = |k: &str| m.get(k).and_then(Value::as_array).ok_or_else(|| format!("{here}: Residual lacks the `{k}` list"));
+                let (body, _) = specs_of_modules(list("body")?, shape, &format!("{here}.body"))?;
+                let (shortcut, _) = specs_of_modules(list("shortcut")?, shape, &format!("{here}.shortcut"))?;
+                LayerSpec::Residual { body, shortcut }
+            }
+            "Graph" => {
+                // Node entries are the TOML graph nodes with PyTorch modules: resolve shapes
+                // node by node from the names they read.
+                let nodes = m.get("nodes").and_then(Value::as_array).ok_or_else(|| format!("{here}: Graph lacks its `nodes` list"))?;
+                let mut shapes: Vec<(String, Shape)> = vec![("input".into(), shape)];
+                let mut out = Vec::with_capacity(nodes.len());
+                for (j, n) in nodes.iter().enumerate() {
+                    let at = format!("{here}.nodes[{j}]");
+                    let node_name = n.get("name").and_then(Value::as_str).ok_or_else(|| format!("{at}: no `name`"))?.to_string();
+                    let inputs: Vec<String> = serde_json::from_value(n.get("inputs").cloned().ok_or_else(|| format!("{at}: no `inputs`"))?)
+                        .map_err(|e| format!("{at}: inputs: {e}"))?;
+                    let ins: Vec<Shape> = inputs
+                        .iter()
+                        .map(|x| shapes.iter().find(|(s, _)| s == x).map(|(_, s)| *s).ok_or_else(|| format!("{at}: unknown input `{x}`")))
+                        .collect::<Result<_, _>>()?;
+                    let module = n.get("module").ok_or_else(|| format!("{at}: no `module`"))?;
+                    let (layer, after) = one_module(module, &ins, &at)?;
+                    shapes.push((node_name.clone(), after));
+                    out.push(crate::layers::GraphNode { name: node_name, layer, inputs: Some(inputs) });
+                }
+                LayerSpec::Graph(out)
+            }
+            _ => one_module(m, &[shape], &here)?.0,
+        };
+        shape = shape_after(&spec, shape).map_err(|e| format!("{here}: {e}"))?;
+        specs.push(spec);
+    }
+    Ok((specs, shape))
+}
+
+/// One PyTorch module entry on inputs `ins`: its layer and its output shape.
+fn one_module(m: &Value, ins: &[Shape], here: &str) -> Result<(LayerSpec, Shape), String> {
+    let name = m.get("module").and_then(Value::as_str).ok_or_else(|| format!("{here}: module entry without a \"module\" name: {m}"))?;
+    if matches!(name, "Residual" | "Graph") {
+        let [x] = ins else { return Err(format!("{here}: a {name} block takes one input")) };
+        let (mut s, after) = specs_of_modules(std::slice::from_ref(m), *x, here)?;
+        return Ok((s.remove(0), after));
+    }
+    let e = torch_entry(name).ok_or_else(|| format!("{here}: unknown module `{name}`"))?;
+    let config = (e.from_torch)(m, ins).map_err(|e| format!("{here}: {e}"))?;
+    let layer = config.build(ins, &mut Default::default()).map_err(|e| format!("{here}: {e}"))?;
+    Ok((LayerSpec::Layer(config), layer.output_shape()))
+}
+
+/// The shape after one declared entry (resolved alone).
+fn shape_after(spec: &LayerSpec, input: Shape) -> Result<Shape, String> {
+    let g = GraphArch::new_unchecked_output(input, vec![spec.clone()]).map_err(|e| e.to_string())?;
+    Ok(*g.shapes.last().expect("the input"))
+}
+
+/// The MLP a resolved graph is, if it is one: a chain of linear layers on a vector with one
+/// activation between them, ending with a linear layer, one bias setting.
+fn mlp_of(g: &GraphArch) -> Option<Architecture> {
+    let Shape::Flat(d) = g.input else { return None };
+    if g.specs.len() != g.nodes.len() || g.nodes.len().is_multiple_of(2) {
+        return None; // a block, or ends with an activation
+    }
     let mut sizes = vec![d];
     let (mut act, mut bias) = (None::<Activation>, None::<bool>);
-    for (i, spec) in s.specs.iter().enumerate() {
-        match (i % 2, spec) {
-            (0, LayerSpec::Linear { out_features, bias: b, .. }) => {
-                if *bias.get_or_insert(*b) != *b {
-                    return None;
-                }
-                sizes.push(*out_features);
+    for (i, n) in g.nodes.iter().enumerate() {
+        if n.inputs != [i] {
+            return None;
+        }
+        if i % 2 == 0 {
+            let (_, out, b) = n.layer.as_linear()?;
+            if *bias.get_or_insert(b) != b {
+                return None;
             }
-            (1, LayerSpec::Activation(a)) => {
-                if *act.get_or_insert(*a) != *a {
-                    return None;
-                }
+            sizes.push(out);
+        } else {
+            let a = n.layer.as_activation()?;
+            if *act.get_or_insert(a) != a {
+                return None;
             }
-            _ => return None,
         }
     }
-    if s.specs.len().is_multiple_of(2) {
-        return None; // ends with an activation
+    Some(Architecture { sizes, activation: act.unwrap_or(Activation::Relu), bias: bias.unwrap_or(true), loss: g.loss })
+}
+
+impl From<Mlp> for Network {
+    fn from(m: Mlp) -> Network {
+        Network { arch: NetArch::mlp(m.arch.clone()), imp: Imp::Fused(m) }
     }
-    Some(Architecture { sizes, activation: act.unwrap_or(Activation::Relu), bias: bias.unwrap_or(true), loss: s.loss })
 }
 
 impl Network {
     /// The network `arch` with parameters `params`.
     pub fn new(arch: NetArch, params: Vec<f64>) -> Network {
-        match arch {
-            NetArch::Mlp(a) => Network::Mlp(Mlp::new(a, params)),
-            NetArch::Sequential(s) => Network::Sequential(Sequential::new(s, params)),
-        }
+        let imp = match &arch.mlp {
+            Some(a) => Imp::Fused(Mlp::new(a.clone(), params)),
+            None => Imp::Graph(GraphNet::new(arch.graph.clone(), params)),
+        };
+        Network { arch, imp }
     }
     /// Its architecture.
     pub fn arch(&self) -> NetArch {
-        match self {
-            Network::Mlp(m) => NetArch::Mlp(m.arch.clone()),
-            Network::Sequential(s) => NetArch::Sequential(s.arch.clone()),
+        self.arch.clone()
+    }
+    /// The fused MLP evaluating it, when it is an MLP.
+    pub fn as_mlp(&self) -> Option<&Mlp> {
+        match &self.imp {
+            Imp::Fused(m) => Some(m),
+            Imp::Graph(_) => None,
+        }
+    }
+    /// The graph evaluating it, when it is not an MLP.
+    pub fn as_graph(&self) -> Option<&GraphNet> {
+        match &self.imp {
+            Imp::Graph(g) => Some(g),
+            Imp::Fused(_) => None,
         }
     }
     /// Flat parameters in PyTorch order.
     pub fn params(&self) -> &[f64] {
-        match self {
-            Network::Mlp(m) => &m.params,
-            Network::Sequential(s) => &s.params,
+        match &self.imp {
+            Imp::Fused(m) => &m.params,
+            Imp::Graph(g) => &g.params,
         }
     }
     /// Mutable parameters.
     pub fn params_mut(&mut self) -> &mut Vec<f64> {
-        match self {
-            Network::Mlp(m) => &mut m.params,
-            Network::Sequential(s) => &mut s.params,
+        match &mut self.imp {
+            Imp::Fused(m) => &mut m.params,
+            Imp::Graph(g) => &mut g.params,
         }
     }
     /// Number of parameters.
@@ -217,44 +306,29 @@ impl Network {
     }
     /// The loss.
     pub fn loss(&self) -> LossKind {
-        match self {
-            Network::Mlp(m) => m.arch.loss,
-            Network::Sequential(s) => s.arch.loss,
-        }
+        self.arch.loss()
     }
     /// Numbers per input sample.
     pub fn input_dim(&self) -> usize {
-        match self {
-            Network::Mlp(m) => m.arch.input_dim(),
-            Network::Sequential(s) => s.arch.input.size(),
-        }
+        self.arch.input_dim()
     }
     /// Outputs.
     pub fn output_dim(&self) -> usize {
-        match self {
-            Network::Mlp(m) => m.arch.output_dim(),
-            Network::Sequential(s) => s.arch.output_dim(),
-        }
+        self.arch.output_dim()
     }
     /// Short description.
     pub fn describe(&self) -> String {
-        match self {
-            Network::Mlp(m) => m.arch.describe(),
-            Network::Sequential(s) => s.arch.describe(),
-        }
+        self.arch.describe()
     }
     /// Tensor names, shapes and ranges.
     pub fn tensors(&self) -> Tensors {
-        match self {
-            Network::Mlp(m) => m.arch.tensors(),
-            Network::Sequential(s) => s.arch.tensors(),
-        }
+        self.arch.tensors()
     }
     /// Mean loss, gradient and accuracy over the rows of `x` at parameters `w`.
     pub fn loss_grad_accuracy_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>, f64) {
-        match self {
-            Network::Mlp(m) => m.loss_grad_accuracy_at(w, x, y),
-            Network::Sequential(s) => s.loss_grad_accuracy_at(w, x, y),
+        match &self.imp {
+            Imp::Fused(m) => m.loss_grad_accuracy_at(w, x, y),
+            Imp::Graph(g) => g.loss_grad_accuracy_at(w, x, y),
         }
     }
     /// Mean loss and gradient at parameters `w`.
@@ -268,9 +342,9 @@ impl Network {
     }
     /// Mean loss and accuracy.
     pub fn evaluate(&self, x: MatRef<'_, f64>, y: &[u32]) -> (f64, f64) {
-        match self {
-            Network::Mlp(m) => m.evaluate(x, y),
-            Network::Sequential(s) => s.evaluate(x, y),
+        match &self.imp {
+            Imp::Fused(m) => m.evaluate(x, y),
+            Imp::Graph(g) => g.evaluate(x, y),
         }
     }
 }

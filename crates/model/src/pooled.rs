@@ -1,6 +1,6 @@
 //! An activation followed by a max pooling, as one step of the tangent and signal passes.
 use crate::kernels::{gather_argmax, scatter_argmax};
-use crate::{Activation, Layer, SeqForward, Window};
+use crate::{Activation, Window};
 use faer::{Mat, MatRef};
 
 /// σ'(z) (and σ''(z) where σ has one) at the argmax of the max pooling after an activation,
@@ -15,11 +15,10 @@ pub struct PooledDerivatives {
 }
 
 impl PooledDerivatives {
-    /// At activation `i` of the layers of `fwd` (a max pooling at i + 1); σ'' only if `second`.
-    pub fn new(act: Activation, win: Window, fwd: &SeqForward, i: usize, second: bool) -> Self {
-        let arg = fwd.argmax[i + 1].as_deref().expect("argmax of a max pooling");
-        let z = gather_argmax(fwd.vals[i].as_ref(), arg, &win, 1);
-        let y = fwd.vals[i + 2].as_ref();
+    /// For activation σ = `act` on input `z` followed by the max pooling `win` with output
+    /// `y` and routing `arg`; σ'' only if `second`.
+    pub fn new(act: Activation, win: Window, z: MatRef<'_, f64>, y: MatRef<'_, f64>, arg: &[usize], second: bool) -> Self {
+        let z = gather_argmax(z, arg, &win, 1);
         let mut d1 = Mat::<f64>::zeros(z.nrows(), z.ncols());
         for c in 0..z.ncols() {
             act.d1_slice(col(z.as_ref(), c), col(y, c), d1.col_as_slice_mut(c));
@@ -65,16 +64,6 @@ impl PooledDerivatives {
         }
         scatter_argmax(g.as_ref(), arg, &self.win, k)
     }
-}
-
-/// The (activation, max pooling) pairs of `layers`: `Some` at the activation's index.
-pub fn fused_pairs(layers: &[Layer]) -> Vec<Option<(Activation, Window)>> {
-    (0..layers.len())
-        .map(|i| match (layers[i], layers.get(i + 1)) {
-            (Layer::Activation(a), Some(&Layer::MaxPool2d(win))) => Some((a, win)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Column c of a matrix whose columns are contiguous (layer values always are).

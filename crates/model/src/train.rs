@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
     /// The network as a list of layers (conv2d, max_pool2d, avg_pool2d, flatten, linear,
-    /// activations); the last linear layer's width is the number of outputs. Empty: the MLP
-    /// that `hidden`, `activation` and `bias` describe.
+    /// activations, `{ residual = [...] }` blocks, `{ graph = [...] }` with add/concat nodes);
+    /// the last layer's width is the number of outputs. Empty: the MLP that `hidden`,
+    /// `activation` and `bias` describe.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("default" = []))]
     pub layers: Vec<LayerSpec>,
@@ -388,7 +389,7 @@ pub fn network_of(p: &TrainParams, input: Shape, c: usize) -> Result<NetArch, Mo
         sizes.push(outputs);
         let arch = crate::Architecture { sizes, activation: p.activation, bias: p.bias, loss: p.loss };
         arch.check()?;
-        return Ok(NetArch::Mlp(arch));
+        return Ok(NetArch::mlp(arch));
     }
     let arch = NetArch::new(input, p.layers.clone(), p.loss)?;
     if arch.output_dim() != outputs {

@@ -94,30 +94,17 @@ fn col2im_is_the_adjoint_of_im2col() {
 /// outputs equal the stored forward pass's (relative 1e-14), tanh and ReLU.
 #[test]
 fn tiled_evaluation_equals_the_stored_forward_pass() {
-    use hesslab_model::{Activation, Init, LayerSpec, LossKind, NetArch, Network, Shape, initialize_network};
+    use hesslab_model::{Activation, Init, LayerSpec, LossKind, NetArch, Shape, initialize_network};
     for act in [Activation::Relu, Activation::Tanh] {
-        let conv = |c, k, s, p| LayerSpec::Conv2d {
-            in_channels: None,
-            out_channels: c,
-            kernel_size: [k, k],
-            stride: [s, s],
-            padding: [p, p],
-            bias: true,
-        };
-        let layers = vec![
-            conv(6, 5, 1, 2),
-            LayerSpec::Activation(act),
-            LayerSpec::MaxPool2d { kernel_size: [2, 2], stride: [2, 2] },
-            conv(8, 3, 2, 1),
-            LayerSpec::Activation(act),
-            LayerSpec::AvgPool2d { kernel_size: [2, 2], stride: [2, 2] },
-            LayerSpec::Flatten,
-            LayerSpec::Linear { in_features: None, out_features: 12, bias: true },
-            LayerSpec::Activation(act),
-            LayerSpec::Linear { in_features: None, out_features: 10, bias: true },
-        ];
+        let conv = |c: usize, k: usize, s: usize, p: usize| serde_json::json!({"conv2d": {"out_channels": c, "kernel_size": k, "stride": s, "padding": p}});
+        let a = act.name();
+        let layers = serde_json::json!([
+            conv(6, 5, 1, 2), a, {"max_pool2d": 2}, conv(8, 3, 2, 1), a, {"avg_pool2d": 2}, "flatten", {"linear": 12}, a, {"linear": 10}
+        ]);
+        let layers: Vec<LayerSpec> = serde_json::from_value(layers).unwrap();
         let arch = NetArch::new(Shape::Image { c: 2, h: 28, w: 28 }, layers, LossKind::CrossEntropy).unwrap();
-        let Network::Sequential(net) = initialize_network(&arch, Init::KaimingUniform, 0.0, 0.0, 7) else { panic!("a sequential network") };
+        let net = initialize_network(&arch, Init::KaimingUniform, 0.0, 0.0, 7);
+        let net = net.as_graph().expect("a graph network");
         let mut rng = Rng::new(9);
         // 2×28×28 inputs and 6×28×28 after the first convolution: ~5 samples per tile, so 23
         // samples are 5 tiles with a partial last one.

@@ -13,7 +13,7 @@ fn s18_e2_network_trains_below_1e_3_on_ten_clusters() {
     let (tr, te) = (ds.train(), ds.test());
     assert_eq!(tr.len(), 1000);
     let arch = Architecture { sizes: vec![100, 30, 30, 10], activation: Activation::Relu, bias: true, loss: LossKind::CrossEntropy };
-    let mut m = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
+    let mut m = Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 1));
     assert_eq!(m.num_params(), 4270);
     let p = TrainParams { lr: 0.1, max_steps: 5000, target_loss: 1e-3, log_every: 20, ..Default::default() };
     let log = train(&mut m, &p, &tr, &te, 1, 0, &Progress::hidden()).unwrap();
@@ -30,7 +30,7 @@ fn same_seed_same_bits_different_seed_different() {
     let arch = Architecture { sizes: vec![100, 8, 5], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
     let p = TrainParams { batch_size: 32, lr: 0.05, max_steps: 60, ..Default::default() };
     let run = |seed| {
-        let mut m = Network::Mlp(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed));
+        let mut m = Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, seed));
         train(&mut m, &p, &tr, &te, seed, 0, &Progress::hidden()).unwrap();
         m.params().to_vec()
     };
@@ -44,7 +44,7 @@ fn divergence_names_the_step() {
     let ds = e2_data(2);
     let (tr, te) = (ds.train(), ds.test());
     let arch = Architecture { sizes: vec![100, 30, 2], activation: Activation::Relu, bias: true, loss: LossKind::Mse };
-    let mut m = Network::Mlp(initialize(&arch, Init::Normal, 3.0, 0.0, 2));
+    let mut m = Network::from(initialize(&arch, Init::Normal, 3.0, 0.0, 2));
     let p = TrainParams { lr: 1e6, max_steps: 100, ..Default::default() };
     let e = train(&mut m, &p, &tr, &te, 2, 0, &Progress::hidden()).unwrap_err().to_string();
     assert!(e.contains("diverged at step") && e.contains("lr = 1000000"), "{e}");

@@ -1,0 +1,160 @@
+//! A layer as a pipeline declares it: one registry layer, a residual block, or a graph.
+use super::{Config, entry, table, unknown_layer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// One entry of a `layers = [...]` list: `"relu"`, `{ linear = 50 }`, `{ conv2d = {...} }`,
+/// `{ residual = [...] }` (x + body(x)), `{ residual = { body = [...], shortcut = [...] } }`
+/// (shortcut(x) + body(x)), or `{ graph = [ { name, layer, inputs }, ... ] }`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub enum LayerSpec {
+    /// A layer of the registry.
+    Layer(Config),
+    /// shortcut(x) + body(x); an empty shortcut is the identity.
+    Residual {
+        /// The residual branch.
+        body: Vec<LayerSpec>,
+        /// The shortcut branch (empty: x itself).
+        shortcut: Vec<LayerSpec>,
+    },
+    /// Named nodes with explicit inputs; the last node is the output.
+    Graph(Vec<GraphNode>),
+}
+
+/// A node of a `graph`: `{ name = "h", layer = { linear = 20 }, inputs = ["input"] }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphNode {
+    /// Its name (unique in the graph; `input` is the graph's input).
+    pub name: String,
+    /// What it computes.
+    pub layer: LayerSpec,
+    /// The nodes it reads; `None`: the node before it (the graph's input for the first).
+    pub inputs: Option<Vec<String>>,
+}
+
+impl LayerSpec {
+    /// The registry layer `name` with argument `arg` (`None` for a bare name).
+    pub fn layer(name: &str, arg: Option<Value>) -> Result<LayerSpec, String> {
+        let e = entry(name).ok_or_else(|| unknown_layer(name))?;
+        (e.parse)(arg.as_ref()).map(LayerSpec::Layer)
+    }
+    /// The TOML name of what this declares.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LayerSpec::Layer(c) => c.name(),
+            LayerSpec::Residual { .. } => "residual",
+            LayerSpec::Graph(_) => "graph",
+        }
+    }
+}
+
+impl PartialEq for LayerSpec {
+    fn eq(&self, other: &Self) -> bool {
+        Value::from(self.clone()) == Value::from(other.clone())
+    }
+}
+impl Eq for LayerSpec {}
+
+impl std::fmt::Debug for LayerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", Value::from(self.clone()))
+    }
+}
+
+impl schemars::JsonSchema for LayerSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LayerSpec".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "\"relu\" | \"tanh\" | \"sigmoid\" | \"identity\" | \"silu\" | \"flatten\" | { linear = N or { out_features, bias } } | { conv2d = { out_channels, kernel_size, stride = 1, padding = 0, bias = true } } | { max_pool2d = K or { kernel_size, stride } } | { avg_pool2d = … } | { residual = [layers] or { body = [layers], shortcut = [layers] } } | { graph = [ { name, layer, inputs = [names] } ] } (nodes may be \"add\" or \"concat\")"
+        })
+    }
+}
+
+fn list(v: &Value, what: &str) -> Result<Vec<LayerSpec>, String> {
+    let a = v.as_array().ok_or_else(|| format!("{what} is a list of layers, got {v}"))?;
+    a.iter().enumerate().map(|(i, l)| LayerSpec::try_from(l.clone()).map_err(|e| format!("{what}[{i}]: {e}"))).collect()
+}
+
+impl TryFrom<Value> for LayerSpec {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        if let Some(s) = v.as_str() {
+            return match s {
+                "residual" | "graph" => Err(format!("`{s}` needs its layers, e.g. {{ {s} = [...] }}")),
+                _ => LayerSpec::layer(s, None),
+            };
+        }
+        let t = v
+            .as_object()
+            .filter(|t| t.len() == 1)
+            .ok_or_else(|| format!("a layer is a name (\"relu\") or a one-key table ({{ linear = 50 }}), got {v}"))?;
+        let (name, arg) = t.iter().next().expect("one key");
+        match name.as_str() {
+            "residual" => {
+                let (body, shortcut) = if arg.is_array() {
+                    (list(arg, "body")?, vec![])
+                } else {
+                    let t = table("residual", arg, &["body", "shortcut"])?;
+                    let body = list(t.get("body").ok_or("residual needs body = [...]")?, "body")?;
+                    (body, t.get("shortcut").map(|s| list(s, "shortcut")).transpose()?.unwrap_or_default())
+                };
+                if body.is_empty() {
+                    return Err("residual has an empty body".into());
+                }
+                Ok(LayerSpec::Residual { body, shortcut })
+            }
+            "graph" => {
+                let nodes = arg.as_array().ok_or_else(|| format!("graph is a list of nodes {{ name, layer, inputs }}, got {arg}"))?;
+                if nodes.is_empty() {
+                    return Err("graph has no nodes".into());
+                }
+                let mut out = Vec::with_capacity(nodes.len());
+                for (i, n) in nodes.iter().enumerate() {
+                    let at = |e: String| format!("graph[{i}]: {e}");
+                    let t = table("a graph node", n, &["name", "layer", "inputs"]).map_err(at)?;
+                    let name = t.get("name").and_then(Value::as_str).ok_or_else(|| at("needs name = \"…\"".into()))?.to_string();
+                    let layer = LayerSpec::try_from(t.get("layer").cloned().ok_or_else(|| at("needs layer = …".into()))?)
+                        .map_err(|e| at(format!("layer: {e}")))?;
+                    let inputs = t
+                        .get("inputs")
+                        .map(|v| {
+                            v.as_array()
+                                .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect::<Option<Vec<_>>>())
+                                .ok_or_else(|| at(format!("inputs is a list of node names, got {v}")))
+                        })
+                        .transpose()?;
+                    out.push(GraphNode { name, layer, inputs });
+                }
+                Ok(LayerSpec::Graph(out))
+            }
+            _ => LayerSpec::layer(name, Some(arg.clone())),
+        }
+    }
+}
+
+impl From<LayerSpec> for Value {
+    fn from(l: LayerSpec) -> Value {
+        let list = |v: Vec<LayerSpec>| Value::Array(v.into_iter().map(Value::from).collect());
+        match l {
+            LayerSpec::Layer(c) => c.to_value(),
+            LayerSpec::Residual { body, shortcut } if shortcut.is_empty() => json!({ "residual": list(body) }),
+            LayerSpec::Residual { body, shortcut } => json!({ "residual": { "body": list(body), "shortcut": list(shortcut) } }),
+            LayerSpec::Graph(nodes) => {
+                let nodes: Vec<Value> = nodes
+                    .into_iter()
+                    .map(|n| {
+                        let mut v = json!({ "name": n.name, "layer": Value::from(n.layer) });
+                        if let Some(i) = n.inputs {
+                            v["inputs"] = json!(i);
+                        }
+                        v
+                    })
+                    .collect();
+                json!({ "graph": nodes })
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Networks that are graphs, not chains: a residual MLP (tanh, MSE), a residual convnet with a
+//! projection shortcut (ReLU, CE) and a named-node graph with `concat`, `add` and SiLU. For
+//! each: the gradient and Hessian-vector products against central finite differences, the
+//! dense Hessian symmetric, H = G + R, G positive semi-definite, Lanczos' top eigenvalues equal
+//! to the dense spectrum (with residuals), and the architecture JSON and tensor names as
+//! PyTorch's `parameters()` of the equivalent module.
+use faer::Mat;
+use hesslab_data::{Split, rng::Rng};
+use hesslab_eigen::{DenseParams, DenseSolver, LanczosParams, LanczosSolver};
+use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature, finite_difference_hvp};
+use hesslab_model::{Init, LayerSpec, LossKind, NetArch, Network, Shape, initialize_network};
+use hesslab_progress::Progress;
+
+fn layers(toml_list: &str) -> Vec<LayerSpec> {
+    let t: toml::Table = toml::from_str(&format!("layers = {toml_list}")).unwrap();
+    t["layers"].clone().try_into().unwrap()
+}
+
+fn net(input: Shape, spec: &str, loss: LossKind, seed: u64, n: usize) -> (Network, Split) {
+    let arch = NetArch::new(input, layers(spec), loss).unwrap();
+    let m = initialize_network(&arch, Init::Normal, 0.5, 1.0, seed);
+    let mut rng = Rng::new(seed + 3);
+    let x = Mat::from_fn(n, input.size(), |_, _| rng.normal());
+    let c = m.output_dim();
+    let y = (0..n).map(|_| rng.below(c) as u32).collect();
+    (m, Split { x, y, num_classes: c })
+}
+
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    num / b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300)
+}
+
+fn dense(m: &Network, d: &Split, kind: CurvatureKind) -> Mat<f64> {
+    let cv = ModelCurvature::new(m.clone(), d.clone(), kind);
+    let p = cv.dim();
+    let mut out = Mat::<f64>::zeros(p, p);
+    cv.apply_block(Mat::<f64>::identity(p, p).as_ref(), out.as_mut());
+    out
+}
+
+const RESIDUAL_MLP: &str = r#"[{ linear = 6 }, "tanh", { residual = [{ linear = 5 }, "tanh", { linear = 6 }] }, "tanh", { residual = [{ linear = 6 }] }, { linear = 3 }]"#;
+const RESIDUAL_CONVNET: &str = r#"[
+    { conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "relu",
+    { residual = { body = [{ conv2d = { out_channels = 4, kernel_size = 3, stride = 2, padding = 1 } }, "relu",
+                           { conv2d = { out_channels = 4, kernel_size = 3, padding = 1 } }],
+                   shortcut = [{ conv2d = { out_channels = 4, kernel_size = 1, stride = 2, bias = false } }] } },
+    "relu", { residual = [{ conv2d = { out_channels = 4, kernel_size = 3, padding = 1 } }] },
+    { avg_pool2d = 3 }, "flatten", { linear = 3 }]"#;
+const GRAPH: &str = r#"[{ graph = [
+    { name = "h", layer = { linear = 4 } },
+    { name = "s", layer = "silu" },
+    { name = "g", layer = { linear = 3 }, inputs = ["input"] },
+    { name = "t", layer = "tanh", inputs = ["g"] },
+    { name = "cat", layer = "concat", inputs = ["s", "t"] },
+    { name = "p", layer = { linear = 7 } },
+    { name = "sum", layer = "add", inputs = ["p", "cat"] },
+]}, "sigmoid", { linear = 3 }]"#;
+
+fn cases() -> Vec<(&'static str, Shape, &'static str, LossKind)> {
+    vec![
+        ("residual MLP", Shape::Flat(5), RESIDUAL_MLP, LossKind::Mse),
+        ("residual convnet", Shape::Image { c: 2, h: 6, w: 6 }, RESIDUAL_CONVNET, LossKind::CrossEntropy),
+        ("graph", Shape::Flat(5), GRAPH, LossKind::CrossEntropy),
+    ]
+}
+
+#[test]
+fn gradient_and_hvp_match_central_differences() {
+    for (i, (what, input, spec, loss)) in cases().into_iter().enumerate() {
+        let (m, d) = net(input, spec, loss, 10 + i as u64, 13);
+        assert!(m.as_graph().is_some(), "{what} is evaluated as a graph");
+        let p = m.num_params();
+        let (_, g) = m.loss_grad(d.x.as_ref(), &d.y);
+        let fd: Vec<f64> = (0..p)
+            .map(|i| {
+                let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
+                wp[i] += 1e-6;
+                wm[i] -= 1e-6;
+                (m.loss_grad_at(&wp, d.x.as_ref(), &d.y).0 - m.loss_grad_at(&wm, d.x.as_ref(), &d.y).0) / 2e-6
+            })
+            .collect();
+        let e = rel(&g, &fd);
+        assert!(e < 1e-6, "{what}: gradient relative error {e:e}");
+        let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
+        assert!(rel(op.mean_gradient(), &g) < 1e-14, "{what}: the operator's gradient is the gradient");
+        let mut rng = Rng::new(i as u64);
+        for _ in 0..3 {
+            let v: Vec<f64> = (0..p).map(|_| rng.normal()).collect();
+            let hv = op.apply_vec(&v);
+            let fd = finite_difference_hvp(&m, &d, &v, 1e-5);
+            let e = rel(&hv, &fd);
+            assert!(e < 1e-6, "{what}: HVP relative error {e:e}");
+        }
+    }
+}
+
+#[test]
+fn dense_hessian_is_symmetric_is_g_plus_r_and_lanczos_finds_its_top() {
+    for (i, (what, input, spec, loss)) in cases().into_iter().enumerate() {
+        let (m, d) = net(input, spec, loss, 30 + i as u64, 11);
+        let h = dense(&m, &d, CurvatureKind::Hessian);
+        let g = dense(&m, &d, CurvatureKind::GaussNewton);
+        let r = dense(&m, &d, CurvatureKind::Residual);
+        let p = h.nrows();
+        let scale = (0..p).flat_map(|j| (0..p).map(move |i| (i, j))).map(|(i, j)| h[(i, j)].abs()).fold(0.0, f64::max);
+        let (mut asym, mut split) = (0.0f64, 0.0f64);
+        for j in 0..p {
+            for i in 0..p {
+                asym = asym.max((h[(i, j)] - h[(j, i)]).abs());
+                split = split.max((h[(i, j)] - g[(i, j)] - r[(i, j)]).abs());
+            }
+        }
+        assert!(asym <= 1e-12 * scale, "{what}: asymmetry {asym:e} (scale {scale:e})");
+        assert!(split <= 1e-12 * scale, "{what}: |H − G − R| = {split:e}");
+        let ev_g = g.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+        let top_g = ev_g.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
+        assert!(ev_g.iter().all(|&e| e >= -1e-12 * top_g), "{what}: G has eigenvalue {:e}", ev_g[0]);
+        let ev_r = r.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+        assert!(ev_r.iter().any(|&e| e.abs() > 1e-8 * top_g), "{what}: R vanished");
+
+        // Lanczos on the matrix-free operator against the dense solver on the same operator.
+        let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
+        let (dense_pairs, _) = DenseSolver::solve(&h, &DenseParams::default()).unwrap();
+        let k = 4;
+        let lp = LanczosParams { k, tol: 1e-10, dense_below: 0, seed: 3, ..Default::default() };
+        let (pairs, info) = LanczosSolver::solve(&op, &lp, &Progress::hidden()).unwrap();
+        assert!(info.max_residual <= 1e-8 * dense_pairs.values[0].abs(), "{what}: Lanczos residual {:e}", info.max_residual);
+        for j in 0..k {
+            let (a, b) = (pairs.values[j], dense_pairs.values[j]);
+            assert!((a - b).abs() <= 1e-9 * dense_pairs.values[0].abs(), "{what}: λ{j} Lanczos {a} vs dense {b}");
+        }
+    }
+}
+
+#[test]
+fn tensor_names_follow_pytorch_parameters_and_the_architecture_round_trips() {
+    let (m, _) = net(Shape::Image { c: 2, h: 6, w: 6 }, RESIDUAL_CONVNET, LossKind::CrossEntropy, 1, 2);
+    let names: Vec<String> = m.tensors().into_iter().map(|t| t.0).collect();
+    assert_eq!(
+        names,
+        [
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.1.body.0.weight",
+            "layers.1.body.0.bias",
+            "layers.1.body.1.weight",
+            "layers.1.body.1.bias",
+            "layers.1.shortcut.0.weight",
+            "layers.2.body.0.weight",
+            "layers.2.body.0.bias",
+            "layers.3.weight",
+            "layers.3.bias",
+        ]
+    );
+    // Contiguous, in order, covering every parameter.
+    let tensors = m.tensors();
+    assert_eq!(tensors[0].2.start, 0);
+    assert!(tensors.windows(2).all(|w| w[0].2.end == w[1].2.start));
+    assert_eq!(tensors.last().unwrap().2.end, m.num_params());
+    let json = m.arch().to_json();
+    assert_eq!(json["modules"][2]["module"], "Residual");
+    assert_eq!(json["modules"][2]["shortcut"][0]["module"], "Conv2d");
+    assert_eq!(json["modules"][2]["shortcut"][0]["stride"], serde_json::json!([2, 2]));
+    for spec in [RESIDUAL_CONVNET, RESIDUAL_MLP, GRAPH] {
+        let input = if spec == RESIDUAL_CONVNET { Shape::Image { c: 2, h: 6, w: 6 } } else { Shape::Flat(5) };
+        let arch = NetArch::new(input, layers(spec), LossKind::CrossEntropy).unwrap();
+        let back = NetArch::from_json(&arch.to_json()).unwrap();
+        assert_eq!(back.to_json(), arch.to_json());
+        assert_eq!(back.tensors(), arch.tensors());
+        assert_eq!(back.describe(), arch.describe());
+    }
+}
+
+#[test]
+fn a_residual_block_adds_its_input_to_its_body() {
+    // x + body(x) with body = one linear layer: the output is x + Wx + b, computed by hand.
+    let (m, d) = net(Shape::Flat(3), r#"[{ residual = [{ linear = 3 }] }]"#, LossKind::Mse, 4, 5);
+    let g = m.as_graph().unwrap();
+    let out = g.outputs(m.params(), d.x.as_ref());
+    let w = m.params();
+    for s in 0..5 {
+        for o in 0..3 {
+            let want = d.x[(s, o)] + (0..3).map(|i| w[o * 3 + i] * d.x[(s, i)]).sum::<f64>() + w[9 + o];
+            assert!((out[(s, o)] - want).abs() < 1e-14, "sample {s} output {o}");
+        }
+    }
+    let stored = g.forward_with(m.params(), d.x.as_ref());
+    assert_eq!(stored.output().to_owned(), out, "tiled evaluation equals the stored forward pass");
+}
+
+#[test]
+fn malformed_graphs_say_what_and_where() {
+    let err = |input: Shape, spec: &str| NetArch::new(input, layers(spec), LossKind::Mse).unwrap_err().to_string();
+    let e = err(Shape::Flat(4), r#"[{ residual = [{ linear = 3 }] }, { linear = 2 }]"#);
+    assert!(e.contains("layers[0] (residual)") && e.contains("differs from the shortcut's [4]"), "{e}");
+    let e = err(
+        Shape::Flat(4),
+        r#"[{ graph = [{ name = "a", layer = { linear = 3 } }, { name = "b", layer = "add", inputs = ["a", "zz"] }] }]"#,
+    );
+    assert!(e.contains("input `zz` is not an earlier node; known: input, a"), "{e}");
+    let e = err(
+        Shape::Flat(4),
+        r#"[{ graph = [{ name = "a", layer = { linear = 3 } }, { name = "b", layer = { linear = 2 }, inputs = ["input"] }] }]"#,
+    );
+    assert!(e.contains("node `a`'s output is never read"), "{e}");
+    let e = err(
+        Shape::Flat(4),
+        r#"[{ graph = [{ name = "a", layer = { linear = 3 } }, { name = "b", layer = "add", inputs = ["a", "input"] }] }]"#,
+    );
+    assert!(e.contains("add's inputs differ in shape: [3] and [4]"), "{e}");
+    let e = err(Shape::Flat(4), r#"[{ linear = 3 }, "add"]"#);
+    assert!(e.contains("layers[1] (add): add takes two or more inputs"), "{e}");
+    let e = err(
+        Shape::Image { c: 2, h: 4, w: 4 },
+        r#"[{ residual = { body = [{ conv2d = { out_channels = 2, kernel_size = 3 } }] } }, "flatten", { linear = 2 }]"#,
+    );
+    assert!(e.contains("differs from the shortcut's [2, 4, 4]") && e.contains("projection"), "{e}");
+    let e = err(Shape::Flat(4), r#"[{ residual = { body = [{ linear = 4 }, { linear = { out_features = 3, in_features = 5 } }] } }]"#);
+    assert!(e.contains("layers[0].body[1] (linear): linear declares in_features = 5"), "{e}");
+}
