@@ -219,3 +219,43 @@ fn malformed_graphs_say_what_and_where() {
     let e = err(Shape::Flat(4), r#"[{ residual = { body = [{ linear = 4 }, { linear = { out_features = 3, in_features = 5 } }] } }]"#);
     assert!(e.contains("layers[0].body[1] (linear): linear declares in_features = 5"), "{e}");
 }
+
+/// PyTorch's numbers for a trained residual convnet with a graph (scripts/torch_fixtures.sh:
+/// the README's container modules, `torch.func.hessian`, float64): hesslab's loss, gradient,
+/// tensor order and every Hessian eigenvalue (dense, P = 2066) agree.
+#[test]
+fn a_trained_residual_graph_network_matches_pytorch() {
+    use hesslab_pipeline::{Plan, Port, RunOptions, Runner, read_artifact};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::env::temp_dir().join(format!("hesslab-torch-graph-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut pf = hesslab_pipeline::PipelineFile::load(&root.join("tests/fixtures/resnet_digits.toml"), &[]).unwrap();
+    pf.out = out.clone();
+    let plan = Plan::build(pf, &hesslab::registry()).unwrap();
+    Runner::run(&plan, &RunOptions::default()).unwrap();
+    let main = out.join("resnet_digits/main");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/torch_resnet_digits.json")).unwrap()).unwrap();
+    let floats = |k: &str| -> Vec<f64> { fixture[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+
+    let m = hesslab_artifacts::Model::decode(&read_artifact(&main.join("train/model.parquet"), None).unwrap()).unwrap();
+    let names: Vec<String> = m.net.tensors().into_iter().map(|t| t.0).collect();
+    let torch_names: Vec<String> = fixture["tensors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(names, torch_names, "the rows torch loaded, in parameters() order");
+    let ds = hesslab_artifacts::Dataset::decode(&read_artifact(&main.join("data/dataset.parquet"), None).unwrap()).unwrap();
+    let train = ds.train();
+    let (loss, grad) = m.net.loss_grad(train.x.as_ref(), &train.y);
+    let torch_loss = fixture["loss"].as_f64().unwrap();
+    assert!((loss - torch_loss).abs() <= 1e-12 * torch_loss, "loss {loss} vs torch {torch_loss}");
+    let e = rel(&grad, &floats("grad"));
+    assert!(e <= 1e-10, "gradient relative difference {e:e}");
+
+    let a = read_artifact(&main.join("eigen/eigenvalues.parquet"), None).unwrap();
+    let ev = <hesslab_artifacts::Eigenvalues as Port>::decode(&a).unwrap().values;
+    let torch_ev = floats("eigenvalues");
+    assert_eq!(ev.len(), torch_ev.len());
+    let worst = ev.iter().zip(&torch_ev).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / torch_ev[0].abs();
+    assert!(worst <= 1e-10, "largest eigenvalue difference {worst:e} × λ₁");
+    assert!(ev.iter().any(|&l| l < -1e-6 * ev[0]), "a trained network's Hessian has a negative tail here too");
+    let _ = std::fs::remove_dir_all(&out);
+}

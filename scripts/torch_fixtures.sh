@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerate (or with --check, compare) the PyTorch fixtures the tests read: torch, NumPy and
+# pyarrow are installed from PyPI into .venv-torch on first use (a large download; never a
+# dependency of hesslab or of CI — the committed JSON is).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-torch
+if ! "$VENV/bin/python" -c "import torch, numpy, pyarrow" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check torch numpy pyarrow
+fi
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+cargo run --release --quiet -p hesslab-cli -- run tests/fixtures/resnet_digits.toml --out "$OUT" > /dev/null
+"$VENV/bin/python" scripts/torch_fixtures.py "$OUT" tests/fixtures/torch_resnet_digits.json "$@"
