@@ -4,7 +4,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_eigen::*;
-use hesslab_hessian::DenseOperator;
+use hesslab_linop::DenseOperator;
 use hesslab_progress::Progress;
 use std::sync::Arc;
 

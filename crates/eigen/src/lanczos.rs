@@ -10,7 +10,7 @@
 use crate::{EigenError, Eigenpairs, PartialInfo, Result, SmallEvd, norm, reorthogonalize, tall_times_small};
 use faer::{Mat, Side};
 use hesslab_data::rng::Rng;
-use hesslab_hessian::LinearOperator;
+use hesslab_linop::LinearOperator;
 use hesslab_progress::Progress;
 use std::time::Instant;
 
@@ -340,7 +340,7 @@ impl LanczosSolver {
         let n = op.dim();
         let mut a = Mat::<f64>::zeros(n, n);
         op.apply_block(Mat::<f64>::identity(n, n).as_ref(), a.as_mut());
-        hesslab_hessian::symmetrize(&mut a);
+        hesslab_linop::symmetrize(&mut a);
         let evd = a.self_adjoint_eigen(Side::Lower).map_err(EigenError::Dense)?;
         let theta: Vec<f64> = (0..n).map(|i| evd.S()[i]).collect();
         let wanted = select(&theta, p.which, p.k);

@@ -3,6 +3,9 @@
 //! Each solver has a `Params` (with `Default`), an `Info`, and returns [`EigenError`] — which
 //! keeps what the solver had done — on failure. The stages that wrap them are in
 //! `hesslab-stages`.
+//!
+//! What this crate may depend on: `hesslab-linop` (the operator interface), `hesslab-data`
+//! (its seeded RNG only), `hesslab-progress`; no network, operator or pipeline crate.
 #![warn(missing_docs)]
 mod dense;
 mod lanczos;

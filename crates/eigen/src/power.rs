@@ -3,7 +3,7 @@
 use crate::{EigenError, Eigenpairs, PartialInfo, Result, norm, reorthogonalize};
 use faer::Mat;
 use hesslab_data::rng::Rng;
-use hesslab_hessian::LinearOperator;
+use hesslab_linop::LinearOperator;
 
 /// Parameters of power iteration.
 #[derive(Debug, Clone)]

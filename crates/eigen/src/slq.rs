@@ -3,7 +3,7 @@
 use crate::{EigenError, Result, norm, reorthogonalize};
 use faer::Mat;
 use hesslab_data::rng::Rng;
-use hesslab_hessian::LinearOperator;
+use hesslab_linop::LinearOperator;
 use hesslab_progress::Progress;
 
 /// Parameters of stochastic Lanczos quadrature.

@@ -1,7 +1,7 @@
 //! Hutchinson and Hutch++ (Meyer, Musco, Musco, Woodruff 2021) trace estimates.
 use faer::Mat;
 use hesslab_data::rng::Rng;
-use hesslab_hessian::LinearOperator;
+use hesslab_linop::LinearOperator;
 
 /// A trace estimate.
 #[derive(Debug, Clone)]

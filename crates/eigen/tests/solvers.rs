@@ -2,7 +2,7 @@
 use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_eigen::*;
-use hesslab_hessian::{DenseOperator, LinearOperator};
+use hesslab_linop::{DenseOperator, LinearOperator};
 use hesslab_progress::Progress;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ fn planted(n: usize, k: usize, seed: u64) -> (Mat<f64>, Vec<f64>) {
     lam[k + 1] = -0.3;
     let a = Mat::from_fn(n, n, |i, j| (0..n).map(|t| q[(i, t)] * lam[t] * q[(j, t)]).sum());
     let mut a = a;
-    hesslab_hessian::symmetrize(&mut a);
+    hesslab_linop::symmetrize(&mut a);
     let mut sorted = lam.clone();
     sorted.sort_by(|a, b| b.total_cmp(a));
     (a, sorted)
@@ -196,7 +196,7 @@ fn warm_started_lanczos_agrees_with_a_cold_start_and_needs_fewer_products() {
     let (a, _) = planted(500, 10, 77);
     let mut rng = Rng::new(78);
     let mut e = Mat::from_fn(500, 500, |_, _| rng.normal() * 1e-3);
-    hesslab_hessian::symmetrize(&mut e);
+    hesslab_linop::symmetrize(&mut e);
     let k: usize = std::env::var("K").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let p = LanczosParams { k, seed: 3, check_every: 5, ..Default::default() };
     let (mut previous, _) = LanczosSolver::solve(&op(&a), &p, &Progress::hidden()).unwrap();
@@ -252,7 +252,7 @@ fn lanczos_and_slq_are_bit_identical_on_one_and_two_threads() {
     let lam: Vec<f64> = (0..n).map(|i| if i < 12 { 1.0 + i as f64 / 12.0 } else { rng.uniform_in(-0.02, 0.05) }).collect();
     let ql = Mat::from_fn(n, n, |i, j| q[(i, j)] * lam[j]);
     let mut a = &ql * q.transpose();
-    hesslab_hessian::symmetrize(&mut a);
+    hesslab_linop::symmetrize(&mut a);
     let o = SequentialDense(a);
     let p = LanczosParams { k: 40, max_dim: 90, seed: 5, ..Default::default() };
     let run = |threads| {

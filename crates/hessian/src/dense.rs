@@ -1,5 +1,5 @@
 //! Dense materialization of curvature operators.
-use crate::{LinearOperator, ModelCurvature};
+use crate::{LinearOperator, ModelCurvature, symmetrize};
 use faer::Mat;
 use hesslab_progress::Progress;
 use rayon::prelude::*;
@@ -77,21 +77,4 @@ pub fn materialize(
     bar.finish_and_clear();
     let sym = symmetrize(&mut a);
     (a, sym)
-}
-
-/// Replace A by (A + Aᵀ)/2; return max|A − Aᵀ| / max|A| of the input.
-pub fn symmetrize(a: &mut Mat<f64>) -> f64 {
-    let p = a.nrows();
-    let (mut maxdiff, mut maxabs) = (0.0f64, 0.0f64);
-    for j in 0..p {
-        for i in 0..=j {
-            let (x, y) = (a[(i, j)], a[(j, i)]);
-            maxdiff = maxdiff.max((x - y).abs());
-            maxabs = maxabs.max(x.abs()).max(y.abs());
-            let m = 0.5 * (x + y);
-            a[(i, j)] = m;
-            a[(j, i)] = m;
-        }
-    }
-    if maxabs > 0.0 { maxdiff / maxabs } else { 0.0 }
 }

@@ -12,9 +12,9 @@ mod rop_mlp;
 mod scratch;
 mod spec;
 
-pub use dense::{DenseMatrix, materialize, symmetrize};
+pub use dense::{DenseMatrix, materialize};
 pub use error::{HessianError, Result};
-pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted};
+pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted, symmetrize};
 pub use probe::HessianProbe;
 pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp, gradient_and_product, hessian_vector_product};
 pub use spec::{BuiltOperator, OperatorSpec, SampleSet};

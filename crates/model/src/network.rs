@@ -161,63 +161,57 @@ impl NetArch {
 fn specs_of_modules(modules: &[Value], mut shape: Shape, place: &str) -> Result<(Vec<LayerSpec>, Shape), String> {
     let mut specs = Vec::with_capacity(modules.len());
     for (i, m) in modules.iter().enumerate() {
-        let here = format!("{place}[{i}]");
-        let name = m.get("module").and_then(Value::as_str).ok_or_else(|| format!("{here}: module entry without a \"module\" name: {m}"))?;
-        let spec = match name {
-            "Residual" => {
-                let list = |k: &str| m.get(k).and_then(Value::as_array).ok_or_else(|| format!("{here}: Residual lacks the `{k}` list"));
-                let (body, _) = specs_of_modules(list("body")?, shape, &format!("{here}.body"))?;
-                let (shortcut, _) = specs_of_modules(list("shortcut")?, shape, &format!("{here}.shortcut"))?;
-                LayerSpec::Residual { body, shortcut }
-            }
-            "Graph" => {
-                // Node entries are the TOML graph nodes with PyTorch modules: resolve shapes
-                // node by node from the names they read.
-                let nodes = m.get("nodes").and_then(Value::as_array).ok_or_else(|| format!("{here}: Graph lacks its `nodes` list"))?;
-                let mut shapes: Vec<(String, Shape)> = vec![("input".into(), shape)];
-                let mut out = Vec::with_capacity(nodes.len());
-                for (j, n) in nodes.iter().enumerate() {
-                    let at = format!("{here}.nodes[{j}]");
-                    let node_name = n.get("name").and_then(Value::as_str).ok_or_else(|| format!("{at}: no `name`"))?.to_string();
-                    let inputs: Vec<String> = serde_json::from_value(n.get("inputs").cloned().ok_or_else(|| format!("{at}: no `inputs`"))?)
-                        .map_err(|e| format!("{at}: inputs: {e}"))?;
-                    let ins: Vec<Shape> = inputs
-                        .iter()
-                        .map(|x| shapes.iter().find(|(s, _)| s == x).map(|(_, s)| *s).ok_or_else(|| format!("{at}: unknown input `{x}`")))
-                        .collect::<Result<_, _>>()?;
-                    let module = n.get("module").ok_or_else(|| format!("{at}: no `module`"))?;
-                    let (layer, after) = one_module(module, &ins, &at)?;
-                    shapes.push((node_name.clone(), after));
-                    out.push(crate::layers::GraphNode { name: node_name, layer, inputs: Some(inputs) });
-                }
-                LayerSpec::Graph(out)
-            }
-            _ => one_module(m, &[shape], &here)?.0,
-        };
-        shape = shape_after(&spec, shape).map_err(|e| format!("{here}: {e}"))?;
+        let (spec, after) = one_module(m, &[shape], &format!("{place}[{i}]"))?;
         specs.push(spec);
+        shape = after;
     }
     Ok((specs, shape))
 }
 
-/// One PyTorch module entry on inputs `ins`: its layer and its output shape.
+/// One PyTorch module entry on inputs of shapes `ins`: its layer and its output shape. The
+/// containers `Residual` and `Graph` hold module entries themselves; anything else is a
+/// registry layer.
 fn one_module(m: &Value, ins: &[Shape], here: &str) -> Result<(LayerSpec, Shape), String> {
     let name = m.get("module").and_then(Value::as_str).ok_or_else(|| format!("{here}: module entry without a \"module\" name: {m}"))?;
-    if matches!(name, "Residual" | "Graph") {
-        let [x] = ins else { return Err(format!("{here}: a {name} block takes one input")) };
-        let (mut s, after) = specs_of_modules(std::slice::from_ref(m), *x, here)?;
-        return Ok((s.remove(0), after));
-    }
-    let e = torch_entry(name).ok_or_else(|| format!("{here}: unknown module `{name}`"))?;
-    let config = (e.from_torch)(m, ins).map_err(|e| format!("{here}: {e}"))?;
-    let layer = config.build(ins, &mut Default::default()).map_err(|e| format!("{here}: {e}"))?;
-    Ok((LayerSpec::Layer(config), layer.output_shape()))
-}
-
-/// The shape after one declared entry (resolved alone).
-fn shape_after(spec: &LayerSpec, input: Shape) -> Result<Shape, String> {
-    let g = GraphArch::new_unchecked_output(input, vec![spec.clone()]).map_err(|e| e.to_string())?;
-    Ok(*g.shapes.last().expect("the input"))
+    let single = || match ins {
+        [x] => Ok(*x),
+        _ => Err(format!("{here}: a {name} block takes one input")),
+    };
+    let spec = if name == "Residual" {
+        let x = single()?;
+        let list = |k: &str| m.get(k).and_then(Value::as_array).ok_or_else(|| format!("{here}: Residual lacks the `{k}` list"));
+        let (body, _) = specs_of_modules(list("body")?, x, &format!("{here}.body"))?;
+        let (shortcut, _) = specs_of_modules(list("shortcut")?, x, &format!("{here}.shortcut"))?;
+        LayerSpec::Residual { body, shortcut }
+    } else if name == "Graph" {
+        // Node entries are the TOML graph nodes with PyTorch modules: shapes resolve node by
+        // node from the names they read.
+        let nodes = m.get("nodes").and_then(Value::as_array).ok_or_else(|| format!("{here}: Graph lacks its `nodes` list"))?;
+        let mut shapes: Vec<(String, Shape)> = vec![("input".into(), single()?)];
+        let mut out = Vec::with_capacity(nodes.len());
+        for (j, n) in nodes.iter().enumerate() {
+            let at = format!("{here}.nodes[{j}]");
+            let node_name = n.get("name").and_then(Value::as_str).ok_or_else(|| format!("{at}: no `name`"))?.to_string();
+            let inputs: Vec<String> = serde_json::from_value(n.get("inputs").cloned().ok_or_else(|| format!("{at}: no `inputs`"))?)
+                .map_err(|e| format!("{at}: inputs: {e}"))?;
+            let read: Vec<Shape> = inputs
+                .iter()
+                .map(|x| shapes.iter().find(|(s, _)| s == x).map(|(_, s)| *s).ok_or_else(|| format!("{at}: unknown input `{x}`")))
+                .collect::<Result<_, _>>()?;
+            let (layer, after) = one_module(n.get("module").ok_or_else(|| format!("{at}: no `module`"))?, &read, &at)?;
+            shapes.push((node_name.clone(), after));
+            out.push(crate::layers::GraphNode { name: node_name, layer, inputs: Some(inputs) });
+        }
+        LayerSpec::Graph(out)
+    } else {
+        let e = torch_entry(name).ok_or_else(|| format!("{here}: unknown module `{name}`"))?;
+        let config = (e.from_torch)(m, ins).map_err(|e| format!("{here}: {e}"))?;
+        let layer = config.build(ins, &mut Default::default()).map_err(|e| format!("{here}: {e}"))?;
+        return Ok((LayerSpec::Layer(config), layer.output_shape()));
+    };
+    let x = single()?;
+    let g = GraphArch::new_unchecked_output(x, vec![spec.clone()]).map_err(|e| format!("{here}: {e}"))?;
+    Ok((spec, *g.shapes.last().expect("the input")))
 }
 
 /// The MLP a resolved graph is, if it is one: a chain of linear layers on a vector with one
