@@ -13,20 +13,23 @@ trap 'rm -f "$LOG"' EXIT
 for r in $(seq "$ROUNDS"); do
   for side in old new; do
     bin=$OLD; [ $side = new ] && bin=$NEW
-    "$bin" bench "$@" 2>&1 | grep -E '[0-9.]+ ms' | sed "s/^/$side\t/" | tee -a "$LOG"
+    "$bin" bench "$@" 2>&1 | sed "s/^/$side\t/" | tee -a "$LOG"
   done
 done
-# Median of every "NAME … X ms" figure per side: the numbers inside parentheses after a label.
+# Median of every "NAME X ms" figure per workload (an unindented header line) and side.
 python3 - "$LOG" <<'PY'
 import re, statistics, sys
 from collections import defaultdict
 t = defaultdict(lambda: defaultdict(list))
+work = {}
 for line in open(sys.argv[1]):
     side, text = line.rstrip("\n").split("\t", 1)
-    label = text.split("  ")[0].strip() if "  " in text.strip() else text.strip()[:40]
-    label = re.split(r"\s{2,}", text.strip())[0]
+    if text and not text.startswith(" "):
+        work[side] = text.split(":")[0].split(" (")[0][:24]
+        continue
+    label = re.split(r"\s{2,}|[0-9]", text.strip())[0].strip()[:28]
     for name, ms in re.findall(r"([A-Za-z][\w /-]*?) ([0-9.]+) ms", text):
-        t[f"{label} | {name.strip()}"][side].append(float(ms))
+        t[f"{work.get(side, '')} | {label} | {name.strip()}"][side].append(float(ms))
 print(f"\n{'figure':70s} {'old ms':>9s} {'new ms':>9s} {'new/old':>8s}")
 for k, v in t.items():
     if v["old"] and v["new"]:
