@@ -72,6 +72,7 @@ assert ens.filter(pl.col("rank") == 0).height == 50
 # outside hesslab. A NumPy re-implementation of the PyTorch modules (NCHW, cross-correlation,
 # floor-mode pooling) must give the training loss the model records.
 import json
+import math
 
 import numpy as np
 
@@ -106,6 +107,8 @@ ACTIVATIONS = {
     "Sigmoid": lambda z: 1 / (1 + np.exp(-z)),
     "Identity": lambda z: z,
     "SiLU": lambda z: z / (1 + np.exp(-z)),
+    "ELU": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "Softplus": lambda z: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
 }
 
 
@@ -125,6 +128,14 @@ def module(m, params, xs):
         return pool(x, k, pair(m.get("stride") or k), np.max if kind == "MaxPool2d" else np.mean)
     if kind == "Flatten":
         return x.reshape(x.shape[0], -1)
+    if kind == "GlobalAvgPool":
+        return x.mean(axis=(2, 3))
+    if kind == "LeakyReLU":
+        return np.where(x > 0, x, m["negative_slope"] * x)
+    if kind == "GELU":
+        if m.get("approximate") == "tanh":
+            return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
     if kind == "Add":
         return sum(xs[1:], xs[0])
     if kind == "Concat":

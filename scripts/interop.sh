@@ -63,6 +63,8 @@ lr = 0.1
 max_steps = 30
 TOML
 cargo run --release --quiet -p hesslab-cli -- run "$OUT/resnet_digits.toml" --out "$OUT"
+# Every smooth activation and global average pooling (the PyTorch fixture's network).
+cargo run --release --quiet -p hesslab-cli -- run tests/fixtures/activations_digits.toml --out "$OUT" --only train
 # Replicates (spread, rank_spread) and an ensemble of initializations.
 cat > "$OUT/seeds.toml" <<'TOML'
 [pipeline]

@@ -2,10 +2,10 @@
 README's container modules), and record torch's loss, gradient and full Hessian spectrum at the
 trained parameters, float64.
 
-    python scripts/torch_fixtures.py OUT_DIR tests/fixtures/torch_resnet_digits.json
+    python scripts/torch_fixtures.py OUT_DIR NAME [--check]
 
-OUT_DIR is where `hesslab run tests/fixtures/resnet_digits.toml` wrote; the JSON is committed
-and compared by tests/network_graphs.rs. With --check, compares instead of writing.
+OUT_DIR is where `hesslab run tests/fixtures/NAME.toml` wrote; tests/fixtures/torch_NAME.json
+is written (committed, compared by tests/network_graphs.rs). With --check, compares instead.
 """
 import argparse
 import json
@@ -40,8 +40,9 @@ def module(m):
     m = dict(m); kind = m.pop("module")
     if kind == "Residual": return Residual(m["body"], m["shortcut"])
     if kind == "Graph": return Graph(m["nodes"])
-    return {"Add": Add, "Concat": Concat}.get(kind, getattr(torch.nn, kind, None))(**m)
+    return {"Add": Add, "Concat": Concat, "GlobalAvgPool": GlobalAvgPool}.get(kind, getattr(torch.nn, kind, None))(**m)
 def seq(ms): return torch.nn.Sequential(*map(module, ms))
+def GlobalAvgPool(): return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
 # ---- end of the README's code ----
 
 
@@ -79,7 +80,13 @@ def measure(net, x, y):
 
     value = float(loss(flat))
     grad = torch.func.grad(loss)(flat)
-    hess = torch.func.hessian(loss)(flat)
+    # Columns of H by forward-over-reverse HVPs (torch.func.jvp of torch.func.grad), vmapped
+    # over blocks of 64 directions: the whole torch.func.hessian at once needs P copies of
+    # every activation.
+    g = torch.func.grad(loss)
+    hvp = torch.func.vmap(lambda v: torch.func.jvp(g, (flat,), (v,))[1])
+    eye = torch.eye(len(flat))
+    hess = torch.cat([hvp(eye[i : i + 64]) for i in range(0, len(flat), 64)]).T
     asym = float((hess - hess.T).abs().max() / hess.abs().max())
     ev = torch.linalg.eigvalsh((hess + hess.T) / 2).flip(0)
     return {"loss": value, "grad": grad.tolist(), "eigenvalues": ev.tolist(), "torch_symmetry_error": asym}
@@ -88,16 +95,17 @@ def measure(net, x, y):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("fixture")
+    ap.add_argument("name")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
-    member = Path(a.out) / "resnet_digits/main"
+    a.fixture = f"tests/fixtures/torch_{a.name}.json"
+    member = Path(a.out) / a.name / "main"
     net, x, y, recorded, tensor_names = load(member)
     m = measure(net, x, y)
     assert abs(m["loss"] - recorded) <= 1e-12 * abs(recorded), f"torch loss {m['loss']} vs hesslab's recorded {recorded}"
     ev = pq.read_table(member / "eigen/eigenvalues.parquet").column("eigenvalue").to_numpy()
     diff = float(np.abs(ev - np.array(m["eigenvalues"])).max() / abs(ev[0]))
-    print(f"torch {torch.__version__}: loss {m['loss']:.15g} (hesslab {recorded:.15g}); P = {len(m['grad'])}; "
+    print(f"{a.name}: torch {torch.__version__}: loss {m['loss']:.15g} (hesslab {recorded:.15g}); P = {len(m['grad'])}; "
           f"every Hessian eigenvalue within {diff:.2g} × λ₁ of hesslab's (λ₁ = {ev[0]:.12g})")
     assert diff <= 1e-10, diff
     m["tensors"] = tensor_names

@@ -11,5 +11,7 @@ if ! "$VENV/bin/python" -c "import torch, numpy, pyarrow" 2>/dev/null; then
 fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-cargo run --release --quiet -p hesslab-cli -- run tests/fixtures/resnet_digits.toml --out "$OUT" > /dev/null
-"$VENV/bin/python" scripts/torch_fixtures.py "$OUT" tests/fixtures/torch_resnet_digits.json "$@"
+for name in resnet_digits activations_digits; do
+  cargo run --release --quiet -p hesslab-cli -- run "tests/fixtures/$name.toml" --out "$OUT" > /dev/null
+  "$VENV/bin/python" scripts/torch_fixtures.py "$OUT" "$name" "$@"
+done

@@ -1,5 +1,7 @@
 //! Networks that are graphs, not chains: a residual MLP (tanh, MSE), a residual convnet with a
-//! projection shortcut (ReLU, CE) and a named-node graph with `concat`, `add` and SiLU. For
+//! projection shortcut (ReLU, CE), a named-node graph with `concat`, `add` and SiLU, an MLP
+//! through every smooth activation (GELU exact and tanh, softplus, ELU, leaky ReLU) and a
+//! convnet ending in global average pooling. For
 //! each: the gradient and Hessian-vector products against central finite differences, the
 //! dense Hessian symmetric, H = G + R, G positive semi-definite, Lanczos' top eigenvalues equal
 //! to the dense spectrum (with residuals), and the architecture JSON and tensor names as
@@ -57,8 +59,15 @@ const GRAPH: &str = r#"[{ graph = [
     { name = "sum", layer = "add", inputs = ["p", "cat"] },
 ]}, "sigmoid", { linear = 3 }]"#;
 
+const ACTIVATIONS_MLP: &str = r#"[{ linear = 6 }, "gelu", { linear = 6 }, { gelu = { approximate = "tanh" } }, { linear = 5 }, "softplus",
+    { linear = 5 }, "elu", { linear = 4 }, { leaky_relu = 0.2 }, { linear = 3 }]"#;
+const POOLED_CONVNET: &str = r#"[{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "silu",
+    { residual = [{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "gelu"] }, "global_avg_pool", { linear = 3 }]"#;
+
 fn cases() -> Vec<(&'static str, Shape, &'static str, LossKind)> {
     vec![
+        ("activations MLP", Shape::Flat(5), ACTIVATIONS_MLP, LossKind::Mse),
+        ("global-pooled convnet", Shape::Image { c: 2, h: 5, w: 5 }, POOLED_CONVNET, LossKind::CrossEntropy),
         ("residual MLP", Shape::Flat(5), RESIDUAL_MLP, LossKind::Mse),
         ("residual convnet", Shape::Image { c: 2, h: 6, w: 6 }, RESIDUAL_CONVNET, LossKind::CrossEntropy),
         ("graph", Shape::Flat(5), GRAPH, LossKind::CrossEntropy),
@@ -220,42 +229,46 @@ fn malformed_graphs_say_what_and_where() {
     assert!(e.contains("layers[0].body[1] (linear): linear declares in_features = 5"), "{e}");
 }
 
-/// PyTorch's numbers for a trained residual convnet with a graph (scripts/torch_fixtures.sh:
-/// the README's container modules, `torch.func.hessian`, float64): hesslab's loss, gradient,
-/// tensor order and every Hessian eigenvalue (dense, P = 2066) agree.
+/// PyTorch's numbers for two trained networks (scripts/torch_fixtures.sh: the README's container
+/// modules, forward-over-reverse HVPs in `torch.func`, float64): a residual convnet with a
+/// SiLU/concat/add graph, and a convnet through GELU (both forms), ELU, leaky ReLU, softplus and
+/// global average pooling. hesslab's loss, gradient, tensor order and every Hessian eigenvalue
+/// (dense, P = 2066 and 1918) agree.
 #[test]
-fn a_trained_residual_graph_network_matches_pytorch() {
+fn trained_graph_networks_match_pytorch() {
     use hesslab_pipeline::{Plan, Port, RunOptions, Runner, read_artifact};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::env::temp_dir().join(format!("hesslab-torch-graph-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let mut pf = hesslab_pipeline::PipelineFile::load(&root.join("tests/fixtures/resnet_digits.toml"), &[]).unwrap();
-    pf.out = out.clone();
-    let plan = Plan::build(pf, &hesslab::registry()).unwrap();
-    Runner::run(&plan, &RunOptions::default()).unwrap();
-    let main = out.join("resnet_digits/main");
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/torch_resnet_digits.json")).unwrap()).unwrap();
-    let floats = |k: &str| -> Vec<f64> { fixture[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    for name in ["resnet_digits", "activations_digits"] {
+        let out = std::env::temp_dir().join(format!("hesslab-torch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut pf = hesslab_pipeline::PipelineFile::load(&root.join(format!("tests/fixtures/{name}.toml")), &[]).unwrap();
+        pf.out = out.clone();
+        let plan = Plan::build(pf, &hesslab::registry()).unwrap();
+        Runner::run(&plan, &RunOptions::default()).unwrap();
+        let main = out.join(name).join("main");
+        let text = std::fs::read_to_string(root.join(format!("tests/fixtures/torch_{name}.json"))).unwrap();
+        let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let floats = |k: &str| -> Vec<f64> { fixture[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
 
-    let m = hesslab_artifacts::Model::decode(&read_artifact(&main.join("train/model.parquet"), None).unwrap()).unwrap();
-    let names: Vec<String> = m.net.tensors().into_iter().map(|t| t.0).collect();
-    let torch_names: Vec<String> = fixture["tensors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    assert_eq!(names, torch_names, "the rows torch loaded, in parameters() order");
-    let ds = hesslab_artifacts::Dataset::decode(&read_artifact(&main.join("data/dataset.parquet"), None).unwrap()).unwrap();
-    let train = ds.train();
-    let (loss, grad) = m.net.loss_grad(train.x.as_ref(), &train.y);
-    let torch_loss = fixture["loss"].as_f64().unwrap();
-    assert!((loss - torch_loss).abs() <= 1e-12 * torch_loss, "loss {loss} vs torch {torch_loss}");
-    let e = rel(&grad, &floats("grad"));
-    assert!(e <= 1e-10, "gradient relative difference {e:e}");
+        let m = hesslab_artifacts::Model::decode(&read_artifact(&main.join("train/model.parquet"), None).unwrap()).unwrap();
+        let names: Vec<String> = m.net.tensors().into_iter().map(|t| t.0).collect();
+        let torch_names: Vec<String> = fixture["tensors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(names, torch_names, "{name}: the rows torch loaded, in parameters() order");
+        let ds = hesslab_artifacts::Dataset::decode(&read_artifact(&main.join("data/dataset.parquet"), None).unwrap()).unwrap();
+        let train = ds.train();
+        let (loss, grad) = m.net.loss_grad(train.x.as_ref(), &train.y);
+        let torch_loss = fixture["loss"].as_f64().unwrap();
+        assert!((loss - torch_loss).abs() <= 1e-12 * torch_loss, "{name}: loss {loss} vs torch {torch_loss}");
+        let e = rel(&grad, &floats("grad"));
+        assert!(e <= 1e-10, "{name}: gradient relative difference {e:e}");
 
-    let a = read_artifact(&main.join("eigen/eigenvalues.parquet"), None).unwrap();
-    let ev = <hesslab_artifacts::Eigenvalues as Port>::decode(&a).unwrap().values;
-    let torch_ev = floats("eigenvalues");
-    assert_eq!(ev.len(), torch_ev.len());
-    let worst = ev.iter().zip(&torch_ev).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / torch_ev[0].abs();
-    assert!(worst <= 1e-10, "largest eigenvalue difference {worst:e} × λ₁");
-    assert!(ev.iter().any(|&l| l < -1e-6 * ev[0]), "a trained network's Hessian has a negative tail here too");
-    let _ = std::fs::remove_dir_all(&out);
+        let a = read_artifact(&main.join("eigen/eigenvalues.parquet"), None).unwrap();
+        let ev = <hesslab_artifacts::Eigenvalues as Port>::decode(&a).unwrap().values;
+        let torch_ev = floats("eigenvalues");
+        assert_eq!(ev.len(), torch_ev.len());
+        let worst = ev.iter().zip(&torch_ev).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / torch_ev[0].abs();
+        assert!(worst <= 1e-10, "{name}: largest eigenvalue difference {worst:e} × λ₁");
+        assert!(ev.iter().any(|&l| l < -1e-6 * ev[0]), "{name}: a negative tail, as trained networks have");
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

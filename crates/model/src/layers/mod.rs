@@ -8,12 +8,17 @@ mod add;
 mod avg_pool2d;
 mod concat;
 mod conv2d;
+mod elu;
 mod flatten;
+mod gelu;
+mod global_avg_pool;
+mod leaky_relu;
 mod linear;
 mod max_pool2d;
 mod pointwise;
 mod shape;
 mod silu;
+mod softplus;
 mod spec;
 
 pub use activation::ActivationLayer;
@@ -52,11 +57,16 @@ pub const REGISTRY: &[Entry] = &[
     activation::SIGMOID,
     activation::IDENTITY,
     silu::ENTRY,
+    gelu::ENTRY,
+    softplus::ENTRY,
+    elu::ENTRY,
+    leaky_relu::ENTRY,
     flatten::ENTRY,
     linear::ENTRY,
     conv2d::ENTRY,
     max_pool2d::ENTRY,
     avg_pool2d::ENTRY,
+    global_avg_pool::ENTRY,
     add::ENTRY,
     concat::ENTRY,
 ];
@@ -87,11 +97,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("layer_norm", "LayerNorm"),
     ("group_norm", "GroupNorm"),
     ("dropout", "Dropout"),
-    ("gelu", "GELU"),
-    ("softplus", "Softplus"),
-    ("elu", "ELU"),
-    ("leaky_relu", "LeakyReLU"),
-    ("global_avg_pool", "AdaptiveAvgPool2d(1)"),
     ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
     ("embedding", "Embedding"),
     ("multihead_attention", "MultiheadAttention"),
