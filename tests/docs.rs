@@ -38,3 +38,16 @@ fn every_written_artifact_type_is_listed() {
         assert!(reg.kinds().any(|k| k.outputs().iter().any(|o| o.artifact == a)), "`{a}` is listed but no kind writes it");
     }
 }
+
+/// DEVELOPING.md's worked example of adding a layer is the layer file as it is.
+#[test]
+fn developing_md_shows_silu_rs_verbatim() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/DEVELOPING.md")).unwrap();
+    let file = std::fs::read_to_string(format!("{root}/crates/model/src/layers/silu.rs")).unwrap();
+    let start = doc.find("`crates/model/src/layers/silu.rs` in full:").expect("the worked example");
+    let block = &doc[start..];
+    let body = &block[block.find("```rust\n").unwrap() + 8..];
+    let body = &body[..body.find("```\n").unwrap()];
+    assert_eq!(body, file, "docs/DEVELOPING.md's SiLU example differs from crates/model/src/layers/silu.rs: paste the file");
+}
