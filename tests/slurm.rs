@@ -308,3 +308,22 @@ fn exec_names_what_is_wrong_without_a_cluster() {
         hesslab().arg("exec").arg(&file).arg("--out").arg(&out).args(["--instance", "main/train", "--expect", "0000"]).output().unwrap();
     assert!(!o.status.success() && text(&o).contains("changed after this job was submitted"), "{}", text(&o));
 }
+
+/// A submission sbatch refuses (an unknown partition) names sbatch's command and the instance
+/// once each, without one quoted command nested in another, and submits nothing.
+#[test]
+fn a_refused_submission_says_which_instance_without_nested_quotes() {
+    if !cluster_up() {
+        return;
+    }
+    let dir = fresh_dir("refused");
+    let file = dir.join("failing.toml");
+    std::fs::write(&file, FAILING).unwrap();
+    let out = dir.join("out");
+    let o = run_slurm(&file, &out, &["--partition", "no-such-partition"]);
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains("(submitting `main/"), "{msg}");
+    assert!(msg.contains("nothing runs"), "{msg}");
+    assert!(!msg.contains("sbatch for `"), "nested quotes: {msg}");
+}

@@ -99,9 +99,19 @@ pub fn submit(plan: &Plan, run: &RunOptions, slurm: &SlurmOptions, how: &Invocat
                 if !ids.is_empty() {
                     crate::slurm::scancel(&ids);
                 }
+                // The sbatch error already names its command: say which instance it was for
+                // after it, rather than nesting one quoted command in another.
+                let (command, message) = match e {
+                    Error::Command { command, message } => (command, message),
+                    other => ("sbatch".to_string(), other.to_string()),
+                };
                 return Err(Error::Command {
-                    command: format!("sbatch for `{}`", inst.lock_id()),
-                    message: format!("{e}; the {} job(s) submitted before it were cancelled, nothing runs", ids.len()),
+                    command,
+                    message: format!(
+                        "{message} (submitting `{}`; the {} job(s) submitted before it were cancelled, nothing runs)",
+                        inst.lock_id(),
+                        ids.len()
+                    ),
                 });
             }
         };
