@@ -27,7 +27,7 @@ reduced() {
     s18_e3_width_sweep) echo 'sweep.train.hidden=[[30], [70]]|sweep.train.seed=[1, 2, 3]|top.k=20|bottom.k=5|bottom.tol=1e-4' ;;
     s16_p1_width_heatmaps) echo 'sweep.train.hidden=[[10, 10], [30, 30]]|sweep.train.seed=[1, 2, 3]|data.samples_per_class=50|train.max_steps=1000' ;;
     s16_p3_two_blobs_widths) echo 'sweep.train.seed=[1]' ;;
-    s18_e2_outliers_vs_classes) echo 'sweep.data.classes=[2, 10]|sweep.data.cov_multiplier=[1.0]' ;;
+    s18_e2_outliers_vs_classes) echo 'sweep.data.classes=[2, 10]|sweep.data.cov_multiplier=[1.0]|sweep.train.seed=[1]' ;;
     s18_bulk_vs_data) echo 'sweep.data.classes=[2, 5]|sweep.train.seed=[1, 2, 3]|data.samples=1250' ;;
     s16_p4_init_sphere) echo 'ensemble.members=400' ;;
     s18_e5_negative_tail) echo 'sweep.train.seed=[1]|train.max_steps=5000|top.k=5|bottom.k=5|bottom.tol=1e-4' ;;
