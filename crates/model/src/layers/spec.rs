@@ -67,9 +67,13 @@ impl schemars::JsonSchema for LayerSpec {
         "LayerSpec".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "\"relu\" | \"tanh\" | \"sigmoid\" | \"identity\" | \"silu\" | \"flatten\" | { linear = N or { out_features, bias } } | { conv2d = { out_channels, kernel_size, stride = 1, padding = 0, bias = true } } | { max_pool2d = K or { kernel_size, stride } } | { avg_pool2d = … } | { residual = [layers] or { body = [layers], shortcut = [layers] } } | { graph = [ { name, layer, inputs = [names] } ] } (nodes may be \"add\" or \"concat\")"
-        })
+        // From the registry, so `hesslab stages` lists every layer there is.
+        let names: Vec<&str> = super::REGISTRY.iter().map(|e| e.name).collect();
+        let description = format!(
+            "a layer: \"name\" or {{ name = arguments }} with name one of {}; {{ residual = [layers] }} (x + body(x)) or {{ residual = {{ body = [layers], shortcut = [layers] }} }}; {{ graph = [ {{ name, layer, inputs = [names] }} ] }}",
+            names.join(", ")
+        );
+        schemars::json_schema!({ "description": description })
     }
 }
 
