@@ -128,6 +128,10 @@ def module(m, params, xs):
         return pool(x, k, pair(m.get("stride") or k), np.max if kind == "MaxPool2d" else np.mean)
     if kind == "Flatten":
         return x.reshape(x.shape[0], -1)
+    if kind == "LayerNorm":
+        axes = tuple(range(1, x.ndim))
+        z = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + m.get("eps", 1e-5))
+        return z * next(params) + next(params) if m.get("elementwise_affine", True) else z
     if kind == "GlobalAvgPool":
         return x.mean(axis=(2, 3))
     if kind == "LeakyReLU":

@@ -1,7 +1,7 @@
 //! Networks that are graphs, not chains: a residual MLP (tanh, MSE), a residual convnet with a
 //! projection shortcut (ReLU, CE), a named-node graph with `concat`, `add` and SiLU, an MLP
-//! through every smooth activation (GELU exact and tanh, softplus, ELU, leaky ReLU) and a
-//! convnet ending in global average pooling. For
+//! through every smooth activation (GELU exact and tanh, softplus, ELU, leaky ReLU) with layer
+//! norms, and a convnet with a layer norm over [C, H, W] ending in global average pooling. For
 //! each: the gradient and Hessian-vector products against central finite differences, the
 //! dense Hessian symmetric, H = G + R, G positive semi-definite, Lanczos' top eigenvalues equal
 //! to the dense spectrum (with residuals), and the architecture JSON and tensor names as
@@ -59,9 +59,9 @@ const GRAPH: &str = r#"[{ graph = [
     { name = "sum", layer = "add", inputs = ["p", "cat"] },
 ]}, "sigmoid", { linear = 3 }]"#;
 
-const ACTIVATIONS_MLP: &str = r#"[{ linear = 6 }, "gelu", { linear = 6 }, { gelu = { approximate = "tanh" } }, { linear = 5 }, "softplus",
-    { linear = 5 }, "elu", { linear = 4 }, { leaky_relu = 0.2 }, { linear = 3 }]"#;
-const POOLED_CONVNET: &str = r#"[{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "silu",
+const ACTIVATIONS_MLP: &str = r#"[{ linear = 6 }, "layer_norm", "gelu", { linear = 6 }, { gelu = { approximate = "tanh" } }, { linear = 5 }, "softplus",
+    { linear = 5 }, { layer_norm = { elementwise_affine = false } }, "elu", { linear = 4 }, { leaky_relu = 0.2 }, { linear = 3 }]"#;
+const POOLED_CONVNET: &str = r#"[{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "layer_norm", "silu",
     { residual = [{ conv2d = { out_channels = 3, kernel_size = 3, padding = 1 } }, "gelu"] }, "global_avg_pool", { linear = 3 }]"#;
 
 fn cases() -> Vec<(&'static str, Shape, &'static str, LossKind)> {

@@ -12,6 +12,7 @@ mod elu;
 mod flatten;
 mod gelu;
 mod global_avg_pool;
+mod layer_norm;
 mod leaky_relu;
 mod linear;
 mod max_pool2d;
@@ -67,6 +68,7 @@ pub const REGISTRY: &[Entry] = &[
     max_pool2d::ENTRY,
     avg_pool2d::ENTRY,
     global_avg_pool::ENTRY,
+    layer_norm::ENTRY,
     add::ENTRY,
     concat::ENTRY,
 ];
@@ -94,7 +96,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("batch_norm", "BatchNorm1d/2d"),
     ("batch_norm1d", "BatchNorm1d"),
     ("batch_norm2d", "BatchNorm2d"),
-    ("layer_norm", "LayerNorm"),
     ("group_norm", "GroupNorm"),
     ("dropout", "Dropout"),
     ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
