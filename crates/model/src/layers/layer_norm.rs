@@ -246,6 +246,8 @@ impl Layer for LayerNorm {
         let mut g_in = if need_inputs { Some(Mat::<f64>::zeros(rg.nrows(), rg.ncols())) } else { None };
         let (mut xh, mut rgs, mut gs, mut r, mut dx, mut o, mut gx) =
             (vec![0.0; d], vec![0.0; d], vec![0.0; d], vec![0.0; d], vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+        // δĝ and ĝ, reused across samples and blocks (this runs inside every HVP).
+        let (mut dgh, mut ghat) = (vec![0.0; d], vec![0.0; d]);
         for j in 0..k {
             for s in 0..n {
                 let row0 = (j * n + s) * hw;
@@ -280,15 +282,15 @@ impl Layer for LayerNorm {
                 if second.is_some() {
                     // δ(signal) along (r, v_γ) with the primal g fixed.
                     let m2 = Self::input_signal(gamma, &gs, &xh, rho, &mut gx);
-                    let mut dgh = vec![0.0; d];
+                    dgh.fill(0.0);
                     if let Some((gi, _)) = self.params {
                         let vj = col(v, j);
                         dgh.iter_mut().enumerate().for_each(|(i, a)| *a = vj[gi + i] * gs[i]);
                     }
-                    let ghat: Vec<f64> = match gamma {
-                        Some(gm) => gs.iter().zip(gm).map(|(a, b)| a * b).collect(),
-                        None => gs.clone(),
-                    };
+                    match gamma {
+                        Some(gm) => ghat.iter_mut().zip(gs.iter().zip(gm)).for_each(|(h, (a, b))| *h = a * b),
+                        None => ghat.copy_from_slice(&gs),
+                    }
                     let mdg = mean(&dgh);
                     let dm2 = dot_mean(&dgh, &xh) + if has_r { dot_mean(&ghat, &dx) } else { 0.0 };
                     for i in 0..d {
