@@ -729,6 +729,7 @@ fn spectra_along_training_match_dense_solves_of_the_snapshots() {
             samples: hesslab_hessian::SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
+            batch_norm: hesslab_hessian::BatchNormMode::Eval,
         };
         let built = spec.build(net, &ds, 0).unwrap();
         let (h, _) = hesslab_hessian::materialize(built.op.as_ref(), Some((&built.curvature, None)), 8, &Progress::hidden());
@@ -830,5 +831,43 @@ fn edge_of_stability_sharpness_hovers_at_two_over_eta() {
     let rises = loss.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(rises >= 5, "the loss rose in only {rises} log intervals: not the edge-of-stability regime");
     assert!(loss[loss.len() - 1] < 0.8 * loss[0], "the loss must still fall over the long run: {} → {}", loss[0], loss[loss.len() - 1]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The ResNet pipeline's small network (#38), shortened: a ResNet with BatchNorm trained on the
+/// Fashion-MNIST files, its dense spectrum beside Lanczos on the same operator; the model
+/// artifact carries the running statistics as buffers in `state_dict()` order.
+#[test]
+fn resnet_fashion_small_network_lanczos_equals_its_dense_spectrum() {
+    let images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+    assert!(Path::new(images).exists(), "{images} is missing: `apt-get install dataset-fashion-mnist` (scripts/test.sh does)");
+    let out = tmp("resnet");
+    let set: Vec<String> = ["small.max_steps=60", "small_dense.max_samples=40", "small_lanczos.max_samples=40", "small_lanczos.k=8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut pf = PipelineFile::load(&root().join("pipelines/resnet_fashion.toml"), &set).unwrap();
+    pf.out = out.clone();
+    let plan = Plan::build(pf, &hesslab::registry()).unwrap();
+    let only = vec!["small_summary".to_string(), "small_lanczos".to_string()];
+    Runner::run(&plan, &RunOptions { jobs: 2, only, ..Default::default() }).unwrap();
+    let main = out.join("resnet_fashion/main");
+    use hesslab_pipeline::Port;
+    let a = read_artifact(&main.join("small/model.parquet"), None).unwrap();
+    let m = hesslab_artifacts::Model::decode(&a).unwrap();
+    assert_eq!(m.net.num_params(), 5142);
+    let buffers = bool_values(&a.batch, "buffer").unwrap();
+    let names = utf8_values(&a.batch, "tensor").unwrap();
+    assert_eq!(names[..5], ["layers.0.weight", "layers.1.weight", "layers.1.bias", "layers.1.running_mean", "layers.1.running_var"]);
+    assert_eq!(buffers.iter().filter(|&&b| b).count(), 3 * 9, "9 BatchNorms, 3 buffers each");
+    let counts: Vec<f64> = names.iter().zip(&m.net.state_dict()).filter(|(n, _)| n.ends_with("num_batches_tracked")).map(|(_, t)| m.net.buffers()[t.2.start]).collect();
+    assert!(counts.iter().all(|&c| c == 60.0), "every BatchNorm counted the 60 steps: {counts:?}");
+    let dense = eigenvalues(&main.join("small_dense/eigenvalues.parquet"));
+    let lanczos = eigenvalues(&main.join("small_lanczos/eigenvalues.parquet"));
+    assert_eq!(dense.len(), 5142);
+    let l1 = dense[0].abs();
+    for (j, (a, b)) in lanczos.iter().zip(&dense).enumerate() {
+        assert!((a - b).abs() <= 1e-8 * l1, "λ{j}: Lanczos {a} vs dense {b}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

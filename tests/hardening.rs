@@ -529,8 +529,10 @@ fn pytorch_names_not_supported_yet_are_said_so() {
         "{e}"
     );
     assert!(!e.contains("unknown parameter"), "{e}");
+    let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"group_norm\", { linear = 3 }]"), &[]);
+    assert!(e.contains("layer `group_norm` (GroupNorm in PyTorch) is not supported yet; supported: relu"), "{e}");
     let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"batch_norm1d\", { linear = 3 }]"), &[]);
-    assert!(e.contains("layer `batch_norm1d` (BatchNorm1d in PyTorch) is not supported yet; supported: relu"), "{e}");
+    assert!(e.contains("layer `batch_norm1d` is written batch_norm (BatchNorm1d on vectors"), "{e}");
     let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"relux\", { linear = 3 }]"), &[]);
     assert!(e.contains("unknown layer `relux`"), "{e}");
 }

@@ -6,17 +6,12 @@
 //! dense Hessian symmetric, H = G + R, G positive semi-definite, Lanczos' top eigenvalues equal
 //! to the dense spectrum (with residuals), and the architecture JSON and tensor names as
 //! PyTorch's `parameters()` of the equivalent module.
+mod common;
+use common::curvature::{check_lanczos, check_structure, dense, layers, rel};
 use faer::Mat;
 use hesslab_data::{Split, rng::Rng};
-use hesslab_eigen::{DenseParams, DenseSolver, LanczosParams, LanczosSolver};
 use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature, finite_difference_hvp};
-use hesslab_model::{Init, LayerSpec, LossKind, NetArch, Network, Shape, initialize_network};
-use hesslab_progress::Progress;
-
-fn layers(toml_list: &str) -> Vec<LayerSpec> {
-    let t: toml::Table = toml::from_str(&format!("layers = {toml_list}")).unwrap();
-    t["layers"].clone().try_into().unwrap()
-}
+use hesslab_model::{Init, LossKind, NetArch, Network, Shape, initialize_network};
 
 fn net(input: Shape, spec: &str, loss: LossKind, seed: u64, n: usize) -> (Network, Split) {
     let arch = NetArch::new(input, layers(spec), loss).unwrap();
@@ -26,19 +21,6 @@ fn net(input: Shape, spec: &str, loss: LossKind, seed: u64, n: usize) -> (Networ
     let c = m.output_dim();
     let y = (0..n).map(|_| rng.below(c) as u32).collect();
     (m, Split { x, y, num_classes: c })
-}
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
-    num / b.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300)
-}
-
-fn dense(m: &Network, d: &Split, kind: CurvatureKind) -> Mat<f64> {
-    let cv = ModelCurvature::new(m.clone(), d.clone(), kind);
-    let p = cv.dim();
-    let mut out = Mat::<f64>::zeros(p, p);
-    cv.apply_block(Mat::<f64>::identity(p, p).as_ref(), out.as_mut());
-    out
 }
 
 const RESIDUAL_MLP: &str = r#"[{ linear = 6 }, "tanh", { residual = [{ linear = 5 }, "tanh", { linear = 6 }] }, "tanh", { residual = [{ linear = 6 }] }, { linear = 3 }]"#;
@@ -108,37 +90,13 @@ fn gradient_and_hvp_match_central_differences() {
 fn dense_hessian_is_symmetric_is_g_plus_r_and_lanczos_finds_its_top() {
     for (i, (what, input, spec, loss)) in cases().into_iter().enumerate() {
         let (m, d) = net(input, spec, loss, 30 + i as u64, 11);
-        let h = dense(&m, &d, CurvatureKind::Hessian);
-        let g = dense(&m, &d, CurvatureKind::GaussNewton);
-        let r = dense(&m, &d, CurvatureKind::Residual);
-        let p = h.nrows();
-        let scale = (0..p).flat_map(|j| (0..p).map(move |i| (i, j))).map(|(i, j)| h[(i, j)].abs()).fold(0.0, f64::max);
-        let (mut asym, mut split) = (0.0f64, 0.0f64);
-        for j in 0..p {
-            for i in 0..p {
-                asym = asym.max((h[(i, j)] - h[(j, i)]).abs());
-                split = split.max((h[(i, j)] - g[(i, j)] - r[(i, j)]).abs());
-            }
-        }
-        assert!(asym <= 1e-12 * scale, "{what}: asymmetry {asym:e} (scale {scale:e})");
-        assert!(split <= 1e-12 * scale, "{what}: |H − G − R| = {split:e}");
-        let ev_g = g.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
-        let top_g = ev_g.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
-        assert!(ev_g.iter().all(|&e| e >= -1e-12 * top_g), "{what}: G has eigenvalue {:e}", ev_g[0]);
+        let op = |kind| ModelCurvature::new(m.clone(), d.clone(), kind);
+        let (h, g, r) = (dense(&op(CurvatureKind::Hessian)), dense(&op(CurvatureKind::GaussNewton)), dense(&op(CurvatureKind::Residual)));
+        let scale = check_structure(what, &h, &g, &r);
         let ev_r = r.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
-        assert!(ev_r.iter().any(|&e| e.abs() > 1e-8 * top_g), "{what}: R vanished");
-
+        assert!(ev_r.iter().any(|&e| e.abs() > 1e-8 * scale), "{what}: R vanished");
         // Lanczos on the matrix-free operator against the dense solver on the same operator.
-        let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
-        let (dense_pairs, _) = DenseSolver::solve(&h, &DenseParams::default()).unwrap();
-        let k = 4;
-        let lp = LanczosParams { k, tol: 1e-10, dense_below: 0, seed: 3, ..Default::default() };
-        let (pairs, info) = LanczosSolver::solve(&op, &lp, &Progress::hidden()).unwrap();
-        assert!(info.max_residual <= 1e-8 * dense_pairs.values[0].abs(), "{what}: Lanczos residual {:e}", info.max_residual);
-        for j in 0..k {
-            let (a, b) = (pairs.values[j], dense_pairs.values[j]);
-            assert!((a - b).abs() <= 1e-9 * dense_pairs.values[0].abs(), "{what}: λ{j} Lanczos {a} vs dense {b}");
-        }
+        check_lanczos(what, &op(CurvatureKind::Hessian), &h, 4);
     }
 }
 

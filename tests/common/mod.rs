@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 use hesslab_pipeline::Error;
 
+pub mod curvature;
+
 /// An error with its whole chain of sources, as the binary prints it.
 pub fn full_error(e: &Error) -> String {
     let mut s = e.to_string();

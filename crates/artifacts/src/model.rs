@@ -48,27 +48,33 @@ pub struct Model {
 const TENSOR: &str = "tensor";
 const SHAPE: &str = "shape";
 const VALUES: &str = "values";
+const BUFFER: &str = "buffer";
 
 impl Port for Model {
     type Value = Self;
     const NAME: &'static str = "model";
-    const DOC: &'static str = "network parameters, one row per tensor in PyTorch `parameters()` order: tensor Utf8 (\"layers.0.weight\"), shape List<UInt64>, values List<Float64> (row-major)";
+    const DOC: &'static str = "network parameters, one row per tensor in PyTorch `parameters()` order: tensor Utf8 (\"layers.0.weight\"), shape List<UInt64>, values List<Float64> (row-major); a network with buffers (BatchNorm running statistics) has rows in `state_dict()` order and a column buffer Boolean (true for running_mean, running_var, num_batches_tracked: not parameters of the Hessian)";
     const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS];
     fn schema() -> Schema {
-        Schema::new(vec![utf8_field(TENSOR), list_u64_field(SHAPE), list_f64_field(VALUES)])
+        Schema::new(vec![utf8_field(TENSOR), list_u64_field(SHAPE), list_f64_field(VALUES), bool_optional_field(BUFFER)])
     }
     fn encode(m: &Self) -> Result<Encoded<'_>, StageError> {
-        let t = m.net.tensors();
-        let shapes: Vec<Vec<u64>> = t.iter().map(|(_, s, _)| s.iter().map(|&x| x as u64).collect()).collect();
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                utf8_array(t.iter().map(|(n, _, _)| n.as_str())),
-                list_u64_array(shapes.iter().map(|s| s.as_slice())),
-                list_f64_array(t.iter().map(|(_, _, r)| &m.net.params()[r.clone()])),
-            ],
-        )
-        .map_err(StageError::other)?;
+        let t = m.net.state_dict();
+        let shapes: Vec<Vec<u64>> = t.iter().map(|(_, s, _, _)| s.iter().map(|&x| x as u64).collect()).collect();
+        let (params, buffers) = (m.net.params(), m.net.buffers());
+        let mut columns = vec![
+            utf8_array(t.iter().map(|(n, _, _, _)| n.as_str())),
+            list_u64_array(shapes.iter().map(|s| s.as_slice())),
+            list_f64_array(t.iter().map(|(_, _, r, b)| if *b { &buffers[r.clone()] } else { &params[r.clone()] })),
+        ];
+        let mut schema = Self::schema();
+        if buffers.is_empty() {
+            // Without buffers the file is exactly what it was before the column.
+            schema = Schema::new(schema.fields().iter().filter(|f| f.name() != BUFFER).cloned().collect::<Vec<_>>());
+        } else {
+            columns.push(bool_array(t.iter().map(|(_, _, _, b)| *b)));
+        }
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(StageError::other)?;
         let mut meta = Meta::new();
         put_network(&mut meta, &m.net.arch());
         meta.put(STEPS, m.steps);
@@ -81,8 +87,13 @@ impl Port for Model {
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         let arch = read_architecture(a)?;
-        let names = utf8_values(&a.batch, TENSOR).map_err(err)?;
-        let values = list_f64_values(&a.batch, VALUES).map_err(err)?;
+        let all_names = utf8_values(&a.batch, TENSOR).map_err(err)?;
+        let all_values = list_f64_values(&a.batch, VALUES).map_err(err)?;
+        let is_buffer = if a.batch.column_by_name(BUFFER).is_some() { bool_values(&a.batch, BUFFER).map_err(err)? } else { vec![false; all_names.len()] };
+        let (mut names, mut values, mut buffer_rows) = (Vec::new(), Vec::new(), Vec::new());
+        for ((n, v), b) in all_names.into_iter().zip(all_values).zip(is_buffer) {
+            if b { buffer_rows.push((n, v)) } else { names.push(n); values.push(v) }
+        }
         let expect = arch.tensors();
         if names.len() != expect.len() {
             return Err(err(format!("{} tensors, the architecture has {}", names.len(), expect.len())));
@@ -106,8 +117,19 @@ impl Port for Model {
         if params.iter().any(|v| !v.is_finite()) {
             return Err(err(format!("column `{VALUES}` holds NaN or infinite parameters")));
         }
+        let mut net = Network::new(arch, params);
+        let expect_buffers = net.buffer_tensors();
+        if buffer_rows.len() != expect_buffers.len() {
+            return Err(err(format!("{} buffer rows, the architecture has {} buffers", buffer_rows.len(), expect_buffers.len())));
+        }
+        for ((name, vals), (ename, _, range)) in buffer_rows.iter().zip(&expect_buffers) {
+            if name != ename || vals.len() != range.len() || vals.iter().any(|v| !v.is_finite()) {
+                return Err(err(format!("buffer `{name}` ({} values) where `{ename}` ({} finite values) was expected", vals.len(), range.len())));
+            }
+            net.buffers_mut()[range.clone()].copy_from_slice(vals);
+        }
         Ok(Model {
-            net: Network::new(arch, params),
+            net,
             steps: parsed(a, STEPS).unwrap_or(0),
             final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
         })

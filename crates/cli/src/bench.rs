@@ -162,6 +162,9 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
     if want("conv") {
         conv_bench(quick);
     }
+    if want("resnet") {
+        resnet_bench(quick)?;
+    }
     if want("dense20k") && !quick {
         // Peak memory of a dense Hessian with P ≈ 20 000 (bound: 1.5 × 8·P² plus the data).
         let (m, d) = net(vec![100, 100, 100, 10], 1000, 3, activation);
@@ -471,4 +474,47 @@ fn conv_bench(quick: bool) {
         g / 1e9,
         rate / g
     );
+}
+
+/// The ResNet of `pipelines/resnet_fashion.toml` (its `train` stage's layers) on 1×28×28 inputs.
+pub fn resnet_fashion() -> anyhow::Result<NetArch> {
+    let file: toml::Table = toml::from_str(include_str!("../../../pipelines/resnet_fashion.toml"))?;
+    let layers = file["stages"]["train"]["layers"].clone();
+    let layers: Vec<LayerSpec> = layers.try_into()?;
+    Ok(NetArch::new(Shape::Image { c: 1, h: 28, w: 28 }, layers, LossKind::CrossEntropy)?)
+}
+
+/// The ResNet's gradient and HVP times in both BatchNorm modes, one-off (the passes and the
+/// product, what an autodiff framework's HVP does) and repeated (an operator's product, what a
+/// solver does); the last line is JSON for `scripts/compare_torch.py`.
+fn resnet_bench(quick: bool) -> anyhow::Result<()> {
+    use hesslab_hessian::{BatchNormMode, gradient_and_product};
+    let n = if quick { 128 } else { 1000 };
+    let arch = resnet_fashion()?;
+    let m = initialize_network(&arch, Init::KaimingUniform, 0.0, 0.0, 3);
+    let mut rng = Rng::new(4);
+    let x = Mat::from_fn(n, 784, |_, _| rng.uniform_in(0.0, 1.0));
+    let y: Vec<u32> = (0..n).map(|_| rng.below(10) as u32).collect();
+    let d = std::sync::Arc::new(Split { x, y, num_classes: 10 });
+    let p = m.num_params();
+    let reps = if quick { 2 } else { 5 };
+    let v: Vec<f64> = (0..p).map(|i| (i as f64).sin()).collect();
+    let t_grad = best(reps, || m.loss_grad(d.x.as_ref(), &d.y));
+    let t_once_eval = best(reps, || gradient_and_product(&m, d.clone(), CurvatureKind::Hessian, &v));
+    let op = |b| ModelCurvature::with_options(m.clone(), d.clone(), CurvatureKind::Hessian, b, None).expect("the Hessian");
+    let t_once_batch = best(reps, || op(BatchNormMode::Batch).apply_vec(&v));
+    let (eval, batch) = (op(BatchNormMode::Eval), op(BatchNormMode::Batch));
+    let t_eval = best(reps, || eval.apply_vec(&v));
+    let t_batch = best(reps, || batch.apply_vec(&v));
+    println!("ResNet of resnet_fashion.toml (P = {p}, N = {n}, {} threads)", rayon::current_num_threads());
+    println!("  gradient (eval)                {:.1} ms", t_grad * 1e3);
+    println!("  one-off HVP  eval {:.1} ms, batch {:.1} ms (passes and product)", t_once_eval * 1e3, t_once_batch * 1e3);
+    println!("  operator HVP eval {:.1} ms, batch {:.1} ms (cached passes)", t_eval * 1e3, t_batch * 1e3);
+    println!(
+        "{}",
+        serde_json::json!({"resnet": {"params": p, "samples": n, "threads": rayon::current_num_threads(),
+            "gradient_s": t_grad, "hvp_once_eval_s": t_once_eval, "hvp_once_batch_s": t_once_batch,
+            "hvp_eval_s": t_eval, "hvp_batch_s": t_batch, "architecture": arch.to_json()}})
+    );
+    Ok(())
 }

@@ -155,7 +155,7 @@ enum Cmd {
         /// Quick mode: smaller sizes (for CI smoke runs).
         #[arg(long)]
         quick: bool,
-        /// Only these benchmarks (hvp, dense, eigen, lanczos, slq, train, sharpness, elementwise, conv, dense20k, memory).
+        /// Only these benchmarks (hvp, dense, eigen, lanczos, slq, train, sharpness, elementwise, conv, resnet, dense20k, memory).
         #[arg(long)]
         only: Vec<String>,
         /// Hidden-layer nonlinearity of the benchmark networks: tanh (default) or relu.

@@ -27,6 +27,9 @@ pub enum HessianError {
     /// model's outputs): the Hessian of such a loss means nothing.
     #[error("{0}")]
     LabelMismatch(String),
+    /// An operator that cannot be taken in this configuration.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// `Result` with [`HessianError`].

@@ -16,5 +16,5 @@ pub use dense::{DenseMatrix, materialize};
 pub use error::{HessianError, Result};
 pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted, symmetrize};
 pub use probe::HessianProbe;
-pub use rop::{CurvatureKind, ModelCurvature, finite_difference_hvp, gradient_and_product, hessian_vector_product};
+pub use rop::{BatchNormMode, CurvatureKind, ModelCurvature, finite_difference_hvp, gradient_and_product, hessian_vector_product};
 pub use spec::{BuiltOperator, OperatorSpec, SampleSet};

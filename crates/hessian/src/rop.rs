@@ -12,7 +12,7 @@ use crate::scratch::{recycle, zeroed};
 use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef};
 use hesslab_data::Split;
-use hesslab_model::Network;
+use hesslab_model::{Network, PassMode};
 use rayon::prelude::*;
 
 /// Which curvature matrix an operator applies.
@@ -44,6 +44,36 @@ impl CurvatureKind {
     }
 }
 
+/// Which statistics BatchNorm layers normalize with in a curvature operator (the `batch_norm`
+/// key of every curvature stage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNormMode {
+    /// The running statistics: the Hessian of `model.eval()`'s loss (what PyHessian computes).
+    #[default]
+    Eval,
+    /// The statistics of the whole batch the curvature is taken over, with the derivatives
+    /// through them: the exact Hessian of the full-batch `model.train()` loss (dropout off).
+    Batch,
+}
+
+impl BatchNormMode {
+    /// The network pass mode.
+    pub fn pass_mode(self) -> PassMode {
+        match self {
+            BatchNormMode::Eval => PassMode::Eval,
+            BatchNormMode::Batch => PassMode::Batch,
+        }
+    }
+    /// The name pipelines and metadata use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchNormMode::Eval => "eval",
+            BatchNormMode::Batch => "batch",
+        }
+    }
+}
+
 /// A network's cached passes over fixed chunks of samples: each chunk's share of a
 /// curvature-block product.
 pub(crate) trait ChunkedCurvature: Send + Sync {
@@ -51,6 +81,13 @@ pub(crate) trait ChunkedCurvature: Send + Sync {
     fn num_chunks(&self) -> usize;
     /// out (zeroed on entry, P × k) = chunk i's contribution to A·v (already divided by N).
     fn part(&self, data: &Split, kind: CurvatureKind, i: usize, v: MatRef<'_, f64>, out: &mut Mat<f64>);
+    /// out (zeroed on entry, P × k) = A·v over all chunks at once, when the chunks' passes are
+    /// coupled (BatchNorm with batch statistics) and `part` cannot be taken alone; false (and
+    /// nothing done) otherwise.
+    fn apply_coupled(&self, data: &Split, kind: CurvatureKind, v: MatRef<'_, f64>, out: &mut Mat<f64>) -> bool {
+        let _ = (data, kind, v, out);
+        false
+    }
     /// Estimated f64 temporaries of one chunk's `part` per column of v (an upper estimate of the
     /// tangent activations, im2col buffers and per-layer weight-shaped products).
     fn scratch_per_column(&self) -> usize;
@@ -84,12 +121,40 @@ impl ModelCurvature {
     /// The operator, with the forward pass, loss derivatives and back-propagated signals
     /// cached per chunk of samples.
     pub fn new(model: Network, data: impl Into<std::sync::Arc<Split>>, kind: CurvatureKind) -> Self {
-        Self::build(model, data.into(), kind, true)
+        Self::build(model, data.into(), kind, true, BatchNormMode::Eval, None)
+    }
+
+    /// [`ModelCurvature::new`] with BatchNorm in `batch_norm` mode, the samples split in
+    /// chunks of `chunk_rows` (default: the network's own; the result does not depend on it
+    /// beyond rounding). The per-sample-gradient kinds are refused in batch mode on a network
+    /// with BatchNorm: batch statistics couple the samples, so there are no per-sample gradients.
+    pub fn with_options(
+        model: Network,
+        data: impl Into<std::sync::Arc<Split>>,
+        kind: CurvatureKind,
+        batch_norm: BatchNormMode,
+        chunk_rows: Option<usize>,
+    ) -> Result<Self, crate::HessianError> {
+        let coupled = batch_norm == BatchNormMode::Batch && model.as_graph().is_some_and(|g| g.arch.coupled(PassMode::Batch));
+        if coupled && matches!(kind, CurvatureKind::EmpiricalFisher | CurvatureKind::GradientCovariance) {
+            return Err(crate::HessianError::Invalid(format!(
+                "operator = \"{}\" needs per-sample gradients, which batch_norm = \"batch\" does not have (the batch statistics couple the samples); use batch_norm = \"eval\"",
+                kind.name()
+            )));
+        }
+        Ok(Self::build(model, data.into(), kind, true, batch_norm, chunk_rows))
     }
 
     /// With `with_gradient` false, an MLP's mean gradient is not computed (it stays empty):
     /// only for operators that never hand it out (see [`hessian_vector_product`]).
-    fn build(model: Network, data: std::sync::Arc<Split>, kind: CurvatureKind, with_gradient: bool) -> Self {
+    fn build(
+        model: Network,
+        data: std::sync::Arc<Split>,
+        kind: CurvatureKind,
+        with_gradient: bool,
+        batch_norm: BatchNormMode,
+        chunk_rows: Option<usize>,
+    ) -> Self {
         let (chunks, loss, mean_grad, accuracy): (Box<dyn ChunkedCurvature>, f64, Vec<f64>, f64) = match (model.as_mlp(), model.as_graph())
         {
             (Some(m), _) => {
@@ -97,7 +162,7 @@ impl ModelCurvature {
                 (Box::new(c), l, g, a)
             }
             (None, Some(g)) => {
-                let (c, l, gr, a) = crate::rop_graph::GraphChunks::new(g.clone(), &data);
+                let (c, l, gr, a) = crate::rop_graph::GraphChunks::new(g.clone(), &data, batch_norm.pass_mode(), chunk_rows);
                 (Box::new(c), l, gr, a)
             }
             (None, None) => unreachable!("a network is an MLP or a graph"),
@@ -129,6 +194,12 @@ impl ModelCurvature {
             let c1 = (c0 + block).min(k);
             let vb = v.subcols(c0, c1 - c0);
             let mut ob = out.rb_mut().subcols_mut(c0, c1 - c0);
+            let mut all = zeroed(p, c1 - c0);
+            if self.chunks.apply_coupled(&self.data, self.kind, vb, &mut all) {
+                ob += &all;
+                continue;
+            }
+            recycle(all);
             let part = |i: usize| {
                 let mut o = zeroed(p, c1 - c0);
                 self.chunks.part(&self.data, self.kind, i, vb, &mut o);
@@ -198,7 +269,7 @@ pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Sp
             let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
             crate::rop_mlp::MlpChunks::one_product(m, &data, kind, v).col(0).iter().copied().collect()
         }
-        _ => ModelCurvature::build(model.clone(), data, kind, kind == CurvatureKind::GradientCovariance).apply_vec(v),
+        _ => ModelCurvature::build(model.clone(), data, kind, kind == CurvatureKind::GradientCovariance, BatchNormMode::Eval, None).apply_vec(v),
     }
 }
 

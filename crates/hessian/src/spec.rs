@@ -1,5 +1,5 @@
 //! Which operator a stage applies: curvature kind, samples, and parameter block.
-use crate::rop::CurvatureKind;
+use crate::rop::{BatchNormMode, CurvatureKind};
 use crate::{HessianError, LinearOperator, ModelCurvature, Restricted, Result};
 use hesslab_data::{Dataset, Split, rng::Rng};
 use hesslab_model::Network;
@@ -30,11 +30,13 @@ pub struct OperatorSpec {
     pub max_samples: usize,
     /// Restrict to these tensors (e.g. ["layers.0.weight"]); empty = all parameters.
     pub tensors: Vec<String>,
+    /// BatchNorm statistics: running (eval) or the batch's (batch).
+    pub batch_norm: BatchNormMode,
 }
 
 impl Default for OperatorSpec {
     fn default() -> Self {
-        OperatorSpec { operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![] }
+        OperatorSpec { operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![], batch_norm: BatchNormMode::Eval }
     }
 }
 
@@ -55,6 +57,10 @@ macro_rules! operator_params {
             pub max_samples: usize,
             /// Restrict to these tensors (e.g. ["layers.1.weight"]); empty = all parameters.
             pub tensors: Vec<String>,
+            /// BatchNorm layers' statistics: "eval" (the running ones: the Hessian of
+            /// `model.eval()`) or "batch" (the whole sample set's, with the derivatives
+            /// through them: the exact full-batch train-mode Hessian, dropout off).
+            pub batch_norm: $crate::BatchNormMode,
         }
         impl $name {
             /// The operator these parameters describe.
@@ -64,6 +70,7 @@ macro_rules! operator_params {
                     samples: self.samples,
                     max_samples: self.max_samples,
                     tensors: self.tensors.clone(),
+                    batch_norm: self.batch_norm,
                 }
             }
         }
@@ -135,7 +142,7 @@ impl OperatorSpec {
             return Err(HessianError::InputMismatch { model: model.input_dim(), data: split.x.ncols() });
         }
         check_labels(&model, ds)?;
-        let curvature = Arc::new(ModelCurvature::new(model, split, self.operator));
+        let curvature = Arc::new(ModelCurvature::with_options(model, split, self.operator, self.batch_norm, None)?);
         let op: Arc<dyn LinearOperator> = match &index {
             None => curvature.clone(),
             Some(ix) => Arc::new(Restricted { inner: curvature.clone(), index: ix.clone() }),

@@ -37,6 +37,8 @@ pub struct GraphArch {
     pub shapes: Vec<Shape>,
     /// Number of parameters.
     pub num_params: usize,
+    /// Number of buffer values (running statistics: state that is not a parameter).
+    pub num_buffers: usize,
     /// The loss on the outputs.
     pub loss: LossKind,
     /// PyTorch modules of the declared layers (the `architecture` metadata's `modules`).
@@ -154,14 +156,15 @@ impl Builder {
         }
     }
 
-    /// A list of entries from value `x`; tensor paths count the entries with parameters.
+    /// A list of entries from value `x`; tensor paths count the entries with parameters or
+    /// buffers (hesslab's naming since its first MLPs: `layers.K` is the K-th such entry).
     fn chain(&mut self, specs: &[LayerSpec], mut x: usize, place: &str) -> Result<(usize, Vec<Value>), ModelError> {
         let mut modules = Vec::with_capacity(specs.len());
         let mut k = 0;
         for (i, spec) in specs.iter().enumerate() {
-            let (n0, p0) = (self.nodes.len(), self.params.len());
+            let (n0, p0, b0) = (self.nodes.len(), self.params.len(), self.params.buffers());
             let (v, module) = self.entry(spec, vec![x], &format!("{place}[{i}]"))?;
-            if self.params.len() > p0 {
+            if self.params.len() > p0 || self.params.buffers() > b0 {
                 self.prefix(n0, &format!(".{k}"));
                 k += 1;
             }
@@ -200,7 +203,7 @@ impl GraphArch {
         debug_assert_eq!(out, b.shapes.len() - 1, "the output is the last value");
         let mut readers = vec![0; b.shapes.len()];
         b.nodes.iter().flat_map(|n| &n.inputs).for_each(|&v| readers[v] += 1);
-        Ok(GraphArch { input, specs, num_params: b.params.len(), nodes: b.nodes, shapes: b.shapes, loss, modules, readers })
+        Ok(GraphArch { input, specs, num_params: b.params.len(), num_buffers: b.params.buffers(), nodes: b.nodes, shapes: b.shapes, loss, modules, readers })
     }
     /// Outputs of the network.
     pub fn output_dim(&self) -> usize {
@@ -221,8 +224,7 @@ impl GraphArch {
     /// E4's) neither stayed in L2 nor were reused by the allocator (fresh zeroed pages were
     /// 11 % of a curvature product's time); at ~2 MB E4's gradient took 62–68 ms, not 80–83.
     pub fn chunks(&self, n: usize) -> Vec<(usize, usize)> {
-        let rows = (CHUNK_BYTES / (8 * self.widest()).max(1)).clamp(1, CHUNK_ROWS);
-        (0..n.div_ceil(rows)).map(|c| (c * rows, ((c + 1) * rows).min(n))).collect()
+        chunks_of(n, (CHUNK_BYTES / (8 * self.widest()).max(1)).clamp(1, CHUNK_ROWS))
     }
     /// The rows of `x` (PyTorch's flat sample order) as the first node reads them.
     pub fn input_values(&self, x: MatRef<'_, f64>) -> Mat<f64> {
@@ -240,6 +242,33 @@ impl GraphArch {
             }
         }
         v
+    }
+    /// Buffer names, PyTorch shapes and ranges in the buffer vector, in `buffers()` order.
+    pub fn buffer_tensors(&self) -> crate::Tensors {
+        let mut v = Vec::new();
+        for n in &self.nodes {
+            for t in n.layer.buffers() {
+                v.push((format!("{}.{}", n.path, t.name), t.shape, t.range));
+            }
+        }
+        v
+    }
+    /// The buffers' initial values (PyTorch's: running mean 0, variance 1, no batches).
+    pub fn initial_buffers(&self) -> Vec<f64> {
+        let mut b = vec![0.0; self.num_buffers];
+        for n in &self.nodes {
+            for t in n.layer.buffers() {
+                if let crate::layer::DefaultInit::Constant(c) = t.default_init {
+                    b[t.range].fill(c);
+                }
+            }
+        }
+        b
+    }
+    /// Whether a pass in `mode` couples the samples (BatchNorm with batch statistics), so its
+    /// chunks must meet at every BatchNorm node.
+    pub fn coupled(&self, mode: PassMode) -> bool {
+        mode != PassMode::Eval && self.nodes.iter().any(|n| n.layer.as_batch_norm().is_some())
     }
     /// Short description, e.g. "1×28×28 conv5×5→10×24×24 relu maxpool2 … linear→10" (a
     /// residual block: its body, its shortcut, then "add").
@@ -267,6 +296,73 @@ impl GraphArch {
             })
             .collect()
     }
+}
+
+/// Row ranges of `n` samples in chunks of `rows`.
+pub fn chunks_of(n: usize, rows: usize) -> Vec<(usize, usize)> {
+    let rows = rows.max(1);
+    (0..n.div_ceil(rows)).map(|c| (c * rows, ((c + 1) * rows).min(n))).collect()
+}
+
+/// How the layers that differ between training and evaluation act in a pass (PyTorch's
+/// `train()` and `eval()`): BatchNorm's statistics and dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassMode {
+    /// `model.eval()`: BatchNorm normalizes with its running statistics; dropout is the
+    /// identity. Each sample is on its own.
+    Eval,
+    /// BatchNorm normalizes with the statistics of the whole batch of the pass, and the
+    /// derivatives pass through them; dropout is the identity (`batch_norm = "batch"`).
+    Batch,
+    /// `model.train()`: batch statistics, and dropout with masks drawn from `seed`.
+    Train {
+        /// This step's seed.
+        seed: u64,
+    },
+}
+
+/// A pass over every chunk's state `states`, node by node in `order`: a run of nodes where
+/// `rounds(i)` is 0 runs on each chunk in parallel; a node with r > 0 rounds (a BatchNorm with
+/// batch statistics) gets, for each round in turn, every chunk's `sums` (given the earlier
+/// rounds' totals) added in chunk order, then `step` on every chunk with all rounds' totals.
+/// Returns the totals of each node (empty for the others), for the passes after this one.
+/// With one chunk this is that chunk's pass; the totals do not depend on the thread count.
+pub fn synced<S: Send + Sync>(
+    states: &mut [S],
+    order: &[usize],
+    rounds: impl Fn(usize) -> usize + Sync,
+    sums: impl Fn(&S, usize, &[Vec<f64>]) -> Vec<f64> + Sync,
+    step: impl Fn(&mut S, usize, &[Vec<f64>]) + Sync,
+) -> Vec<Vec<Vec<f64>>> {
+    let mut totals: Vec<Vec<Vec<f64>>> = vec![Vec::new(); order.iter().max().map_or(0, |m| m + 1)];
+    let mut a = 0;
+    while a < order.len() {
+        let mut b = a;
+        while b < order.len() && rounds(order[b]) == 0 {
+            b += 1;
+        }
+        if b > a {
+            let run = &order[a..b];
+            states.par_iter_mut().for_each(|s| run.iter().for_each(|&i| step(s, i, &[])));
+        }
+        if b == order.len() {
+            break;
+        }
+        let i = order[b];
+        let mut t: Vec<Vec<f64>> = Vec::new();
+        for _ in 0..rounds(i) {
+            let parts: Vec<Vec<f64>> = states.par_iter().map(|s| sums(s, i, &t)).collect();
+            let mut total = parts.first().cloned().unwrap_or_default();
+            for p in &parts[1..] {
+                total.iter_mut().zip(p).for_each(|(x, y)| *x += y);
+            }
+            t.push(total);
+        }
+        states.par_iter_mut().for_each(|s| step(s, i, &t));
+        totals[i] = t;
+        a = b + 1;
+    }
+    totals
 }
 
 /// Bytes of the widest value in one chunk of samples (see [`GraphArch::chunks`]).
@@ -311,62 +407,157 @@ pub struct GraphNet {
     pub arch: std::sync::Arc<GraphArch>,
     /// Parameters, PyTorch `parameters()` order, row-major weights.
     pub params: Vec<f64>,
+    /// Buffers (running statistics), PyTorch `buffers()` order.
+    pub buffers: Vec<f64>,
 }
 
 impl GraphNet {
-    /// A network with these parameters.
+    /// A network with these parameters and PyTorch's initial buffers.
     pub fn new(arch: std::sync::Arc<GraphArch>, params: Vec<f64>) -> Self {
         assert_eq!(params.len(), arch.num_params);
-        GraphNet { arch, params }
+        let buffers = arch.initial_buffers();
+        GraphNet { arch, params, buffers }
     }
 
-    /// Forward pass of the rows of `x` (PyTorch's flat sample order) at parameters `w`.
+    /// Forward pass of the rows of `x` (PyTorch's flat sample order) at parameters `w`, in
+    /// evaluation mode.
     pub fn forward_with(&self, w: &[f64], x: MatRef<'_, f64>) -> GraphForward {
+        self.forward_mode(w, x, PassMode::Eval, 0)
+    }
+
+    /// Forward pass in `mode` of rows `row0..` of a batch given as `x`; with batch statistics
+    /// `x` is the whole batch (else see [`GraphNet::forward_chunks`]).
+    pub fn forward_mode(&self, w: &[f64], x: MatRef<'_, f64>, mode: PassMode, row0: usize) -> GraphForward {
         let nodes = &self.arch.nodes;
         let mut f = GraphForward { vals: Vec::with_capacity(nodes.len() + 1), aux: Vec::with_capacity(nodes.len()) };
         f.vals.push(self.arch.input_values(x));
         for i in 0..nodes.len() {
-            let (o, a) = nodes[i].layer.forward(w, &f.inputs_of(&self.arch, i));
+            let (o, a) = self.forward_node(i, w, &f.inputs_of(&self.arch, i), mode, row0);
             f.vals.push(o);
             f.aux.push(a);
         }
         f
     }
 
+    /// Node i's forward pass in `mode` on one chunk (rows `row0..` of the batch), with the
+    /// chunk as the whole batch for batch statistics.
+    fn forward_node(&self, i: usize, w: &[f64], inputs: &[MatRef<'_, f64>], mode: PassMode, row0: usize) -> (Mat<f64>, Aux) {
+        let layer = &self.arch.nodes[i].layer;
+        match (mode, layer.as_batch_norm(), layer.as_dropout()) {
+            (PassMode::Eval, Some(bn), _) => bn.normalize(w, inputs[0], bn.running_stats(&self.buffers)),
+            (PassMode::Train { seed }, _, Some(d)) => d.forward_train(inputs[0], seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), row0),
+            _ => layer.forward(w, inputs),
+        }
+    }
+
+    /// Forward passes in `mode` of the rows of `x` in the chunks `chunks`, meeting at every
+    /// BatchNorm node for the whole batch's statistics when the mode couples the samples.
+    pub fn forward_chunks(&self, w: &[f64], x: MatRef<'_, f64>, chunks: &[(usize, usize)], mode: PassMode) -> Vec<GraphForward> {
+        let nn = self.arch.nodes.len();
+        let mut states: Vec<(usize, GraphForward)> = chunks
+            .iter()
+            .map(|&(r0, r1)| (r0, GraphForward { vals: vec![self.arch.input_values(x.subrows(r0, r1 - r0))], aux: Vec::with_capacity(nn) }))
+            .collect();
+        let coupled = self.arch.coupled(mode);
+        let bn = |i: usize| if coupled { self.arch.nodes[i].layer.as_batch_norm() } else { None };
+        let order: Vec<usize> = (0..nn).collect();
+        synced(
+            &mut states,
+            &order,
+            |i| if bn(i).is_some() { 2 } else { 0 },
+            |(_, f), i, t| {
+                let (b, x) = (bn(i).expect("a batch norm"), f.vals[self.arch.nodes[i].inputs[0]].as_ref());
+                match t {
+                    [] => {
+                        let mut s = b.sums_x(x);
+                        s.push(x.nrows() as f64);
+                        s
+                    }
+                    [sx, ..] => {
+                        let count = sx[b.channels()];
+                        let mean: Vec<f64> = sx[..b.channels()].iter().map(|v| v / count).collect();
+                        b.sums_dev(x, &mean)
+                    }
+                }
+            },
+            |(r0, f), i, t| {
+                let (o, a) = match (bn(i), t) {
+                    (Some(b), [sx, dev]) => {
+                        let c = b.channels();
+                        let st = b.batch_stats(&sx[..c], Some(dev), sx[c] as usize);
+                        b.normalize(w, f.vals[self.arch.nodes[i].inputs[0]].as_ref(), st)
+                    }
+                    _ => self.forward_node(i, w, &f.inputs_of(&self.arch, i), mode, *r0),
+                };
+                f.vals.push(o);
+                f.aux.push(a);
+            },
+        );
+        states.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Node i's step of a backward pass: its signal (taken from `acc`) back to its inputs'
+    /// slots in `acc`, its parameter gradient added to `grad`; `totals` are the batch's sums
+    /// at a BatchNorm with batch statistics. Returns node i's signal.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_step(
+        &self,
+        w: &[f64],
+        fwd: &GraphForward,
+        acc: &mut [Option<Mat<f64>>],
+        i: usize,
+        fused: &[Option<(Activation, Window)>],
+        grad: &mut [f64],
+        totals: Option<&[f64]>,
+    ) -> Mat<f64> {
+        let nodes = &self.arch.nodes;
+        let g = acc[i + 1].take().expect("every value but the output has a reader");
+        if let Some((act, win)) = i.checked_sub(1).and_then(|a| fused[a]) {
+            // An activation and the max pooling after it, as one step.
+            let arg = crate::layer::aux::<Vec<usize>>(&fwd.aux[i]);
+            let x = nodes[i - 1].inputs[0];
+            if x != 0 {
+                let pd = PooledDerivatives::new(act, win, fwd.vals[x].as_ref(), fwd.vals[i + 1].as_ref(), arg, false);
+                accumulate(&mut acc[x], pd.backward(g.clone(), arg, None, 1));
+            }
+            return g;
+        }
+        let node = &nodes[i];
+        let inputs = fwd.inputs_of(&self.arch, i);
+        let io = Io { w, inputs: &inputs, output: fwd.vals[i + 1].as_ref(), aux: &fwd.aux[i] };
+        let need = node.inputs.iter().any(|&v| v != 0);
+        let g_in = match (totals, node.layer.as_batch_norm()) {
+            (Some(t), Some(bn)) => bn.backward_with(&io, g.as_ref(), Some(t), grad, need),
+            _ => node.layer.backward(&io, g.as_ref(), grad, need),
+        };
+        for (&v, m) in node.inputs.iter().zip(g_in) {
+            if v != 0 {
+                accumulate(&mut acc[v], m);
+            }
+        }
+        g
+    }
+
+    /// Nodes a backward pass visits, in order (an activation fused with the max pooling after
+    /// it is visited with the pooling), and the fused pairs.
+    fn backward_order(&self, keep: bool) -> (Vec<usize>, Vec<Option<(Activation, Window)>>) {
+        let nn = self.arch.nodes.len();
+        // Without the signals kept, an activation and the max pooling after it are one step.
+        let fused = if keep { vec![None; nn] } else { self.arch.fused_pairs() };
+        let order = (0..nn).rev().filter(|&i| fused[i].is_none()).collect();
+        (order, fused)
+    }
+
     /// Back-propagate the output signal `g_out`: the signal at every node's output
     /// (`sig[i]` for node i) when `keep`, and the parameter gradient added to `grad`.
     pub fn backward(&self, w: &[f64], fwd: &GraphForward, g_out: Mat<f64>, grad: &mut [f64], keep: bool) -> Vec<Mat<f64>> {
-        let nodes = &self.arch.nodes;
-        let nn = nodes.len();
+        let nn = self.arch.nodes.len();
         let mut acc: Vec<Option<Mat<f64>>> = (0..=nn).map(|_| None).collect();
         acc[nn] = Some(g_out);
         let mut sig: Vec<Option<Mat<f64>>> = (0..if keep { nn } else { 0 }).map(|_| None).collect();
-        // Without the signals kept, an activation and the max pooling after it are one step.
-        let fused = if keep { vec![None; nn] } else { self.arch.fused_pairs() };
-        let mut i = nn;
-        while i > 0 {
-            i -= 1;
-            let g = acc[i + 1].take().expect("every value but the output has a reader");
-            if let Some((act, win)) = i.checked_sub(1).and_then(|a| fused[a]) {
-                let arg = crate::layer::aux::<Vec<usize>>(&fwd.aux[i]);
-                let x = nodes[i - 1].inputs[0];
-                if x != 0 {
-                    let pd = PooledDerivatives::new(act, win, fwd.vals[x].as_ref(), fwd.vals[i + 1].as_ref(), arg, false);
-                    accumulate(&mut acc[x], pd.backward(g, arg, None, 1));
-                }
-                i -= 1;
-                continue;
-            }
-            let node = &nodes[i];
-            let inputs = fwd.inputs_of(&self.arch, i);
-            let io = Io { w, inputs: &inputs, output: fwd.vals[i + 1].as_ref(), aux: &fwd.aux[i] };
-            let need = node.inputs.iter().any(|&v| v != 0);
-            let g_in = node.layer.backward(&io, g.as_ref(), grad, need);
-            for (&v, m) in node.inputs.iter().zip(g_in) {
-                if v != 0 {
-                    accumulate(&mut acc[v], m);
-                }
-            }
+        let (order, fused) = self.backward_order(keep);
+        for i in order {
+            let g = self.backward_step(w, fwd, &mut acc, i, &fused, grad, None);
             if keep {
                 sig[i] = Some(g);
             }
@@ -374,31 +565,109 @@ impl GraphNet {
         sig.into_iter().map(|s| s.expect("every node's output has a signal")).collect()
     }
 
-    /// Mean loss, gradient and accuracy over the rows of `x` at parameters `w`, in fixed
-    /// chunks summed in chunk order.
-    pub fn loss_grad_accuracy_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>, f64) {
-        let n = x.nrows();
-        let parts: Vec<(f64, Vec<f64>, usize)> = self
-            .arch
-            .chunks(n)
-            .into_par_iter()
-            .map(|(r0, r1)| {
-                let fwd = self.forward_with(w, x.subrows(r0, r1 - r0));
-                let le = eval_loss(self.arch.loss, fwd.output(), &y[r0..r1]);
-                let mut g = le.dz;
-                g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
-                let mut out = vec![0.0; w.len()];
-                self.backward(w, &fwd, g, &mut out, false);
-                (le.loss_sum, out, le.correct)
+    /// [`GraphNet::backward`] of every chunk of a coupled pass (from
+    /// [`GraphNet::forward_chunks`]), meeting at every BatchNorm node for the batch's sums.
+    /// Returns each chunk's gradient and (when `keep`) signals, and each node's totals.
+    #[allow(clippy::type_complexity)]
+    pub fn backward_chunks(&self, w: &[f64], fwds: &[GraphForward], g_outs: Vec<Mat<f64>>, keep: bool) -> (Vec<(Vec<f64>, Vec<Mat<f64>>)>, Vec<Vec<Vec<f64>>>) {
+        struct State<'a> {
+            fwd: &'a GraphForward,
+            acc: Vec<Option<Mat<f64>>>,
+            sig: Vec<Option<Mat<f64>>>,
+            grad: Vec<f64>,
+        }
+        let nn = self.arch.nodes.len();
+        let mut states: Vec<State<'_>> = fwds
+            .iter()
+            .zip(g_outs)
+            .map(|(fwd, g)| {
+                let mut acc: Vec<Option<Mat<f64>>> = (0..=nn).map(|_| None).collect();
+                acc[nn] = Some(g);
+                State { fwd, acc, sig: (0..nn).map(|_| None).collect(), grad: vec![0.0; w.len()] }
             })
             .collect();
+        let (order, fused) = self.backward_order(keep);
+        let bn = |i: usize| self.arch.nodes[i].layer.as_batch_norm();
+        let coupled = |i: usize| bn(i).is_some_and(|_| fwds.first().is_some_and(|f| crate::layer::aux::<crate::layers::BatchStats>(&f.aux[i]).batch));
+        let totals = synced(
+            &mut states,
+            &order,
+            |i| usize::from(coupled(i)),
+            |s, i, _| {
+                let inputs = s.fwd.inputs_of(&self.arch, i);
+                let io = Io { w, inputs: &inputs, output: s.fwd.vals[i + 1].as_ref(), aux: &s.fwd.aux[i] };
+                bn(i).expect("a batch norm").backward_sums(&io, s.acc[i + 1].as_ref().expect("its signal").as_ref(), 1)
+            },
+            |s, i, t| {
+                let g = self.backward_step(w, s.fwd, &mut s.acc, i, &fused, &mut s.grad, t.first().map(Vec::as_slice));
+                if keep {
+                    s.sig[i] = Some(g);
+                }
+            },
+        );
+        let out = states
+            .into_iter()
+            .map(|s| (s.grad, if keep { s.sig.into_iter().map(|g| g.expect("every node's output has a signal")).collect() } else { vec![] }))
+            .collect();
+        (out, totals)
+    }
+
+    /// Mean loss, gradient and accuracy over the rows of `x` at parameters `w`, in fixed
+    /// chunks summed in chunk order, in evaluation mode.
+    pub fn loss_grad_accuracy_at(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32]) -> (f64, Vec<f64>, f64) {
+        self.loss_grad_accuracy_mode(w, x, y, PassMode::Eval).0
+    }
+
+    /// Mean loss, gradient and accuracy in `mode`, and the forward pass of the first chunk
+    /// (whose BatchNorm nodes hold the batch's statistics).
+    pub fn loss_grad_accuracy_mode(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32], mode: PassMode) -> ((f64, Vec<f64>, f64), Option<GraphForward>) {
+        let n = x.nrows();
+        let chunks = self.arch.chunks(n);
+        let scale = |mut g: Mat<f64>| {
+            g.as_mut().col_iter_mut().for_each(|c| c.iter_mut().for_each(|v| *v /= n as f64));
+            g
+        };
+        type Parts = Vec<(f64, Vec<f64>, usize)>;
+        let (parts, first): (Parts, Option<GraphForward>) = if self.arch.coupled(mode) {
+            let mut fwds = self.forward_chunks(w, x, &chunks, mode);
+            let les: Vec<_> = fwds.iter().zip(&chunks).map(|(f, &(r0, r1))| eval_loss(self.arch.loss, f.output(), &y[r0..r1])).collect();
+            let (grads, _) = self.backward_chunks(w, &fwds, les.iter().map(|le| scale(le.dz.clone())).collect(), false);
+            let parts = les.iter().zip(grads).map(|(le, (g, _))| (le.loss_sum, g, le.correct)).collect();
+            (parts, if fwds.is_empty() { None } else { Some(fwds.swap_remove(0)) })
+        } else {
+            let parts = chunks
+                .into_par_iter()
+                .map(|(r0, r1)| {
+                    let fwd = self.forward_mode(w, x.subrows(r0, r1 - r0), mode, r0);
+                    let le = eval_loss(self.arch.loss, fwd.output(), &y[r0..r1]);
+                    let mut out = vec![0.0; w.len()];
+                    self.backward(w, &fwd, scale(le.dz), &mut out, false);
+                    (le.loss_sum, out, le.correct)
+                })
+                .collect();
+            (parts, None)
+        };
         let (mut loss, mut correct, mut grad) = (0.0, 0, vec![0.0; w.len()]);
         for (l, g, c) in parts {
             loss += l;
             correct += c;
             grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
         }
-        (loss / n as f64, grad, correct as f64 / n as f64)
+        ((loss / n as f64, grad, correct as f64 / n as f64), first)
+    }
+
+    /// One training step's loss and gradient on the mini-batch `x` (`model.train()`: batch
+    /// statistics, dropout masks from `seed`), updating the running statistics as PyTorch does.
+    pub fn train_loss_grad(&mut self, x: MatRef<'_, f64>, y: &[u32], seed: u64) -> (f64, Vec<f64>) {
+        let ((loss, grad, _), first) = self.loss_grad_accuracy_mode(&self.params, x, y, PassMode::Train { seed });
+        if let Some(f) = first {
+            for (i, node) in self.arch.nodes.iter().enumerate() {
+                if let Some(bn) = node.layer.as_batch_norm() {
+                    bn.update_running(&mut self.buffers, crate::layer::aux::<crate::layers::BatchStats>(&f.aux[i]));
+                }
+            }
+        }
+        (loss, grad)
     }
 
     /// The network's outputs on the rows of `x` at parameters `w`, keeping no intermediate
@@ -418,6 +687,9 @@ impl GraphNet {
             vals[0] = Some(self.arch.input_values(x.subrows(s0, ns)));
             for (i, node) in nodes.iter().enumerate() {
                 let o = match node.inputs[..] {
+                    [v] if node.layer.as_batch_norm().is_some() => {
+                        self.forward_node(i, w, &[vals[v].as_ref().expect("made").as_ref()], PassMode::Eval, 0).0
+                    }
                     [v] if left[v] == 1 => node.layer.evaluate(w, vals[v].take().expect("a value is read after it is made")),
                     _ => {
                         let ins: Vec<MatRef<'_, f64>> = node.inputs.iter().map(|&v| vals[v].as_ref().expect("made").as_ref()).collect();

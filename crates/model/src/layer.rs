@@ -72,6 +72,7 @@ pub struct SecondOrder<'a> {
 #[derive(Debug, Default)]
 pub struct ParamCursor {
     next: u64,
+    buffers: u64,
 }
 
 impl ParamCursor {
@@ -87,6 +88,16 @@ impl ParamCursor {
     pub fn take(&mut self, n: u64) -> Result<usize, String> {
         let o = self.next;
         self.next = o.checked_add(n).filter(|&t| t <= crate::layers::MAX_PARAMS).ok_or("more than 2^36 parameters")?;
+        Ok(o as usize)
+    }
+    /// Buffers (state that is not a parameter: running statistics) allocated so far.
+    pub fn buffers(&self) -> usize {
+        self.buffers as usize
+    }
+    /// The offset of `n` more buffer values.
+    pub fn take_buffers(&mut self, n: u64) -> Result<usize, String> {
+        let o = self.buffers;
+        self.buffers = o.checked_add(n).filter(|&t| t <= crate::layers::MAX_PARAMS).ok_or("more than 2^36 buffer values")?;
         Ok(o as usize)
     }
 }
@@ -116,6 +127,11 @@ pub trait Layer: Debug + Send + Sync {
     fn output_shape(&self) -> Shape;
     /// Its parameter tensors in PyTorch `parameters()` order (none for most layers).
     fn tensors(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+    /// Its buffers in PyTorch `buffers()` order: state that is not a parameter (a BatchNorm's
+    /// running statistics), ranges in the network's buffer vector.
+    fn buffers(&self) -> Vec<Tensor> {
         Vec::new()
     }
     /// Its PyTorch module: `{"module": "Linear", "in_features": …}` with the constructor's
@@ -170,6 +186,15 @@ pub trait Layer: Debug + Send + Sync {
     }
     /// The window of a max pooling, if it is one (the activation fusion above).
     fn as_max_pool(&self) -> Option<crate::Window> {
+        None
+    }
+    /// The batch normalization it is, if it is one: its statistics differ between passes
+    /// (running or batch), and batch statistics couple the samples of a pass.
+    fn as_batch_norm(&self) -> Option<&crate::layers::BatchNorm> {
+        None
+    }
+    /// The drop probability of a dropout, if it is one (active in training passes only).
+    fn as_dropout(&self) -> Option<&crate::layers::Dropout> {
         None
     }
     /// (inputs, outputs, bias) of a fully connected layer, if it is one (MLP recognition).

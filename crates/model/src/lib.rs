@@ -22,7 +22,7 @@ pub mod vmath;
 
 pub use arch::{Activation, Architecture, LayerLayout, LossKind, sigmoid};
 pub use error::{ModelError, Result};
-pub use graph::{GraphArch, GraphForward, GraphNet, Node};
+pub use graph::{GraphArch, GraphForward, GraphNet, Node, PassMode};
 pub use init::{Init, initialize, initialize_network};
 pub use layer::{DefaultInit, Io, Layer, LayerConfig, SecondOrder, Tensor};
 pub use layers::{LayerSpec, Shape, Window};

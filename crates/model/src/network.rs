@@ -2,7 +2,7 @@
 //! (linear layers with one activation between them, on vectors) is evaluated by the fused MLP
 //! kernels ([`Mlp`]) — the same network, a faster implementation of what it covers, chosen
 //! here and nowhere else.
-use crate::graph::{GraphArch, GraphNet};
+use crate::graph::{GraphArch, GraphNet, PassMode};
 use crate::layers::{LayerSpec, Shape, torch_entry};
 use crate::{Activation, Architecture, LossKind, Mlp, ModelError};
 use faer::MatRef;
@@ -38,7 +38,7 @@ enum Imp {
 
 impl PartialEq for Network {
     fn eq(&self, o: &Self) -> bool {
-        self.arch == o.arch && self.params() == o.params()
+        self.arch == o.arch && self.params() == o.params() && self.buffers() == o.buffers()
     }
 }
 
@@ -294,9 +294,63 @@ impl Network {
     pub fn num_params(&self) -> usize {
         self.params().len()
     }
-    /// The same architecture with other parameters.
+    /// Buffers (BatchNorm running statistics) in PyTorch `buffers()` order; empty without.
+    pub fn buffers(&self) -> &[f64] {
+        match &self.imp {
+            Imp::Fused(_) => &[],
+            Imp::Graph(g) => &g.buffers,
+        }
+    }
+    /// Mutable buffers.
+    pub fn buffers_mut(&mut self) -> &mut [f64] {
+        match &mut self.imp {
+            Imp::Fused(_) => &mut [],
+            Imp::Graph(g) => &mut g.buffers,
+        }
+    }
+    /// PyTorch's `state_dict()` order: per module its parameters, then its buffers; each entry
+    /// (name, shape, range in the parameters or the buffers, whether a buffer).
+    pub fn state_dict(&self) -> Vec<(String, Vec<usize>, std::ops::Range<usize>, bool)> {
+        let mut v = Vec::new();
+        for n in &self.arch.graph.nodes {
+            let named = |t: crate::Tensor, buffer: bool| (format!("{}.{}", n.path, t.name), t.shape, t.range, buffer);
+            v.extend(n.layer.tensors().into_iter().map(|t| named(t, false)));
+            v.extend(n.layer.buffers().into_iter().map(|t| named(t, true)));
+        }
+        v
+    }
+    /// Buffer names, shapes and ranges in [`Network::buffers`].
+    pub fn buffer_tensors(&self) -> Tensors {
+        self.arch.graph.buffer_tensors()
+    }
+    /// Whether training passes differ from evaluation ones (BatchNorm, dropout).
+    pub fn has_train_mode(&self) -> bool {
+        self.arch.graph.nodes.iter().any(|n| n.layer.as_batch_norm().is_some() || n.layer.as_dropout().is_some())
+    }
+    /// One training step's mean loss and gradient on the mini-batch `x` (`model.train()`:
+    /// BatchNorm with the batch's statistics, updating its running ones; dropout with masks
+    /// from `seed`). The same as [`Network::loss_grad`] for networks without either.
+    pub fn train_loss_grad(&mut self, x: MatRef<'_, f64>, y: &[u32], seed: u64) -> (f64, Vec<f64>) {
+        match &mut self.imp {
+            Imp::Fused(m) => {
+                let (l, g, _) = m.loss_grad_accuracy_at(&m.params, x, y);
+                (l, g)
+            }
+            Imp::Graph(g) => g.train_loss_grad(x, y, seed),
+        }
+    }
+    /// Mean loss, gradient and accuracy at parameters `w` in `mode` (see [`PassMode`]).
+    pub fn loss_grad_accuracy_mode(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32], mode: PassMode) -> (f64, Vec<f64>, f64) {
+        match &self.imp {
+            Imp::Fused(m) => m.loss_grad_accuracy_at(w, x, y),
+            Imp::Graph(g) => g.loss_grad_accuracy_mode(w, x, y, mode).0,
+        }
+    }
+    /// The same architecture and buffers with other parameters.
     pub fn with_params(&self, params: Vec<f64>) -> Network {
-        Network::new(self.arch(), params)
+        let mut n = Network::new(self.arch(), params);
+        n.buffers_mut().copy_from_slice(self.buffers());
+        n
     }
     /// The loss.
     pub fn loss(&self) -> LossKind {

@@ -290,7 +290,10 @@ pub fn train_tracking_sharpness(
             ),
         )
     };
-    let mut carried = full.then_some((tl0, g0));
+    // A training step's gradient is the log's full-batch one only when training and
+    // evaluation passes agree (no BatchNorm, no dropout).
+    let train_mode = model.has_train_mode();
+    let mut carried = (full && !train_mode).then_some((tl0, g0));
     if let (Some(t), Some(pr)) = (tracker.as_mut(), probe.as_mut()) {
         let (l, r) = t.measure(&mut **pr, SHARPNESS_WARMUP)?;
         log.sharpness.push((step0, l, r));
@@ -299,8 +302,13 @@ pub fn train_tracking_sharpness(
         log.snapshots.push((step0, model.params().to_vec()));
     }
     for step in 1..=p.max_steps {
+        // Dropout masks of this step (a function of the seed and the step, not of a stream).
+        let step_seed = seed ^ (step0 + step as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
         let (loss, grad) = if full {
-            carried.take().unwrap_or_else(|| model.loss_grad(train.x.as_ref(), &train.y))
+            match carried.take() {
+                Some(c) => c,
+                None => model.train_loss_grad(train.x.as_ref(), &train.y, step_seed),
+            }
         } else {
             if cursor + bs > n {
                 rng.shuffle(&mut order);
@@ -309,7 +317,7 @@ pub fn train_tracking_sharpness(
             }
             let batch = train.subset(&order[cursor..cursor + bs]);
             cursor += bs;
-            model.loss_grad(batch.x.as_ref(), &batch.y)
+            model.train_loss_grad(batch.x.as_ref(), &batch.y, step_seed)
         };
         if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
             return Err(diverged(
@@ -358,7 +366,7 @@ pub fn train_tracking_sharpness(
             if (p.target_loss > 0.0 && tl <= p.target_loss) || (p.grad_tol > 0.0 && gn <= p.grad_tol) {
                 break;
             }
-            if full {
+            if full && !train_mode {
                 carried = Some((tl, g));
             }
         }

@@ -1,9 +1,24 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
+/// A Boolean column that files may omit (see [`OPTIONAL_COLUMN`]).
+pub fn bool_optional_field(name: &str) -> Field {
+    Field::new(name, DataType::Boolean, true).with_metadata(
+        [(OPTIONAL_COLUMN.to_string(), "true".to_string())].into_iter().collect::<std::collections::HashMap<String, String>>(),
+    )
+}
+/// A Boolean column.
+pub fn bool_array(v: impl IntoIterator<Item = bool>) -> ArrayRef {
+    Arc::new(BooleanArray::from(v.into_iter().collect::<Vec<_>>()))
+}
+/// A Boolean column's values (nulls as false).
+pub fn bool_values(batch: &RecordBatch, name: &str) -> Result<Vec<bool>, String> {
+    let a: &BooleanArray = col(batch, name)?;
+    Ok(a.iter().map(|x| x.unwrap_or(false)).collect())
+}
 /// A non-null Float64 column.
 pub fn f64_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, false)

@@ -59,6 +59,9 @@ pub struct PipelineFile {
     pub description: String,
     /// (stage, parameter, values) in key order.
     pub sweep: Vec<(String, String, Vec<toml::Value>)>,
+    /// The names of a named sweep key's values (`train.layers = { bn = [...], plain = [...] }`),
+    /// in the order of its values: they label its members instead of the values themselves.
+    pub sweep_names: std::collections::BTreeMap<(String, String), Vec<String>>,
     /// The stages, in file order.
     pub stages: Vec<StageDecl>,
     /// Problems found while parsing; validation adds to them.
@@ -122,6 +125,7 @@ impl PipelineFile {
             out: PathBuf::from("out"),
             description: String::new(),
             sweep: Vec::new(),
+            sweep_names: Default::default(),
             stages: Vec::new(),
             diagnostics: Vec::new(),
             overridden: Default::default(),
@@ -191,7 +195,15 @@ impl PipelineFile {
                                 for (param, values) in params {
                                     match values {
                                         toml::Value::Array(a) if !a.is_empty() => pf.sweep.push((stage.clone(), param.clone(), a.clone())),
-                                        _ => pf.diag(&["sweep", stage, param], "a sweep value must be a non-empty array".into()),
+                                        // Named values: for values too long to label a member.
+                                        toml::Value::Table(named) if !named.is_empty() => {
+                                            pf.sweep.push((stage.clone(), param.clone(), named.values().cloned().collect()));
+                                            pf.sweep_names.insert((stage.clone(), param.clone()), named.keys().cloned().collect());
+                                        }
+                                        _ => pf.diag(
+                                            &["sweep", stage, param],
+                                            "a sweep value must be a non-empty array, or a table of named values { name = value, … }".into(),
+                                        ),
                                     }
                                 }
                             }

@@ -270,7 +270,7 @@ impl Planner {
             self.file.diag(&["sweep", st, pa], message);
             sweep.clear();
         }
-        let members = member_combinations(&sweep);
+        let members = member_combinations(&sweep, &self.file.sweep_names);
         let mut dirs = BTreeMap::new();
         for (m, (labels, _)) in &members {
             if let Some(other) = dirs.insert(m.clone(), labels.clone()) {
@@ -470,17 +470,20 @@ fn parse_ref(s: &str) -> Option<(String, String, bool)> {
     Some((st.to_string(), po.to_string(), all))
 }
 
-fn member_combinations(sweep: &[SweepKey]) -> Members {
+fn member_combinations(sweep: &[SweepKey], names: &BTreeMap<(String, String), Vec<String>>) -> Members {
     if sweep.is_empty() {
         return vec![(SINGLE_MEMBER.to_string(), (BTreeMap::new(), Vec::new()))];
     }
-    let mut combos: Vec<Vec<(String, String, toml::Value)>> = vec![vec![]];
+    // (stage, param, value, label): the label is the value's name for a named sweep key.
+    let mut combos: Vec<Vec<(String, String, toml::Value, String)>> = vec![vec![]];
     for (st, p, values) in sweep {
+        let named = names.get(&(st.clone(), p.clone()));
         let mut next = Vec::new();
         for c in &combos {
-            for v in values {
+            for (i, v) in values.iter().enumerate() {
+                let label = named.and_then(|n| n.get(i)).cloned().unwrap_or_else(|| value_label(v));
                 let mut c2 = c.clone();
-                c2.push((st.clone(), p.clone(), v.clone()));
+                c2.push((st.clone(), p.clone(), v.clone(), label));
                 next.push(c2);
             }
         }
@@ -489,8 +492,9 @@ fn member_combinations(sweep: &[SweepKey]) -> Members {
     combos
         .into_iter()
         .map(|c| {
-            let labels: BTreeMap<String, String> = c.iter().map(|(s, p, v)| (format!("{s}.{p}"), value_label(v))).collect();
-            let parts: Vec<String> = c.iter().map(|(s, p, v)| format!("{s}.{p}={}", crate::names::encode_label(&value_label(v)))).collect();
+            let labels: BTreeMap<String, String> = c.iter().map(|(s, p, _, l)| (format!("{s}.{p}"), l.clone())).collect();
+            let parts: Vec<String> = c.iter().map(|(s, p, _, l)| format!("{s}.{p}={}", crate::names::encode_label(l))).collect();
+            let c: Vec<(String, String, toml::Value)> = c.into_iter().map(|(s, p, v, _)| (s, p, v)).collect();
             let name = crate::names::member_name(&parts);
             (name, (labels, c))
         })

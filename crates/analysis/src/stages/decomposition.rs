@@ -4,7 +4,7 @@ use crate::subspace_overlap;
 use faer::{Mat, Side};
 use hesslab_artifacts::{self as artifacts, Dataset, Model, Spectra, SpectrumRow};
 use hesslab_eigen::{LanczosParams, LanczosSolver, Which};
-use hesslab_hessian::{CurvatureKind, LinearOperator, OperatorSpec, SampleSet, materialize};
+use hesslab_hessian::{BatchNormMode, CurvatureKind, LinearOperator, OperatorSpec, SampleSet, materialize};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use hesslab_stages::estimates::{dense_estimate, operator_estimate};
 use schemars::JsonSchema;
@@ -22,10 +22,12 @@ pub struct DecompositionParams {
     pub samples: SampleSet,
     /// Seeded subset of samples (0 = all).
     pub max_samples: usize,
+    /// BatchNorm statistics: "eval" (running) or "batch" (the samples', derivatives through them).
+    pub batch_norm: BatchNormMode,
 }
 impl Default for DecompositionParams {
     fn default() -> Self {
-        DecompositionParams { k: 20, solver: "dense".into(), samples: SampleSet::Train, max_samples: 0 }
+        DecompositionParams { k: 20, solver: "dense".into(), samples: SampleSet::Train, max_samples: 0, batch_norm: BatchNormMode::Eval }
     }
 }
 
@@ -101,7 +103,7 @@ impl StageKind for Decomposition {
         let ds = ctx.read::<Dataset>(Dataset::NAME)?;
         let mut ops: Vec<(CurvatureKind, hesslab_hessian::BuiltOperator, Option<Mat<f64>>)> = Vec::new();
         for kind in [CurvatureKind::Hessian, CurvatureKind::GaussNewton, CurvatureKind::Residual] {
-            let spec = OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![] };
+            let spec = OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![], batch_norm: p.batch_norm };
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::other)?;
             let dense = match (p.solver.as_str(), kind) {
                 // R = H − G exactly (tested to 1e-12): derive it rather than materialize a third time.

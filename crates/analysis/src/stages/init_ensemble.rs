@@ -53,6 +53,7 @@ impl Default for InitEnsembleParams {
             samples: SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
+            batch_norm: Default::default(),
         }
     }
 }

@@ -68,6 +68,7 @@ impl Default for AlongTrainingParams {
             samples: SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
+            batch_norm: Default::default(),
         }
     }
 }
@@ -133,6 +134,13 @@ impl StageKind for SpectraAlongTraining {
             return Err(StageError::msg("the trajectory has no snapshots (set `snapshot_every` in `train`)".to_string()));
         }
         let spec = p.spec();
+        if spec.batch_norm == hesslab_hessian::BatchNormMode::Eval && arch.graph().num_buffers > 0 {
+            // A snapshot is the parameters only; eval mode would take PyTorch's initial running
+            // statistics for every step.
+            return Err(StageError::msg(
+                "trajectory snapshots hold parameters, not BatchNorm's running statistics; set batch_norm = \"batch\" (the batch statistics of the samples)".to_string(),
+            ));
+        }
         let mut spectrum = Vec::new();
         let mut steps = Vec::new();
         let mut slq: Vec<(u64, SlqResult)> = Vec::new();

@@ -6,8 +6,10 @@
 mod activation;
 mod add;
 mod avg_pool2d;
+mod batch_norm;
 mod concat;
 mod conv2d;
+mod dropout;
 mod elu;
 mod flatten;
 mod gelu;
@@ -23,6 +25,8 @@ mod softplus;
 mod spec;
 
 pub use activation::ActivationLayer;
+pub use batch_norm::{BatchNorm, Stats as BatchStats, Totals as BatchTotals};
+pub use dropout::Dropout;
 pub use shape::{MAX_UNITS, Pair, Shape, Window};
 pub use spec::{GraphNode, LayerSpec};
 
@@ -69,6 +73,9 @@ pub const REGISTRY: &[Entry] = &[
     avg_pool2d::ENTRY,
     global_avg_pool::ENTRY,
     layer_norm::ENTRY,
+    batch_norm::ENTRY_2D,
+    batch_norm::ENTRY_1D,
+    dropout::ENTRY,
     add::ENTRY,
     concat::ENTRY,
 ];
@@ -86,6 +93,7 @@ pub fn torch_entry(torch: &str) -> Option<&'static Entry> {
 /// "relu, tanh, …, residual, graph": what a layer list may name.
 pub fn layer_names() -> String {
     let mut v: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
+    v.dedup();
     v.extend(["residual", "graph"]);
     v.join(", ")
 }
@@ -93,11 +101,7 @@ pub fn layer_names() -> String {
 /// PyTorch modules (snake_case, as a pipeline would name them) that hesslab does not have yet,
 /// with their PyTorch name: said as "not supported yet" rather than "unknown".
 const NOT_YET: &[(&str, &str)] = &[
-    ("batch_norm", "BatchNorm1d/2d"),
-    ("batch_norm1d", "BatchNorm1d"),
-    ("batch_norm2d", "BatchNorm2d"),
     ("group_norm", "GroupNorm"),
-    ("dropout", "Dropout"),
     ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
     ("embedding", "Embedding"),
     ("multihead_attention", "MultiheadAttention"),
@@ -105,9 +109,18 @@ const NOT_YET: &[(&str, &str)] = &[
     ("softmax", "Softmax (the cross-entropy loss applies it)"),
 ];
 
+/// PyTorch module names (snake_case) that hesslab writes otherwise.
+const ALIASES: &[(&str, &str)] = &[
+    ("batch_norm1d", "batch_norm (BatchNorm1d on vectors, BatchNorm2d on images)"),
+    ("batch_norm2d", "batch_norm (BatchNorm1d on vectors, BatchNorm2d on images)"),
+];
+
 /// The message for a layer name the registry does not have.
 pub fn unknown_layer(name: &str) -> String {
     let known = layer_names();
+    if let Some((_, ours)) = ALIASES.iter().find(|(n, _)| *n == name) {
+        return format!("layer `{name}` is written {ours} here");
+    }
     match NOT_YET.iter().find(|(n, _)| *n == name) {
         Some((_, torch)) => format!("layer `{name}` ({torch} in PyTorch) is not supported yet; supported: {known}"),
         None => format!("unknown layer `{name}`; known: {known}"),

@@ -68,7 +68,8 @@ impl schemars::JsonSchema for LayerSpec {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         // From the registry, so `hesslab stages` lists every layer there is.
-        let names: Vec<&str> = super::REGISTRY.iter().map(|e| e.name).collect();
+        let mut names: Vec<&str> = super::REGISTRY.iter().map(|e| e.name).collect();
+        names.dedup();
         let description = format!(
             "a layer: \"name\" or {{ name = arguments }} with name one of {}; {{ residual = [layers] }} (x + body(x)) or {{ residual = {{ body = [layers], shortcut = [layers] }} }}; {{ graph = [ {{ name, layer, inputs = [names] }} ] }}",
             names.join(", ")

@@ -73,6 +73,7 @@ impl Default for EigenParams {
             samples: SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
+            batch_norm: Default::default(),
         }
     }
 }

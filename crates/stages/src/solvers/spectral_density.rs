@@ -47,6 +47,7 @@ impl Default for SlqStageParams {
             samples: SampleSet::Train,
             max_samples: 0,
             tensors: vec![],
+            batch_norm: Default::default(),
         }
     }
 }
