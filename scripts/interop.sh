@@ -63,6 +63,29 @@ lr = 0.1
 max_steps = 30
 TOML
 cargo run --release --quiet -p hesslab-cli -- run "$OUT/resnet_digits.toml" --out "$OUT"
+# BatchNorm (on images and on vectors, affine and not) and dropout: the model's buffer rows
+# (running statistics, state_dict order) rebuilt in eval mode in NumPy below.
+cat > "$OUT/bn_digits.toml" <<'TOML'
+[pipeline]
+name = "bn_digits"
+seed = 6
+[stages.data]
+kind = "digits"
+n = 300
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+layers = [
+  { conv2d = { out_channels = 4, kernel_size = 3, padding = 1, bias = false } }, "batch_norm", "relu",
+  { residual = [{ conv2d = { out_channels = 4, kernel_size = 3, padding = 1 } }, { batch_norm = { affine = false } }] },
+  "relu", "global_avg_pool", { dropout = 0.2 }, { linear = 16 }, "batch_norm", "tanh", { linear = 10 },
+]
+batch_size = 32
+momentum = 0.9
+lr = 0.05
+max_steps = 40
+TOML
+cargo run --release --quiet -p hesslab-cli -- run "$OUT/bn_digits.toml" --out "$OUT"
 # Every smooth activation and global average pooling (the PyTorch fixture's network).
 cargo run --release --quiet -p hesslab-cli -- run tests/fixtures/activations_digits.toml --out "$OUT" --only train
 # Replicates (spread, rank_spread) and an ensemble of initializations.

@@ -89,6 +89,20 @@ fn gradient_and_hvp_match_central_differences_in_both_modes() {
                 assert!(e < 1e-6, "{what} {b:?}: HVP relative error {e:e}");
             }
         }
+        // A training pass (batch statistics and, in the MLP, dropout masks of one seed) is a
+        // smooth function of the parameters for its fixed masks: its gradient too.
+        let train = |w: &[f64]| m.loss_grad_accuracy_mode(w, d.x.as_ref(), &d.y, PassMode::Train { seed: 17 });
+        let (_, g, _) = train(m.params());
+        let fd: Vec<f64> = (0..p)
+            .map(|i| {
+                let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
+                wp[i] += 1e-6;
+                wm[i] -= 1e-6;
+                (train(&wp).0 - train(&wm).0) / 2e-6
+            })
+            .collect();
+        let e = rel(&g, &fd);
+        assert!(e < 1e-6, "{what} train mode: gradient relative error {e:e}");
         // The two modes differ (the running statistics are not the batch's).
         let (ge, gb) = (op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Eval, None), op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Batch, None));
         assert!(rel(ge.mean_gradient(), gb.mean_gradient()) > 1e-3, "{what}: eval and batch gradients coincide");
