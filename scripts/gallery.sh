@@ -29,6 +29,10 @@ s16_heatmap|quickstart|main/heatmap/heatmap.png
 s16_p2_real_end|s16_p2_real_vs_random_inputs|data.random_inputs=false__init.seed=1/plot_end/density.png
 s16_p2_random_end|s16_p2_real_vs_random_inputs|data.random_inputs=true__init.seed=1/plot_end/density.png
 s16_p4|s16_p4_init_sphere|main/ensemble/top_histogram.png
+resnet_top|resnet_fashion|main/summary/top.png
+resnet_density|resnet_fashion|main/density/density.png
+resnet_split|resnet_fashion|main/split/decomposition.png
+bn_ablation|bn_ablation|all/table/top_overlay.png
 '
 missing=0
 while IFS='|' read -r name pipeline path; do

@@ -15,3 +15,6 @@ for name in resnet_digits activations_digits; do
   cargo run --release --quiet -p hesslab-cli -- run "tests/fixtures/$name.toml" --out "$OUT" > /dev/null
   "$VENV/bin/python" scripts/torch_fixtures.py "$OUT" "$name" "$@"
 done
+# Self-contained fixtures (no hesslab run needed): BatchNorm in both modes, torch.optim.
+"$VENV/bin/python" scripts/torch_batch_norm.py "$@"
+"$VENV/bin/python" scripts/torch_optim.py "$@"

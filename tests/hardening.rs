@@ -522,12 +522,14 @@ fn stages_show_real_defaults_and_dag_counts_snapshots() {
 /// with what is, rather than "unknown" (issue #44).
 #[test]
 fn pytorch_names_not_supported_yet_are_said_so() {
-    let e = validate_err(&SMALL.replace("hidden = [5]", "hidden = [5]\noptimizer = \"adam\"\nweight_decay = 0.1"), &[]);
+    let e = validate_err(&SMALL.replace("hidden = [5]", "hidden = [5]\noptimizer = \"adam\"\nweight_decay = 0.1\nscheduler = 1"), &[]);
     assert!(
-        e.contains("parameter `optimizer` is not supported yet by kind `train`")
-            && e.contains("parameter `weight_decay` is not supported yet"),
+        e.contains("parameter `weight_decay` is not supported yet by kind `train`: an optimizer's arguments go in its table")
+            && e.contains("parameter `scheduler` is not supported yet by kind `train`: the schedule is `schedule`"),
         "{e}"
     );
+    let e = validate_err(&SMALL.replace("hidden = [5]", "hidden = [5]\noptimizer = { adam = { nesterov = true } }"), &[]);
+    assert!(e.contains("optimizer `adam`: unknown field `nesterov`"), "{e}");
     assert!(!e.contains("unknown parameter"), "{e}");
     let e = validate_err(&SMALL.replace("hidden = [5]", "layers = [\"group_norm\", { linear = 3 }]"), &[]);
     assert!(e.contains("layer `group_norm` (GroupNorm in PyTorch) is not supported yet; supported: relu"), "{e}");

@@ -157,6 +157,10 @@ const GRAD_NORM: &str = "grad_norm";
 const SHARPNESS: &str = "sharpness";
 const SHARPNESS_RESIDUAL: &str = "sharpness_residual";
 const LR: MetaKey = MetaKey { key: "lr", doc: "the learning rate (written with `sharpness`, for the 2/η line)" };
+const OPTIMIZER_GROUPS: MetaKey = MetaKey {
+    key: "optimizer_groups",
+    doc: "with optimizer = \"muon\": JSON {\"muon\": [tensors], \"adamw\": [tensors]}, which tensors each half updated",
+};
 const SHARPNESS_PRODUCTS: MetaKey =
     MetaKey { key: "sharpness_products", doc: "Hessian-vector products the sharpness tracking used (with `sharpness`)" };
 
@@ -164,7 +168,7 @@ impl Port for Log {
     type Value = Self;
     const NAME: &'static str = "log";
     const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm; with `sharpness_every` also sharpness (largest-magnitude Hessian eigenvalue by tracked power iteration) and sharpness_residual (‖Hv − λv‖/|λ|), null on rows without a measurement; files without them are still read";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS];
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS, OPTIMIZER_GROUPS];
     fn schema() -> Schema {
         Schema::new(vec![
             u64_field(STEP),
@@ -209,6 +213,9 @@ impl Port for Log {
         if let Some(arch) = &v.architecture {
             put_network(&mut meta, arch);
         }
+        if let Some(g) = &l.optimizer_groups {
+            meta.put(OPTIMIZER_GROUPS, g.to_string());
+        }
         Ok(Encoded::one(batch, meta.0))
     }
     fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
@@ -228,6 +235,7 @@ impl Port for Log {
             snapshots: Vec::new(),
             sharpness: Vec::new(),
             sharpness_products: a.meta(SHARPNESS_PRODUCTS.key).and_then(|v| v.parse().ok()).unwrap_or(0),
+            optimizer_groups: a.meta(OPTIMIZER_GROUPS.key).and_then(|v| serde_json::from_str(v).ok()),
         };
         let mut metrics = metrics;
         if a.batch.schema().field_with_name(SHARPNESS).is_ok() {

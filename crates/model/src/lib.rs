@@ -14,6 +14,7 @@ mod init;
 pub mod kernels;
 pub mod layer;
 pub mod layers;
+pub mod optim;
 mod mlp;
 mod network;
 mod pooled;

@@ -1,4 +1,5 @@
 //! Training: full-batch GD or mini-batch SGD with a constant learning rate.
+use crate::optim::{OptimizerConfig, Schedule, clip_grad_norm};
 use crate::{Activation, Init, LayerSpec, LossKind, ModelError, NetArch, Network, Shape};
 use hesslab_data::{Split, rng::Rng};
 use hesslab_progress::Progress;
@@ -34,8 +35,23 @@ pub struct TrainParams {
     pub batch_size: usize,
     /// Constant learning rate.
     pub lr: f64,
-    /// Heavy-ball momentum (the papers use none).
+    /// SGD's momentum (the papers use none); with `optimizer = { sgd = {…} }` give it there.
     pub momentum: f64,
+    /// The optimizer: "sgd" (default), "adam", "adamw", "rmsprop", "muon", or
+    /// `{ name = { PyTorch's arguments } }` (see the README's optimizer table).
+    #[serde(skip_serializing_if = "OptimizerConfig::is_default")]
+    #[schemars(extend("default" = "sgd"))]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule: "constant", { step = {…} }, { cosine = {…} },
+    /// { warmup_cosine = {…} }, { warmup_linear = {…} } (factors of `lr`).
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    #[schemars(extend("default" = "constant"))]
+    pub schedule: Schedule,
+    /// Clip the gradient to this global norm before each update (0 = off), as
+    /// `torch.nn.utils.clip_grad_norm_`.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    #[schemars(extend("default" = 0.0))]
+    pub grad_clip: f64,
     /// Number of parameter updates.
     pub max_steps: usize,
     /// Stop once the full training loss is ≤ this (checked at every log step; 0 = never).
@@ -73,6 +89,10 @@ fn is_zero(v: &usize) -> bool {
     *v == 0
 }
 
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Power steps of the first sharpness measurement (from a random vector); later ones take one
 /// step each from the previous vector.
 pub const SHARPNESS_WARMUP: usize = 20;
@@ -100,6 +120,17 @@ pub trait SharpnessProbe {
     }
 }
 
+impl TrainParams {
+    /// The optimizer with `momentum` folded in (the key `train` had before optimizers were
+    /// configurable: SGD's momentum).
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        match &self.optimizer {
+            OptimizerConfig::Sgd(c) if c.momentum == 0.0 => OptimizerConfig::Sgd(crate::optim::sgd::SgdConfig { momentum: self.momentum, ..c.clone() }),
+            other => other.clone(),
+        }
+    }
+}
+
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
@@ -114,6 +145,9 @@ impl Default for TrainParams {
             batch_size: 0,
             lr: 0.1,
             momentum: 0.0,
+            optimizer: OptimizerConfig::default(),
+            schedule: Schedule::Constant,
+            grad_clip: 0.0,
             max_steps: 1000,
             target_loss: 0.0,
             grad_tol: 0.0,
@@ -148,6 +182,8 @@ pub struct TrainLog {
     pub sharpness: Vec<(u64, f64, f64)>,
     /// Hessian-vector products the sharpness tracking used.
     pub sharpness_products: u64,
+    /// Which tensors the optimizer updated how (Muon: {"muon": [...], "adamw": [...]}).
+    pub optimizer_groups: Option<serde_json::Value>,
 }
 
 /// Train `model` in place; `step0` is the step count the model already has (continued runs).
@@ -234,7 +270,7 @@ pub fn train_tracking_sharpness(
     let mut order: Vec<usize> = (0..n).collect();
     let mut cursor = n; // forces a shuffle before the first mini-batch
     let mut epoch_count = 0u64;
-    let mut velocity = vec![0.0; model.num_params()];
+    let mut optimizer = p.optimizer_config().build(&model.tensors(), model.num_params());
     let mut log = TrainLog::default();
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
@@ -330,10 +366,12 @@ pub fn train_tracking_sharpness(
         if blown(loss) {
             return Err(too_high(loss, step));
         }
-        for ((w, v), g) in model.params_mut().iter_mut().zip(velocity.iter_mut()).zip(&grad) {
-            *v = p.momentum * *v + g;
-            *w -= p.lr * *v;
+        let mut grad = grad;
+        if p.grad_clip > 0.0 {
+            clip_grad_norm(&mut grad, p.grad_clip);
         }
+        let lr = p.lr * p.schedule.factor(step0 + step as u64 - 1, step0 + p.max_steps as u64);
+        optimizer.step(model.params_mut(), &grad, lr);
         if model.params().iter().any(|w| !w.is_finite()) {
             return Err(diverged(step0 + step as u64, p.lr, f64::NAN, "the parameters are not finite; lower the learning rate".into()));
         }
@@ -373,6 +411,7 @@ pub fn train_tracking_sharpness(
     }
     bar.finish_and_clear();
     log.sharpness_products = tracker.map_or(0, |t| t.products);
+    log.optimizer_groups = optimizer.groups();
     Ok(log)
 }
 

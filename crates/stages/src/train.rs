@@ -6,6 +6,63 @@ use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext
 
 const INIT_FROM: PortSpec = port::<Model>().optional().renamed("init_from");
 
+/// The optimizer's, schedule's and clipping's arguments, each in PyTorch's ranges.
+fn check_optimizer(p: &TrainParams) -> Vec<(String, String)> {
+    use hesslab_model::optim::{OptimizerConfig as O, Schedule};
+    let mut e = Vec::new();
+    let mut bad = |key: &str, m: String| e.push((key.to_string(), m));
+    let unit = |x: f64| (0.0..1.0).contains(&x);
+    if p.momentum != 0.0 && !matches!(&p.optimizer, O::Sgd(c) if c.momentum == 0.0) {
+        bad("momentum", format!("`momentum` is plain SGD's; give it in the optimizer's table (optimizer = {{ {} = {{ momentum = … }} }})", p.optimizer.name()));
+    }
+    match &p.optimizer {
+        O::Sgd(c) => {
+            if !unit(c.momentum) || !unit(c.dampening) || c.weight_decay < 0.0 {
+                bad("optimizer", "sgd: momentum and dampening in [0, 1), weight_decay ≥ 0".into());
+            }
+            if c.nesterov && (p.momentum.max(c.momentum) == 0.0 || c.dampening != 0.0) {
+                bad("optimizer", "sgd: nesterov needs momentum > 0 and dampening = 0 (as torch.optim.SGD)".into());
+            }
+        }
+        O::Adam(c) | O::AdamW(c) => {
+            if !unit(c.betas[0]) || !unit(c.betas[1]) || !(c.eps > 0.0) || c.weight_decay < 0.0 {
+                bad("optimizer", format!("{}: betas in [0, 1), eps > 0, weight_decay ≥ 0", p.optimizer.name()));
+            }
+        }
+        O::Rmsprop(c) => {
+            if !unit(c.alpha) || !unit(c.momentum) || !(c.eps > 0.0) || c.weight_decay < 0.0 {
+                bad("optimizer", "rmsprop: alpha and momentum in [0, 1), eps > 0, weight_decay ≥ 0".into());
+            }
+        }
+        O::Muon(c) => {
+            if !unit(c.momentum) || c.weight_decay < 0.0 || !(c.eps > 0.0) || c.ns_steps == 0 || c.ns_steps >= 100 {
+                bad("optimizer", "muon: momentum in [0, 1), weight_decay ≥ 0, eps > 0, 1 ≤ ns_steps < 100".into());
+            }
+            if !["original", "match_rms_adamw", "spectral_unclamped"].contains(&c.adjust_lr_fn.as_str()) {
+                bad("optimizer", format!("muon: adjust_lr_fn `{}`; known: original, match_rms_adamw, spectral_unclamped", c.adjust_lr_fn));
+            }
+            if !unit(c.adamw.betas[0]) || !unit(c.adamw.betas[1]) || !(c.adamw.eps > 0.0) || c.adamw.weight_decay < 0.0 || c.adamw.lr < 0.0 {
+                bad("optimizer", "muon.adamw: betas in [0, 1), eps > 0, weight_decay ≥ 0, lr ≥ 0 (0 = train's lr)".into());
+            }
+        }
+    }
+    match &p.schedule {
+        Schedule::Step { step_size, gamma } if *step_size == 0 || !(*gamma > 0.0) => bad("schedule", "step: step_size ≥ 1 and gamma > 0".into()),
+        Schedule::Cosine(d) if !(0.0..=1.0).contains(&d.min_factor) => bad("schedule", "cosine: min_factor in [0, 1]".into()),
+        Schedule::WarmupCosine(w) | Schedule::WarmupLinear(w) => {
+            let t_max = if w.t_max == 0 { p.max_steps as u64 } else { w.t_max };
+            if w.warmup == 0 || w.warmup >= t_max || !(0.0..=1.0).contains(&w.min_factor) {
+                bad("schedule", format!("warmup: 1 ≤ warmup < t_max ({t_max}), min_factor in [0, 1]"));
+            }
+        }
+        _ => {}
+    }
+    if !(p.grad_clip >= 0.0 && p.grad_clip.is_finite()) {
+        bad("grad_clip", "grad_clip must be a finite number ≥ 0 (0 = off)".into());
+    }
+    e
+}
+
 /// The `train` stage kind.
 pub struct Train;
 
@@ -14,17 +71,17 @@ impl StageKind for Train {
     const KIND: &'static str = "train";
     /// 2: `architecture` metadata is the PyTorch module list.
     const VERSION: u32 = 2;
-    const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch GD or mini-batch SGD (constant lr, optional momentum); optional `init_from` input continues from another model (LB→SB).";
+    const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch or mini-batch updates by SGD, Adam, AdamW, RMSprop or Muon (`optimizer`, PyTorch's arguments), a learning-rate `schedule` and optional `grad_clip`; BatchNorm and dropout in train mode; optional `init_from` input continues from another model (LB→SB).";
     const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
     const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];
     fn not_supported(key: &str) -> Option<&'static str> {
         match key {
-            "optimizer" | "betas" | "eps" | "weight_decay" | "nesterov" | "dampening" | "alpha" | "amsgrad" => Some(
-                "training is full-batch GD or mini-batch SGD with `lr` and heavy-ball `momentum` (torch.optim.SGD without weight decay)",
-            ),
-            "schedule" | "scheduler" | "lr_schedule" | "warmup" => Some("the learning rate is constant"),
-            "grad_clip" | "clip_grad_norm" => Some("gradients are not clipped"),
-            "dropout" => Some("there is no dropout"),
+            "betas" | "eps" | "weight_decay" | "nesterov" | "dampening" | "alpha" | "amsgrad" | "centered" => {
+                Some("an optimizer's arguments go in its table: optimizer = { adam = { betas = [0.9, 0.999], weight_decay = 0.0 } }")
+            }
+            "scheduler" | "lr_schedule" | "warmup" => Some("the schedule is `schedule`, e.g. schedule = { warmup_cosine = { warmup = 100 } }"),
+            "clip_grad_norm" => Some("gradient clipping is `grad_clip` (a global norm)"),
+            "dropout" => Some("dropout is a layer: { dropout = 0.1 } in `layers`"),
             _ => None,
         }
     }
@@ -36,6 +93,7 @@ impl StageKind for Train {
         if !(0.0..1.0).contains(&p.momentum) {
             e.push(("momentum".into(), "momentum must be in [0, 1)".into()));
         }
+        e.extend(check_optimizer(p));
         if p.hidden.contains(&0) {
             e.push(("hidden".into(), "hidden widths must be ≥ 1".into()));
         }

@@ -1,0 +1,161 @@
+//! Optimizers as `torch.optim` defines them, one file each, the update written as PyTorch's
+//! single-tensor code computes it (float64, same operation order, so 50 steps agree with
+//! PyTorch's to rounding): [`sgd`], [`adam`] (Adam and AdamW), [`rmsprop`], [`muon`]; and the
+//! learning-rate [`schedule`]s.
+//!
+//! In a pipeline: `optimizer = "adam"` (PyTorch's defaults) or `optimizer = { adam = { betas =
+//! [0.9, 0.99], weight_decay = 1e-4 } }` — one table per optimizer with PyTorch's argument names,
+//! unknown ones refused. `lr` stays `train`'s own key (one learning rate, the schedule's base).
+pub mod adam;
+pub mod muon;
+pub mod rmsprop;
+pub mod schedule;
+pub mod sgd;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::ops::Range;
+
+pub use schedule::Schedule;
+
+/// One parameter tensor as an optimizer sees it: its name, PyTorch shape and range.
+pub type TensorRange = (String, Vec<usize>, Range<usize>);
+
+/// The optimizer a `train` stage uses, with its arguments (PyTorch's names and defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`.
+    Sgd(sgd::SgdConfig),
+    /// `torch.optim.Adam`.
+    Adam(adam::AdamConfig),
+    /// `torch.optim.AdamW` (decoupled weight decay, default 0.01).
+    AdamW(adam::AdamConfig),
+    /// `torch.optim.RMSprop`.
+    Rmsprop(rmsprop::RmspropConfig),
+    /// `torch.optim.Muon` on the weight matrices, AdamW on the rest.
+    Muon(muon::MuonConfig),
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Sgd(sgd::SgdConfig::default())
+    }
+}
+
+const NAMES: &str = "sgd, adam, adamw, rmsprop, muon";
+
+impl OptimizerConfig {
+    /// Its name in a pipeline.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd(_) => "sgd",
+            OptimizerConfig::Adam(_) => "adam",
+            OptimizerConfig::AdamW(_) => "adamw",
+            OptimizerConfig::Rmsprop(_) => "rmsprop",
+            OptimizerConfig::Muon(_) => "muon",
+        }
+    }
+    /// Whether it is plain SGD without weight decay, Nesterov or dampening (what `train` did
+    /// before optimizers were configurable: its `momentum` key applies).
+    pub fn is_default(&self) -> bool {
+        *self == OptimizerConfig::default()
+    }
+    fn from_value(v: &Value) -> Result<Self, String> {
+        fn args<T: serde::de::DeserializeOwned>(name: &str, v: &Value) -> Result<T, String> {
+            serde_json::from_value(v.clone()).map_err(|e| format!("optimizer `{name}`: {e}"))
+        }
+        let (name, table) = match v {
+            Value::String(s) => (s.as_str(), Value::Object(Default::default())),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, t) = m.iter().next().expect("one entry");
+                (k.as_str(), t.clone())
+            }
+            _ => return Err(format!("optimizer is a name ({NAMES}) or {{ name = {{ arguments }} }}, got {v}")),
+        };
+        Ok(match name {
+            "sgd" => OptimizerConfig::Sgd(args(name, &table)?),
+            "adam" => OptimizerConfig::Adam(args(name, &table)?),
+            "adamw" => {
+                let mut c: adam::AdamConfig = args(name, &table)?;
+                if table.get("weight_decay").is_none() {
+                    c.weight_decay = adam::ADAMW_WEIGHT_DECAY;
+                }
+                OptimizerConfig::AdamW(c)
+            }
+            "rmsprop" => OptimizerConfig::Rmsprop(args(name, &table)?),
+            "muon" => OptimizerConfig::Muon(args(name, &table)?),
+            other => return Err(format!("unknown optimizer `{other}`; known: {NAMES}")),
+        })
+    }
+    fn to_value(&self) -> Value {
+        let inner = match self {
+            OptimizerConfig::Sgd(c) => serde_json::to_value(c),
+            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => serde_json::to_value(c),
+            OptimizerConfig::Rmsprop(c) => serde_json::to_value(c),
+            OptimizerConfig::Muon(c) => serde_json::to_value(c),
+        };
+        serde_json::json!({ self.name(): inner.expect("plain data") })
+    }
+
+    /// The optimizer for a network with these tensors (Muon splits them by shape).
+    pub fn build(&self, tensors: &[TensorRange], num_params: usize) -> Box<dyn Optimizer> {
+        match self {
+            OptimizerConfig::Sgd(c) => Box::new(sgd::Sgd::new(c.clone(), num_params)),
+            OptimizerConfig::Adam(c) => Box::new(adam::Adam::new(c.clone(), false, num_params)),
+            OptimizerConfig::AdamW(c) => Box::new(adam::Adam::new(c.clone(), true, num_params)),
+            OptimizerConfig::Rmsprop(c) => Box::new(rmsprop::Rmsprop::new(c.clone(), num_params)),
+            OptimizerConfig::Muon(c) => Box::new(muon::Muon::new(c.clone(), tensors, num_params)),
+        }
+    }
+}
+
+impl Serialize for OptimizerConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptimizerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        OptimizerConfig::from_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for OptimizerConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OptimizerConfig".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "\"sgd\" | \"adam\" | \"adamw\" | \"rmsprop\" | \"muon\", or { name = { PyTorch's arguments } }: sgd { momentum, dampening, nesterov, weight_decay }; adam/adamw { betas, eps, weight_decay, amsgrad }; rmsprop { alpha, eps, weight_decay, momentum, centered }; muon { momentum, nesterov, weight_decay, ns_steps, ns_coefficients, eps, adjust_lr_fn, adamw = { lr, betas, eps, weight_decay } }",
+            "default": "sgd"
+        })
+    }
+}
+
+/// An optimizer's state between steps and its update.
+pub trait Optimizer: Send {
+    /// One update of `params` from the gradient `grad` at learning rate `lr` (the schedule's).
+    fn step(&mut self, params: &mut [f64], grad: &[f64], lr: f64);
+    /// Which tensors it updates how (Muon: the matrices by Muon, the rest by AdamW), for the
+    /// log's metadata; `None` when all alike.
+    fn groups(&self) -> Option<Value> {
+        None
+    }
+}
+
+/// `a.lerp_(b, w)` as PyTorch's CPU kernel computes it: a + w(b − a) for w < ½, else
+/// b − (b − a)(1 − w).
+pub fn lerp(a: f64, b: f64, w: f64) -> f64 {
+    if w.abs() < 0.5 { a + w * (b - a) } else { b - (b - a) * (1.0 - w) }
+}
+
+/// `torch.nn.utils.clip_grad_norm_(max_norm)`: scale `g` by min(1, max_norm/(‖g‖ + 1e-6)).
+pub fn clip_grad_norm(g: &mut [f64], max_norm: f64) -> f64 {
+    let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let coef = (max_norm / (norm + 1e-6)).min(1.0);
+    g.iter_mut().for_each(|x| *x *= coef);
+    norm
+}
