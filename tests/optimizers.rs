@@ -1,6 +1,7 @@
 //! Every optimizer and schedule against `torch.optim` (committed fixture made by
 //! `scripts/torch_optim.py`): the same convnet, data and initial parameters, 50 full-batch
 //! steps; hesslab's parameters equal PyTorch's to 1e-10 (relative to max(1, |θ|)).
+mod common;
 use faer::Mat;
 use hesslab_data::Split;
 use hesslab_model::{LossKind, NetArch, Network, Shape, TrainParams, train};
@@ -82,4 +83,59 @@ fn optimizer_tables_refuse_unknown_arguments_and_names() {
     // Plain SGD serializes as before optimizers existed (cache keys and metadata unchanged).
     let p: TrainParams = serde_json::from_value(json!({"lr": 0.1})).unwrap();
     assert!(!serde_json::to_string(&p).unwrap().contains("optimizer"));
+}
+
+/// Adam's preconditioned sharpness (Cohen et al. 2022), tracked during training, is the top
+/// eigenvalue of the dense P^{-1/2} H P^{-1/2} at the last step's weights and preconditioner;
+/// the matrix-free operator equals the dense product and Lanczos on it the dense top.
+#[test]
+fn preconditioned_sharpness_is_the_top_eigenvalue_of_the_dense_preconditioned_hessian() {
+    use hesslab_hessian::{CurvatureKind, HessianProbe, LinearOperator, ModelCurvature, Preconditioned};
+    let f = fixture();
+    let (net0, data) = setup(&f);
+    let (lr, steps) = (0.01, 40usize);
+    let p: TrainParams = serde_json::from_value(json!({
+        "layers": f["layers"], "lr": lr, "optimizer": "adam", "batch_size": 0,
+        "max_steps": steps, "log_every": 1, "sharpness_every": 1
+    }))
+    .unwrap();
+    let empty = Split { x: Mat::zeros(0, data.x.ncols()), y: vec![], num_classes: 3 };
+    let mut net = net0.clone();
+    let mut probe = HessianProbe::new(data.clone());
+    let log = hesslab_model::train_tracking_sharpness(&mut net, &p, &data, &empty, 1, 0, &Progress::hidden(), Some(&mut probe)).unwrap();
+    assert_eq!(log.preconditioned_sharpness.len(), steps, "one measurement per step after the first update");
+    assert!((log.preconditioned_threshold.unwrap() - 38.0 / lr).abs() <= 1e-12 * 38.0 / lr, "threshold (2 + 2β₁)/((1 − β₁)η)");
+    // The same 40 Adam steps by hand: the trainer's parameters, and its final preconditioner.
+    let mut adam = p.optimizer_config().build(&net0.tensors(), net0.num_params());
+    let mut w = net0.clone();
+    for _ in 0..steps {
+        let (_, g) = w.loss_grad(data.x.as_ref(), &data.y);
+        let mut params = w.params().to_vec();
+        adam.step(&mut params, &g, lr);
+        *w.params_mut() = params;
+    }
+    assert_eq!(w.params(), net.params(), "the trainer's steps are Adam's");
+    let pc = adam.preconditioner().unwrap();
+    let h = common::curvature::dense(&ModelCurvature::new(net.clone(), data.clone(), CurvatureKind::Hessian));
+    let n = h.nrows();
+    let d: Vec<f64> = pc.iter().map(|x| 1.0 / x.sqrt()).collect();
+    let a = Mat::<f64>::from_fn(n, n, |i, j| d[i] * h[(i, j)] * d[j]);
+    let ev = a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
+    let top = ev.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let op = Preconditioned::inverse_sqrt(std::sync::Arc::new(ModelCurvature::new(net.clone(), data.clone(), CurvatureKind::Hessian)), &pc);
+    let dense_op = common::curvature::dense_of(&op);
+    let scale = (0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| a[(i, j)].abs()).fold(0.0, f64::max);
+    let gap = (0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| (dense_op[(i, j)] - a[(i, j)]).abs()).fold(0.0, f64::max);
+    assert!(gap <= 1e-13 * scale, "the matrix-free P^-1/2 H P^-1/2 differs from the dense product by {gap:e}");
+    let lp = hesslab_eigen::LanczosParams { k: 1, tol: 1e-12, dense_below: 0, seed: 2, ..Default::default() };
+    let (pairs, _) = hesslab_eigen::LanczosSolver::solve(&op, &lp, &Progress::hidden()).unwrap();
+    assert!((pairs.values[0] - top).abs() <= 1e-10 * top, "Lanczos {} vs dense {top}", pairs.values[0]);
+    let (_, tracked, residual) = *log.preconditioned_sharpness.last().unwrap();
+    let plain = log.sharpness.last().unwrap().1;
+    eprintln!("preconditioned sharpness: tracked {tracked} (residual {residual:.1e}), dense {top}; plain sharpness {plain}; 38/η = {}", 38.0 / lr);
+    // The tracked estimate is a Rayleigh quotient (≤ the top eigenvalue) within its reported
+    // residual of it; Lanczos on the same operator above is the exact value.
+    assert!(tracked <= top * (1.0 + 1e-12), "a Rayleigh quotient {tracked} above λ_max {top}");
+    assert!(top - tracked <= residual * tracked.abs(), "tracked {tracked} (residual {residual:e}) vs the dense top {top}");
+    assert!(op.dim() == net.num_params() && (tracked - plain).abs() > 1e-3 * plain, "P changes the spectrum");
 }

@@ -161,14 +161,20 @@ const OPTIMIZER_GROUPS: MetaKey = MetaKey {
     key: "optimizer_groups",
     doc: "with optimizer = \"muon\": JSON {\"muon\": [tensors], \"adamw\": [tensors]}, which tensors each half updated",
 };
+const PRE_SHARPNESS: &str = "preconditioned_sharpness";
+const PRE_SHARPNESS_RESIDUAL: &str = "preconditioned_sharpness_residual";
+const PRE_THRESHOLD: MetaKey = MetaKey {
+    key: "preconditioned_threshold",
+    doc: "with `preconditioned_sharpness`: its stability threshold at the base lr η, (2 + 2β₁)/((1 − β₁)η) for Adam (38/η at β₁ = 0.9), 2/η for RMSprop",
+};
 const SHARPNESS_PRODUCTS: MetaKey =
     MetaKey { key: "sharpness_products", doc: "Hessian-vector products the sharpness tracking used (with `sharpness`)" };
 
 impl Port for Log {
     type Value = Self;
     const NAME: &'static str = "log";
-    const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm; with `sharpness_every` also sharpness (largest-magnitude Hessian eigenvalue by tracked power iteration) and sharpness_residual (‖Hv − λv‖/|λ|), null on rows without a measurement; files without them are still read";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS, OPTIMIZER_GROUPS];
+    const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm; with `sharpness_every` also sharpness (largest-magnitude Hessian eigenvalue by tracked power iteration) and sharpness_residual (‖Hv − λv‖/|λ|), and for Adam-family optimizers and RMSprop preconditioned_sharpness (top eigenvalue of P^{-1/2} H P^{-1/2}, P the optimizer's preconditioner) with its residual, null on rows without a measurement; files without them are still read";
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS, OPTIMIZER_GROUPS, PRE_THRESHOLD];
     fn schema() -> Schema {
         Schema::new(vec![
             u64_field(STEP),
@@ -180,6 +186,8 @@ impl Port for Log {
             f64_field(GRAD_NORM),
             f64_optional_field(SHARPNESS),
             f64_optional_field(SHARPNESS_RESIDUAL),
+            f64_optional_field(PRE_SHARPNESS),
+            f64_optional_field(PRE_SHARPNESS_RESIDUAL),
         ])
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
@@ -209,6 +217,18 @@ impl Port for Log {
                 meta.put_f64(LR, lr);
             }
         }
+        if l.preconditioned_sharpness.is_empty() {
+            schema = Schema::new(
+                schema.fields().iter().filter(|f| f.name() != PRE_SHARPNESS && f.name() != PRE_SHARPNESS_RESIDUAL).cloned().collect::<Vec<_>>(),
+            );
+        } else {
+            let at = |step: u64| l.preconditioned_sharpness.iter().find(|s| s.0 == step);
+            columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.1))));
+            columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.2))));
+            if let Some(t) = l.preconditioned_threshold {
+                meta.put_f64(PRE_THRESHOLD, t);
+            }
+        }
         let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(StageError::other)?;
         if let Some(arch) = &v.architecture {
             put_network(&mut meta, arch);
@@ -236,11 +256,17 @@ impl Port for Log {
             sharpness: Vec::new(),
             sharpness_products: a.meta(SHARPNESS_PRODUCTS.key).and_then(|v| v.parse().ok()).unwrap_or(0),
             optimizer_groups: a.meta(OPTIMIZER_GROUPS.key).and_then(|v| serde_json::from_str(v).ok()),
+            preconditioned_sharpness: Vec::new(),
+            preconditioned_threshold: a.meta(PRE_THRESHOLD.key).and_then(|v| v.parse().ok()),
         };
         let mut metrics = metrics;
         if a.batch.schema().field_with_name(SHARPNESS).is_ok() {
             let (l, r) = (f64_opt_values(&a.batch, SHARPNESS).map_err(err)?, f64_opt_values(&a.batch, SHARPNESS_RESIDUAL).map_err(err)?);
             metrics.sharpness = (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
+        }
+        if a.batch.schema().field_with_name(PRE_SHARPNESS).is_ok() {
+            let (l, r) = (f64_opt_values(&a.batch, PRE_SHARPNESS).map_err(err)?, f64_opt_values(&a.batch, PRE_SHARPNESS_RESIDUAL).map_err(err)?);
+            metrics.preconditioned_sharpness = (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
         }
         let lr = a.meta(LR.key).and_then(|v| v.parse().ok());
         Ok(Log { metrics, architecture: read_architecture(a).ok(), lr })

@@ -14,7 +14,7 @@ mod spec;
 
 pub use dense::{DenseMatrix, materialize};
 pub use error::{HessianError, Result};
-pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Restricted, symmetrize};
+pub use operator::{Counter, DenseOperator, FaerLinOp, LinearOperator, Preconditioned, Restricted, symmetrize};
 pub use probe::HessianProbe;
 pub use rop::{BatchNormMode, CurvatureKind, ModelCurvature, finite_difference_hvp, gradient_and_product, hessian_vector_product};
 pub use spec::{BuiltOperator, OperatorSpec, SampleSet};

@@ -4,6 +4,7 @@
 //!
 //! What this crate may depend on: faer only.
 #![warn(missing_docs)]
+use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,6 +107,43 @@ impl LinearOperator for Restricted {
     }
     fn describe(&self) -> String {
         format!("{} restricted to {} coordinates", self.inner.describe(), self.index.len())
+    }
+}
+
+/// D A D for a positive diagonal D, symmetric when A is: with D = P^{-1/2} it has the
+/// eigenvalues of P⁻¹A (the preconditioned Hessian of an adaptive optimizer, Cohen et al. 2022).
+pub struct Preconditioned {
+    /// The operator A.
+    pub inner: Arc<dyn LinearOperator>,
+    /// The diagonal of D.
+    pub d: Vec<f64>,
+}
+
+impl Preconditioned {
+    /// D A D with D = P^{-1/2} for the diagonal preconditioner `p` (all entries > 0).
+    pub fn inverse_sqrt(inner: Arc<dyn LinearOperator>, p: &[f64]) -> Self {
+        Preconditioned { inner, d: p.iter().map(|x| 1.0 / x.sqrt()).collect() }
+    }
+}
+
+impl LinearOperator for Preconditioned {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn apply_block(&self, v: MatRef<'_, f64>, mut out: MatMut<'_, f64>) {
+        let scaled = Mat::<f64>::from_fn(v.nrows(), v.ncols(), |i, j| self.d[i] * v[(i, j)]);
+        self.inner.apply_block(scaled.as_ref(), out.rb_mut());
+        for j in 0..out.ncols() {
+            for i in 0..out.nrows() {
+                out[(i, j)] *= self.d[i];
+            }
+        }
+    }
+    fn applications(&self) -> u64 {
+        self.inner.applications()
+    }
+    fn describe(&self) -> String {
+        format!("P^-1/2 ({}) P^-1/2", self.inner.describe())
     }
 }
 

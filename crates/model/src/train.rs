@@ -184,6 +184,13 @@ pub struct TrainLog {
     pub sharpness_products: u64,
     /// Which tensors the optimizer updated how (Muon: {"muon": [...], "adamw": [...]}).
     pub optimizer_groups: Option<serde_json::Value>,
+    /// (step, preconditioned sharpness, relative residual) at the sharpness steps after the
+    /// first update, for Adam-family optimizers and RMSprop: the top eigenvalue of
+    /// P^{-1/2} H P^{-1/2} (the eigenvalues of P⁻¹H), P the optimizer's preconditioner then.
+    pub preconditioned_sharpness: Vec<(u64, f64, f64)>,
+    /// The preconditioned sharpness's stability threshold at the base learning rate:
+    /// (2 + 2β₁)/((1 − β₁)η) for Adam (38/η at β₁ = 0.9), 2/η for RMSprop.
+    pub preconditioned_threshold: Option<f64>,
 }
 
 /// Train `model` in place; `step0` is the step count the model already has (continued runs).
@@ -207,12 +214,25 @@ struct SharpnessTracker {
 }
 
 impl SharpnessTracker {
+    /// A random unit start vector.
+    fn new(n: usize, seed: u64) -> Self {
+        let mut r = Rng::new(seed);
+        let v: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        SharpnessTracker { v: v.into_iter().map(|x| x / norm).collect(), products: 0 }
+    }
+
     /// One measurement: power steps from the carried vector; returns (λ, ‖Hv − λv‖/|λ|) of the
     /// last step's Rayleigh quotient.
     fn measure(&mut self, probe: &mut dyn SharpnessProbe, steps: usize) -> Result<(f64, f64), ModelError> {
+        self.measure_with(steps, |v| probe.hvp(v))
+    }
+
+    /// [`SharpnessTracker::measure`] of any operator `apply`.
+    fn measure_with(&mut self, steps: usize, mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>, ModelError>) -> Result<(f64, f64), ModelError> {
         let mut out = (f64::NAN, f64::NAN);
         for _ in 0..steps {
-            let hv = probe.hvp(&self.v)?;
+            let hv = apply(&self.v)?;
             let (estimate, moved) = self.power_step(hv);
             out = estimate;
             if !moved {
@@ -257,12 +277,9 @@ pub fn train_tracking_sharpness(
             p.sharpness_every, p.log_every
         )));
     }
-    let mut tracker = (p.sharpness_every > 0 && probe.is_some()).then(|| {
-        let mut r = Rng::new(seed ^ 0x05ba_7e55);
-        let v: Vec<f64> = (0..model.num_params()).map(|_| r.normal()).collect();
-        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
-        SharpnessTracker { v: v.into_iter().map(|x| x / n).collect(), products: 0 }
-    });
+    let mut tracker = (p.sharpness_every > 0 && probe.is_some()).then(|| SharpnessTracker::new(model.num_params(), seed ^ 0x05ba_7e55));
+    // The preconditioned sharpness's tracker, from the first measurement after an update.
+    let mut pre_tracker: Option<SharpnessTracker> = None;
     let n = train.len();
     let full = p.batch_size == 0 || p.batch_size >= n;
     let bs = if full { n } else { p.batch_size };
@@ -384,12 +401,30 @@ pub fn train_tracking_sharpness(
         if step % log_every == 0 || step == p.max_steps {
             // A measurement's one product comes with the log's full-batch pass.
             let measured = match (tracker.as_mut(), probe.as_mut()) {
-                (Some(t), Some(pr)) if step % p.sharpness_every == 0 => {
-                    let (pass, hv) = pr.prepare_with_product(model, &t.v)?;
-                    let ((l, r), _) = t.power_step(hv);
-                    log.sharpness.push((step0 + step as u64, l, r));
-                    Some(pass)
-                }
+                (Some(t), Some(pr)) if step % p.sharpness_every == 0 => match optimizer.preconditioner() {
+                    None => {
+                        let (pass, hv) = pr.prepare_with_product(model, &t.v)?;
+                        let ((l, r), _) = t.power_step(hv);
+                        log.sharpness.push((step0 + step as u64, l, r));
+                        Some(pass)
+                    }
+                    Some(pc) => {
+                        // An adaptive optimizer: H's top eigenvalue and P^{-1/2} H P^{-1/2}'s from
+                        // one operator at these weights.
+                        let pass = pr.prepare(model)?;
+                        let ((l, r), _) = t.power_step(pr.hvp(&t.v)?);
+                        log.sharpness.push((step0 + step as u64, l, r));
+                        let d: Vec<f64> = pc.iter().map(|x| 1.0 / x.sqrt()).collect();
+                        let first = pre_tracker.is_none();
+                        let pt = pre_tracker.get_or_insert_with(|| SharpnessTracker::new(model.num_params(), seed ^ 0x9e3c_0d11));
+                        let (pl, prr) = pt.measure_with(if first { SHARPNESS_WARMUP } else { 1 }, |v| {
+                            let u: Vec<f64> = v.iter().zip(&d).map(|(a, b)| a * b).collect();
+                            Ok(pr.hvp(&u)?.iter().zip(&d).map(|(a, b)| a * b).collect())
+                        })?;
+                        log.preconditioned_sharpness.push((step0 + step as u64, pl, prr));
+                        Some(pass)
+                    }
+                },
                 _ => None,
             };
             let pass = match measured {
@@ -410,7 +445,10 @@ pub fn train_tracking_sharpness(
         }
     }
     bar.finish_and_clear();
-    log.sharpness_products = tracker.map_or(0, |t| t.products);
+    log.sharpness_products = tracker.map_or(0, |t| t.products) + pre_tracker.map_or(0, |t| t.products);
+    if !log.preconditioned_sharpness.is_empty() {
+        log.preconditioned_threshold = optimizer.stability_threshold_times_lr().map(|t| t / p.lr);
+    }
     log.optimizer_groups = optimizer.groups();
     Ok(log)
 }

@@ -44,12 +44,6 @@ impl Adam {
         let v_max = if c.amsgrad { vec![0.0; n] } else { Vec::new() };
         Adam { c, decoupled, step: 0, m: vec![0.0; n], v: vec![0.0; n], v_max }
     }
-    /// The bias-corrected preconditioner √v̂ + ε of the last step (Cohen et al. 2022's P).
-    pub fn preconditioner(&self) -> Vec<f64> {
-        let bc2 = (1.0 - self.c.betas[1].powi(self.step as i32)).sqrt();
-        let v = if self.c.amsgrad { &self.v_max } else { &self.v };
-        v.iter().map(|v| v.sqrt() / bc2 + self.c.eps).collect()
-    }
 }
 
 impl Optimizer for Adam {
@@ -81,5 +75,17 @@ impl Optimizer for Adam {
             let denom = v.sqrt() / bc2_sqrt + c.eps;
             params[i] += -step_size * (self.m[i] / denom);
         }
+    }
+    fn preconditioner(&self) -> Option<Vec<f64>> {
+        if self.step == 0 {
+            return None;
+        }
+        let bc2_sqrt = (1.0 - self.c.betas[1].powf(self.step as f64)).powf(0.5);
+        let v = if self.c.amsgrad { &self.v_max } else { &self.v };
+        Some(v.iter().map(|v| v.sqrt() / bc2_sqrt + self.c.eps).collect())
+    }
+    fn stability_threshold_times_lr(&self) -> Option<f64> {
+        let b1 = self.c.betas[0];
+        Some((2.0 + 2.0 * b1) / (1.0 - b1))
     }
 }

@@ -144,6 +144,18 @@ pub trait Optimizer: Send {
     fn groups(&self) -> Option<Value> {
         None
     }
+    /// The diagonal preconditioner P of an adaptive optimizer after its last step (Adam:
+    /// √v̂ + ε, bias-corrected, the learning rate kept out; RMSprop: √v + ε), whose
+    /// P⁻¹H is the preconditioned Hessian of Cohen et al. 2022; `None` for the others or
+    /// before the first step.
+    fn preconditioner(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// The preconditioned-sharpness stability threshold times the learning rate: (2 + 2β₁)/(1 − β₁)
+    /// for Adam (38 at β₁ = 0.9), 2 for RMSprop without momentum.
+    fn stability_threshold_times_lr(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// `a.lerp_(b, w)` as PyTorch's CPU kernel computes it: a + w(b − a) for w < ½, else

@@ -30,6 +30,7 @@ impl Default for RmspropConfig {
 /// RMSprop's state.
 pub struct Rmsprop {
     c: RmspropConfig,
+    steps: u64,
     v: Vec<f64>,
     g_avg: Vec<f64>,
     buf: Vec<f64>,
@@ -38,13 +39,14 @@ pub struct Rmsprop {
 impl Rmsprop {
     /// A fresh optimizer for `n` parameters.
     pub fn new(c: RmspropConfig, n: usize) -> Self {
-        Rmsprop { c, v: vec![0.0; n], g_avg: vec![0.0; n], buf: vec![0.0; n] }
+        Rmsprop { c, steps: 0, v: vec![0.0; n], g_avg: vec![0.0; n], buf: vec![0.0; n] }
     }
 }
 
 impl Optimizer for Rmsprop {
     fn step(&mut self, params: &mut [f64], grad: &[f64], lr: f64) {
         let c = &self.c;
+        self.steps += 1;
         for i in 0..params.len() {
             let g = if c.weight_decay != 0.0 { grad[i] + c.weight_decay * params[i] } else { grad[i] };
             self.v[i] = self.v[i] * c.alpha + (1.0 - c.alpha) * (g * g);
@@ -61,5 +63,16 @@ impl Optimizer for Rmsprop {
                 params[i] += -lr * (g / avg);
             }
         }
+    }
+    fn preconditioner(&self) -> Option<Vec<f64>> {
+        (self.steps > 0).then(|| {
+            let c = &self.c;
+            (0..self.v.len())
+                .map(|i| if c.centered { (self.v[i] + -(self.g_avg[i] * self.g_avg[i])).sqrt() } else { self.v[i].sqrt() } + c.eps)
+                .collect()
+        })
+    }
+    fn stability_threshold_times_lr(&self) -> Option<f64> {
+        (self.c.momentum == 0.0).then_some(2.0)
     }
 }
