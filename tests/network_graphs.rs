@@ -230,3 +230,19 @@ fn trained_graph_networks_match_pytorch() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+#[test]
+fn pytorch_entries_with_other_fixed_arguments_are_refused() {
+    let arch = |act: serde_json::Value| {
+        let v = serde_json::json!({"input_shape": [3], "loss": "cross_entropy", "modules": [
+            {"module": "Linear", "in_features": 3, "out_features": 4, "bias": true}, act,
+            {"module": "Linear", "in_features": 4, "out_features": 2, "bias": true}]});
+        NetArch::from_json(&v)
+    };
+    assert!(arch(serde_json::json!({"module": "ELU", "alpha": 1.0})).is_ok());
+    assert!(arch(serde_json::json!({"module": "Softplus", "beta": 1, "threshold": 20})).is_ok());
+    let e = arch(serde_json::json!({"module": "ELU", "alpha": 0.5})).unwrap_err();
+    assert!(e.contains("ELU with alpha = 0.5: hesslab's `elu` has alpha = 1"), "{e}");
+    let e = arch(serde_json::json!({"module": "Softplus", "beta": 2.0, "threshold": 20.0})).unwrap_err();
+    assert!(e.contains("Softplus with beta = 2.0"), "{e}");
+}

@@ -41,6 +41,9 @@ impl StageKind for TrainingCurves {
             && !log.metrics.sharpness.is_empty()
         {
             sharpness_figure(&log).write(ctx, "sharpness")?;
+            if !log.metrics.preconditioned_sharpness.is_empty() {
+                preconditioned_figure(&log).write(ctx, "preconditioned_sharpness")?;
+            }
         }
         Ok(())
     }
@@ -53,6 +56,19 @@ pub fn sharpness_figure(log: &Log) -> Plot {
     let mut p = Plot::new("Sharpness (top Hessian eigenvalue) along training", "step", "sharpness").line("sharpness", pts);
     if let Some(lr) = log.lr {
         p = p.hline(2.0 / lr, &format!("2/η = {}", (2e4 / lr).round() / 1e4));
+    }
+    p
+}
+
+/// The preconditioned sharpness against step with its stability threshold (2 + 2β₁)/((1 − β₁)η)
+/// (Cohen et al. 2022: full-batch Adam drives it up to the threshold and then hovers there).
+pub fn preconditioned_figure(log: &Log) -> Plot {
+    let m = &log.metrics;
+    let pts: Vec<(f64, f64)> = m.preconditioned_sharpness.iter().map(|s| (s.0 as f64, s.1)).collect();
+    let mut p = Plot::new("Preconditioned sharpness (top eigenvalue of P⁻¹H) along training", "step", "preconditioned sharpness")
+        .line("preconditioned sharpness", pts);
+    if let Some(t) = m.preconditioned_threshold {
+        p = p.hline(t, &format!("threshold (2 + 2β₁)/((1 − β₁)η) = {}", (t * 1e2).round() / 1e2));
     }
     p
 }

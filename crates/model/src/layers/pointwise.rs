@@ -54,7 +54,22 @@ fn parse<P: Pointwise + Default>(arg: Option<&Value>) -> Result<Config, String> 
     Bare::parse(P::NAME, build::<P>, arg)
 }
 
-fn from_torch<P: Pointwise + Default>(_: &Value, _: &[Shape]) -> Result<Config, String> {
+/// A PyTorch entry of an argument-free layer: its arguments must be the fixed ones hesslab's
+/// layer has (`ELU` with alpha = 0.5 is another function, refused rather than read as α = 1).
+fn from_torch<P: Pointwise + Default>(m: &Value, _: &[Shape]) -> Result<Config, String> {
+    let ours = P::default().torch_module();
+    if let (Some(given), Some(fixed)) = (m.as_object(), ours.as_object()) {
+        for (k, v) in given {
+            if k == "module" || k == "inplace" {
+                continue;
+            }
+            match fixed.get(k) {
+                Some(f) if f.as_f64().zip(v.as_f64()).is_some_and(|(a, b)| a == b) || f == v => {}
+                Some(f) => return Err(format!("{} with {k} = {v}: hesslab's `{}` has {k} = {f} only", fixed["module"].as_str().unwrap_or("?"), P::NAME)),
+                None => return Err(format!("{}: unknown argument `{k}` (hesslab's `{}` takes none)", fixed["module"].as_str().unwrap_or("?"), P::NAME)),
+            }
+        }
+    }
     Ok(Bare::config(P::NAME, build::<P>))
 }
 
