@@ -33,6 +33,7 @@ resnet_top|resnet_fashion|main/summary/top.png
 resnet_density|resnet_fashion|main/density/density.png
 resnet_split|resnet_fashion|main/split/decomposition.png
 bn_ablation|bn_ablation|all/table/top_overlay.png
+adaptive_eos|adaptive_eos|train.lr=0.001__train.seed=1/curves/preconditioned_sharpness.png
 '
 missing=0
 while IFS='|' read -r name pipeline path; do

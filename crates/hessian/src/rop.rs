@@ -65,6 +65,11 @@ impl BatchNormMode {
             BatchNormMode::Batch => PassMode::Batch,
         }
     }
+    /// Whether it is the default, `eval` (left out of serialized parameters, so a stage's
+    /// metadata and cache key are what they were before the key existed).
+    pub fn is_eval(&self) -> bool {
+        *self == BatchNormMode::Eval
+    }
     /// The name pipelines and metadata use.
     pub fn name(self) -> &'static str {
         match self {

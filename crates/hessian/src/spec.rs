@@ -60,6 +60,8 @@ macro_rules! operator_params {
             /// BatchNorm layers' statistics: "eval" (the running ones: the Hessian of
             /// `model.eval()`) or "batch" (the whole sample set's, with the derivatives
             /// through them: the exact full-batch train-mode Hessian, dropout off).
+            #[serde(skip_serializing_if = "hesslab_hessian::BatchNormMode::is_eval")]
+            #[schemars(extend("default" = "eval"))]
             pub batch_norm: $crate::BatchNormMode,
         }
         impl $name {

@@ -23,6 +23,8 @@ pub struct DecompositionParams {
     /// Seeded subset of samples (0 = all).
     pub max_samples: usize,
     /// BatchNorm statistics: "eval" (running) or "batch" (the samples', derivatives through them).
+    #[serde(skip_serializing_if = "BatchNormMode::is_eval")]
+    #[schemars(extend("default" = "eval"))]
     pub batch_norm: BatchNormMode,
 }
 impl Default for DecompositionParams {
