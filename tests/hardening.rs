@@ -256,6 +256,9 @@ fn f4_a_stage_that_does_not_fit_fails_before_allocating_with_the_number() {
             && e.contains("--max-memory"),
         "{e}"
     );
+    // BatchNorm with batch statistics holds every sample's tangents at once: counted.
+    let batch = build(&text, &["hessian.batch_norm=\"batch\""]).unwrap();
+    assert!(batch.describe().contains("every sample's tangents (batch_norm = \"batch\")"), "{}", batch.describe());
     // Known from the plan (issue #44): refused before training spent its time.
     assert!(e.contains("checked before any stage ran"), "{e}");
     assert!(!t.join("out/small/main/train").exists(), "no stage ran");

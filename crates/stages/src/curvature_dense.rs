@@ -44,7 +44,7 @@ impl StageKind for CurvatureDense {
     }
     fn estimate(params: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         // The matrix, plus one copy kept in memory for the stages that read it next.
-        let (p, cache) = operator_estimate(inputs)?;
+        let (p, cache) = operator_estimate(inputs, params.batch_norm)?;
         if !params.tensors.is_empty() {
             // A block of some tensors: its side is not among the input facts (only P is), and
             // P×P would refuse a 5 680-parameter block of a 60 630-parameter network. The block

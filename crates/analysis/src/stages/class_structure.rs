@@ -36,7 +36,7 @@ impl StageKind for ClassStructure {
     const OUTPUTS: &'static [PortSpec] = &[port::<Overlap>()];
     fn estimate(p: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         // Class-mean gradients (P × C, and their Q), the Lanczos basis and the operator cache.
-        let (dim, cache) = operator_estimate(inputs)?;
+        let (dim, cache) = operator_estimate(inputs, Default::default())?;
         let classes = inputs.get(Dataset::NAME).and_then(|d| d.classes).unwrap_or(1);
         let m = (2 * p.k + 20).max(40) as u64;
         let vectors = (m + p.k as u64).saturating_add(classes.saturating_mul(2));

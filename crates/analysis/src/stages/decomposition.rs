@@ -89,7 +89,7 @@ impl StageKind for Decomposition {
         e
     }
     fn estimate(p: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
-        let (dim, cache) = operator_estimate(inputs)?;
+        let (dim, cache) = operator_estimate(inputs, p.batch_norm)?;
         let cache = Estimate { bytes: cache.bytes.saturating_mul(3), what: format!("3 × {}", cache.what) };
         Some(if p.solver == "dense" {
             // H, G and R = H − G held together, and the dense solver's working copy.

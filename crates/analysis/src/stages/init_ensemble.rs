@@ -86,8 +86,8 @@ impl StageKind for InitEnsemble {
     }
     /// Members run side by side, one per thread, each with its dense P×P Hessian, its
     /// eigendecomposition workspace (about as much again) and an operator cache.
-    fn estimate(_: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
-        let (p, cache) = operator_estimate(inputs)?;
+    fn estimate(params: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
+        let (p, cache) = operator_estimate(inputs, params.batch_norm)?;
         let threads = rayon::current_num_threads() as u64;
         let per_member = p.saturating_mul(p).saturating_mul(2);
         Some(

@@ -109,7 +109,7 @@ impl StageKind for EigenStage {
         Facts { rows, dim, ..Default::default() }
     }
     fn estimate(p: &EigenParams, inputs: &InputFacts) -> Option<Estimate> {
-        solver_estimate(p.solver, p.k, p.max_dim, p.vectors, inputs)
+        solver_estimate(p.solver, p.k, p.max_dim, p.vectors, inputs, p.batch_norm)
     }
     fn run(p: &EigenParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let tg = target(ctx, &p.spec())?;

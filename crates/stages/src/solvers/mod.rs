@@ -62,9 +62,16 @@ fn side(inputs: &InputFacts) -> Option<u64> {
 /// working copy, plus the eigenvectors when asked; eigenvalues only, a matrix the stage
 /// materializes is reduced in place: itself plus ~0.2 of it in scratch, counted as 2);
 /// Lanczos and power keep a basis of P-vectors.
-fn solver_estimate(solver: Solver, k: usize, max_dim: usize, vectors: usize, inputs: &InputFacts) -> Option<Estimate> {
+fn solver_estimate(
+    solver: Solver,
+    k: usize,
+    max_dim: usize,
+    vectors: usize,
+    inputs: &InputFacts,
+    batch_norm: hesslab_hessian::BatchNormMode,
+) -> Option<Estimate> {
     let matrix_free = inputs.get(Matrix::NAME).is_none();
-    let (p, cache) = if matrix_free { operator_estimate(inputs)? } else { (side(inputs)?, Estimate::f64s(0, "")) };
+    let (p, cache) = if matrix_free { operator_estimate(inputs, batch_norm)? } else { (side(inputs)?, Estimate::f64s(0, "")) };
     let estimate = match solver {
         Solver::Dense => {
             let copies = if vectors > 0 { 3 + u64::from(matrix_free) } else { 2 };

@@ -85,7 +85,7 @@ impl StageKind for SlqStage {
     }
     fn estimate(p: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         // One Lanczos basis of `steps` P-vectors at a time (probes run one after another).
-        solver_estimate(Solver::Power, p.steps, 0, 0, inputs)
+        solver_estimate(Solver::Power, p.steps, 0, 0, inputs, p.batch_norm)
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let tg = target(ctx, &p.spec())?;

@@ -38,7 +38,7 @@ impl StageKind for TraceStage {
     }
     fn estimate(p: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         // Hutch++ keeps its sketch and its image: about `probes` P-vectors.
-        solver_estimate(Solver::Power, p.probes, 0, 0, inputs)
+        solver_estimate(Solver::Power, p.probes, 0, 0, inputs, p.batch_norm)
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let tg = target(ctx, &p.spec())?;
