@@ -123,7 +123,7 @@ impl StageKind for SpectraAlongTraining {
             Estimate::f64s(prod(&[snapshots, dim]), format!("{snapshots} snapshots"))
                 .plus(Estimate::f64s(dim.saturating_mul(m + 2 * p.k as u64 + 4), format!("Krylov basis of {m} vectors of length {dim}")))
                 .plus(Estimate::f64s(
-                    prod(&[n, units.saturating_mul(if p.batch_norm.is_eval() { 4 } else { 10 }).saturating_add(c * c)]),
+                    prod(&[n, units.saturating_mul(if p.batch_norm.is_eval() { 4 } else { 6 }).saturating_add(c * c)]),
                     format!("operator cache of {n} samples"),
                 )),
         )
