@@ -53,7 +53,8 @@ macro_rules! operator_params {
             pub operator: $crate::CurvatureKind,
             /// Samples the loss averages over: train, test or all.
             pub samples: $crate::SampleSet,
-            /// Seeded random subset of this many samples (0 = all).
+            /// Seeded random subset of this many samples (0 = all). The subset follows the
+            /// stage's seed: give two stages the same `seed` to take the same samples.
             pub max_samples: usize,
             /// Restrict to these tensors (e.g. ["layers.1.weight"]); empty = all parameters.
             pub tensors: Vec<String>,
