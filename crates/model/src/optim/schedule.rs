@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A learning-rate schedule (see the module documentation for the formulas).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// lr throughout.
@@ -30,6 +30,18 @@ pub enum Schedule {
     WarmupCosine(Warmup),
     /// Linear warmup over `warmup` steps, then linear decay.
     WarmupLinear(Warmup),
+}
+
+impl JsonSchema for Schedule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Schedule".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "\"constant\" | { step = { step_size, gamma = 0.1 } } | { cosine = { t_max = max_steps, min_factor = 0 } } | { warmup_cosine = { warmup, t_max = max_steps, min_factor = 0 } } | { warmup_linear = { warmup, t_max, min_factor } }: factors of lr at update t (README, \"Optimizers\")",
+            "default": "constant"
+        })
+    }
 }
 
 fn tenth() -> f64 {
