@@ -104,7 +104,8 @@ fn gradient_and_hvp_match_central_differences_in_both_modes() {
         let e = rel(&g, &fd);
         assert!(e < 1e-6, "{what} train mode: gradient relative error {e:e}");
         // The two modes differ (the running statistics are not the batch's).
-        let (ge, gb) = (op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Eval, None), op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Batch, None));
+        let (ge, gb) =
+            (op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Eval, None), op(&m, &d, CurvatureKind::Hessian, BatchNormMode::Batch, None));
         assert!(rel(ge.mean_gradient(), gb.mean_gradient()) > 1e-3, "{what}: eval and batch gradients coincide");
     }
 }
@@ -134,7 +135,8 @@ fn batch_mode_products_do_not_depend_on_the_chunking() {
                 }
             }
         }
-        let err = ModelCurvature::with_options(m.clone(), d.clone(), CurvatureKind::EmpiricalFisher, BatchNormMode::Batch, None).err().unwrap();
+        let err =
+            ModelCurvature::with_options(m.clone(), d.clone(), CurvatureKind::EmpiricalFisher, BatchNormMode::Batch, None).err().unwrap();
         assert!(err.to_string().contains("per-sample gradients"), "{err}");
     }
 }
@@ -146,7 +148,8 @@ fn dense_hessian_is_symmetric_is_g_plus_r_and_lanczos_finds_its_top_in_both_mode
         for b in MODES {
             let what = format!("{what} {b:?}");
             let ops = |kind| op(&m, &d, kind, b, None);
-            let (h, g, r) = (dense(&ops(CurvatureKind::Hessian)), dense(&ops(CurvatureKind::GaussNewton)), dense(&ops(CurvatureKind::Residual)));
+            let (h, g, r) =
+                (dense(&ops(CurvatureKind::Hessian)), dense(&ops(CurvatureKind::GaussNewton)), dense(&ops(CurvatureKind::Residual)));
             check_structure(&what, &h, &g, &r);
             check_lanczos(&what, &op(&m, &d, CurvatureKind::Hessian, b, Some(3)), &h, 4);
         }
@@ -162,7 +165,10 @@ fn training_updates_running_statistics_and_draws_the_same_dropout_masks() {
     let mut again = m.clone();
     let (l1, g1) = m.train_loss_grad(d.x.as_ref(), &d.y, 9);
     let (l2, g2) = again.train_loss_grad(d.x.as_ref(), &d.y, 9);
-    assert_eq!((l1.to_bits(), g1.iter().map(|x| x.to_bits()).collect::<Vec<_>>()), (l2.to_bits(), g2.iter().map(|x| x.to_bits()).collect()));
+    assert_eq!(
+        (l1.to_bits(), g1.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+        (l2.to_bits(), g2.iter().map(|x| x.to_bits()).collect())
+    );
     let (l3, _) = m.clone().train_loss_grad(d.x.as_ref(), &d.y, 10);
     assert_ne!(l1, l3, "another step's seed draws other dropout masks");
     // running_mean = 0.9 · 0 + 0.1 · batch mean; running_var = 0.9 · 1 + 0.1 · unbiased var;
@@ -263,7 +269,9 @@ fn twenty_sgd_steps_with_batch_norm_equal_pytorchs() {
     hesslab_model::train(&mut net, &p, &data, &empty, 1, 0, &Progress::hidden()).unwrap();
     let mut want = net.clone();
     load_state(&mut want, &sgd["state_dict"]);
-    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / b.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let diff = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / b.iter().fold(1.0f64, |m, x| m.max(x.abs()))
+    };
     let (dp, db) = (diff(net.params(), want.params()), diff(net.buffers(), want.buffers()));
     eprintln!("after 20 steps: parameters within {dp:.1e}, running statistics within {db:.1e} of torch's");
     assert!(dp <= 1e-10, "parameters after 20 steps differ from torch's by {dp:e}");

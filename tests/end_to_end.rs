@@ -860,7 +860,12 @@ fn resnet_fashion_small_network_lanczos_equals_its_dense_spectrum() {
     let names = utf8_values(&a.batch, "tensor").unwrap();
     assert_eq!(names[..5], ["layers.0.weight", "layers.1.weight", "layers.1.bias", "layers.1.running_mean", "layers.1.running_var"]);
     assert_eq!(buffers.iter().filter(|&&b| b).count(), 3 * 9, "9 BatchNorms, 3 buffers each");
-    let counts: Vec<f64> = names.iter().zip(&m.net.state_dict()).filter(|(n, _)| n.ends_with("num_batches_tracked")).map(|(_, t)| m.net.buffers()[t.2.start]).collect();
+    let counts: Vec<f64> = names
+        .iter()
+        .zip(&m.net.state_dict())
+        .filter(|(n, _)| n.ends_with("num_batches_tracked"))
+        .map(|(_, t)| m.net.buffers()[t.2.start])
+        .collect();
     assert!(counts.iter().all(|&c| c == 60.0), "every BatchNorm counted the 60 steps: {counts:?}");
     let dense = eigenvalues(&main.join("small_dense/eigenvalues.parquet"));
     let lanczos = eigenvalues(&main.join("small_lanczos/eigenvalues.parquet"));

@@ -132,7 +132,10 @@ fn preconditioned_sharpness_is_the_top_eigenvalue_of_the_dense_preconditioned_he
     assert!((pairs.values[0] - top).abs() <= 1e-10 * top, "Lanczos {} vs dense {top}", pairs.values[0]);
     let (_, tracked, residual) = *log.preconditioned_sharpness.last().unwrap();
     let plain = log.sharpness.last().unwrap().1;
-    eprintln!("preconditioned sharpness: tracked {tracked} (residual {residual:.1e}), dense {top}; plain sharpness {plain}; 38/η = {}", 38.0 / lr);
+    eprintln!(
+        "preconditioned sharpness: tracked {tracked} (residual {residual:.1e}), dense {top}; plain sharpness {plain}; 38/η = {}",
+        38.0 / lr
+    );
     // The tracked estimate is a Rayleigh quotient (≤ the top eigenvalue) within its reported
     // residual of it; Lanczos on the same operator above is the exact value.
     assert!(tracked <= top * (1.0 + 1e-12), "a Rayleigh quotient {tracked} above λ_max {top}");

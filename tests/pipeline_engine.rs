@@ -257,7 +257,10 @@ fn named_sweep_values_label_their_members() {
     let src = SWEEP.replace("twice.a = [1.0, 2.0, 3.0]", "twice.a = { double = 2.0, triple = 3.0 }");
     let p = plan(&src, &out, &[]);
     let names: Vec<&str> = p.members.iter().map(|(m, _)| m.as_str()).collect();
-    assert_eq!(names, ["twice.a=double__twice.b=0.0", "twice.a=double__twice.b=1.0", "twice.a=triple__twice.b=0.0", "twice.a=triple__twice.b=1.0"]);
+    assert_eq!(
+        names,
+        ["twice.a=double__twice.b=0.0", "twice.a=double__twice.b=1.0", "twice.a=triple__twice.b=0.0", "twice.a=triple__twice.b=1.0"]
+    );
     assert!(p.members.iter().all(|(_, l)| l["twice.a"] == "double" || l["twice.a"] == "triple"));
     Runner::run(&p, &RunOptions::default()).unwrap();
     let t = read_artifact(&out.join("sw/all/sum/table.parquet"), None).unwrap();
@@ -268,7 +271,11 @@ fn named_sweep_values_label_their_members() {
         .sum();
     let find = |m: &str| sums[members.iter().position(|x| x == m).unwrap()];
     assert!((find("twice.a=triple__twice.b=1.0") - (3.0 * base + 5.0)).abs() < 1e-12, "the named value is the value");
-    let err = PipelineFile::parse(Path::new("t.toml"), SWEEP.replace("twice.a = [1.0, 2.0, 3.0]", "twice.a = {}"), &[]).and_then(|pf| Plan::build(pf, &registry())).map(|_| ()).unwrap_err().to_string();
+    let err = PipelineFile::parse(Path::new("t.toml"), SWEEP.replace("twice.a = [1.0, 2.0, 3.0]", "twice.a = {}"), &[])
+        .and_then(|pf| Plan::build(pf, &registry()))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("a table of named values"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }

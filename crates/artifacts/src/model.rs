@@ -89,10 +89,19 @@ impl Port for Model {
         let arch = read_architecture(a)?;
         let all_names = utf8_values(&a.batch, TENSOR).map_err(err)?;
         let all_values = list_f64_values(&a.batch, VALUES).map_err(err)?;
-        let is_buffer = if a.batch.column_by_name(BUFFER).is_some() { bool_values(&a.batch, BUFFER).map_err(err)? } else { vec![false; all_names.len()] };
+        let is_buffer = if a.batch.column_by_name(BUFFER).is_some() {
+            bool_values(&a.batch, BUFFER).map_err(err)?
+        } else {
+            vec![false; all_names.len()]
+        };
         let (mut names, mut values, mut buffer_rows) = (Vec::new(), Vec::new(), Vec::new());
         for ((n, v), b) in all_names.into_iter().zip(all_values).zip(is_buffer) {
-            if b { buffer_rows.push((n, v)) } else { names.push(n); values.push(v) }
+            if b {
+                buffer_rows.push((n, v))
+            } else {
+                names.push(n);
+                values.push(v)
+            }
         }
         let expect = arch.tensors();
         if names.len() != expect.len() {
@@ -124,15 +133,15 @@ impl Port for Model {
         }
         for ((name, vals), (ename, _, range)) in buffer_rows.iter().zip(&expect_buffers) {
             if name != ename || vals.len() != range.len() || vals.iter().any(|v| !v.is_finite()) {
-                return Err(err(format!("buffer `{name}` ({} values) where `{ename}` ({} finite values) was expected", vals.len(), range.len())));
+                return Err(err(format!(
+                    "buffer `{name}` ({} values) where `{ename}` ({} finite values) was expected",
+                    vals.len(),
+                    range.len()
+                )));
             }
             net.buffers_mut()[range.clone()].copy_from_slice(vals);
         }
-        Ok(Model {
-            net,
-            steps: parsed(a, STEPS).unwrap_or(0),
-            final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
-        })
+        Ok(Model { net, steps: parsed(a, STEPS).unwrap_or(0), final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN) })
     }
 }
 
@@ -219,7 +228,12 @@ impl Port for Log {
         }
         if l.preconditioned_sharpness.is_empty() {
             schema = Schema::new(
-                schema.fields().iter().filter(|f| f.name() != PRE_SHARPNESS && f.name() != PRE_SHARPNESS_RESIDUAL).cloned().collect::<Vec<_>>(),
+                schema
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != PRE_SHARPNESS && f.name() != PRE_SHARPNESS_RESIDUAL)
+                    .cloned()
+                    .collect::<Vec<_>>(),
             );
         } else {
             let at = |step: u64| l.preconditioned_sharpness.iter().find(|s| s.0 == step);
@@ -265,8 +279,10 @@ impl Port for Log {
             metrics.sharpness = (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
         }
         if a.batch.schema().field_with_name(PRE_SHARPNESS).is_ok() {
-            let (l, r) = (f64_opt_values(&a.batch, PRE_SHARPNESS).map_err(err)?, f64_opt_values(&a.batch, PRE_SHARPNESS_RESIDUAL).map_err(err)?);
-            metrics.preconditioned_sharpness = (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
+            let (l, r) =
+                (f64_opt_values(&a.batch, PRE_SHARPNESS).map_err(err)?, f64_opt_values(&a.batch, PRE_SHARPNESS_RESIDUAL).map_err(err)?);
+            metrics.preconditioned_sharpness =
+                (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
         }
         let lr = a.meta(LR.key).and_then(|v| v.parse().ok());
         Ok(Log { metrics, architecture: read_architecture(a).ok(), lr })

@@ -274,7 +274,8 @@ pub fn hessian_vector_product(model: &Network, data: impl Into<std::sync::Arc<Sp
             let v = faer::MatRef::from_column_major_slice(v, v.len(), 1);
             crate::rop_mlp::MlpChunks::one_product(m, &data, kind, v).col(0).iter().copied().collect()
         }
-        _ => ModelCurvature::build(model.clone(), data, kind, kind == CurvatureKind::GradientCovariance, BatchNormMode::Eval, None).apply_vec(v),
+        _ => ModelCurvature::build(model.clone(), data, kind, kind == CurvatureKind::GradientCovariance, BatchNormMode::Eval, None)
+            .apply_vec(v),
     }
 }
 

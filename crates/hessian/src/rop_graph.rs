@@ -13,8 +13,8 @@ use crate::rop::{ChunkedCurvature, CurvatureKind};
 use faer::{Mat, MatRef};
 use hesslab_data::Split;
 use hesslab_model::graph::{accumulate, synced};
-use hesslab_model::layers::BatchTotals;
 use hesslab_model::layer::aux;
+use hesslab_model::layers::BatchTotals;
 use hesslab_model::{GraphForward, GraphNet, Io, PassMode, PooledDerivatives, SecondOrder, eval_loss, loss_hess_apply};
 use rayon::prelude::*;
 
@@ -80,7 +80,8 @@ impl GraphChunks {
         };
         let (parts, primal_totals): (Vec<(ChunkCache, Vec<f64>, usize)>, _) = if coupled {
             let fwds = model.forward_chunks(&model.params, data.x.as_ref(), &chunks, mode);
-            let les: Vec<_> = fwds.iter().zip(&chunks).map(|(f, &(r0, r1))| eval_loss(model.arch.loss, f.output(), &data.y[r0..r1])).collect();
+            let les: Vec<_> =
+                fwds.iter().zip(&chunks).map(|(f, &(r0, r1))| eval_loss(model.arch.loss, f.output(), &data.y[r0..r1])).collect();
             let (back, totals) = model.backward_chunks(&model.params, &fwds, les.iter().map(|le| scale(le.dz.clone())).collect(), true);
             let parts = fwds
                 .into_iter()
@@ -306,10 +307,17 @@ impl GraphChunks {
                 let r_inputs: Vec<Option<&Mat<f64>>> = self.model.arch.nodes[i].inputs.iter().map(|&x| s.rt[x].as_ref()).collect();
                 let so = SecondOrder { r_inputs: &r_inputs, sig: s.c.sig[i].as_ref() };
                 let rg = s.acc[i + 1].as_ref().expect("its signal");
-                self.coupled_bn(i).expect("a batch norm").r_backward_sums(&io, rg.as_ref(), k, second.then_some(&so), Some(&tangent_totals[i][0]))
+                self.coupled_bn(i).expect("a batch norm").r_backward_sums(
+                    &io,
+                    rg.as_ref(),
+                    k,
+                    second.then_some(&so),
+                    Some(&tangent_totals[i][0]),
+                )
             },
             |s, i, t| {
-                let totals = t.first().map(|r| BatchTotals { primal: &self.primal_totals[i][0], tangent: &tangent_totals[i][0], r_backward: r });
+                let totals =
+                    t.first().map(|r| BatchTotals { primal: &self.primal_totals[i][0], tangent: &tangent_totals[i][0], r_backward: r });
                 let Product { c, acc, rt, out, .. } = s;
                 self.r_backward_step(c, acc, i, v, rt, second, out, totals.as_ref());
             },

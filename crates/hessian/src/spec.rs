@@ -36,7 +36,13 @@ pub struct OperatorSpec {
 
 impl Default for OperatorSpec {
     fn default() -> Self {
-        OperatorSpec { operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![], batch_norm: BatchNormMode::Eval }
+        OperatorSpec {
+            operator: CurvatureKind::Hessian,
+            samples: SampleSet::Train,
+            max_samples: 0,
+            tensors: vec![],
+            batch_norm: BatchNormMode::Eval,
+        }
     }
 }
 

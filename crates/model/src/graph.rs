@@ -203,7 +203,17 @@ impl GraphArch {
         debug_assert_eq!(out, b.shapes.len() - 1, "the output is the last value");
         let mut readers = vec![0; b.shapes.len()];
         b.nodes.iter().flat_map(|n| &n.inputs).for_each(|&v| readers[v] += 1);
-        Ok(GraphArch { input, specs, num_params: b.params.len(), num_buffers: b.params.buffers(), nodes: b.nodes, shapes: b.shapes, loss, modules, readers })
+        Ok(GraphArch {
+            input,
+            specs,
+            num_params: b.params.len(),
+            num_buffers: b.params.buffers(),
+            nodes: b.nodes,
+            shapes: b.shapes,
+            loss,
+            modules,
+            readers,
+        })
     }
     /// Outputs of the network.
     pub fn output_dim(&self) -> usize {
@@ -445,7 +455,9 @@ impl GraphNet {
         let layer = &self.arch.nodes[i].layer;
         match (mode, layer.as_batch_norm(), layer.as_dropout()) {
             (PassMode::Eval, Some(bn), _) => bn.normalize(w, inputs[0], bn.running_stats(&self.buffers)),
-            (PassMode::Train { seed }, _, Some(d)) => d.forward_train(inputs[0], seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), row0),
+            (PassMode::Train { seed }, _, Some(d)) => {
+                d.forward_train(inputs[0], seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), row0)
+            }
             _ => layer.forward(w, inputs),
         }
     }
@@ -569,7 +581,13 @@ impl GraphNet {
     /// [`GraphNet::forward_chunks`]), meeting at every BatchNorm node for the batch's sums.
     /// Returns each chunk's gradient and (when `keep`) signals, and each node's totals.
     #[allow(clippy::type_complexity)]
-    pub fn backward_chunks(&self, w: &[f64], fwds: &[GraphForward], g_outs: Vec<Mat<f64>>, keep: bool) -> (Vec<(Vec<f64>, Vec<Mat<f64>>)>, Vec<Vec<Vec<f64>>>) {
+    pub fn backward_chunks(
+        &self,
+        w: &[f64],
+        fwds: &[GraphForward],
+        g_outs: Vec<Mat<f64>>,
+        keep: bool,
+    ) -> (Vec<(Vec<f64>, Vec<Mat<f64>>)>, Vec<Vec<Vec<f64>>>) {
         struct State<'a> {
             fwd: &'a GraphForward,
             acc: Vec<Option<Mat<f64>>>,
@@ -588,7 +606,8 @@ impl GraphNet {
             .collect();
         let (order, fused) = self.backward_order(keep);
         let bn = |i: usize| self.arch.nodes[i].layer.as_batch_norm();
-        let coupled = |i: usize| bn(i).is_some_and(|_| fwds.first().is_some_and(|f| crate::layer::aux::<crate::layers::BatchStats>(&f.aux[i]).batch));
+        let coupled =
+            |i: usize| bn(i).is_some_and(|_| fwds.first().is_some_and(|f| crate::layer::aux::<crate::layers::BatchStats>(&f.aux[i]).batch));
         let totals = synced(
             &mut states,
             &order,
@@ -607,7 +626,9 @@ impl GraphNet {
         );
         let out = states
             .into_iter()
-            .map(|s| (s.grad, if keep { s.sig.into_iter().map(|g| g.expect("every node's output has a signal")).collect() } else { vec![] }))
+            .map(|s| {
+                (s.grad, if keep { s.sig.into_iter().map(|g| g.expect("every node's output has a signal")).collect() } else { vec![] })
+            })
             .collect();
         (out, totals)
     }
@@ -620,7 +641,13 @@ impl GraphNet {
 
     /// Mean loss, gradient and accuracy in `mode`, and the forward pass of the first chunk
     /// (whose BatchNorm nodes hold the batch's statistics).
-    pub fn loss_grad_accuracy_mode(&self, w: &[f64], x: MatRef<'_, f64>, y: &[u32], mode: PassMode) -> ((f64, Vec<f64>, f64), Option<GraphForward>) {
+    pub fn loss_grad_accuracy_mode(
+        &self,
+        w: &[f64],
+        x: MatRef<'_, f64>,
+        y: &[u32],
+        mode: PassMode,
+    ) -> ((f64, Vec<f64>, f64), Option<GraphForward>) {
         let n = x.nrows();
         let chunks = self.arch.chunks(n);
         let scale = |mut g: Mat<f64>| {

@@ -125,7 +125,9 @@ impl TrainParams {
     /// configurable: SGD's momentum).
     pub fn optimizer_config(&self) -> OptimizerConfig {
         match &self.optimizer {
-            OptimizerConfig::Sgd(c) if c.momentum == 0.0 => OptimizerConfig::Sgd(crate::optim::sgd::SgdConfig { momentum: self.momentum, ..c.clone() }),
+            OptimizerConfig::Sgd(c) if c.momentum == 0.0 => {
+                OptimizerConfig::Sgd(crate::optim::sgd::SgdConfig { momentum: self.momentum, ..c.clone() })
+            }
             other => other.clone(),
         }
     }
@@ -229,7 +231,11 @@ impl SharpnessTracker {
     }
 
     /// [`SharpnessTracker::measure`] of any operator `apply`.
-    fn measure_with(&mut self, steps: usize, mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>, ModelError>) -> Result<(f64, f64), ModelError> {
+    fn measure_with(
+        &mut self,
+        steps: usize,
+        mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>, ModelError>,
+    ) -> Result<(f64, f64), ModelError> {
         let mut out = (f64::NAN, f64::NAN);
         for _ in 0..steps {
             let hv = apply(&self.v)?;

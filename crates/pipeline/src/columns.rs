@@ -1,6 +1,8 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
-use arrow_array::{Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 

@@ -202,7 +202,8 @@ impl PipelineFile {
                                         }
                                         _ => pf.diag(
                                             &["sweep", stage, param],
-                                            "a sweep value must be a non-empty array, or a table of named values { name = value, … }".into(),
+                                            "a sweep value must be a non-empty array, or a table of named values { name = value, … }"
+                                                .into(),
                                         ),
                                     }
                                 }

@@ -20,7 +20,14 @@ pub struct CurvatureDenseParams {
 
 impl Default for CurvatureDenseParams {
     fn default() -> Self {
-        CurvatureDenseParams { operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![], batch_norm: Default::default(), block_size: 8 }
+        CurvatureDenseParams {
+            operator: CurvatureKind::Hessian,
+            samples: SampleSet::Train,
+            max_samples: 0,
+            tensors: vec![],
+            batch_norm: Default::default(),
+            block_size: 8,
+        }
     }
 }
 

@@ -13,7 +13,13 @@ fn check_optimizer(p: &TrainParams) -> Vec<(String, String)> {
     let mut bad = |key: &str, m: String| e.push((key.to_string(), m));
     let unit = |x: f64| (0.0..1.0).contains(&x);
     if p.momentum != 0.0 && !matches!(&p.optimizer, O::Sgd(c) if c.momentum == 0.0) {
-        bad("momentum", format!("`momentum` is plain SGD's; give it in the optimizer's table (optimizer = {{ {} = {{ momentum = … }} }})", p.optimizer.name()));
+        bad(
+            "momentum",
+            format!(
+                "`momentum` is plain SGD's; give it in the optimizer's table (optimizer = {{ {} = {{ momentum = … }} }})",
+                p.optimizer.name()
+            ),
+        );
     }
     match &p.optimizer {
         O::Sgd(c) => {
@@ -41,13 +47,16 @@ fn check_optimizer(p: &TrainParams) -> Vec<(String, String)> {
             if !["original", "match_rms_adamw", "spectral_unclamped"].contains(&c.adjust_lr_fn.as_str()) {
                 bad("optimizer", format!("muon: adjust_lr_fn `{}`; known: original, match_rms_adamw, spectral_unclamped", c.adjust_lr_fn));
             }
-            if !unit(c.adamw.betas[0]) || !unit(c.adamw.betas[1]) || !(c.adamw.eps > 0.0) || c.adamw.weight_decay < 0.0 || c.adamw.lr < 0.0 {
+            if !unit(c.adamw.betas[0]) || !unit(c.adamw.betas[1]) || !(c.adamw.eps > 0.0) || c.adamw.weight_decay < 0.0 || c.adamw.lr < 0.0
+            {
                 bad("optimizer", "muon.adamw: betas in [0, 1), eps > 0, weight_decay ≥ 0, lr ≥ 0 (0 = train's lr)".into());
             }
         }
     }
     match &p.schedule {
-        Schedule::Step { step_size, gamma } if *step_size == 0 || !(*gamma > 0.0) => bad("schedule", "step: step_size ≥ 1 and gamma > 0".into()),
+        Schedule::Step { step_size, gamma } if *step_size == 0 || !(*gamma > 0.0) => {
+            bad("schedule", "step: step_size ≥ 1 and gamma > 0".into())
+        }
         Schedule::Cosine(d) if !(0.0..=1.0).contains(&d.min_factor) => bad("schedule", "cosine: min_factor in [0, 1]".into()),
         Schedule::WarmupCosine(w) | Schedule::WarmupLinear(w) => {
             let t_max = if w.t_max == 0 { p.max_steps as u64 } else { w.t_max };
@@ -79,7 +88,9 @@ impl StageKind for Train {
             "betas" | "eps" | "weight_decay" | "nesterov" | "dampening" | "alpha" | "amsgrad" | "centered" => {
                 Some("an optimizer's arguments go in its table: optimizer = { adam = { betas = [0.9, 0.999], weight_decay = 0.0 } }")
             }
-            "scheduler" | "lr_schedule" | "warmup" => Some("the schedule is `schedule`, e.g. schedule = { warmup_cosine = { warmup = 100 } }"),
+            "scheduler" | "lr_schedule" | "warmup" => {
+                Some("the schedule is `schedule`, e.g. schedule = { warmup_cosine = { warmup = 100 } }")
+            }
             "clip_grad_norm" => Some("gradient clipping is `grad_clip` (a global norm)"),
             "dropout" => Some("dropout is a layer: { dropout = 0.1 } in `layers`"),
             _ => None,

@@ -45,7 +45,13 @@ impl StageKind for ClassStructure {
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = ctx.read::<Model>(Model::NAME)?.net;
         let ds = ctx.read::<Dataset>(Dataset::NAME)?;
-        let spec = OperatorSpec { operator: CurvatureKind::Hessian, samples: p.samples, max_samples: 0, tensors: vec![], batch_norm: Default::default() };
+        let spec = OperatorSpec {
+            operator: CurvatureKind::Hessian,
+            samples: p.samples,
+            max_samples: 0,
+            tensors: vec![],
+            batch_norm: Default::default(),
+        };
         let split = spec.select(&ds, ctx.seed);
         let pdim = model.num_params();
         // Class-mean gradients, orthonormalized (QR).

@@ -105,7 +105,8 @@ impl StageKind for Decomposition {
         let ds = ctx.read::<Dataset>(Dataset::NAME)?;
         let mut ops: Vec<(CurvatureKind, hesslab_hessian::BuiltOperator, Option<Mat<f64>>)> = Vec::new();
         for kind in [CurvatureKind::Hessian, CurvatureKind::GaussNewton, CurvatureKind::Residual] {
-            let spec = OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![], batch_norm: p.batch_norm };
+            let spec =
+                OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![], batch_norm: p.batch_norm };
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::other)?;
             let dense = match (p.solver.as_str(), kind) {
                 // R = H − G exactly (tested to 1e-12): derive it rather than materialize a third time.

@@ -20,7 +20,9 @@ impl StageKind for TrainingCurves {
     const KIND: &'static str = "training_curves";
     const DOC: &'static str = "Train/test loss and accuracy over steps; with `continued` (the log of a run that used init_from), both phases on one axis with the switch marked (S18 Fig 7).";
     const INPUTS: &'static [PortSpec] = &[port::<Log>(), CONTINUED];
-    const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("plots only (loss.png/svg, accuracy.png/svg; with sharpness tracking sharpness.png/svg, and preconditioned_sharpness.png/svg for adaptive optimizers)")];
+    const OUTPUTS: &'static [PortSpec] = &[PortSpec::files(
+        "plots only (loss.png/svg, accuracy.png/svg; with sharpness tracking sharpness.png/svg, and preconditioned_sharpness.png/svg for adaptive optimizers)",
+    )];
     fn run(_: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let read = |port: &str| -> Result<Option<Vec<[f64; 5]>>, StageError> {
             let Some(log) = ctx.read_opt::<Log>(port)? else {

@@ -160,7 +160,8 @@ impl BatchNorm {
     }
     /// The running statistics in the network's buffers.
     pub fn running_stats(&self, buffers: &[f64]) -> Stats {
-        let (mean, var) = (buffers[self.buffers..self.buffers + self.c].to_vec(), buffers[self.buffers + self.c..self.buffers + 2 * self.c].to_vec());
+        let (mean, var) =
+            (buffers[self.buffers..self.buffers + self.c].to_vec(), buffers[self.buffers + self.c..self.buffers + 2 * self.c].to_vec());
         let rho = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         Stats { mean, var, rho, count: 0, batch: false }
     }
@@ -258,7 +259,14 @@ impl BatchNorm {
         }
     }
     /// [`Layer::tangent`] with the batch's totals of [`Self::tangent_sums`].
-    pub fn tangent_with(&self, io: &Io<'_>, t: &[Option<&Mat<f64>>], v: MatRef<'_, f64>, k: usize, totals: Option<&[f64]>) -> Option<Mat<f64>> {
+    pub fn tangent_with(
+        &self,
+        io: &Io<'_>,
+        t: &[Option<&Mat<f64>>],
+        v: MatRef<'_, f64>,
+        k: usize,
+        totals: Option<&[f64]>,
+    ) -> Option<Mat<f64>> {
         if t[0].is_none() && self.affine.is_none() {
             return None;
         }
@@ -283,7 +291,14 @@ impl BatchNorm {
 
     /// Σ ĝ, Σ (ĝ x̂ + g R{x̂}) of each channel of each block (2C per block; the g term with
     /// the second-order terms only), R{x̂} from the batch's `tangent` totals.
-    pub fn r_backward_sums(&self, io: &Io<'_>, rg: MatRef<'_, f64>, k: usize, second: Option<&SecondOrder<'_>>, tangent: Option<&[f64]>) -> Vec<f64> {
+    pub fn r_backward_sums(
+        &self,
+        io: &Io<'_>,
+        rg: MatRef<'_, f64>,
+        k: usize,
+        second: Option<&SecondOrder<'_>>,
+        tangent: Option<&[f64]>,
+    ) -> Vec<f64> {
         let mut s = self.backward_sums(io, rg, k);
         if let Some(sec) = second.filter(|s| s.r_inputs[0].is_some()) {
             let rows = io.inputs[0].nrows();
@@ -380,7 +395,12 @@ impl Layer for BatchNorm {
         vec![
             Tensor { name: "running_mean", shape: vec![c], range: b..b + c, default_init: DefaultInit::Constant(0.0) },
             Tensor { name: "running_var", shape: vec![c], range: b + c..b + 2 * c, default_init: DefaultInit::Constant(1.0) },
-            Tensor { name: "num_batches_tracked", shape: vec![], range: b + 2 * c..b + 2 * c + 1, default_init: DefaultInit::Constant(0.0) },
+            Tensor {
+                name: "num_batches_tracked",
+                shape: vec![],
+                range: b + 2 * c..b + 2 * c + 1,
+                default_init: DefaultInit::Constant(0.0),
+            },
         ]
     }
     fn torch_module(&self) -> Value {

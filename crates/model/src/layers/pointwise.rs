@@ -65,8 +65,20 @@ fn from_torch<P: Pointwise + Default>(m: &Value, _: &[Shape]) -> Result<Config, 
             }
             match fixed.get(k) {
                 Some(f) if f.as_f64().zip(v.as_f64()).is_some_and(|(a, b)| a == b) || f == v => {}
-                Some(f) => return Err(format!("{} with {k} = {v}: hesslab's `{}` has {k} = {f} only", fixed["module"].as_str().unwrap_or("?"), P::NAME)),
-                None => return Err(format!("{}: unknown argument `{k}` (hesslab's `{}` takes none)", fixed["module"].as_str().unwrap_or("?"), P::NAME)),
+                Some(f) => {
+                    return Err(format!(
+                        "{} with {k} = {v}: hesslab's `{}` has {k} = {f} only",
+                        fixed["module"].as_str().unwrap_or("?"),
+                        P::NAME
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{}: unknown argument `{k}` (hesslab's `{}` takes none)",
+                        fixed["module"].as_str().unwrap_or("?"),
+                        P::NAME
+                    ));
+                }
             }
         }
     }

@@ -19,7 +19,14 @@ pub struct TraceParams {
 
 impl Default for TraceParams {
     fn default() -> Self {
-        TraceParams { probes: 99, operator: CurvatureKind::Hessian, samples: SampleSet::Train, max_samples: 0, tensors: vec![], batch_norm: Default::default() }
+        TraceParams {
+            probes: 99,
+            operator: CurvatureKind::Hessian,
+            samples: SampleSet::Train,
+            max_samples: 0,
+            tensors: vec![],
+            batch_norm: Default::default(),
+        }
     }
 }
 
