@@ -123,7 +123,7 @@ fn preconditioned_sharpness_is_the_top_eigenvalue_of_the_dense_preconditioned_he
     let ev = a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap();
     let top = ev.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let op = Preconditioned::inverse_sqrt(std::sync::Arc::new(ModelCurvature::new(net.clone(), data.clone(), CurvatureKind::Hessian)), &pc);
-    let dense_op = common::curvature::dense_of(&op);
+    let dense_op = common::curvature::dense(&op);
     let scale = (0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| a[(i, j)].abs()).fold(0.0, f64::max);
     let gap = (0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| (dense_op[(i, j)] - a[(i, j)]).abs()).fold(0.0, f64::max);
     assert!(gap <= 1e-13 * scale, "the matrix-free P^-1/2 H P^-1/2 differs from the dense product by {gap:e}");

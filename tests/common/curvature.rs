@@ -18,12 +18,7 @@ pub fn rel(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// The operator as a dense matrix (applied to the identity).
-pub fn dense(op: &ModelCurvature) -> Mat<f64> {
-    dense_of(op)
-}
-
-/// Any operator as a dense matrix.
-pub fn dense_of(op: &dyn LinearOperator) -> Mat<f64> {
+pub fn dense(op: &dyn LinearOperator) -> Mat<f64> {
     let p = op.dim();
     let mut out = Mat::<f64>::zeros(p, p);
     op.apply_block(Mat::<f64>::identity(p, p).as_ref(), out.as_mut());

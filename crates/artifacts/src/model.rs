@@ -29,6 +29,12 @@ pub(crate) fn network_facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts
     Facts { rows: Some(rows), params: arch.as_ref().map(|a| a.num_params() as u64), units: arch.map(|a| a.units()), ..Facts::default() }
 }
 
+/// `schema` without the optional columns `names` (a file that has nothing for them leaves them
+/// out, and reads exactly as one written before they existed).
+fn without(schema: &Schema, names: &[&str]) -> Schema {
+    Schema::new(schema.fields().iter().filter(|f| !names.contains(&f.name().as_str())).cloned().collect::<Vec<_>>())
+}
+
 pub(crate) fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
     let v = a.meta_json(ARCHITECTURE.key)?;
     Ok(NetArch::from_json(&v).map_err(|e| a.column_error(format!("metadata `{}` does not describe a network: {e}", ARCHITECTURE.key)))?)
@@ -70,7 +76,7 @@ impl Port for Model {
         let mut schema = Self::schema();
         if buffers.is_empty() {
             // Without buffers the file is exactly what it was before the column.
-            schema = Schema::new(schema.fields().iter().filter(|f| f.name() != BUFFER).cloned().collect::<Vec<_>>());
+            schema = without(&schema, &[BUFFER]);
         } else {
             columns.push(bool_array(t.iter().map(|(_, _, _, b)| *b)));
         }
@@ -214,9 +220,7 @@ impl Port for Log {
         let mut meta = Meta::new();
         if l.sharpness.is_empty() {
             // Without tracking the file is exactly what it was before the optional columns.
-            schema = Schema::new(
-                schema.fields().iter().filter(|f| f.name() != SHARPNESS && f.name() != SHARPNESS_RESIDUAL).cloned().collect::<Vec<_>>(),
-            );
+            schema = without(&schema, &[SHARPNESS, SHARPNESS_RESIDUAL]);
         } else {
             let at = |step: u64| l.sharpness.iter().find(|s| s.0 == step);
             columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.1))));
@@ -227,14 +231,7 @@ impl Port for Log {
             }
         }
         if l.preconditioned_sharpness.is_empty() {
-            schema = Schema::new(
-                schema
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name() != PRE_SHARPNESS && f.name() != PRE_SHARPNESS_RESIDUAL)
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
+            schema = without(&schema, &[PRE_SHARPNESS, PRE_SHARPNESS_RESIDUAL]);
         } else {
             let at = |step: u64| l.preconditioned_sharpness.iter().find(|s| s.0 == step);
             columns.push(f64_opt_array(l.step.iter().map(|s| at(*s).map(|x| x.1))));

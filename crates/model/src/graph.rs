@@ -363,7 +363,7 @@ pub fn synced<S: Send + Sync>(
         for _ in 0..rounds(i) {
             let parts: Vec<Vec<f64>> = states.par_iter().map(|s| sums(s, i, &t)).collect();
             let mut total = parts.first().cloned().unwrap_or_default();
-            for p in &parts[1..] {
+            for p in parts.iter().skip(1) {
                 total.iter_mut().zip(p).for_each(|(x, y)| *x += y);
             }
             t.push(total);
@@ -510,7 +510,8 @@ impl GraphNet {
 
     /// Node i's step of a backward pass: its signal (taken from `acc`) back to its inputs'
     /// slots in `acc`, its parameter gradient added to `grad`; `totals` are the batch's sums
-    /// at a BatchNorm with batch statistics. Returns node i's signal.
+    /// at a BatchNorm with batch statistics. Returns node i's signal, except for a max pooling
+    /// fused with its activation (fusion happens only when the signals are not kept).
     #[allow(clippy::too_many_arguments)]
     fn backward_step(
         &self,
@@ -521,7 +522,7 @@ impl GraphNet {
         fused: &[Option<(Activation, Window)>],
         grad: &mut [f64],
         totals: Option<&[f64]>,
-    ) -> Mat<f64> {
+    ) -> Option<Mat<f64>> {
         let nodes = &self.arch.nodes;
         let g = acc[i + 1].take().expect("every value but the output has a reader");
         if let Some((act, win)) = i.checked_sub(1).and_then(|a| fused[a]) {
@@ -530,9 +531,9 @@ impl GraphNet {
             let x = nodes[i - 1].inputs[0];
             if x != 0 {
                 let pd = PooledDerivatives::new(act, win, fwd.vals[x].as_ref(), fwd.vals[i + 1].as_ref(), arg, false);
-                accumulate(&mut acc[x], pd.backward(g.clone(), arg, None, 1));
+                accumulate(&mut acc[x], pd.backward(g, arg, None, 1));
             }
-            return g;
+            return None;
         }
         let node = &nodes[i];
         let inputs = fwd.inputs_of(&self.arch, i);
@@ -547,7 +548,7 @@ impl GraphNet {
                 accumulate(&mut acc[v], m);
             }
         }
-        g
+        Some(g)
     }
 
     /// Nodes a backward pass visits, in order (an activation fused with the max pooling after
@@ -571,7 +572,7 @@ impl GraphNet {
         for i in order {
             let g = self.backward_step(w, fwd, &mut acc, i, &fused, grad, None);
             if keep {
-                sig[i] = Some(g);
+                sig[i] = g;
             }
         }
         sig.into_iter().map(|s| s.expect("every node's output has a signal")).collect()
@@ -620,7 +621,7 @@ impl GraphNet {
             |s, i, t| {
                 let g = self.backward_step(w, s.fwd, &mut s.acc, i, &fused, &mut s.grad, t.first().map(Vec::as_slice));
                 if keep {
-                    s.sig[i] = Some(g);
+                    s.sig[i] = g;
                 }
             },
         );

@@ -86,9 +86,7 @@ impl ParamCursor {
     }
     /// The offset of `n` more parameters (checked against [`crate::layers::MAX_PARAMS`]).
     pub fn take(&mut self, n: u64) -> Result<usize, String> {
-        let o = self.next;
-        self.next = o.checked_add(n).filter(|&t| t <= crate::layers::MAX_PARAMS).ok_or("more than 2^36 parameters")?;
-        Ok(o as usize)
+        bump(&mut self.next, n, "parameters")
     }
     /// Buffers (state that is not a parameter: running statistics) allocated so far.
     pub fn buffers(&self) -> usize {
@@ -96,10 +94,15 @@ impl ParamCursor {
     }
     /// The offset of `n` more buffer values.
     pub fn take_buffers(&mut self, n: u64) -> Result<usize, String> {
-        let o = self.buffers;
-        self.buffers = o.checked_add(n).filter(|&t| t <= crate::layers::MAX_PARAMS).ok_or("more than 2^36 buffer values")?;
-        Ok(o as usize)
+        bump(&mut self.buffers, n, "buffer values")
     }
+}
+
+/// `n` more from `counter`: its old value, or an error past 2^36.
+fn bump(counter: &mut u64, n: u64, what: &str) -> Result<usize, String> {
+    let o = *counter;
+    *counter = o.checked_add(n).filter(|&t| t <= crate::layers::MAX_PARAMS).ok_or(format!("more than 2^36 {what}"))?;
+    Ok(o as usize)
 }
 
 /// A layer as a pipeline declares it, before the shape of its input is known.

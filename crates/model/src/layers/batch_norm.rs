@@ -46,19 +46,17 @@ fn args(v: &Value) -> Result<BatchNormConfig, String> {
 }
 
 fn from_torch(m: &Value, inputs: &[Shape]) -> Result<Config, String> {
-    {
-        let shape = one_input("BatchNorm", inputs)?;
-        super::check_torch_input(m, "BatchNorm", "num_features", shape.columns())?;
-        if m.get("momentum").is_some_and(Value::is_null) {
-            return Err("BatchNorm with momentum = None (a cumulative average) is not supported; give a number".into());
-        }
-        if m.get("track_running_stats").and_then(Value::as_bool) == Some(false) {
-            return Err("BatchNorm with track_running_stats = False is not supported".into());
-        }
-        let mut t = m.as_object().cloned().unwrap_or_default();
-        t.retain(|k, _| k == "eps" || k == "momentum" || k == "affine");
-        Ok(Arc::new(args(&Value::Object(t))?) as Config)
+    let shape = one_input("BatchNorm", inputs)?;
+    super::check_torch_input(m, "BatchNorm", "num_features", shape.columns())?;
+    if m.get("momentum").is_some_and(Value::is_null) {
+        return Err("BatchNorm with momentum = None (a cumulative average) is not supported; give a number".into());
     }
+    if m.get("track_running_stats").and_then(Value::as_bool) == Some(false) {
+        return Err("BatchNorm with track_running_stats = False is not supported".into());
+    }
+    let mut t = m.as_object().cloned().unwrap_or_default();
+    t.retain(|k, _| k == "eps" || k == "momentum" || k == "affine");
+    Ok(Arc::new(args(&Value::Object(t))?) as Config)
 }
 
 fn parse(arg: Option<&Value>) -> Result<Config, String> {
