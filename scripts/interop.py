@@ -184,7 +184,10 @@ for f in files:
     t = pq.read_table(f)
     meta = {k.decode(): v.decode() for k, v in t.schema.metadata.items()}
     arch = json.loads(meta["architecture"])
-    params = iter(np.array(v).reshape(s) for v, s in zip(t.column("values").to_pylist(), t.column("shape").to_pylist()))
+    # Optimizer-state rows (`optimizer` true: Adam's moments, momentum) are not the network's.
+    state = t.column("optimizer").to_pylist() if "optimizer" in t.column_names else [False] * t.num_rows
+    rows = zip(t.column("values").to_pylist(), t.column("shape").to_pylist(), state)
+    params = iter(np.array(v).reshape(s) for v, s, o in rows if not o)
     data = pq.read_table(next(f.parents[1].glob("*/dataset.parquet")))
     train = np.array(data.column("split").to_pylist()) == "train"
     x = np.array(data.column("x").to_pylist())[train]

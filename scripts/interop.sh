@@ -124,4 +124,7 @@ cargo run --release --quiet -p hesslab-cli -- run pipelines/s16_p4_init_sphere.t
 # with the tracked sharpness, on a shortened E1 run.
 cargo run --release --quiet -p hesslab-cli -- run pipelines/s18_e1_spectrum_during_training.toml --out "$OUT" \
   --set train.max_steps=300 --set train.target_loss=0 --set train.sharpness_every=50 --set spectra.k=5
+# Optimizer state in the model (#39): Adam's and Muon's moments as `optimizer` rows, which the
+# NumPy rebuild skips (one replicate, the gallery's Fashion-MNIST from the Debian package).
+cargo run --release --quiet -p hesslab-cli -- run pipelines/optimizer_spectra.toml --out "$OUT" --set 'sweep.data.seed=[1]'
 "$VENV/bin/python" scripts/interop.py "$OUT"

@@ -266,7 +266,7 @@ fn twenty_sgd_steps_with_batch_norm_equal_pytorchs() {
         ..Default::default()
     };
     let empty = Split { x: Mat::zeros(0, data.x.ncols()), y: vec![], num_classes: 3 };
-    hesslab_model::train(&mut net, &p, &data, &empty, 1, 0, &Progress::hidden()).unwrap();
+    hesslab_model::train(&mut net, &p, &data, &empty, 1, &hesslab_model::Start::default(), &Progress::hidden()).unwrap();
     let mut want = net.clone();
     load_state(&mut want, &sgd["state_dict"]);
     let diff = |a: &[f64], b: &[f64]| {

@@ -257,7 +257,7 @@ fn c4_a_model_whose_metadata_lies_is_estimated_from_its_architecture() {
     };
     let p = arch.num_params();
     let net = hesslab_model::Network::from(hesslab_model::Mlp::new(arch, vec![0.01; p]));
-    let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0 };
+    let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0, train_state: None };
     let path = d.join("model.parquet");
     write_port::<hesslab_artifacts::Model>(&path, &m, |meta| {
         meta.insert("num_params".into(), "10".into());
@@ -361,7 +361,11 @@ fn c6_garbage_numbers_are_refused_where_they_are_read() {
         assert!(e.contains(expect), "{e}");
     }
     // A NaN trajectory snapshot.
-    let t = Trajectory { snapshots: vec![(0, vec![0.5, 0.5]), (10, vec![0.5, f64::NAN])], architecture: Some(common::tiny_model().arch()) };
+    let t = Trajectory {
+        snapshots: vec![(0, vec![0.5, 0.5]), (10, vec![0.5, f64::NAN])],
+        optimizer: None,
+        architecture: Some(common::tiny_model().arch()),
+    };
     let tp = d.join("trajectory.parquet");
     write_port::<Trajectory>(&tp, &t, |_| {});
     let e = Trajectory::decode(&read_artifact(&tp, None).unwrap()).unwrap_err().to_string();
@@ -397,6 +401,7 @@ fn c6_garbage_numbers_are_refused_where_they_are_read() {
         },
         architecture: None,
         lr: None,
+        continued: None,
     };
     let lp = d.join("log.parquet");
     write_port::<hesslab_artifacts::Log>(&lp, &log, |_| {});

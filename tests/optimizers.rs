@@ -4,7 +4,7 @@
 mod common;
 use faer::Mat;
 use hesslab_data::Split;
-use hesslab_model::{LossKind, NetArch, Network, Shape, TrainParams, train};
+use hesslab_model::{LossKind, NetArch, Network, Shape, Start, TrainParams, train};
 use hesslab_progress::Progress;
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ fn fifty_steps_of_every_optimizer_and_schedule_equal_pytorchs() {
         let name = case["name"].as_str().unwrap();
         let (mut net, data) = setup(&f);
         let start = net.params().to_vec();
-        let log = train(&mut net, &params(case, steps), &data, &empty(&data), 1, 0, &Progress::hidden()).unwrap();
+        let log = train(&mut net, &params(case, steps), &data, &empty(&data), 1, &Start::default(), &Progress::hidden()).unwrap();
         let want = floats(&case["params"]);
         let d = net.params().iter().zip(&want).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
         let moved = net.params().iter().zip(&start).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -102,7 +102,9 @@ fn preconditioned_sharpness_is_the_top_eigenvalue_of_the_dense_preconditioned_he
     let empty = Split { x: Mat::zeros(0, data.x.ncols()), y: vec![], num_classes: 3 };
     let mut net = net0.clone();
     let mut probe = HessianProbe::new(data.clone());
-    let log = hesslab_model::train_tracking_sharpness(&mut net, &p, &data, &empty, 1, 0, &Progress::hidden(), Some(&mut probe)).unwrap();
+    let log =
+        hesslab_model::train_tracking_sharpness(&mut net, &p, &data, &empty, 1, &Start::default(), &Progress::hidden(), Some(&mut probe))
+            .unwrap();
     assert_eq!(log.preconditioned_sharpness.len(), steps, "one measurement per step after the first update");
     assert!((log.preconditioned_threshold.unwrap() - 38.0 / lr).abs() <= 1e-12 * 38.0 / lr, "threshold (2 + 2β₁)/((1 − β₁)η)");
     // The same 40 Adam steps by hand: the trainer's parameters, and its final preconditioner.
@@ -141,4 +143,246 @@ fn preconditioned_sharpness_is_the_top_eigenvalue_of_the_dense_preconditioned_he
     assert!(tracked <= top * (1.0 + 1e-12), "a Rayleigh quotient {tracked} above λ_max {top}");
     assert!(top - tracked <= residual * tracked.abs(), "tracked {tracked} (residual {residual:e}) vs the dense top {top}");
     assert!(op.dim() == net.num_params() && (tracked - plain).abs() > 1e-3 * plain, "P changes the spectrum");
+}
+
+/// `case`'s training over `steps` mini-batch updates (batches of 8 of the 24 samples, so the
+/// halfway point falls inside an epoch), with every schedule's horizon fixed at 100 steps (a
+/// horizon of `max_steps` would be each run's own).
+fn minibatch(case: &Value, steps: u64) -> TrainParams {
+    let mut case = case.clone();
+    if let Some(s) = case["train"].get_mut("schedule").and_then(Value::as_object_mut) {
+        for table in s.values_mut() {
+            if table.get("t_max").is_none()
+                && (table.get("warmup").is_some() || table.as_object().is_some_and(|t| t.is_empty() || t.contains_key("min_factor")))
+            {
+                table["t_max"] = json!(100);
+            }
+        }
+    }
+    TrainParams { batch_size: 8, log_every: 10, snapshot_every: 25, ..params(&case, steps) }
+}
+
+#[test]
+fn fifty_steps_then_fifty_more_equal_a_hundred_for_every_optimizer() {
+    use hesslab_artifacts::Model;
+    use hesslab_pipeline::Port;
+    let f = fixture();
+    let empty = |d: &Split| Split { x: Mat::zeros(0, d.x.ncols()), y: vec![], num_classes: 3 };
+    let dir = scratch("resume");
+    let mut kinds = std::collections::BTreeSet::new();
+    for case in f["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (net0, data) = setup(&f);
+        let mut whole = net0.clone();
+        let log100 = train(&mut whole, &minibatch(case, 100), &data, &empty(&data), 7, &Start::default(), &Progress::hidden()).unwrap();
+        let mut half = net0.clone();
+        let log50 = train(&mut half, &minibatch(case, 50), &data, &empty(&data), 7, &Start::default(), &Progress::hidden()).unwrap();
+        // Through the model artifact, as `init_from` reads it.
+        let saved = Model { net: half, steps: 50, final_train_loss: f64::NAN, train_state: log50.final_state.clone() };
+        let path = dir.join(format!("{name}.parquet"));
+        common::write_port::<Model>(&path, &saved, |_| {});
+        let read = Model::decode(&hesslab_pipeline::read_artifact(&path, None).unwrap()).unwrap();
+        assert_eq!(read.train_state, log50.final_state, "{name}: the optimizer state round-trips through Parquet");
+        let state = read.train_state.unwrap();
+        kinds.insert(state.optimizer.name());
+        let mut rest = read.net;
+        // Another seed for the continuation: the saved run's seed and batch order take over.
+        let start = Start { steps: 50, optimizer: Some(&state.state), batches: Some(state.batches) };
+        let log = train(&mut rest, &minibatch(case, 50), &data, &empty(&data), 99, &start, &Progress::hidden()).unwrap();
+        assert!(rest.params() == whole.params(), "{name}: 50 + 50 steps differ from 100 steps");
+        assert_eq!(log.final_state, log100.final_state, "{name}: the optimizer state after 50 + 50 steps");
+        let at = |l: &hesslab_model::TrainLog, s: u64| l.train_loss[l.step.iter().position(|&x| x == s).unwrap()];
+        assert_eq!(at(&log, 80).to_bits(), at(&log100, 80).to_bits(), "{name}: logged loss at step 80");
+        assert_eq!(log.snapshot_states.last(), log100.snapshot_states.last(), "{name}: the last snapshot's optimizer state");
+        // A fresh optimizer on the same weights is another run (the test can fail).
+        let mut fresh = saved.net.clone();
+        train(&mut fresh, &minibatch(case, 50), &data, &empty(&data), 7, &Start::at(50), &Progress::hidden()).unwrap();
+        assert!(fresh.params() != whole.params(), "{name}: without the saved state the continuation differs");
+    }
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["adam", "adamw", "muon", "rmsprop", "sgd"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh scratch directory for test `name`.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hesslab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run the pipeline `toml` with outputs under `dir/out`; the full error chain on failure.
+fn run_pipeline(dir: &std::path::Path, toml: &str) -> Result<(), String> {
+    use hesslab_pipeline::{PipelineFile, Plan, RunOptions, Runner};
+    let file = dir.join("pipeline.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut pf = PipelineFile::load(&file, &[]).unwrap();
+    pf.out = dir.join("out");
+    let plan = Plan::build(pf, &hesslab::registry()).unwrap();
+    Runner::run(&plan, &RunOptions::default()).map(|_| ()).map_err(|e| common::full_error(&e))
+}
+
+/// The same through a pipeline: `train` writes the optimizer state with the model, and a
+/// second `train` with `init_from` and `resume = "exact"` continues it (dropout masks and
+/// mini-batch order included) to the parameters, optimizer rows and log of one long run.
+#[test]
+fn a_pipeline_continues_every_optimizer_exactly_through_init_from() {
+    use hesslab_artifacts::{Log, Model, Trajectory};
+    use hesslab_pipeline::{Port, read_artifact};
+    let dir = scratch("resume-pipeline");
+    let optimizers = [
+        ("sgd", r#"{ sgd = { momentum = 0.9, nesterov = true } }"#, 0.05),
+        ("adam", r#""adam""#, 0.01),
+        ("adamw", r#"{ adamw = { amsgrad = true } }"#, 0.01),
+        ("rmsprop", r#"{ rmsprop = { centered = true, momentum = 0.5 } }"#, 0.002),
+        ("muon", r#""muon""#, 0.02),
+    ];
+    let mut toml =
+        String::from("[pipeline]\nname = \"resume\"\n[stages.data]\nkind = \"gaussian_mixture\"\nclasses = 3\ndim = 5\nsamples = 90\n");
+    let common = r#"layers = [{ linear = 6 }, "tanh", { dropout = 0.2 }, { linear = 3 }]
+batch_size = 16
+log_every = 5
+snapshot_every = 25
+schedule = { warmup_cosine = { warmup = 10, t_max = 100 } }"#;
+    for (name, opt, lr) in optimizers {
+        for (stage, steps, extra) in [
+            ("whole", 100, "seed = 5\n"),
+            ("half", 50, "seed = 5\n"),
+            // Its own seed: the saved run's takes over.
+            ("rest", 50, "seed = 6\ninit_from = \"half_NAME.model\"\nresume = \"exact\"\n"),
+        ] {
+            toml += &format!(
+                "[stages.{stage}_{name}]\nkind = \"train\"\ndataset = \"data.dataset\"\noptimizer = {opt}\nlr = {lr}\nmax_steps = {steps}\n{common}\n{}",
+                extra.replace("NAME", name)
+            );
+        }
+    }
+    run_pipeline(&dir, &toml).unwrap();
+    let out = dir.join("out/resume/main");
+    let read = |p: String| read_artifact(&out.join(p), None).unwrap();
+    for (name, _, _) in optimizers {
+        let whole = Model::decode(&read(format!("whole_{name}/model.parquet"))).unwrap();
+        let rest = Model::decode(&read(format!("rest_{name}/model.parquet"))).unwrap();
+        let half = Model::decode(&read(format!("half_{name}/model.parquet"))).unwrap();
+        assert!(whole.net.params() != half.net.params(), "{name}: the halves differ");
+        assert!(rest.net.params() == whole.net.params(), "{name}: 50 + 50 steps differ from 100");
+        assert_eq!(rest.steps, 100, "{name}");
+        let (ws, rs) = (whole.train_state.unwrap(), rest.train_state.unwrap());
+        assert_eq!(ws, rs, "{name}: optimizer state and batch order after 50 + 50 steps");
+        assert_eq!(ws.state.steps, 100, "{name}");
+        let log = |s: &str| Log::decode(&read(format!("{s}_{name}/log.parquet"))).unwrap();
+        let (lw, lr) = (log("whole"), log("rest"));
+        assert_eq!(lr.continued.as_deref(), Some("exact"), "{name}");
+        let tail = lw.metrics.step.iter().position(|&s| s == 50).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&lr.metrics.train_loss), bits(&lw.metrics.train_loss[tail..]), "{name}: losses from step 50");
+        let traj = |s: &str| Trajectory::decode(&read(format!("{s}_{name}/trajectory.parquet"))).unwrap();
+        let (tw, tr) = (traj("whole"), traj("rest"));
+        let (cw, sw) = tw.optimizer.expect("a stateful optimizer's trajectory carries its state");
+        assert_eq!(cw.name(), name);
+        let sr = tr.optimizer.unwrap().1;
+        assert_eq!(sw.last(), sr.last(), "{name}: the last snapshot's optimizer state");
+        assert_eq!(tw.snapshots.last(), tr.snapshots.last(), "{name}: the last snapshot");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `resume`: the default continues the optimizer state only when the same optimizer made it
+/// (else a fresh one, said in the log); "exact" refuses what cannot continue exactly.
+#[test]
+fn resume_says_what_it_continued_and_refuses_what_cannot_continue_exactly() {
+    use hesslab_artifacts::Log;
+    use hesslab_pipeline::{Port, read_artifact};
+    let dir = scratch("resume-modes");
+    let head = "[pipeline]\nname = \"modes\"\n[stages.data]\nkind = \"gaussian_mixture\"\nclasses = 3\ndim = 4\nsamples = 60\n[stages.first]\nkind = \"train\"\ndataset = \"data.dataset\"\nhidden = [4]\noptimizer = \"adam\"\nlr = 0.01\nbatch_size = 10\nmax_steps = 20\n";
+    let next = |name: &str, extra: &str| {
+        format!(
+            "[stages.{name}]\nkind = \"train\"\ndataset = \"data.dataset\"\ninit_from = \"first.model\"\nhidden = [4]\nlr = 0.01\nmax_steps = 5\nbatch_size = 10\n{extra}\n"
+        )
+    };
+    let run = |toml: String| run_pipeline(&dir, &toml);
+    let toml = format!(
+        "{head}{}{}{}",
+        next("same", "optimizer = \"adam\""),
+        next("other", "optimizer = \"adamw\""),
+        next("weights", "optimizer = \"adam\"\nresume = \"weights\"")
+    );
+    run(toml).unwrap();
+    let continued =
+        |s: &str| Log::decode(&read_artifact(&dir.join(format!("out/modes/main/{s}/log.parquet")), None).unwrap()).unwrap().continued;
+    assert_eq!(continued("same").as_deref(), Some("optimizer"));
+    assert_eq!(continued("other").as_deref(), Some("weights"), "adamw does not continue adam's state");
+    assert_eq!(continued("weights").as_deref(), Some("weights"));
+    let e = run(format!("{head}{}", next("exact", "optimizer = \"adamw\"\nresume = \"exact\""))).unwrap_err();
+    assert!(e.contains("resume = \"exact\" needs the optimizer that trained the `init_from` model") && e.contains("adamw"), "{e}");
+    let e = run(format!(
+        "{head}{}",
+        next("exact", "optimizer = \"adam\"\nresume = \"exact\"\nbatch_size = 20").replace("batch_size = 10\nop", "op")
+    ))
+    .unwrap_err();
+    assert!(e.contains("continuing exactly needs the run's 48 samples in batches of 10; here 48 in batches of 20"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `spectra_along_training` on an Adam trajectory: the preconditioner of each snapshot comes
+/// from the optimizer state the trajectory carries, and its preconditioned sharpness is the
+/// top eigenvalue of the dense P^{-1/2} H P^{-1/2} there (none at step 0, before any update).
+#[test]
+fn spectra_along_training_measure_the_preconditioned_sharpness_of_each_snapshot() {
+    use hesslab_artifacts::{Dataset, TrainingSteps, Trajectory};
+    use hesslab_hessian::{CurvatureKind, ModelCurvature};
+    use hesslab_pipeline::{Port, read_artifact};
+    let dir = scratch("precond-along");
+    let toml = r#"[pipeline]
+name = "along"
+[stages.data]
+kind = "gaussian_mixture"
+classes = 3
+dim = 5
+samples = 80
+[stages.train]
+kind = "train"
+dataset = "data.dataset"
+hidden = [6]
+activation = "tanh"
+optimizer = { adam = { betas = [0.9, 0.99] } }
+lr = 0.01
+max_steps = 30
+snapshot_every = 10
+log_every = 10
+[stages.along]
+kind = "spectra_along_training"
+trajectory = "train.trajectory"
+dataset = "data.dataset"
+k = 3
+outliers = false
+"#;
+    run_pipeline(&dir, toml).unwrap();
+    let out = dir.join("out/along/main");
+    let read = |p: &str| read_artifact(&out.join(p), None).unwrap();
+    let steps = TrainingSteps::decode(&read("along/training_steps.parquet")).unwrap().0;
+    let traj = Trajectory::decode(&read("train/trajectory.parquet")).unwrap();
+    let ds = Dataset::decode(&read("data/dataset.parquet")).unwrap();
+    assert_eq!(steps.iter().map(|s| s.step).collect::<Vec<_>>(), [0, 10, 20, 30]);
+    assert!(steps[0].preconditioned_sharpness.is_none(), "no preconditioner before the first update");
+    let arch = traj.architecture.clone().unwrap();
+    let (config, states) = traj.optimizer.clone().unwrap();
+    for (i, s) in steps.iter().enumerate().skip(1) {
+        let mut o = config.build(&arch.tensors(), arch.num_params());
+        o.load_state(&states[i]).unwrap();
+        assert_eq!(states[i].steps, s.step);
+        let pc = o.preconditioner().unwrap();
+        let net = Network::new(arch.clone(), traj.snapshots[i].1.clone());
+        let h = common::curvature::dense(&ModelCurvature::new(net, ds.train(), CurvatureKind::Hessian));
+        let d: Vec<f64> = pc.iter().map(|x| 1.0 / x.sqrt()).collect();
+        let n = h.nrows();
+        let a = Mat::<f64>::from_fn(n, n, |i, j| d[i] * h[(i, j)] * d[j]);
+        let top = a.self_adjoint_eigenvalues(faer::Side::Lower).unwrap().into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let got = s.preconditioned_sharpness.unwrap();
+        eprintln!("step {}: preconditioned sharpness {got} (dense {top}, residual {:?})", s.step, s.preconditioned_residual);
+        assert!((got - top).abs() <= 1e-8 * top.abs(), "step {}: {got} vs the dense {top}", s.step);
+    }
+    let png = std::fs::read(out.join("along/preconditioned_along_training.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let _ = std::fs::remove_dir_all(&dir);
 }

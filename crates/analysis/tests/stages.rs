@@ -16,11 +16,19 @@ fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
     let ds = GaussianMixture::generate(&MixtureParams { classes: 3, dim: 5, samples: 120, ..Default::default() }, 2);
     let arch = Architecture { sizes: vec![5, 6, 3], activation: Activation::Tanh, bias: true, loss: LossKind::CrossEntropy };
     let mut m = hesslab_model::Network::from(initialize(&arch, Init::KaimingUniform, 0.0, 0.0, 3));
-    train(&mut m, &TrainParams { lr: 0.2, max_steps: 400, ..Default::default() }, &ds.train(), &ds.test(), 1, 0, &Progress::hidden())
-        .unwrap();
+    train(
+        &mut m,
+        &TrainParams { lr: 0.2, max_steps: 400, ..Default::default() },
+        &ds.train(),
+        &ds.test(),
+        1,
+        &hesslab_model::Start::default(),
+        &Progress::hidden(),
+    )
+    .unwrap();
     let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![port::<DatasetPort>(), port::<ModelPort>()]);
     ctx.write::<DatasetPort>("dataset", &ds).unwrap();
-    ctx.write::<ModelPort>("model", &ModelPort { net: m, steps: 400, final_train_loss: f64::NAN }).unwrap();
+    ctx.write::<ModelPort>("model", &ModelPort { net: m, steps: 400, final_train_loss: f64::NAN, train_state: None }).unwrap();
     let mut inputs = BTreeMap::new();
     inputs.insert("dataset".to_string(), vec![d.join("dataset.parquet")]);
     inputs.insert("model".to_string(), vec![d.join("model.parquet")]);
@@ -145,12 +153,12 @@ fn interpolate_reports_the_paired_test_accuracy_difference() {
         &ds.train(),
         &ds.test(),
         7,
-        0,
+        &hesslab_model::Start::default(),
         &Progress::hidden(),
     )
     .unwrap();
     let ctx = StageContext::standalone(&d.join("b"), 1, BTreeMap::new(), &[], vec![port::<ModelPort>()]);
-    ctx.write::<ModelPort>("model", &ModelPort { net: b, steps: 300, final_train_loss: f64::NAN }).unwrap();
+    ctx.write::<ModelPort>("model", &ModelPort { net: b, steps: 300, final_train_loss: f64::NAN, train_state: None }).unwrap();
     let params = hesslab_analysis::stages::InterpolateParams { from: 0.0, to: 1.0, points: 4 };
     let curve = |inputs: BTreeMap<String, Vec<PathBuf>>, dir: &str| {
         let out = d.join(dir);

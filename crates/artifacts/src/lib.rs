@@ -11,6 +11,7 @@ mod dataset;
 mod ensemble;
 mod matrix;
 mod model;
+mod optimizer_state;
 mod spectra;
 mod spread;
 mod training;

@@ -17,6 +17,8 @@ const TRAIN_LOSS: &str = "train_loss";
 const APPLICATIONS: &str = "applications";
 const COLD_APPLICATIONS: &str = "cold_applications";
 const OUTLIERS: &str = "outliers";
+const PRE_SHARPNESS: &str = "preconditioned_sharpness";
+const PRE_RESIDUAL: &str = "preconditioned_residual";
 const X: &str = "x";
 const DENSITY: &str = "density";
 
@@ -88,6 +90,11 @@ pub struct TrainingStep {
     pub cold_applications: Option<u64>,
     /// Outliers by the elbow count, when asked.
     pub outliers: Option<u64>,
+    /// For a trajectory of Adam, AdamW or RMSprop: the top eigenvalue of P^{-1/2} H P^{-1/2}
+    /// with P the optimizer's preconditioner at the snapshot (none before the first update).
+    pub preconditioned_sharpness: Option<f64>,
+    /// Its relative residual ‖Av − λv‖/|λ|.
+    pub preconditioned_residual: Option<f64>,
 }
 
 /// Per snapshot: loss, eigensolver cost (warm and, optionally, cold), outlier count: the
@@ -98,7 +105,7 @@ pub struct TrainingSteps(pub Vec<TrainingStep>);
 impl Port for TrainingSteps {
     type Value = Self;
     const NAME: &'static str = "training_steps";
-    const DOC: &'static str = "step UInt64, train_loss Float64, applications UInt64 (warm start), cold_applications UInt64? (cold start, when compared), outliers UInt64? (elbow count)";
+    const DOC: &'static str = "step UInt64, train_loss Float64, applications UInt64 (warm start), cold_applications UInt64? (cold start, when compared), outliers UInt64? (elbow count); for a trajectory of Adam, AdamW or RMSprop also preconditioned_sharpness Float64? (top eigenvalue of P^{-1/2} H P^{-1/2}, P the optimizer's preconditioner at the snapshot; null before the first update) and preconditioned_residual Float64?";
     fn schema() -> Schema {
         Schema::new(vec![
             u64_field(STEP),
@@ -106,21 +113,28 @@ impl Port for TrainingSteps {
             u64_field(APPLICATIONS),
             u64_null_field(COLD_APPLICATIONS),
             u64_null_field(OUTLIERS),
+            f64_optional_field(PRE_SHARPNESS),
+            f64_optional_field(PRE_RESIDUAL),
         ])
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
         let r = &v.0;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                u64_array(r.iter().map(|r| r.step)),
-                f64_array(r.iter().map(|r| r.train_loss)),
-                u64_array(r.iter().map(|r| r.applications)),
-                u64_opt_array(r.iter().map(|r| r.cold_applications)),
-                u64_opt_array(r.iter().map(|r| r.outliers)),
-            ],
-        )
-        .map_err(StageError::other)?;
+        let mut columns = vec![
+            u64_array(r.iter().map(|r| r.step)),
+            f64_array(r.iter().map(|r| r.train_loss)),
+            u64_array(r.iter().map(|r| r.applications)),
+            u64_opt_array(r.iter().map(|r| r.cold_applications)),
+            u64_opt_array(r.iter().map(|r| r.outliers)),
+        ];
+        let mut schema = Self::schema();
+        if r.iter().all(|r| r.preconditioned_sharpness.is_none()) {
+            // Without them the file is exactly what it was before the columns.
+            schema = Schema::new(schema.fields()[..5].to_vec());
+        } else {
+            columns.push(f64_opt_array(r.iter().map(|r| r.preconditioned_sharpness)));
+            columns.push(f64_opt_array(r.iter().map(|r| r.preconditioned_residual)));
+        }
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(StageError::other)?;
         Ok(Encoded::one(batch, BTreeMap::new()))
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
@@ -130,6 +144,10 @@ impl Port for TrainingSteps {
         let apps = u64_values(&a.batch, APPLICATIONS).map_err(err)?;
         let cold = u64_opt_values(&a.batch, COLD_APPLICATIONS).map_err(err)?;
         let out = u64_opt_values(&a.batch, OUTLIERS).map_err(err)?;
+        let optional = |c: &str| -> Result<Vec<Option<f64>>, StageError> {
+            if a.batch.column_by_name(c).is_some() { f64_opt_values(&a.batch, c).map_err(err) } else { Ok(vec![None; step.len()]) }
+        };
+        let (pre, pre_r) = (optional(PRE_SHARPNESS)?, optional(PRE_RESIDUAL)?);
         Ok(TrainingSteps(
             (0..step.len())
                 .map(|i| TrainingStep {
@@ -138,6 +156,8 @@ impl Port for TrainingSteps {
                     applications: apps[i],
                     cold_applications: cold[i],
                     outliers: out[i],
+                    preconditioned_sharpness: pre[i],
+                    preconditioned_residual: pre_r[i],
                 })
                 .collect(),
         ))

@@ -264,7 +264,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
             &tr,
             &te,
             1,
-            0,
+            &hesslab_model::Start::default(),
             &Progress::hidden(),
         )?;
         let k = if quick { 5 } else { 20 };
@@ -409,8 +409,8 @@ fn sharpness_bench(quick: bool) {
         let mut probe = (every > 0).then(|| hesslab_hessian::HessianProbe::new(tr.clone()));
         let (t0, c0) = (Instant::now(), hesslab_slurm::records::cpu_seconds());
         let tracking = probe.as_mut().map(|p| p as &mut dyn SharpnessProbe);
-        let log =
-            train_tracking_sharpness(&mut net, &p, &tr, &te, 1, 0, &Progress::hidden(), tracking).expect("the benchmark network trains");
+        let log = train_tracking_sharpness(&mut net, &p, &tr, &te, 1, &hesslab_model::Start::default(), &Progress::hidden(), tracking)
+            .expect("the benchmark network trains");
         (t0.elapsed().as_secs_f64(), hesslab_slurm::records::cpu_seconds() - c0, log.sharpness.last().map_or(f64::NAN, |s| s.1))
     };
     // Wall and CPU time (user + system of the process, 10 ms ticks): CPU time does not count

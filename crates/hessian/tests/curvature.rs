@@ -60,7 +60,7 @@ fn hvp_matches_finite_differences_for_every_activation_and_loss_at_init_and_trai
                 if point == "trained" {
                     let lr = if act == Activation::Sigmoid { 0.5 } else { 0.05 };
                     let p = TrainParams { lr, max_steps: 200, ..Default::default() };
-                    train(&mut m, &p, &d, &d, 1, 0, &Progress::hidden()).unwrap();
+                    train(&mut m, &p, &d, &d, 1, &hesslab_model::Start::default(), &Progress::hidden()).unwrap();
                 }
                 let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
                 let mut rng = Rng::new(seed);

@@ -30,4 +30,7 @@ pub use layers::{LayerSpec, Shape, Window};
 pub use mlp::{CHUNK_ROWS, Forward, LossEval, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t, weight_t_mut};
 pub use network::{NetArch, Network, Tensors};
 pub use pooled::PooledDerivatives;
-pub use train::{MAX_WIDTH, SHARPNESS_WARMUP, SharpnessProbe, TrainLog, TrainParams, network_of, train, train_tracking_sharpness};
+pub use train::{
+    BatchOrder, MAX_WIDTH, Resume, SHARPNESS_WARMUP, SharpnessProbe, Start, TrainLog, TrainParams, TrainState, network_of, train,
+    train_tracking_sharpness,
+};

@@ -1,5 +1,5 @@
 //! Training: full-batch GD or mini-batch SGD with a constant learning rate.
-use crate::optim::{OptimizerConfig, Schedule, clip_grad_norm};
+use crate::optim::{OptimizerConfig, OptimizerState, Schedule, clip_grad_norm};
 use crate::{Activation, Init, LayerSpec, LossKind, ModelError, NetArch, Network, Shape};
 use hesslab_data::{Split, rng::Rng};
 use hesslab_progress::Progress;
@@ -52,6 +52,14 @@ pub struct TrainParams {
     #[serde(skip_serializing_if = "is_zero_f64")]
     #[schemars(extend("default" = 0.0))]
     pub grad_clip: f64,
+    /// With `init_from`, what continues besides the weights: "optimizer" (default: the saved
+    /// optimizer state when the same optimizer with the same arguments made it, else a fresh
+    /// one, said on stderr and in the log), "exact" (also the saved run's batch order and seed:
+    /// 50 steps then 50 more equal 100 steps bit for bit; an error when anything differs) or
+    /// "weights" (a fresh optimizer).
+    #[serde(skip_serializing_if = "Resume::is_default")]
+    #[schemars(extend("default" = "optimizer"))]
+    pub resume: Resume,
     /// Number of parameter updates.
     pub max_steps: usize,
     /// Stop once the full training loss is ≤ this (checked at every log step; 0 = never).
@@ -75,6 +83,33 @@ pub struct TrainParams {
     #[serde(skip_serializing_if = "is_default_divergence")]
     #[schemars(extend("default" = 10000.0))]
     pub divergence_factor: f64,
+}
+
+/// What `train` continues from an `init_from` model besides its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// The optimizer state, when the same optimizer with the same arguments saved it.
+    #[default]
+    Optimizer,
+    /// The optimizer state, the batch order and the seed: the run goes on as if never stopped.
+    Exact,
+    /// The weights only (a fresh optimizer).
+    Weights,
+}
+
+impl Resume {
+    fn is_default(&self) -> bool {
+        *self == Resume::default()
+    }
+    /// Its name in a pipeline.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resume::Optimizer => "optimizer",
+            Resume::Exact => "exact",
+            Resume::Weights => "weights",
+        }
+    }
 }
 
 /// The default `divergence_factor`: far above any edge-of-stability spike seen here (loss
@@ -150,6 +185,7 @@ impl Default for TrainParams {
             optimizer: OptimizerConfig::default(),
             schedule: Schedule::Constant,
             grad_clip: 0.0,
+            resume: Resume::Optimizer,
             max_steps: 1000,
             target_loss: 0.0,
             grad_tol: 0.0,
@@ -180,6 +216,10 @@ pub struct TrainLog {
     pub grad_norm: Vec<f64>,
     /// (step, parameters) every `snapshot_every` steps.
     pub snapshots: Vec<(u64, Vec<f64>)>,
+    /// The optimizer's state at each snapshot.
+    pub snapshot_states: Vec<OptimizerState>,
+    /// What a continuation needs besides the weights, at the end of the run.
+    pub final_state: Option<TrainState>,
     /// (step, sharpness, relative residual) every `sharpness_every` steps.
     pub sharpness: Vec<(u64, f64, f64)>,
     /// Hessian-vector products the sharpness tracking used.
@@ -195,17 +235,65 @@ pub struct TrainLog {
     pub preconditioned_threshold: Option<f64>,
 }
 
-/// Train `model` in place; `step0` is the step count the model already has (continued runs).
+/// What a run leaves for its continuation besides the weights: the optimizer's state and the
+/// position in the mini-batch order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainState {
+    /// The optimizer and its arguments.
+    pub optimizer: OptimizerConfig,
+    /// Its state after the last update.
+    pub state: OptimizerState,
+    /// Where the mini-batch order stands.
+    pub batches: BatchOrder,
+}
+
+/// The mini-batch order of a run, as a function of its seed: `shuffles` Fisher–Yates shuffles
+/// of 0..samples from the seed's stream, `cursor` batches' worth into the last one. Replaying
+/// it puts a continuation exactly where the run stopped without storing the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchOrder {
+    /// The run's seed (its batch order and dropout masks).
+    pub seed: u64,
+    /// Training samples.
+    pub samples: usize,
+    /// Samples per update (`samples` for full-batch).
+    pub batch_size: usize,
+    /// Shuffles (epochs begun).
+    pub shuffles: u64,
+    /// Samples of the current shuffle used.
+    pub cursor: usize,
+}
+
+/// Where training starts: the step count the model already has (continued runs count on), and
+/// optionally the optimizer state and batch order of the run it continues.
+#[derive(Debug, Clone, Default)]
+pub struct Start<'a> {
+    /// Updates behind the model.
+    pub steps: u64,
+    /// The optimizer state to continue from (`None`: a fresh optimizer).
+    pub optimizer: Option<&'a OptimizerState>,
+    /// The batch order (and seed) to continue (`None`: this run's own from its seed).
+    pub batches: Option<BatchOrder>,
+}
+
+impl Start<'_> {
+    /// A model with `steps` updates behind it, continued with a fresh optimizer.
+    pub fn at(steps: u64) -> Self {
+        Start { steps, ..Start::default() }
+    }
+}
+
+/// Train `model` in place from `start`.
 pub fn train(
     model: &mut Network,
     p: &TrainParams,
     train: &Split,
     test: &Split,
     seed: u64,
-    step0: u64,
+    start: &Start,
     progress: &Progress,
 ) -> Result<TrainLog, ModelError> {
-    train_tracking_sharpness(model, p, train, test, seed, step0, progress, None)
+    train_tracking_sharpness(model, p, train, test, seed, start, progress, None)
 }
 
 /// The top eigenvector estimate that sharpness tracking carries from one measurement to the
@@ -273,10 +361,11 @@ pub fn train_tracking_sharpness(
     train: &Split,
     test: &Split,
     seed: u64,
-    step0: u64,
+    start: &Start,
     progress: &Progress,
     mut probe: Option<&mut dyn SharpnessProbe>,
 ) -> Result<TrainLog, ModelError> {
+    let step0 = start.steps;
     if p.sharpness_every > 0 && !p.sharpness_every.is_multiple_of(p.log_every.max(1)) {
         return Err(ModelError::Invalid(format!(
             "sharpness_every = {} must be a multiple of log_every = {}",
@@ -289,11 +378,32 @@ pub fn train_tracking_sharpness(
     let n = train.len();
     let full = p.batch_size == 0 || p.batch_size >= n;
     let bs = if full { n } else { p.batch_size };
-    let mut rng = Rng::new(seed ^ 0x5eed_5eed);
+    let config = p.optimizer_config();
+    let mut optimizer = config.build(&model.tensors(), model.num_params());
+    if let Some(s) = start.optimizer {
+        optimizer.load_state(s).map_err(|m| ModelError::Invalid(format!("continuing the optimizer `{}`: {m}", config.name())))?;
+    }
+    // The batch order: this run's own (a shuffle before the first mini-batch), or the one a
+    // continued run stopped in, replayed from its seed.
+    let mut batches = BatchOrder { seed, samples: n, batch_size: bs, shuffles: 0, cursor: n };
+    if let Some(b) = start.batches {
+        if (b.samples, b.batch_size) != (n, bs) {
+            return Err(ModelError::Invalid(format!(
+                "continuing exactly needs the run's {} samples in batches of {}; here {n} in batches of {bs}",
+                b.samples, b.batch_size
+            )));
+        }
+        batches = b;
+    }
+    let seed_of_batches = batches.seed;
+    let mut rng = Rng::new(seed_of_batches ^ 0x5eed_5eed);
     let mut order: Vec<usize> = (0..n).collect();
-    let mut cursor = n; // forces a shuffle before the first mini-batch
-    let mut epoch_count = 0u64;
-    let mut optimizer = p.optimizer_config().build(&model.tensors(), model.num_params());
+    if !full {
+        for _ in 0..batches.shuffles {
+            rng.shuffle(&mut order);
+        }
+    }
+    let (mut cursor, mut epoch_count) = (batches.cursor, batches.shuffles);
     let mut log = TrainLog::default();
     let bar = progress.bar(p.max_steps as u64, "training");
     let log_every = p.log_every.max(1);
@@ -359,10 +469,11 @@ pub fn train_tracking_sharpness(
     }
     if p.snapshot_every > 0 {
         log.snapshots.push((step0, model.params().to_vec()));
+        log.snapshot_states.push(optimizer.state());
     }
     for step in 1..=p.max_steps {
         // Dropout masks of this step (a function of the seed and the step, not of a stream).
-        let step_seed = seed ^ (step0 + step as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
+        let step_seed = seed_of_batches ^ (step0 + step as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
         let (loss, grad) = if full {
             match carried.take() {
                 Some(c) => c,
@@ -400,9 +511,9 @@ pub fn train_tracking_sharpness(
         }
         bar.inc(1);
         let epoch = if full { step as f64 } else { (step * bs) as f64 / n as f64 };
-        let _ = epoch_count;
         if p.snapshot_every > 0 && step % p.snapshot_every == 0 {
             log.snapshots.push((step0 + step as u64, model.params().to_vec()));
+            log.snapshot_states.push(optimizer.state());
         }
         if step % log_every == 0 || step == p.max_steps {
             // A measurement's one product comes with the log's full-batch pass.
@@ -456,6 +567,8 @@ pub fn train_tracking_sharpness(
         log.preconditioned_threshold = optimizer.stability_threshold_times_lr().map(|t| t / p.lr);
     }
     log.optimizer_groups = optimizer.groups();
+    log.final_state =
+        Some(TrainState { optimizer: config, state: optimizer.state(), batches: BatchOrder { shuffles: epoch_count, cursor, ..batches } });
     Ok(log)
 }
 

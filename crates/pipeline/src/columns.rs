@@ -33,6 +33,13 @@ pub fn f64_null_field(name: &str) -> Field {
 /// stage computed it, e.g. `log`'s `sharpness`); readers get nulls then.
 pub const OPTIONAL_COLUMN: &str = "hesslab.optional";
 
+/// `f`, declared as a column that files may omit (see [`OPTIONAL_COLUMN`]).
+pub fn optional(f: Field) -> Field {
+    let mut m = f.metadata().clone();
+    m.insert(OPTIONAL_COLUMN.to_string(), "true".to_string());
+    f.with_metadata(m)
+}
+
 /// A nullable Float64 column that files may omit (see [`OPTIONAL_COLUMN`]).
 pub fn f64_optional_field(name: &str) -> Field {
     Field::new(name, DataType::Float64, true).with_metadata(

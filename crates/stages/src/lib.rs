@@ -9,7 +9,7 @@ pub mod solvers;
 mod train;
 
 pub use curvature_dense::{CurvatureDense, CurvatureDenseParams};
-pub use train::Train;
+pub use train::{Train, check_optimizer};
 
 /// Register every stage kind of this crate.
 pub fn register(r: &mut hesslab_pipeline::Registry) {

@@ -1,13 +1,14 @@
 //! `train`: full-batch GD or mini-batch SGD, optionally continuing from another model.
 use hesslab_artifacts::{Dataset, Log, Model, Trajectory};
-use hesslab_model::{LossKind, MAX_WIDTH, NetArch, Shape, TrainParams, initialize_network, network_of};
+use hesslab_model::{LossKind, MAX_WIDTH, NetArch, Resume, Shape, Start, TrainParams, TrainState, initialize_network, network_of};
 use hesslab_pipeline::resources::prod;
 use hesslab_pipeline::{Estimate, Facts, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port, short_f64};
 
 const INIT_FROM: PortSpec = port::<Model>().optional().renamed("init_from");
 
-/// The optimizer's, schedule's and clipping's arguments, each in PyTorch's ranges.
-fn check_optimizer(p: &TrainParams) -> Vec<(String, String)> {
+/// The optimizer's, schedule's and clipping's arguments, each in PyTorch's ranges (also for
+/// the other stages that train: `init_ensemble`).
+pub fn check_optimizer(p: &TrainParams) -> Vec<(String, String)> {
     use hesslab_model::optim::{OptimizerConfig as O, Schedule};
     let mut e = Vec::new();
     let mut bad = |key: &str, m: String| e.push((key.to_string(), m));
@@ -78,8 +79,9 @@ pub struct Train;
 impl StageKind for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
-    /// 2: `architecture` metadata is the PyTorch module list.
-    const VERSION: u32 = 2;
+    /// 2: `architecture` metadata is the PyTorch module list; 3: the optimizer state with the
+    /// model and the trajectory.
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Train a network (`layers` = [conv2d, max_pool2d, avg_pool2d, flatten, linear, activations], or the MLP shorthand `hidden`) with full-batch or mini-batch updates by SGD, Adam, AdamW, RMSprop or Muon (`optimizer`, PyTorch's arguments), a learning-rate `schedule` and optional `grad_clip`; BatchNorm and dropout in train mode; optional `init_from` input continues from another model (LB→SB).";
     const INPUTS: &'static [PortSpec] = &[port::<Dataset>(), INIT_FROM];
     const OUTPUTS: &'static [PortSpec] = &[port::<Model>(), port::<Log>(), port::<Trajectory>().optional()];
@@ -185,15 +187,17 @@ impl StageKind for Train {
         let params = arch.num_params() as u64;
         let units = arch.units();
         let snapshots = if p.snapshot_every > 0 { (p.max_steps / p.snapshot_every + 1) as u64 } else { 0 };
+        let state = p.optimizer_config().state_vectors() as u64;
         // Data (and its train/test copies), activations and their gradients for every sample,
         // parameters with gradient, velocity and one partial gradient per 256-sample chunk.
         Some(
             Estimate::f64s(prod(&[n, d, 3]), format!("{n}×{d} data"))
                 .plus(Estimate::f64s(prod(&[n, units, 4]), format!("activations of {units} units")))
                 .plus(Estimate::f64s(prod(&[params, n.div_ceil(256).saturating_add(4)]), format!("{params} parameters with gradients")))
+                .plus(Estimate::f64s(prod(&[params, state.saturating_add(1)]), format!("{} optimizer state", p.optimizer_config().name())))
                 .plus(Estimate::f64s(
-                    prod(&[params, snapshots]),
-                    if snapshots > 0 { format!("{snapshots} snapshots") } else { String::new() },
+                    prod(&[params, snapshots, state.saturating_add(1)]),
+                    if snapshots > 0 { format!("{snapshots} snapshots with optimizer state") } else { String::new() },
                 )),
         )
     }
@@ -220,7 +224,7 @@ impl StageKind for Train {
         } else {
             ds.num_classes
         };
-        let (mut net, step0) = match ctx.read_opt::<Model>(INIT_FROM.name)? {
+        let (mut net, step0, saved) = match ctx.read_opt::<Model>(INIT_FROM.name)? {
             Some(m) => {
                 if m.net.input_dim() != ds.dim || m.net.output_dim() != out_dim {
                     return Err(StageError::msg(format!(
@@ -230,18 +234,19 @@ impl StageKind for Train {
                         ds.dim
                     )));
                 }
-                (m.net, m.steps)
+                (m.net, m.steps, Some(m.train_state))
             }
             None => {
                 let shape = Shape::from_dims(&ds.shape).map_err(StageError::msg)?;
                 let arch = network_of(p, shape, ds.num_classes).map_err(StageError::other)?;
-                (initialize_network(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0)
+                (initialize_network(&arch, p.init, p.init_std, p.init_radius, ctx.seed), 0, None)
             }
         };
+        let (start, continued) = continuation(p, step0, saved.as_ref(), ctx)?;
         let mut probe = (p.sharpness_every > 0).then(|| hesslab_hessian::HessianProbe::new(tr.clone()));
         let t0 = std::time::Instant::now();
         let tracking = probe.as_mut().map(|pr| pr as &mut dyn hesslab_model::SharpnessProbe);
-        let mut log = hesslab_model::train_tracking_sharpness(&mut net, p, &tr, &te, ctx.seed, step0, &ctx.progress, tracking)
+        let mut log = hesslab_model::train_tracking_sharpness(&mut net, p, &tr, &te, ctx.seed, &start, &ctx.progress, tracking)
             .map_err(StageError::other)?;
         if let Some(probe) = &probe {
             // Wall times stay out of the artifacts (bit-identical outputs); this line says the cost.
@@ -257,12 +262,58 @@ impl StageKind for Train {
         let final_train_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
         let architecture = Some(net.arch());
         let snapshots = std::mem::take(&mut log.snapshots);
+        let states = std::mem::take(&mut log.snapshot_states);
+        let train_state = log.final_state.take();
         let lr = (!log.sharpness.is_empty()).then_some(p.lr);
-        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr })?;
+        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr, continued })?;
         if !snapshots.is_empty() {
-            ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture })?;
+            let optimizer = Some((p.optimizer_config(), states));
+            ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture, optimizer })?;
         }
-        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss })
+        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss, train_state })
+    }
+}
+
+/// Where a run continuing an `init_from` model (whose saved training state is `saved`; `None`
+/// without `init_from`) starts, and what it continued, for the log: "weights", "optimizer" or
+/// "exact".
+fn continuation<'a>(
+    p: &TrainParams,
+    step0: u64,
+    saved: Option<&'a Option<TrainState>>,
+    ctx: &StageContext,
+) -> Result<(Start<'a>, Option<String>), StageError> {
+    let Some(saved) = saved else { return Ok((Start::at(step0), None)) };
+    let config = p.optimizer_config();
+    let weights = |why: Option<String>| {
+        if let Some(why) = why {
+            ctx.progress.line(&format!("train: continuing `{}` with a fresh {} optimizer: {why}", INIT_FROM.name, config.name()));
+        }
+        Ok((Start::at(step0), Some(Resume::Weights.name().to_string())))
+    };
+    let describe = |c: &hesslab_model::optim::OptimizerConfig| serde_json::to_string(c).unwrap_or_default();
+    match (p.resume, saved) {
+        (Resume::Weights, _) => weights(None),
+        (Resume::Exact, None) => Err(StageError::msg(format!(
+            "resume = \"exact\": the `{}` model has no training state (it was not written by `train`)",
+            INIT_FROM.name
+        ))),
+        (Resume::Optimizer, None) => weights(None),
+        (Resume::Exact, Some(s)) if s.optimizer != config => Err(StageError::msg(format!(
+            "resume = \"exact\" needs the optimizer that trained the `{}` model, {}; this stage has {}",
+            INIT_FROM.name,
+            describe(&s.optimizer),
+            describe(&config)
+        ))),
+        (Resume::Optimizer, Some(s)) if s.optimizer != config => {
+            weights(Some(format!("the model was trained by {}, this stage has {}", describe(&s.optimizer), describe(&config))))
+        }
+        (Resume::Optimizer, Some(s)) => {
+            Ok((Start { steps: step0, optimizer: Some(&s.state), batches: None }, Some(Resume::Optimizer.name().into())))
+        }
+        (Resume::Exact, Some(s)) => {
+            Ok((Start { steps: step0, optimizer: Some(&s.state), batches: Some(s.batches) }, Some(Resume::Exact.name().into())))
+        }
     }
 }
 

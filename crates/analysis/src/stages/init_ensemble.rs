@@ -5,6 +5,7 @@ use crate::plots::Plot;
 use hesslab_artifacts::{Dataset, Ensemble, EnsembleMember, Model};
 use hesslab_eigen::{DenseParams, DenseSolver};
 use hesslab_hessian::{CurvatureKind, SampleSet, materialize};
+use hesslab_model::optim::{OptimizerConfig, Schedule};
 use hesslab_model::{Init, TrainParams, initialize_network};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, Progress, StageContext, StageError, StageKind, derive_seed, port};
 use hesslab_stages::estimates::operator_estimate;
@@ -28,8 +29,17 @@ pub struct InitEnsembleParams {
     pub init_std: f64,
     /// Full-batch gradient steps from each draw before its Hessian (0 = at the draw itself).
     pub steps: usize,
-    /// Step size of those steps.
+    /// Step size of those steps (the schedule's base).
     pub lr: f64,
+    /// The optimizer of those steps, as `train`'s: "sgd" (default), "adam", "adamw",
+    /// "rmsprop", "muon" or { name = { PyTorch's arguments } }.
+    #[serde(skip_serializing_if = "OptimizerConfig::is_default")]
+    #[schemars(extend("default" = "sgd"))]
+    pub optimizer: OptimizerConfig,
+    /// Their learning-rate schedule, as `train`'s.
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    #[schemars(extend("default" = "constant"))]
+    pub schedule: Schedule,
     /// Eigenvalues kept per member, from the largest.
     pub top: usize,
     /// Largest parameter count accepted: each member's Hessian is materialized (P products)
@@ -47,6 +57,8 @@ impl Default for InitEnsembleParams {
             init_std: 0.1,
             steps: 0,
             lr: 0.1,
+            optimizer: OptimizerConfig::default(),
+            schedule: Schedule::Constant,
             top: 2,
             max_params: 2048,
             operator: CurvatureKind::Hessian,
@@ -55,6 +67,19 @@ impl Default for InitEnsembleParams {
             tensors: vec![],
             batch_norm: Default::default(),
         }
+    }
+}
+
+/// The full-batch training of each member before its Hessian.
+fn steps_of(p: &InitEnsembleParams) -> TrainParams {
+    TrainParams {
+        max_steps: p.steps,
+        lr: p.lr,
+        optimizer: p.optimizer.clone(),
+        schedule: p.schedule.clone(),
+        batch_size: 0,
+        log_every: p.steps.max(1),
+        ..Default::default()
     }
 }
 
@@ -82,6 +107,7 @@ impl StageKind for InitEnsemble {
         if p.steps > 0 && !(p.lr > 0.0 && p.lr.is_finite()) {
             e.push(("lr".into(), "lr must be positive and finite".into()));
         }
+        e.extend(hesslab_stages::check_optimizer(&steps_of(p)));
         e
     }
     /// Members run side by side, one per thread, each with its dense P×P Hessian, its
@@ -111,7 +137,7 @@ impl StageKind for InitEnsemble {
             )));
         }
         let (spec, seed) = (p.spec(), ctx.seed);
-        let gd = TrainParams { max_steps: p.steps, lr: p.lr, batch_size: 0, log_every: p.steps.max(1), ..Default::default() };
+        let gd = steps_of(p);
         let bar = ctx.progress.bar(p.members as u64, "ensemble members");
         // Each member depends only on its index: the same artifact for any thread count.
         let members: Vec<Result<EnsembleMember, StageError>> = (0..p.members)
@@ -120,8 +146,16 @@ impl StageKind for InitEnsemble {
                 let member_seed = derive_seed(seed, &format!("member {i}"));
                 let mut net = initialize_network(&arch, p.init, p.init_std, p.init_radius, member_seed);
                 if p.steps > 0 {
-                    hesslab_model::train(&mut net, &gd, &ds.train(), &ds.test(), member_seed, 0, &Progress::hidden())
-                        .map_err(StageError::other)?;
+                    hesslab_model::train(
+                        &mut net,
+                        &gd,
+                        &ds.train(),
+                        &ds.test(),
+                        member_seed,
+                        &hesslab_model::Start::default(),
+                        &Progress::hidden(),
+                    )
+                    .map_err(StageError::other)?;
                 }
                 let built = spec.build(net, &ds, seed).map_err(StageError::other)?;
                 let (a, _) = materialize(built.op.as_ref(), Some((&built.curvature, built.index.as_deref())), 8, &Progress::hidden());
@@ -135,6 +169,13 @@ impl StageKind for InitEnsemble {
         let draw = serde_json::json!({
             "init": p.init, "init_radius": p.init_radius, "init_std": p.init_std, "members": p.members, "steps": p.steps, "lr": p.lr,
         });
+        let mut draw = draw;
+        if p.steps > 0 && !p.optimizer.is_default() {
+            draw["optimizer"] = serde_json::to_value(&p.optimizer).map_err(StageError::other)?;
+        }
+        if p.steps > 0 && !p.schedule.is_constant() {
+            draw["schedule"] = serde_json::to_value(&p.schedule).map_err(StageError::other)?;
+        }
         let top: Vec<f64> = members.iter().map(|m| m.top[0]).collect();
         let ens = Ensemble { members, operator: p.operator.name().to_string(), dim, draw: draw.to_string() };
         ctx.write::<Ensemble>(Ensemble::NAME, &ens)?;

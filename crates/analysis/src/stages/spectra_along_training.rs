@@ -144,6 +144,8 @@ impl StageKind for SpectraAlongTraining {
                 "trajectory snapshots hold parameters, not BatchNorm's running statistics; set batch_norm = \"batch\" (the batch statistics of the samples)".to_string(),
             ));
         }
+        // Each snapshot's preconditioner, from the optimizer state the trajectory carries.
+        let mut preconditioners = preconditioners(&traj, &arch)?.into_iter().step_by(p.every);
         let mut spectrum = Vec::new();
         let mut steps = Vec::new();
         let mut slq: Vec<(u64, SlqResult)> = Vec::new();
@@ -184,7 +186,22 @@ impl StageKind for SpectraAlongTraining {
                 spectrum.push((*step, pairs.ranks[i], *v, r.unwrap_or(f64::NAN)));
             }
             let outliers = p.outliers.then(|| count_outliers(&desc, desc.len(), None).heuristic as u64);
-            steps.push(TrainingStep { step: *step, train_loss, applications: info.applications, cold_applications, outliers });
+            let (preconditioned_sharpness, preconditioned_residual) = match preconditioners.next().flatten() {
+                Some(pc) => {
+                    let (l, r) = preconditioned_top(&built, &pc, p.tol, ctx.seed)?;
+                    (Some(l), Some(r))
+                }
+                None => (None, None),
+            };
+            steps.push(TrainingStep {
+                step: *step,
+                train_loss,
+                applications: info.applications,
+                cold_applications,
+                outliers,
+                preconditioned_sharpness,
+                preconditioned_residual,
+            });
             if p.density {
                 let r =
                     StochasticLanczosQuadrature::run(op, &SlqParams { steps: p.steps.min(dim), probes: p.probes, seed: ctx.seed }, &hidden)
@@ -207,6 +224,36 @@ impl StageKind for SpectraAlongTraining {
         ctx.write::<TrainingSteps>(TrainingSteps::NAME, &TrainingSteps(steps))?;
         ctx.write::<TrainingSpectrum>(TrainingSpectrum::NAME, &TrainingSpectrum { rows: spectrum, info })
     }
+}
+
+/// The diagonal preconditioner P of every snapshot (`None` where the optimizer has none, or
+/// has not updated yet), rebuilt from the optimizer state the trajectory carries; empty
+/// iterations (`None` throughout) for a trajectory without state.
+fn preconditioners(traj: &Trajectory, arch: &hesslab_model::NetArch) -> Result<Vec<Option<Vec<f64>>>, StageError> {
+    let Some((config, states)) = &traj.optimizer else { return Ok(vec![None; traj.snapshots.len()]) };
+    let tensors = arch.tensors();
+    states
+        .iter()
+        .zip(&traj.snapshots)
+        .map(|(s, (step, _))| {
+            let mut o = config.build(&tensors, arch.num_params());
+            o.load_state(s).map_err(|e| StageError::msg(format!("the trajectory's optimizer state at step {step}: {e}")))?;
+            Ok(o.preconditioner())
+        })
+        .collect()
+}
+
+/// The top eigenvalue of P^{-1/2} A P^{-1/2} (A the snapshot's operator, restricted to its
+/// block when it has one) by Lanczos to `tol`, and its relative residual.
+fn preconditioned_top(built: &hesslab_hessian::BuiltOperator, pc: &[f64], tol: f64, seed: u64) -> Result<(f64, f64), StageError> {
+    let p: Vec<f64> = match &built.index {
+        Some(ix) => ix.iter().map(|&i| pc[i]).collect(),
+        None => pc.to_vec(),
+    };
+    let op = hesslab_hessian::Preconditioned::inverse_sqrt(built.op.clone(), &p);
+    let lp = LanczosParams { k: 1, which: Which::Largest, tol, seed, check_every: 5, ..Default::default() };
+    let (pairs, _) = LanczosSolver::solve(&op, &lp, &hesslab_pipeline::Progress::hidden()).map_err(StageError::other)?;
+    Ok((pairs.values[0], pairs.residuals[0].unwrap_or(f64::NAN)))
 }
 
 /// The warm and cold solves answer the same question; a disagreement beyond what the residual
@@ -258,6 +305,14 @@ fn draw(ctx: &StageContext, spectrum: &[(u64, u32, f64, f64)], steps: &[Training
             .line("", counts.clone())
             .points("", counts)
             .write(ctx, "outliers_along_training")?;
+    }
+    let pre: Vec<(f64, f64)> = steps.iter().filter_map(|s| s.preconditioned_sharpness.map(|l| (s.step as f64, l))).collect();
+    if !pre.is_empty() {
+        let top = spectrum.iter().filter(|r| r.1 == 0).map(|r| (r.0 as f64, r.2)).collect();
+        Plot::new("Plain and preconditioned sharpness along training", "step", "top eigenvalue")
+            .line("λ₁(H)", top)
+            .line("λ₁(P^-1/2 H P^-1/2)", pre)
+            .write(ctx, "preconditioned_along_training")?;
     }
     if steps.iter().any(|s| s.cold_applications.is_some()) {
         let warm = steps.iter().map(|s| (s.step as f64, s.applications as f64)).collect();

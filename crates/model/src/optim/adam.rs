@@ -1,7 +1,7 @@
 //! `torch.optim.Adam` and `AdamW`: t ← t + 1; AdamW θ ← θ(1 − γλ), Adam g ← ∇ + λθ;
 //! m ← lerp(m, g, 1 − β₁); v ← β₂v + (1 − β₂)g²; (amsgrad: v̂ ← max(v̂, v));
 //! θ ← θ − (γ/(1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε).
-use super::{Optimizer, lerp};
+use super::{Optimizer, OptimizerState, StateBuffer, lerp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -87,5 +87,25 @@ impl Optimizer for Adam {
     fn stability_threshold_times_lr(&self) -> Option<f64> {
         let b1 = self.c.betas[0];
         Some((2.0 + 2.0 * b1) / (1.0 - b1))
+    }
+    fn state(&self) -> OptimizerState {
+        let mut buffers = vec![StateBuffer::all("exp_avg", self.m.clone()), StateBuffer::all("exp_avg_sq", self.v.clone())];
+        if self.c.amsgrad {
+            buffers.push(StateBuffer::all("max_exp_avg_sq", self.v_max.clone()));
+        }
+        OptimizerState { steps: self.step, buffers }
+    }
+    fn load_state(&mut self, s: &OptimizerState) -> Result<(), String> {
+        s.only(&["exp_avg", "exp_avg_sq", "max_exp_avg_sq"])?;
+        let n = self.m.len();
+        self.m = s.buffer("exp_avg", n)?.to_vec();
+        self.v = s.buffer("exp_avg_sq", n)?.to_vec();
+        if self.c.amsgrad {
+            self.v_max = s.buffer("max_exp_avg_sq", n)?.to_vec();
+        } else {
+            s.only(&["exp_avg", "exp_avg_sq"])?;
+        }
+        self.step = s.steps;
+        Ok(())
     }
 }

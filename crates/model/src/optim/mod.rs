@@ -98,6 +98,17 @@ impl OptimizerConfig {
         serde_json::json!({ self.name(): inner.expect("plain data") })
     }
 
+    /// How many parameter-sized state vectors it keeps (moments, momentum; Muon's halves
+    /// together count as at most three), for memory estimates.
+    pub fn state_vectors(&self) -> usize {
+        match self {
+            OptimizerConfig::Sgd(c) => usize::from(c.momentum != 0.0),
+            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => 2 + usize::from(c.amsgrad),
+            OptimizerConfig::Rmsprop(c) => 1 + usize::from(c.momentum > 0.0) + usize::from(c.centered),
+            OptimizerConfig::Muon(_) => 2,
+        }
+    }
+
     /// The optimizer for a network with these tensors (Muon splits them by shape).
     pub fn build(&self, tensors: &[TensorRange], num_params: usize) -> Box<dyn Optimizer> {
         match self {
@@ -155,6 +166,83 @@ pub trait Optimizer: Send {
     /// for Adam (38 at β₁ = 0.9), 2 for RMSprop without momentum.
     fn stability_threshold_times_lr(&self) -> Option<f64> {
         None
+    }
+    /// Its state (step count and buffers), what `load_state` restores exactly.
+    fn state(&self) -> OptimizerState;
+    /// Restore a state that [`Optimizer::state`] of the same optimizer on the same network
+    /// returned; an error names what does not fit.
+    fn load_state(&mut self, s: &OptimizerState) -> Result<(), String>;
+}
+
+/// An optimizer's state between steps as PyTorch's `state_dict()["state"]` holds it: the step
+/// count and, per buffer (`exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`, `momentum_buffer`,
+/// `square_avg`, `grad_avg`), the values of the tensors it covers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState {
+    /// Updates made.
+    pub steps: u64,
+    /// The buffers, in the optimizer's fixed order.
+    pub buffers: Vec<StateBuffer>,
+}
+
+/// One state buffer of an optimizer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateBuffer {
+    /// PyTorch's state key (`exp_avg`, `momentum_buffer`, …).
+    pub key: String,
+    /// Indices of the tensors it covers, in the network's order; `None` is all of them.
+    pub tensors: Option<Vec<usize>>,
+    /// Those tensors' values, concatenated in tensor order (all: the flat parameter layout).
+    pub values: Vec<f64>,
+}
+
+impl StateBuffer {
+    /// A buffer over all parameters.
+    pub fn all(key: &str, values: Vec<f64>) -> Self {
+        StateBuffer { key: key.into(), tensors: None, values }
+    }
+}
+
+impl OptimizerState {
+    /// The buffer `key`, checked to hold `len` values; an error when absent or of another size.
+    pub fn buffer(&self, key: &str, len: usize) -> Result<&[f64], String> {
+        let b = self.buffers.iter().find(|b| b.key == key).ok_or_else(|| format!("the saved optimizer state has no `{key}`"))?;
+        if b.values.len() != len {
+            return Err(format!("the saved `{key}` holds {} values, this optimizer {len}", b.values.len()));
+        }
+        if let Some(i) = b.values.iter().position(|v| !v.is_finite()) {
+            return Err(format!("the saved `{key}` holds {} at {i}: optimizer state is finite", b.values[i]));
+        }
+        Ok(&b.values)
+    }
+    /// Refuse buffers other than `keys` (a state saved with other arguments).
+    pub fn only(&self, keys: &[&str]) -> Result<(), String> {
+        match self.buffers.iter().find(|b| !keys.contains(&b.key.as_str())) {
+            Some(b) => Err(format!("the saved optimizer state has `{}`, which this optimizer does not keep", b.key)),
+            None => Ok(()),
+        }
+    }
+    /// The buffers' values end to end (a trajectory row).
+    pub fn flat(&self) -> Vec<f64> {
+        self.buffers.iter().flat_map(|b| b.values.iter().copied()).collect()
+    }
+    /// A state of this layout (keys, tensors and sizes as `self`) with `flat` values.
+    pub fn with_flat(&self, steps: u64, flat: &[f64]) -> Result<Self, String> {
+        let total: usize = self.buffers.iter().map(|b| b.values.len()).sum();
+        if flat.len() != total {
+            return Err(format!("{} optimizer-state values where the layout has {total}", flat.len()));
+        }
+        let mut at = 0;
+        let buffers = self
+            .buffers
+            .iter()
+            .map(|b| {
+                let values = flat[at..at + b.values.len()].to_vec();
+                at += b.values.len();
+                StateBuffer { values, ..b.clone() }
+            })
+            .collect();
+        Ok(OptimizerState { steps, buffers })
     }
 }
 

@@ -7,7 +7,7 @@
 //! PyTorch runs the iteration in bfloat16; here it is float64 (the fixtures patch PyTorch's to
 //! float64 too, `scripts/torch_optim.py`).
 use super::adam::{ADAMW_WEIGHT_DECAY, Adam, AdamConfig};
-use super::{Optimizer, TensorRange, lerp};
+use super::{Optimizer, OptimizerState, StateBuffer, TensorRange, lerp};
 use faer::Mat;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,9 @@ pub struct Muon {
     buf: Vec<f64>,
     /// The other tensors' ranges and names.
     rest: Vec<(String, Range<usize>)>,
+    /// Indices (in the network's tensor order) of the matrices and of the rest.
+    matrix_index: Vec<usize>,
+    rest_index: Vec<usize>,
     adamw: Adam,
     /// Packed parameters and gradients of the other tensors.
     rest_p: Vec<f64>,
@@ -90,16 +93,29 @@ impl Muon {
     /// A fresh optimizer for a network with these tensors.
     pub fn new(c: MuonConfig, tensors: &[TensorRange], n: usize) -> Self {
         let (mut matrices, mut rest) = (Vec::new(), Vec::new());
-        for (name, shape, r) in tensors {
+        let (mut matrix_index, mut rest_index) = (Vec::new(), Vec::new());
+        for (i, (name, shape, r)) in tensors.iter().enumerate() {
             if shape.len() >= 2 {
                 matrices.push((name.clone(), shape[0], shape[1..].iter().product(), r.clone()));
+                matrix_index.push(i);
             } else {
                 rest.push((name.clone(), r.clone()));
+                rest_index.push(i);
             }
         }
         let m: usize = rest.iter().map(|(_, r)| r.len()).sum();
         let ac = AdamConfig { betas: c.adamw.betas, eps: c.adamw.eps, weight_decay: c.adamw.weight_decay, amsgrad: false };
-        Muon { adamw: Adam::new(ac, true, m), c, matrices, buf: vec![0.0; n], rest, rest_p: vec![0.0; m], rest_g: vec![0.0; m] }
+        Muon {
+            adamw: Adam::new(ac, true, m),
+            c,
+            matrices,
+            buf: vec![0.0; n],
+            rest,
+            matrix_index,
+            rest_index,
+            rest_p: vec![0.0; m],
+            rest_g: vec![0.0; m],
+        }
     }
 
     /// The learning rate of an A × B matrix.
@@ -174,5 +190,26 @@ impl Optimizer for Muon {
             "muon": self.matrices.iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
             "adamw": self.rest.iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
         }))
+    }
+    fn state(&self) -> OptimizerState {
+        // The matrices' momentum, then the AdamW half's moments over the rest (its packed
+        // vectors are the rest tensors in order).
+        let momentum = self.matrices.iter().flat_map(|m| self.buf[m.3.clone()].iter().copied()).collect();
+        let adam = self.adamw.state();
+        let mut buffers = vec![StateBuffer { key: "momentum_buffer".into(), tensors: Some(self.matrix_index.clone()), values: momentum }];
+        buffers.extend(adam.buffers.into_iter().map(|b| StateBuffer { tensors: Some(self.rest_index.clone()), ..b }));
+        OptimizerState { steps: adam.steps, buffers }
+    }
+    fn load_state(&mut self, s: &OptimizerState) -> Result<(), String> {
+        s.only(&["momentum_buffer", "exp_avg", "exp_avg_sq"])?;
+        let len: usize = self.matrices.iter().map(|m| m.3.len()).sum();
+        let momentum = s.buffer("momentum_buffer", len)?;
+        let mut at = 0;
+        for (_, _, _, r) in &self.matrices {
+            self.buf[r.clone()].copy_from_slice(&momentum[at..at + r.len()]);
+            at += r.len();
+        }
+        let rest = OptimizerState { steps: s.steps, buffers: s.buffers.iter().filter(|b| b.key != "momentum_buffer").cloned().collect() };
+        self.adamw.load_state(&rest)
     }
 }

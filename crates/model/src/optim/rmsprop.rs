@@ -1,7 +1,7 @@
 //! `torch.optim.RMSprop`: g ← ∇ + λθ; v ← αv + (1 − α)g²; centered: ḡ ← lerp(ḡ, g, 1 − α),
 //! d ← √(v − ḡ²) + ε, else d ← √v + ε; with momentum μ: b ← μb + g/d, θ ← θ − γb; else
 //! θ ← θ − γ g/d.
-use super::{Optimizer, lerp};
+use super::{Optimizer, OptimizerState, StateBuffer, lerp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -74,5 +74,31 @@ impl Optimizer for Rmsprop {
     }
     fn stability_threshold_times_lr(&self) -> Option<f64> {
         (self.c.momentum == 0.0).then_some(2.0)
+    }
+    fn state(&self) -> OptimizerState {
+        let mut buffers = vec![StateBuffer::all("square_avg", self.v.clone())];
+        if self.c.momentum > 0.0 {
+            buffers.push(StateBuffer::all("momentum_buffer", self.buf.clone()));
+        }
+        if self.c.centered {
+            buffers.push(StateBuffer::all("grad_avg", self.g_avg.clone()));
+        }
+        OptimizerState { steps: self.steps, buffers }
+    }
+    fn load_state(&mut self, s: &OptimizerState) -> Result<(), String> {
+        let n = self.v.len();
+        let mut keys = vec!["square_avg"];
+        self.v = s.buffer("square_avg", n)?.to_vec();
+        if self.c.momentum > 0.0 {
+            self.buf = s.buffer("momentum_buffer", n)?.to_vec();
+            keys.push("momentum_buffer");
+        }
+        if self.c.centered {
+            self.g_avg = s.buffer("grad_avg", n)?.to_vec();
+            keys.push("grad_avg");
+        }
+        s.only(&keys)?;
+        self.steps = s.steps;
+        Ok(())
     }
 }

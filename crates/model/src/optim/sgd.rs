@@ -1,6 +1,6 @@
 //! `torch.optim.SGD`: g ← ∇ + λθ; with momentum μ the buffer b ← g on the first step, then
 //! b ← μb + (1 − τ)g (τ the dampening); g ← g + μb (Nesterov) or b; θ ← θ − γg.
-use super::Optimizer;
+use super::{Optimizer, OptimizerState, StateBuffer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,18 +23,20 @@ pub struct Sgd {
     c: SgdConfig,
     buf: Option<Vec<f64>>,
     g: Vec<f64>,
+    steps: u64,
 }
 
 impl Sgd {
     /// A fresh optimizer for `n` parameters.
     pub fn new(c: SgdConfig, n: usize) -> Self {
-        Sgd { c, buf: None, g: vec![0.0; n] }
+        Sgd { c, buf: None, g: vec![0.0; n], steps: 0 }
     }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [f64], grad: &[f64], lr: f64) {
         let c = &self.c;
+        self.steps += 1;
         for ((g, &d), &p) in self.g.iter_mut().zip(grad).zip(params.iter()) {
             *g = if c.weight_decay != 0.0 { d + c.weight_decay * p } else { d };
         }
@@ -51,5 +53,15 @@ impl Optimizer for Sgd {
             }
         }
         params.iter_mut().zip(&self.g).for_each(|(p, g)| *p += -lr * g);
+    }
+    fn state(&self) -> OptimizerState {
+        OptimizerState { steps: self.steps, buffers: self.buf.iter().map(|b| StateBuffer::all("momentum_buffer", b.clone())).collect() }
+    }
+    fn load_state(&mut self, s: &OptimizerState) -> Result<(), String> {
+        s.only(&["momentum_buffer"])?;
+        self.steps = s.steps;
+        // PyTorch creates the buffer at the first step with momentum.
+        self.buf = if self.c.momentum != 0.0 && s.steps > 0 { Some(s.buffer("momentum_buffer", self.g.len())?.to_vec()) } else { None };
+        Ok(())
     }
 }
