@@ -402,6 +402,7 @@ fn c6_garbage_numbers_are_refused_where_they_are_read() {
         architecture: None,
         lr: None,
         continued: None,
+        warning: None,
     };
     let lp = d.join("log.parquet");
     write_port::<hesslab_artifacts::Log>(&lp, &log, |_| {});

@@ -7,6 +7,7 @@ pub mod plots;
 pub mod replicates;
 pub mod replot;
 pub mod report;
+pub mod results;
 pub mod small_multiples;
 mod spectrum;
 pub mod stages;

@@ -11,7 +11,8 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every file under `dir`, sorted, hidden ones left out.
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         v.sort();
@@ -59,6 +60,22 @@ pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str)
         n = esc(name),
         d = esc(description)
     );
+    // What the run found, in words, before any figure.
+    let results = crate::results::collect(out_dir);
+    if !results.warnings.is_empty() {
+        html.push_str("<h2>Warnings</h2><ul style=\"color:#a00\">");
+        for w in &results.warnings {
+            html.push_str(&format!("<li><code>{}</code>: {}</li>", esc(&w.place), esc(&w.text)));
+        }
+        html.push_str("</ul>");
+    }
+    if !results.lines.is_empty() {
+        html.push_str("<h2>Results</h2><table><tr><th>member/stage</th><th>result</th></tr>");
+        for l in &results.lines {
+            html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(&l.place), esc(&l.text)));
+        }
+        html.push_str("</table>");
+    }
     // Timings from the lock file.
     let lock = hesslab_pipeline::LockFile::load(out_dir);
     if !lock.stages.is_empty() {

@@ -212,6 +212,9 @@ pub struct Log {
     /// With `init_from`: what the run continued besides the weights ("weights", "optimizer",
     /// "exact").
     pub continued: Option<String>,
+    /// Why the trained network looks untrained (chance-level accuracy, a loss that did not
+    /// fall), when it does.
+    pub warning: Option<String>,
 }
 
 const STEP: &str = "step";
@@ -238,6 +241,10 @@ const CONTINUED: MetaKey = MetaKey {
     key: "continued",
     doc: "with `init_from`: what the run continued besides the weights, \"weights\" (a fresh optimizer), \"optimizer\" (the saved optimizer state) or \"exact\" (also the saved batch order and seed)",
 };
+const TRAINING_WARNING: MetaKey = MetaKey {
+    key: "training_warning",
+    doc: "present when the trained network looks untrained: why (a final training accuracy at chance level, a training loss that did not fall)",
+};
 const SHARPNESS_PRODUCTS: MetaKey =
     MetaKey { key: "sharpness_products", doc: "Hessian-vector products the sharpness tracking used (with `sharpness`)" };
 
@@ -245,7 +252,8 @@ impl Port for Log {
     type Value = Self;
     const NAME: &'static str = "log";
     const DOC: &'static str = "metrics: step, epoch, train_loss, train_accuracy, test_loss, test_accuracy, grad_norm; with `sharpness_every` also sharpness (largest-magnitude Hessian eigenvalue by tracked power iteration) and sharpness_residual (‖Hv − λv‖/|λ|), and for Adam-family optimizers and RMSprop preconditioned_sharpness (top eigenvalue of P^{-1/2} H P^{-1/2}, P the optimizer's preconditioner) with its residual, null on rows without a measurement; files without them are still read";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS, OPTIMIZER_GROUPS, PRE_THRESHOLD, CONTINUED];
+    const METADATA: &'static [MetaKey] =
+        &[ARCHITECTURE, NUM_PARAMS, LR, SHARPNESS_PRODUCTS, OPTIMIZER_GROUPS, PRE_THRESHOLD, CONTINUED, TRAINING_WARNING];
     fn schema() -> Schema {
         Schema::new(vec![
             u64_field(STEP),
@@ -304,6 +312,7 @@ impl Port for Log {
             meta.put(OPTIMIZER_GROUPS, g.to_string());
         }
         meta.put_opt(CONTINUED, v.continued.as_ref());
+        meta.put_opt(TRAINING_WARNING, v.warning.as_ref());
         Ok(Encoded::one(batch, meta.0))
     }
     fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
@@ -341,7 +350,13 @@ impl Port for Log {
                 (0..l.len()).filter_map(|i| Some((metrics.step[i], l[i]?, r[i].unwrap_or(f64::NAN)))).collect();
         }
         let lr = a.meta(LR.key).and_then(|v| v.parse().ok());
-        Ok(Log { metrics, architecture: read_architecture(a).ok(), lr, continued: a.meta(CONTINUED.key).map(str::to_string) })
+        Ok(Log {
+            metrics,
+            architecture: read_architecture(a).ok(),
+            lr,
+            continued: a.meta(CONTINUED.key).map(str::to_string),
+            warning: a.meta(TRAINING_WARNING.key).map(str::to_string),
+        })
     }
 }
 

@@ -309,6 +309,11 @@ fn real_main() -> Result<()> {
                 };
                 out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
             }
+            // Last, what the run found: the numbers a user ran it for, and what looks wrong.
+            let results = hesslab_analysis::results::collect(&plan.out_dir).text(12);
+            if !results.is_empty() {
+                out!("{}", results.trim_end());
+            }
         }
         Cmd::Plot { files, kind, out, dpi, y_scale, panels, overlay, max_memory } => {
             memory_limit(max_memory.as_deref())?;

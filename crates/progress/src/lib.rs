@@ -42,6 +42,13 @@ impl Progress {
         pb.set_message(what.to_string());
         pb
     }
+    /// A warning on stderr, shown whether or not progress is (it is part of the result).
+    pub fn warn(&self, msg: &str) {
+        match self.prefix.as_str() {
+            "" => eprintln!("warning: {msg}"),
+            p => eprintln!("warning: {p} {msg}"),
+        }
+    }
     /// A line on stderr (when enabled).
     pub fn line(&self, msg: &str) {
         if self.enabled {

@@ -258,6 +258,10 @@ impl StageKind for Train {
                 total
             ));
         }
+        let warning = (log.step.last().copied().unwrap_or(step0) > step0).then(|| untrained(&log, &tr)).flatten();
+        if let Some(w) = &warning {
+            ctx.progress.warn(w);
+        }
         let steps = log.step.last().copied().unwrap_or(step0);
         let final_train_loss = log.train_loss.last().copied().unwrap_or(f64::NAN);
         let architecture = Some(net.arch());
@@ -265,13 +269,32 @@ impl StageKind for Train {
         let states = std::mem::take(&mut log.snapshot_states);
         let train_state = log.final_state.take();
         let lr = (!log.sharpness.is_empty()).then_some(p.lr);
-        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr, continued })?;
+        ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr, continued, warning })?;
         if !snapshots.is_empty() {
             let optimizer = Some((p.optimizer_config(), states));
             ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture, optimizer })?;
         }
         ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss, train_state })
     }
+}
+
+/// Why a finished run plainly did not train the network, if it did not: a final training
+/// accuracy at chance level (within a tenth of the way from the largest class's share to 1), or
+/// a training loss that did not fall below its start.
+fn untrained(log: &hesslab_model::TrainLog, train: &hesslab_data::Split) -> Option<String> {
+    let (first, last, accuracy) = (*log.train_loss.first()?, *log.train_loss.last()?, *log.train_acc.last()?);
+    let last_class = train.num_classes.max(1) - 1;
+    let mut counts = vec![0usize; last_class + 1];
+    train.y.iter().for_each(|&c| counts[(c as usize).min(last_class)] += 1);
+    let chance = *counts.iter().max()? as f64 / train.len().max(1) as f64;
+    let mut why = Vec::new();
+    if accuracy < chance + 0.1 * (1.0 - chance) {
+        why.push(format!("its training accuracy {accuracy:.3} is at chance level (the largest class is {chance:.3} of the samples)"));
+    }
+    if last >= first {
+        why.push(format!("its training loss did not fall ({first:.4} at the start, {last:.4} at the end)"));
+    }
+    (!why.is_empty()).then(|| format!("the trained network looks untrained: {}; lower or raise `lr`, or train longer", why.join(", and ")))
 }
 
 /// Where a run continuing an `init_from` model (whose saved training state is `saved`; `None`

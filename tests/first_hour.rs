@@ -1,0 +1,70 @@
+//! The first hour of a new user (#44): a run says its results out loud, and a network that
+//! plainly did not train is said to be one — on stderr, in the result block, in the log's
+//! metadata and at the top of the report.
+mod common;
+use common::{SMALL, run_measured};
+use hesslab_artifacts::{Log, Summary};
+use hesslab_pipeline::{Port, read_artifact};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn sandbox(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hesslab-first-hour-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `hesslab run` on SMALL with `--set`s; (exit code, stdout, stderr).
+fn run(d: &Path, set: &[&str]) -> (i32, String, String) {
+    std::fs::write(d.join("p.toml"), SMALL).unwrap();
+    let mut args = vec!["run", "p.toml", "--out", "out"];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    let (code, out, err, _) = run_measured(&args, d, Duration::from_secs(120));
+    (code, out, err)
+}
+
+#[test]
+fn run_ends_with_the_results_in_words() {
+    let d = sandbox("results");
+    let (code, out, err) = run(&d, &["train.max_steps=300", "train.lr=0.5"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let block = &out[out.find("results:\n").unwrap_or_else(|| panic!("no result block in\n{out}"))..];
+    let summary = Summary::decode(&read_artifact(&d.join("out/small/main/summary/summary.parquet"), None).unwrap()).unwrap().row;
+    let log = Log::decode(&read_artifact(&d.join("out/small/main/train/log.parquet"), None).unwrap()).unwrap();
+    // The numbers are the artifacts' own.
+    let want = format!(
+        "main/summary  P = {}: largest eigenvalue {:.4}, outliers {} (elbow), {} (gap), {} (ratio); {} negative",
+        summary.dim, summary.max, summary.outliers_heuristic, summary.outliers_gap, summary.outliers_ratio, summary.negative
+    );
+    assert!(block.contains(&want), "`{want}` not in\n{block}");
+    let loss = log.metrics.train_loss.last().unwrap();
+    assert!(block.contains(&format!("main/train    training loss {loss:.4} and accuracy")), "{block}");
+    assert!(log.warning.is_none() && !out.contains("warning") && !err.contains("warning"), "a trained network warned:\n{out}{err}");
+    let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
+    assert!(report.contains("<h2>Results</h2>") && report.contains(&format!("largest eigenvalue {:.4}", summary.max)), "report");
+    assert!(!report.contains("<h2>Warnings</h2>"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_network_at_chance_level_is_said_to_be_untrained_everywhere() {
+    let d = sandbox("chance");
+    // A learning rate too small to move anything in 20 steps: accuracy stays at chance.
+    let (code, out, err) = run(&d, &["train.lr=1e-9"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let log = Log::decode(&read_artifact(&d.join("out/small/main/train/log.parquet"), None).unwrap()).unwrap();
+    let w = log.warning.expect("the log's metadata says it");
+    assert!(w.contains("looks untrained") && w.contains("at chance level"), "{w}");
+    assert!(err.contains(&format!("warning: train {w}")) || err.contains(&w), "stderr:\n{err}");
+    assert!(out.contains(&format!("warning: main/train: {w}")), "result block:\n{out}");
+    let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
+    assert!(report.contains("<h2>Warnings</h2>") && report.contains("looks untrained"), "report");
+    // A loss that rose is said too.
+    let (code, out, err) = run(&d, &["train.lr=60", "train.divergence_factor=0", "train.max_steps=40"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("its training loss did not fall"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
