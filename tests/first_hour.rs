@@ -68,3 +68,25 @@ fn a_network_at_chance_level_is_said_to_be_untrained_everywhere() {
     assert!(out.contains("its training loss did not fall"), "{out}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `validate` (and `run`, before any stage) says that a named input file is missing, at its key.
+#[test]
+fn validate_refuses_a_missing_input_file_at_its_key() {
+    let d = sandbox("missing");
+    let toml = "[pipeline]\nname = \"m\"\n[stages.data]\nkind = \"idx\"\nimages = \"nowhere/train-images.gz\"\nlabels = \"nowhere/labels.gz\"\n[stages.tab]\nkind = \"table\"\npath = \"absent.csv\"\n";
+    std::fs::write(d.join("m.toml"), toml).unwrap();
+    for cmd in ["validate", "run"] {
+        let (code, out, err, _) =
+            run_measured(&[cmd, "m.toml", "--out", "out"][..if cmd == "run" { 4 } else { 2 }], &d, Duration::from_secs(60));
+        assert_ne!(code, 0, "{cmd}: {out}{err}");
+        for (line, key, path) in [(5, "images", "nowhere/train-images.gz"), (6, "labels", "nowhere/labels.gz"), (9, "path", "absent.csv")] {
+            let want = format!(
+                "m.toml:{line}:1: key `stages.{}.{key}`: `{path}` does not exist (relative to the current directory",
+                if key == "path" { "tab" } else { "data" }
+            );
+            assert!(err.contains(&want), "{cmd}: `{want}` not in\n{err}");
+        }
+        assert!(!d.join("out/m/main").exists(), "{cmd}: a stage ran");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -204,6 +204,7 @@ fn f3_no_input_creates_or_deletes_a_file_outside_the_output_directory() {
     std::fs::create_dir_all(sandbox.join("keep")).unwrap();
     std::fs::write(sandbox.join("keep/file"), b"precious").unwrap();
     std::fs::write(root.join("F.csv.gz"), b"not digits").unwrap();
+    std::fs::write(root.join("F.csv"), b"a,label\n1,0\n2,1\n3,0\n4,1\n").unwrap();
     let out = sandbox.join("deep/er/out");
     let hostile =
         ["../../../../x", "../../keep", "/abs/dir", "..", ".", "", "a/b", "x\\y", "\u{0}", "../../F.csv.gz", ".staging-d-1", "report.html"];
@@ -215,9 +216,11 @@ fn f3_no_input_creates_or_deletes_a_file_outside_the_output_directory() {
         // Table paths are inputs (read, never written); a sweep over hostile strings only
         // names directories.
         let _ = run_text(&text, &out, RunOptions { jobs: 2, ..Default::default() });
+        // (A sweep over a free-form string that is not a path: input paths that do not exist
+        // are refused at validation now, before any member directory is made.)
         let swept = format!(
-            "[pipeline]\nname = \"s{i}\"\n[sweep]\nd.path = [{h:?}, \"{}\"]\n[stages.d]\nkind = \"digits\"\n",
-            root.join("F.csv.gz").display()
+            "[pipeline]\nname = \"s{i}\"\n[sweep]\nd.label = [{h:?}, \"label\"]\n[stages.d]\nkind = \"table\"\npath = \"{}\"\n",
+            root.join("F.csv").display()
         );
         let _ = run_text(&swept, &out, RunOptions { jobs: 2, ..Default::default() });
         for name in [*h, "ok"] {
@@ -236,7 +239,7 @@ fn f3_no_input_creates_or_deletes_a_file_outside_the_output_directory() {
     // Hostile sweep values did run, under hashed directory names inside --out.
     let dirs: Vec<String> =
         std::fs::read_dir(out.join("s0")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert!(dirs.iter().any(|d| d.starts_with("d.path=x~")), "{dirs:?}");
+    assert!(dirs.iter().any(|d| d.starts_with("d.label=x~")), "{dirs:?}");
     let lock = std::fs::read_to_string(out.join("s0/hesslab.lock")).unwrap();
     assert!(lock.contains("../../../../x"), "the lock maps hashed directories back to their values");
     let _ = std::fs::remove_dir_all(&root);

@@ -10,14 +10,24 @@ use hesslab_pipeline::{Estimate, Facts, InputFacts, PortSpec, StageContext, Stag
 
 const DATASET: PortSpec = port::<Dataset>();
 
-/// A named input path that exists but is not a regular file (a FIFO would block the run, a
-/// device never end): said at validate time with its key. A missing file is reported when the
-/// stage runs.
-pub(crate) fn not_a_regular_file(key: &str, path: &str) -> Option<(String, String)> {
-    match hesslab_limits::regular_file(std::path::Path::new(path)) {
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Some((key.into(), e.to_string())),
-        _ => None,
+/// A named input path that cannot be read: missing, unreadable, or not a regular file (a FIFO
+/// would block the run, a device never end) — said at validate time with its key, before any
+/// stage runs. Relative paths are from the current directory, as the stage reads them.
+pub(crate) fn unreadable_input(key: &str, path: &str) -> Option<(String, String)> {
+    if path.is_empty() {
+        return None;
     }
+    let p = std::path::Path::new(path);
+    let problem = match hesslab_limits::open_regular(p) {
+        Ok(_) => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => e.to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::env::current_dir() {
+            Ok(cwd) if p.is_relative() => format!("`{path}` does not exist (relative to the current directory {})", cwd.display()),
+            _ => format!("`{path}` does not exist"),
+        },
+        Err(e) => format!("`{path}` cannot be read: {e}"),
+    };
+    Some((key.into(), problem))
 }
 
 /// `gaussian_mixture`: k Gaussian clusters in d dimensions (S18 E2, S16 P3).
@@ -90,7 +100,7 @@ impl StageKind for DigitsStage {
         if p.n > 1797 && p.path.is_none() {
             e.push(("n".into(), format!("n = {} exceeds the 1797 examples of the digits data", p.n)));
         }
-        e.extend(p.path.as_deref().and_then(|f| not_a_regular_file("path", f)));
+        e.extend(p.path.as_deref().and_then(|f| unreadable_input("path", f)));
         e
     }
     fn facts(p: &DigitsParams, _: &InputFacts) -> Facts {
@@ -126,7 +136,7 @@ impl StageKind for IdxStage {
         }
         for (key, path) in [("images", &p.images), ("labels", &p.labels), ("test_images", &p.test_images), ("test_labels", &p.test_labels)]
         {
-            if let Some(problem) = not_a_regular_file(key, path) {
+            if let Some(problem) = unreadable_input(key, path) {
                 e.push(problem);
             } else if key.ends_with("images")
                 && let Some(dims) = hesslab_data::idx_dims(path)
@@ -185,7 +195,7 @@ impl StageKind for Cifar10Stage {
         if p.files.is_empty() {
             return vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())];
         }
-        p.files.iter().filter_map(|f| not_a_regular_file("files", f)).collect()
+        p.files.iter().filter_map(|f| unreadable_input("files", f)).collect()
     }
     fn facts(p: &CifarParams, _: &InputFacts) -> Facts {
         Facts { rows: (p.n > 0).then_some(p.n as u64), dim: Some(3072), classes: Some(10), shape: Some([3, 32, 32]), ..Default::default() }

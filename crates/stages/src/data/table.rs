@@ -273,7 +273,7 @@ impl StageKind for TableStage {
         if p.path.is_empty() {
             return vec![("path".into(), "path of the table is required".into())];
         }
-        super::not_a_regular_file("path", &p.path).into_iter().collect()
+        super::unreadable_input("path", &p.path).into_iter().collect()
     }
     fn run(p: &TableParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let t = if p.path.ends_with(".parquet") { read_parquet_table(p)? } else { read_csv(p)? };
