@@ -90,3 +90,40 @@ fn validate_refuses_a_missing_input_file_at_its_key() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Ctrl-C says what was kept and how to resume, exits 130, and the rerun resumes.
+#[test]
+fn ctrl_c_says_what_was_kept_and_how_to_resume() {
+    let d = sandbox("interrupt");
+    let slow = SMALL.replace("max_steps = 20", "max_steps = 100000000\nlog_every = 1000");
+    std::fs::write(d.join("p.toml"), &slow).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hesslab"))
+        .args(["run", "p.toml", "--out", "out"])
+        .current_dir(&d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the data stage is done, training is under way.
+    let t0 = std::time::Instant::now();
+    while !d.join("out/small/main/data/dataset.parquet").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the data stage never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: the stages that finished are kept in out/small") && err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    assert!(!d.join("out/small/main/train").exists(), "the interrupted stage left its directory");
+    // The rerun skips what finished.
+    let (code, o, e) = run(&d, &["train.max_steps=10"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("1 skipped (up to date)"), "{o}");
+    let _ = std::fs::remove_dir_all(&d);
+}

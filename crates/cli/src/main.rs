@@ -256,6 +256,19 @@ fn memory_limit(arg: Option<&str>) -> Result<Option<u64>> {
     Ok(limit)
 }
 
+/// What an interrupted `run` leaves and how to go on, said when Ctrl-C arrives.
+fn say_on_interrupt(out_dir: &std::path::Path) {
+    let note = format!(
+        "interrupted: the stages that finished are kept in {} (every artifact is written whole under a temporary name and then renamed; the stages that were running leave nothing, and their leftovers are removed next time); run the same command again to resume — finished stages are skipped as up to date",
+        out_dir.display()
+    );
+    // Without a handler (a platform refusing one) Ctrl-C still stops the run, silently.
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("\n{note}");
+        std::process::exit(130);
+    });
+}
+
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -286,6 +299,7 @@ fn real_main() -> Result<()> {
             }
             let max_memory = memory_limit(max_memory.as_deref())?;
             let plan = load(&file, &set, out.as_ref())?;
+            say_on_interrupt(&plan.out_dir);
             let t0 = std::time::Instant::now();
             let report = Runner::run(&plan, &RunOptions { force, only, from, jobs, verbose, max_memory })?;
             out!(
