@@ -164,3 +164,38 @@ fn stages_draw_default_figures_and_plot_redraws_them() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--dpi 100"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The heat map PNG is a figure (#44): the raster, pixel for pixel, inside a frame with a
+/// title above, axes below and left, and a colour key (red and blue bars) on the right.
+#[test]
+fn the_heatmap_png_has_a_title_axes_and_a_colour_key_around_the_raster() {
+    let a = faer::Mat::<f64>::from_fn(40, 40, |i, j| if i == j { 1.0 } else { ((i * 7 + j * 3) % 11) as f64 * 1e-3 - 5e-3 });
+    let (rgb, side) = hesslab_figures::heatmap_rgb(&a, 200).unwrap();
+    let png = hesslab_figures::heatmap_figure_png(&rgb, side, 40, "hessian (40 × 40)").unwrap();
+    let dec = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = dec.read_info().unwrap();
+    let mut img = vec![0u8; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut img).unwrap();
+    let (w, h) = (info.width, info.height);
+    assert!(w > side + 150 && h > side + 60, "{w}×{h} around a {side}² raster");
+    let px = |x: u32, y: u32| {
+        let i = ((y * w + x) * 3) as usize;
+        (img[i], img[i + 1], img[i + 2])
+    };
+    // The raster sits at (70, 44), unchanged.
+    for (x, y) in [(0, 0), (side / 2, side / 3), (side - 1, side - 1)] {
+        let i = ((y * side + x) * 3) as usize;
+        assert_eq!(px(70 + x, 44 + y), (rgb[i], rgb[i + 1], rgb[i + 2]), "raster pixel ({x}, {y})");
+    }
+    // Text above (the title) and below (tick labels): dark pixels outside the raster.
+    let dark = |x0: u32, x1: u32, y0: u32, y1: u32| (y0..y1).any(|y| (x0..x1).any(|x| px(x, y).0 < 100 && px(x, y).1 < 100));
+    assert!(dark(70, 70 + side, 0, 40), "no title");
+    assert!(dark(60, 80 + side, 44 + side + 6, h), "no x-axis labels");
+    assert!(dark(0, 66, 44, 44 + side), "no y-axis labels");
+    // The key: nearly saturated red and blue at its top, white at its bottom (8 decades down).
+    let row = |y: u32| (70 + side + 20..w).map(|x| px(x, y)).collect::<Vec<_>>();
+    let top = row(46);
+    assert!(top.iter().any(|c| c.0 == 255 && c.1 < 8) && top.iter().any(|c| c.2 == 255 && c.0 < 8), "no colour key: {top:?}");
+    let low = row(44 + side.min(320) - 2);
+    assert!(low.iter().any(|c| c.0 == 255 && c.1 > 240 && c.1 < 255), "the key's low end is not nearly white: {low:?}");
+}

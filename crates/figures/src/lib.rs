@@ -13,7 +13,7 @@ mod scale;
 pub mod spectra;
 
 pub use figure::{Figure, Mark, Plot, Series};
-pub use heatmap::{MAX_HEATMAP_SIDE, encode_png, heatmap_png, heatmap_svg};
+pub use heatmap::{MAX_HEATMAP_SIDE, encode_png, heatmap_figure_png, heatmap_png, heatmap_rgb, heatmap_svg};
 pub use layout::{Layout, PanelLayout, Rect, SeriesLayout};
 pub use palette::{PALETTE, color_of};
 pub use scale::YScale;

@@ -1,5 +1,4 @@
 //! `heatmap`: a dense matrix as an image.
-use crate::plots::heatmap_png;
 use hesslab_artifacts::Matrix;
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use hesslab_stages::estimates::dense_estimate;
@@ -25,6 +24,8 @@ pub struct Heatmap;
 impl StageKind for Heatmap {
     type Params = HeatmapParams;
     const KIND: &'static str = "heatmap";
+    /// 2: the PNG is a figure (title, axes, colour key), not the bare raster.
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Heat map of a dense matrix (S16 Fig 5): |entry| on a log scale over 8 decades, red positive, blue negative.";
     const INPUTS: &'static [PortSpec] = &[port::<Matrix>()];
     const OUTPUTS: &'static [PortSpec] = &[PortSpec::files("heatmap.png/svg")];
@@ -42,10 +43,12 @@ impl StageKind for Heatmap {
     }
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let m = ctx.read::<Matrix>(Matrix::NAME)?;
-        let png = heatmap_png(&m.dense.matrix, p.size).map_err(StageError::msg)?;
-        let side = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        let (rgb, side) = hesslab_figures::heatmap_rgb(&m.dense.matrix, p.size).map_err(StageError::msg)?;
+        let raster = hesslab_figures::encode_png(&rgb, side, side).map_err(StageError::msg)?;
         let title = format!("{} ({} × {})", m.dense.operator, m.dense.matrix.nrows(), m.dense.matrix.ncols());
-        ctx.write_file("heatmap.svg", hesslab_figures::heatmap_svg(&png, side, &title).as_bytes())?;
+        ctx.write_file("heatmap.svg", hesslab_figures::heatmap_svg(&raster, side, &title).as_bytes())?;
+        // The PNG is a figure too: title, axes and colour key around the raster.
+        let png = hesslab_figures::heatmap_figure_png(&rgb, side, m.dense.matrix.nrows(), &title).map_err(StageError::msg)?;
         ctx.write_file("heatmap.png", &png)?;
         Ok(())
     }
