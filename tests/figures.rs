@@ -199,3 +199,23 @@ fn the_heatmap_png_has_a_title_axes_and_a_colour_key_around_the_raster() {
     let low = row(44 + side.min(320) - 2);
     assert!(low.iter().any(|c| c.0 == 255 && c.1 > 240 && c.1 < 255), "the key's low end is not nearly white: {low:?}");
 }
+
+/// A sequential plot (ranks along training, #44) gives each of twelve lines its own colour,
+/// darkest for the first, where the categorical palette repeats after eight (λ1 and λ9 were
+/// the same blue).
+#[test]
+fn ranks_get_distinct_colours_along_a_sequential_map() {
+    use hesslab_figures::{Figure, Plot};
+    let lines =
+        |p: Plot| (0..12).fold(p, |p, r| p.line(&format!("λ{}", r + 1), vec![(0.0, 1.0 / (r + 1) as f64), (1.0, 0.5 / (r + 1) as f64)]));
+    let colours = |p: Plot| Figure::single(lines(p)).layout().unwrap().panels[0].series.iter().map(|s| s.color).collect::<Vec<_>>();
+    let categorical = colours(Plot::new("t", "step", "eigenvalue"));
+    assert_eq!(categorical[0], categorical[8], "the palette repeats (what the sequential map is for)");
+    let seq = colours(Plot::new("t", "step", "eigenvalue").sequential());
+    let mut distinct = seq.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 12, "{seq:?}");
+    let lum = |c: (u8, u8, u8)| 0.2126 * c.0 as f64 + 0.7152 * c.1 as f64 + 0.0722 * c.2 as f64;
+    assert!(seq.windows(2).all(|w| lum(w[1]) > lum(w[0])), "lightness rises with rank: {seq:?}");
+}

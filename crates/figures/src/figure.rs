@@ -49,6 +49,10 @@ pub struct Plot {
     /// log10 of the value over the eight decades below the largest (values ≤ that floor are
     /// not drawn).
     pub cells: Vec<(f64, f64, f64)>,
+    /// Colour the series along a sequential colour map in their order (ranks, widths), so
+    /// that more than eight stay distinct and neighbours look alike; else the categorical
+    /// palette.
+    pub sequential: bool,
 }
 
 impl Plot {
@@ -58,6 +62,11 @@ impl Plot {
     }
     fn push(mut self, name: &str, points: Vec<(f64, f64)>, mark: Mark, band: Vec<(f64, f64, f64)>) -> Self {
         self.series.push(Series { name: name.into(), points, mark, band });
+        self
+    }
+    /// Colour the series by their order on a sequential colour map (see [`Plot::sequential`]).
+    pub fn sequential(mut self) -> Self {
+        self.sequential = true;
         self
     }
     /// Add a heat map (cell centres on a regular grid and their positive values).

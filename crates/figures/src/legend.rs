@@ -57,6 +57,7 @@ pub(crate) fn plan(fig: &Figure) -> Plan {
         let mut entries = Vec::new();
         for (i, s) in p.series.iter().enumerate() {
             let color = match names.iter().position(|n| *n == s.name) {
+                _ if p.sequential => crate::palette::sequential(i, p.series.len()),
                 Some(k) if shared_colors => color_of(k),
                 _ => color_of(i),
             };

@@ -292,7 +292,7 @@ fn draw(ctx: &StageContext, spectrum: &[(u64, u32, f64, f64)], steps: &[Training
         r.dedup();
         r
     };
-    let mut plot = Plot::new("Top eigenvalues along training", "step", "eigenvalue").y_scale(YScale::Log);
+    let mut plot = Plot::new("Top eigenvalues along training", "step", "eigenvalue").y_scale(YScale::Log).sequential();
     for (i, rank) in ranks.iter().enumerate().take(DRAWN_RANKS.max(ranks.len())) {
         let pts: Vec<(f64, f64)> = spectrum.iter().filter(|r| r.1 == *rank).map(|r| (r.0 as f64, r.2)).collect();
         let name = if i < DRAWN_RANKS { format!("λ{}", rank + 1) } else { String::new() };
