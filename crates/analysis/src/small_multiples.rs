@@ -96,6 +96,14 @@ pub fn overlay(
     y_scale: YScale,
 ) -> Figure {
     let legend_keys: Vec<&String> = keys.iter().filter(|k| !panel_keys.contains(k)).collect();
+    // Lines (and so legend entries) in the order of their values, key by key: numbers
+    // numerically (2, 5, 10, not "10", "2", "5"), other values as the sweep lists them.
+    let mut lines = lines;
+    let orders: Vec<Vec<String>> = legend_keys.iter().map(|k| distinct(&lines, k)).collect();
+    let rank = |l: &Line| -> Vec<usize> {
+        legend_keys.iter().zip(&orders).map(|(k, o)| o.iter().position(|v| Some(v) == l.labels.get(*k)).unwrap_or(usize::MAX)).collect()
+    };
+    lines.sort_by_cached_key(rank);
     let name = |l: &Line| {
         legend_keys
             .iter()
@@ -225,6 +233,18 @@ mod tests {
         let fig = overlay("t", ("x", "y"), lines, &keys, &["data.classes".to_string()], &Plain, YScale::Auto);
         let titles: Vec<&str> = fig.panels.iter().map(|p| p.title.as_str()).collect();
         assert_eq!(titles, ["classes = 2", "classes = 5", "classes = 10", "classes = 20", "classes = 50"]);
+        // And in one panel, the legend too (#44: it sorted as text, 10, 2, 5).
+        let few: Vec<Line> = {
+            let (mut l, _) = e2_lines();
+            l.retain(|l| {
+                l.labels["data.cov_multiplier"] == "1.0" && l.labels["train.activation"] == "relu" && l.labels["train.batch_size"] == "0"
+            });
+            l.sort_by(|a, b| a.labels["data.classes"].cmp(&b.labels["data.classes"]));
+            l
+        };
+        let fig = overlay("t", ("x", "y"), few, &["data.classes".to_string()], &[], &Plain, YScale::Auto);
+        let names: Vec<&str> = fig.panels[0].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["classes 2", "classes 5", "classes 10", "classes 20", "classes 50"]);
     }
 
     #[test]
