@@ -127,3 +127,21 @@ fn ctrl_c_says_what_was_kept_and_how_to_resume() {
     assert!(o.contains("1 skipped (up to date)"), "{o}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The report shows each spectrum once — the summary's figures, not again the eigenvalue
+/// stage's — in the order of what they show (the whole spectrum, its top, its negative part,
+/// its histogram), not alphabetically (histogram first).
+#[test]
+fn the_report_shows_each_spectrum_once_in_reading_order() {
+    let d = sandbox("report");
+    let (code, out, err) = run(&d, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(d.join("out/small/main/eigen/top.png").exists(), "the eigen stage still draws its figures");
+    let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
+    let figures: Vec<&str> =
+        report.match_indices("<figcaption><b>").map(|(i, _)| &report[i + 15..i + 15 + report[i + 15..].find('<').unwrap()]).collect();
+    assert_eq!(figures, ["spectrum.png", "top.png", "negative.png", "histogram.png"], "{figures:?}");
+    assert!(report.contains("stage <code>summary</code>") && !report.contains("stage <code>eigen</code> (kind"), "captions");
+    assert!(report.contains("shown with their summary"), "the eigen section says where its figures went");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -139,7 +139,12 @@ pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, 
     let mut figs: Vec<(&'static str, Figure)> = match port.as_str() {
         "eigenvalues" => {
             let ev = Eigenvalues::decode(&artifact).map_err(e)?;
-            let view = spectra::SpectrumView { desc: &ev.values, dim: ev.info.dim.max(ev.values.len()), which: ev.info.which.as_deref() };
+            let view = spectra::SpectrumView {
+                desc: &ev.values,
+                dim: ev.info.dim.max(ev.values.len()),
+                which: ev.info.which.as_deref(),
+                zero_tol: spectra::DEFAULT_ZERO_TOL,
+            };
             spectra::eigenvalue_figures(&view, None)
         }
         "density" => {

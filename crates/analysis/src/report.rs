@@ -51,10 +51,45 @@ fn caption(lock: &hesslab_pipeline::LockFile, section: &str, rel: &str) -> Strin
     )
 }
 
+/// Write the report of a planned run: [`write_report`] with the figures of an `eigenvalues`
+/// stage left out where a `spectrum_summary` of its eigenvalues draws the same spectrum again
+/// (with its outlier cutoff), so that each spectrum is shown once.
+pub fn write_plan_report(plan: &hesslab_pipeline::Plan) -> std::io::Result<PathBuf> {
+    let mut redrawn = std::collections::BTreeSet::new();
+    for i in plan.instances.iter().filter(|i| i.kind.kind() == "spectrum_summary") {
+        for up in i.inputs.values().flatten().map(|r| &plan.instances[r.instance]) {
+            if up.kind.kind() == "eigenvalues" {
+                redrawn.extend(up.members.iter().map(|m| format!("{m}/{}", up.stage)));
+            }
+        }
+    }
+    report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source, &redrawn)
+}
+
 /// Write `<out_dir>/report.html` for a finished run; returns its path.
 pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str) -> std::io::Result<PathBuf> {
+    report(out_dir, name, description, source, &Default::default())
+}
+
+/// The order of a stage's figures by what they show: the whole spectrum, its top, its negative
+/// part, its histogram, then any other figure by name.
+fn figure_rank(path: &Path) -> (usize, String) {
+    const ORDER: [&str; 4] = ["spectrum", "top", "negative", "histogram"];
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    (ORDER.iter().position(|o| *o == stem).unwrap_or(ORDER.len()), stem.to_string())
+}
+
+fn report(
+    out_dir: &Path,
+    name: &str,
+    description: &str,
+    source: &str,
+    redrawn: &std::collections::BTreeSet<String>,
+) -> std::io::Result<PathBuf> {
     let mut files = Vec::new();
     walk(out_dir, &mut files);
+    // Within a directory, figures by what they show (the walk sorts by name: histogram first).
+    files.sort_by(|a, b| a.parent().cmp(&b.parent()).then_with(|| figure_rank(a).cmp(&figure_rank(b))));
     let mut html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>hesslab: {n}</title><style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}img{{max-width:100%;border:1px solid #ddd}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body><h1>Pipeline <code>{n}</code></h1><p>{d}</p>",
         n = esc(name),
@@ -95,7 +130,13 @@ pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str)
         }
         if section != current {
             html.push_str(&format!("<h2>{}</h2>", esc(&section)));
+            if redrawn.contains(&section) {
+                html.push_str("<p><small>The figures of these eigenvalues are shown with their summary (the same spectrum, with its outlier cutoff).</small></p>");
+            }
             current = section;
+        }
+        if ext == "png" && redrawn.contains(&current) {
+            continue;
         }
         match ext {
             "png" => {

@@ -79,7 +79,7 @@ pub fn run_on_slurm(
     if let Some(message) = outcome.failure_message() {
         anyhow::bail!("{message}");
     }
-    match hesslab_analysis::report::write_report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source) {
+    match hesslab_analysis::report::write_plan_report(&plan) {
         Ok(p) => out!("  report: {}", p.display()),
         Err(e) => eprintln!("warning: could not write the report: {e}"),
     }

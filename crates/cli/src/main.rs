@@ -311,7 +311,7 @@ fn real_main() -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 report.out_dir.display()
             );
-            match hesslab_analysis::report::write_report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source) {
+            match hesslab_analysis::report::write_plan_report(&plan) {
                 Ok(p) => out!("  report: {}", p.display()),
                 Err(e) => eprintln!("warning: could not write the report: {e}"),
             }

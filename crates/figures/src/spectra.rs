@@ -14,7 +14,13 @@ pub struct SpectrumView<'a> {
     pub dim: usize,
     /// Which end a partial spectrum comes from ("largest" or "smallest"); None: full.
     pub which: Option<&'a str>,
+    /// `spectrum_summary`'s zero tolerance: |λ| ≤ zero_tol·max|λ| counts as zero, so its
+    /// `negative` counts λ < −zero_tol·max|λ| — the negative figure says both counts.
+    pub zero_tol: f64,
 }
+
+/// `spectrum_summary`'s default zero tolerance (figures drawn without a summary use it).
+pub const DEFAULT_ZERO_TOL: f64 = 1e-6;
 
 impl SpectrumView<'_> {
     fn full(&self) -> bool {
@@ -107,8 +113,11 @@ pub fn eigenvalue_figures(s: &SpectrumView, cutoff: Option<(f64, usize)>) -> Vec
     }
     let neg = negative_points(s.desc, s.dim);
     if !neg.is_empty() {
-        let what =
-            if s.full() { format!("{} of P = {}", neg.len(), s.dim) } else { format!("the {} returned of P = {}", neg.len(), s.dim) };
+        let maxabs = s.desc.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        let beyond = s.desc.iter().filter(|&&x| x < -s.zero_tol * maxabs).count();
+        let of = if s.full() { format!("{} of P = {}", neg.len(), s.dim) } else { format!("the {} returned of P = {}", neg.len(), s.dim) };
+        // Two counts, both said: every λ < 0 is drawn; the summary counts those beyond its tolerance.
+        let what = format!("{of} below 0; {beyond} below −{:e}·max|λ|", s.zero_tol);
         out.push((
             "negative",
             Figure::single(

@@ -32,7 +32,10 @@ fn histogram_bars_show_single_counts_and_leave_empty_bins_empty() {
 fn eigenvalue_histogram_is_bars_on_a_log_count_axis() {
     let mut desc: Vec<f64> = (0..500).map(|i| if i < 3 { 10.0 - i as f64 } else { 1e-4 * ((i % 7) as f64 - 3.0) }).collect();
     desc.sort_by(|a, b| b.total_cmp(a));
-    let figs = eigenvalue_figures(&SpectrumView { desc: &desc, dim: desc.len(), which: None }, Some((1.0, 3)));
+    let figs = eigenvalue_figures(
+        &SpectrumView { desc: &desc, dim: desc.len(), which: None, zero_tol: hesslab_figures::spectra::DEFAULT_ZERO_TOL },
+        Some((1.0, 3)),
+    );
     let names: Vec<&str> = figs.iter().map(|f| f.0).collect();
     assert_eq!(names, ["spectrum", "top", "negative", "histogram"]);
     let h = figs[3].1.layout().unwrap();
@@ -44,6 +47,16 @@ fn eigenvalue_histogram_is_bars_on_a_log_count_axis() {
     let neg = &figs[2].1.panels[0].series[0].points;
     assert_eq!(neg.len(), desc.iter().filter(|v| **v < 0.0).count());
     assert!(neg.last().unwrap().0 < 100.0 * neg.len() as f64 / desc.len() as f64);
+    // Its title gives both counts (#44): every λ < 0, and the summary's, beyond −zero_tol·max|λ|
+    // (here zero_tol = 1e-6 of max 10: below −1e-5, i.e. all of the −1e-4·k values).
+    let below_zero = desc.iter().filter(|v| **v < 0.0).count();
+    let beyond = desc.iter().filter(|v| **v < -1e-5).count();
+    let title = &figs[2].1.panels[0].title;
+    assert!(title.contains(&format!("{below_zero} of P = 500 below 0; {beyond} below −1e-6·max|λ|")), "{title}");
+    let strict = eigenvalue_figures(&SpectrumView { desc: &desc, dim: desc.len(), which: None, zero_tol: 2.5e-5 }, None);
+    let t = &strict[2].1.panels[0].title;
+    let fewer = desc.iter().filter(|v| **v < -2.5e-4).count();
+    assert!(fewer < beyond && t.contains(&format!("{fewer} below −2.5e-5·max|λ|")), "{t}");
 }
 
 #[test]

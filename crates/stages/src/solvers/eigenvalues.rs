@@ -169,7 +169,12 @@ impl StageKind for EigenStage {
         let values = Eigenvalues { ranks: pairs.ranks, values: pairs.values, residuals: pairs.residuals, info: info.clone() };
         ctx.write::<Eigenvalues>(Eigenvalues::NAME, &values)?;
         if p.plot {
-            let view = SpectrumView { desc: &values.values, dim: info.dim, which: info.which.as_deref() };
+            let view = SpectrumView {
+                desc: &values.values,
+                dim: info.dim,
+                which: info.which.as_deref(),
+                zero_tol: hesslab_figures::spectra::DEFAULT_ZERO_TOL,
+            };
             for (name, fig) in eigenvalue_figures(&view, None) {
                 fig.write(ctx, name)?;
             }
