@@ -45,6 +45,8 @@ pub struct SeriesLayout {
     pub color: (u8, u8, u8),
     /// For bars: each drawn bar's pixel rectangle (bins with y = 0 draw none).
     pub bars: Vec<Rect>,
+    /// For lines: the unbroken pieces drawn (a point the scale cannot draw breaks the line).
+    pub runs: usize,
 }
 
 /// How one panel was drawn.

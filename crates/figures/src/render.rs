@@ -92,7 +92,7 @@ fn draw_panel<DB: DrawingBackend>(
         }
     }
     let mut series = Vec::new();
-    let tf = |(x, y): (f64, f64)| scale.forward(y).filter(|_| x.is_finite()).map(|t| (x, t));
+    let tf = |(x, y): (f64, f64)| scale.forward(y).filter(|t| x.is_finite() && t.is_finite()).map(|t| (x, t));
     for (s, &c) in p.series.iter().zip(colors) {
         let color = rgb(c);
         let band: Vec<(f64, f64, f64)> = s
@@ -104,14 +104,30 @@ fn draw_panel<DB: DrawingBackend>(
             let outline: Vec<(f64, f64)> = band.iter().map(|b| (b.0, b.2)).chain(band.iter().rev().map(|b| (b.0, b.1))).collect();
             chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(err)?;
         }
-        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter_map(tf).collect();
         let mut bars = Vec::new();
+        let mut runs = 0;
         match s.mark {
             Mark::Line => {
-                chart.draw_series(LineSeries::new(pts, color.stroke_width(px(2.0).max(1)))).map_err(err)?;
+                // A point the scale cannot draw (NaN, or ≤ 0 on a log axis) breaks the line: a
+                // gap is a gap, not a bridge.
+                let mut run = Vec::new();
+                for q in s.points.iter().copied().map(tf).chain(std::iter::once(None)) {
+                    match q {
+                        Some(q) => run.push(q),
+                        None if !run.is_empty() => {
+                            chart
+                                .draw_series(LineSeries::new(std::mem::take(&mut run), color.stroke_width(px(2.0).max(1))))
+                                .map_err(err)?;
+                            runs += 1;
+                        }
+                        None => {}
+                    }
+                }
             }
             Mark::Points => {
-                chart.draw_series(pts.into_iter().map(|q| Circle::new(q, px(2.5).max(1), color.filled()))).map_err(err)?;
+                chart
+                    .draw_series(s.points.iter().copied().filter_map(tf).map(|q| Circle::new(q, px(2.5).max(1), color.filled())))
+                    .map_err(err)?;
             }
             Mark::Bars => {
                 let half = bar_width(&s.points) / 2.0;
@@ -129,7 +145,7 @@ fn draw_panel<DB: DrawingBackend>(
                 }
             }
         }
-        series.push(SeriesLayout { name: s.name.clone(), mark: s.mark, color: c, bars });
+        series.push(SeriesLayout { name: s.name.clone(), mark: s.mark, color: c, bars, runs });
     }
     for &(y, _) in &p.hlines {
         if let Some(t) = scale.forward(y) {

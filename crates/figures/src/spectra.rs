@@ -142,10 +142,11 @@ pub fn eigenvalue_figures(s: &SpectrumView, cutoff: Option<(f64, usize)>) -> Vec
 /// histogram overlaid as density-normalized bars when they are known.
 pub fn density_figure(x: &[f64], density: &[f64], exact: Option<&[f64]>) -> Figure {
     let peak = density.iter().copied().fold(0.0f64, f64::max);
-    // Gaussian tails run to 1e-300; ten decades below the peak is all a reader can use, and a
-    // gap is drawn down to that floor rather than bridged.
+    // Gaussian tails run to 1e-300; ten decades below the peak is all a reader can use. Below
+    // that the line stops (a gap between parts of the spectrum is a gap), rather than running
+    // flat along the floor.
     let floor = peak * 1e-10;
-    let shown: Vec<(f64, f64)> = x.iter().zip(density).map(|(a, b)| (*a, b.max(floor))).collect();
+    let shown: Vec<(f64, f64)> = x.iter().zip(density).map(|(a, b)| (*a, if *b >= floor { *b } else { f64::NAN })).collect();
     let mut p = Plot::new("Spectral density (SLQ)", "eigenvalue", "density").y_scale(YScale::Log);
     if let Some(ev) = exact.filter(|e| !e.is_empty() && x.len() > 1) {
         let (lo, hi) = (x[0], x[x.len() - 1]);

@@ -85,6 +85,12 @@ fn density_figure_uses_log_density_and_overlays_the_exact_histogram() {
     assert_eq!(l.panels[0].series.len(), 2);
     assert_eq!(l.panels[0].series[0].mark, Mark::Bars);
     assert_eq!(l.panels[0].series[0].bars.len(), 2, "two occupied bins: near 0 and at 5");
+    assert_eq!(l.panels[0].series[1].runs, 1, "one piece: the Gaussian's tails stay above 1e-10 of its peak here");
+    // Two parts of a spectrum with a gap between them: the density line stops across the gap
+    // (#44: it ran flat along the 1e-10 floor).
+    let two: Vec<f64> = x.iter().map(|v| (-(v + 0.6f64).powi(2) / 0.002).exp() + 0.5 * (-(v - 0.6f64).powi(2) / 0.002).exp()).collect();
+    let l = hesslab_figures::spectra::density_figure(&x, &two, None).layout().unwrap();
+    assert_eq!(l.panels[0].series[0].runs, 2, "the line breaks across the gap");
 }
 
 #[test]

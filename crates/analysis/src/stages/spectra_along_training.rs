@@ -335,7 +335,11 @@ fn draw_density(ctx: &StageContext, rows: &[(u64, f64, f64)]) -> Result<(), Stag
     let floor = rows.iter().fold(0.0f64, |a, r| a.max(r.2)) * 1e-8;
     let mut plot = Plot::new("Spectral density along training (SLQ)", "eigenvalue", "density").y_scale(YScale::Log);
     for s in picks {
-        plot = plot.line(&format!("step {s}"), rows.iter().filter(|r| r.0 == s && r.2 > floor).map(|r| (r.1, r.2)).collect());
+        // Below the floor the line stops (a gap in the spectrum stays a gap).
+        plot = plot.line(
+            &format!("step {s}"),
+            rows.iter().filter(|r| r.0 == s).map(|r| (r.1, if r.2 > floor { r.2 } else { f64::NAN })).collect(),
+        );
     }
     plot.write(ctx, "density_along_training")?;
     // Every snapshot at once: step × eigenvalue, coloured by log density.
