@@ -127,4 +127,4 @@ cargo run --release --quiet -p hesslab-cli -- run pipelines/s18_e1_spectrum_duri
 # Optimizer state in the model (#39): Adam's and Muon's moments as `optimizer` rows, which the
 # NumPy rebuild skips (one replicate, the gallery's Fashion-MNIST from the Debian package).
 cargo run --release --quiet -p hesslab-cli -- run pipelines/optimizer_spectra.toml --out "$OUT" --set 'sweep.data.seed=[1]'
-"$VENV/bin/python" scripts/interop.py "$OUT"
+"$VENV/bin/python" scripts/interop.py "$OUT" --own

@@ -145,3 +145,19 @@ fn the_report_shows_each_spectrum_once_in_reading_order() {
     assert!(report.contains("shown with their summary"), "the eigen section says where its figures went");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A dense solve's caption lists what applied to it, not the Lanczos parameters.
+#[test]
+fn a_dense_solve_is_not_captioned_with_lanczos_parameters() {
+    let d = sandbox("caption");
+    let (code, out, err) = run(&d, &["summary.plots=false"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
+    let caption = &report[report.find("stage <code>eigen</code>").unwrap_or_else(|| panic!("no eigen caption"))..];
+    let params = &caption[..caption.find("</small>").unwrap()];
+    assert!(params.contains("&quot;solver&quot;:&quot;dense&quot;") || params.contains("\"solver\":\"dense\""), "{params}");
+    for lanczos in ["tol", "max_iter", "max_dim", "max_seconds", "\"k\"", "which"] {
+        assert!(!params.contains(lanczos), "`{lanczos}` in a dense solve's caption: {params}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -35,7 +35,7 @@ pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn caption(lock: &hesslab_pipeline::LockFile, section: &str, rel: &str) -> String {
     let Some((member, stage)) = section.rsplit_once('/') else { return esc(rel) };
     let Some(entry) = lock.stages.get(section) else { return esc(rel) };
-    let mut params = entry.params.to_string();
+    let mut params = relevant(&entry.kind, &entry.params).to_string();
     if params.chars().count() > 400 {
         params = format!("{}…", params.chars().take(400).collect::<String>());
     }
@@ -51,12 +51,36 @@ fn caption(lock: &hesslab_pipeline::LockFile, section: &str, rel: &str) -> Strin
     )
 }
 
+/// The parameters that applied to what the stage did: a dense eigensolve's caption does not
+/// list the iterative solvers' `tol`, `max_iter`, `max_dim`, `max_seconds` (nor `k` and
+/// `which` unless it was `partial`).
+fn relevant(kind: &str, params: &serde_json::Value) -> serde_json::Value {
+    let mut p = params.clone();
+    if kind == "eigenvalues"
+        && p.get("solver").and_then(|s| s.as_str()) == Some("dense")
+        && let Some(m) = p.as_object_mut()
+    {
+        let partial = m.get("partial").and_then(|v| v.as_bool()).unwrap_or(false);
+        for key in ["tol", "max_iter", "max_dim", "max_seconds"] {
+            m.remove(key);
+        }
+        if !partial {
+            m.remove("k");
+            m.remove("which");
+        }
+    }
+    p
+}
+
 /// Write the report of a planned run: [`write_report`] with the figures of an `eigenvalues`
 /// stage left out where a `spectrum_summary` of its eigenvalues draws the same spectrum again
 /// (with its outlier cutoff), so that each spectrum is shown once.
 pub fn write_plan_report(plan: &hesslab_pipeline::Plan) -> std::io::Result<PathBuf> {
     let mut redrawn = std::collections::BTreeSet::new();
-    for i in plan.instances.iter().filter(|i| i.kind.kind() == "spectrum_summary") {
+    // Only where the summary draws (plots = false draws nothing, and then the eigenvalue
+    // stage's figures are the only ones).
+    let draws = |i: &&hesslab_pipeline::PlannedInstance| i.params.get("plots").and_then(|v| v.as_bool()) != Some(false);
+    for i in plan.instances.iter().filter(|i| i.kind.kind() == "spectrum_summary").filter(draws) {
         for up in i.inputs.values().flatten().map(|r| &plan.instances[r.instance]) {
             if up.kind.kind() == "eigenvalues" {
                 redrawn.extend(up.members.iter().map(|m| format!("{m}/{}", up.stage)));
