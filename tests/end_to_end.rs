@@ -234,8 +234,9 @@ fn plots_are_valid_images_and_report_links_resolve() {
                 assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
                 let (w, h) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
                 if p.file_name().is_some_and(|n| n == "heatmap.png") {
-                    // One pixel block per entry, square: 18 parameters at 8 px each = 144.
-                    assert!(w == h && w >= 64, "{}: {w}×{h}", p.display());
+                    // The square raster (one pixel block per entry: 18 parameters at 8 px each
+                    // = 144) framed by the title, axes and colour key: 240 px wider, 100 higher.
+                    assert!(w == h + 140 && h >= 164, "{}: {w}×{h}", p.display());
                 } else {
                     // One panel, widened by a legend column when there is one.
                     assert!(w >= hesslab_analysis::plots::WIDTH && h >= hesslab_analysis::plots::HEIGHT, "{}: {w}×{h}", p.display());

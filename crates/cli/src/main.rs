@@ -13,7 +13,12 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "hesslab", version, about = "Hessian spectra of over-parametrized networks, as declarative pipelines")]
+#[command(
+    name = "hesslab",
+    version,
+    about = "Hessian spectra of over-parametrized networks, as declarative pipelines",
+    after_help = "Examples:\n  hesslab init first && hesslab run first.toml   # a starter pipeline\n  hesslab run pipelines/quickstart.toml          # S18 E2 with 10 classes\n  hesslab show out/quickstart/main/summary/summary.parquet\n  hesslab stages train                           # a stage kind's parameters\nReference: README.md (tutorial), docs/stages.md, docs/artifacts.md"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -22,6 +27,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a pipeline (stages whose inputs and parameters did not change are skipped).
+    #[command(
+        after_help = "Examples:\n  hesslab run pipelines/quickstart.toml\n  hesslab run pipelines/quickstart.toml --set train.lr=0.05 --set 'sweep.train.seed=[1, 2, 3]'\n  hesslab run pipelines/s18_e3_width_sweep.toml --only eigen --jobs 2 --max-memory 8G\n  hesslab run pipelines/quickstart.toml --executor slurm --partition compute --wait"
+    )]
     Run {
         file: PathBuf,
         /// Output directory (overrides [pipeline].out).
@@ -63,6 +71,7 @@ enum Cmd {
     },
     /// Run exactly one stage instance (what each Slurm job runs); its inputs must be up to
     /// date in the output directory.
+    #[command(after_help = "Example (what a Slurm job runs):\n  hesslab exec pipelines/quickstart.toml --instance main/eigen")]
     Exec {
         file: PathBuf,
         /// The instance: `<first member>/<stage>` (as `hesslab dag` and `hesslab status` name it).
@@ -84,6 +93,7 @@ enum Cmd {
     },
     /// Show each stage instance of a pipeline: done, queued, running, failed, cancelled or not
     /// run (from the lock file, the Slurm jobs' records and squeue).
+    #[command(after_help = "Example:\n  hesslab status pipelines/quickstart.toml")]
     Status {
         file: PathBuf,
         #[arg(long)]
@@ -93,6 +103,9 @@ enum Cmd {
     },
     /// Draw an artifact's figures again from its Parquet file alone (restyle without
     /// recomputing): eigenvalues, density, nodes, rank_spread, log, curve, ensemble.
+    #[command(
+        after_help = "Examples:\n  hesslab plot out/quickstart/main/eigen/eigenvalues.parquet --kind histogram --y-scale linear\n  hesslab plot out/*/main/eigen/eigenvalues.parquet --overlay --out figs"
+    )]
     Plot {
         /// The artifact(s), e.g. out/quickstart/main/eigen/eigenvalues.parquet.
         files: Vec<PathBuf>,
@@ -121,6 +134,7 @@ enum Cmd {
         max_memory: Option<String>,
     },
     /// Check a pipeline without running it; reports every problem at once.
+    #[command(after_help = "Example:\n  hesslab validate pipelines/quickstart.toml --set train.hidden=[100,100] --max-memory 16G")]
     Validate {
         file: PathBuf,
         #[arg(long = "set")]
@@ -131,11 +145,29 @@ enum Cmd {
         max_memory: Option<String>,
     },
     /// List stage kinds with their ports and parameters.
-    Stages { kind: Option<String> },
+    #[command(
+        after_help = "Examples:\n  hesslab stages            # every kind\n  hesslab stages train      # one kind\n  hesslab stages --markdown > docs/stages.md"
+    )]
+    Stages {
+        kind: Option<String>,
+        /// The reference in Markdown (docs/stages.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print the table of artifact types (columns, metadata keys, which kinds write them) in
     /// Markdown, as the README shows it.
-    Artifacts,
+    #[command(after_help = "Example:\n  hesslab artifacts --markdown > docs/artifacts.md")]
+    Artifacts {
+        /// The whole reference page (docs/artifacts.md), not only the table.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Write NAME.toml, a commented starter pipeline that runs (digits → train → top Hessian
+    /// eigenvalues → summary); refuses to overwrite a file.
+    #[command(after_help = "Example:\n  hesslab init first && hesslab run first.toml")]
+    Init { name: String },
     /// Print a Parquet artifact's schema, metadata and first rows.
+    #[command(after_help = "Example:\n  hesslab show out/quickstart/main/summary/summary.parquet")]
     Show {
         file: PathBuf,
         #[arg(long, default_value_t = 10)]
@@ -145,12 +177,14 @@ enum Cmd {
         max_memory: Option<String>,
     },
     /// Print the expanded stage graph of a pipeline.
+    #[command(after_help = "Example:\n  hesslab dag pipelines/s18_e2_outliers_vs_classes.toml")]
     Dag {
         file: PathBuf,
         #[arg(long = "set")]
         set: Vec<String>,
     },
     /// Measure speed ratios against baselines timed in the same run.
+    #[command(after_help = "Example:\n  hesslab bench --quick --only hvp --only dense")]
     Bench {
         /// Quick mode: smaller sizes (for CI smoke runs).
         #[arg(long)]
@@ -374,11 +408,28 @@ fn real_main() -> Result<()> {
             }
             out!("{}: valid ({} member(s), {} stage instance(s))", file.display(), plan.members.len(), plan.instances.len());
         }
-        Cmd::Stages { kind } => {
+        Cmd::Stages { kind: None, markdown: true } => out!("{}", hesslab::stages_markdown(&hesslab::registry()).trim_end()),
+        Cmd::Stages { kind, markdown: _ } => {
             let s = hesslab::describe_stages(&hesslab::registry(), kind.as_deref()).map_err(anyhow::Error::msg)?;
             out!("{}", s.trim_end());
         }
-        Cmd::Artifacts => out!("{}", hesslab::artifact_table(&hesslab::registry()).trim_end()),
+        Cmd::Artifacts { markdown: false } => out!("{}", hesslab::artifact_table(&hesslab::registry()).trim_end()),
+        Cmd::Artifacts { markdown: true } => out!("{}", hesslab::artifacts_markdown(&hesslab::registry()).trim_end()),
+        Cmd::Init { name } => {
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "hesslab init NAME: NAME is letters, digits, `_` and `-` (it names the pipeline and its file), got `{name}`"
+            );
+            let path = PathBuf::from(format!("{name}.toml"));
+            // create_new: an existing file (or a link in its place) is never replaced.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .with_context(|| format!("cannot create {} (hesslab init never overwrites a file)", path.display()))?;
+            std::io::Write::write_all(&mut f, hesslab::starter_pipeline(&name).as_bytes())?;
+            out!("wrote {}: run it with `hesslab run {}`", path.display(), path.display());
+        }
         Cmd::Show { file, rows, max_memory } => {
             memory_limit(max_memory.as_deref())?;
             out!("{}", hesslab::show::show(&file, rows).with_context(|| format!("cannot show {}", file.display()))?.trim_end())
