@@ -21,9 +21,8 @@ slurm-down:
 slurm-quickstart:
     cargo run --release -p hesslab-cli -- run pipelines/quickstart.toml --executor slurm --wait
 
-# The generated reference: docs/stages.md, docs/artifacts.md and the README's artifact table
-# (tests/docs.rs fails when any of them is stale).
+# The generated reference: docs/stages.md and docs/artifacts.md (tests/docs.rs fails when
+# either is stale).
 docs:
     cargo run --release -q -p hesslab-cli -- stages --markdown > docs/stages.md
     cargo run --release -q -p hesslab-cli -- artifacts --markdown > docs/artifacts.md
-    python3 scripts/readme_table.py

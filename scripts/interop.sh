@@ -128,3 +128,11 @@ cargo run --release --quiet -p hesslab-cli -- run pipelines/s18_e1_spectrum_duri
 # NumPy rebuild skips (one replicate, the gallery's Fashion-MNIST from the Debian package).
 cargo run --release --quiet -p hesslab-cli -- run pipelines/optimizer_spectra.toml --out "$OUT" --set 'sweep.data.seed=[1]'
 "$VENV/bin/python" scripts/interop.py "$OUT" --own
+# The README tutorial's Python step, on this run's quickstart outputs.
+"$VENV/bin/python" - "$OUT" <<'PY'
+import pathlib, re, sys
+readme = pathlib.Path("README.md").read_text()
+block = re.search(r"<!-- tutorial: python -->\n```python\n(.*?)```", readme, re.S).group(1)
+exec(block.replace("'out/", f"'{sys.argv[1]}/").replace('"out/', f'"{sys.argv[1]}/'))
+print("ok  the README tutorial's Python step")
+PY

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub(crate) const ARCHITECTURE: MetaKey = MetaKey {
     key: "architecture",
-    doc: "JSON {modules, input_shape, loss}: the torch.nn.Sequential modules in order with their constructor arguments; residual blocks and graphs as Residual {body, shortcut} and Graph {nodes} containers (see README, \"Model architecture\")",
+    doc: "JSON {modules, input_shape, loss}: the torch.nn.Sequential modules in order with their constructor arguments; residual blocks and graphs as Residual {body, shortcut} and Graph {nodes} containers (see docs/guide.md, \"Model architecture\")",
 };
 const NUM_PARAMS: MetaKey = MetaKey { key: "num_params", doc: "number of parameters P" };
 const STEPS: MetaKey = MetaKey { key: "steps", doc: "parameter updates behind this model (continued runs count on)" };

@@ -155,7 +155,7 @@ enum Cmd {
         markdown: bool,
     },
     /// Print the table of artifact types (columns, metadata keys, which kinds write them) in
-    /// Markdown, as the README shows it.
+    /// Markdown (docs/artifacts.md is `--markdown`).
     #[command(after_help = "Example:\n  hesslab artifacts --markdown > docs/artifacts.md")]
     Artifacts {
         /// The whole reference page (docs/artifacts.md), not only the table.
@@ -208,7 +208,7 @@ enum Cmd {
 #[derive(clap::Args)]
 struct SlurmArgs {
     /// Slurm: settings file with an `[executor]` section and per-stage resources (see the
-    /// README, "Running on a Slurm cluster").
+    /// docs/guide.md, "Running on a Slurm cluster").
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Slurm: partition of every job.

@@ -1,4 +1,5 @@
-//! Eigensolvers for curvature operators: dense (faer), thick-restart Lanczos, power iteration
+//! Eigensolvers for curvature operators: dense (a two-stage band reduction on faer's kernels;
+//! faer's one-stage solver for small matrices), thick-restart Lanczos, power iteration
 //! with deflation, stochastic Lanczos quadrature densities, and Hutchinson / Hutch++ traces.
 //! Each solver has a `Params` (with `Default`), an `Info`, and returns [`EigenError`] — which
 //! keeps what the solver had done — on failure. The stages that wrap them are in

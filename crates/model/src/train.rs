@@ -38,7 +38,7 @@ pub struct TrainParams {
     /// SGD's momentum (the papers use none); with `optimizer = { sgd = {…} }` give it there.
     pub momentum: f64,
     /// The optimizer: "sgd" (default), "adam", "adamw", "rmsprop", "muon", or
-    /// `{ name = { PyTorch's arguments } }` (see the README's optimizer table).
+    /// `{ name = { PyTorch's arguments } }` (see the optimizer table in docs/guide.md).
     #[serde(skip_serializing_if = "OptimizerConfig::is_default")]
     #[schemars(extend("default" = "sgd"))]
     pub optimizer: OptimizerConfig,

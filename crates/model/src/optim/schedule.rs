@@ -38,7 +38,7 @@ impl JsonSchema for Schedule {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "\"constant\" | { step = { step_size, gamma = 0.1 } } | { cosine = { t_max = max_steps, min_factor = 0 } } | { warmup_cosine = { warmup, t_max = max_steps, min_factor = 0 } } | { warmup_linear = { warmup, t_max, min_factor } }: factors of lr at update t (README, \"Optimizers\")",
+            "description": "\"constant\" | { step = { step_size, gamma = 0.1 } } | { cosine = { t_max = max_steps, min_factor = 0 } } | { warmup_cosine = { warmup, t_max = max_steps, min_factor = 0 } } | { warmup_linear = { warmup, t_max, min_factor } }: factors of lr at update t (docs/guide.md, \"Optimizers\")",
             "default": "constant"
         })
     }
