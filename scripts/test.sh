@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: the whole workspace test suite (unit, property,
 # integration and bad-input corpus tests), then the Arrow interop check of the quickstart
-# artifacts with pyarrow, Polars and DuckDB (installed into a local venv).
+# artifacts with pyarrow, Polars and DuckDB (installed into a local venv), and the reports in a
+# headless browser.
 #
 # As root, a single-node Slurm cluster is brought up for tests/slurm.rs (and taken down again if
 # this script started it); HESSLAB_REQUIRE_SLURM=1 then makes a missing cluster a test failure
@@ -27,3 +28,5 @@ if ! cargo test --workspace --release --no-run; then
 fi
 cargo test --workspace --release
 bash scripts/interop.sh
+# report.html in headless Chromium (installed from Debian as root): every figure loads, no error.
+bash scripts/browser_check.sh
