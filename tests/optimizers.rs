@@ -386,3 +386,44 @@ outliers = false
     assert_eq!(&png[1..4], b"PNG");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `init_ensemble` trains its members with `train`'s optimizers and schedules: member 0 with
+/// Adam under a cosine schedule is the same network trained by hand (its Hessian's top
+/// eigenvalue to 1e-10), and differs from plain GD's.
+#[test]
+fn init_ensemble_members_train_with_the_given_optimizer() {
+    use hesslab_artifacts::{Dataset, Ensemble, Model};
+    use hesslab_hessian::{CurvatureKind, ModelCurvature};
+    use hesslab_model::{Init, initialize_network};
+    use hesslab_pipeline::{Port, derive_seed, read_artifact};
+    let dir = scratch("ensemble-optimizer");
+    let ensemble = |name: &str, extra: &str| {
+        format!(
+            "[stages.{name}]\nkind = \"init_ensemble\"\nmodel = \"train.model\"\ndataset = \"data.dataset\"\nseed = 11\nmembers = 3\ninit = \"normal\"\ninit_std = 0.3\nsteps = 8\nlr = 0.01\ntop = 1\n{extra}\n"
+        )
+    };
+    let toml = format!(
+        "[pipeline]\nname = \"ens\"\n[stages.data]\nkind = \"gaussian_mixture\"\nclasses = 3\ndim = 4\nsamples = 60\n[stages.train]\nkind = \"train\"\ndataset = \"data.dataset\"\nhidden = [5]\nmax_steps = 1\n{}{}",
+        ensemble("adam", "optimizer = \"adam\"\nschedule = { cosine = { t_max = 8 } }"),
+        ensemble("gd", "")
+    );
+    run_pipeline(&dir, &toml).unwrap();
+    let read = |p: &str| read_artifact(&dir.join("out/ens/main").join(p), None).unwrap();
+    let (adam, gd) = (Ensemble::decode(&read("adam/ensemble.parquet")).unwrap(), Ensemble::decode(&read("gd/ensemble.parquet")).unwrap());
+    assert!(adam.draw.contains("\"optimizer\"") && adam.draw.contains("cosine"), "{}", adam.draw);
+    let arch = Model::decode(&read("train/model.parquet")).unwrap().net.arch();
+    let ds = Dataset::decode(&read("data/dataset.parquet")).unwrap();
+    let mut net = initialize_network(&arch, Init::Normal, 0.3, 1.0, derive_seed(11, "member 0"));
+    let p: TrainParams = serde_json::from_value(json!({
+        "optimizer": "adam", "schedule": {"cosine": {"t_max": 8}}, "lr": 0.01, "max_steps": 8, "batch_size": 0, "log_every": 8
+    }))
+    .unwrap();
+    let empty = Split { x: Mat::zeros(0, 4), y: vec![], num_classes: 3 };
+    train(&mut net, &p, &ds.train(), &empty, derive_seed(11, "member 0"), &Start::default(), &Progress::hidden()).unwrap();
+    let h = common::curvature::dense(&ModelCurvature::new(net, ds.train(), CurvatureKind::Hessian));
+    let top = h.self_adjoint_eigenvalues(faer::Side::Lower).unwrap().into_iter().fold(f64::NEG_INFINITY, f64::max);
+    let got = adam.members[0].top[0];
+    assert!((got - top).abs() <= 1e-10 * top.abs(), "ensemble member 0 {got} vs by hand {top}");
+    assert!((gd.members[0].top[0] - got).abs() > 1e-6 * top.abs(), "Adam's members are GD's");
+    let _ = std::fs::remove_dir_all(&dir);
+}
