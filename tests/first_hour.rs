@@ -43,6 +43,7 @@ fn run_ends_with_the_results_in_words() {
     let loss = log.metrics.train_loss.last().unwrap();
     assert!(block.contains(&format!("main/train    training loss {loss:.4} and accuracy")), "{block}");
     assert!(log.warning.is_none() && !out.contains("warning") && !err.contains("warning"), "a trained network warned:\n{out}{err}");
+    assert!(read_artifact(&d.join("out/small/main/summary/summary.parquet"), None).unwrap().meta("training_warning").is_none());
     let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
     assert!(report.contains("<h2>Results</h2>") && report.contains(&format!("largest eigenvalue {:.4}", summary.max)), "report");
     assert!(!report.contains("<h2>Warnings</h2>"));
@@ -62,6 +63,14 @@ fn a_network_at_chance_level_is_said_to_be_untrained_everywhere() {
     assert!(out.contains(&format!("warning: main/train: {w}")), "result block:\n{out}");
     let report = std::fs::read_to_string(d.join("out/small/report.html")).unwrap();
     assert!(report.contains("<h2>Warnings</h2>") && report.contains("looks untrained"), "report");
+    // Carried down to the spectrum and its summary (the model, the matrix, the eigenvalues).
+    let meta = |p: &str| read_artifact(&d.join("out/small/main").join(p), None).unwrap().meta("training_warning").map(str::to_string);
+    for p in ["train/model.parquet", "hessian/matrix.parquet", "eigen/eigenvalues.parquet", "summary/summary.parquet"] {
+        assert_eq!(meta(p).as_deref(), Some(w.as_str()), "{p}");
+    }
+    let summary = Summary::decode(&read_artifact(&d.join("out/small/main/summary/summary.parquet"), None).unwrap()).unwrap();
+    assert_eq!(summary.training_warning.as_deref(), Some(w.as_str()));
+    assert!(out.contains("of a network that looks untrained"), "the summary's result line says it:\n{out}");
     // A loss that rose is said too.
     let (code, out, err) = run(&d, &["train.lr=60", "train.divergence_factor=0", "train.max_steps=40"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -56,6 +56,7 @@ pub fn collect(out_dir: &Path) -> Results {
             }
             Some("spectrum_summary") => {
                 let Ok(s) = Summary::decode(&a) else { continue };
+                let untrained = if s.training_warning.is_some() { " — of a network that looks untrained" } else { "" };
                 let s = s.row;
                 let of = if s.num_eigenvalues < s.dim {
                     format!("top {} of P = {}", s.num_eigenvalues, s.dim)
@@ -66,7 +67,7 @@ pub fn collect(out_dir: &Path) -> Results {
                 r.lines.push(ResultLine {
                     place,
                     text: format!(
-                        "{of}: largest eigenvalue {:.4}, outliers {} (elbow), {} (gap), {} (ratio){fixed}; {} negative, smallest {:.3e}",
+                        "{of}: largest eigenvalue {:.4}, outliers {} (elbow), {} (gap), {} (ratio){fixed}; {} negative, smallest {:.3e}{untrained}",
                         s.max, s.outliers_heuristic, s.outliers_gap, s.outliers_ratio, s.negative, s.min
                     ),
                 });

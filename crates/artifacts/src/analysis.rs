@@ -151,13 +151,15 @@ pub struct Summary {
     pub source_operator: String,
     /// Solver that computed them.
     pub source_solver: String,
+    /// Why the network they come from looks untrained, when `train` said so.
+    pub training_warning: Option<String>,
 }
 
 impl Port for Summary {
     type Value = Self;
     const NAME: &'static str = "summary";
     const DOC: &'static str = "one row: counts (num_eigenvalues, dim, positive, negative, near_zero, outliers_gap, outliers_ratio, outliers_heuristic: UInt64) and statistics (zero_tol, mean, std, min, max, fraction_negative, sum, heuristic_cutoff: Float64), then outliers_fixed UInt64 and fixed_cutoff Float64 (S18 Table 1's fixed-threshold count; null unless asked)";
-    const METADATA: &'static [MetaKey] = &[SOURCE_OPERATOR, SOURCE_SOLVER];
+    const METADATA: &'static [MetaKey] = &[SOURCE_OPERATOR, SOURCE_SOLVER, crate::TRAINING_WARNING];
     fn schema() -> Schema {
         Schema::new(SummaryRow::fields())
     }
@@ -165,6 +167,7 @@ impl Port for Summary {
         let mut m = Meta::new();
         m.put(SOURCE_OPERATOR, &v.source_operator);
         m.put(SOURCE_SOLVER, &v.source_solver);
+        m.put_opt(crate::TRAINING_WARNING, v.training_warning.as_ref());
         Ok(Encoded::one(SummaryRow::batch(std::slice::from_ref(&v.row), vec![])?, m.0))
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
@@ -173,6 +176,7 @@ impl Port for Summary {
             row,
             source_operator: a.meta(SOURCE_OPERATOR.key).unwrap_or("").to_string(),
             source_solver: a.meta(SOURCE_SOLVER.key).unwrap_or("").to_string(),
+            training_warning: a.meta(crate::TRAINING_WARNING.key).map(str::to_string),
         })
     }
 }

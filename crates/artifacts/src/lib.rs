@@ -101,6 +101,12 @@ impl Meta {
     }
 }
 
+/// Carried from `train` down to every spectrum and summary of the network it trained.
+pub(crate) const TRAINING_WARNING: MetaKey = MetaKey {
+    key: "training_warning",
+    doc: "present when the network these numbers come from looks untrained (a final training accuracy at chance level, a training loss that did not fall): why, as `train` said it",
+};
+
 /// A metadata value parsed as `T`, `None` when missing or malformed.
 pub(crate) fn parsed<T: std::str::FromStr>(a: &hesslab_pipeline::Artifact, key: MetaKey) -> Option<T> {
     a.meta(key.key).and_then(|s| s.parse().ok())

@@ -4,7 +4,7 @@
 use crate::Meta;
 use crate::batched::{Batched, decode_whole, read_in_batches, rows_per_batch};
 use crate::model::{ARCHITECTURE, network_facts, read_architecture};
-use crate::parsed;
+use crate::{TRAINING_WARNING, parsed};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use faer::Mat;
@@ -28,6 +28,8 @@ pub struct Matrix {
     pub tensors: Vec<String>,
     /// The network it belongs to.
     pub architecture: Option<NetArch>,
+    /// Why that network looks untrained, when `train` said so.
+    pub training_warning: Option<String>,
 }
 
 const ROW: &str = "row";
@@ -43,7 +45,7 @@ impl Port for Matrix {
     type Value = Self;
     const NAME: &'static str = "matrix";
     const DOC: &'static str = "dense symmetric matrix: row UInt32, values FixedSizeList<Float64>(P) (row i of the P×P matrix)";
-    const METADATA: &'static [MetaKey] = &[OPERATOR, DIM, SYMMETRY_ERROR, NUM_SAMPLES, LOSS, TENSORS, ARCHITECTURE];
+    const METADATA: &'static [MetaKey] = &[OPERATOR, DIM, SYMMETRY_ERROR, NUM_SAMPLES, LOSS, TENSORS, ARCHITECTURE, TRAINING_WARNING];
     fn schema() -> Schema {
         Schema::new(vec![u32_field(ROW), fixed_f64_field(VALUES, 0)])
     }
@@ -61,6 +63,7 @@ impl Port for Matrix {
             meta.put_f64(LOSS, loss);
         }
         meta.put(TENSORS, serde_json::to_string(&m.tensors).unwrap_or_default());
+        meta.put_opt(TRAINING_WARNING, m.training_warning.as_ref());
         if let Some(arch) = &m.architecture {
             meta.put(ARCHITECTURE, arch.to_json().to_string());
         }
@@ -165,6 +168,7 @@ impl Batched for RowsRead {
             loss: parsed(a, LOSS),
             tensors: a.meta(TENSORS.key).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default(),
             architecture: read_architecture(a).ok(),
+            training_warning: a.meta(TRAINING_WARNING.key).map(str::to_string),
         })
     }
 }

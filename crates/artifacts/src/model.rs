@@ -1,6 +1,6 @@
 //! `model`, `log` and `trajectory`: what training writes.
 use crate::optimizer_state::{ModelStateMeta, TrajectoryStateMeta, layout, template};
-use crate::{Meta, parsed};
+use crate::{Meta, TRAINING_WARNING, parsed};
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use hesslab_model::optim::{OptimizerConfig, OptimizerState};
@@ -54,6 +54,8 @@ pub struct Model {
     /// The optimizer state and batch order at the end of the run that trained it (`None` for
     /// an initialization or an import), what `init_from` continues from.
     pub train_state: Option<TrainState>,
+    /// Why the network looks untrained, when `train` said so.
+    pub warning: Option<String>,
 }
 
 const TENSOR: &str = "tensor";
@@ -70,7 +72,7 @@ impl Port for Model {
     type Value = Self;
     const NAME: &'static str = "model";
     const DOC: &'static str = "network parameters, one row per tensor in PyTorch `parameters()` order: tensor Utf8 (\"layers.0.weight\"), shape List<UInt64>, values List<Float64> (row-major); a network with buffers (BatchNorm running statistics) has rows in `state_dict()` order and a column buffer Boolean (true for running_mean, running_var, num_batches_tracked: not parameters of the Hessian); a trained model whose optimizer keeps state (moments, momentum) has, after those, rows `optimizer.{tensor}.{key}` (\"optimizer.layers.0.weight.exp_avg\", the tensor's shape) and a column optimizer Boolean true on them (select `NOT coalesce(buffer, false) AND NOT coalesce(optimizer, false)` for the parameters)";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS, MODEL_OPTIMIZER_STATE];
+    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS, MODEL_OPTIMIZER_STATE, TRAINING_WARNING];
     fn schema() -> Schema {
         Schema::new(vec![
             utf8_field(TENSOR),
@@ -115,6 +117,7 @@ impl Port for Model {
         put_network(&mut meta, &m.net.arch());
         meta.put(STEPS, m.steps);
         meta.put_f64(FINAL_TRAIN_LOSS, m.final_train_loss);
+        meta.put_opt(TRAINING_WARNING, m.warning.as_ref());
         if let Some(s) = &m.train_state {
             meta.put(MODEL_OPTIMIZER_STATE, serde_json::to_string(&ModelStateMeta::of(s, &tensors)).map_err(StageError::other)?);
         }
@@ -196,6 +199,7 @@ impl Port for Model {
             steps: parsed(a, STEPS).unwrap_or(0),
             final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
             train_state,
+            warning: a.meta(TRAINING_WARNING.key).map(str::to_string),
         })
     }
 }
@@ -240,10 +244,6 @@ const PRE_THRESHOLD: MetaKey = MetaKey {
 const CONTINUED: MetaKey = MetaKey {
     key: "continued",
     doc: "with `init_from`: what the run continued besides the weights, \"weights\" (a fresh optimizer), \"optimizer\" (the saved optimizer state) or \"exact\" (also the saved batch order and seed)",
-};
-const TRAINING_WARNING: MetaKey = MetaKey {
-    key: "training_warning",
-    doc: "present when the trained network looks untrained: why (a final training accuracy at chance level, a training loss that did not fall)",
 };
 const SHARPNESS_PRODUCTS: MetaKey =
     MetaKey { key: "sharpness_products", doc: "Hessian-vector products the sharpness tracking used (with `sharpness`)" };

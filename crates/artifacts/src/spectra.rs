@@ -43,6 +43,8 @@ pub struct OperatorInfo {
     pub sigma: Option<f64>,
     /// SLQ: the eigenvalue count above `count_above.0` is `count_above.1`.
     pub count_above: Option<(f64, f64)>,
+    /// Why the network the operator belongs to looks untrained, when `train` said so.
+    pub training_warning: Option<String>,
 }
 
 impl OperatorInfo {
@@ -54,6 +56,7 @@ impl OperatorInfo {
         m.put_opt(WHICH, self.which.as_ref());
         m.put_opt(APPLICATIONS, self.operator_applications);
         m.put_opt(RESTARTS, self.restarts);
+        m.put_opt(crate::TRAINING_WARNING, self.training_warning.as_ref());
         let floats = [(MAX_RESIDUAL, self.max_residual), (ORTHOGONALITY, self.orthogonality_error), (SIGMA, self.sigma)];
         for (key, v) in floats {
             if let Some(v) = v {
@@ -78,6 +81,7 @@ impl OperatorInfo {
             orthogonality_error: parsed(a, ORTHOGONALITY),
             sigma: parsed(a, SIGMA),
             count_above: parsed(a, COUNT_THRESHOLD).zip(parsed(a, COUNT_ABOVE)),
+            training_warning: a.meta(crate::TRAINING_WARNING.key).map(str::to_string),
         }
     }
 }
@@ -104,7 +108,8 @@ pub struct Eigenvalues {
     pub info: OperatorInfo,
 }
 
-const SPECTRUM_KEYS: &[MetaKey] = &[OPERATOR, DIM, SOLVER, WHICH, APPLICATIONS, RESTARTS, MAX_RESIDUAL, ORTHOGONALITY];
+const SPECTRUM_KEYS: &[MetaKey] =
+    &[OPERATOR, DIM, SOLVER, WHICH, APPLICATIONS, RESTARTS, MAX_RESIDUAL, ORTHOGONALITY, crate::TRAINING_WARNING];
 
 impl Port for Eigenvalues {
     type Value = Self;
@@ -203,7 +208,7 @@ impl Port for Eigenvectors {
 
 const X: &str = "x";
 const DENSITY: &str = "density";
-const DENSITY_KEYS: &[MetaKey] = &[OPERATOR, DIM, SIGMA, APPLICATIONS, COUNT_THRESHOLD, COUNT_ABOVE];
+const DENSITY_KEYS: &[MetaKey] = &[OPERATOR, DIM, SIGMA, APPLICATIONS, COUNT_THRESHOLD, COUNT_ABOVE, crate::TRAINING_WARNING];
 
 /// A smoothed spectral density on a grid: the `density` port.
 #[derive(Debug, Clone)]

@@ -63,6 +63,7 @@ impl StageKind for CurvatureDense {
     fn run(p: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError> {
         let model = ctx.read::<Model>(Model::NAME)?;
         let ds = ctx.read::<Dataset>(Dataset::NAME)?;
+        let training_warning = model.warning.clone();
         let built = p.spec().build(model.net, &ds, ctx.seed).map_err(StageError::other)?;
         let (a, sym) = materialize(built.op.as_ref(), Some((&built.curvature, built.index.as_deref())), p.block_size, &ctx.progress);
         let matrix = Matrix {
@@ -71,6 +72,7 @@ impl StageKind for CurvatureDense {
             loss: Some(built.curvature.loss),
             tensors: p.tensors.clone(),
             architecture: Some(built.curvature.model.arch()),
+            training_warning,
         };
         ctx.write_shared::<Matrix>(Matrix::NAME, matrix)
     }

@@ -269,12 +269,13 @@ impl StageKind for Train {
         let states = std::mem::take(&mut log.snapshot_states);
         let train_state = log.final_state.take();
         let lr = (!log.sharpness.is_empty()).then_some(p.lr);
+        let warning_for_model = warning.clone();
         ctx.write::<Log>(Log::NAME, &Log { metrics: log, architecture: architecture.clone(), lr, continued, warning })?;
         if !snapshots.is_empty() {
             let optimizer = Some((p.optimizer_config(), states));
             ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture, optimizer })?;
         }
-        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss, train_state })
+        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss, train_state, warning: warning_for_model })
     }
 }
 

@@ -41,6 +41,9 @@ impl StageKind for SpectrumSummary {
             crate::plots::spectrum_plots(ctx, &desc, dim, ev.info.which.as_deref(), &row)?;
         }
         let source_solver = ev.info.solver.unwrap_or_default();
-        ctx.write::<Summary>(Summary::NAME, &Summary { row, source_operator: ev.info.operator, source_solver })
+        ctx.write::<Summary>(
+            Summary::NAME,
+            &Summary { row, source_operator: ev.info.operator, source_solver, training_warning: ev.info.training_warning },
+        )
     }
 }

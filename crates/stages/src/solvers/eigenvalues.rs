@@ -113,7 +113,12 @@ impl StageKind for EigenStage {
     }
     fn run(p: &EigenParams, ctx: &mut StageContext) -> Result<(), StageError> {
         let tg = target(ctx, &p.spec())?;
-        let mut info = OperatorInfo { operator: tg.name.clone(), dim: tg.op.dim(), ..Default::default() };
+        let mut info = OperatorInfo {
+            operator: tg.name.clone(),
+            dim: tg.op.dim(),
+            training_warning: tg.training_warning.clone(),
+            ..Default::default()
+        };
         let (pairs, applications) = match p.solver {
             Solver::Dense => {
                 let (mat, applications) = match tg.dense {

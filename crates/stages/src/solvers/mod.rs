@@ -25,6 +25,8 @@ struct Target {
     curvature: Option<Arc<ModelCurvature>>,
     index: Option<Vec<usize>>,
     name: String,
+    /// Why the network looks untrained, carried to the outputs' metadata.
+    training_warning: Option<String>,
 }
 
 fn target(ctx: &StageContext, spec: &OperatorSpec) -> Result<Target, StageError> {
@@ -32,12 +34,19 @@ fn target(ctx: &StageContext, spec: &OperatorSpec) -> Result<Target, StageError>
         let dm = m.dense;
         let name = dm.operator.clone();
         let op = Arc::new(DenseOperator::new(dm.matrix.clone(), name.clone()));
-        return Ok(Target { op, dense: Some(dm), curvature: None, index: None, name });
+        return Ok(Target { op, dense: Some(dm), curvature: None, index: None, name, training_warning: m.training_warning });
     }
     match (ctx.read_opt::<Model>(Model::NAME)?, ctx.read_opt::<Dataset>(Dataset::NAME)?) {
         (Some(model), Some(ds)) => {
             let b = spec.build(model.net, &ds, ctx.seed).map_err(StageError::other)?;
-            Ok(Target { op: b.op, dense: None, curvature: Some(b.curvature), index: b.index, name: spec.operator.name().to_string() })
+            Ok(Target {
+                op: b.op,
+                dense: None,
+                curvature: Some(b.curvature),
+                index: b.index,
+                name: spec.operator.name().to_string(),
+                training_warning: model.warning,
+            })
         }
         _ => Err(StageError::msg(format!(
             "connect either `{}` (a dense matrix) or both `{}` and `{}` (matrix-free operator)",

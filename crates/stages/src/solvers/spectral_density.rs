@@ -102,6 +102,7 @@ impl StageKind for SlqStage {
             sigma: Some(sigma),
             operator_applications: Some(r.applications),
             count_above: p.count_above.map(|t| (t, r.count_above(t))),
+            training_warning: tg.training_warning.clone(),
             ..Default::default()
         };
         let rows: Vec<(u32, f64, f64)> =

@@ -61,7 +61,12 @@ impl StageKind for TraceStage {
             let m = &d.matrix;
             rows.push(TraceRow { estimator: "exact".into(), value: (0..m.nrows()).map(|i| m[(i, i)]).sum(), stderr: 0.0, probes: 0 });
         }
-        let info = OperatorInfo { operator: tg.name.clone(), dim: tg.op.dim(), ..Default::default() };
+        let info = OperatorInfo {
+            operator: tg.name.clone(),
+            dim: tg.op.dim(),
+            training_warning: tg.training_warning.clone(),
+            ..Default::default()
+        };
         ctx.write::<Trace>(Trace::NAME, &Trace { rows, info })
     }
 }
