@@ -427,3 +427,22 @@ fn init_ensemble_members_train_with_the_given_optimizer() {
     assert!((gd.members[0].top[0] - got).abs() > 1e-6 * top.abs(), "Adam's members are GD's");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A saved batch order that no run could have written (a planted model file) is an error,
+/// not a slice past the end or a replay of 2⁶⁴ shuffles.
+#[test]
+fn an_impossible_saved_batch_order_is_refused() {
+    let f = fixture();
+    let case = &f["cases"][2];
+    let (mut net, data) = setup(&f);
+    let empty = Split { x: Mat::zeros(0, data.x.ncols()), y: vec![], num_classes: 3 };
+    let log = train(&mut net, &minibatch(case, 10), &data, &empty, 7, &Start::default(), &Progress::hidden()).unwrap();
+    let s = log.final_state.unwrap();
+    for batches in
+        [hesslab_model::BatchOrder { cursor: usize::MAX, ..s.batches }, hesslab_model::BatchOrder { shuffles: u64::MAX, ..s.batches }]
+    {
+        let start = Start { steps: 10, optimizer: Some(&s.state), batches: Some(batches) };
+        let e = train(&mut net.clone(), &minibatch(case, 5), &data, &empty, 7, &start, &Progress::hidden()).unwrap_err().to_string();
+        assert!(e.contains("cannot come from 10 updates on 24 samples"), "{e}");
+    }
+}

@@ -75,7 +75,8 @@ fn relevant(kind: &str, params: &serde_json::Value) -> serde_json::Value {
 /// Write the report of a planned run: [`write_report`] with the figures of an `eigenvalues`
 /// stage left out where a `spectrum_summary` of its eigenvalues draws the same spectrum again
 /// (with its outlier cutoff), so that each spectrum is shown once.
-pub fn write_plan_report(plan: &hesslab_pipeline::Plan) -> std::io::Result<PathBuf> {
+/// Returns the page's path and the results it shows (what `run` prints last, read once).
+pub fn write_plan_report(plan: &hesslab_pipeline::Plan) -> std::io::Result<(PathBuf, crate::results::Results)> {
     let mut redrawn = std::collections::BTreeSet::new();
     // Only where the summary draws (plots = false draws nothing, and then the eigenvalue
     // stage's figures are the only ones).
@@ -87,12 +88,14 @@ pub fn write_plan_report(plan: &hesslab_pipeline::Plan) -> std::io::Result<PathB
             }
         }
     }
-    report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source, &redrawn)
+    let results = crate::results::collect(&plan.out_dir);
+    let path = report(&plan.out_dir, &plan.file.name, &plan.file.description, &plan.file.source, &redrawn, &results)?;
+    Ok((path, results))
 }
 
 /// Write `<out_dir>/report.html` for a finished run; returns its path.
 pub fn write_report(out_dir: &Path, name: &str, description: &str, source: &str) -> std::io::Result<PathBuf> {
-    report(out_dir, name, description, source, &Default::default())
+    report(out_dir, name, description, source, &Default::default(), &crate::results::collect(out_dir))
 }
 
 /// The order of a stage's figures by what they show: the whole spectrum, its top, its negative
@@ -109,6 +112,7 @@ fn report(
     description: &str,
     source: &str,
     redrawn: &std::collections::BTreeSet<String>,
+    results: &crate::results::Results,
 ) -> std::io::Result<PathBuf> {
     let mut files = Vec::new();
     walk(out_dir, &mut files);
@@ -120,7 +124,6 @@ fn report(
         d = esc(description)
     );
     // What the run found, in words, before any figure.
-    let results = crate::results::collect(out_dir);
     if !results.warnings.is_empty() {
         html.push_str("<h2>Warnings</h2><ul style=\"color:#a00\">");
         for w in &results.warnings {

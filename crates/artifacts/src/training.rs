@@ -129,7 +129,9 @@ impl Port for TrainingSteps {
         let mut schema = Self::schema();
         if r.iter().all(|r| r.preconditioned_sharpness.is_none()) {
             // Without them the file is exactly what it was before the columns.
-            schema = Schema::new(schema.fields()[..5].to_vec());
+            schema = Schema::new(
+                schema.fields().iter().filter(|f| ![PRE_SHARPNESS, PRE_RESIDUAL].contains(&f.name().as_str())).cloned().collect::<Vec<_>>(),
+            );
         } else {
             columns.push(f64_opt_array(r.iter().map(|r| r.preconditioned_sharpness)));
             columns.push(f64_opt_array(r.iter().map(|r| r.preconditioned_residual)));

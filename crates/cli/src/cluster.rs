@@ -80,7 +80,13 @@ pub fn run_on_slurm(
         anyhow::bail!("{message}");
     }
     match hesslab_analysis::report::write_plan_report(&plan) {
-        Ok(p) => out!("  report: {}", p.display()),
+        Ok((p, results)) => {
+            out!("  report: {}", p.display());
+            let text = results.text(12);
+            if !text.is_empty() {
+                out!("{}", text.trim_end());
+            }
+        }
         Err(e) => eprintln!("warning: could not write the report: {e}"),
     }
     Ok(())

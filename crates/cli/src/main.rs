@@ -345,10 +345,16 @@ fn real_main() -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 report.out_dir.display()
             );
-            match hesslab_analysis::report::write_plan_report(&plan) {
-                Ok(p) => out!("  report: {}", p.display()),
-                Err(e) => eprintln!("warning: could not write the report: {e}"),
-            }
+            let results = match hesslab_analysis::report::write_plan_report(&plan) {
+                Ok((p, results)) => {
+                    out!("  report: {}", p.display());
+                    results
+                }
+                Err(e) => {
+                    eprintln!("warning: could not write the report: {e}");
+                    hesslab_analysis::results::collect(&plan.out_dir)
+                }
+            };
             for i in &report.instances {
                 let what = match i.outcome {
                     StageOutcome::Ran => format!("ran {:.2}s", i.seconds),
@@ -358,7 +364,7 @@ fn real_main() -> Result<()> {
                 out!("  {:<24} {:<14} {}", i.stage, what, i.dir.display());
             }
             // Last, what the run found: the numbers a user ran it for, and what looks wrong.
-            let results = hesslab_analysis::results::collect(&plan.out_dir).text(12);
+            let results = results.text(12);
             if !results.is_empty() {
                 out!("{}", results.trim_end());
             }

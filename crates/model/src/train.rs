@@ -393,6 +393,15 @@ pub fn train_tracking_sharpness(
                 b.samples, b.batch_size
             )));
         }
+        // A run shuffles at most once per update, and its cursor stays within the samples: a
+        // saved order outside that (a planted file) would replay for ever or slice past the end.
+        let updates = start.optimizer.map_or(0, |s| s.steps);
+        if b.cursor > n || b.shuffles > updates.saturating_add(1) {
+            return Err(ModelError::Invalid(format!(
+                "the saved batch order ({} shuffles, cursor {}) cannot come from {updates} updates on {n} samples",
+                b.shuffles, b.cursor
+            )));
+        }
         batches = b;
     }
     let seed_of_batches = batches.seed;

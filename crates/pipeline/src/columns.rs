@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 /// A Boolean column that files may omit (see [`OPTIONAL_COLUMN`]).
 pub fn bool_optional_field(name: &str) -> Field {
-    Field::new(name, DataType::Boolean, true).with_metadata(
-        [(OPTIONAL_COLUMN.to_string(), "true".to_string())].into_iter().collect::<std::collections::HashMap<String, String>>(),
-    )
+    optional(Field::new(name, DataType::Boolean, true))
 }
 /// A Boolean column.
 pub fn bool_array(v: impl IntoIterator<Item = bool>) -> ArrayRef {
@@ -42,9 +40,7 @@ pub fn optional(f: Field) -> Field {
 
 /// A nullable Float64 column that files may omit (see [`OPTIONAL_COLUMN`]).
 pub fn f64_optional_field(name: &str) -> Field {
-    Field::new(name, DataType::Float64, true).with_metadata(
-        [(OPTIONAL_COLUMN.to_string(), "true".to_string())].into_iter().collect::<std::collections::HashMap<String, String>>(),
-    )
+    optional(Field::new(name, DataType::Float64, true))
 }
 /// A non-null UInt32 column.
 pub fn u32_field(name: &str) -> Field {
