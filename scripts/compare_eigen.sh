@@ -7,7 +7,8 @@
 # Run it on a quiet machine; every line is one measurement, compare within a thread count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv-eigen/bin/python ] || { python3 -m venv .venv-eigen && .venv-eigen/bin/pip install -q torch scipy numpy; }
+VENV="${VENV:-.venv-eigen}"  # any venv with torch, scipy and numpy (e.g. VENV=.venv-torch)
+"$VENV/bin/python" -c "import torch, scipy, numpy" 2>/dev/null || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q torch scipy numpy; }
 cargo build --release --quiet -p hesslab-cli
 sizes="${SIZES:-4270 11274}"
 vec_flag=()
@@ -15,5 +16,5 @@ py_flag=()
 if [ -n "${VECTORS:-}" ]; then vec_flag=(--eigen-vectors); py_flag=(--vectors); fi
 for t in 1 2; do
   RAYON_NUM_THREADS=$t ./target/release/hesslab bench --only eigen --eigen-sizes "${sizes// /,}" "${vec_flag[@]}"
-  OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t .venv-eigen/bin/python scripts/compare_eigen.py $sizes "${py_flag[@]}"
+  OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$VENV/bin/python" scripts/compare_eigen.py $sizes "${py_flag[@]}"
 done

@@ -3,6 +3,7 @@
 use hesslab_artifacts::SummaryRow;
 pub use hesslab_figures::*;
 use hesslab_pipeline::{StageContext, StageError};
+use hesslab_stages::WriteFigure;
 
 /// The plots of one spectrum (S18 Figs 1–6, S16 Fig 1): ordered, top 120 with the outlier
 /// cutoff, the whole negative part in % of P, and the histogram as bars on a log count axis.

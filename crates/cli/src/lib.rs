@@ -181,13 +181,20 @@ fn type_of(prop: &serde_json::Value, defs: &serde_json::Value) -> String {
                 let vals: Vec<String> = one
                     .iter()
                     .filter_map(|v| {
-                        v.get("const").or_else(|| v.get("enum").and_then(|e| e.get(0))).and_then(|c| c.as_str()).map(|s| format!("\"{s}\""))
+                        let constant = v.get("const").or_else(|| v.get("enum").and_then(|e| e.get(0))).and_then(|c| c.as_str());
+                        // An externally tagged variant with settings: `{ NAME = {…} }`.
+                        let tagged =
+                            || v.get("properties").and_then(|p| p.as_object()).filter(|p| p.len() == 1).and_then(|p| p.keys().next());
+                        constant.map(|s| format!("\"{s}\"")).or_else(|| tagged().map(|k| format!("{{ {k} = {{…}} }}")))
                     })
                     .collect();
                 return vals.join(" | ");
             }
             if let Some(e) = d.get("enum").and_then(|e| e.as_array()) {
                 return e.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" | ");
+            }
+            if let Some(any) = d.get("anyOf").and_then(|a| a.as_array()) {
+                return any.iter().map(|a| type_of(a, defs)).collect::<Vec<_>>().join(" | ");
             }
         }
         return name.to_string();

@@ -1,6 +1,5 @@
 //! What a figure shows, independent of how it is drawn: panels of series and reference lines.
 use crate::scale::YScale;
-use hesslab_pipeline::{StageContext, StageError};
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,10 +104,6 @@ impl Plot {
         self.y_scale = s;
         self
     }
-    /// Write this plot alone as `<name>.png` and `<name>.svg` into the stage's directory.
-    pub fn write(self, ctx: &StageContext, name: &str) -> Result<(), StageError> {
-        Figure::single(self).write(ctx, name)
-    }
     /// Render this plot alone to PNG bytes and SVG text.
     pub fn render(self) -> Result<(Vec<u8>, String), String> {
         Figure::single(self).render()
@@ -167,12 +162,5 @@ impl Figure {
             c => c.min(n),
         };
         (c, n.div_ceil(c))
-    }
-    /// Write `<name>.png` and `<name>.svg` into the stage's directory.
-    pub fn write(&self, ctx: &StageContext, name: &str) -> Result<(), StageError> {
-        let (png, svg) = self.render().map_err(|m| StageError::msg(format!("figure `{name}`: {m}")))?;
-        ctx.write_file(&format!("{name}.png"), &png)?;
-        ctx.write_file(&format!("{name}.svg"), svg.as_bytes())?;
-        Ok(())
     }
 }

@@ -5,10 +5,12 @@
 mod curvature_dense;
 pub mod data;
 pub mod estimates;
+mod figure_files;
 pub mod solvers;
 mod train;
 
 pub use curvature_dense::{CurvatureDense, CurvatureDenseParams};
+pub use figure_files::WriteFigure;
 pub use train::{Train, check_optimizer};
 
 /// Register every stage kind of this crate.

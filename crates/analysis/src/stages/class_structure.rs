@@ -5,6 +5,7 @@ use hesslab_artifacts::{Dataset, Model, Overlap, OverlapRow};
 use hesslab_eigen::{LanczosParams, LanczosSolver};
 use hesslab_hessian::{CurvatureKind, ModelCurvature, OperatorSpec, SampleSet};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use hesslab_stages::estimates::operator_estimate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

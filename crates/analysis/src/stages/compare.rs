@@ -6,6 +6,7 @@ use crate::small_multiples::Line;
 use hesslab_artifacts::{Eigenvalues, Nodes, RankSpread, Spread, Stats, Summary, SummaryRow, Table};
 use hesslab_figures::{Mark, Series};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

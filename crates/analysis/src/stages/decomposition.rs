@@ -6,7 +6,9 @@ use hesslab_artifacts::{self as artifacts, Dataset, Model, Spectra, SpectrumRow}
 use hesslab_eigen::{LanczosParams, LanczosSolver, Which};
 use hesslab_hessian::{BatchNormMode, CurvatureKind, LinearOperator, OperatorSpec, SampleSet, materialize};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use hesslab_stages::estimates::{dense_estimate, operator_estimate};
+use hesslab_stages::solvers::Solver;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +19,7 @@ pub struct DecompositionParams {
     /// Eigenvalues compared per operator, and the size of the top eigenspaces whose overlap is reported.
     pub k: usize,
     /// "dense": materialize H, G and R (all eigenvalues); "lanczos": matrix-free top-k.
-    pub solver: String,
+    pub solver: Solver,
     /// Samples the loss averages over: train, test or all.
     pub samples: SampleSet,
     /// Seeded subset of samples (0 = all).
@@ -29,7 +31,7 @@ pub struct DecompositionParams {
 }
 impl Default for DecompositionParams {
     fn default() -> Self {
-        DecompositionParams { k: 20, solver: "dense".into(), samples: SampleSet::Train, max_samples: 0, batch_norm: BatchNormMode::Eval }
+        DecompositionParams { k: 20, solver: Solver::Dense, samples: SampleSet::Train, max_samples: 0, batch_norm: BatchNormMode::Eval }
     }
 }
 
@@ -83,15 +85,18 @@ impl StageKind for Decomposition {
         if p.k == 0 {
             e.push(("k".into(), "k must be ≥ 1".into()));
         }
-        if p.solver != "dense" && p.solver != "lanczos" {
-            e.push(("solver".into(), format!("solver must be \"dense\" or \"lanczos\", got \"{}\"", p.solver)));
+        if p.solver == Solver::Power {
+            e.push((
+                "solver".into(),
+                "solver must be \"dense\" or \"lanczos\" (power iteration finds the largest in magnitude, not H's and G's top)".into(),
+            ));
         }
         e
     }
     fn estimate(p: &Self::Params, inputs: &InputFacts) -> Option<Estimate> {
         let (dim, cache) = operator_estimate(inputs, p.batch_norm)?;
         let cache = Estimate { bytes: cache.bytes.saturating_mul(3), what: format!("3 × {}", cache.what) };
-        Some(if p.solver == "dense" {
+        Some(if p.solver == Solver::Dense {
             // H, G and R = H − G held together, and the dense solver's working copy.
             let m = dense_estimate(dim);
             Estimate { bytes: m.bytes.saturating_mul(4), what: format!("4 × {}", m.what) }.plus(cache)
@@ -108,13 +113,13 @@ impl StageKind for Decomposition {
             let spec =
                 OperatorSpec { operator: kind, samples: p.samples, max_samples: p.max_samples, tensors: vec![], batch_norm: p.batch_norm };
             let b = spec.build(model.clone(), &ds, ctx.seed).map_err(StageError::other)?;
-            let dense = match (p.solver.as_str(), kind) {
+            let dense = match (p.solver, kind) {
                 // R = H − G exactly (tested to 1e-12): derive it rather than materialize a third time.
-                ("dense", CurvatureKind::Residual) => match (ops[0].2.as_ref(), ops[1].2.as_ref()) {
+                (Solver::Dense, CurvatureKind::Residual) => match (ops[0].2.as_ref(), ops[1].2.as_ref()) {
                     (Some(h), Some(g)) => Some(h - g),
                     _ => return Err(StageError::msg("decomposition: H and G were not materialized before R")),
                 },
-                ("dense", _) => Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0),
+                (Solver::Dense, _) => Some(materialize(b.op.as_ref(), Some((&b.curvature, None)), 8, &ctx.progress).0),
                 _ => None,
             };
             ops.push((kind, b, dense));

@@ -1,6 +1,7 @@
 //! `density_plot`: an SLQ density, with the exact eigenvalues overlaid when connected.
 use hesslab_artifacts::{Density, Eigenvalues};
 use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

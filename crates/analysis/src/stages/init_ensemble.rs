@@ -8,6 +8,7 @@ use hesslab_hessian::{CurvatureKind, SampleSet, materialize};
 use hesslab_model::optim::{OptimizerConfig, Schedule};
 use hesslab_model::{Init, TrainParams, initialize_network};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, Progress, StageContext, StageError, StageKind, derive_seed, port};
+use hesslab_stages::WriteFigure;
 use hesslab_stages::estimates::operator_estimate;
 use rayon::prelude::*;
 use schemars::JsonSchema;

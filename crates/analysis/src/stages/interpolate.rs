@@ -3,6 +3,7 @@ use crate::plots::Plot;
 use hesslab_artifacts::{Curve, CurvePoint, Dataset, Eigenvectors, Model, PairedAccuracy};
 use hesslab_model::Network;
 use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

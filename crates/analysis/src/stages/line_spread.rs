@@ -6,6 +6,7 @@ use crate::replicates::{Groups, format_value, group, seed_keys, spread};
 use hesslab_artifacts::{Curve, CurvePoint, Spread, Stats};
 use hesslab_figures::{Figure, Plot};
 use hesslab_pipeline::{InputArtifact, Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

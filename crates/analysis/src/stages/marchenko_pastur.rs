@@ -3,6 +3,7 @@ use crate::marchenko_pastur_density;
 use crate::plots::{Plot, YScale};
 use hesslab_artifacts::{Dataset, Eigenvalues, Fit, FitRow};
 use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

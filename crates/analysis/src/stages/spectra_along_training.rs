@@ -9,6 +9,7 @@ use hesslab_hessian::{CurvatureKind, SampleSet};
 use hesslab_model::Network;
 use hesslab_pipeline::resources::prod;
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

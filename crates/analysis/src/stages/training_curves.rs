@@ -2,6 +2,7 @@
 use crate::plots::Plot;
 use hesslab_artifacts::Log;
 use hesslab_pipeline::{Port, PortSpec, StageContext, StageError, StageKind, port};
+use hesslab_stages::WriteFigure;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

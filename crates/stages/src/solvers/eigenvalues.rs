@@ -1,5 +1,7 @@
 //! `eigenvalues`: dense, Lanczos or power iteration behind one output schema.
+use super::choice::{Solver, SolverChoice, TaggedSolver};
 use super::{OPERATOR_INPUTS, enum_name, side, solver_estimate, target};
+use crate::WriteFigure;
 use hesslab_artifacts::{Eigenvalues, Eigenvectors, OperatorInfo};
 use hesslab_eigen::{DenseParams, DenseSolver, LanczosParams, LanczosSolver, PowerIteration, PowerParams, Which};
 use hesslab_figures::spectra::{SpectrumView, eigenvalue_figures};
@@ -9,25 +11,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// Which eigensolver.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Solver {
-    /// faer's dense self-adjoint eigendecomposition: every eigenvalue.
-    Dense,
-    /// Thick-restart Lanczos: k extreme eigenpairs, matrix-free.
-    Lanczos,
-    /// Power iteration with deflation (PyHessian's method): k largest-magnitude eigenpairs.
-    Power,
-}
-
 hesslab_hessian::operator_params! {
 /// Parameters of `eigenvalues`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EigenParams {
-    /// dense, lanczos or power.
-    pub solver: Solver,
+    /// "dense", "lanczos" or "power"; or one of them with its own settings, e.g.
+    /// `{ lanczos = { k = 20, tol = 1e-10 } }` — dense takes partial, k, which; lanczos k, which,
+    /// tol, max_restarts, max_dim, max_seconds; power k, tol, max_iter. A setting left out there
+    /// takes the flat key below; one given in both places is an error.
+    pub solver: SolverChoice,
     /// Number of eigenvalues for lanczos/power (dense returns all unless `partial`; see
     /// `vectors`).
     pub k: usize,
@@ -59,7 +52,7 @@ pub struct EigenParams {
 impl Default for EigenParams {
     fn default() -> Self {
         EigenParams {
-            solver: Solver::Dense,
+            solver: SolverChoice::Name(Solver::Dense),
             k: 20,
             which: Which::Largest,
             vectors: 0,
@@ -78,6 +71,117 @@ impl Default for EigenParams {
     }
 }
 
+/// The solver and its settings once the tagged form and the flat keys are merged.
+#[derive(Debug, Clone)]
+pub struct ResolvedSolver {
+    /// Which solver.
+    pub solver: Solver,
+    /// Eigenpairs wanted (dense: with `partial`).
+    pub k: usize,
+    /// Which end of the spectrum.
+    pub which: Which,
+    /// Lanczos: relative residual; power: relative change.
+    pub tol: f64,
+    /// Lanczos: restarts; power: iterations per eigenvalue.
+    pub max_iter: usize,
+    /// Lanczos: Krylov subspace size (0 = automatic).
+    pub max_dim: usize,
+    /// Lanczos: wall-clock cap in seconds.
+    pub max_seconds: f64,
+    /// Dense: only k eigenvalues, by bisection.
+    pub partial: bool,
+    /// The settings the tagged form gave: (flat key, its name inside `solver.NAME`).
+    pub tagged: Vec<(&'static str, &'static str)>,
+}
+
+impl ResolvedSolver {
+    /// Where a problem with the setting behind flat key `flat` is reported: at `solver` (named
+    /// `solver.NAME.KEY`) when the tagged form gave it, else at the flat key.
+    fn at(&self, flat: &str, msg: &str) -> (String, String) {
+        match self.tagged.iter().find(|t| t.0 == flat) {
+            Some((_, nested)) => ("solver".into(), format!("`solver.{}.{nested}`: {msg}", enum_name(&self.solver))),
+            None => (flat.into(), msg.into()),
+        }
+    }
+}
+
+impl EigenParams {
+    /// The solver's settings: the tagged form's where it gives them, else the flat keys'. A
+    /// setting given in both places (the flat key away from its default) is an error at the
+    /// flat key.
+    pub fn resolve(&self) -> (ResolvedSolver, Vec<(String, String)>) {
+        let mut r = ResolvedSolver {
+            solver: self.solver.solver(),
+            k: self.k,
+            which: self.which,
+            tol: self.tol,
+            max_iter: self.max_iter,
+            max_dim: self.max_dim,
+            max_seconds: self.max_seconds,
+            partial: self.partial,
+            tagged: Vec::new(),
+        };
+        let d = EigenParams::default();
+        let mut errors = Vec::new();
+        let SolverChoice::Tagged(tagged) = &self.solver else { return (r, errors) };
+        let name = enum_name(&r.solver);
+        let mut given = Vec::new();
+        let mut take = |flat: &'static str, nested: &'static str, flat_is_default: bool, set: &mut dyn FnMut()| {
+            if !flat_is_default {
+                errors.push((flat.to_string(), format!("given twice: here and as `solver.{name}.{nested}`; keep one")));
+            }
+            given.push((flat, nested));
+            set();
+        };
+        match tagged {
+            TaggedSolver::Dense(t) => {
+                if let Some(v) = t.partial {
+                    take("partial", "partial", self.partial == d.partial, &mut || r.partial = v);
+                }
+                if let Some(v) = t.k {
+                    take("k", "k", self.k == d.k, &mut || r.k = v);
+                }
+                if let Some(v) = t.which {
+                    take("which", "which", self.which == d.which, &mut || r.which = v);
+                }
+            }
+            TaggedSolver::Lanczos(t) => {
+                if let Some(v) = t.k {
+                    take("k", "k", self.k == d.k, &mut || r.k = v);
+                }
+                if let Some(v) = t.which {
+                    take("which", "which", self.which == d.which, &mut || r.which = v);
+                }
+                if let Some(v) = t.tol {
+                    take("tol", "tol", self.tol == d.tol, &mut || r.tol = v);
+                }
+                if let Some(v) = t.max_restarts {
+                    take("max_iter", "max_restarts", self.max_iter == d.max_iter, &mut || r.max_iter = v);
+                }
+                if let Some(v) = t.max_dim {
+                    take("max_dim", "max_dim", self.max_dim == d.max_dim, &mut || r.max_dim = v);
+                }
+                if let Some(v) = t.max_seconds {
+                    take("max_seconds", "max_seconds", self.max_seconds == d.max_seconds, &mut || r.max_seconds = v);
+                }
+            }
+            TaggedSolver::Power(t) => {
+                if let Some(v) = t.k {
+                    take("k", "k", self.k == d.k, &mut || r.k = v);
+                }
+                if let Some(v) = t.tol {
+                    take("tol", "tol", self.tol == d.tol, &mut || r.tol = v);
+                }
+                if let Some(v) = t.max_iter {
+                    take("max_iter", "max_iter", self.max_iter == d.max_iter, &mut || r.max_iter = v);
+                }
+            }
+        }
+        r.tagged = given;
+        (r, errors)
+    }
+}
+
 /// The `eigenvalues` stage kind.
 pub struct EigenStage;
 
@@ -87,32 +191,35 @@ impl StageKind for EigenStage {
     const DOC: &'static str = "Eigenvalues of a dense `matrix` or of a matrix-free operator (`model` + `dataset`), by solver = dense | lanczos | power. Same output schema for every solver.";
     const INPUTS: &'static [PortSpec] = OPERATOR_INPUTS;
     const OUTPUTS: &'static [PortSpec] = &[port::<Eigenvalues>(), port::<Eigenvectors>().optional()];
-    fn check(p: &EigenParams) -> Vec<(String, String)> {
-        let mut e = Vec::new();
+    fn check(params: &EigenParams) -> Vec<(String, String)> {
+        let (p, mut e) = params.resolve();
         if (p.solver != Solver::Dense || p.partial) && p.k == 0 {
-            e.push(("k".into(), "k must be ≥ 1".into()));
+            e.push(p.at("k", "k must be ≥ 1"));
         }
         if p.partial && p.solver != Solver::Dense {
             e.push(("partial".into(), "partial applies to solver = \"dense\" only (lanczos and power are partial already)".into()));
         }
         if !(p.tol > 0.0) {
-            e.push(("tol".into(), "tol must be > 0".into()));
+            e.push(p.at("tol", "tol must be > 0"));
         }
         if !(p.max_seconds > 0.0) {
-            e.push(("max_seconds".into(), "max_seconds must be > 0".into()));
+            e.push(p.at("max_seconds", "max_seconds must be > 0"));
         }
         e
     }
     fn facts(p: &EigenParams, inputs: &InputFacts) -> Facts {
+        let p = p.resolve().0;
         let dim = side(inputs);
         let rows = if p.solver == Solver::Dense && !p.partial { dim } else { Some(dim.map_or(p.k as u64, |d| d.min(p.k as u64))) };
         Facts { rows, dim, ..Default::default() }
     }
     fn estimate(p: &EigenParams, inputs: &InputFacts) -> Option<Estimate> {
-        solver_estimate(p.solver, p.k, p.max_dim, p.vectors, inputs, p.batch_norm)
+        let r = p.resolve().0;
+        solver_estimate(r.solver, r.k, r.max_dim, p.vectors, inputs, p.batch_norm)
     }
-    fn run(p: &EigenParams, ctx: &mut StageContext) -> Result<(), StageError> {
-        let tg = target(ctx, &p.spec())?;
+    fn run(params: &EigenParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let tg = target(ctx, &params.spec())?;
+        let p = &params.resolve().0;
         let mut info = OperatorInfo {
             operator: tg.name.clone(),
             dim: tg.op.dim(),
@@ -136,7 +243,7 @@ impl StageKind for EigenStage {
                     }
                 };
                 let select = p.partial.then_some((p.which, p.k));
-                let dp = DenseParams { top_vectors: p.vectors, bottom_vectors: p.vectors, select, ..Default::default() };
+                let dp = DenseParams { top_vectors: params.vectors, bottom_vectors: params.vectors, select, ..Default::default() };
                 // A matrix nothing else holds (materialized here, or read for this stage) is
                 // handed over and reduced in place: 8n² bytes less than reducing a copy.
                 let pairs = match Arc::try_unwrap(mat) {
@@ -170,10 +277,10 @@ impl StageKind for EigenStage {
         info.solver = Some(enum_name(&p.solver));
         info.which = Some(enum_name(&p.which));
         info.operator_applications = Some(applications);
-        let nvec = if p.solver == Solver::Dense { pairs.vectors.len() } else { p.vectors.min(pairs.vectors.len()) };
+        let nvec = if p.solver == Solver::Dense { pairs.vectors.len() } else { params.vectors.min(pairs.vectors.len()) };
         let values = Eigenvalues { ranks: pairs.ranks, values: pairs.values, residuals: pairs.residuals, info: info.clone() };
         ctx.write::<Eigenvalues>(Eigenvalues::NAME, &values)?;
-        if p.plot {
+        if params.plot {
             let view = SpectrumView {
                 desc: &values.values,
                 dim: info.dim,
@@ -184,7 +291,7 @@ impl StageKind for EigenStage {
                 fig.write(ctx, name)?;
             }
         }
-        if p.vectors > 0 {
+        if params.vectors > 0 {
             let mut vectors = pairs.vectors;
             vectors.truncate(nvec);
             ctx.write::<Eigenvectors>(Eigenvectors::NAME, &Eigenvectors { vectors, info })?;

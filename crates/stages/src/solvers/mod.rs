@@ -1,11 +1,13 @@
 //! Solver stages with shared output types, so one solver replaces another in a pipeline by
 //! changing `solver = "..."`. Each takes either a dense `matrix` or `model` + `dataset` (a
 //! matrix-free operator).
+mod choice;
 mod eigenvalues;
 mod spectral_density;
 mod trace;
 
-pub use eigenvalues::{EigenParams, EigenStage, Solver};
+pub use choice::{DenseSettings, LanczosSettings, PowerSettings, Solver, SolverChoice, TaggedSolver};
+pub use eigenvalues::{EigenParams, EigenStage, ResolvedSolver};
 pub use spectral_density::{MAX_GRID, SlqStage, SlqStageParams};
 pub use trace::{TraceParams, TraceStage};
 

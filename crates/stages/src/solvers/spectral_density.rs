@@ -1,5 +1,6 @@
 //! `spectral_density`: stochastic Lanczos quadrature.
 use super::{OPERATOR_INPUTS, Solver, solver_estimate, target};
+use crate::WriteFigure;
 use hesslab_artifacts::{Density, Nodes, OperatorInfo};
 use hesslab_eigen::{SlqParams, StochasticLanczosQuadrature};
 use hesslab_figures::spectra;
