@@ -15,4 +15,4 @@ cargo build --release --quiet -p hesslab-cli
   --only sharpness --only elementwise --only conv --only memory --only dense20k 2>&1 | tee "$dir/hesslab_bench.txt"
 bash scripts/compare_torch.sh 2>&1 | tee "$dir/torch_resnet.txt"
 bash scripts/compare_jax.sh 2>&1 | tee "$dir/jax.txt"
-VENV="${VENV:-.venv-torch}" bash scripts/compare_eigen.sh 2>&1 | tee "$dir/eigen.txt"
+THREADS="${THREADS:-2}" VENV="${VENV:-.venv-torch}" bash scripts/compare_eigen.sh 2>&1 | tee "$dir/eigen.txt"

@@ -4,6 +4,7 @@
 # threads, in one run. Not CI: installs torch and scipy into .venv-eigen (about 3 GB).
 #   scripts/compare_eigen.sh                # n = 4270 and 11274, eigenvalues only
 #   SIZES=4270 VECTORS=1 scripts/compare_eigen.sh
+#   THREADS=2 scripts/compare_eigen.sh       # only 2 threads (default: 1 and 2)
 # Run it on a quiet machine; every line is one measurement, compare within a thread count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ sizes="${SIZES:-4270 11274}"
 vec_flag=()
 py_flag=()
 if [ -n "${VECTORS:-}" ]; then vec_flag=(--eigen-vectors); py_flag=(--vectors); fi
-for t in 1 2; do
+for t in ${THREADS:-1 2}; do
   RAYON_NUM_THREADS=$t ./target/release/hesslab bench --only eigen --eigen-sizes "${sizes// /,}" "${vec_flag[@]}"
   OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$VENV/bin/python" scripts/compare_eigen.py $sizes "${py_flag[@]}"
 done

@@ -49,7 +49,8 @@ pub fn count_outliers(desc: &[f64], top: usize, cutoff: Option<f64>) -> OutlierC
 
 /// The elbow of a descending curve: the point farthest below the chord from the first to the
 /// last point, on the curve normalized to the unit square (Kneedle, Satopää et al. 2011).
-/// Returns a threshold halfway (geometrically) between the elbow value and the next one above.
+/// Returns the arithmetic mean of the elbow value and the one above it: a threshold halfway
+/// between the last outlier and the first bulk value.
 pub fn elbow_cutoff(desc: &[f64]) -> f64 {
     let k = desc.len();
     if k < 3 {

@@ -310,7 +310,7 @@ pub fn run(quick: bool, only: &[String], activation: Activation, eigen_sizes: &[
         let base = reset_peak_rss();
         let probes = if quick { 30 } else { 99 };
         let t0 = Instant::now();
-        let _ = hutch_plus_plus(&op, probes, 1);
+        let _ = HutchPlusPlus::estimate(&op, &hesslab_eigen::TraceParams { probes, seed: 1 });
         let hpp_peak = peak_rss_gib() - base;
         let sketch = gib((p * probes * 8) as f64);
         println!(

@@ -18,7 +18,7 @@ pub use dense::{DenseInfo, DenseMethod, DenseParams, DenseSolver};
 pub use lanczos::{LanczosInfo, LanczosParams, LanczosSolver, Which, warm_start};
 pub use power::{PowerInfo, PowerIteration, PowerParams};
 pub use slq::{SlqParams, SlqResult, StochasticLanczosQuadrature};
-pub use trace::{TraceEstimate, hutch_plus_plus, hutchinson};
+pub use trace::{HutchPlusPlus, Hutchinson, TraceEstimate, TraceParams};
 
 /// Eigenvalues (and optionally eigenvectors) as a solver returns them.
 #[derive(Debug, Clone, Default)]

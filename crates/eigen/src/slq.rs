@@ -17,7 +17,14 @@ pub struct SlqParams {
     pub seed: u64,
 }
 
-/// Quadrature nodes and weights of every probe.
+impl Default for SlqParams {
+    /// The `spectral_density` stage's defaults: 10 probes of 80 steps.
+    fn default() -> Self {
+        SlqParams { steps: 80, probes: 10, seed: 0 }
+    }
+}
+
+/// Quadrature nodes and weights of every probe, and what they cost (SLQ's `Info`).
 #[derive(Debug, Clone, Default)]
 pub struct SlqResult {
     /// Per probe: Ritz values (nodes) and weights (squared first components), weights sum to 1.

@@ -1,9 +1,25 @@
 //! Hutchinson and Hutch++ (Meyer, Musco, Musco, Woodruff 2021) trace estimates.
+use crate::{EigenError, Result};
 use faer::Mat;
 use hesslab_data::rng::Rng;
 use hesslab_linop::LinearOperator;
 
-/// A trace estimate.
+/// Parameters of a trace estimator.
+#[derive(Debug, Clone)]
+pub struct TraceParams {
+    /// Operator-vector products to spend (Hutch++ splits them: a third sketches, the rest probe).
+    pub probes: usize,
+    /// Seed of the Rademacher probes.
+    pub seed: u64,
+}
+
+impl Default for TraceParams {
+    fn default() -> Self {
+        TraceParams { probes: 99, seed: 0 }
+    }
+}
+
+/// A trace estimate and what it cost (the estimators' `Info`).
 #[derive(Debug, Clone)]
 pub struct TraceEstimate {
     /// hutchinson, hutch++ or exact.
@@ -36,8 +52,40 @@ fn mean_stderr(x: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
-/// tr(A) ≈ mean of zᵀAz over `probes` Rademacher vectors.
-pub fn hutchinson(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEstimate {
+fn check(op: &dyn LinearOperator, p: &TraceParams, least: usize, name: &str) -> Result<()> {
+    if p.probes < least {
+        return Err(EigenError::Invalid(format!("{name} needs at least {least} probes, got {}", p.probes)));
+    }
+    if op.dim() == 0 {
+        return Err(EigenError::Invalid(format!("{name}: the operator is empty")));
+    }
+    Ok(())
+}
+
+/// Hutchinson's estimator: tr(A) ≈ the mean of zᵀAz over `probes` Rademacher vectors z.
+pub struct Hutchinson;
+
+impl Hutchinson {
+    /// The estimate and its standard error (NaN with one probe); at least one probe.
+    pub fn estimate(op: &dyn LinearOperator, p: &TraceParams) -> Result<TraceEstimate> {
+        check(op, p, 1, "Hutchinson")?;
+        Ok(hutchinson(op, p.probes, p.seed))
+    }
+}
+
+/// Hutch++ (Meyer et al. 2021): the top subspace sketched by a third of the products and traced
+/// exactly, Hutchinson on the deflated remainder.
+pub struct HutchPlusPlus;
+
+impl HutchPlusPlus {
+    /// The estimate and the standard error of its Hutchinson part; at least three probes.
+    pub fn estimate(op: &dyn LinearOperator, p: &TraceParams) -> Result<TraceEstimate> {
+        check(op, p, 3, "Hutch++")?;
+        Ok(hutch_plus_plus(op, p.probes, p.seed))
+    }
+}
+
+fn hutchinson(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEstimate {
     let n = op.dim();
     let mut rng = Rng::new(seed);
     let z = rademacher(n, probes, &mut rng);
@@ -48,9 +96,7 @@ pub fn hutchinson(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEst
     TraceEstimate { estimator: "hutchinson", value, stderr, probes }
 }
 
-/// Hutch++ with `probes` products in all: a third to sketch the top subspace (traced exactly),
-/// the rest for Hutchinson on the deflated remainder.
-pub fn hutch_plus_plus(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEstimate {
+fn hutch_plus_plus(op: &dyn LinearOperator, probes: usize, seed: u64) -> TraceEstimate {
     let n = op.dim();
     let s = (probes / 3).max(1).min(n);
     let g = probes.saturating_sub(2 * s).max(2);

@@ -181,11 +181,18 @@ fn hutch_plus_plus_is_within_three_standard_errors() {
     let (a, lam) = planted(300, 10, 8);
     let exact: f64 = lam.iter().sum();
     let o = op(&a);
-    let hpp = hutch_plus_plus(&o, 99, 1);
+    let hpp = HutchPlusPlus::estimate(&o, &TraceParams { probes: 99, seed: 1 }).unwrap();
     assert!((hpp.value - exact).abs() <= 3.0 * hpp.stderr, "{} ± {} vs {exact}", hpp.value, hpp.stderr);
-    let h = hutchinson(&o, 99, 2);
+    let h = Hutchinson::estimate(&o, &TraceParams { probes: 99, seed: 2 }).unwrap();
     assert!((h.value - exact).abs() <= 4.0 * h.stderr, "{} ± {} vs {exact}", h.value, h.stderr);
     assert!(hpp.stderr < h.stderr, "Hutch++ should have the smaller error");
+    // Too few probes, or an empty operator, are errors, not NaN estimates.
+    for (probes, ok) in [(0, false), (1, true), (2, true)] {
+        assert_eq!(Hutchinson::estimate(&o, &TraceParams { probes, seed: 1 }).is_ok(), ok, "Hutchinson, {probes} probes");
+    }
+    for (probes, ok) in [(2, false), (3, true)] {
+        assert_eq!(HutchPlusPlus::estimate(&o, &TraceParams { probes, seed: 1 }).is_ok(), ok, "Hutch++, {probes} probes");
+    }
 }
 
 /// Consecutive training snapshots as a slowly drifting operator: A_t = A + t·E with a small

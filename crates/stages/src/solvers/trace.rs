@@ -1,7 +1,7 @@
 //! `trace`: Hutchinson and Hutch++ estimates.
 use super::{OPERATOR_INPUTS, Solver, solver_estimate, target};
 use hesslab_artifacts::{OperatorInfo, Trace, TraceRow};
-use hesslab_eigen::{hutch_plus_plus, hutchinson};
+use hesslab_eigen::{HutchPlusPlus, Hutchinson, TraceParams as Probes};
 use hesslab_hessian::{CurvatureKind, SampleSet};
 use hesslab_pipeline::{Estimate, InputFacts, Port, PortSpec, StageContext, StageError, StageKind, port};
 use schemars::JsonSchema;
@@ -55,8 +55,10 @@ impl StageKind for TraceStage {
             stderr: e.stderr,
             probes: e.probes as u64,
         };
-        let mut rows =
-            vec![row(hutchinson(tg.op.as_ref(), p.probes, ctx.seed)), row(hutch_plus_plus(tg.op.as_ref(), p.probes, ctx.seed ^ 1))];
+        let op = tg.op.as_ref();
+        let hutchinson = Hutchinson::estimate(op, &Probes { probes: p.probes, seed: ctx.seed }).map_err(StageError::other)?;
+        let hutch_pp = HutchPlusPlus::estimate(op, &Probes { probes: p.probes, seed: ctx.seed ^ 1 }).map_err(StageError::other)?;
+        let mut rows = vec![row(hutchinson), row(hutch_pp)];
         if let Some(d) = &tg.dense {
             let m = &d.matrix;
             rows.push(TraceRow { estimator: "exact".into(), value: (0..m.nrows()).map(|i| m[(i, i)]).sum(), stderr: 0.0, probes: 0 });
