@@ -15,7 +15,7 @@ use hesslab_data::Split;
 use hesslab_model::graph::{accumulate, synced};
 use hesslab_model::layer::aux;
 use hesslab_model::layers::BatchTotals;
-use hesslab_model::{GraphForward, GraphNet, Io, PassMode, PooledDerivatives, SecondOrder, eval_loss, loss_hess_apply};
+use hesslab_model::{GraphForward, GraphNet, Io, PassMode, PooledDerivatives, RBackward, SecondOrder, eval_loss, loss_hess_apply};
 use rayon::prelude::*;
 
 struct ChunkCache {
@@ -199,9 +199,10 @@ impl GraphChunks {
         let r_inputs: Vec<Option<&Mat<f64>>> = node.inputs.iter().map(|&x| rt[x].as_ref()).collect();
         let so = SecondOrder { r_inputs: &r_inputs, sig };
         let need = node.inputs.iter().any(|&x| x != 0);
+        let step = RBackward { io: &io, rg: rg.as_ref(), v, k, second: second.then_some(&so), need_inputs: need };
         let g_in = match (totals, self.coupled_bn(i)) {
-            (Some(t), Some(bn)) => bn.r_backward_with(&io, rg.as_ref(), v, k, second.then_some(&so), Some(t), out, need),
-            _ => node.layer.r_backward(&io, rg.as_ref(), v, k, second.then_some(&so), out, need),
+            (Some(t), Some(bn)) => bn.r_backward_with(&step, Some(t), out),
+            _ => node.layer.r_backward(&step, out),
         };
         for (&x, m) in node.inputs.iter().zip(g_in) {
             if x != 0 {

@@ -68,6 +68,23 @@ pub struct SecondOrder<'a> {
     pub sig: MatRef<'a, f64>,
 }
 
+/// What one R-backward step reads: the forward pass at the layer, R{∂L/∂y} and the vectors.
+#[derive(Clone, Copy)]
+pub struct RBackward<'a> {
+    /// The layer's inputs, output and forward aux.
+    pub io: &'a Io<'a>,
+    /// R{∂L/∂y} at its output (k stacked blocks).
+    pub rg: MatRef<'a, f64>,
+    /// The k vectors (P × k) the product is taken with.
+    pub v: MatRef<'a, f64>,
+    /// How many vectors.
+    pub k: usize,
+    /// The second-order terms' data (exact Hessian and residual part); `None` for Gauss-Newton.
+    pub second: Option<&'a SecondOrder<'a>>,
+    /// Whether R{∂L/∂x} of the inputs is wanted (not for the first layer).
+    pub need_inputs: bool,
+}
+
 /// Allocates parameter ranges in declaration (= PyTorch `parameters()`) order.
 #[derive(Debug, Default)]
 pub struct ParamCursor {
@@ -167,19 +184,9 @@ pub trait Layer: Debug + Send + Sync {
     /// R{∂L/∂x} of every input (when `need_inputs`) from `rg` = R{∂L/∂y} (k blocks), adding the
     /// parameter part to `out` (P × k); `second` adds the second-order terms. The default is
     /// [`Layer::adjoint`]: right for layers without parameters that are linear in their inputs.
-    #[allow(clippy::too_many_arguments)]
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        out: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
-        let _ = (v, second, out);
-        if need_inputs { self.adjoint(io, rg, k) } else { Vec::new() }
+    fn r_backward(&self, r: &RBackward<'_>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let _ = out;
+        if r.need_inputs { self.adjoint(r.io, r.rg, r.k) } else { Vec::new() }
     }
 
     /// An elementwise nonlinearity of the fused MLP kernels, if it is one (lets the network

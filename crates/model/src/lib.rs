@@ -25,7 +25,7 @@ pub use arch::{Activation, Architecture, LayerLayout, LossKind, sigmoid};
 pub use error::{ModelError, Result};
 pub use graph::{GraphArch, GraphForward, GraphNet, Node, PassMode};
 pub use init::{Init, initialize, initialize_network};
-pub use layer::{DefaultInit, Io, Layer, LayerConfig, SecondOrder, Tensor};
+pub use layer::{DefaultInit, Io, Layer, LayerConfig, RBackward, SecondOrder, Tensor};
 pub use layers::{LayerSpec, Shape, Window};
 pub use mlp::{CHUNK_ROWS, Forward, LossEval, Mlp, chunks, eval_loss, loss_hess_apply, mm, weight_t, weight_t_mut};
 pub use network::{NetArch, Network, Tensors};

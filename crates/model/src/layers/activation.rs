@@ -3,7 +3,7 @@
 use super::pointwise::add_second_order;
 use super::{Bare, Entry, Shape, one_input};
 use crate::Activation;
-use crate::layer::{Aux, Io, Layer, SecondOrder, col};
+use crate::layer::{Aux, Io, Layer, RBackward, col};
 use faer::{Mat, MatRef};
 use serde_json::{Value, json};
 
@@ -99,16 +99,8 @@ impl Layer for ActivationLayer {
     fn tangent(&self, io: &Io<'_>, t: &[Option<&Mat<f64>>], _: MatRef<'_, f64>, _: usize) -> Option<Mat<f64>> {
         Some(times_derivative(self.act, io.inputs[0], io.output, t[0]?.as_ref()))
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        _: MatRef<'_, f64>,
-        _: usize,
-        second: Option<&SecondOrder<'_>>,
-        _: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, _: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, second, need_inputs, .. } = *r;
         if !need_inputs {
             return vec![];
         }

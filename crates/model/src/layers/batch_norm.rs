@@ -20,7 +20,7 @@
 //! (eval: s g, R{x̂} = ρ r, R-backward s ĝ + v_γ ρ g.) Only the ĝ terms are the Gauss-Newton
 //! part; the rest are the second-order terms.
 use super::{Config, Entry, Shape, one_input, table};
-use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, SecondOrder, Tensor, aux, col};
+use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, RBackward, SecondOrder, Tensor, aux, col};
 use faer::{Mat, MatRef};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -311,18 +311,8 @@ impl BatchNorm {
         s
     }
     /// [`Layer::r_backward`] with the batch's totals (`None` under running statistics).
-    #[allow(clippy::too_many_arguments)]
-    pub fn r_backward_with(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        totals: Option<&Totals<'_>>,
-        out: &mut Mat<f64>,
-        need: bool,
-    ) -> Vec<Mat<f64>> {
+    pub fn r_backward_with(&self, r: &RBackward<'_>, totals: Option<&Totals<'_>>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, v, k, second, need_inputs: need } = *r;
         let st = aux::<Stats>(io.aux);
         let x = io.inputs[0];
         let rows = x.nrows();
@@ -431,23 +421,15 @@ impl Layer for BatchNorm {
         let totals = aux::<Stats>(io.aux).batch.then(|| self.tangent_sums(io, t, k));
         self.tangent_with(io, t, v, k, totals.as_deref())
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        out: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, k, second, .. } = *r;
         if !aux::<Stats>(io.aux).batch {
-            return self.r_backward_with(io, rg, v, k, second, None, out, need_inputs);
+            return self.r_backward_with(r, None, out);
         }
         let primal = second.map_or_else(|| vec![0.0; 2 * self.c], |s| self.backward_sums(io, s.sig, 1));
         let tangent = self.tangent_sums(io, second.map_or(&[None][..], |s| s.r_inputs), k);
         let r_backward = self.r_backward_sums(io, rg, k, second, Some(&tangent));
         let totals = Totals { primal: &primal, tangent: &tangent, r_backward: &r_backward };
-        self.r_backward_with(io, rg, v, k, second, Some(&totals), out, need_inputs)
+        self.r_backward_with(r, Some(&totals), out)
     }
 }

@@ -4,7 +4,7 @@ use super::{Config, Entry, Pair, Shape, Window, as_bias, as_pair, as_usize, chec
 use crate::kernels::{
     bias_grad, conv_forward, conv_forward_each, conv_input_signal, conv_input_signal_sum, conv_weight_grad, conv_weight_grad_each,
 };
-use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, SecondOrder, Tensor, add_bias_parts, col};
+use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, RBackward, Tensor, add_bias_parts, col};
 use faer::{Accum, Mat, MatRef};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -181,16 +181,8 @@ impl Layer for Conv2d {
         }
         z
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        out: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, v, k, second, need_inputs } = *r;
         let (input, win) = (io.inputs[0], &self.win);
         let samples = input.nrows() / win.in_hw();
         // Σ unfold(A)ᵀ RG_j (+ unfold(RA_j)ᵀ G), by the convolution's weight gradient.

@@ -8,7 +8,7 @@
 //! Hessian, is −ρ mean(x̂ r) g_x + ρ (δĝ − mean δĝ − δx̂ mean(ĝ x̂) − x̂ mean(δĝ x̂ + ĝ δx̂))
 //! with δx̂ = ρ (r − mean r − x̂ mean(x̂ r)) and δĝ = v_γ ⊙ g.
 use super::{Config, Entry, Shape, one_input, table};
-use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, SecondOrder, Tensor, aux, col};
+use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, RBackward, Tensor, aux, col};
 use faer::{Mat, MatRef};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -229,16 +229,8 @@ impl Layer for LayerNorm {
         }
         Some(out)
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        out: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, v, k, second, need_inputs } = *r;
         let (x, st) = (io.inputs[0], aux::<Stats>(io.aux));
         let (hw, d, n) = (self.hw(), self.d(), st.0.len());
         let gamma = self.gamma(io.w);

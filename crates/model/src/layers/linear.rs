@@ -2,7 +2,7 @@
 use super::{Config, Entry, Shape, as_bias, as_usize, check_torch_input, needs_arguments, one_input, table};
 use crate::LayerLayout;
 use crate::kernels::{add_bias, bias_grad, weight_view, weight_view_mut};
-use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, SecondOrder, Tensor, add_bias_parts, col};
+use crate::layer::{Aux, DefaultInit, Io, Layer, LayerConfig, ParamCursor, RBackward, Tensor, add_bias_parts, col};
 use crate::mlp::{mm, weight_t};
 use faer::{Accum, Mat, MatRef};
 use serde_json::{Value, json};
@@ -163,16 +163,8 @@ impl Layer for Linear {
         }
         z
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        v: MatRef<'_, f64>,
-        k: usize,
-        second: Option<&SecondOrder<'_>>,
-        out: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, out: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, v, k, second, need_inputs } = *r;
         let input = io.inputs[0];
         let rows = input.nrows();
         let r_in = second.and_then(|s| s.r_inputs[0]);

@@ -2,7 +2,7 @@
 //! layer, its gradient, its R-operator and its second-order term come from here. A new
 //! activation is a [`Pointwise`] type in its own file (see `silu.rs`) and one registry line.
 use super::{Bare, Config, Entry, Shape, one_input};
-use crate::layer::{Aux, Io, Layer, LayerConfig, ParamCursor, SecondOrder, col};
+use crate::layer::{Aux, Io, Layer, LayerConfig, ParamCursor, RBackward, col};
 use faer::{Mat, MatRef};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -158,16 +158,8 @@ impl<P: Pointwise> Layer for PointwiseLayer<P> {
     fn tangent(&self, io: &Io<'_>, t: &[Option<&Mat<f64>>], _: MatRef<'_, f64>, _: usize) -> Option<Mat<f64>> {
         Some(self.times_d1(io.inputs[0], t[0]?.as_ref()))
     }
-    fn r_backward(
-        &self,
-        io: &Io<'_>,
-        rg: MatRef<'_, f64>,
-        _: MatRef<'_, f64>,
-        _: usize,
-        second: Option<&SecondOrder<'_>>,
-        _: &mut Mat<f64>,
-        need_inputs: bool,
-    ) -> Vec<Mat<f64>> {
+    fn r_backward(&self, r: &RBackward<'_>, _: &mut Mat<f64>) -> Vec<Mat<f64>> {
+        let RBackward { io, rg, second, need_inputs, .. } = *r;
         if !need_inputs {
             return vec![];
         }
