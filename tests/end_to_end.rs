@@ -735,7 +735,7 @@ fn spectra_along_training_match_dense_solves_of_the_snapshots() {
         let built = spec.build(net, &ds, 0).unwrap();
         let (h, _) = hesslab_hessian::materialize(built.op.as_ref(), Some((&built.curvature, None)), 8, &Progress::hidden());
         let dense = hesslab_eigen::DenseSolver::solve(&h, &Default::default()).unwrap().0.values;
-        let along: Vec<f64> = spectrum.rows.iter().filter(|r| r.0 == *step).map(|r| r.2).collect();
+        let along: Vec<f64> = spectrum.rows.iter().filter(|r| r.step == *step).map(|r| r.eigenvalue).collect();
         assert_eq!(along.len(), 20);
         for (i, (a, d)) in along.iter().zip(&dense).enumerate() {
             assert!((a - d).abs() <= 1e-8 * dense[0], "step {step} rank {i}: along training {a} vs dense {d}");
@@ -749,7 +749,7 @@ fn spectra_along_training_match_dense_solves_of_the_snapshots() {
     assert!((9..=11).contains(&end.outliers.unwrap()), "outliers at the end: {:?} (10 classes)", end.outliers);
     let density = <TrainingDensity as Port>::decode(&read("spectra/training_density.parquet")).unwrap();
     for s in &steps {
-        let pts: Vec<(f64, f64)> = density.rows.iter().filter(|r| r.0 == s.step).map(|r| (r.1, r.2)).collect();
+        let pts: Vec<(f64, f64)> = density.rows.iter().filter(|r| r.step == s.step).map(|r| (r.x, r.density)).collect();
         let mass: f64 = pts.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum();
         assert!((mass - 1.0).abs() < 0.02, "step {}: density integrates to {mass}", s.step);
     }

@@ -144,7 +144,7 @@ fn stages_draw_default_figures_and_plot_redraws_them() {
     let share = |seed: u32, keep: &dyn Fn(f64) -> bool| {
         let p = out.join(format!("figs/data.classes=3__train.seed={seed}/density/nodes.parquet"));
         let n = hesslab_artifacts::Nodes::decode(&hesslab_pipeline::read_artifact(&p, None).unwrap()).unwrap();
-        n.rows.iter().filter(|r| keep(r.1)).map(|r| r.2).sum::<f64>() / 3.0
+        n.rows.iter().filter(|r| keep(r.node)).map(|r| r.weight).sum::<f64>() / 3.0
     };
     let near: Vec<f64> = (1..=2).map(|s| share(s, &|v| v.abs() < 0.01)).collect();
     let below: Vec<f64> = (1..=2).map(|s| share(s, &|v| v < -0.01)).collect();

@@ -158,7 +158,10 @@ pub fn figures(path: &Path, o: &ReplotOptions) -> Result<Vec<(String, Figure)>, 
         }
         "nodes" => {
             let n = Nodes::decode(&artifact).map_err(e)?;
-            spectra::slq_negative_figure(&n.rows, n.probes()).map(|f| ("negative", f)).into_iter().collect()
+            spectra::slq_negative_figure(&n.rows.iter().map(|r| (r.node, r.weight)).collect::<Vec<_>>(), n.probes())
+                .map(|f| ("negative", f))
+                .into_iter()
+                .collect()
         }
         "rank_spread" => rank_spread_figures(&RankSpread::decode(&artifact).map_err(e)?, o),
         "log" => {

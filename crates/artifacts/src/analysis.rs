@@ -222,71 +222,39 @@ impl Port for Table {
     }
 }
 
-/// One eigenvalue of one operator in `spectra`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpectrumRow {
-    /// hessian, gauss_newton or residual.
-    pub operator: String,
-    /// Rank, 0 = largest.
-    pub rank: u32,
-    /// The eigenvalue.
-    pub eigenvalue: f64,
+hesslab_pipeline::rows! {
+    /// One eigenvalue of one operator in `spectra`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct SpectrumRow {
+        /// hessian, gauss_newton or residual.
+        pub operator: String,
+        /// Rank, 0 = largest.
+        pub rank: u32,
+        /// The eigenvalue.
+        pub eigenvalue: f64,
+    }
 }
 
 /// Top eigenvalues of H, G and R side by side: the `spectra` port (written by `decomposition`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spectra(pub Vec<SpectrumRow>);
 
-const OPERATOR_COL: &str = "operator";
-const RANK: &str = "rank";
-const EIGENVALUE: &str = "eigenvalue";
+crate::table_port!(Spectra, SpectrumRow, "spectra", "operator Utf8 (hessian, gauss_newton, residual), rank UInt32, eigenvalue Float64");
 
-impl Port for Spectra {
-    type Value = Self;
-    const NAME: &'static str = "spectra";
-    const DOC: &'static str = "operator Utf8 (hessian, gauss_newton, residual), rank UInt32, eigenvalue Float64";
-    fn schema() -> Schema {
-        Schema::new(vec![utf8_field(OPERATOR_COL), u32_field(RANK), f64_field(EIGENVALUE)])
-    }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.0;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                utf8_array(r.iter().map(|r| r.operator.as_str())),
-                u32_array(r.iter().map(|r| r.rank)),
-                f64_array(r.iter().map(|r| r.eigenvalue)),
-            ],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, BTreeMap::new()))
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let o = utf8_values(&a.batch, OPERATOR_COL).map_err(err)?;
-        let r = u32_values(&a.batch, RANK).map_err(err)?;
-        let e = f64_values(&a.batch, EIGENVALUE).map_err(err)?;
-        Ok(Spectra(o.into_iter().zip(r).zip(e).map(|((operator, rank), eigenvalue)| SpectrumRow { operator, rank, eigenvalue }).collect()))
+hesslab_pipeline::rows! {
+    /// How much of H the Gauss-Newton term carries: the `decomposition` port (one row).
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Decomposition {
+        /// Size of the compared top eigenspaces.
+        pub k: u64,
+        /// ‖U_HᵀU_G‖²_F / k.
+        pub overlap_top_k: f64,
+        /// ‖R‖ / ‖H‖ (spectral norms).
+        pub residual_norm_ratio: f64,
+        /// ‖R‖_F / ‖H‖_F, with the dense solver only.
+        pub residual_fro_ratio: Option<f64>,
     }
 }
-
-/// How much of H the Gauss-Newton term carries: the `decomposition` port.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decomposition {
-    /// Size of the compared top eigenspaces.
-    pub k: u64,
-    /// ‖U_HᵀU_G‖²_F / k.
-    pub overlap_top_k: f64,
-    /// ‖R‖ / ‖H‖ (spectral norms).
-    pub residual_norm_ratio: f64,
-    /// ‖R‖_F / ‖H‖_F, with the dense solver only.
-    pub residual_fro_ratio: Option<f64>,
-}
-
-const K: &str = "k";
-const OVERLAP_TOP_K: &str = "overlap_top_k";
-const NORM_RATIO: &str = "residual_norm_ratio";
-const FRO_RATIO: &str = "residual_fro_ratio";
 
 impl Port for Decomposition {
     type Value = Self;
@@ -294,83 +262,55 @@ impl Port for Decomposition {
     const DOC: &'static str =
         "one row: k, overlap_top_k (‖U_HᵀU_G‖²_F/k), residual_norm_ratio (‖R‖/‖H‖, spectral), residual_fro_ratio (dense only, else null)";
     fn schema() -> Schema {
-        Schema::new(vec![u64_field(K), f64_field(OVERLAP_TOP_K), f64_field(NORM_RATIO), f64_null_field(FRO_RATIO)])
+        Schema::new(Decomposition::fields())
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![u64_array([v.k]), f64_array([v.overlap_top_k]), f64_array([v.residual_norm_ratio]), f64_opt_array([v.residual_fro_ratio])],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, BTreeMap::new()))
+        crate::encode_rows(std::slice::from_ref(v), BTreeMap::new())
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let first = |v: Vec<f64>| v.first().copied().ok_or_else(|| err("decomposition has no rows".into()));
-        Ok(Decomposition {
-            k: u64_values(&a.batch, K).map_err(err)?.first().copied().unwrap_or(0),
-            overlap_top_k: first(f64_values(&a.batch, OVERLAP_TOP_K).map_err(err)?)?,
-            residual_norm_ratio: first(f64_values(&a.batch, NORM_RATIO).map_err(err)?)?,
-            residual_fro_ratio: f64_opt_values(&a.batch, FRO_RATIO).map_err(err)?.first().copied().flatten(),
-        })
+        crate::decode_one(a, "decomposition")
     }
 }
 
-/// One top eigenvector's share in the class-mean gradient span.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OverlapRow {
-    /// Rank, 0 = largest.
-    pub rank: u32,
-    /// Its eigenvalue.
-    pub eigenvalue: f64,
-    /// Squared norm of its projection on the span (0..1).
-    pub overlap: f64,
+hesslab_pipeline::rows! {
+    /// One top eigenvector's share in the class-mean gradient span.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct OverlapRow {
+        /// Rank, 0 = largest.
+        pub rank: u32,
+        /// Its eigenvalue.
+        pub eigenvalue: f64,
+        /// Squared norm of its projection on the span (0..1).
+        pub overlap: f64,
+    }
 }
 
 /// Class structure of the top Hessian eigenvectors: the `overlap` port.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overlap(pub Vec<OverlapRow>);
 
-const OVERLAP: &str = "overlap";
+crate::table_port!(
+    Overlap,
+    OverlapRow,
+    "overlap",
+    "rank UInt32, eigenvalue Float64, overlap Float64 (squared norm of the eigenvector's projection on the class-mean gradient span, 0..1)"
+);
 
-impl Port for Overlap {
-    type Value = Self;
-    const NAME: &'static str = "overlap";
-    const DOC: &'static str = "rank UInt32, eigenvalue Float64, overlap Float64 (squared norm of the eigenvector's projection on the class-mean gradient span, 0..1)";
-    fn schema() -> Schema {
-        Schema::new(vec![u32_field(RANK), f64_field(EIGENVALUE), f64_field(OVERLAP)])
+hesslab_pipeline::rows! {
+    /// Loss and accuracy at one point of a line through parameter space.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct CurvePoint {
+        /// Position α (between models) or t (along a direction).
+        pub alpha: f64,
+        /// Training loss.
+        pub train_loss: f64,
+        /// Training accuracy.
+        pub train_accuracy: f64,
+        /// Test loss.
+        pub test_loss: f64,
+        /// Test accuracy.
+        pub test_accuracy: f64,
     }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.0;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![u32_array(r.iter().map(|r| r.rank)), f64_array(r.iter().map(|r| r.eigenvalue)), f64_array(r.iter().map(|r| r.overlap))],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, BTreeMap::new()))
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let r = u32_values(&a.batch, RANK).map_err(err)?;
-        let e = f64_values(&a.batch, EIGENVALUE).map_err(err)?;
-        let o = f64_values(&a.batch, OVERLAP).map_err(err)?;
-        Ok(Overlap(r.into_iter().zip(e).zip(o).map(|((rank, eigenvalue), overlap)| OverlapRow { rank, eigenvalue, overlap }).collect()))
-    }
-}
-
-/// Loss and accuracy at one point of a line through parameter space.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CurvePoint {
-    /// Position α (between models) or t (along a direction).
-    pub alpha: f64,
-    /// Training loss.
-    pub train_loss: f64,
-    /// Training accuracy.
-    pub train_accuracy: f64,
-    /// Test loss.
-    pub test_loss: f64,
-    /// Test accuracy.
-    pub test_accuracy: f64,
 }
 
 /// The loss along a line: the `curve` port (written by `interpolate`).
@@ -407,8 +347,6 @@ impl PairedAccuracy {
     }
 }
 
-const ALPHA: &str = "alpha";
-const CURVE_COLS: [&str; 5] = [ALPHA, "train_loss", "train_accuracy", "test_loss", "test_accuracy"];
 const MODE: MetaKey = MetaKey { key: "mode", doc: "line (between two models) or eigenvector (along a direction)" };
 const ACC_DIFF: MetaKey =
     MetaKey { key: "test_accuracy_difference", doc: "line mode: test accuracy of model_b minus model_a, on the same examples" };
@@ -424,18 +362,9 @@ impl Port for Curve {
     const DOC: &'static str = "alpha Float64, train_loss, train_accuracy, test_loss, test_accuracy Float64";
     const METADATA: &'static [MetaKey] = &[MODE, ACC_DIFF, ACC_CI, ACC_N];
     fn schema() -> Schema {
-        Schema::new(CURVE_COLS.iter().map(|c| f64_field(c)).collect::<Vec<_>>())
+        Schema::new(CurvePoint::fields())
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let p = &v.points;
-        let cols = vec![
-            f64_array(p.iter().map(|r| r.alpha)),
-            f64_array(p.iter().map(|r| r.train_loss)),
-            f64_array(p.iter().map(|r| r.train_accuracy)),
-            f64_array(p.iter().map(|r| r.test_loss)),
-            f64_array(p.iter().map(|r| r.test_accuracy)),
-        ];
-        let batch = RecordBatch::try_new(Arc::new(Self::schema()), cols).map_err(StageError::other)?;
         let mut m = Meta::new();
         m.put(MODE, &v.mode);
         if let Some(pa) = v.paired {
@@ -443,20 +372,10 @@ impl Port for Curve {
             m.put_f64(ACC_CI, pa.ci95);
             m.put(ACC_N, pa.examples);
         }
-        Ok(Encoded::one(batch, m.0))
+        crate::encode_rows(&v.points, m.0)
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let c: Vec<Vec<f64>> = CURVE_COLS.iter().map(|c| f64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
-        let points = (0..a.batch.num_rows())
-            .map(|i| CurvePoint {
-                alpha: c[0][i],
-                train_loss: c[1][i],
-                train_accuracy: c[2][i],
-                test_loss: c[3][i],
-                test_accuracy: c[4][i],
-            })
-            .collect();
+        let points = crate::decode_rows(a)?;
         let num = |k: &MetaKey| a.meta(k.key).and_then(|s| s.parse::<f64>().ok());
         let paired = match (num(&ACC_DIFF), num(&ACC_CI), num(&ACC_N)) {
             (Some(difference), Some(ci95), Some(n)) => Some(PairedAccuracy { difference, ci95, examples: n as u64 }),
@@ -466,56 +385,38 @@ impl Port for Curve {
     }
 }
 
-/// A Marchenko–Pastur fit to the bulk of a spectrum.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FitRow {
-    /// Ratio P/N.
-    pub alpha: f64,
-    /// Fitted variance σ².
-    pub sigma2: f64,
-    /// Left edge λ₋.
-    pub lambda_minus: f64,
-    /// Right edge λ₊.
-    pub lambda_plus: f64,
-    /// Eigenvalues above λ₊.
-    pub above_edge: u64,
+hesslab_pipeline::rows! {
+    /// A Marchenko–Pastur fit to the bulk of a spectrum.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct FitRow {
+        /// Ratio P/N.
+        pub alpha: f64,
+        /// Fitted variance σ².
+        pub sigma2: f64,
+        /// Left edge λ₋.
+        pub lambda_minus: f64,
+        /// Right edge λ₊.
+        pub lambda_plus: f64,
+        /// Eigenvalues above λ₊.
+        pub above_edge: u64,
+    }
 }
 
 /// The `fit` port (written by `marchenko_pastur`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fit(pub FitRow);
 
-const FIT_F64: [&str; 4] = [ALPHA, "sigma2", "lambda_minus", "lambda_plus"];
-const ABOVE_EDGE: &str = "above_edge";
-
 impl Port for Fit {
     type Value = Self;
     const NAME: &'static str = "fit";
     const DOC: &'static str = "one row: alpha, sigma2, lambda_minus, lambda_plus Float64; above_edge UInt64 (eigenvalues > λ₊)";
     fn schema() -> Schema {
-        let mut f: Vec<Field> = FIT_F64.iter().map(|c| f64_field(c)).collect();
-        f.push(u64_field(ABOVE_EDGE));
-        Schema::new(f)
+        Schema::new(FitRow::fields())
     }
     fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = v.0;
-        let cols = vec![
-            f64_array([r.alpha]),
-            f64_array([r.sigma2]),
-            f64_array([r.lambda_minus]),
-            f64_array([r.lambda_plus]),
-            u64_array([r.above_edge]),
-        ];
-        let batch = RecordBatch::try_new(Arc::new(Self::schema()), cols).map_err(StageError::other)?;
-        Ok(Encoded::one(batch, BTreeMap::new()))
+        crate::encode_rows(std::slice::from_ref(&v.0), BTreeMap::new())
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let c: Vec<f64> = FIT_F64
-            .iter()
-            .map(|c| f64_values(&a.batch, c).map_err(err).and_then(|v| v.first().copied().ok_or_else(|| err("fit has no rows".into()))))
-            .collect::<Result<_, _>>()?;
-        let above_edge = u64_values(&a.batch, ABOVE_EDGE).map_err(err)?.first().copied().unwrap_or(0);
-        Ok(Fit(FitRow { alpha: c[0], sigma2: c[1], lambda_minus: c[2], lambda_plus: c[3], above_edge }))
+        crate::decode_one(a, "fit").map(Fit)
     }
 }

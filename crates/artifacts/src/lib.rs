@@ -23,11 +23,12 @@ pub use dataset::Dataset;
 pub use ensemble::{Ensemble, EnsembleMember};
 pub use matrix::Matrix;
 pub use model::{Log, Model, Trajectory};
-pub use spectra::{Density, Eigenvalues, Eigenvectors, Nodes, OperatorInfo, Trace, TraceRow};
+pub use spectra::{Density, Eigenvalues, Eigenvectors, NodeRow, Nodes, OperatorInfo, Trace, TraceRow};
 pub use spread::{RankSpread, Spread, Stats};
-pub use training::{TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps};
+pub use training::{SnapshotDensity, SnapshotEigenvalue, TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps};
 
-use hesslab_pipeline::{MetaKey, PortSpec, port_type_name};
+use hesslab_pipeline::columns::Rows;
+use hesslab_pipeline::{Artifact, Encoded, MetaKey, PortSpec, StageError, port_type_name};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
@@ -111,3 +112,65 @@ pub(crate) const TRAINING_WARNING: MetaKey = MetaKey {
 pub(crate) fn parsed<T: std::str::FromStr>(a: &hesslab_pipeline::Artifact, key: MetaKey) -> Option<T> {
     a.meta(key.key).and_then(|s| s.parse().ok())
 }
+
+/// Rows declared with [`hesslab_pipeline::rows!`] as one batch with `meta`.
+pub(crate) fn encode_rows<R: Rows>(rows: &[R], meta: BTreeMap<String, String>) -> Result<Encoded<'static>, StageError> {
+    Ok(Encoded::one(R::batch(rows).map_err(StageError::msg)?, meta))
+}
+
+/// The rows of an artifact, a column error naming the file.
+pub(crate) fn decode_rows<R: Rows>(a: &Artifact) -> Result<Vec<R>, StageError> {
+    R::read(&a.batch).map_err(|m| StageError::from(a.column_error(m)))
+}
+
+/// The one row of a one-row artifact (`what` names it in the error).
+pub(crate) fn decode_one<R: Rows>(a: &Artifact, what: &str) -> Result<R, StageError> {
+    decode_rows(a)?.into_iter().next().ok_or_else(|| StageError::from(a.column_error(format!("{what} has no rows"))))
+}
+
+/// The `Port` of an artifact that is rows and the operator they are of (`rows`, `info`): schema,
+/// encoder and decoder all from the row type, metadata from [`OperatorInfo`].
+macro_rules! operator_rows_port {
+    ($ty:ident, $row:ty, $name:literal, $doc:literal, $keys:expr) => {
+        impl hesslab_pipeline::Port for $ty {
+            type Value = Self;
+            const NAME: &'static str = $name;
+            const DOC: &'static str = $doc;
+            const METADATA: &'static [hesslab_pipeline::MetaKey] = $keys;
+            fn schema() -> arrow_schema::Schema {
+                arrow_schema::Schema::new(<$row as hesslab_pipeline::columns::Rows>::fields())
+            }
+            fn encode(v: &Self) -> Result<hesslab_pipeline::Encoded<'_>, hesslab_pipeline::StageError> {
+                crate::encode_rows(&v.rows, v.info.meta().0)
+            }
+            fn facts(rows: u64, meta: &std::collections::BTreeMap<String, String>) -> hesslab_pipeline::Facts {
+                crate::spectra::operator_facts(rows, meta)
+            }
+            fn decode(a: &hesslab_pipeline::Artifact) -> Result<Self, hesslab_pipeline::StageError> {
+                Ok($ty { rows: crate::decode_rows(a)?, info: crate::spectra::OperatorInfo::read(a) })
+            }
+        }
+    };
+}
+pub(crate) use operator_rows_port;
+
+/// The `Port` of an artifact that is a list of rows and nothing else (`struct T(pub Vec<Row>)`).
+macro_rules! table_port {
+    ($ty:ident, $row:ty, $name:literal, $doc:literal) => {
+        impl hesslab_pipeline::Port for $ty {
+            type Value = Self;
+            const NAME: &'static str = $name;
+            const DOC: &'static str = $doc;
+            fn schema() -> arrow_schema::Schema {
+                arrow_schema::Schema::new(<$row as hesslab_pipeline::columns::Rows>::fields())
+            }
+            fn encode(v: &Self) -> Result<hesslab_pipeline::Encoded<'_>, hesslab_pipeline::StageError> {
+                crate::encode_rows(&v.0, Default::default())
+            }
+            fn decode(a: &hesslab_pipeline::Artifact) -> Result<Self, hesslab_pipeline::StageError> {
+                Ok($ty(crate::decode_rows(a)?))
+            }
+        }
+    };
+}
+pub(crate) use table_port;

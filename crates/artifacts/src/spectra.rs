@@ -248,15 +248,24 @@ impl Port for Density {
     }
 }
 
-const PROBE: &str = "probe";
-const NODE: &str = "node";
-const WEIGHT: &str = "weight";
+hesslab_pipeline::rows! {
+    /// One Gauss quadrature node of one SLQ probe: a row of `nodes`.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct NodeRow {
+        /// Index of the probe vector.
+        pub probe: u32,
+        /// The node (a Ritz value).
+        pub node: f64,
+        /// Its weight (the squared first component); a probe's weights sum to 1.
+        pub weight: f64,
+    }
+}
 
 /// Gauss quadrature nodes and weights of every SLQ probe: the `nodes` port.
 #[derive(Debug, Clone)]
 pub struct Nodes {
-    /// (probe, node, weight) rows.
-    pub rows: Vec<(u32, f64, f64)>,
+    /// One row per node.
+    pub rows: Vec<NodeRow>,
     /// The operator.
     pub info: OperatorInfo,
 }
@@ -264,50 +273,25 @@ pub struct Nodes {
 impl Nodes {
     /// Probe vectors behind the rows (one more than the largest probe index; 1 when empty).
     pub fn probes(&self) -> usize {
-        self.rows.iter().map(|r| r.0 as usize + 1).max().unwrap_or(1)
+        self.rows.iter().map(|r| r.probe as usize + 1).max().unwrap_or(1)
     }
 }
 
-impl Port for Nodes {
-    type Value = Self;
-    const NAME: &'static str = "nodes";
-    const DOC: &'static str = "probe UInt32, node Float64 (Ritz value), weight Float64";
-    const METADATA: &'static [MetaKey] = DENSITY_KEYS;
-    fn schema() -> Schema {
-        Schema::new(vec![u32_field(PROBE), f64_field(NODE), f64_field(WEIGHT)])
-    }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.rows;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![u32_array(r.iter().map(|r| r.0)), f64_array(r.iter().map(|r| r.1)), f64_array(r.iter().map(|r| r.2))],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, v.info.meta().0))
-    }
-    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        operator_facts(rows, meta)
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let p = u32_values(&a.batch, PROBE).map_err(err)?;
-        let n = f64_values(&a.batch, NODE).map_err(err)?;
-        let w = f64_values(&a.batch, WEIGHT).map_err(err)?;
-        Ok(Nodes { rows: p.into_iter().zip(n).zip(w).map(|((p, n), w)| (p, n, w)).collect(), info: OperatorInfo::read(a) })
-    }
-}
+crate::operator_rows_port!(Nodes, NodeRow, "nodes", "probe UInt32, node Float64 (Ritz value), weight Float64", DENSITY_KEYS);
 
-/// One trace estimate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceRow {
-    /// hutchinson, hutch++ or exact.
-    pub estimator: String,
-    /// The estimate.
-    pub value: f64,
-    /// Its standard error (0 when exact).
-    pub stderr: f64,
-    /// Operator-vector products it used.
-    pub probes: u64,
+hesslab_pipeline::rows! {
+    /// One trace estimate: a row of `trace`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct TraceRow {
+        /// hutchinson, hutch++ or exact.
+        pub estimator: String,
+        /// The estimate.
+        pub value: f64,
+        /// Its standard error (0 when exact).
+        pub stderr: f64,
+        /// Operator-vector products it used.
+        pub probes: u64,
+    }
 }
 
 /// Trace estimates: the `trace` port.
@@ -319,49 +303,10 @@ pub struct Trace {
     pub info: OperatorInfo,
 }
 
-const ESTIMATOR: &str = "estimator";
-const VALUE: &str = "value";
-const STDERR: &str = "stderr";
-const PROBES: &str = "probes";
-
-impl Port for Trace {
-    type Value = Self;
-    const NAME: &'static str = "trace";
-    const DOC: &'static str = "estimator Utf8 (hutchinson, hutch++, exact), value Float64, stderr Float64, probes UInt64";
-    const METADATA: &'static [MetaKey] = &[OPERATOR, DIM];
-    fn schema() -> Schema {
-        Schema::new(vec![utf8_field(ESTIMATOR), f64_field(VALUE), f64_field(STDERR), u64_field(PROBES)])
-    }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.rows;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                utf8_array(r.iter().map(|r| r.estimator.as_str())),
-                f64_array(r.iter().map(|r| r.value)),
-                f64_array(r.iter().map(|r| r.stderr)),
-                u64_array(r.iter().map(|r| r.probes)),
-            ],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, v.info.meta().0))
-    }
-    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        operator_facts(rows, meta)
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let e = utf8_values(&a.batch, ESTIMATOR).map_err(err)?;
-        let v = f64_values(&a.batch, VALUE).map_err(err)?;
-        let s = f64_values(&a.batch, STDERR).map_err(err)?;
-        let p = u64_values(&a.batch, PROBES).map_err(err)?;
-        let rows = e
-            .into_iter()
-            .zip(v)
-            .zip(s)
-            .zip(p)
-            .map(|(((estimator, value), stderr), probes)| TraceRow { estimator, value, stderr, probes })
-            .collect();
-        Ok(Trace { rows, info: OperatorInfo::read(a) })
-    }
-}
+crate::operator_rows_port!(
+    Trace,
+    TraceRow,
+    "trace",
+    "estimator Utf8 (hutchinson, hutch++, exact), value Float64, stderr Float64, probes UInt64",
+    &[OPERATOR, DIM]
+);

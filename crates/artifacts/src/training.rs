@@ -1,26 +1,20 @@
 //! Spectra along training, one row per (snapshot step, …): `training_spectrum`,
 //! `training_steps`, `training_density` (written by `spectra_along_training`).
 use crate::OperatorInfo;
-use crate::spectra::operator_facts;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use hesslab_pipeline::columns::*;
-use hesslab_pipeline::{Artifact, Encoded, Facts, MetaKey, Port, StageError};
+use hesslab_pipeline::{Artifact, Encoded, MetaKey, Port, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const STEP: &str = "step";
-const RANK: &str = "rank";
-const EIGENVALUE: &str = "eigenvalue";
-const RESIDUAL: &str = "residual";
 const TRAIN_LOSS: &str = "train_loss";
 const APPLICATIONS: &str = "applications";
 const COLD_APPLICATIONS: &str = "cold_applications";
 const OUTLIERS: &str = "outliers";
 const PRE_SHARPNESS: &str = "preconditioned_sharpness";
 const PRE_RESIDUAL: &str = "preconditioned_residual";
-const X: &str = "x";
-const DENSITY: &str = "density";
 
 const SPECTRUM_KEYS: &[MetaKey] = &[
     MetaKey { key: "operator", doc: "the operator (hessian, gauss_newton, …)" },
@@ -34,48 +28,37 @@ const DENSITY_KEYS: &[MetaKey] = &[
     MetaKey { key: "sigma", doc: "Gaussian broadening width (absolute)" },
 ];
 
+hesslab_pipeline::rows! {
+    /// One eigenvalue at one snapshot: a row of `training_spectrum`.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct SnapshotEigenvalue {
+        /// Training step of the snapshot.
+        pub step: u64,
+        /// Rank, 0 = largest.
+        pub rank: u32,
+        /// The eigenvalue.
+        pub eigenvalue: f64,
+        /// Its residual ‖Hv − λv‖.
+        pub residual: f64,
+    }
+}
+
 /// The top (or bottom) k eigenvalues at every training snapshot: the `training_spectrum` port.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingSpectrum {
-    /// (step, rank, eigenvalue, residual ‖Hv − λv‖) rows, by step then rank.
-    pub rows: Vec<(u64, u32, f64, f64)>,
+    /// By step, then rank.
+    pub rows: Vec<SnapshotEigenvalue>,
     /// The operator.
     pub info: OperatorInfo,
 }
 
-impl Port for TrainingSpectrum {
-    type Value = Self;
-    const NAME: &'static str = "training_spectrum";
-    const DOC: &'static str = "step UInt64, rank UInt32 (0 = largest), eigenvalue Float64, residual Float64, per snapshot";
-    const METADATA: &'static [MetaKey] = SPECTRUM_KEYS;
-    fn schema() -> Schema {
-        Schema::new(vec![u64_field(STEP), u32_field(RANK), f64_field(EIGENVALUE), f64_field(RESIDUAL)])
-    }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.rows;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![
-                u64_array(r.iter().map(|r| r.0)),
-                u32_array(r.iter().map(|r| r.1)),
-                f64_array(r.iter().map(|r| r.2)),
-                f64_array(r.iter().map(|r| r.3)),
-            ],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, v.info.meta().0))
-    }
-    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        operator_facts(rows, meta)
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let (s, r) = (u64_values(&a.batch, STEP).map_err(err)?, u32_values(&a.batch, RANK).map_err(err)?);
-        let (e, res) = (f64_values(&a.batch, EIGENVALUE).map_err(err)?, f64_values(&a.batch, RESIDUAL).map_err(err)?);
-        let rows = (0..s.len()).map(|i| (s[i], r[i], e[i], res[i])).collect();
-        Ok(TrainingSpectrum { rows, info: OperatorInfo::read(a) })
-    }
-}
+crate::operator_rows_port!(
+    TrainingSpectrum,
+    SnapshotEigenvalue,
+    "training_spectrum",
+    "step UInt64, rank UInt32 (0 = largest), eigenvalue Float64, residual Float64, per snapshot",
+    SPECTRUM_KEYS
+);
 
 /// One snapshot's row of `training_steps`.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,39 +149,32 @@ impl Port for TrainingSteps {
     }
 }
 
+hesslab_pipeline::rows! {
+    /// The density at one grid point of one snapshot: a row of `training_density`.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct SnapshotDensity {
+        /// Training step of the snapshot.
+        pub step: u64,
+        /// The grid point.
+        pub x: f64,
+        /// The density there.
+        pub density: f64,
+    }
+}
+
 /// The SLQ spectral density at every snapshot on one shared grid: the `training_density` port.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingDensity {
-    /// (step, x, density) rows.
-    pub rows: Vec<(u64, f64, f64)>,
+    /// By step, then grid point.
+    pub rows: Vec<SnapshotDensity>,
     /// The operator and the broadening.
     pub info: OperatorInfo,
 }
 
-impl Port for TrainingDensity {
-    type Value = Self;
-    const NAME: &'static str = "training_density";
-    const DOC: &'static str = "step UInt64, x Float64, density Float64 (per snapshot, one grid for all)";
-    const METADATA: &'static [MetaKey] = DENSITY_KEYS;
-    fn schema() -> Schema {
-        Schema::new(vec![u64_field(STEP), f64_field(X), f64_field(DENSITY)])
-    }
-    fn encode(v: &Self) -> Result<Encoded<'_>, StageError> {
-        let r = &v.rows;
-        let batch = RecordBatch::try_new(
-            Arc::new(Self::schema()),
-            vec![u64_array(r.iter().map(|r| r.0)), f64_array(r.iter().map(|r| r.1)), f64_array(r.iter().map(|r| r.2))],
-        )
-        .map_err(StageError::other)?;
-        Ok(Encoded::one(batch, v.info.meta().0))
-    }
-    fn facts(rows: u64, meta: &BTreeMap<String, String>) -> Facts {
-        operator_facts(rows, meta)
-    }
-    fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let s = u64_values(&a.batch, STEP).map_err(err)?;
-        let (x, d) = (f64_values(&a.batch, X).map_err(err)?, f64_values(&a.batch, DENSITY).map_err(err)?);
-        Ok(TrainingDensity { rows: (0..s.len()).map(|i| (s[i], x[i], d[i])).collect(), info: OperatorInfo::read(a) })
-    }
-}
+crate::operator_rows_port!(
+    TrainingDensity,
+    SnapshotDensity,
+    "training_density",
+    "step UInt64, x Float64, density Float64 (per snapshot, one grid for all)",
+    DENSITY_KEYS
+);

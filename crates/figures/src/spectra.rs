@@ -43,11 +43,11 @@ pub const SLQ_ZERO_RELATIVE: f64 = 1e-6;
 /// their weights / probes, sorted ascending; the cumulative weight below a node estimates the
 /// fraction of eigenvalues below it. Points (100 × cumulative weight, node) while nodes are
 /// below −[`SLQ_ZERO_RELATIVE`] × max |node|. Coarse: each node stands for many eigenvalues;
-/// it resolves the negative mass, not each eigenvalue.
-pub fn negative_points_from_nodes(rows: &[(u32, f64, f64)], probes: usize) -> Vec<(f64, f64)> {
-    let top = rows.iter().map(|r| r.1.abs()).fold(0.0f64, f64::max);
+/// it resolves the negative mass, not each eigenvalue. `nodes` are (node, weight) of every probe.
+pub fn negative_points_from_nodes(nodes: &[(f64, f64)], probes: usize) -> Vec<(f64, f64)> {
+    let top = nodes.iter().map(|r| r.0.abs()).fold(0.0f64, f64::max);
     let mut nodes: Vec<(f64, f64)> =
-        rows.iter().filter(|r| r.1 < -SLQ_ZERO_RELATIVE * top).map(|r| (r.1, r.2 / probes.max(1) as f64)).collect();
+        nodes.iter().filter(|r| r.0 < -SLQ_ZERO_RELATIVE * top).map(|r| (r.0, r.1 / probes.max(1) as f64)).collect();
     nodes.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut cum = 0.0;
     nodes
@@ -61,8 +61,8 @@ pub fn negative_points_from_nodes(rows: &[(u32, f64, f64)], probes: usize) -> Ve
 }
 
 /// The figure of [`negative_points_from_nodes`]; None when no node is clearly negative.
-pub fn slq_negative_figure(rows: &[(u32, f64, f64)], probes: usize) -> Option<Figure> {
-    let neg = negative_points_from_nodes(rows, probes);
+pub fn slq_negative_figure(nodes: &[(f64, f64)], probes: usize) -> Option<Figure> {
+    let neg = negative_points_from_nodes(nodes, probes);
     (!neg.is_empty()).then(|| {
         Figure::single(
             Plot::new("Negative part from SLQ (nodes below −1e-6·λ₁)", "rank from the smallest, % of P", "eigenvalue").line("", neg),

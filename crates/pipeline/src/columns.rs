@@ -1,9 +1,9 @@
 //! Small helpers to declare, build and read the columns hesslab artifacts use.
 use arrow_array::builder::{FixedSizeListBuilder, Float64Builder, ListBuilder, UInt64Builder};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float64Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, BooleanArray, FixedSizeListArray, Float64Array, ListArray, StringArray, UInt32Array, UInt64Array};
+pub use arrow_array::{ArrayRef, RecordBatch};
+pub use arrow_schema::Field;
+use arrow_schema::{DataType, Schema};
 use std::sync::Arc;
 
 /// A Boolean column that files may omit (see [`OPTIONAL_COLUMN`]).
@@ -220,4 +220,166 @@ pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>,
         out.push(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect());
     }
     Ok(out)
+}
+
+/// A Rust value stored as one Arrow column: its field, its array and how to read it back. The
+/// types hesslab's artifacts use — `u32`, `u64`, `f64`, `String` (non-null) and `Option<f64>`,
+/// `Option<u64>`, `Option<String>` (nullable) — so that a row type declared with [`rows!`](crate::rows)
+/// gets its schema, encoder and decoder from its field list alone.
+pub trait ColumnType: Sized {
+    /// The column's field.
+    fn field(name: &str) -> Field;
+    /// The values as an array.
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef;
+    /// The column's values (the message names the column).
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String>;
+}
+
+impl ColumnType for u32 {
+    fn field(name: &str) -> Field {
+        u32_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        u32_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        u32_values(batch, name)
+    }
+}
+impl ColumnType for u64 {
+    fn field(name: &str) -> Field {
+        u64_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        u64_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        u64_values(batch, name)
+    }
+}
+impl ColumnType for f64 {
+    fn field(name: &str) -> Field {
+        f64_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        f64_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        f64_values(batch, name)
+    }
+}
+impl ColumnType for String {
+    fn field(name: &str) -> Field {
+        utf8_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        utf8_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        utf8_values(batch, name)
+    }
+}
+impl ColumnType for Option<f64> {
+    fn field(name: &str) -> Field {
+        f64_null_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        f64_opt_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        f64_opt_values(batch, name)
+    }
+}
+impl ColumnType for Option<u64> {
+    fn field(name: &str) -> Field {
+        u64_null_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        u64_opt_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        u64_opt_values(batch, name)
+    }
+}
+impl ColumnType for Option<String> {
+    fn field(name: &str) -> Field {
+        utf8_null_field(name)
+    }
+    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+        utf8_opt_array(values)
+    }
+    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+        let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
+            .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
+        Ok(c.iter().map(|s| s.map(str::to_string)).collect())
+    }
+}
+
+/// A row type whose fields are its columns, in schema order: what [`rows!`](crate::rows)
+/// implements.
+pub trait Rows: Sized {
+    /// (column name, doc) in schema order.
+    const COLUMNS: &'static [(&'static str, &'static str)];
+    /// The columns' fields.
+    fn fields() -> Vec<Field>;
+    /// The rows as one array per column.
+    fn arrays(rows: &[Self]) -> Vec<ArrayRef>;
+    /// The rows of a batch.
+    fn read(batch: &RecordBatch) -> Result<Vec<Self>, String>;
+    /// The rows as a batch of exactly these columns.
+    fn batch(rows: &[Self]) -> Result<RecordBatch, String> {
+        RecordBatch::try_new(Arc::new(Schema::new(Self::fields())), Self::arrays(rows)).map_err(|e| e.to_string())
+    }
+}
+
+/// Declare a row type once — each field a column named as the field, of the field's
+/// [`ColumnType`], documented by its doc comment — and get its [`Rows`] implementation: the
+/// schema, the encoder and the decoder cannot disagree, and adding a column is one line.
+///
+/// ```
+/// hesslab_pipeline::rows! {
+///     /// One quadrature node.
+///     #[derive(Debug, Clone, PartialEq)]
+///     pub struct Node {
+///         /// Probe index.
+///         pub probe: u32,
+///         /// Ritz value.
+///         pub node: f64,
+///     }
+/// }
+/// use hesslab_pipeline::columns::Rows;
+/// let rows = vec![Node { probe: 0, node: 1.5 }];
+/// let batch = Node::batch(&rows).unwrap();
+/// assert_eq!(Node::read(&batch).unwrap(), rows);
+/// assert_eq!(Node::COLUMNS[1], ("node", "Ritz value."));
+/// ```
+#[macro_export]
+macro_rules! rows {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[doc = $doc:literal])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[doc = $doc])* $fvis $field: $ty, )*
+        }
+        impl $crate::columns::Rows for $name {
+            const COLUMNS: &'static [(&'static str, &'static str)] = &[ $( (stringify!($field), concat!($($doc),*).trim_ascii()) ),* ];
+            fn fields() -> Vec<$crate::columns::Field> {
+                vec![ $( <$ty as $crate::columns::ColumnType>::field(stringify!($field)) ),* ]
+            }
+            fn arrays(rows: &[Self]) -> Vec<$crate::columns::ArrayRef> {
+                vec![ $( <$ty as $crate::columns::ColumnType>::array(rows.iter().map(|r| r.$field.clone())) ),* ]
+            }
+            fn read(batch: &$crate::columns::RecordBatch) -> Result<Vec<Self>, String> {
+                $( let mut $field = <$ty as $crate::columns::ColumnType>::values(batch, stringify!($field))?.into_iter(); )*
+                (0..batch.num_rows())
+                    .map(|r| Ok($name { $( $field: $field.next().ok_or_else(|| format!("column `{}` ends before row {r}", stringify!($field)))?, )* }))
+                    .collect()
+            }
+        }
+    };
 }

@@ -425,7 +425,7 @@ fn slq_measures(inputs: &[InputArtifact], nodes: &[InputArtifact], tol: f64) -> 
         let Some(n) = nodes.iter().find(|n| n.member == i.member) else { return Ok(Vec::new()) };
         let nodes = n.decode::<Nodes>()?;
         let (rows, probes) = (&nodes.rows, nodes.probes() as f64);
-        let share = |keep: &dyn Fn(f64) -> bool| rows.iter().filter(|r| keep(r.1)).map(|r| r.2).sum::<f64>() / probes;
+        let share = |keep: &dyn Fn(f64) -> bool| rows.iter().filter(|r| keep(r.node)).map(|r| r.weight).sum::<f64>() / probes;
         out.push(vec![("slq_near_zero", share(&|v| v.abs() < tol)), ("slq_negative", share(&|v| v < -tol))]);
     }
     Ok(out)
@@ -496,7 +496,7 @@ fn slq_negative_lines(nodes: &[InputArtifact], keys: &[String], reps: &[String])
     let mut lines = Vec::new();
     for grp in &groups.groups {
         // Probe indices are not needed once pooled: each weight is divided by the total.
-        let pooled: Vec<(u32, f64, f64)> = grp.members.iter().flat_map(|&m| decoded[m].rows.iter().copied()).collect();
+        let pooled: Vec<(f64, f64)> = grp.members.iter().flat_map(|&m| decoded[m].rows.iter().map(|r| (r.node, r.weight))).collect();
         let probes: usize = grp.members.iter().map(|&m| decoded[m].probes()).sum();
         let points = hesslab_figures::spectra::negative_points_from_nodes(&pooled, probes);
         let name = if reps.is_empty() {

@@ -3,7 +3,9 @@
 //! optionally with the outlier count and the SLQ density per snapshot.
 use crate::outliers::count_outliers;
 use crate::plots::{Plot, YScale};
-use hesslab_artifacts::{Dataset, OperatorInfo, TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps, Trajectory};
+use hesslab_artifacts::{
+    Dataset, OperatorInfo, SnapshotDensity, SnapshotEigenvalue, TrainingDensity, TrainingSpectrum, TrainingStep, TrainingSteps, Trajectory,
+};
 use hesslab_eigen::{LanczosParams, LanczosSolver, SlqParams, SlqResult, StochasticLanczosQuadrature, Which, warm_start};
 use hesslab_hessian::{CurvatureKind, SampleSet};
 use hesslab_model::Network;
@@ -220,10 +222,15 @@ impl StageKind for SpectraAlongTraining {
             let (density, sigma) = density_rows(&slq, p.sigma, p.grid);
             draw_density(ctx, &density)?;
             let info = OperatorInfo { which: None, sigma: Some(sigma), ..info.clone() };
-            ctx.write::<TrainingDensity>(TrainingDensity::NAME, &TrainingDensity { rows: density, info })?;
+            let rows = density.into_iter().map(|(step, x, density)| SnapshotDensity { step, x, density }).collect();
+            ctx.write::<TrainingDensity>(TrainingDensity::NAME, &TrainingDensity { rows, info })?;
         }
         ctx.write::<TrainingSteps>(TrainingSteps::NAME, &TrainingSteps(steps))?;
-        ctx.write::<TrainingSpectrum>(TrainingSpectrum::NAME, &TrainingSpectrum { rows: spectrum, info })
+        let rows = spectrum
+            .into_iter()
+            .map(|(step, rank, eigenvalue, residual)| SnapshotEigenvalue { step, rank, eigenvalue, residual })
+            .collect();
+        ctx.write::<TrainingSpectrum>(TrainingSpectrum::NAME, &TrainingSpectrum { rows, info })
     }
 }
 

@@ -1,7 +1,7 @@
 //! `spectral_density`: stochastic Lanczos quadrature.
 use super::{OPERATOR_INPUTS, Solver, solver_estimate, target};
 use crate::WriteFigure;
-use hesslab_artifacts::{Density, Nodes, OperatorInfo};
+use hesslab_artifacts::{Density, NodeRow, Nodes, OperatorInfo};
 use hesslab_eigen::{SlqParams, StochasticLanczosQuadrature};
 use hesslab_figures::spectra;
 use hesslab_hessian::{CurvatureKind, SampleSet};
@@ -106,11 +106,15 @@ impl StageKind for SlqStage {
             training_warning: tg.training_warning.clone(),
             ..Default::default()
         };
-        let rows: Vec<(u32, f64, f64)> =
-            r.nodes.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |&(t, w)| (i as u32, t, w))).collect();
+        let rows: Vec<NodeRow> = r
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| v.iter().map(move |&(node, weight)| NodeRow { probe: i as u32, node, weight }))
+            .collect();
         if p.plot {
             spectra::density_figure(&grid, &density, None).write(ctx, "density")?;
-            if let Some(fig) = spectra::slq_negative_figure(&rows, p.probes) {
+            if let Some(fig) = spectra::slq_negative_figure(&r.nodes.concat(), p.probes) {
                 fig.write(ctx, "negative")?;
             }
         }
