@@ -8,56 +8,54 @@ use hesslab_pipeline::{Artifact, Encoded, MetaKey, Port, StageError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Statistics of one spectrum (S18 Table 1): one row of `summary`, and of `table`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SummaryRow {
-    /// Eigenvalues summarized (< `dim` for a partial spectrum).
-    pub num_eigenvalues: u64,
-    /// Side P of the operator.
-    pub dim: u64,
-    /// Eigenvalues above `zero_tol`.
-    pub positive: u64,
-    /// Eigenvalues below −`zero_tol`.
-    pub negative: u64,
-    /// Eigenvalues with |λ| ≤ `zero_tol`.
-    pub near_zero: u64,
-    /// The absolute zero tolerance used.
-    pub zero_tol: f64,
-    /// Mean eigenvalue.
-    pub mean: f64,
-    /// Standard deviation of the eigenvalues.
-    pub std: f64,
-    /// Smallest eigenvalue.
-    pub min: f64,
-    /// Largest eigenvalue.
-    pub max: f64,
-    /// `negative` / `num_eigenvalues`.
-    pub fraction_negative: f64,
-    /// Sum of the eigenvalues.
-    pub sum: f64,
-    /// Outliers by the largest gap.
-    pub outliers_gap: u64,
-    /// Outliers by the largest ratio of consecutive eigenvalues.
-    pub outliers_ratio: u64,
-    /// Outliers above the heuristic cutoff.
-    pub outliers_heuristic: u64,
-    /// The heuristic cutoff.
-    pub heuristic_cutoff: f64,
-    /// Eigenvalues above `fixed_cutoff` (S18 Table 1's fixed threshold); None when not asked.
-    pub outliers_fixed: Option<u64>,
-    /// The fixed threshold, when asked.
-    pub fixed_cutoff: Option<f64>,
+hesslab_pipeline::rows! {
+    /// Statistics of one spectrum (S18 Table 1): one row of `summary`, and of `table`.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct SummaryRow {
+        /// Eigenvalues summarized (< `dim` for a partial spectrum).
+        pub num_eigenvalues: u64,
+        /// Side P of the operator.
+        pub dim: u64,
+        /// Eigenvalues above `zero_tol`.
+        pub positive: u64,
+        /// Eigenvalues below −`zero_tol`.
+        pub negative: u64,
+        /// Eigenvalues with |λ| ≤ `zero_tol`.
+        pub near_zero: u64,
+        /// Outliers by the largest gap.
+        pub outliers_gap: u64,
+        /// Outliers by the largest ratio of consecutive eigenvalues.
+        pub outliers_ratio: u64,
+        /// Outliers above the heuristic cutoff.
+        pub outliers_heuristic: u64,
+        /// The absolute zero tolerance used.
+        pub zero_tol: f64,
+        /// Mean eigenvalue.
+        pub mean: f64,
+        /// Standard deviation of the eigenvalues.
+        pub std: f64,
+        /// Smallest eigenvalue.
+        pub min: f64,
+        /// Largest eigenvalue.
+        pub max: f64,
+        /// `negative` / `num_eigenvalues`.
+        pub fraction_negative: f64,
+        /// Sum of the eigenvalues.
+        pub sum: f64,
+        /// The heuristic cutoff.
+        pub heuristic_cutoff: f64,
+        /// Eigenvalues above `fixed_cutoff` (S18 Table 1's fixed threshold); None when not asked
+        /// (and in files written before it existed).
+        pub outliers_fixed: Option<u64>,
+        /// The fixed threshold, when asked.
+        pub fixed_cutoff: Option<f64>,
+    }
 }
 
-const U64_COLS: [&str; 8] =
-    ["num_eigenvalues", "dim", "positive", "negative", "near_zero", "outliers_gap", "outliers_ratio", "outliers_heuristic"];
-const F64_COLS: [&str; 8] = ["zero_tol", "mean", "std", "min", "max", "fraction_negative", "sum", "heuristic_cutoff"];
-const OUTLIERS_FIXED: &str = "outliers_fixed";
-const FIXED_CUTOFF: &str = "fixed_cutoff";
-
 impl SummaryRow {
-    fn u64s(&self) -> [u64; 8] {
-        [
+    /// Every column's name and value (counts as f64; NaN for a null), in schema order.
+    pub fn named_values(&self) -> Vec<(&'static str, f64)> {
+        let counts = [
             self.num_eigenvalues,
             self.dim,
             self.positive,
@@ -67,75 +65,17 @@ impl SummaryRow {
             self.outliers_ratio,
             self.outliers_heuristic,
         ]
-    }
-    fn f64s(&self) -> [f64; 8] {
-        [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff]
-    }
-    /// Every column's name and value (counts as f64; NaN for a null), in schema order.
-    pub fn named_values(&self) -> Vec<(&'static str, f64)> {
-        let u = self.u64s().map(|v| v as f64);
-        let fixed =
-            [(OUTLIERS_FIXED, self.outliers_fixed.map_or(f64::NAN, |v| v as f64)), (FIXED_CUTOFF, self.fixed_cutoff.unwrap_or(f64::NAN))];
-        U64_COLS.iter().copied().zip(u).chain(F64_COLS.iter().copied().zip(self.f64s())).chain(fixed).collect()
-    }
-    /// Every column name, in schema order.
-    pub fn column_names() -> Vec<&'static str> {
-        U64_COLS.iter().chain(&F64_COLS).copied().chain([OUTLIERS_FIXED, FIXED_CUTOFF]).collect()
-    }
-    fn fields() -> Vec<Field> {
-        let mut f: Vec<_> = U64_COLS.iter().map(|c| u64_field(c)).collect();
-        f.extend(F64_COLS.iter().map(|c| f64_field(c)));
-        f.extend([u64_null_field(OUTLIERS_FIXED), f64_null_field(FIXED_CUTOFF)]);
-        f
+        .map(|v| v as f64);
+        let stats = [self.zero_tol, self.mean, self.std, self.min, self.max, self.fraction_negative, self.sum, self.heuristic_cutoff];
+        let fixed = [self.outliers_fixed.map_or(f64::NAN, |v| v as f64), self.fixed_cutoff.unwrap_or(f64::NAN)];
+        Self::COLUMNS.iter().map(|c| c.0).zip(counts.into_iter().chain(stats).chain(fixed)).collect()
     }
     /// Rows as a batch, after `leading` columns.
     fn batch(rows: &[SummaryRow], leading: Vec<(Field, ArrayRef)>) -> Result<RecordBatch, StageError> {
-        let mut fields: Vec<Field> = leading.iter().map(|(f, _)| f.clone()).collect();
-        let mut cols: Vec<ArrayRef> = leading.into_iter().map(|(_, a)| a).collect();
+        let (mut fields, mut cols): (Vec<Field>, Vec<ArrayRef>) = leading.into_iter().unzip();
         fields.extend(Self::fields());
-        for i in 0..8 {
-            cols.push(u64_array(rows.iter().map(|r| r.u64s()[i])));
-        }
-        for i in 0..8 {
-            cols.push(f64_array(rows.iter().map(|r| r.f64s()[i])));
-        }
-        cols.push(u64_opt_array(rows.iter().map(|r| r.outliers_fixed)));
-        cols.push(f64_opt_array(rows.iter().map(|r| r.fixed_cutoff)));
+        cols.extend(Self::arrays(rows));
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(StageError::other)
-    }
-    fn read_all(a: &Artifact) -> Result<Vec<SummaryRow>, StageError> {
-        let err = |m: String| StageError::from(a.column_error(m));
-        let u: Vec<Vec<u64>> = U64_COLS.iter().map(|c| u64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
-        let f: Vec<Vec<f64>> = F64_COLS.iter().map(|c| f64_values(&a.batch, c).map_err(err)).collect::<Result<_, _>>()?;
-        // Written since compare v4 / spectrum_summary v4; older files read as "not asked".
-        let rows = a.batch.num_rows();
-        let fixed = if a.batch.column_by_name(OUTLIERS_FIXED).is_some() {
-            (u64_opt_values(&a.batch, OUTLIERS_FIXED).map_err(err)?, f64_opt_values(&a.batch, FIXED_CUTOFF).map_err(err)?)
-        } else {
-            (vec![None; rows], vec![None; rows])
-        };
-        Ok((0..a.batch.num_rows())
-            .map(|r| SummaryRow {
-                num_eigenvalues: u[0][r],
-                dim: u[1][r],
-                positive: u[2][r],
-                negative: u[3][r],
-                near_zero: u[4][r],
-                outliers_gap: u[5][r],
-                outliers_ratio: u[6][r],
-                outliers_heuristic: u[7][r],
-                zero_tol: f[0][r],
-                mean: f[1][r],
-                std: f[2][r],
-                min: f[3][r],
-                max: f[4][r],
-                fraction_negative: f[5][r],
-                sum: f[6][r],
-                heuristic_cutoff: f[7][r],
-                outliers_fixed: fixed.0[r],
-                fixed_cutoff: fixed.1[r],
-            })
-            .collect())
     }
 }
 
@@ -171,7 +111,7 @@ impl Port for Summary {
         Ok(Encoded::one(SummaryRow::batch(std::slice::from_ref(&v.row), vec![])?, m.0))
     }
     fn decode(a: &Artifact) -> Result<Self, StageError> {
-        let row = SummaryRow::read_all(a)?.into_iter().next().ok_or_else(|| a.column_error("summary has no rows".into()))?;
+        let row = crate::decode_one(a, "summary")?;
         Ok(Summary {
             row,
             source_operator: a.meta(SOURCE_OPERATOR.key).unwrap_or("").to_string(),
@@ -211,14 +151,14 @@ impl Port for Table {
     fn decode(a: &Artifact) -> Result<Self, StageError> {
         let err = |m: String| StageError::from(a.column_error(m));
         let members = utf8_values(&a.batch, MEMBER).map_err(err)?;
-        let known: Vec<&str> = SummaryRow::column_names().into_iter().chain([MEMBER]).collect();
+        let known: Vec<&str> = SummaryRow::COLUMNS.iter().map(|c| c.0).chain([MEMBER]).collect();
         let mut labels = Vec::new();
         for f in a.batch.schema().fields() {
             if !known.contains(&f.name().as_str()) {
                 labels.push((f.name().clone(), utf8_values(&a.batch, f.name()).map_err(err)?));
             }
         }
-        Ok(Table { members, labels, rows: SummaryRow::read_all(a)? })
+        Ok(Table { members, labels, rows: crate::decode_rows(a)? })
     }
 }
 

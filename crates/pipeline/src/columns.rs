@@ -225,7 +225,8 @@ pub fn list_f64_values(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>,
 /// A Rust value stored as one Arrow column: its field, its array and how to read it back. The
 /// types hesslab's artifacts use — `u32`, `u64`, `f64`, `String` (non-null) and `Option<f64>`,
 /// `Option<u64>`, `Option<String>` (nullable) — so that a row type declared with [`rows!`](crate::rows)
-/// gets its schema, encoder and decoder from its field list alone.
+/// gets its schema, encoder and decoder from its field list alone. A nullable column that a
+/// file does not have reads as nulls (files written before the column existed still decode).
 pub trait ColumnType: Sized {
     /// The column's field.
     fn field(name: &str) -> Field;
@@ -287,6 +288,9 @@ impl ColumnType for Option<f64> {
         f64_opt_array(values)
     }
     fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        if batch.column_by_name(name).is_none() {
+            return Ok(vec![None; batch.num_rows()]);
+        }
         f64_opt_values(batch, name)
     }
 }
@@ -298,6 +302,9 @@ impl ColumnType for Option<u64> {
         u64_opt_array(values)
     }
     fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+        if batch.column_by_name(name).is_none() {
+            return Ok(vec![None; batch.num_rows()]);
+        }
         u64_opt_values(batch, name)
     }
 }
@@ -309,7 +316,7 @@ impl ColumnType for Option<String> {
         utf8_opt_array(values)
     }
     fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
+        let Some(c) = batch.column_by_name(name) else { return Ok(vec![None; batch.num_rows()]) };
         let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
             .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
         Ok(c.iter().map(|s| s.map(str::to_string)).collect())
