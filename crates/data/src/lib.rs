@@ -8,6 +8,7 @@ mod error;
 mod loaders;
 mod mixture;
 pub mod rng;
+mod tensors;
 
 pub use dataset::{Dataset, MAX_CLASSES, Split, TEST, TRAIN};
 pub use digits::{DigitsParams, PixelScaling, gunzip, load_digits, parse_digits_csv, stratified_split};
@@ -16,3 +17,4 @@ pub use loaders::{
     CIFAR_RECORD, CifarParams, IDX_BYTES_PER_VALUE, IdxParams, balanced_split, idx_dims, load_cifar10, load_idx, read_idx, subsample,
 };
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};
+pub use tensors::{TensorData, load_tensors};

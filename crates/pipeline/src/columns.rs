@@ -185,10 +185,16 @@ pub fn u64_values(batch: &RecordBatch, name: &str) -> Result<Vec<u64>, String> {
 }
 /// A text column's values (nulls as "").
 pub fn utf8_values(batch: &RecordBatch, name: &str) -> Result<Vec<String>, String> {
+    Ok(strings(batch, name)?.iter().map(|s| s.unwrap_or("").to_string()).collect())
+}
+/// A nullable text column's values.
+pub fn utf8_opt_values(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, String> {
+    Ok(strings(batch, name)?.iter().map(|s| s.map(str::to_string)).collect())
+}
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, String> {
     let c = batch.column_by_name(name).ok_or_else(|| format!("column `{name}` is missing"))?;
-    let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
-        .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
-    Ok(c.iter().map(|s| s.unwrap_or("").to_string()).collect())
+    arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
+        .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))
 }
 /// Flat row-major values and the row width of a `FixedSizeList<Float64>` column.
 pub fn fixed_f64_values(batch: &RecordBatch, name: &str) -> Result<(Vec<f64>, usize), String> {
@@ -236,92 +242,32 @@ pub trait ColumnType: Sized {
     fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String>;
 }
 
-impl ColumnType for u32 {
-    fn field(name: &str) -> Field {
-        u32_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        u32_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        u32_values(batch, name)
-    }
-}
-impl ColumnType for u64 {
-    fn field(name: &str) -> Field {
-        u64_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        u64_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        u64_values(batch, name)
-    }
-}
-impl ColumnType for f64 {
-    fn field(name: &str) -> Field {
-        f64_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        f64_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        f64_values(batch, name)
-    }
-}
-impl ColumnType for String {
-    fn field(name: &str) -> Field {
-        utf8_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        utf8_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        utf8_values(batch, name)
-    }
-}
-impl ColumnType for Option<f64> {
-    fn field(name: &str) -> Field {
-        f64_null_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        f64_opt_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        if batch.column_by_name(name).is_none() {
-            return Ok(vec![None; batch.num_rows()]);
+/// `ColumnType` for a type from its field, array and values helpers.
+macro_rules! column_type {
+    ($ty:ty, $field:ident, $array:ident, $values:ident, nullable = $nullable:literal) => {
+        impl ColumnType for $ty {
+            fn field(name: &str) -> Field {
+                $field(name)
+            }
+            fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
+                $array(values)
+            }
+            fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
+                if $nullable && batch.column_by_name(name).is_none() {
+                    return Ok(std::iter::repeat_with(Default::default).take(batch.num_rows()).collect());
+                }
+                $values(batch, name)
+            }
         }
-        f64_opt_values(batch, name)
-    }
+    };
 }
-impl ColumnType for Option<u64> {
-    fn field(name: &str) -> Field {
-        u64_null_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        u64_opt_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        if batch.column_by_name(name).is_none() {
-            return Ok(vec![None; batch.num_rows()]);
-        }
-        u64_opt_values(batch, name)
-    }
-}
-impl ColumnType for Option<String> {
-    fn field(name: &str) -> Field {
-        utf8_null_field(name)
-    }
-    fn array(values: impl Iterator<Item = Self>) -> ArrayRef {
-        utf8_opt_array(values)
-    }
-    fn values(batch: &RecordBatch, name: &str) -> Result<Vec<Self>, String> {
-        let Some(c) = batch.column_by_name(name) else { return Ok(vec![None; batch.num_rows()]) };
-        let c = arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
-            .ok_or_else(|| format!("column `{name}` has type {:?}, expected Utf8", c.data_type()))?;
-        Ok(c.iter().map(|s| s.map(str::to_string)).collect())
-    }
-}
+column_type!(u32, u32_field, u32_array, u32_values, nullable = false);
+column_type!(u64, u64_field, u64_array, u64_values, nullable = false);
+column_type!(f64, f64_field, f64_array, f64_values, nullable = false);
+column_type!(String, utf8_field, utf8_array, utf8_values, nullable = false);
+column_type!(Option<f64>, f64_null_field, f64_opt_array, f64_opt_values, nullable = true);
+column_type!(Option<u64>, u64_null_field, u64_opt_array, u64_opt_values, nullable = true);
+column_type!(Option<String>, utf8_null_field, utf8_opt_array, utf8_opt_values, nullable = true);
 
 /// A row type whose fields are its columns, in schema order: what [`rows!`](crate::rows)
 /// implements.

@@ -20,6 +20,7 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<data::IdxStage>();
     r.add::<data::Cifar10Stage>();
     r.add::<data::TableStage>();
+    r.add::<data::TensorsStage>();
     r.add::<Train>();
     r.add::<CurvatureDense>();
     r.add::<solvers::EigenStage>();

@@ -1,7 +1,9 @@
 //! Stages that make a `dataset`: generators, the vendored digits, and loaders of user files.
 mod table;
+mod tensors;
 
 pub use table::{TableParams, TableStage};
+pub use tensors::{TensorsParams, TensorsStage};
 
 use hesslab_artifacts::Dataset;
 use hesslab_data::{CifarParams, DigitsParams, GaussianMixture, IdxParams, MAX_CLASSES, MixtureParams, total_samples};

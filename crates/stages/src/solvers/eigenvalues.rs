@@ -133,49 +133,20 @@ impl EigenParams {
             given.push((flat, nested));
             set();
         };
+        // Each tagged setting over its flat key: `nested => flat`.
+        macro_rules! merge {
+            ($t:ident: $($nested:ident => $flat:ident),*) => {{
+                $(if let Some(v) = $t.$nested {
+                    take(stringify!($flat), stringify!($nested), self.$flat == d.$flat, &mut || r.$flat = v);
+                })*
+            }};
+        }
         match tagged {
-            TaggedSolver::Dense(t) => {
-                if let Some(v) = t.partial {
-                    take("partial", "partial", self.partial == d.partial, &mut || r.partial = v);
-                }
-                if let Some(v) = t.k {
-                    take("k", "k", self.k == d.k, &mut || r.k = v);
-                }
-                if let Some(v) = t.which {
-                    take("which", "which", self.which == d.which, &mut || r.which = v);
-                }
-            }
+            TaggedSolver::Dense(t) => merge!(t: partial => partial, k => k, which => which),
             TaggedSolver::Lanczos(t) => {
-                if let Some(v) = t.k {
-                    take("k", "k", self.k == d.k, &mut || r.k = v);
-                }
-                if let Some(v) = t.which {
-                    take("which", "which", self.which == d.which, &mut || r.which = v);
-                }
-                if let Some(v) = t.tol {
-                    take("tol", "tol", self.tol == d.tol, &mut || r.tol = v);
-                }
-                if let Some(v) = t.max_restarts {
-                    take("max_iter", "max_restarts", self.max_iter == d.max_iter, &mut || r.max_iter = v);
-                }
-                if let Some(v) = t.max_dim {
-                    take("max_dim", "max_dim", self.max_dim == d.max_dim, &mut || r.max_dim = v);
-                }
-                if let Some(v) = t.max_seconds {
-                    take("max_seconds", "max_seconds", self.max_seconds == d.max_seconds, &mut || r.max_seconds = v);
-                }
+                merge!(t: k => k, which => which, tol => tol, max_restarts => max_iter, max_dim => max_dim, max_seconds => max_seconds)
             }
-            TaggedSolver::Power(t) => {
-                if let Some(v) = t.k {
-                    take("k", "k", self.k == d.k, &mut || r.k = v);
-                }
-                if let Some(v) = t.tol {
-                    take("tol", "tol", self.tol == d.tol, &mut || r.tol = v);
-                }
-                if let Some(v) = t.max_iter {
-                    take("max_iter", "max_iter", self.max_iter == d.max_iter, &mut || r.max_iter = v);
-                }
-            }
+            TaggedSolver::Power(t) => merge!(t: k => k, tol => tol, max_iter => max_iter),
         }
         r.tagged = given;
         (r, errors)
