@@ -204,6 +204,20 @@ fn mutated_files_are_read_without_a_panic_a_hang_or_unbounded_memory() {
         }),
     );
 
+    // `tensors`: the committed .npz (stored and deflated) and .safetensors fixtures, mutated.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tensors");
+    for name in ["images.npz", "table.npz", "torch.safetensors"] {
+        let base = std::fs::read(fixtures.join(name)).unwrap();
+        let file = d.join(format!("case-{name}"));
+        check(
+            name,
+            each(cases(300), &mut rng, |_, rng| {
+                std::fs::write(&file, mutate(&base, rng)).unwrap();
+                let _ = hesslab_data::load_tensors(file.to_str().unwrap(), "x", "y", "split");
+            }),
+        );
+    }
+
     // `table` CSV through the stage.
     let table = "f1,f2,label,part\n1,2,0,train\n3.5,-4,1,test\n5,6e3,0,train\n\"7\",8,1,train\n9,10,2,test\n";
     let table_file = d.join("t.csv");

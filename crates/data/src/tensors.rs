@@ -23,6 +23,7 @@ pub struct TensorData {
 }
 
 /// One array as a file holds it: element type, shape and little-endian bytes.
+#[derive(Debug)]
 struct RawArray<'a> {
     dtype: Dtype,
     shape: Vec<usize>,
@@ -354,10 +355,12 @@ mod tests {
     #[test]
     fn npy_headers_and_dtypes_read_as_numpy_writes_them() {
         let data: Vec<u8> = [1.5f32, -2.0, 3.25, 0.0, 7.0, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let a = parse_npy(&npy("<f4", "(3, 2)", &data), "x").unwrap();
+        let file = npy("<f4", "(3, 2)", &data);
+        let a = parse_npy(&file, "x").unwrap();
         assert_eq!((a.dtype, a.shape.clone()), (Dtype::F32, vec![3, 2]));
         assert_eq!(a.to_f64(), vec![1.5, -2.0, 3.25, 0.0, 7.0, 8.0]);
-        let one = parse_npy(&npy("|u1", "(4,)", &[0, 9, 255, 3]), "y").unwrap();
+        let file = npy("|u1", "(4,)", &[0, 9, 255, 3]);
+        let one = parse_npy(&file, "y").unwrap();
         assert_eq!(one.to_f64(), vec![0.0, 9.0, 255.0, 3.0]);
         assert_eq!(half_to_f64(0x3c00), 1.0);
         assert_eq!(half_to_f64(0xc000), -2.0);
