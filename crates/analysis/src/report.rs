@@ -56,11 +56,15 @@ fn caption(lock: &hesslab_pipeline::LockFile, section: &str, rel: &str) -> Strin
 /// `which` unless it was `partial`).
 fn relevant(kind: &str, params: &serde_json::Value) -> serde_json::Value {
     let mut p = params.clone();
+    // `solver = "dense"` or tagged, `solver = { dense = { … } }`.
+    let solver = p.get("solver").cloned().unwrap_or_default();
+    let tagged = solver.get("dense");
     if kind == "eigenvalues"
-        && p.get("solver").and_then(|s| s.as_str()) == Some("dense")
+        && (solver.as_str() == Some("dense") || tagged.is_some())
         && let Some(m) = p.as_object_mut()
     {
-        let partial = m.get("partial").and_then(|v| v.as_bool()).unwrap_or(false);
+        let flag = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_bool()).unwrap_or(false);
+        let partial = flag(m.get("partial")) || flag(tagged.and_then(|t| t.get("partial")));
         for key in ["tol", "max_iter", "max_dim", "max_seconds"] {
             m.remove(key);
         }
@@ -212,5 +216,20 @@ mod tests {
         {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn a_dense_caption_drops_the_iterative_settings_in_either_solver_form() {
+        let flat = serde_json::json!({"solver": "dense", "tol": 1e-10, "k": 20, "which": "largest", "vectors": 0});
+        let tagged = serde_json::json!({"solver": {"dense": {}}, "tol": 1e-10, "k": 20, "which": "largest", "vectors": 0});
+        for p in [flat, tagged] {
+            let r = super::relevant("eigenvalues", &p);
+            assert!(r.get("tol").is_none() && r.get("k").is_none() && r.get("vectors").is_some(), "{r}");
+        }
+        let partial = serde_json::json!({"solver": {"dense": {"partial": true}}, "tol": 1e-10, "k": 6});
+        let r = super::relevant("eigenvalues", &partial);
+        assert!(r.get("tol").is_none() && r.get("k").is_some(), "{r}");
+        let lanczos = serde_json::json!({"solver": {"lanczos": {"k": 5}}, "tol": 1e-10});
+        assert!(super::relevant("eigenvalues", &lanczos).get("tol").is_some());
     }
 }
