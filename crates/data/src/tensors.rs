@@ -73,7 +73,8 @@ impl Dtype {
     }
     /// NumPy's `descr` (`<f4`, `|u1`, …); big-endian data is refused by name.
     fn from_numpy(descr: &str) -> std::result::Result<Dtype, String> {
-        let (order, code) = descr.split_at(descr.len().min(1));
+        // (By char: a multi-byte first character is not a byte order, and must not split a char.)
+        let (order, code) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
         if order == ">" && !code.ends_with('1') {
             return Err(format!("dtype `{descr}` is big-endian; save it little-endian (`a.astype(a.dtype.newbyteorder('<'))`)"));
         }
@@ -373,5 +374,6 @@ mod tests {
         assert!(parse_npy(&fortran, "x").unwrap_err().contains("Fortran order"));
         assert!(parse_npy(&npy(">f8", "(3,)", &[0; 24]), "x").unwrap_err().contains("big-endian"));
         assert!(parse_npy(b"not an array", "x").unwrap_err().contains("magic"));
+        assert!(parse_npy(&npy("é4", "(3,)", &[0; 12]), "x").unwrap_err().contains("not a number type"));
     }
 }
