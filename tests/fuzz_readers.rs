@@ -218,6 +218,43 @@ fn mutated_files_are_read_without_a_panic_a_hang_or_unbounded_memory() {
         );
     }
 
+    // `import_model`: the committed safetensors weights (header-only validation and the full
+    // read) and the architecture JSON, each mutated, through `validate` and `run`.
+    let imports = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/import");
+    for (name, arch) in [("resnet_bn.safetensors", "resnet_bn.json"), ("lenet.safetensors", "lenet.json")] {
+        let (weights, arch_json) = (std::fs::read(imports.join(name)).unwrap(), std::fs::read(imports.join(arch)).unwrap());
+        let (wfile, afile) = (d.join(format!("case-{name}")), d.join(format!("case-{arch}")));
+        let text = format!(
+            "[stages.m]\nkind = \"import_model\"\nweights = {:?}\narchitecture = {:?}\n",
+            wfile.to_str().unwrap(),
+            afile.to_str().unwrap()
+        );
+        check(
+            name,
+            each(cases(300), &mut rng, |i, rng| {
+                let mutate_weights = i % 3 != 2;
+                std::fs::write(&wfile, if mutate_weights { mutate(&weights, rng) } else { weights.clone() }).unwrap();
+                std::fs::write(&afile, if mutate_weights { arch_json.clone() } else { mutate(&arch_json, rng) }).unwrap();
+                let _ = hesslab_data::safetensors_header(wfile.to_str().unwrap());
+                let _ = run(&text, &d.join("imports"));
+            }),
+        );
+    }
+
+    // ONNX graphs (the protobuf reader and the operator mapping), mutated, through the stage.
+    for name in ["lenet.onnx", "resnet_bn.onnx"] {
+        let base = std::fs::read(imports.join(name)).unwrap();
+        let file = d.join(format!("case-{name}"));
+        let text = format!("[stages.m]\nkind = \"import_model\"\nonnx = {:?}\n", file.to_str().unwrap());
+        check(
+            name,
+            each(cases(300), &mut rng, |_, rng| {
+                std::fs::write(&file, mutate(&base, rng)).unwrap();
+                let _ = run(&text, &d.join("onnx"));
+            }),
+        );
+    }
+
     // `table` CSV through the stage.
     let table = "f1,f2,label,part\n1,2,0,train\n3.5,-4,1,test\n5,6e3,0,train\n\"7\",8,1,train\n9,10,2,test\n";
     let table_file = d.join("t.csv");

@@ -150,7 +150,14 @@ fn f2_the_reported_panic_triggers_are_errors() {
     assert!(e.contains("has no feature column besides the label"), "{e}");
     // A model artifact whose architecture (milestone-1 form or module list) is absurd.
     use hesslab_pipeline::Port;
-    let m = hesslab_artifacts::Model { net: common::tiny_model(), steps: 0, final_train_loss: f64::NAN, train_state: None, warning: None };
+    let m = hesslab_artifacts::Model {
+        net: common::tiny_model(),
+        steps: 0,
+        final_train_loss: f64::NAN,
+        train_state: None,
+        warning: None,
+        imported: None,
+    };
     let legacy = |sizes: &str| format!(r#"{{"sizes":{sizes},"activation":"relu","bias":false,"loss":"mse"}}"#);
     let modules = |m: &str, shape: &str| format!(r#"{{"modules":{m},"input_shape":{shape},"loss":"mse"}}"#);
     let linear = r#"{"module":"Linear","in_features":2,"out_features":1,"bias":false}"#;

@@ -257,7 +257,7 @@ fn c4_a_model_whose_metadata_lies_is_estimated_from_its_architecture() {
     };
     let p = arch.num_params();
     let net = hesslab_model::Network::from(hesslab_model::Mlp::new(arch, vec![0.01; p]));
-    let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0, train_state: None, warning: None };
+    let m = hesslab_artifacts::Model { net, steps: 0, final_train_loss: 1.0, train_state: None, warning: None, imported: None };
     let path = d.join("model.parquet");
     write_port::<hesslab_artifacts::Model>(&path, &m, |meta| {
         meta.insert("num_params".into(), "10".into());

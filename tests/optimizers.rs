@@ -178,7 +178,14 @@ fn fifty_steps_then_fifty_more_equal_a_hundred_for_every_optimizer() {
         let mut half = net0.clone();
         let log50 = train(&mut half, &minibatch(case, 50), &data, &empty(&data), 7, &Start::default(), &Progress::hidden()).unwrap();
         // Through the model artifact, as `init_from` reads it.
-        let saved = Model { net: half, steps: 50, final_train_loss: f64::NAN, train_state: log50.final_state.clone(), warning: None };
+        let saved = Model {
+            net: half,
+            steps: 50,
+            final_train_loss: f64::NAN,
+            train_state: log50.final_state.clone(),
+            warning: None,
+            imported: None,
+        };
         let path = dir.join(format!("{name}.parquet"));
         common::write_port::<Model>(&path, &saved, |_| {});
         let read = Model::decode(&hesslab_pipeline::read_artifact(&path, None).unwrap()).unwrap();

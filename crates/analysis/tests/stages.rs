@@ -28,8 +28,11 @@ fn setup(name: &str) -> (PathBuf, BTreeMap<String, Vec<PathBuf>>) {
     .unwrap();
     let ctx = StageContext::standalone(&d, 1, BTreeMap::new(), &[], vec![port::<DatasetPort>(), port::<ModelPort>()]);
     ctx.write::<DatasetPort>("dataset", &ds).unwrap();
-    ctx.write::<ModelPort>("model", &ModelPort { net: m, steps: 400, final_train_loss: f64::NAN, train_state: None, warning: None })
-        .unwrap();
+    ctx.write::<ModelPort>(
+        "model",
+        &ModelPort { net: m, steps: 400, final_train_loss: f64::NAN, train_state: None, warning: None, imported: None },
+    )
+    .unwrap();
     let mut inputs = BTreeMap::new();
     inputs.insert("dataset".to_string(), vec![d.join("dataset.parquet")]);
     inputs.insert("model".to_string(), vec![d.join("model.parquet")]);
@@ -159,8 +162,11 @@ fn interpolate_reports_the_paired_test_accuracy_difference() {
     )
     .unwrap();
     let ctx = StageContext::standalone(&d.join("b"), 1, BTreeMap::new(), &[], vec![port::<ModelPort>()]);
-    ctx.write::<ModelPort>("model", &ModelPort { net: b, steps: 300, final_train_loss: f64::NAN, train_state: None, warning: None })
-        .unwrap();
+    ctx.write::<ModelPort>(
+        "model",
+        &ModelPort { net: b, steps: 300, final_train_loss: f64::NAN, train_state: None, warning: None, imported: None },
+    )
+    .unwrap();
     let params = hesslab_analysis::stages::InterpolateParams { from: 0.0, to: 1.0, points: 4 };
     let curve = |inputs: BTreeMap<String, Vec<PathBuf>>, dir: &str| {
         let out = d.join(dir);

@@ -47,7 +47,7 @@ pub(crate) fn read_architecture(a: &Artifact) -> Result<NetArch, StageError> {
 pub struct Model {
     /// The network and its parameters.
     pub net: Network,
-    /// Parameter updates behind it (0 for a fresh initialization).
+    /// Parameter updates behind it (0 for a fresh initialization or an import).
     pub steps: u64,
     /// Training loss at the last logged step (NaN when unknown).
     pub final_train_loss: f64,
@@ -56,7 +56,14 @@ pub struct Model {
     pub train_state: Option<TrainState>,
     /// Why the network looks untrained, when `train` said so.
     pub warning: Option<String>,
+    /// Where `import_model` read the network from (files, the element types it widened).
+    pub imported: Option<serde_json::Value>,
 }
+
+const IMPORTED: MetaKey = MetaKey {
+    key: "imported",
+    doc: "written by `import_model`: JSON {weights, architecture | onnx, producer, opset, dtypes, widened_to_float64}: the files the network was read from (an ONNX file's producer and operator set), how many tensors each element type had there (float32 and float16 values were widened to float64, exactly) and whether any were",
+};
 
 const TENSOR: &str = "tensor";
 const SHAPE: &str = "shape";
@@ -72,7 +79,8 @@ impl Port for Model {
     type Value = Self;
     const NAME: &'static str = "model";
     const DOC: &'static str = "network parameters, one row per tensor in PyTorch `parameters()` order: tensor Utf8 (\"layers.0.weight\"), shape List<UInt64>, values List<Float64> (row-major); a network with buffers (BatchNorm running statistics) has rows in `state_dict()` order and a column buffer Boolean (true for running_mean, running_var, num_batches_tracked: not parameters of the Hessian); a trained model whose optimizer keeps state (moments, momentum) has, after those, rows `optimizer.{tensor}.{key}` (\"optimizer.layers.0.weight.exp_avg\", the tensor's shape) and a column optimizer Boolean true on them (select `NOT coalesce(buffer, false) AND NOT coalesce(optimizer, false)` for the parameters)";
-    const METADATA: &'static [MetaKey] = &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS, MODEL_OPTIMIZER_STATE, TRAINING_WARNING];
+    const METADATA: &'static [MetaKey] =
+        &[ARCHITECTURE, NUM_PARAMS, STEPS, FINAL_TRAIN_LOSS, MODEL_OPTIMIZER_STATE, TRAINING_WARNING, IMPORTED];
     fn schema() -> Schema {
         Schema::new(vec![
             utf8_field(TENSOR),
@@ -118,6 +126,7 @@ impl Port for Model {
         meta.put(STEPS, m.steps);
         meta.put_f64(FINAL_TRAIN_LOSS, m.final_train_loss);
         meta.put_opt(TRAINING_WARNING, m.warning.as_ref());
+        meta.put_opt(IMPORTED, m.imported.as_ref());
         if let Some(s) = &m.train_state {
             meta.put(MODEL_OPTIMIZER_STATE, serde_json::to_string(&ModelStateMeta::of(s, &tensors)).map_err(StageError::other)?);
         }
@@ -200,6 +209,7 @@ impl Port for Model {
             final_train_loss: parsed(a, FINAL_TRAIN_LOSS).unwrap_or(f64::NAN),
             train_state,
             warning: a.meta(TRAINING_WARNING.key).map(str::to_string),
+            imported: a.meta(IMPORTED.key).and_then(|v| serde_json::from_str(v).ok()),
         })
     }
 }

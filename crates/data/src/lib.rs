@@ -7,6 +7,7 @@ mod digits;
 mod error;
 mod loaders;
 mod mixture;
+mod onnx;
 pub mod rng;
 mod tensors;
 
@@ -17,4 +18,5 @@ pub use loaders::{
     CIFAR_RECORD, CifarParams, IDX_BYTES_PER_VALUE, IdxParams, balanced_split, idx_dims, load_cifar10, load_idx, read_idx, subsample,
 };
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};
-pub use tensors::{TensorData, load_tensors};
+pub use onnx::{Attribute, OnnxModel, OnnxNode, parse_onnx, read_onnx};
+pub use tensors::{ArrayHeader, NamedArray, TensorData, load_tensors, read_arrays, safetensors_header};

@@ -267,32 +267,130 @@ fn unzip(bytes: &[u8], path: &str) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
-/// Read `x`, `y` and (if the file has it) `split` from `path` (`.npz` or `.safetensors`),
-/// under the array names given.
-pub fn load_tensors(path: &str, x_name: &str, y_name: &str, split_name: &str) -> Result<TensorData> {
-    // The file, then up to twice its size again as f64 values (x widened, the split's copy).
-    let bytes = read_file(path, "tensor file", 3)?;
-    let npz;
-    let st;
-    let (format, arrays): (&'static str, BTreeMap<String, RawArray<'_>>) = if path.ends_with(".safetensors") {
-        st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| malformed(path, "safetensors file", e.to_string()))?;
+/// One named array of a tensor file, every element widened to f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedArray {
+    /// The element type the file stores (`float32`, `int64`, …).
+    pub dtype: &'static str,
+    /// Its shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Its elements, row-major.
+    pub values: Vec<f64>,
+}
+
+/// The element type and shape of one array, as a file's header states them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayHeader {
+    /// The element type (`float32`, `int64`, …).
+    pub dtype: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+}
+
+/// The arrays of `path` (`.npz` or `.safetensors`) by name, parsed in place (`f` sees them
+/// before anything is widened), with the format's name for messages.
+fn with_arrays<T>(path: &str, per_byte: u64, f: impl FnOnce(&'static str, &BTreeMap<String, RawArray<'_>>) -> Result<T>) -> Result<T> {
+    let bytes = read_file(path, "tensor file", per_byte)?;
+    if path.ends_with(".safetensors") {
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| malformed(path, "safetensors file", e.to_string()))?;
         let mut m = BTreeMap::new();
         for (name, view) in st.tensors() {
             let dtype =
                 Dtype::from_safetensors(view.dtype()).map_err(|e| malformed(path, "safetensors file", format!("tensor `{name}`: {e}")))?;
-            m.insert(name, RawArray { dtype, shape: view.shape().to_vec(), bytes: std::borrow::Cow::Owned(view.data().to_vec()) });
+            m.insert(name, RawArray { dtype, shape: view.shape().to_vec(), bytes: std::borrow::Cow::Borrowed(view.data()) });
         }
-        ("safetensors file", m)
+        f("safetensors file", &m)
     } else if path.ends_with(".npz") {
-        npz = unzip(&bytes, path)?;
+        let npz = unzip(&bytes, path)?;
         let mut m = BTreeMap::new();
         for (name, b) in &npz {
             m.insert(name.clone(), parse_npy(b, &format!("member `{name}`")).map_err(|e| malformed(path, ".npz archive", e))?);
         }
-        (".npz archive", m)
+        f(".npz archive", &m)
     } else {
-        return Err(DataError::Invalid(format!("`{path}`: a tensors file ends in .npz (numpy.savez) or .safetensors")));
-    };
+        Err(DataError::Invalid(format!("`{path}`: a tensors file ends in .npz (numpy.savez) or .safetensors")))
+    }
+}
+
+/// Every array of `path` (`.npz` or `.safetensors`) by name, widened to f64 (a PyTorch
+/// `state_dict` saved with `safetensors.torch.save_file`, say).
+pub fn read_arrays(path: &str) -> Result<BTreeMap<String, NamedArray>> {
+    with_arrays(path, 1, |_, arrays| {
+        // The widened copy, checked before it is allocated (the file is already in memory).
+        let values = arrays.values().fold(0u64, |s, a| s.saturating_add(a.len() as u64));
+        hesslab_limits::check_memory(values.saturating_mul(8), format!("{values} tensor values as float64"))
+            .map_err(|e| DataError::Invalid(format!("`{path}`: loading it {e}")))?;
+        Ok(arrays
+            .iter()
+            .map(|(k, a)| (k.clone(), NamedArray { dtype: a.dtype.name(), shape: a.shape.clone(), values: a.to_f64() }))
+            .collect())
+    })
+}
+
+/// The names, element types and shapes a `.safetensors` file's header states, reading only
+/// the header (a validation of a multi-gigabyte checkpoint reads kilobytes); the offsets are
+/// checked against the file's size.
+pub fn safetensors_header(path: &str) -> Result<BTreeMap<String, ArrayHeader>> {
+    use std::io::Read;
+    let bad = |m: String| malformed(path, "safetensors file", m);
+    let read_err = |source| DataError::Read { what: "safetensors file", path: path.to_string(), source };
+    let p = std::path::Path::new(path);
+    let size = hesslab_limits::regular_file(p).map_err(read_err)?.len();
+    let mut file = std::fs::File::open(p).map_err(read_err)?;
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|_| bad(format!("{size} bytes: too short for the 8-byte header length")))?;
+    let n = u64::from_le_bytes(n);
+    if n > 100 << 20 || n.saturating_add(8) > size {
+        return Err(bad(format!("the header claims {n} bytes, the file has {size} (truncated, or not a safetensors file)")));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| bad(format!("reading the header: {e}")))?;
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, t) in v {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = t.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad(format!("tensor `{name}` has no dtype")))?;
+        let shape: Vec<usize> = t
+            .get("shape")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no shape list")))?;
+        let offsets: [u64; 2] = t
+            .get("data_offsets")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no data_offsets pair")))?;
+        let st: safetensors::Dtype = serde_json::from_value(serde_json::Value::String(dtype.to_string()))
+            .map_err(|_| bad(format!("tensor `{name}` has dtype `{dtype}`, not a safetensors dtype")))?;
+        let d = Dtype::from_safetensors(st).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        let need = shape.iter().try_fold(d.size() as u64, |a, &x| a.checked_mul(x as u64));
+        if need != offsets[1].checked_sub(offsets[0]) || offsets[1].saturating_add(8 + n) > size {
+            return Err(bad(format!(
+                "tensor `{name}`: shape {shape:?} of {} and data offsets {offsets:?} do not fit each other and the file's {size} bytes",
+                d.name()
+            )));
+        }
+        out.insert(name, ArrayHeader { dtype: d.name().to_string(), shape });
+    }
+    Ok(out)
+}
+
+/// Read `x`, `y` and (if the file has it) `split` from `path` (`.npz` or `.safetensors`),
+/// under the array names given.
+pub fn load_tensors(path: &str, x_name: &str, y_name: &str, split_name: &str) -> Result<TensorData> {
+    // The file, then up to twice its size again as f64 values (x widened, the split's copy).
+    with_arrays(path, 3, |format, arrays| select(path, format, arrays, x_name, y_name, split_name))
+}
+
+fn select(
+    path: &str,
+    format: &'static str,
+    arrays: &BTreeMap<String, RawArray<'_>>,
+    x_name: &str,
+    y_name: &str,
+    split_name: &str,
+) -> Result<TensorData> {
     let names = || arrays.keys().cloned().collect::<Vec<_>>().join(", ");
     let get =
         |name: &str| arrays.get(name).ok_or_else(|| malformed(path, format, format!("it has no array `{name}`; it has: {}", names())));

@@ -20,8 +20,12 @@ pub struct Node {
     pub layer: Box<dyn Layer>,
     /// Indices of the values it reads (0 = the network's input).
     pub inputs: Vec<usize>,
-    /// Its PyTorch attribute path ("layers.3", "layers.2.body.0"), the prefix of its tensors.
+    /// Its hesslab attribute path ("layers.3", "layers.2.body.0"), the prefix of its tensors'
+    /// names in the `model` artifact.
     pub path: String,
+    /// Its path in the PyTorch module that the `architecture` JSON rebuilds (the README's
+    /// `seq(modules)`: "3", "2.body.2", "6.m.1"), the prefix of its `state_dict()` names.
+    pub torch_path: String,
 }
 
 /// A resolved network: nodes, value shapes, parameter count and the loss.
@@ -63,15 +67,17 @@ impl Builder {
         if out.size() as u64 > MAX_UNITS {
             return Err(at(format!("its output {} has more than 2^32 values per sample", out.show())));
         }
-        self.nodes.push(Node { layer, inputs, path: String::new() });
+        self.nodes.push(Node { layer, inputs, path: String::new(), torch_path: String::new() });
         self.shapes.push(out);
         Ok(self.shapes.len() - 1)
     }
 
-    /// Prefix the paths of the nodes from `n0` on with `part` (".3", ".body").
-    fn prefix(&mut self, n0: usize, part: &str) {
+    /// Prefix the paths of the nodes from `n0` on with `part` (".3", ".body") and their
+    /// PyTorch paths with `torch_part`.
+    fn prefix(&mut self, n0: usize, part: &str, torch_part: &str) {
         for n in &mut self.nodes[n0..] {
             n.path = format!("{part}{}", n.path);
+            n.torch_path = format!("{torch_part}{}", n.torch_path);
         }
     }
 
@@ -94,10 +100,10 @@ impl Builder {
                 let x = single()?;
                 let n0 = self.nodes.len();
                 let (b, body_modules) = self.chain(body, x, &format!("{place}.body"))?;
-                self.prefix(n0, ".body");
+                self.prefix(n0, ".body", ".body");
                 let n1 = self.nodes.len();
                 let (s, shortcut_modules) = self.chain(shortcut, x, &format!("{place}.shortcut"))?;
-                self.prefix(n1, ".shortcut");
+                self.prefix(n1, ".shortcut", ".shortcut");
                 if self.shapes[b] != self.shapes[s] {
                     return Err(at(format!(
                         "the body's output {} differs from the shortcut's {}; add a projection, e.g. shortcut = [{{ conv2d = {{ kernel_size = 1, … }} }}]",
@@ -135,7 +141,7 @@ impl Builder {
                     };
                     let n0 = self.nodes.len();
                     let (v, module) = self.entry(&n.layer, ins.clone(), &here)?;
-                    self.prefix(n0, &format!(".{}", n.name));
+                    self.prefix(n0, &format!(".{}", n.name), &format!(".m.{j}"));
                     let read = n.inputs.clone().unwrap_or_else(|| vec![names.last().expect("input").0.to_string()]);
                     modules.push(json!({"name": n.name, "inputs": read, "module": module}));
                     names.push((&n.name, v));
@@ -164,8 +170,10 @@ impl Builder {
         for (i, spec) in specs.iter().enumerate() {
             let (n0, p0, b0) = (self.nodes.len(), self.params.len(), self.params.buffers());
             let (v, module) = self.entry(spec, vec![x], &format!("{place}[{i}]"))?;
+            // PyTorch's Sequential counts every module.
+            self.prefix(n0, "", &format!(".{i}"));
             if self.params.len() > p0 || self.params.buffers() > b0 {
-                self.prefix(n0, &format!(".{k}"));
+                self.prefix(n0, &format!(".{k}"), "");
                 k += 1;
             }
             modules.push(module);
@@ -199,7 +207,7 @@ impl GraphArch {
         }
         let mut b = Builder { nodes: Vec::new(), shapes: vec![input], params: ParamCursor::default() };
         let (out, modules) = b.chain(&specs, 0, "layers")?;
-        b.prefix(0, "layers");
+        b.prefix(0, "layers", "");
         debug_assert_eq!(out, b.shapes.len() - 1, "the output is the last value");
         let mut readers = vec![0; b.shapes.len()];
         b.nodes.iter().flat_map(|n| &n.inputs).for_each(|&v| readers[v] += 1);
@@ -245,20 +253,24 @@ impl GraphArch {
     }
     /// Tensor names, PyTorch shapes and ranges, in `parameters()` order.
     pub fn tensors(&self) -> crate::Tensors {
-        let mut v = Vec::new();
-        for n in &self.nodes {
-            for t in n.layer.tensors() {
-                v.push((format!("{}.{}", n.path, t.name), t.shape, t.range));
-            }
-        }
-        v
+        self.named(false, |n| &n.path)
     }
     /// Buffer names, PyTorch shapes and ranges in the buffer vector, in `buffers()` order.
     pub fn buffer_tensors(&self) -> crate::Tensors {
+        self.named(true, |n| &n.path)
+    }
+    /// As [`GraphArch::tensors`] and [`GraphArch::buffer_tensors`], named as the `state_dict()`
+    /// of the PyTorch module the `architecture` JSON rebuilds names them ("0.weight",
+    /// "2.body.2.bias", "6.m.1.weight", "1.running_mean").
+    pub fn torch_tensors(&self, buffers: bool) -> crate::Tensors {
+        self.named(buffers, |n| &n.torch_path)
+    }
+    fn named(&self, buffers: bool, path: impl Fn(&Node) -> &String) -> crate::Tensors {
         let mut v = Vec::new();
         for n in &self.nodes {
-            for t in n.layer.buffers() {
-                v.push((format!("{}.{}", n.path, t.name), t.shape, t.range));
+            let p = path(n).trim_start_matches('.');
+            for t in if buffers { n.layer.buffers() } else { n.layer.tensors() } {
+                v.push((if p.is_empty() { t.name.to_string() } else { format!("{p}.{}", t.name) }, t.shape, t.range));
             }
         }
         v

@@ -50,6 +50,11 @@ pub trait StageKind: Send + Sync + 'static {
     fn estimate(_params: &Self::Params, _inputs: &InputFacts) -> Option<Estimate> {
         None
     }
+    /// Files outside the pipeline that `run` reads (a loader's data, imported weights): their
+    /// content is part of the cache key, so a stage reruns when one of them changes.
+    fn input_files(_params: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
     /// Read the inputs, compute, write the outputs.
     fn run(params: &Self::Params, ctx: &mut StageContext) -> Result<(), StageError>;
 }
@@ -78,6 +83,8 @@ pub trait DynStage: Send + Sync {
     fn check_inputs(&self, params: &serde_json::Value, inputs: &InputFacts) -> Vec<(String, String)>;
     /// `StageKind::estimate` on resolved parameters.
     fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate>;
+    /// `StageKind::input_files` on resolved parameters.
+    fn input_files(&self, params: &serde_json::Value) -> Vec<String>;
     /// `StageKind::run` on resolved parameters.
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError>;
 }
@@ -166,6 +173,9 @@ impl<S: StageKind> DynStage for Adapter<S> {
     }
     fn estimate(&self, params: &serde_json::Value, inputs: &InputFacts) -> Option<Estimate> {
         serde_json::from_value::<S::Params>(params.clone()).ok().and_then(|p| S::estimate(&p, inputs))
+    }
+    fn input_files(&self, params: &serde_json::Value) -> Vec<String> {
+        serde_json::from_value::<S::Params>(params.clone()).map(|p| S::input_files(&p)).unwrap_or_default()
     }
     fn run(&self, params: &serde_json::Value, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: S::Params =

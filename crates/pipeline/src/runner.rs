@@ -385,5 +385,13 @@ pub(crate) fn input_hashes(plan: &Plan, id: usize, outputs: &[Option<BTreeMap<St
             }
         }
     }
+    // Files read from outside the pipeline count by content: a re-exported checkpoint or a
+    // regenerated data file reruns the stage (an unreadable one too, which then says why).
+    for path in inst.kind.input_files(&inst.params) {
+        match crate::cache::hash_file(std::path::Path::new(&path)) {
+            Ok(h) => v.push(format!("file:{path}={}", h.sha256)),
+            Err(_) => v.push(format!("file:{path}=unreadable")),
+        }
+    }
     Ok(v)
 }

@@ -6,11 +6,13 @@ mod curvature_dense;
 pub mod data;
 pub mod estimates;
 mod figure_files;
+mod import_model;
 pub mod solvers;
 mod train;
 
 pub use curvature_dense::{CurvatureDense, CurvatureDenseParams};
 pub use figure_files::WriteFigure;
+pub use import_model::{ImportModel, ImportModelParams};
 pub use train::{Train, check_optimizer};
 
 /// Register every stage kind of this crate.
@@ -22,6 +24,7 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<data::TableStage>();
     r.add::<data::TensorsStage>();
     r.add::<Train>();
+    r.add::<ImportModel>();
     r.add::<CurvatureDense>();
     r.add::<solvers::EigenStage>();
     r.add::<solvers::SlqStage>();

@@ -275,7 +275,10 @@ impl StageKind for Train {
             let optimizer = Some((p.optimizer_config(), states));
             ctx.write::<Trajectory>(Trajectory::NAME, &Trajectory { snapshots, architecture, optimizer })?;
         }
-        ctx.write_shared::<Model>(Model::NAME, Model { net, steps, final_train_loss, train_state, warning: warning_for_model })
+        ctx.write_shared::<Model>(
+            Model::NAME,
+            Model { net, steps, final_train_loss, train_state, warning: warning_for_model, imported: None },
+        )
     }
 }
 

@@ -20,6 +20,18 @@ pub(crate) fn pool_args(name: &str, v: &Value) -> Result<(Pair, Pair), String> {
 
 /// From a PyTorch MaxPool2d/AvgPool2d entry.
 pub(crate) fn torch_pool_args(m: &Value) -> Result<(Pair, Pair), String> {
+    let module = m.get("module").and_then(Value::as_str).unwrap_or("pooling");
+    super::refuse_other_torch_args(
+        m,
+        module,
+        &[
+            ("padding", json!(0)),
+            ("dilation", json!(1)),
+            ("ceil_mode", json!(false)),
+            ("divisor_override", Value::Null),
+            ("return_indices", json!(false)),
+        ],
+    )?;
     let kernel_size = as_pair(m.get("kernel_size").ok_or("pooling entry lacks `kernel_size`")?, "kernel_size")?;
     let stride = m.get("stride").filter(|s| !s.is_null()).map(|s| as_pair(s, "stride")).transpose()?.unwrap_or(kernel_size);
     Ok((kernel_size, stride))

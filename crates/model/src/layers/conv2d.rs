@@ -48,6 +48,10 @@ pub const ENTRY: Entry = Entry {
             check_torch_input(m, "Conv2d", "in_channels", c)?;
         }
         let t = m.as_object().ok_or("Conv2d entry is not an object")?;
+        if t.get("padding").is_some_and(Value::is_string) {
+            return Err("Conv2d with padding given as a string (\"same\", \"valid\") is not supported; give the numbers".into());
+        }
+        super::refuse_other_torch_args(m, "Conv2d", &[("dilation", json!(1)), ("groups", json!(1)), ("padding_mode", json!("zeros"))])?;
         Ok(Arc::new(from_table(t, "Conv2d entry")?) as Config)
     },
 };

@@ -225,6 +225,20 @@ pub fn one_input(name: &str, inputs: &[Shape]) -> Result<Shape, String> {
     }
 }
 
+/// PyTorch constructor arguments a module entry may state only at the value hesslab computes
+/// with (`groups = 1`, `dilation = 1`, `padding_mode = "zeros"`, …): any other value is an
+/// error naming it, never silently a different network. An integer stands for both of a pair.
+pub fn refuse_other_torch_args(m: &Value, module: &str, fixed: &[(&str, Value)]) -> Result<(), String> {
+    for (key, only) in fixed {
+        let Some(v) = m.get(*key).filter(|v| !v.is_null()) else { continue };
+        let same = v == only || matches!((v, only), (Value::Array(a), Value::Number(_)) if a.iter().all(|x| x == only));
+        if !same {
+            return Err(format!("{module} with {key} = {v} is not supported (hesslab computes {key} = {only} only)"));
+        }
+    }
+    Ok(())
+}
+
 /// The input size a PyTorch module entry names (`in_features`, `in_channels`), checked.
 pub fn check_torch_input(m: &Value, module: &str, key: &str, want: usize) -> Result<(), String> {
     let got = as_usize(m.get(key).ok_or_else(|| format!("{module} entry lacks `{key}`"))?, key)?;

@@ -94,6 +94,9 @@ impl StageKind for DigitsStage {
     const VERSION: u32 = 2;
     const DOC: &'static str = "UCI optical digits (1797 8×8 images, 10 classes; CC BY 4.0, Alpaydin & Kaynak 1998), stratified subsample, pixel scaling, test split. Stands in for the papers' 1K MNIST subsets.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &DigitsParams) -> Vec<String> {
+        p.path.iter().cloned().collect()
+    }
     fn check(p: &DigitsParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if !(0.0..1.0).contains(&p.test_fraction) {
@@ -125,6 +128,9 @@ impl StageKind for IdxStage {
     const VERSION: u32 = 2;
     const DOC: &'static str = "MNIST-style IDX image and label files, plain or gzip (Fashion-MNIST: Debian package dataset-fashion-mnist), stratified or class-balanced (samples_per_class) subsample, test split; shape [1, H, W].";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &IdxParams) -> Vec<String> {
+        [&p.images, &p.labels, &p.test_images, &p.test_labels].into_iter().filter(|f| !f.is_empty()).cloned().collect()
+    }
     fn check(p: &IdxParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if p.images.is_empty() {
@@ -193,6 +199,9 @@ impl StageKind for Cifar10Stage {
     const DOC: &'static str =
         "CIFAR-10 binary batches from local paths (pixels ÷255, channel-major 3×32×32), stratified subsample, test split.";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &CifarParams) -> Vec<String> {
+        p.files.clone()
+    }
     fn check(p: &CifarParams) -> Vec<(String, String)> {
         if p.files.is_empty() {
             return vec![("files".into(), "list at least one CIFAR-10 binary batch file".into())];

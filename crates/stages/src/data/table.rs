@@ -269,6 +269,9 @@ impl StageKind for TableStage {
     const VERSION: u32 = 2;
     const DOC: &'static str = "Import a Parquet or CSV table: numeric feature columns and an integer label column (optional split column).";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &TableParams) -> Vec<String> {
+        vec![p.path.clone()]
+    }
     fn check(p: &TableParams) -> Vec<(String, String)> {
         if p.path.is_empty() {
             return vec![("path".into(), "path of the table is required".into())];

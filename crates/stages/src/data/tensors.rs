@@ -40,6 +40,9 @@ impl StageKind for TensorsStage {
     const KIND: &'static str = "tensors";
     const DOC: &'static str = "A dataset from arrays: x (N × any sample shape) and y (N class labels), with an optional split array, from a .npz archive or a .safetensors file (float32 and integer arrays are widened to float64; the dataset's info says what they were).";
     const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &TensorsParams) -> Vec<String> {
+        vec![p.path.clone()]
+    }
     fn check(p: &TensorsParams) -> Vec<(String, String)> {
         let mut e = Vec::new();
         if p.path.is_empty() {
