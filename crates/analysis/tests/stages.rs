@@ -83,6 +83,51 @@ fn decomposition_spectra_match_independent_dense_solves() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The vectors `class_structure` takes means of are Papyan's: for a cross-entropy network the
+/// Gauss-Newton matrix is their p-weighted second moment, G = Ave_i Σ_c' p_{i,c'} δ_{i,c'} δ_{i,c'}ᵀ
+/// with δ_{i,c'} the gradient of sample i's loss under label c' (checked on G·v against the
+/// Gauss-Newton operator); and the stage writes the three overlaps, each in [0, 1], the
+/// class/cross-class span containing the global means' (so never the smaller overlap).
+#[test]
+fn class_means_are_papyans_the_gauss_newton_matrix_is_their_second_moment() {
+    let (d, inputs) = setup("papyan");
+    let ds = DatasetPort::decode(&read_artifact(&d.join("dataset.parquet"), None).unwrap()).unwrap();
+    let m = ModelPort::decode(&read_artifact(&d.join("model.parquet"), None).unwrap()).unwrap().net;
+    let train = ds.train();
+    let n = 30;
+    let sub = train.subset(&(0..n).collect::<Vec<_>>());
+    let p = m.num_params();
+    let v: Vec<f64> = (0..p).map(|i| ((i * 7919) % 13) as f64 / 13.0 - 0.5).collect();
+    let mut gv = vec![0.0; p];
+    for i in 0..n {
+        let one = sub.subset(&[i]);
+        for c in 0..3u32 {
+            let (loss, delta) = m.loss_grad(one.x.as_ref(), &[c]);
+            let prob = (-loss).exp();
+            let dv: f64 = delta.iter().zip(&v).map(|(a, b)| a * b).sum();
+            gv.iter_mut().zip(&delta).for_each(|(g, d)| *g += prob * d * dv / n as f64);
+        }
+    }
+    let reference = hesslab_hessian::hessian_vector_product(&m, sub, hesslab_hessian::CurvatureKind::GaussNewton, &v);
+    let err =
+        gv.iter().zip(&reference).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / reference.iter().map(|b| b * b).sum::<f64>().sqrt();
+    assert!(err < 1e-12, "G v from Papyan's vectors differs from the Gauss-Newton operator's by {err:e}");
+
+    let out = d.join("classes");
+    let mut ctx = StageContext::standalone_for::<ClassStructure>(&out, 1, inputs);
+    ClassStructure::run(&serde_json::from_value(serde_json::json!({"k": 4})).unwrap(), &mut ctx).unwrap();
+    let o = read_artifact(&out.join("overlap.parquet"), None).unwrap();
+    let col = |name: &str| f64_values(&o.batch, name).unwrap();
+    let (global, cross) = (col("overlap_global_means"), col("overlap_cross_class_means"));
+    for x in global.iter().chain(&cross).chain(&col("overlap")) {
+        assert!((-1e-12..=1.0 + 1e-12).contains(x), "{x}");
+    }
+    for (g, c) in global.iter().zip(&cross) {
+        assert!(c + 1e-12 >= *g, "cross-class span {c} below the global means' {g}, which lie in it");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 struct DecompositionParamsForTest;
 impl DecompositionParamsForTest {
     fn dense(k: usize) -> <Decomposition as StageKind>::Params {

@@ -213,15 +213,22 @@ impl Port for Decomposition {
 }
 
 hesslab_pipeline::rows! {
-    /// One top eigenvector's share in the class-mean gradient span.
+    /// One top eigenvector's share in the spans of class means of gradients.
     #[derive(Debug, Clone, PartialEq)]
     pub struct OverlapRow {
         /// Rank, 0 = largest.
         pub rank: u32,
         /// Its eigenvalue.
         pub eigenvalue: f64,
-        /// Squared norm of its projection on the span (0..1).
+        /// Squared norm of its projection (0..1) on the span of the C class-mean loss gradients
+        /// δ_{c,c} (at a minimum these sum to ∇L ≈ 0; kept beside Papyan's means).
         pub overlap: f64,
+        /// On the span of Papyan's C global class means δ_c = Ave_{c' ≠ c} δ_{c,c'}, where
+        /// δ_{c,c'} = Ave_{i ∈ c} ∇θ ℓ(f(x_i), c') is the class-c mean of the loss gradient as if
+        /// the label were c' (= Jᵢᵀ(pᵢ − e_{c'}); G = Ave_i Σ_{c'} p_{i,c'} δ_{i,c'} δ_{i,c'}ᵀ).
+        pub overlap_global_means: Option<f64>,
+        /// On the span of the C(C − 1) cross-class means δ_{c,c'}, c' ≠ c.
+        pub overlap_cross_class_means: Option<f64>,
     }
 }
 
@@ -233,7 +240,7 @@ crate::table_port!(
     Overlap,
     OverlapRow,
     "overlap",
-    "rank UInt32, eigenvalue Float64, overlap Float64 (squared norm of the eigenvector's projection on the class-mean gradient span, 0..1)"
+    "rank UInt32, eigenvalue Float64, and the squared norm (0..1) of the eigenvector's projection on three spans: overlap Float64 (the C class-mean loss gradients), overlap_global_means Float64 (Papyan's C global class means of the logit-gradient vectors), overlap_cross_class_means Float64 (his C(C − 1) class/cross-class means); files written before the last two have nulls there"
 );
 
 hesslab_pipeline::rows! {
