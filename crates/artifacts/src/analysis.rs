@@ -336,9 +336,10 @@ hesslab_pipeline::rows! {
     /// A Marchenko–Pastur fit to the bulk of a spectrum.
     #[derive(Debug, Clone, Copy, PartialEq)]
     pub struct FitRow {
-        /// Ratio P/N.
+        /// Ratio P/N (fitted too with `fit_ratio`).
         pub alpha: f64,
-        /// Fitted variance σ².
+        /// Fitted variance σ²: the one whose law is closest to the bulk in Kolmogorov–Smirnov
+        /// distance (files before 0.2: the bulk's mean eigenvalue, now `sigma2_mean`).
         pub sigma2: f64,
         /// Left edge λ₋.
         pub lambda_minus: f64,
@@ -346,6 +347,13 @@ hesslab_pipeline::rows! {
         pub lambda_plus: f64,
         /// Eigenvalues above λ₊.
         pub above_edge: u64,
+        /// The bulk's mean eigenvalue (trace/M), the moment estimate of σ² at ratio P/N.
+        pub sigma2_mean: Option<f64>,
+        /// Kolmogorov–Smirnov distance sup |F_bulk − F_MP| of the fitted law to the bulk.
+        pub ks_distance: Option<f64>,
+        /// 1.358/√n for the n bulk eigenvalues: the 5 % critical value were they independent
+        /// draws from a fixed law (eigenvalues are not, and σ² is fitted: a yardstick only).
+        pub ks_critical: Option<f64>,
     }
 }
 
@@ -356,7 +364,7 @@ pub struct Fit(pub FitRow);
 impl Port for Fit {
     type Value = Self;
     const NAME: &'static str = "fit";
-    const DOC: &'static str = "one row: alpha, sigma2, lambda_minus, lambda_plus Float64; above_edge UInt64 (eigenvalues > λ₊)";
+    const DOC: &'static str = "one row: alpha, sigma2 (fitted by least Kolmogorov–Smirnov distance), lambda_minus, lambda_plus Float64; above_edge UInt64 (eigenvalues > λ₊); sigma2_mean (the bulk mean, the moment estimate), ks_distance, ks_critical (1.358/√n, a yardstick) Float64, null in files before them";
     fn schema() -> Schema {
         Schema::new(FitRow::fields())
     }
