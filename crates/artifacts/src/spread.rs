@@ -111,7 +111,7 @@ pub struct Spread {
 impl Port for Spread {
     type Value = Self;
     const NAME: &'static str = "spread";
-    const DOC: &'static str = "one Utf8 column per swept key that is not a replicate (seed), quantity Utf8 (a summary column, or slq_near_zero / slq_negative: the SLQ share of the spectrum with |λ| < slq_zero_tol / below −slq_zero_tol when nodes are connected, or bulk_q01 / bulk_median / bulk_q99 / bulk_abs_mean: quantiles and mean |λ| of the eigenvalues from `bulk_from_rank` on; from `line_spread`: test_accuracy_difference, test_accuracy_a/_b, train_loss_a/_b, barrier), replicates UInt64, mean, std (sample, n − 1), min, max Float64: each quantity over the replicates of a group";
+    const DOC: &'static str = "one Utf8 column per swept key that is not a replicate (seed), quantity Utf8 (a summary column, or slq_near_zero / slq_negative: the SLQ share of the spectrum with |λ| < slq_zero_tol / below −slq_zero_tol when nodes are connected (with full spectra connected too, exact_near_zero / exact_negative and slq_near_zero_error / slq_negative_error, SLQ − exact), or bulk_q01 / bulk_median / bulk_q99 / bulk_abs_mean: quantiles and mean |λ| of the eigenvalues from `bulk_from_rank` on; from `line_spread`: test_accuracy_difference, test_accuracy_a/_b, train_loss_a/_b, barrier), replicates UInt64, mean, std (sample, n − 1), min, max Float64: each quantity over the replicates of a group";
     const METADATA: &'static [MetaKey] = &[REPLICATE_KEYS];
     fn schema() -> Schema {
         let mut f = vec![utf8_field(QUANTITY)];

@@ -38,7 +38,9 @@ pub struct CompareParams {
     pub y_scale: ScaleParam,
     /// With SLQ `nodes` connected: the band around zero for `slq_near_zero` (the share of the
     /// spectrum with |λ| < this, the bulk measured on the bulk itself) and `slq_negative` (the
-    /// share below −this), added to `spread` for every member and group.
+    /// share below −this), added to `spread` for every member and group; with full spectra
+    /// connected as well, the exact shares and SLQ's errors (`exact_near_zero`,
+    /// `exact_negative`, `slq_near_zero_error`, `slq_negative_error`).
     pub slq_zero_tol: f64,
     /// With full spectra connected (dense solves): the bulk is every eigenvalue from this rank
     /// on (0 = the largest; 120 past S18's top-120 window). Adds `bulk_q01`, `bulk_median`,
@@ -151,7 +153,7 @@ fn shown(p: &CompareParams, k: &str, v: Option<&String>) -> String {
 /// The grouped table: per group of replicates, each column as "mean ± std" over the seeds
 /// (λ₁ = the largest eigenvalue), with the min–max range of the outlier counts.
 fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spread, partial: bool) -> String {
-    const SHOWN: [(&str, &str); 14] = [
+    const SHOWN: [(&str, &str); 18] = [
         ("dim", "params"),
         ("max", "λ₁"),
         ("mean", "mean"),
@@ -163,6 +165,10 @@ fn markdown_grouped(p: &CompareParams, g: &Groups, reps: &[String], spread: &Spr
         ("outliers_fixed", "fixed"),
         ("slq_near_zero", "SLQ share near 0"),
         ("slq_negative", "SLQ share < 0"),
+        ("exact_near_zero", "exact share near 0"),
+        ("slq_near_zero_error", "SLQ error near 0"),
+        ("exact_negative", "exact share < 0"),
+        ("slq_negative_error", "SLQ error < 0"),
         ("bulk_q01", "bulk q01"),
         ("bulk_median", "bulk median"),
         ("bulk_q99", "bulk q99"),
@@ -324,7 +330,7 @@ impl StageKind for Compare {
         let nodes = ctx.inputs(Nodes::NAME).to_vec();
         let ev_inputs = ctx.inputs(Eigenvalues::NAME).to_vec();
         let evs: Vec<Eigenvalues> = ev_inputs.iter().map(|e| e.decode::<Eigenvalues>()).collect::<Result<_, _>>()?;
-        let mut extra = slq_measures(&inputs, &nodes, p.slq_zero_tol)?;
+        let mut extra = slq_measures(&inputs, &nodes, &ev_inputs, &evs, p.slq_zero_tol)?;
         if let Some(from_rank) = p.bulk_from_rank {
             let bulk = bulk_measures(&inputs, &ev_inputs, &evs, from_rank)?;
             extra =
@@ -418,15 +424,41 @@ impl StageKind for Compare {
 }
 
 /// Per summary member (in `inputs` order), from its SLQ nodes: the share of the spectrum with
-/// |λ| < tol and below −tol (weights over probes). Empty unless every member has nodes.
-fn slq_measures(inputs: &[InputArtifact], nodes: &[InputArtifact], tol: f64) -> Result<Vec<Vec<(&'static str, f64)>>, StageError> {
+/// |λ| < tol and below −tol (weights over probes). Empty unless every member has nodes. When
+/// every member also has its full spectrum connected (a dense solve), the exact shares
+/// (`exact_near_zero`, `exact_negative`) and the estimates' errors (`slq_near_zero_error`,
+/// `slq_negative_error`, SLQ − exact) too: over seeds, their mean is SLQ's bias and their
+/// spread its noise.
+fn slq_measures(
+    inputs: &[InputArtifact],
+    nodes: &[InputArtifact],
+    ev_inputs: &[InputArtifact],
+    evs: &[Eigenvalues],
+    tol: f64,
+) -> Result<Vec<Vec<(&'static str, f64)>>, StageError> {
     let mut out = Vec::new();
+    let full = |member: &str| {
+        ev_inputs.iter().position(|e| e.member == member).map(|k| &evs[k]).filter(|e| !e.values.is_empty() && e.values.len() == e.info.dim)
+    };
+    let exact = inputs.iter().all(|i| full(&i.member).is_some());
     for i in inputs {
         let Some(n) = nodes.iter().find(|n| n.member == i.member) else { return Ok(Vec::new()) };
         let nodes = n.decode::<Nodes>()?;
         let (rows, probes) = (&nodes.rows, nodes.probes() as f64);
         let share = |keep: &dyn Fn(f64) -> bool| rows.iter().filter(|r| keep(r.node)).map(|r| r.weight).sum::<f64>() / probes;
-        out.push(vec![("slq_near_zero", share(&|v| v.abs() < tol)), ("slq_negative", share(&|v| v < -tol))]);
+        let (near, negative) = (share(&|v| v.abs() < tol), share(&|v| v < -tol));
+        let mut m = vec![("slq_near_zero", near), ("slq_negative", negative)];
+        if let Some(e) = full(&i.member).filter(|_| exact) {
+            let count = |keep: &dyn Fn(f64) -> bool| e.values.iter().filter(|&&v| keep(v)).count() as f64 / e.values.len() as f64;
+            let (exact_near, exact_negative) = (count(&|v| v.abs() < tol), count(&|v| v < -tol));
+            m.extend([
+                ("exact_near_zero", exact_near),
+                ("exact_negative", exact_negative),
+                ("slq_near_zero_error", near - exact_near),
+                ("slq_negative_error", negative - exact_negative),
+            ]);
+        }
+        out.push(m);
     }
     Ok(out)
 }
