@@ -515,6 +515,41 @@ fn compare_writes_the_table_1_layout_with_titled_sweep_columns() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// With dense spectra and SLQ nodes both connected, `compare` adds the exact shares (counted
+/// here from each member's eigenvalues) and SLQ's error (its share minus the exact one), and
+/// their mean over the seeds is the mean of those per-member differences.
+#[test]
+fn compare_measures_slq_shares_against_the_exact_spectrum() {
+    let out = tmp("slq-exact");
+    std::fs::create_dir_all(&out).unwrap();
+    let extra = "nodes = \"density.nodes[*]\"\nslq_zero_tol = 1e-2\n[stages.density]\nkind = \"spectral_density\"\nmodel = \"train.model\"\ndataset = \"data.dataset\"\nprobes = 6\nsteps = 30\n";
+    let file = out.join("slq.toml");
+    std::fs::write(&file, small_sweep("slq", &out, "train.seed = [1, 2, 3]", extra)).unwrap();
+    let plan = Plan::build(PipelineFile::load(&file, &[]).unwrap(), &hesslab::registry()).unwrap();
+    Runner::run(&plan, &RunOptions::default()).unwrap();
+    let s = read_artifact(&out.join("slq/all/table/spread.parquet"), None).unwrap();
+    let (q, mean) = (utf8_values(&s.batch, "quantity").unwrap(), f64_values(&s.batch, "mean").unwrap());
+    let stat = |name: &str| mean[q.iter().position(|x| x == name).unwrap_or_else(|| panic!("no `{name}` in {q:?}"))];
+    let (mut exact, mut errors) = (Vec::new(), Vec::new());
+    for seed in 1..=3 {
+        let m = out.join(format!("slq/train.seed={seed}"));
+        let ev = f64_values(&read_artifact(&m.join("eigen/eigenvalues.parquet"), None).unwrap().batch, "eigenvalue").unwrap();
+        let share = ev.iter().filter(|v| v.abs() < 1e-2).count() as f64 / ev.len() as f64;
+        let n = read_artifact(&m.join("density/nodes.parquet"), None).unwrap();
+        let (nodes, weights) = (f64_values(&n.batch, "node").unwrap(), f64_values(&n.batch, "weight").unwrap());
+        let slq = nodes.iter().zip(&weights).filter(|(x, _)| x.abs() < 1e-2).map(|(_, w)| w).sum::<f64>() / 6.0;
+        exact.push(share);
+        errors.push(slq - share);
+    }
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!((stat("exact_near_zero") - avg(&exact)).abs() < 1e-12, "{} vs {exact:?}", stat("exact_near_zero"));
+    assert!((stat("slq_near_zero_error") - avg(&errors)).abs() < 1e-12, "{} vs {errors:?}", stat("slq_near_zero_error"));
+    assert!(exact.iter().all(|&e| e > 0.0 && e < 1.0), "a share strictly between 0 and 1 tests something: {exact:?}");
+    let md = std::fs::read_to_string(out.join("slq/all/table/table.md")).unwrap();
+    assert!(md.contains("exact share near 0") && md.contains("SLQ error near 0"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Seeds as a sweep key: members that differ only in `train.seed` are grouped, and `spread`
 /// and `rank_spread` hold the statistics recomputed here from the per-member outputs.
 #[test]
