@@ -249,6 +249,8 @@ impl GraphArch {
         match self.input {
             Shape::Image { c, h, w } => crate::kernels::unflatten(x, c, h * w),
             Shape::Flat(_) => x.to_owned(),
+            // Row-major (T, d) per sample: position t of sample s is row s·T + t.
+            Shape::Seq { t, d } => Mat::from_fn(x.nrows() * t, d, |r, c| x[(r / t, (r % t) * d + c)]),
         }
     }
     /// Tensor names, PyTorch shapes and ranges, in `parameters()` order.

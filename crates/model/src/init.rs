@@ -39,6 +39,7 @@ pub fn initialize_network(arch: &NetArch, init: Init, std: f64, radius: f64, see
                         p[t.range].iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
                     }
                     DefaultInit::Constant(c) => p[t.range].iter_mut().for_each(|v| *v = c),
+                    DefaultInit::Normal { std } => p[t.range].iter_mut().for_each(|v| *v = std * rng.normal()),
                 }
             }
         }

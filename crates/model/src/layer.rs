@@ -46,6 +46,11 @@ pub enum DefaultInit {
     },
     /// Every entry the same (a normalization's scale 1, shift 0).
     Constant(f64),
+    /// N(0, std²) (an embedding table: PyTorch's `nn.Embedding` draws N(0, 1)).
+    Normal {
+        /// The standard deviation.
+        std: f64,
+    },
 }
 
 /// The primal values around a layer in one chunk of samples.

@@ -80,6 +80,9 @@ impl LayerConfig for BatchNormConfig {
     }
     fn build(&self, inputs: &[Shape], params: &mut ParamCursor) -> Result<Box<dyn Layer>, String> {
         let shape = one_input("batch_norm", inputs)?;
+        if matches!(shape, Shape::Seq { .. }) {
+            return Err("batch_norm on a sequence is not supported (PyTorch's BatchNorm1d takes (N, C, L), not a transformer's (N, T, d)); use layer_norm".into());
+        }
         let c = shape.columns();
         let affine = if self.affine { Some((params.take(c as u64)?, params.take(c as u64)?)) } else { None };
         let buffers = params.take_buffers(2 * c as u64 + 1)?;

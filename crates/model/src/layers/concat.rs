@@ -17,6 +17,9 @@ fn build(inputs: &[Shape]) -> Result<Box<dyn Layer>, String> {
     if inputs.len() < 2 {
         return Err(format!("concat takes two or more inputs, got {} (in a graph node, name them in `inputs`)", inputs.len()));
     }
+    if inputs.iter().any(|s| matches!(s, Shape::Seq { .. })) {
+        return Err("concat of sequences is not supported yet (it would join PyTorch's dim 2, not 1)".into());
+    }
     let same = |s: &Shape| s.with_columns(1) == inputs[0].with_columns(1);
     if let Some(s) = inputs.iter().find(|s| !same(s)) {
         return Err(format!("concat joins along channels/features; {} and {} differ elsewhere", inputs[0].show(), s.show()));

@@ -15,6 +15,11 @@ pub const ENTRY: Entry = Entry {
 
 fn build(inputs: &[Shape]) -> Result<Box<dyn Layer>, String> {
     let input = one_input("flatten", inputs)?;
+    if matches!(input, Shape::Seq { .. }) {
+        return Err(
+            "flatten of a sequence [T, d] is not supported yet; end a sequence with \"last_position\" (an [H, W] image needs its channel axis: N × 1 × H × W)".into(),
+        );
+    }
     // A vector is flattened as a one-position image of d channels: the identity.
     Ok(Box::new(Flatten { c: input.columns(), hw: input.rows_per_sample() }))
 }

@@ -1,5 +1,6 @@
 //! Layer normalization over all of a sample's values — the feature axis of a vector, all of
-//! [C, H, W] of an image — as PyTorch's `nn.LayerNorm(normalized_shape)` with that shape:
+//! [C, H, W] of an image, and the feature axis of each position of a sequence (a transformer's
+//! `LayerNorm(d)` on (N, T, d)) — as PyTorch's `nn.LayerNorm(normalized_shape)` with that shape:
 //! y = γ ⊙ (x − μ)/√(σ² + ε) + β, μ and σ² (biased) per sample; `"layer_norm"` or
 //! `{ layer_norm = { eps = 1e-5, elementwise_affine = true } }`.
 //!
@@ -33,11 +34,13 @@ pub const ENTRY: Entry = Entry {
     torch: "LayerNorm",
     parse: |arg| Ok(Arc::new(arg.map(args).transpose()?.unwrap_or(LayerNormConfig { eps: 1e-5, affine: true })) as Config),
     from_torch: |m, inputs| {
-        let dims = one_input("LayerNorm", inputs)?.dims();
+        let dims = unit(one_input("LayerNorm", inputs)?).dims();
         let shape: Vec<usize> = serde_json::from_value(m.get("normalized_shape").cloned().unwrap_or(Value::Null))
             .map_err(|_| "LayerNorm entry lacks `normalized_shape` (a list)".to_string())?;
         if shape != dims {
-            return Err(format!("LayerNorm normalizes over {shape:?}; hesslab normalizes a sample's whole shape {dims:?}"));
+            return Err(format!(
+                "LayerNorm normalizes over {shape:?}; hesslab normalizes {dims:?} here (a sample's whole shape, or a sequence position's features)"
+            ));
         }
         let mut t = m.as_object().cloned().unwrap_or_default();
         t.retain(|k, _| k == "eps" || k == "elementwise_affine");
@@ -54,9 +57,17 @@ impl LayerConfig for LayerNormConfig {
     }
     fn build(&self, inputs: &[Shape], params: &mut ParamCursor) -> Result<Box<dyn Layer>, String> {
         let shape = one_input("layer_norm", inputs)?;
-        let d = shape.size();
+        let d = unit(shape).size();
         let gamma = if self.affine { Some((params.take(d as u64)?, params.take(d as u64)?)) } else { None };
-        Ok(Box::new(LayerNorm { shape, eps: self.eps, params: gamma }))
+        Ok(Box::new(LayerNorm { shape, unit: unit(shape), eps: self.eps, params: gamma }))
+    }
+}
+
+/// What one normalization covers: a sample's whole shape, or one position of a sequence.
+fn unit(shape: Shape) -> Shape {
+    match shape {
+        Shape::Seq { d, .. } => Shape::Flat(d),
+        other => other,
     }
 }
 
@@ -64,6 +75,8 @@ impl LayerConfig for LayerNormConfig {
 #[derive(Debug)]
 pub struct LayerNorm {
     shape: Shape,
+    /// The values one mean and variance are over (`shape`, or a position's features).
+    unit: Shape,
     eps: f64,
     /// Offsets of γ and β (PyTorch's C, H, W order), when affine.
     params: Option<(usize, usize)>,
@@ -95,10 +108,10 @@ fn dot_mean(a: &[f64], b: &[f64]) -> f64 {
 
 impl LayerNorm {
     fn hw(&self) -> usize {
-        self.shape.rows_per_sample()
+        self.unit.rows_per_sample()
     }
     fn d(&self) -> usize {
-        self.shape.size()
+        self.unit.size()
     }
     fn gamma<'a>(&self, w: &'a [f64]) -> Option<&'a [f64]> {
         self.params.map(|(g, _)| &w[g..g + self.d()])
@@ -136,14 +149,14 @@ impl Layer for LayerNorm {
     }
     fn tensors(&self) -> Vec<Tensor> {
         let Some((g, b)) = self.params else { return vec![] };
-        let (d, dims) = (self.d(), self.shape.dims());
+        let (d, dims) = (self.d(), self.unit.dims());
         vec![
             Tensor { name: "weight", shape: dims.clone(), range: g..g + d, default_init: DefaultInit::Constant(1.0) },
             Tensor { name: "bias", shape: dims, range: b..b + d, default_init: DefaultInit::Constant(0.0) },
         ]
     }
     fn torch_module(&self) -> Value {
-        json!({"module": "LayerNorm", "normalized_shape": self.shape.dims(), "eps": self.eps, "elementwise_affine": self.params.is_some()})
+        json!({"module": "LayerNorm", "normalized_shape": self.unit.dims(), "eps": self.eps, "elementwise_affine": self.params.is_some()})
     }
     fn describe(&self) -> String {
         "layer_norm".into()

@@ -32,7 +32,9 @@ pub const ENTRY: Entry = Entry {
         }) as Config)
     },
     from_torch: |m, inputs| {
-        check_torch_input(m, "Linear", "in_features", one_input("Linear", inputs)?.size())?;
+        let input = one_input("Linear", inputs)?;
+        let features = if let Shape::Seq { d, .. } = input { d } else { input.size() };
+        check_torch_input(m, "Linear", "in_features", features)?;
         let t = m.as_object().ok_or("Linear entry is not an object")?;
         let out = as_usize(m.get("out_features").ok_or("Linear entry lacks `out_features`")?, "out_features")?;
         Ok(Arc::new(LinearConfig { in_features: None, out_features: out, bias: as_bias(t).map_err(|e| format!("Linear: {e}"))? }) as Config)
@@ -51,8 +53,12 @@ impl LayerConfig for LinearConfig {
         json!({ "linear": t })
     }
     fn build(&self, inputs: &[Shape], params: &mut ParamCursor) -> Result<Box<dyn Layer>, String> {
-        let Shape::Flat(n_in) = one_input("linear", inputs)? else {
-            return Err("linear needs a flat input; insert \"flatten\" before it".into());
+        // On a sequence it applies to each position's features (PyTorch's Linear on (N, T, d)).
+        let input = one_input("linear", inputs)?;
+        let (n_in, positions) = match input {
+            Shape::Flat(n) => (n, None),
+            Shape::Seq { t, d } => (d, Some(t)),
+            Shape::Image { .. } => return Err("linear needs a flat input; insert \"flatten\" before it".into()),
         };
         if let Some(d) = self.in_features.filter(|&d| d != n_in) {
             return Err(format!("linear declares in_features = {d}, but its input has {n_in}"));
@@ -63,7 +69,7 @@ impl LayerConfig for LinearConfig {
         let n_out = self.out_features;
         let w = params.take((n_in as u64).saturating_mul(n_out as u64))?;
         let b = if self.bias { Some(params.take(n_out as u64)?) } else { None };
-        Ok(Box::new(Linear { n_in, n_out, w, b }))
+        Ok(Box::new(Linear { n_in, n_out, w, b, positions }))
     }
 }
 
@@ -76,6 +82,8 @@ pub struct Linear {
     w: usize,
     /// Offset of b.
     b: Option<usize>,
+    /// On a sequence: its positions (the layer applies to each).
+    positions: Option<usize>,
 }
 
 impl Linear {
@@ -89,7 +97,10 @@ impl Layer for Linear {
         "linear"
     }
     fn output_shape(&self) -> Shape {
-        Shape::Flat(self.n_out)
+        match self.positions {
+            Some(t) => Shape::Seq { t, d: self.n_out },
+            None => Shape::Flat(self.n_out),
+        }
     }
     fn tensors(&self) -> Vec<Tensor> {
         let mut v = vec![Tensor {
@@ -115,10 +126,11 @@ impl Layer for Linear {
         format!("linear→{}", self.n_out)
     }
     fn flops_per_sample(&self) -> f64 {
-        2.0 * (self.n_in * self.n_out) as f64
+        2.0 * (self.n_in * self.n_out * self.positions.unwrap_or(1)) as f64
     }
     fn as_linear(&self) -> Option<(usize, usize, bool)> {
-        Some((self.n_in, self.n_out, self.b.is_some()))
+        // A per-position layer is not one of the fused MLP kernels' layers.
+        self.positions.is_none().then_some((self.n_in, self.n_out, self.b.is_some()))
     }
 
     fn forward(&self, w: &[f64], inputs: &[MatRef<'_, f64>]) -> (Mat<f64>, Aux) {

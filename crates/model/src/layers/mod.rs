@@ -7,18 +7,22 @@ mod activation;
 mod add;
 mod avg_pool2d;
 mod batch_norm;
+mod causal_attention;
 mod concat;
 mod conv2d;
 mod dropout;
 mod elu;
+mod embedding;
 mod flatten;
 mod gelu;
 mod global_avg_pool;
+mod last_position;
 mod layer_norm;
 mod leaky_relu;
 mod linear;
 mod max_pool2d;
 mod pointwise;
+mod position_embedding;
 mod shape;
 mod silu;
 mod softplus;
@@ -76,6 +80,10 @@ pub const REGISTRY: &[Entry] = &[
     batch_norm::ENTRY_2D,
     batch_norm::ENTRY_1D,
     dropout::ENTRY,
+    embedding::ENTRY,
+    position_embedding::ENTRY,
+    causal_attention::ENTRY,
+    last_position::ENTRY,
     add::ENTRY,
     concat::ENTRY,
 ];
@@ -103,7 +111,6 @@ pub fn layer_names() -> String {
 const NOT_YET: &[(&str, &str)] = &[
     ("group_norm", "GroupNorm"),
     ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
-    ("embedding", "Embedding"),
     ("multihead_attention", "MultiheadAttention"),
     ("causal_self_attention", "nanoGPT's CausalSelfAttention"),
     ("softmax", "Softmax (the cross-entropy loss applies it)"),

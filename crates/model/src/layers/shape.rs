@@ -20,6 +20,14 @@ pub enum Shape {
     },
     /// A vector.
     Flat(usize),
+    /// A sequence of `t` positions of `d` features each (PyTorch's (T, C) per sample, as a
+    /// transformer's activations are): `t` rows of `d` columns, row-major like PyTorch.
+    Seq {
+        /// Positions.
+        t: usize,
+        /// Features per position.
+        d: usize,
+    },
 }
 
 impl Shape {
@@ -28,13 +36,14 @@ impl Shape {
         match *self {
             Shape::Image { c, h, w } => c * h * w,
             Shape::Flat(d) => d,
+            Shape::Seq { t, d } => t * d,
         }
     }
     /// Columns of a batch in this shape: channels of an image, features of a vector.
     pub fn columns(&self) -> usize {
         match *self {
             Shape::Image { c, .. } => c,
-            Shape::Flat(d) => d,
+            Shape::Flat(d) | Shape::Seq { d, .. } => d,
         }
     }
     /// Rows per sample of a batch in this shape: positions of an image, 1 for a vector.
@@ -42,6 +51,7 @@ impl Shape {
         match *self {
             Shape::Image { h, w, .. } => h * w,
             Shape::Flat(_) => 1,
+            Shape::Seq { t, .. } => t,
         }
     }
     /// The same rows per sample with `c` columns.
@@ -49,16 +59,18 @@ impl Shape {
         match *self {
             Shape::Image { h, w, .. } => Shape::Image { c, h, w },
             Shape::Flat(_) => Shape::Flat(c),
+            Shape::Seq { t, .. } => Shape::Seq { t, d: c },
         }
     }
-    /// PyTorch's shape of one sample: [C, H, W] or [d].
+    /// PyTorch's shape of one sample: [C, H, W], [T, d] or [d].
     pub fn dims(&self) -> Vec<usize> {
         match *self {
             Shape::Image { c, h, w } => vec![c, h, w],
             Shape::Flat(d) => vec![d],
+            Shape::Seq { t, d } => vec![t, d],
         }
     }
-    /// From [C, H, W] or [d].
+    /// From [C, H, W], [T, d] (a sequence) or [d].
     pub fn from_dims(d: &[usize]) -> Result<Shape, String> {
         let total = d.iter().try_fold(1u64, |a, &b| a.checked_mul(b as u64));
         if d.contains(&0) || total.is_none_or(|t| t > MAX_UNITS) {
@@ -66,8 +78,9 @@ impl Shape {
         }
         match *d {
             [c, h, w] => Ok(Shape::Image { c, h, w }),
+            [t, d] => Ok(Shape::Seq { t, d }),
             [n] => Ok(Shape::Flat(n)),
-            _ => Err(format!("a sample shape is [C, H, W] or [d], got {d:?}")),
+            _ => Err(format!("a sample shape is [C, H, W], [T, d] or [d], got {d:?}")),
         }
     }
     /// "[1, 28, 28]".
