@@ -18,6 +18,7 @@ done
 # Self-contained fixtures (no hesslab run needed): BatchNorm in both modes, torch.optim.
 "$VENV/bin/python" scripts/torch_batch_norm.py "$@"
 "$VENV/bin/python" scripts/torch_optim.py "$@"
+"$VENV/bin/python" scripts/gpt_fixtures.py "$@"
 # Networks trained in torch for `import_model` (tests/import_model.rs), and the round trip of
 # the resnet_digits model above through torch.
 "$VENV/bin/python" scripts/import_fixtures.py "$@"

@@ -36,8 +36,13 @@ const ATTENTION: &str = r#"[{ embedding = { num_embeddings = 7, embedding_dim = 
     { residual = ["layer_norm", { linear = 8 }, "gelu", { linear = 4 }] },
     "layer_norm", "last_position", { linear = { out_features = 3, bias = false } }]"#;
 
+/// nanoGPT's GPT from the shorthand (2 layers), read at the last position.
+const GPT: &str =
+    r#"[{ transformer = { vocab_size = 7, n_layer = 2, n_embd = 4, n_head = 2, block_size = 5, mlp_ratio = 2 } }, "last_position"]"#;
+
 fn cases() -> Vec<(&'static str, Shape, &'static str, LossKind, bool)> {
     vec![
+        ("2-layer GPT (shorthand)", Shape::Flat(4), GPT, LossKind::CrossEntropy, true),
         ("attention block", Shape::Flat(4), ATTENTION, LossKind::CrossEntropy, true),
         ("token network", Shape::Flat(4), TOKENS, LossKind::CrossEntropy, true),
         ("sequence network", Shape::Seq { t: 3, d: 4 }, SEQUENCE, LossKind::Mse, false),
@@ -81,6 +86,39 @@ fn sequence_hessians_are_g_plus_r_and_lanczos_finds_their_top() {
         assert!(ev_r.iter().any(|&e| e.abs() > 1e-8 * scale), "{what}: R vanished");
         check_lanczos(what, &op(CurvatureKind::Hessian), &h, 4);
     }
+}
+
+/// The shorthand is nanoGPT's GPT: its parameter count, `parameters()` order and names.
+#[test]
+fn the_transformer_shorthand_is_nanogpts_gpt() {
+    let arch = NetArch::new(Shape::Flat(4), layers(GPT), LossKind::CrossEntropy).unwrap();
+    let (v, d, l, block, ratio) = (7, 4, 2, 5, 2);
+    let per_block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (ratio * d * d + ratio * d) + (ratio * d * d + d);
+    assert_eq!(arch.num_params(), v * d + block * d + l * per_block + 2 * d + v * d);
+    let names: Vec<String> = arch.tensors().into_iter().map(|t| t.0).collect();
+    assert_eq!(
+        &names[..8],
+        [
+            "layers.0.wte.weight",
+            "layers.0.wpe.weight",
+            "layers.0.h0_attn.body.0.weight",
+            "layers.0.h0_attn.body.0.bias",
+            "layers.0.h0_attn.body.1.c_attn.weight",
+            "layers.0.h0_attn.body.1.c_attn.bias",
+            "layers.0.h0_attn.body.1.c_proj.weight",
+            "layers.0.h0_attn.body.1.c_proj.bias",
+        ]
+    );
+    assert_eq!(names.last().unwrap(), "layers.0.lm_head.weight");
+    assert_eq!(arch.output_dim(), v);
+    let e = NetArch::new(
+        Shape::Flat(4),
+        layers(r#"[{ transformer = { vocab_size = 7, n_layer = 1, n_embd = 6, n_head = 4, block_size = 5 } }, "last_position"]"#),
+        LossKind::CrossEntropy,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not 3 × d with d divisible by heads = 4"), "{e}");
 }
 
 #[test]
@@ -130,4 +168,48 @@ fn token_networks_name_tensors_as_pytorch_and_refuse_what_they_cannot_compute() 
     .unwrap_err()
     .to_string();
     assert!(e.contains("9 positions, more than max_len = 8"), "{e}");
+}
+
+/// nanoGPT's own GPT in PyTorch (scripts/gpt_fixtures.py: its model.py classes, untied, float64)
+/// and hesslab's `transformer` shorthand with the same parameters, read at the last position:
+/// the same `parameters()` shapes in the same order, and loss, gradient and two
+/// Hessian-vector products (torch.func, forward over reverse) equal to 1e-10.
+#[test]
+fn the_transformer_equals_nanogpt_in_pytorch() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch_gpt.json")).unwrap();
+    let f: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let c = &f["config"];
+    let spec = format!(
+        r#"[{{ transformer = {{ vocab_size = {}, n_layer = {}, n_embd = {}, n_head = {}, block_size = {} }} }}, "last_position"]"#,
+        c["vocab_size"], c["n_layer"], c["n_embd"], c["n_head"], c["block_size"]
+    );
+    let tokens: Vec<Vec<f64>> = f["tokens"].as_array().unwrap().iter().map(floats).collect();
+    let (n, t) = (tokens.len(), tokens[0].len());
+    let arch = NetArch::new(Shape::Flat(t), layers(&spec), LossKind::CrossEntropy).unwrap();
+    let ours: Vec<Vec<usize>> = arch.tensors().into_iter().map(|x| x.1).collect();
+    let torch: Vec<Vec<usize>> =
+        f["shapes"].as_array().unwrap().iter().map(|s| floats(s).into_iter().map(|x| x as usize).collect()).collect();
+    assert_eq!(ours, torch, "parameters() shapes in order ({:?})", f["names"]);
+    let m = Network::new(arch, floats(&f["params"]));
+    let x = Mat::from_fn(n, t, |i, j| tokens[i][j]);
+    let y: Vec<u32> = floats(&f["targets"]).into_iter().map(|v| v as u32).collect();
+    let vocab = c["vocab_size"].as_u64().unwrap() as usize;
+    let (loss, grad) = m.loss_grad(x.as_ref(), &y);
+    let torch_loss = f["loss"].as_f64().unwrap();
+    assert!((loss - torch_loss).abs() <= 1e-12 * torch_loss, "loss {loss} vs torch {torch_loss}");
+    let e = rel(&grad, &floats(&f["grad"]));
+    assert!(e <= 1e-10, "gradient relative difference {e:e}");
+    let op = ModelCurvature::new(m.clone(), Split { x, y, num_classes: vocab }, CurvatureKind::Hessian);
+    let p = m.num_params();
+    let vs: [Vec<f64>; 2] = [(0..p).map(|i| (i as f64 + 1.0).sin()).collect(), (0..p).map(|i| (3.0 * i as f64).cos() / 2.0).collect()];
+    for (v, hv) in vs.iter().zip(f["hvps"].as_array().unwrap()) {
+        let e = rel(&op.apply_vec(v), &floats(hv));
+        assert!(e <= 1e-10, "HVP relative difference {e:e}");
+        eprintln!(
+            "nanoGPT (P = {p}): loss within {:.1e}, gradient {:.1e}, HVP {e:.1e}",
+            (loss - torch_loss).abs() / torch_loss,
+            rel(&grad, &floats(&f["grad"]))
+        );
+    }
 }

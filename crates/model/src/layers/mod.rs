@@ -8,6 +8,7 @@ mod add;
 mod avg_pool2d;
 mod batch_norm;
 mod causal_attention;
+mod chain;
 mod concat;
 mod conv2d;
 mod dropout;
@@ -83,6 +84,7 @@ pub const REGISTRY: &[Entry] = &[
     embedding::ENTRY,
     position_embedding::ENTRY,
     causal_attention::ENTRY,
+    chain::SELF_ATTENTION,
     last_position::ENTRY,
     add::ENTRY,
     concat::ENTRY,
@@ -102,7 +104,7 @@ pub fn torch_entry(torch: &str) -> Option<&'static Entry> {
 pub fn layer_names() -> String {
     let mut v: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
     v.dedup();
-    v.extend(["residual", "graph"]);
+    v.extend(["residual", "graph", "transformer"]);
     v.join(", ")
 }
 
@@ -112,7 +114,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("group_norm", "GroupNorm"),
     ("adaptive_avg_pool2d", "AdaptiveAvgPool2d"),
     ("multihead_attention", "MultiheadAttention"),
-    ("causal_self_attention", "nanoGPT's CausalSelfAttention"),
     ("softmax", "Softmax (the cross-entropy loss applies it)"),
 ];
 

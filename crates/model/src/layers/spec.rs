@@ -89,6 +89,9 @@ impl TryFrom<Value> for LayerSpec {
         if let Some(s) = v.as_str() {
             return match s {
                 "residual" | "graph" => Err(format!("`{s}` needs its layers, e.g. {{ {s} = [...] }}")),
+                "transformer" => {
+                    Err("`transformer` needs its size: { transformer = { vocab_size, n_layer, n_embd, n_head, block_size } }".into())
+                }
                 _ => LayerSpec::layer(s, None),
             };
         }
@@ -135,9 +138,54 @@ impl TryFrom<Value> for LayerSpec {
                 }
                 Ok(LayerSpec::Graph(out))
             }
+            "transformer" => transformer(arg),
             _ => LayerSpec::layer(name, Some(arg.clone())),
         }
     }
+}
+
+/// `{ transformer = { vocab_size, n_layer, n_embd, n_head, block_size, mlp_ratio = 4, bias =
+/// true } }`: nanoGPT's GPT as a graph of named nodes — `wte`, `wpe`, per block `h{i}_attn`
+/// (x + c_proj(attention(c_attn(ln_1(x))))) and `h{i}_mlp` (x + c_proj(gelu(c_fc(ln_2(x))))),
+/// `ln_f` and an untied `lm_head` without bias: [T] token ids → [T, vocab_size] logits.
+fn transformer(arg: &Value) -> Result<LayerSpec, String> {
+    let keys = ["vocab_size", "n_layer", "n_embd", "n_head", "block_size", "mlp_ratio", "bias"];
+    let t = table("transformer", arg, &keys)?;
+    let int = |k: &str, default: Option<usize>| match (t.get(k), default) {
+        (Some(v), _) => super::as_usize(v, k),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(format!("transformer needs {k}")),
+    };
+    let (vocab, n_layer, d, heads, block) =
+        (int("vocab_size", None)?, int("n_layer", None)?, int("n_embd", None)?, int("n_head", None)?, int("block_size", None)?);
+    let ratio = int("mlp_ratio", Some(4))?;
+    let bias = super::as_bias(t)?;
+    if !bias {
+        return Err("transformer with bias = false needs LayerNorm without a bias, which is not supported yet".into());
+    }
+    if n_layer == 0 || d == 0 || heads == 0 || ratio == 0 {
+        return Err("transformer needs n_layer, n_embd, n_head and mlp_ratio ≥ 1".into());
+    }
+    let layer = |name: &str, arg: Value| LayerSpec::layer(name, Some(arg));
+    let node = |name: String, layer: LayerSpec| GraphNode { name, layer, inputs: None };
+    let mut nodes = vec![
+        node("wte".into(), layer("embedding", json!({"num_embeddings": vocab, "embedding_dim": d}))?),
+        node("wpe".into(), layer("position_embedding", json!({"max_len": block}))?),
+    ];
+    for i in 0..n_layer {
+        let attn = vec![LayerSpec::layer("layer_norm", None)?, layer("causal_self_attention", json!({"heads": heads, "bias": bias}))?];
+        let mlp = vec![
+            LayerSpec::layer("layer_norm", None)?,
+            layer("linear", json!({"out_features": ratio * d, "bias": bias}))?,
+            LayerSpec::layer("gelu", None)?,
+            layer("linear", json!({"out_features": d, "bias": bias}))?,
+        ];
+        nodes.push(node(format!("h{i}_attn"), LayerSpec::Residual { body: attn, shortcut: vec![] }));
+        nodes.push(node(format!("h{i}_mlp"), LayerSpec::Residual { body: mlp, shortcut: vec![] }));
+    }
+    nodes.push(node("ln_f".into(), LayerSpec::layer("layer_norm", None)?));
+    nodes.push(node("lm_head".into(), layer("linear", json!({"out_features": vocab, "bias": false}))?));
+    Ok(LayerSpec::Graph(nodes))
 }
 
 impl From<LayerSpec> for Value {
