@@ -23,6 +23,33 @@ fn run(file: &str, out: &Path, set: &[&str], jobs: usize) -> Plan {
     plan
 }
 
+/// `pipelines/grokking.toml` at a reduced size (mod 7, 300 steps): the transformer fits the
+/// training equations, the spectra along training are written for every snapshot, and the
+/// dataset says its vocabulary. The grokking jump itself takes the full run (reproduction.md).
+#[test]
+fn grokking_pipeline_fits_modular_addition_and_writes_spectra_along_training() {
+    let out = tmp("grokking");
+    let set = [
+        "data.p=7",
+        "train.layers=[{ transformer = { vocab_size = 9, n_layer = 1, n_embd = 16, n_head = 2, block_size = 4 } }, \"last_position\"]",
+        "train.max_steps=300",
+        "train.snapshot_every=100",
+        "spectra.k=4",
+    ];
+    run("pipelines/grokking.toml", &out, &set, 2);
+    let main = out.join("grokking/main");
+    let log = read_artifact(&main.join("train/log.parquet"), None).unwrap();
+    let acc = f64_values(&log.batch, "train_accuracy").unwrap();
+    assert_eq!(*acc.last().unwrap(), 1.0, "the 1-layer transformer fits the training half: {acc:?}");
+    let ds = read_artifact(&main.join("data/dataset.parquet"), None).unwrap();
+    let info: serde_json::Value = serde_json::from_str(ds.meta("generator").unwrap()).unwrap();
+    assert_eq!(info["vocabulary"].as_array().unwrap().len(), 9);
+    let spectra = read_artifact(&main.join("spectra/training_spectrum.parquet"), None).unwrap();
+    let steps = u64_values(&spectra.batch, "step").unwrap();
+    assert!(steps.contains(&0) && steps.contains(&300), "{steps:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 fn eigenvalues(path: &Path) -> Vec<f64> {
     let a = read_artifact(path, None).unwrap();
     <hesslab_artifacts::Eigenvalues as hesslab_pipeline::Port>::decode(&a).unwrap().values

@@ -10,6 +10,7 @@ mod mixture;
 mod onnx;
 pub mod rng;
 mod tensors;
+mod tokens;
 
 pub use dataset::{Dataset, MAX_CLASSES, Split, TEST, TRAIN};
 pub use digits::{DigitsParams, PixelScaling, gunzip, load_digits, parse_digits_csv, stratified_split};
@@ -20,3 +21,4 @@ pub use loaders::{
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};
 pub use onnx::{Attribute, OnnxModel, OnnxNode, parse_onnx, read_onnx};
 pub use tensors::{ArrayHeader, NamedArray, TensorData, load_tensors, read_arrays, safetensors_header};
+pub use tokens::{MAX_MODULUS, ModularParams, Operation, check_modular, modular_arithmetic};

@@ -23,6 +23,7 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<data::Cifar10Stage>();
     r.add::<data::TableStage>();
     r.add::<data::TensorsStage>();
+    r.add::<data::ModularArithmeticStage>();
     r.add::<Train>();
     r.add::<ImportModel>();
     r.add::<CurvatureDense>();

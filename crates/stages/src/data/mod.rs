@@ -118,6 +118,27 @@ impl StageKind for DigitsStage {
     }
 }
 
+/// `modular_arithmetic`: every equation `a ∘ b =` of Z_p (the grokking task).
+pub struct ModularArithmeticStage;
+
+impl StageKind for ModularArithmeticStage {
+    type Params = hesslab_data::ModularParams;
+    const KIND: &'static str = "modular_arithmetic";
+    const DOC: &'static str = "Every equation a ∘ b = over Z_p (operation +, -, * or /) as four tokens [a, ∘, b, =] with its answer (a ∘ b) mod p as the label — Power et al.'s grokking task; tokens 0..p are numbers, p the operation, p + 1 `=` (vocabulary p + 2, listed in the dataset's info); a seeded train_fraction trains.";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn check(p: &hesslab_data::ModularParams) -> Vec<(String, String)> {
+        hesslab_data::check_modular(p)
+    }
+    fn facts(p: &hesslab_data::ModularParams, _: &InputFacts) -> Facts {
+        let n = if p.operation == hesslab_data::Operation::Div { p.p * (p.p.saturating_sub(1)) } else { p.p * p.p };
+        Facts { rows: Some(n as u64), dim: Some(4), classes: Some(p.p as u64 + 2), ..Default::default() }
+    }
+    fn run(p: &hesslab_data::ModularParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = hesslab_data::modular_arithmetic(p, ctx.seed).map_err(StageError::other)?;
+        ctx.write_shared::<Dataset>(DATASET.name, ds)
+    }
+}
+
 /// `idx`: MNIST-style IDX files.
 pub struct IdxStage;
 
