@@ -36,6 +36,7 @@ reduced() {
     bn_ablation) echo 'data.samples_per_class=30|train.max_steps=60|top.k=5|top.max_samples=100|top.tol=1e-6' ;;
     resnet_fashion) echo 'data.samples_per_class=30|train.max_steps=60|top.k=5|top.max_samples=100|density.probes=2|density.steps=20|density.max_samples=100|stem_top.max_samples=100|classifier_top.max_samples=100|split.k=4|split.max_samples=60|small.max_steps=60|small_dense.max_samples=40|small_lanczos.max_samples=40|small_lanczos.k=8' ;;
     s16_p2_real_vs_random_inputs) echo 'sweep.init.seed=[1, 2]|data.samples_per_class=30|train.max_steps=200|top_init.max_samples=100|top_end.max_samples=100|density_init.steps=30|density_end.steps=30' ;;
+    gpt_char) echo 'data.context=8|data.samples=200|train.layers=[{ transformer = { vocab_size = 76, n_layer = 1, n_embd = 8, n_head = 2, block_size = 8 } }, "last_position"]|train.max_steps=40|train.batch_size=50|top.k=4|top.max_samples=60|density.probes=2|density.steps=10|density.max_samples=60|split.k=3|split.max_samples=60' ;;
     grokking) echo 'data.p=7|train.layers=[{ transformer = { vocab_size = 9, n_layer = 1, n_embd = 16, n_head = 2, block_size = 4 } }, "last_position"]|train.max_steps=300|train.snapshot_every=100|spectra.k=4' ;;
     slq_validation) echo 'sweep.train.seed=[1]|data.samples_per_class=20|train.max_steps=100' ;;
     adaptive_eos) echo 'sweep.train.seed=[1]|data.samples_per_class=30|train.max_steps=200' ;;

@@ -50,6 +50,44 @@ fn grokking_pipeline_fits_modular_addition_and_writes_spectra_along_training() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `pipelines/gpt_char.toml` at a reduced size: windows of the Debian GPL-3 text (labels the
+/// character after the context, the vocabulary the file's characters), a small GPT trained on
+/// them, and its top eigenvalues, SLQ density and H = G + R split written.
+#[test]
+fn gpt_char_pipeline_trains_a_character_gpt_and_measures_its_hessian() {
+    let out = tmp("gpt-char");
+    let set = [
+        "data.context=8",
+        "data.samples=200",
+        "train.layers=[{ transformer = { vocab_size = 76, n_layer = 1, n_embd = 8, n_head = 2, block_size = 8 } }, \"last_position\"]",
+        "train.max_steps=40",
+        "train.batch_size=50",
+        "top.k=4",
+        "top.max_samples=60",
+        "density.probes=2",
+        "density.steps=10",
+        "density.max_samples=60",
+        "split.k=3",
+        "split.max_samples=60",
+    ];
+    run("pipelines/gpt_char.toml", &out, &set, 2);
+    let main = out.join("gpt_char/main");
+    let ds = read_artifact(&main.join("data/dataset.parquet"), None).unwrap();
+    let info: serde_json::Value = serde_json::from_str(ds.meta("generator").unwrap()).unwrap();
+    let text: Vec<char> = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap().chars().collect();
+    let vocab: Vec<String> = info["vocabulary"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(vocab.len(), 76);
+    // Every sample is a window of the text and its label the next character.
+    let d = <hesslab_artifacts::Dataset as hesslab_pipeline::Port>::decode(&ds).unwrap();
+    let row: String = d.x[..8].iter().map(|&v| vocab[v as usize].clone()).collect();
+    let next = &vocab[d.y[0] as usize];
+    let at = text.windows(9).position(|w| w[..8].iter().collect::<String>() == row && w[8].to_string() == *next);
+    assert!(at.is_some(), "`{row}` + `{next}` is a window of the text");
+    assert_eq!(eigenvalues(&main.join("top/eigenvalues.parquet")).len(), 4);
+    assert!(main.join("density/density.parquet").exists() && main.join("split/decomposition.parquet").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 fn eigenvalues(path: &Path) -> Vec<f64> {
     let a = read_artifact(path, None).unwrap();
     <hesslab_artifacts::Eigenvalues as hesslab_pipeline::Port>::decode(&a).unwrap().values

@@ -21,4 +21,4 @@ pub use loaders::{
 pub use mixture::{GaussianMixture, MixtureParams, total_samples};
 pub use onnx::{Attribute, OnnxModel, OnnxNode, parse_onnx, read_onnx};
 pub use tensors::{ArrayHeader, NamedArray, TensorData, load_tensors, read_arrays, safetensors_header};
-pub use tokens::{MAX_MODULUS, ModularParams, Operation, check_modular, modular_arithmetic};
+pub use tokens::{MAX_MODULUS, ModularParams, Operation, TextParams, check_modular, check_text, load_text, modular_arithmetic};

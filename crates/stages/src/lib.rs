@@ -24,6 +24,7 @@ pub fn register(r: &mut hesslab_pipeline::Registry) {
     r.add::<data::TableStage>();
     r.add::<data::TensorsStage>();
     r.add::<data::ModularArithmeticStage>();
+    r.add::<data::TextStage>();
     r.add::<Train>();
     r.add::<ImportModel>();
     r.add::<CurvatureDense>();

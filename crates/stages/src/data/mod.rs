@@ -139,6 +139,31 @@ impl StageKind for ModularArithmeticStage {
     }
 }
 
+/// `text`: character-level windows of a UTF-8 file.
+pub struct TextStage;
+
+impl StageKind for TextStage {
+    type Params = hesslab_data::TextParams;
+    const KIND: &'static str = "text";
+    const DOC: &'static str = "Character-level windows of a UTF-8 file: `context` character ids as the sample, the next character as the label; the vocabulary is the file's characters (listed in the dataset's info); a seeded sample of `samples` windows, train/test by position (the text's last test_fraction gives the test windows).";
+    const OUTPUTS: &'static [PortSpec] = &[DATASET];
+    fn input_files(p: &hesslab_data::TextParams) -> Vec<String> {
+        vec![p.path.clone()]
+    }
+    fn check(p: &hesslab_data::TextParams) -> Vec<(String, String)> {
+        let mut e = hesslab_data::check_text(p);
+        e.extend(unreadable_input("path", &p.path));
+        e
+    }
+    fn facts(p: &hesslab_data::TextParams, _: &InputFacts) -> Facts {
+        Facts { rows: (p.samples > 0).then_some(p.samples as u64), dim: Some(p.context as u64), ..Default::default() }
+    }
+    fn run(p: &hesslab_data::TextParams, ctx: &mut StageContext) -> Result<(), StageError> {
+        let ds = hesslab_data::load_text(p, ctx.seed).map_err(StageError::other)?;
+        ctx.write_shared::<Dataset>(DATASET.name, ds)
+    }
+}
+
 /// `idx`: MNIST-style IDX files.
 pub struct IdxStage;
 
