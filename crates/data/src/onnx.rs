@@ -160,16 +160,6 @@ fn dtype_name(code: i64) -> std::result::Result<(&'static str, usize), String> {
     })
 }
 
-fn half(h: u16) -> f64 {
-    let (s, e, m) = (if h >> 15 == 1 { -1.0 } else { 1.0 }, ((h >> 10) & 0x1f) as i32, (h & 0x3ff) as f64);
-    match e {
-        0 => s * m * 2f64.powi(-24),
-        31 if m == 0.0 => s * f64::INFINITY,
-        31 => f64::NAN,
-        e => s * (1.0 + m / 1024.0) * 2f64.powi(e - 15),
-    }
-}
-
 /// A TensorProto: its name and values.
 fn tensor(b: &[u8]) -> std::result::Result<(String, NamedArray), String> {
     let mut r = Reader::new(b);
@@ -210,7 +200,7 @@ fn tensor(b: &[u8]) -> std::result::Result<(String, NamedArray), String> {
                 .map(|c| match dtype {
                     "float32" => f32::from_le_bytes(c.try_into().expect("4")) as f64,
                     "float64" => f64::from_le_bytes(c.try_into().expect("8")),
-                    "float16" => half(u16::from_le_bytes(c.try_into().expect("2"))),
+                    "float16" => crate::tensors::half_to_f64(u16::from_le_bytes(c.try_into().expect("2"))),
                     "int64" => i64::from_le_bytes(c.try_into().expect("8")) as f64,
                     "int32" => i32::from_le_bytes(c.try_into().expect("4")) as f64,
                     "int8" => c[0] as i8 as f64,
@@ -222,7 +212,7 @@ fn tensor(b: &[u8]) -> std::result::Result<(String, NamedArray), String> {
             "float32" => floats.iter().map(|b| f32::from_le_bytes(*b) as f64).collect(),
             "float64" => doubles.iter().map(|b| f64::from_le_bytes(*b)).collect(),
             // float16, integers and bools live in int32_data / int64_data.
-            "float16" => ints.iter().map(|&v| half(v as u16)).collect(),
+            "float16" => ints.iter().map(|&v| crate::tensors::half_to_f64(v as u16)).collect(),
             _ => ints.iter().map(|&v| v as f64).collect(),
         },
     };

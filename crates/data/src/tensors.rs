@@ -150,7 +150,7 @@ impl RawArray<'_> {
 }
 
 /// IEEE half precision to f64.
-fn half_to_f64(h: u16) -> f64 {
+pub(crate) fn half_to_f64(h: u16) -> f64 {
     let (sign, exp, frac) = ((h >> 15) as i32, ((h >> 10) & 0x1f) as i32, (h & 0x3ff) as f64);
     let s = if sign == 1 { -1.0 } else { 1.0 };
     match exp {

@@ -170,8 +170,8 @@ impl<'a> Builder<'a> {
                     _ => "Sigmoid",
                 };
                 self.push(n, act(name), vec![x.clone()]);
-                if n.op_type == "Sigmoid" {
-                    self.sigmoid_of.insert(n.outputs[0].clone(), x);
+                if let (true, Some(o)) = (n.op_type == "Sigmoid", n.outputs.first()) {
+                    self.sigmoid_of.insert(o.clone(), x);
                 }
             }
             "Mul" => {
