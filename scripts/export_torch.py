@@ -73,6 +73,10 @@ def module_entry(m, path, shape_in):
             if cls is nn.Flatten and (m.start_dim, m.end_dim) != (1, -1):
                 refuse("only Flatten(start_dim=1, end_dim=-1)")
             return {"module": name}
+    if isinstance(m, nn.Embedding):
+        if m.padding_idx is not None or m.max_norm is not None:
+            refuse("only Embedding without padding_idx and max_norm")
+        return {"module": "Embedding", "num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim}
     if isinstance(m, nn.Linear):
         return {"module": "Linear", "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}
     if isinstance(m, nn.Conv2d):
@@ -162,11 +166,33 @@ def function_entry(node, shape_in):
     raise Unsupported(f"{where} is not supported; supported: {SUPPORTED}")
 
 
+def is_nanogpt(m, cls):
+    """Whether `m` is nanoGPT's `cls` ("CausalSelfAttention" or its bias-optional "LayerNorm")."""
+    return type(m).__name__ == cls and not isinstance(m, nn.LayerNorm) and hasattr(m, "weight" if cls == "LayerNorm" else "c_attn")
+
+
+class Tracer(torch.fx.Tracer):
+    """torch.fx's tracer with nanoGPT's attention and LayerNorm kept whole (their forward uses
+    view/split/masked_fill and F.layer_norm, which hesslab has as one layer each)."""
+    def is_leaf_module(self, m, qualname):
+        return is_nanogpt(m, "CausalSelfAttention") or is_nanogpt(m, "LayerNorm") or super().is_leaf_module(m, qualname)
+
+
+def nanogpt_entry(m, path):
+    if is_nanogpt(m, "CausalSelfAttention"):
+        return {"module": "CausalSelfAttention", "n_embd": m.n_embd, "n_head": m.n_head, "bias": m.c_attn.bias is not None, "path": path}
+    if m.bias is None:
+        raise Unsupported(f"module `{path}` (nanoGPT LayerNorm with bias=False): a LayerNorm without β is not supported yet")
+    return {"module": "LayerNorm", "normalized_shape": list(m.weight.shape), "eps": 1e-5, "elementwise_affine": True, "path": path}
+
+
 def architecture(net, example_input, loss="cross_entropy"):
     """The architecture JSON of `net` (traced on `example_input`, a batch of one or more)."""
-    gm = torch.fx.symbolic_trace(net)
+    gm = torch.fx.GraphModule(net, Tracer().trace(net))
     ShapeProp(gm).propagate(example_input)
     nodes, names, output = [], {}, None
+    # nanoGPT's `wpe(arange(t))`: position tables, added to the token embeddings below.
+    positions, position_ids = {}, set()
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if names:
@@ -176,18 +202,41 @@ def architecture(net, example_input, loss="cross_entropy"):
         if node.op == "output":
             output = node.args[0]
             continue
+        if node.op == "get_attr" and not node.users:
+            continue  # a dead attribute read (fx records some around leaf modules)
         if node.op == "get_attr":
             raise Unsupported(f"`{node.target}` is used as a tensor in forward (a functional layer with its own weights); use an nn.Module for it")
-        if node.op == "call_method" and node.target == "size":
-            continue  # only feeds a view(x.size(0), -1)
+        if node.op == "call_method" and node.target == "size" or node.target is operator.getitem and node.args[0].op == "call_method":
+            continue  # sizes only feed a view(x.size(0), -1) or an arange(t)
+        if node.op == "call_function" and node.target is getattr:
+            continue  # idx.device, for arange
+        if node.target is torch.arange:
+            position_ids.add(node)
+            continue
         first = node.args[0] if node.args else None
         shape_in = list(first.meta["tensor_meta"].shape) if isinstance(first, torch.fx.Node) and "tensor_meta" in first.meta else None
-        if node.op == "call_module":
+        if node.op == "call_module" and first in position_ids:
+            positions[node] = gm.get_submodule(node.target), node.target
+            continue
+        if node.target in (operator.add, torch.add) and len(node.args) == 2 and node.args[1] in positions:
+            table, path = positions[node.args[1]]
+            entry, inputs = {"module": "PositionEmbedding", "num_embeddings": table.num_embeddings, "embedding_dim": table.embedding_dim, "path": path}, [first]
+            nodes.append({"name": node.name, "inputs": [names[first]], "module": entry})
+            names[node] = node.name
+            continue
+        if node.target is operator.getitem and len(node.args[1]) == 3 and node.args[1][1] == -1:
+            entry, inputs = {"module": "LastPosition"}, [first]  # x[:, -1, :]
+            nodes.append({"name": node.name, "inputs": [names[first]], "module": entry})
+            names[node] = node.name
+            continue
+        if node.op == "call_module" and (is_nanogpt(gm.get_submodule(node.target), "CausalSelfAttention") or is_nanogpt(gm.get_submodule(node.target), "LayerNorm")):
+            entry, inputs = nanogpt_entry(gm.get_submodule(node.target), node.target), [first]
+        elif node.op == "call_module":
             entry = module_entry(gm.get_submodule(node.target), node.target, shape_in)
             if any(True for _ in gm.get_submodule(node.target).parameters(recurse=False)) or list(gm.get_submodule(node.target).buffers(recurse=False)):
                 entry["path"] = node.target
             inputs = [first]
-        else:
+        elif node.op != "call_module":
             entry, inputs = function_entry(node, shape_in)
         for i in inputs:
             if i not in names:
@@ -212,7 +261,9 @@ def export_model(net, example_input, stem, loss="cross_entropy"):
         net.train(was_training)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(stem.with_suffix(".safetensors")))
+    # nanoGPT's causal mask (`attn.bias`, a buffer) is not a tensor hesslab reads: it recomputes it.
+    masks = {f"{n}.bias" for n, m in net.named_modules() if is_nanogpt(m, "CausalSelfAttention") and "bias" in dict(m.named_buffers(recurse=False))}
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items() if k not in masks}, str(stem.with_suffix(".safetensors")))
     stem.with_suffix(".json").write_text(json.dumps(arch, indent=1) + "\n")
     return arch
 

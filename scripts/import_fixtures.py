@@ -14,6 +14,10 @@ dense torch.autograd.functional.hessian. tests/import_model.rs compares without 
 --onnx: write NAME.onnx of each network from its committed NAME.safetensors (export_onnx: the
 TorchScript exporter, BatchNorm not folded); the expected values are the same weights'.
 
+--gpt: nanoGPT's GPT (scripts/gpt_fixtures.py's classes, 2 layers) read at the last position,
+trained in torch on modular addition mod 7 (tokens.npz), exported and measured like the others
+(the `gpt` entry of expected.json).
+
 --roundtrip OUT_DIR: OUT_DIR holds `hesslab run tests/fixtures/resnet_digits.toml`'s outputs;
 its trained model is loaded into torch with the README's rebuild, saved with
 safetensors.torch.save_file, and committed with its hesslab model.parquet (roundtrip_*).
@@ -111,17 +115,19 @@ def train(net, dtype, steps, x, y):
     return float(loss)
 
 
-def measure(net, stem, x, y):
+def measure(net, stem, x, y, tokens=False):
     """PyTorch's numbers at the saved weights, widened to float64, eval mode."""
     from safetensors.torch import load_file
     state = {k: (v.double() if v.is_floating_point() else v) for k, v in load_file(str(stem) + ".safetensors").items()}
     net = net.double().eval()
-    net.load_state_dict(state)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    # Only nanoGPT's causal masks are left out of the exported state_dict (recomputed).
+    assert not unexpected and all(k.endswith("attn.bias") for k in missing), (missing, unexpected)
     names = [n for n, _ in net.named_parameters()]
     shapes = [p.shape for p in net.parameters()]
     buffers = dict(net.named_buffers())
     flat = torch.cat([state[n].reshape(-1) for n in names])
-    xb, yb = torch.tensor(x, dtype=torch.float64), torch.tensor(y)
+    xb, yb = (torch.tensor(x) if tokens else torch.tensor(x, dtype=torch.float64)), torch.tensor(y)
 
     def loss(w):
         ps, o = {}, 0
@@ -154,6 +160,48 @@ def measure(net, stem, x, y):
     return out
 
 
+def gpt(out):
+    """nanoGPT's GPT trained in torch on modular addition mod 7, read at the last position."""
+    import gpt_fixtures as g
+    torch.set_default_dtype(torch.float32)  # gpt_fixtures works in float64; train as users do
+
+    class Config:
+        vocab_size, n_layer, n_embd, n_head, block_size, bias = 9, 2, 16, 2, 4, True
+
+    class LastToken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gpt = g.GPT(Config())
+
+        def forward(self, idx):
+            return self.gpt(idx)[:, -1, :]
+
+    p = 7
+    x = np.array([[a, p, b, p + 1] for a in range(p) for b in range(p)], dtype=np.int64)
+    y = np.array([(a + b) % p for a in range(p) for b in range(p)], dtype=np.int64)
+    split = np.zeros(len(y), dtype=bool)
+    split[::3] = True
+    export_data(out / "tokens.npz", x=x, y=y, split=split)
+    torch.manual_seed(0)
+    net = LastToken()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.1)
+    xb, yb = torch.tensor(x[~split]), torch.tensor(y[~split])
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(net(xb), yb).backward()
+        opt.step()
+    net.eval()
+    arch = export_model(net, xb[:2], out / "gpt")
+    m = measure(net, out / "gpt", x[~split], y[~split], tokens=True)
+    m["dtype"] = "float32"
+    m["graph"] = arch["modules"][0]["module"] == "Graph"
+    path = out / "expected.json"
+    expected = json.loads(path.read_text())
+    expected["gpt"] = m
+    path.write_text(json.dumps(expected, separators=(",", ":")) + "\n")
+    print(f"gpt: P = {m['params']}, loss {m['loss']:.6g}, λ1..3 = {m['top10'][:3]}")
+
+
 def roundtrip(out_dir):
     """A hesslab-trained model through torch and back: the README's rebuild, save_file."""
     from safetensors.torch import save_file
@@ -174,10 +222,14 @@ def main():
     ap.add_argument("--check", action="store_true", help="compare with the committed expected.json instead of writing")
     ap.add_argument("--roundtrip", metavar="OUT_DIR")
     ap.add_argument("--onnx", action="store_true")
+    ap.add_argument("--gpt", action="store_true")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if a.roundtrip:
         roundtrip(a.roundtrip)
+        return
+    if a.gpt:
+        gpt(OUT)
         return
     if a.onnx:
         from safetensors.torch import load_file

@@ -1,5 +1,6 @@
 //! Bring your own model (#41): networks trained in PyTorch (scripts/import_fixtures.py — an MLP,
-//! a LeNet-style class with a functional forward, a ResNet with BatchNorm in eval mode),
+//! a LeNet-style class with a functional forward, a ResNet with BatchNorm in eval mode and
+//! nanoGPT's 2-layer GPT on modular addition),
 //! exported by scripts/export_torch.py (state_dict as safetensors + architecture JSON) and read
 //! by `import_model`. hesslab's loss, gradient and top-10 Hessian eigenvalues equal PyTorch's
 //! own (committed in expected.json, float64), a hesslab model survives the trip through torch
@@ -29,8 +30,12 @@ fn run(d: &Path, src: &str, cmd: &str) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
-/// A pipeline: the digits PyTorch trained on, the imported network `name`, its top 10.
+/// A pipeline: the data PyTorch trained on, the imported network `name`, its top 10.
 fn pipeline(weights: &Path, architecture: &Path) -> String {
+    pipeline_on("digits.npz", weights, architecture)
+}
+
+fn pipeline_on(data: &str, weights: &Path, architecture: &Path) -> String {
     format!(
         r#"[pipeline]
 name = "imported"
@@ -51,7 +56,7 @@ k = 10
 which = "largest"
 tol = 1e-12
 "#,
-        fixtures().join("digits.npz").display(),
+        fixtures().join(data).display(),
         weights.display(),
         architecture.display()
     )
@@ -64,14 +69,16 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
 #[test]
 fn pytorch_trained_networks_have_pytorchs_loss_gradient_and_top_eigenvalues() {
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
-    let cases = ["mlp", "lenet", "resnet_bn"].into_iter().flat_map(|n| [(n, false), (n, true)]);
+    // nanoGPT's GPT (2 layers, read at the last position) through safetensors only.
+    let cases = ["mlp", "lenet", "resnet_bn"].into_iter().flat_map(|n| [(n, false), (n, true)]).chain([("gpt", false)]);
     for (net, through_onnx) in cases {
         let e = &expected[net];
         let name = format!("{net}{}", if through_onnx { " (ONNX)" } else { "" });
         let d = sandbox(&format!("{net}-{through_onnx}"));
         let (weights, arch_path) = (fixtures().join(format!("{net}.safetensors")), fixtures().join(format!("{net}.json")));
         let onnx = fixtures().join(format!("{net}.onnx"));
-        let mut src = pipeline(&weights, &arch_path);
+        let data = if net == "gpt" { "tokens.npz" } else { "digits.npz" };
+        let mut src = pipeline_on(data, &weights, &arch_path);
         if through_onnx {
             src = src.replace(
                 &format!("weights = \"{}\"\narchitecture = \"{}\"", weights.display(), arch_path.display()),
@@ -89,7 +96,8 @@ fn pytorch_trained_networks_have_pytorchs_loss_gradient_and_top_eigenvalues() {
 
         let ds = Dataset::decode(&read_artifact(&main.join("data/dataset.parquet"), None).unwrap()).unwrap();
         let train = ds.train();
-        assert_eq!(train.len(), 240, "the file's split: every fifth digit is a test digit");
+        let expected_train = if net == "gpt" { 32 } else { 240 };
+        assert_eq!(train.len(), expected_train, "the file's split (every fifth digit, every third equation, is a test sample)");
         let (loss, grad) = m.net.loss_grad(train.x.as_ref(), &train.y);
         let torch_loss = e["loss"].as_f64().unwrap();
         assert!((loss - torch_loss).abs() <= 1e-12 * torch_loss, "{name}: loss {loss} vs torch {torch_loss}");
