@@ -20,7 +20,7 @@ const NUM_CLASSES: MetaKey = MetaKey { key: "num_classes", doc: "number of class
 const DIM: MetaKey = MetaKey { key: "dim", doc: "features per example" };
 const SHAPE: MetaKey = MetaKey {
     key: "shape",
-    doc: "JSON [C, H, W] for images (x holds each example in C, H, W row-major order, PyTorch's NCHW), [d] otherwise",
+    doc: "JSON [C, H, W] for images (x holds each example in C, H, W row-major order, PyTorch's NCHW), [T, d] for sequences (T positions of d features, row-major), [d] otherwise (token datasets: [T] ids)",
 };
 const FEATURE_NAMES: MetaKey = MetaKey { key: "feature_names", doc: "JSON list of feature names" };
 const GENERATOR: MetaKey = MetaKey { key: "generator", doc: "JSON: the generator or loader, its parameters, seed and source" };
