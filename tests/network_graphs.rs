@@ -7,7 +7,7 @@
 //! to the dense spectrum (with residuals), and the architecture JSON and tensor names as
 //! PyTorch's `parameters()` of the equivalent module.
 mod common;
-use common::curvature::{check_lanczos, check_structure, dense, layers, rel};
+use common::curvature::{central_difference_gradient, check_lanczos, check_structure, dense, layers, rel};
 use faer::Mat;
 use hesslab_data::{Split, rng::Rng};
 use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature, finite_difference_hvp};
@@ -63,15 +63,7 @@ fn gradient_and_hvp_match_central_differences() {
         assert!(m.as_graph().is_some(), "{what} is evaluated as a graph");
         let p = m.num_params();
         let (_, g) = m.loss_grad(d.x.as_ref(), &d.y);
-        let fd: Vec<f64> = (0..p)
-            .map(|i| {
-                let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
-                wp[i] += 1e-6;
-                wm[i] -= 1e-6;
-                (m.loss_grad_at(&wp, d.x.as_ref(), &d.y).0 - m.loss_grad_at(&wm, d.x.as_ref(), &d.y).0) / 2e-6
-            })
-            .collect();
-        let e = rel(&g, &fd);
+        let e = rel(&g, &central_difference_gradient(&m, &d));
         assert!(e < 1e-6, "{what}: gradient relative error {e:e}");
         let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
         assert!(rel(op.mean_gradient(), &g) < 1e-14, "{what}: the operator's gradient is the gradient");

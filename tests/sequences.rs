@@ -6,7 +6,7 @@
 //! symmetric with H = G + R, Lanczos equal to the dense spectrum, and the architecture JSON
 //! round trip with PyTorch's tensor names.
 mod common;
-use common::curvature::{check_lanczos, check_structure, dense, layers, rel};
+use common::curvature::{central_difference_gradient, check_lanczos, check_structure, dense, layers, rel};
 use faer::Mat;
 use hesslab_data::{Split, rng::Rng};
 use hesslab_hessian::{CurvatureKind, LinearOperator, ModelCurvature, finite_difference_hvp};
@@ -55,15 +55,7 @@ fn sequence_layers_have_exact_gradients_and_hessian_vector_products() {
         let (m, d) = net(input, spec, loss, 10 + i as u64, 9, tokens);
         let p = m.num_params();
         let (_, g) = m.loss_grad(d.x.as_ref(), &d.y);
-        let fd: Vec<f64> = (0..p)
-            .map(|i| {
-                let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
-                wp[i] += 1e-6;
-                wm[i] -= 1e-6;
-                (m.loss_grad_at(&wp, d.x.as_ref(), &d.y).0 - m.loss_grad_at(&wm, d.x.as_ref(), &d.y).0) / 2e-6
-            })
-            .collect();
-        let e = rel(&g, &fd);
+        let e = rel(&g, &central_difference_gradient(&m, &d));
         assert!(e < 1e-6, "{what}: gradient relative error {e:e}");
         let op = ModelCurvature::new(m.clone(), d.clone(), CurvatureKind::Hessian);
         let mut rng = Rng::new(i as u64);

@@ -58,3 +58,15 @@ pub fn check_lanczos(what: &str, op: &ModelCurvature, h: &Mat<f64>, k: usize) {
         assert!((a - b).abs() <= 1e-9 * l1, "{what}: λ{j} Lanczos {a} vs dense {b}");
     }
 }
+
+/// The gradient of the mean loss of `d` at `m`'s parameters by central differences (step 1e-6).
+pub fn central_difference_gradient(m: &hesslab_model::Network, d: &hesslab_data::Split) -> Vec<f64> {
+    (0..m.num_params())
+        .map(|i| {
+            let (mut wp, mut wm) = (m.params().to_vec(), m.params().to_vec());
+            wp[i] += 1e-6;
+            wm[i] -= 1e-6;
+            (m.loss_grad_at(&wp, d.x.as_ref(), &d.y).0 - m.loss_grad_at(&wm, d.x.as_ref(), &d.y).0) / 2e-6
+        })
+        .collect()
+}

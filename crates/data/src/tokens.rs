@@ -42,8 +42,9 @@ impl Default for ModularParams {
     }
 }
 
-/// The largest modulus (p² equations of four tokens).
-pub const MAX_MODULUS: usize = 4096;
+/// The largest modulus: p² equations of four tokens, 32 MB of features at 1024 (the grokking
+/// literature uses p ≤ 113), checked before anything is generated.
+pub const MAX_MODULUS: usize = 1024;
 
 fn is_prime(p: usize) -> bool {
     p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0)
